@@ -1,0 +1,81 @@
+//! The crate's one error type, with precise sub-enums per concern.
+//!
+//! Messages never carry secret or identifying data (no key bytes, no
+//! codename words, no plaintext).
+
+/// Every error northstar-core returns.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bytes that are not a valid encoding of the expected structure.
+    #[error("decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// A value too large to encode (caller misuse, not a peer fault).
+    #[error("encode: {what} is {got} bytes, at most {max} allowed")]
+    TooLongToEncode {
+        what: &'static str,
+        max: usize,
+        got: usize,
+    },
+    /// Session set-up failed.
+    #[error("session set-up: {0}")]
+    Pqxdh(#[from] crate::pqxdh::PqxdhError),
+    /// The Double Ratchet refused a message.
+    #[error("ratchet: {0}")]
+    Ratchet(#[from] crate::ratchet::RatchetError),
+    /// A sealed envelope could not be sealed or opened.
+    #[error("sealed sender: {0}")]
+    Sealed(#[from] crate::sealed::SealedError),
+    /// Codename problems (malformed, unknown word, wrong codename).
+    #[error("codename: {0}")]
+    Codename(#[from] crate::codename::CodenameError),
+    /// Directory verification failed.
+    #[error("directory: {0}")]
+    Directory(#[from] crate::directory::DirectoryError),
+    /// Encrypted state could not be opened.
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
+    /// Proof of work missing or insufficient.
+    #[error("proof of work: {0}")]
+    Pow(#[from] crate::pow::PowError),
+}
+
+/// Why bytes failed to decode. Every decoder is strict: unknown versions,
+/// unknown tags, short input, over-long fields and trailing bytes are errors.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Input ended before `what` was complete.
+    #[error("input ended inside {what}")]
+    UnexpectedEnd { what: &'static str },
+    /// Bytes left over after a complete structure.
+    #[error("{count} trailing bytes after {what}")]
+    TrailingBytes { what: &'static str, count: usize },
+    /// A version byte this implementation does not speak.
+    #[error("unsupported {what} version {got}, expected {expected}")]
+    UnsupportedVersion {
+        what: &'static str,
+        expected: u8,
+        got: u8,
+    },
+    /// A length prefix over the documented maximum.
+    #[error("{what} is {got} bytes, at most {max} allowed")]
+    TooLong {
+        what: &'static str,
+        max: usize,
+        got: usize,
+    },
+    /// A length below the documented minimum.
+    #[error("{what} is {got} bytes, at least {min} required")]
+    TooShort {
+        what: &'static str,
+        min: usize,
+        got: usize,
+    },
+    /// An enum tag with no meaning.
+    #[error("unknown {what} tag {tag}")]
+    UnknownTag { what: &'static str, tag: u8 },
+    /// A field whose bytes are not a valid value (bad key, bad UTF-8, …).
+    #[error("invalid {what}")]
+    Invalid { what: &'static str },
+}

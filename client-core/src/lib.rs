@@ -1,0 +1,69 @@
+//! # northstar-core
+//!
+//! The protocol library that every Northstar client runs — the command-line
+//! client natively, the browser client compiled to `wasm32-unknown-unknown`.
+//!
+//! It does **no I/O**: no sockets, no files, no clock, no operating-system
+//! randomness. Callers pass the current time ([`UnixTime`]) and a
+//! cryptographically secure RNG in, and get bytes and new state back; the
+//! shell (CLI, browser) stores and sends them.
+//!
+//! ## Modules
+//! - [`wire`] — the strict binary codec (`Reader` / `Writer`) every encoded structure uses.
+//! - [`ids`] — newtypes for mailbox ids, envelope ids and message ids.
+//! - [`keys`] — key newtypes: organisation, device identity, prekeys; zeroized, no `Debug` leak.
+//! - [`pqxdh`] — session set-up following Signal's PQXDH (X25519 + ML-KEM-768).
+//! - [`ratchet`] — the Double Ratchet with header encryption.
+//! - [`sealed`] — sealed-sender envelopes: HPKE (RFC 9180) to a mailbox key.
+//! - [`padding`] — size buckets every plaintext is padded to.
+//! - [`message`] — the application messages carried inside the ratchet.
+//! - [`codename`] — seeker codenames and the keys derived from them (Argon2id + HKDF).
+//! - [`directory`] — the organisation-signed team directory.
+//! - [`state`] — encrypted, versioned client-state blobs.
+//! - [`pow`] — the hashcash-style proof of work on deposits.
+//! - [`frame`] — the relay wire protocol (client ↔ relay frames).
+//!
+//! Byte-exact formats are specified in `docs/PROTOCOL.md`.
+#![forbid(unsafe_code)]
+
+pub mod codename;
+pub mod directory;
+pub mod error;
+pub mod frame;
+pub mod ids;
+pub mod keys;
+pub mod message;
+pub mod padding;
+pub mod pow;
+pub mod pqxdh;
+pub mod ratchet;
+pub mod sealed;
+pub mod state;
+pub mod wire;
+
+pub use error::{DecodeError, Error};
+pub use ids::{EnvelopeId, MailboxId, MessageId};
+
+/// Seconds since the Unix epoch, passed in by the caller (the core reads no clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixTime(pub u64);
+
+impl UnixTime {
+    /// Rounds down to the start of the hour: what the relay stores for expiries.
+    pub fn floor_hour(self) -> UnixTime {
+        UnixTime(self.0 - self.0 % 3600)
+    }
+    /// Rounds up to the next full hour (unchanged if already on one).
+    pub fn ceil_hour(self) -> UnixTime {
+        let r = self.0 % 3600;
+        if r == 0 {
+            self
+        } else {
+            UnixTime(self.0 - r + 3600)
+        }
+    }
+}
+
+/// The RNG bound every function that needs randomness takes.
+pub trait CryptoRng: rand_core::RngCore + rand_core::CryptoRng {}
+impl<T: rand_core::RngCore + rand_core::CryptoRng> CryptoRng for T {}

@@ -1,0 +1,9 @@
+//! (to be written)
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PowError {
+    #[error("not yet implemented")]
+    Unimplemented,
+}

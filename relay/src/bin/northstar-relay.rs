@@ -1,0 +1,3 @@
+fn main() {
+    println!("northstar-relay: not yet implemented");
+}

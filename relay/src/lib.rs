@@ -1,0 +1,2 @@
+//! The Northstar relay (to be written).
+#![forbid(unsafe_code)]
