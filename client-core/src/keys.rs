@@ -58,3 +58,58 @@ impl core::fmt::Debug for MlKemPublic {
         write!(f, "MlKemPublic({:02x}{:02x}..)", self.0[0], self.0[1])
     }
 }
+
+/// The public half of a mailbox: the Ed25519 key that proves ownership to
+/// the relay, and the X25519 key envelopes are sealed to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct MailboxPublic {
+    pub auth: Ed25519Public,
+    pub seal: X25519Public,
+}
+
+impl MailboxPublic {
+    /// Encoded length: auth key then seal key.
+    pub const LEN: usize = 64;
+
+    /// The mailbox id these keys determine.
+    pub fn id(&self) -> crate::ids::MailboxId {
+        crate::ids::MailboxId::derive(&self.auth.0, &self.seal.0)
+    }
+
+    /// `auth_pk[32] || seal_pk[32]`.
+    pub fn write(&self, w: &mut crate::wire::Writer) {
+        w.bytes(&self.auth.0).bytes(&self.seal.0);
+    }
+
+    pub fn read(r: &mut crate::wire::Reader<'_>) -> Result<Self, DecodeError> {
+        let auth = Ed25519Public(r.array("mailbox auth key")?);
+        auth.check()?;
+        let seal = X25519Public(r.array("mailbox seal key")?);
+        Ok(MailboxPublic { auth, seal })
+    }
+}
+
+/// The public identity of a counselor device or a seeker: an X25519 key
+/// (PQXDH) and an Ed25519 key (signatures over prekeys).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct IdentityPublic {
+    pub x25519: X25519Public,
+    pub ed25519: Ed25519Public,
+}
+
+impl IdentityPublic {
+    /// Encoded length: X25519 key then Ed25519 key.
+    pub const LEN: usize = 64;
+
+    /// `x25519_pk[32] || ed25519_pk[32]`.
+    pub fn write(&self, w: &mut crate::wire::Writer) {
+        w.bytes(&self.x25519.0).bytes(&self.ed25519.0);
+    }
+
+    pub fn read(r: &mut crate::wire::Reader<'_>) -> Result<Self, DecodeError> {
+        let x25519 = X25519Public(r.array("identity x25519 key")?);
+        let ed25519 = Ed25519Public(r.array("identity ed25519 key")?);
+        ed25519.check()?;
+        Ok(IdentityPublic { x25519, ed25519 })
+    }
+}
