@@ -1,1 +1,1090 @@
-//! (to be written)
+//! The relay wire protocol: frames between a client and the relay
+//! (docs/PROTOCOL.md §"Relay protocol", source docs/protocol/40-relay.md).
+//!
+//! Every frame is one binary WebSocket message:
+//!
+//! ```text
+//! frame = version:u8 (=1) || request_id:u32 || tag:u8 || body
+//! ```
+//!
+//! A reply echoes the request id of the request it answers. Frames the relay
+//! sends on its own (the hello, deliveries) carry request id 0, so clients
+//! number their requests from 1. Bodies are decoded strictly (named maxima,
+//! no trailing bytes). This module is pure: the relay, the CLI and the
+//! browser client all use it.
+
+use sha2::{Digest, Sha256};
+
+use crate::UnixTime;
+use crate::error::{DecodeError, Error};
+use crate::ids::{EnvelopeId, MailboxId};
+use crate::keys::{Ed25519Public, MailboxPublic, Signature, X25519Public};
+use crate::pow::CHALLENGE_LEN;
+use crate::sealed::Envelope;
+use crate::wire::{Reader, Writer};
+
+/// Frame format version.
+pub const FRAME_VERSION: u8 = 1;
+
+/// `version || request_id || tag`.
+pub const FRAME_HEADER_LEN: usize = 6;
+
+/// Request id of frames the relay sends unasked (hello, deliveries).
+pub const PUSH_REQUEST_ID: u32 = 0;
+
+/// Absolute ceiling on an encoded frame: a full batch of the largest
+/// envelopes (64 × ~64 KiB ≈ 4.2 MB) or the largest state blob fits; a relay
+/// configures a lower limit and announces it in its hello.
+pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
+
+/// Most envelopes in one deposit batch: a seeker fans one message out to
+/// every device of the intake set, and 64 devices is beyond any team we
+/// plan for; larger sets split into several batches (each with its own proof).
+pub const MAX_BATCH_ENVELOPES: usize = 64;
+
+/// Most envelope ids in one acknowledgement: a client acknowledges what it
+/// has processed in slices, and 256 × 32 bytes keeps the frame small.
+pub const MAX_ACK_IDS: usize = 256;
+
+/// Largest signed team directory: even a thousand counselor devices with
+/// their keys and mailboxes stay well below 1 MiB.
+pub const MAX_DIRECTORY_LEN: usize = 1024 * 1024;
+
+/// Largest signed prekey bundle (identity, signed X25519 prekey, signed
+/// ML-KEM-768 prekey of 1184 bytes, signatures): about 1.5 KB today, with
+/// room for one more post-quantum key.
+pub const MAX_PREKEY_BUNDLE_LEN: usize = 4096;
+
+/// A one-time prekey on the wire: `id:u32 || x25519_pk[32]`.
+pub const ONE_TIME_PREKEY_LEN: usize = 36;
+
+/// Most one-time prekeys in one upload (the relay's per-mailbox cap may be lower).
+pub const MAX_PREKEYS_PER_UPLOAD: usize = 1000;
+
+/// Largest encrypted seeker-state blob the protocol can carry: a few long
+/// conversations with ratchet states; a relay configures a lower cap.
+pub const MAX_STATE_LEN: usize = 4 * 1024 * 1024;
+
+/// Domain separation of the mailbox authentication signature.
+pub const AUTH_DOMAIN: &[u8] = b"northstar/v1/relay-auth";
+
+/// Domain separation of the mailbox registration signature.
+pub const REGISTER_DOMAIN: &[u8] = b"northstar/v1/relay-register";
+
+/// Domain separation of the deposit batch hash the proof of work covers.
+pub const DEPOSIT_BATCH_DOMAIN: &[u8] = b"northstar/v1/deposit-batch";
+
+/// A one-time prekey: handed out once by the relay, then deleted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct OneTimePrekey {
+    pub id: u32,
+    pub public: X25519Public,
+}
+
+impl OneTimePrekey {
+    /// `id:u32 || pk[32]`.
+    pub fn to_bytes(&self) -> [u8; ONE_TIME_PREKEY_LEN] {
+        let mut out = [0u8; ONE_TIME_PREKEY_LEN];
+        out[..4].copy_from_slice(&self.id.to_be_bytes());
+        out[4..].copy_from_slice(&self.public.0);
+        out
+    }
+
+    pub fn from_bytes(b: &[u8; ONE_TIME_PREKEY_LEN]) -> Self {
+        let mut id = [0u8; 4];
+        id.copy_from_slice(&b[..4]);
+        let mut pk = [0u8; 32];
+        pk.copy_from_slice(&b[4..]);
+        OneTimePrekey {
+            id: u32::from_be_bytes(id),
+            public: X25519Public(pk),
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self::from_bytes(&r.array("one-time prekey")?))
+    }
+}
+
+/// What a relay error frame says went wrong. Codes are stable on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[repr(u16)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame does not decode (bad tag, bad length, trailing bytes, …).
+    Malformed = 1,
+    /// The frame's version byte is not one the relay speaks.
+    UnsupportedVersion = 2,
+    /// The frame is larger than the relay's limit.
+    FrameTooLarge = 3,
+    /// Too many frames per second on this connection.
+    RateLimited = 4,
+    /// A recipient requires proof of work and none was given.
+    PowRequired = 5,
+    /// The proof of work does not meet the difficulty.
+    PowInvalid = 6,
+    /// The command needs a mailbox session.
+    NotAuthenticated = 7,
+    /// The signature did not verify (or no challenge was pending).
+    AuthFailed = 8,
+    /// No such mailbox is registered.
+    UnknownMailbox = 9,
+    /// The mailbox's envelope-count or byte quota, or its one-time prekey cap, is full.
+    QuotaExceeded = 10,
+    /// The directory's serial is not newer than the stored one.
+    DirectoryRollback = 11,
+    /// The directory is not validly self-signed.
+    DirectoryInvalid = 12,
+    /// The state blob exceeds the relay's limit.
+    StateTooLarge = 13,
+    /// The relay is at capacity or shutting down; retry later.
+    ServerBusy = 14,
+    /// Nothing stored under that key (directory, prekeys, state).
+    NotFound = 15,
+    /// More envelopes in one batch than the relay accepts.
+    BatchTooLarge = 16,
+    /// The relay failed internally; nothing was changed.
+    Internal = 17,
+}
+
+impl ErrorCode {
+    const ALL: [ErrorCode; 17] = [
+        ErrorCode::Malformed,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::PowRequired,
+        ErrorCode::PowInvalid,
+        ErrorCode::NotAuthenticated,
+        ErrorCode::AuthFailed,
+        ErrorCode::UnknownMailbox,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::DirectoryRollback,
+        ErrorCode::DirectoryInvalid,
+        ErrorCode::StateTooLarge,
+        ErrorCode::ServerBusy,
+        ErrorCode::NotFound,
+        ErrorCode::BatchTooLarge,
+        ErrorCode::Internal,
+    ];
+
+    pub fn to_u16(self) -> u16 {
+        self as u16
+    }
+
+    pub fn from_u16(v: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.to_u16() == v)
+    }
+
+    /// A short stable name, for logs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::PowRequired => "pow_required",
+            ErrorCode::PowInvalid => "pow_invalid",
+            ErrorCode::NotAuthenticated => "not_authenticated",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::UnknownMailbox => "unknown_mailbox",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::DirectoryRollback => "directory_rollback",
+            ErrorCode::DirectoryInvalid => "directory_invalid",
+            ErrorCode::StateTooLarge => "state_too_large",
+            ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::BatchTooLarge => "batch_too_large",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A frame that failed to decode, with the request id to answer (0 when
+/// the header itself was unreadable).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("frame (request {request_id}): {error}")]
+pub struct FrameError {
+    pub request_id: u32,
+    pub error: DecodeError,
+}
+
+impl FrameError {
+    /// The error frame code the relay answers with.
+    pub fn code(&self) -> ErrorCode {
+        match self.error {
+            DecodeError::UnsupportedVersion { what: "frame", .. } => ErrorCode::UnsupportedVersion,
+            DecodeError::TooLong { what: "frame", .. } => ErrorCode::FrameTooLarge,
+            DecodeError::TooLong {
+                what: "deposit batch",
+                ..
+            } => ErrorCode::BatchTooLarge,
+            DecodeError::TooLong {
+                what: "state blob", ..
+            } => ErrorCode::StateTooLarge,
+            _ => ErrorCode::Malformed,
+        }
+    }
+}
+
+impl From<FrameError> for Error {
+    fn from(e: FrameError) -> Self {
+        Error::Decode(e.error)
+    }
+}
+
+/// A request from a client.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientFrame {
+    /// Deposit a batch of sealed envelopes (no session needed). `pow_nonce`
+    /// is required when any recipient is registered as needing proof of work.
+    Deposit {
+        pow_nonce: Option<u64>,
+        envelopes: Vec<Envelope>,
+    },
+    /// Register (or re-flag) a mailbox; signed with its auth key over the
+    /// pending challenge (see [`register_message`]). Also opens a session.
+    Register {
+        keys: MailboxPublic,
+        pow_required: bool,
+        signature: Signature,
+    },
+    /// Ask for a fresh single-use authentication challenge.
+    Challenge,
+    /// Open a session on a mailbox: signature over [`auth_message`].
+    Auth {
+        mailbox: MailboxId,
+        signature: Signature,
+    },
+    /// Push everything stored and then every new deposit (session needed).
+    Subscribe,
+    /// Delete delivered envelopes (session needed).
+    Ack { ids: Vec<EnvelopeId> },
+    /// Publish an org-signed team directory.
+    PublishDirectory { directory: Vec<u8> },
+    /// Fetch the newest directory signed by an organisation key.
+    FetchDirectory { org_key: Ed25519Public },
+    /// Replace the session mailbox's signed prekey bundle and add one-time prekeys.
+    UploadPrekeys {
+        signed_bundle: Vec<u8>,
+        one_time: Vec<OneTimePrekey>,
+    },
+    /// Fetch a mailbox's prekey bundle (consumes one one-time prekey).
+    FetchPrekeys { mailbox: MailboxId },
+    /// Store the session mailbox's encrypted state blob, kept `ttl_hours`
+    /// (capped by the relay, rounded up to the hour).
+    PutState { ttl_hours: u32, blob: Vec<u8> },
+    /// Read the session mailbox's state blob back.
+    GetState,
+    /// Delete the session mailbox's state blob.
+    DeleteState,
+    /// Delete the session mailbox and everything it holds.
+    DeleteMailbox,
+}
+
+impl ClientFrame {
+    /// The variant's name (for logs; prints no content).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientFrame::Deposit { .. } => "deposit",
+            ClientFrame::Register { .. } => "register",
+            ClientFrame::Challenge => "challenge",
+            ClientFrame::Auth { .. } => "auth",
+            ClientFrame::Subscribe => "subscribe",
+            ClientFrame::Ack { .. } => "ack",
+            ClientFrame::PublishDirectory { .. } => "publish_directory",
+            ClientFrame::FetchDirectory { .. } => "fetch_directory",
+            ClientFrame::UploadPrekeys { .. } => "upload_prekeys",
+            ClientFrame::FetchPrekeys { .. } => "fetch_prekeys",
+            ClientFrame::PutState { .. } => "put_state",
+            ClientFrame::GetState => "get_state",
+            ClientFrame::DeleteState => "delete_state",
+            ClientFrame::DeleteMailbox => "delete_mailbox",
+        }
+    }
+
+    fn tag(&self) -> u8 {
+        match self {
+            ClientFrame::Deposit { .. } => 0x01,
+            ClientFrame::Register { .. } => 0x02,
+            ClientFrame::Challenge => 0x03,
+            ClientFrame::Auth { .. } => 0x04,
+            ClientFrame::Subscribe => 0x05,
+            ClientFrame::Ack { .. } => 0x06,
+            ClientFrame::PublishDirectory { .. } => 0x07,
+            ClientFrame::FetchDirectory { .. } => 0x08,
+            ClientFrame::UploadPrekeys { .. } => 0x09,
+            ClientFrame::FetchPrekeys { .. } => 0x0A,
+            ClientFrame::PutState { .. } => 0x0B,
+            ClientFrame::GetState => 0x0C,
+            ClientFrame::DeleteState => 0x0D,
+            ClientFrame::DeleteMailbox => 0x0E,
+        }
+    }
+
+    /// Encodes `version || request_id || tag || body`; bodies per
+    /// docs/protocol/40-relay.md. Errors only on caller misuse (too many
+    /// items, oversize fields).
+    pub fn encode(&self, request_id: u32) -> Result<Vec<u8>, Error> {
+        let mut w = Writer::new();
+        w.u8(FRAME_VERSION).u32(request_id).u8(self.tag());
+        match self {
+            ClientFrame::Deposit {
+                pow_nonce,
+                envelopes,
+            } => {
+                match pow_nonce {
+                    None => w.u8(0),
+                    Some(n) => w.u8(1).u64(*n),
+                };
+                write_batch(&mut w, envelopes)?;
+            }
+            ClientFrame::Register {
+                keys,
+                pow_required,
+                signature,
+            } => {
+                keys.write(&mut w);
+                w.u8(u8::from(*pow_required)).bytes(&signature.0);
+            }
+            ClientFrame::Auth { mailbox, signature } => {
+                w.bytes(mailbox.as_bytes()).bytes(&signature.0);
+            }
+            ClientFrame::Ack { ids } => {
+                w.count_u16(ids.len(), MAX_ACK_IDS, "ack ids")?;
+                for id in ids {
+                    w.bytes(id.as_bytes());
+                }
+            }
+            ClientFrame::PublishDirectory { directory } => {
+                w.vec_u32(directory, MAX_DIRECTORY_LEN, "directory")?;
+            }
+            ClientFrame::FetchDirectory { org_key } => {
+                w.bytes(&org_key.0);
+            }
+            ClientFrame::UploadPrekeys {
+                signed_bundle,
+                one_time,
+            } => {
+                w.vec_u16(signed_bundle, MAX_PREKEY_BUNDLE_LEN, "prekey bundle")?;
+                w.count_u16(one_time.len(), MAX_PREKEYS_PER_UPLOAD, "one-time prekeys")?;
+                for k in one_time {
+                    w.bytes(&k.to_bytes());
+                }
+            }
+            ClientFrame::FetchPrekeys { mailbox } => {
+                w.bytes(mailbox.as_bytes());
+            }
+            ClientFrame::PutState { ttl_hours, blob } => {
+                w.u32(*ttl_hours);
+                w.vec_u32(blob, MAX_STATE_LEN, "state blob")?;
+            }
+            ClientFrame::Challenge
+            | ClientFrame::Subscribe
+            | ClientFrame::GetState
+            | ClientFrame::DeleteState
+            | ClientFrame::DeleteMailbox => {}
+        }
+        Ok(w.into_bytes())
+    }
+
+    /// Strictly decodes a client frame, returning its request id.
+    pub fn decode(bytes: &[u8]) -> Result<(u32, ClientFrame), FrameError> {
+        let (request_id, tag, mut r) = read_header(bytes)?;
+        let frame = Self::decode_body(tag, &mut r)
+            .and_then(|f| r.finish("frame").map(|()| f))
+            .map_err(|error| FrameError { request_id, error })?;
+        Ok((request_id, frame))
+    }
+
+    fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<ClientFrame, DecodeError> {
+        Ok(match tag {
+            0x01 => {
+                let pow_nonce = match r.u8("pow flag")? {
+                    0 => None,
+                    1 => Some(r.u64("pow nonce")?),
+                    t => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "pow flag",
+                            tag: t,
+                        });
+                    }
+                };
+                ClientFrame::Deposit {
+                    pow_nonce,
+                    envelopes: read_batch(r)?,
+                }
+            }
+            0x02 => ClientFrame::Register {
+                keys: MailboxPublic::read(r)?,
+                pow_required: read_bool(r, "pow required flag")?,
+                signature: Signature(r.array("signature")?),
+            },
+            0x03 => ClientFrame::Challenge,
+            0x04 => ClientFrame::Auth {
+                mailbox: MailboxId::from_bytes(r.array("mailbox id")?),
+                signature: Signature(r.array("signature")?),
+            },
+            0x05 => ClientFrame::Subscribe,
+            0x06 => {
+                let n = r.count_u16(MAX_ACK_IDS, "ack ids")?;
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(EnvelopeId::from_bytes(r.array("envelope id")?));
+                }
+                ClientFrame::Ack { ids }
+            }
+            0x07 => ClientFrame::PublishDirectory {
+                directory: r.vec_u32(MAX_DIRECTORY_LEN, "directory")?.to_vec(),
+            },
+            0x08 => ClientFrame::FetchDirectory {
+                org_key: Ed25519Public(r.array("organisation key")?),
+            },
+            0x09 => {
+                let signed_bundle = r.vec_u16(MAX_PREKEY_BUNDLE_LEN, "prekey bundle")?.to_vec();
+                let n = r.count_u16(MAX_PREKEYS_PER_UPLOAD, "one-time prekeys")?;
+                // Check the bytes are there before allocating for them.
+                if r.remaining() < n * ONE_TIME_PREKEY_LEN {
+                    return Err(DecodeError::UnexpectedEnd {
+                        what: "one-time prekeys",
+                    });
+                }
+                let mut one_time = Vec::with_capacity(n);
+                for _ in 0..n {
+                    one_time.push(OneTimePrekey::read(r)?);
+                }
+                ClientFrame::UploadPrekeys {
+                    signed_bundle,
+                    one_time,
+                }
+            }
+            0x0A => ClientFrame::FetchPrekeys {
+                mailbox: MailboxId::from_bytes(r.array("mailbox id")?),
+            },
+            0x0B => ClientFrame::PutState {
+                ttl_hours: r.u32("state ttl")?,
+                blob: r.vec_u32(MAX_STATE_LEN, "state blob")?.to_vec(),
+            },
+            0x0C => ClientFrame::GetState,
+            0x0D => ClientFrame::DeleteState,
+            0x0E => ClientFrame::DeleteMailbox,
+            t => {
+                return Err(DecodeError::UnknownTag {
+                    what: "client frame",
+                    tag: t,
+                });
+            }
+        })
+    }
+}
+
+impl core::fmt::Debug for ClientFrame {
+    // Names the variant only: frames carry ciphertext, keys and blobs.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ClientFrame::{}", self.name())
+    }
+}
+
+/// A reply or push from the relay.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerFrame {
+    /// Sent once on connect (request id 0): the proof-of-work challenge of
+    /// this connection and the relay's limits.
+    Hello {
+        pow_challenge: [u8; CHALLENGE_LEN],
+        pow_difficulty: u8,
+        max_frame_len: u32,
+        max_batch: u16,
+    },
+    /// Success with nothing to return.
+    Ok,
+    /// A fresh single-use authentication challenge.
+    Challenge { challenge: [u8; 32] },
+    /// The batch is durably stored. The proof-of-work challenge for the next
+    /// deposit on this connection (rotated after every accepted proof).
+    Deposited {
+        accepted: u16,
+        next_pow_challenge: [u8; CHALLENGE_LEN],
+    },
+    /// Subscription started; `pending` stored envelopes follow as deliveries.
+    Subscribed { pending: u32 },
+    /// A stored envelope pushed to a subscriber (request id 0). `id` is
+    /// `EnvelopeId::of(envelope.encode())`; acknowledge it to delete it.
+    Deliver {
+        id: EnvelopeId,
+        expires_at: UnixTime,
+        envelope: Envelope,
+    },
+    /// How many acknowledged envelopes were deleted.
+    Acked { deleted: u32 },
+    /// The newest stored directory of the requested organisation.
+    Directory { directory: Vec<u8> },
+    /// The prekeys were stored; one-time prekeys now held.
+    PrekeysStored { one_time_count: u32 },
+    /// A prekey bundle, with one one-time prekey while any remain.
+    Prekeys {
+        signed_bundle: Vec<u8>,
+        one_time: Option<OneTimePrekey>,
+    },
+    /// The state blob is stored until `expires_at` (on the hour).
+    StateStored { expires_at: UnixTime },
+    /// The stored state blob.
+    State { expires_at: UnixTime, blob: Vec<u8> },
+    /// The request failed; nothing was changed.
+    Error { code: ErrorCode },
+}
+
+impl ServerFrame {
+    /// The variant's name (for logs; prints no content).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerFrame::Hello { .. } => "hello",
+            ServerFrame::Ok => "ok",
+            ServerFrame::Challenge { .. } => "challenge",
+            ServerFrame::Deposited { .. } => "deposited",
+            ServerFrame::Subscribed { .. } => "subscribed",
+            ServerFrame::Deliver { .. } => "deliver",
+            ServerFrame::Acked { .. } => "acked",
+            ServerFrame::Directory { .. } => "directory",
+            ServerFrame::PrekeysStored { .. } => "prekeys_stored",
+            ServerFrame::Prekeys { .. } => "prekeys",
+            ServerFrame::StateStored { .. } => "state_stored",
+            ServerFrame::State { .. } => "state",
+            ServerFrame::Error { .. } => "error",
+        }
+    }
+
+    fn tag(&self) -> u8 {
+        match self {
+            ServerFrame::Hello { .. } => 0x80,
+            ServerFrame::Ok => 0x81,
+            ServerFrame::Challenge { .. } => 0x82,
+            ServerFrame::Deposited { .. } => 0x83,
+            ServerFrame::Subscribed { .. } => 0x84,
+            ServerFrame::Deliver { .. } => 0x85,
+            ServerFrame::Acked { .. } => 0x86,
+            ServerFrame::Directory { .. } => 0x87,
+            ServerFrame::PrekeysStored { .. } => 0x88,
+            ServerFrame::Prekeys { .. } => 0x89,
+            ServerFrame::StateStored { .. } => 0x8A,
+            ServerFrame::State { .. } => 0x8B,
+            ServerFrame::Error { .. } => 0xFF,
+        }
+    }
+
+    /// Encodes `version || request_id || tag || body`.
+    pub fn encode(&self, request_id: u32) -> Result<Vec<u8>, Error> {
+        let mut w = Writer::new();
+        w.u8(FRAME_VERSION).u32(request_id).u8(self.tag());
+        match self {
+            ServerFrame::Hello {
+                pow_challenge,
+                pow_difficulty,
+                max_frame_len,
+                max_batch,
+            } => {
+                w.bytes(pow_challenge)
+                    .u8(*pow_difficulty)
+                    .u32(*max_frame_len)
+                    .u16(*max_batch);
+            }
+            ServerFrame::Ok => {}
+            ServerFrame::Challenge { challenge } => {
+                w.bytes(challenge);
+            }
+            ServerFrame::Deposited {
+                accepted,
+                next_pow_challenge,
+            } => {
+                w.u16(*accepted).bytes(next_pow_challenge);
+            }
+            ServerFrame::Subscribed { pending } => {
+                w.u32(*pending);
+            }
+            ServerFrame::Deliver {
+                id,
+                expires_at,
+                envelope,
+            } => {
+                w.bytes(id.as_bytes())
+                    .u64(expires_at.0)
+                    .bytes(&envelope.encode());
+            }
+            ServerFrame::Acked { deleted } => {
+                w.u32(*deleted);
+            }
+            ServerFrame::Directory { directory } => {
+                w.vec_u32(directory, MAX_DIRECTORY_LEN, "directory")?;
+            }
+            ServerFrame::PrekeysStored { one_time_count } => {
+                w.u32(*one_time_count);
+            }
+            ServerFrame::Prekeys {
+                signed_bundle,
+                one_time,
+            } => {
+                w.vec_u16(signed_bundle, MAX_PREKEY_BUNDLE_LEN, "prekey bundle")?;
+                match one_time {
+                    None => w.u8(0),
+                    Some(k) => w.u8(1).bytes(&k.to_bytes()),
+                };
+            }
+            ServerFrame::StateStored { expires_at } => {
+                w.u64(expires_at.0);
+            }
+            ServerFrame::State { expires_at, blob } => {
+                w.u64(expires_at.0);
+                w.vec_u32(blob, MAX_STATE_LEN, "state blob")?;
+            }
+            ServerFrame::Error { code } => {
+                w.u16(code.to_u16());
+            }
+        }
+        Ok(w.into_bytes())
+    }
+
+    /// Strictly decodes a relay frame, returning its request id.
+    pub fn decode(bytes: &[u8]) -> Result<(u32, ServerFrame), FrameError> {
+        let (request_id, tag, mut r) = read_header(bytes)?;
+        let frame = Self::decode_body(tag, &mut r)
+            .and_then(|f| r.finish("frame").map(|()| f))
+            .map_err(|error| FrameError { request_id, error })?;
+        Ok((request_id, frame))
+    }
+
+    fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<ServerFrame, DecodeError> {
+        Ok(match tag {
+            0x80 => ServerFrame::Hello {
+                pow_challenge: r.array("pow challenge")?,
+                pow_difficulty: r.u8("pow difficulty")?,
+                max_frame_len: r.u32("max frame length")?,
+                max_batch: r.u16("max batch")?,
+            },
+            0x81 => ServerFrame::Ok,
+            0x82 => ServerFrame::Challenge {
+                challenge: r.array("auth challenge")?,
+            },
+            0x83 => ServerFrame::Deposited {
+                accepted: r.u16("accepted count")?,
+                next_pow_challenge: r.array("pow challenge")?,
+            },
+            0x84 => ServerFrame::Subscribed {
+                pending: r.u32("pending count")?,
+            },
+            0x85 => {
+                let id = EnvelopeId::from_bytes(r.array("envelope id")?);
+                let expires_at = UnixTime(r.u64("expiry")?);
+                let envelope = Envelope::read(r)?;
+                if EnvelopeId::of(&envelope.encode()) != id {
+                    return Err(DecodeError::Invalid {
+                        what: "envelope id",
+                    });
+                }
+                ServerFrame::Deliver {
+                    id,
+                    expires_at,
+                    envelope,
+                }
+            }
+            0x86 => ServerFrame::Acked {
+                deleted: r.u32("deleted count")?,
+            },
+            0x87 => ServerFrame::Directory {
+                directory: r.vec_u32(MAX_DIRECTORY_LEN, "directory")?.to_vec(),
+            },
+            0x88 => ServerFrame::PrekeysStored {
+                one_time_count: r.u32("one-time prekey count")?,
+            },
+            0x89 => {
+                let signed_bundle = r.vec_u16(MAX_PREKEY_BUNDLE_LEN, "prekey bundle")?.to_vec();
+                let one_time = match r.u8("one-time prekey flag")? {
+                    0 => None,
+                    1 => Some(OneTimePrekey::read(r)?),
+                    t => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "one-time prekey flag",
+                            tag: t,
+                        });
+                    }
+                };
+                ServerFrame::Prekeys {
+                    signed_bundle,
+                    one_time,
+                }
+            }
+            0x8A => ServerFrame::StateStored {
+                expires_at: UnixTime(r.u64("expiry")?),
+            },
+            0x8B => ServerFrame::State {
+                expires_at: UnixTime(r.u64("expiry")?),
+                blob: r.vec_u32(MAX_STATE_LEN, "state blob")?.to_vec(),
+            },
+            0xFF => {
+                let v = r.u16("error code")?;
+                ServerFrame::Error {
+                    code: ErrorCode::from_u16(v)
+                        .ok_or(DecodeError::Invalid { what: "error code" })?,
+                }
+            }
+            t => {
+                return Err(DecodeError::UnknownTag {
+                    what: "server frame",
+                    tag: t,
+                });
+            }
+        })
+    }
+}
+
+impl core::fmt::Debug for ServerFrame {
+    // Errors show their code; other variants only their name.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ServerFrame::Error { code } => write!(f, "ServerFrame::error({})", code.name()),
+            other => write!(f, "ServerFrame::{}", other.name()),
+        }
+    }
+}
+
+/// Reads `version || request_id || tag`, checking the overall size first.
+fn read_header(bytes: &[u8]) -> Result<(u32, u8, Reader<'_>), FrameError> {
+    let mut r = Reader::new(bytes);
+    // The request id is read even when the version is wrong, so the error
+    // can be answered to the right request.
+    let version = r.u8("frame").map_err(|error| FrameError {
+        request_id: 0,
+        error,
+    })?;
+    let request_id = r.u32("request id").map_err(|error| FrameError {
+        request_id: 0,
+        error,
+    })?;
+    let fail = |error| FrameError { request_id, error };
+    if bytes.len() > MAX_FRAME_LEN {
+        return Err(fail(DecodeError::TooLong {
+            what: "frame",
+            max: MAX_FRAME_LEN,
+            got: bytes.len(),
+        }));
+    }
+    if version != FRAME_VERSION {
+        return Err(fail(DecodeError::UnsupportedVersion {
+            what: "frame",
+            expected: FRAME_VERSION,
+            got: version,
+        }));
+    }
+    let tag = r.u8("frame tag").map_err(fail)?;
+    Ok((request_id, tag, r))
+}
+
+fn read_bool(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
+    match r.u8(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        tag => Err(DecodeError::UnknownTag { what, tag }),
+    }
+}
+
+/// `count:u16 || envelope_1 || … || envelope_count` (1 ≤ count ≤ 64).
+fn write_batch(w: &mut Writer, envelopes: &[Envelope]) -> Result<(), Error> {
+    if envelopes.is_empty() {
+        return Err(Error::TooLongToEncode {
+            what: "empty deposit batch",
+            max: MAX_BATCH_ENVELOPES,
+            got: 0,
+        });
+    }
+    w.count_u16(envelopes.len(), MAX_BATCH_ENVELOPES, "deposit batch")?;
+    for e in envelopes {
+        w.bytes(&e.encode());
+    }
+    Ok(())
+}
+
+fn read_batch(r: &mut Reader<'_>) -> Result<Vec<Envelope>, DecodeError> {
+    let n = r.count_u16(MAX_BATCH_ENVELOPES, "deposit batch")?;
+    if n == 0 {
+        return Err(DecodeError::TooShort {
+            what: "deposit batch",
+            min: 1,
+            got: 0,
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(Envelope::read(r)?);
+    }
+    Ok(out)
+}
+
+/// The hash a deposit's proof of work covers:
+/// `SHA-256("northstar/v1/deposit-batch" || count:u16 || envelope_1 || …)`,
+/// i.e. the domain followed by the batch exactly as encoded in the frame.
+pub fn deposit_batch_hash(envelopes: &[Envelope]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(DEPOSIT_BATCH_DOMAIN);
+    // Decoded batches never exceed MAX_BATCH_ENVELOPES, so this fits.
+    h.update((envelopes.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    for e in envelopes {
+        h.update(e.encode());
+    }
+    h.finalize().into()
+}
+
+/// What a client signs to open a session:
+/// `"northstar/v1/relay-auth" || challenge[32] || mailbox_id[32]`.
+pub fn auth_message(challenge: &[u8; 32], mailbox: &MailboxId) -> Vec<u8> {
+    let mut m = Vec::with_capacity(AUTH_DOMAIN.len() + 64);
+    m.extend_from_slice(AUTH_DOMAIN);
+    m.extend_from_slice(challenge);
+    m.extend_from_slice(mailbox.as_bytes());
+    m
+}
+
+/// What a client signs to register a mailbox:
+/// `"northstar/v1/relay-register" || challenge[32] || mailbox_id[32] || pow_required:u8`.
+pub fn register_message(challenge: &[u8; 32], mailbox: &MailboxId, pow_required: bool) -> Vec<u8> {
+    let mut m = Vec::with_capacity(REGISTER_DOMAIN.len() + 65);
+    m.extend_from_slice(REGISTER_DOMAIN);
+    m.extend_from_slice(challenge);
+    m.extend_from_slice(mailbox.as_bytes());
+    m.push(u8::from(pow_required));
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn env(seed: u8, len: usize) -> Envelope {
+        Envelope::from_parts(MailboxId::from_bytes([seed; 32]), vec![seed; len]).unwrap()
+    }
+
+    fn keys() -> MailboxPublic {
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        MailboxPublic {
+            auth: Ed25519Public(sk.verifying_key().to_bytes()),
+            seal: X25519Public([4; 32]),
+        }
+    }
+
+    fn all_client_frames() -> Vec<ClientFrame> {
+        vec![
+            ClientFrame::Deposit {
+                pow_nonce: None,
+                envelopes: vec![env(1, 48)],
+            },
+            ClientFrame::Deposit {
+                pow_nonce: Some(u64::MAX),
+                envelopes: vec![env(1, 48), env(2, 100)],
+            },
+            ClientFrame::Register {
+                keys: keys(),
+                pow_required: true,
+                signature: Signature([5; 64]),
+            },
+            ClientFrame::Challenge,
+            ClientFrame::Auth {
+                mailbox: MailboxId::from_bytes([6; 32]),
+                signature: Signature([7; 64]),
+            },
+            ClientFrame::Subscribe,
+            ClientFrame::Ack {
+                ids: vec![EnvelopeId::from_bytes([8; 32]); 3],
+            },
+            ClientFrame::PublishDirectory {
+                directory: vec![9; 300],
+            },
+            ClientFrame::FetchDirectory {
+                org_key: Ed25519Public([10; 32]),
+            },
+            ClientFrame::UploadPrekeys {
+                signed_bundle: vec![11; 1500],
+                one_time: vec![
+                    OneTimePrekey {
+                        id: 1,
+                        public: X25519Public([12; 32]),
+                    };
+                    5
+                ],
+            },
+            ClientFrame::FetchPrekeys {
+                mailbox: MailboxId::from_bytes([13; 32]),
+            },
+            ClientFrame::PutState {
+                ttl_hours: 24,
+                blob: vec![14; 77],
+            },
+            ClientFrame::GetState,
+            ClientFrame::DeleteState,
+            ClientFrame::DeleteMailbox,
+        ]
+    }
+
+    fn all_server_frames() -> Vec<ServerFrame> {
+        let e = env(1, 60);
+        vec![
+            ServerFrame::Hello {
+                pow_challenge: [1; 32],
+                pow_difficulty: 16,
+                max_frame_len: 1 << 20,
+                max_batch: 64,
+            },
+            ServerFrame::Ok,
+            ServerFrame::Challenge { challenge: [2; 32] },
+            ServerFrame::Deposited {
+                accepted: 3,
+                next_pow_challenge: [3; 32],
+            },
+            ServerFrame::Subscribed { pending: 4 },
+            ServerFrame::Deliver {
+                id: EnvelopeId::of(&e.encode()),
+                expires_at: UnixTime(3600 * 5),
+                envelope: e,
+            },
+            ServerFrame::Acked { deleted: 5 },
+            ServerFrame::Directory {
+                directory: vec![6; 10],
+            },
+            ServerFrame::PrekeysStored { one_time_count: 7 },
+            ServerFrame::Prekeys {
+                signed_bundle: vec![8; 20],
+                one_time: None,
+            },
+            ServerFrame::Prekeys {
+                signed_bundle: vec![8; 20],
+                one_time: Some(OneTimePrekey {
+                    id: 9,
+                    public: X25519Public([9; 32]),
+                }),
+            },
+            ServerFrame::StateStored {
+                expires_at: UnixTime(7200),
+            },
+            ServerFrame::State {
+                expires_at: UnixTime(7200),
+                blob: vec![10; 5],
+            },
+            ServerFrame::Error {
+                code: ErrorCode::QuotaExceeded,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        for (i, f) in all_client_frames().into_iter().enumerate() {
+            let b = f.encode(i as u32 + 1).unwrap();
+            assert_eq!(ClientFrame::decode(&b).unwrap(), (i as u32 + 1, f));
+        }
+        for (i, f) in all_server_frames().into_iter().enumerate() {
+            let b = f.encode(i as u32).unwrap();
+            assert_eq!(ServerFrame::decode(&b).unwrap(), (i as u32, f));
+        }
+    }
+
+    #[test]
+    fn strictness() {
+        let good = ClientFrame::Subscribe.encode(42).unwrap();
+        assert_eq!(good, [1, 0, 0, 0, 42, 5]);
+        let mut bad = good.clone();
+        bad[0] = 2;
+        let e = ClientFrame::decode(&bad).unwrap_err();
+        assert_eq!(
+            (e.request_id, e.code()),
+            (42, ErrorCode::UnsupportedVersion)
+        );
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let e = ClientFrame::decode(&trailing).unwrap_err();
+        assert_eq!((e.request_id, e.code()), (42, ErrorCode::Malformed));
+        assert_eq!(ClientFrame::decode(&[1, 0]).unwrap_err().request_id, 0);
+        let mut unknown = good.clone();
+        unknown[5] = 0x7F;
+        assert!(ClientFrame::decode(&unknown).is_err());
+        // Empty batch, bad pow flag, too many envelopes.
+        assert!(ClientFrame::decode(&[1, 0, 0, 0, 1, 1, 0, 0, 0]).is_err());
+        assert!(ClientFrame::decode(&[1, 0, 0, 0, 1, 1, 2, 0, 1]).is_err());
+        let e = ClientFrame::decode(&[1, 0, 0, 0, 1, 1, 0, 0, 65]).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::BatchTooLarge);
+        let huge = vec![1u8; MAX_FRAME_LEN + 1];
+        let e = ClientFrame::decode(&huge).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::FrameTooLarge);
+        // A deliver whose id does not match its envelope.
+        let e = env(1, 60);
+        let mut b = ServerFrame::Deliver {
+            id: EnvelopeId::of(&e.encode()),
+            expires_at: UnixTime(0),
+            envelope: e,
+        }
+        .encode(0)
+        .unwrap();
+        b[6] ^= 1;
+        assert!(ServerFrame::decode(&b).is_err());
+        assert!(ServerFrame::decode(&[1, 0, 0, 0, 0, 0xFF, 0, 99]).is_err());
+    }
+
+    #[test]
+    fn signed_messages_are_domain_separated() {
+        let id = MailboxId::from_bytes([1; 32]);
+        let a = auth_message(&[2; 32], &id);
+        assert!(a.starts_with(b"northstar/v1/relay-auth"));
+        assert_eq!(a.len(), 23 + 64);
+        let r = register_message(&[2; 32], &id, true);
+        assert!(r.starts_with(b"northstar/v1/relay-register"));
+        assert_eq!(r.last(), Some(&1));
+        assert_ne!(
+            deposit_batch_hash(&[env(1, 48)]),
+            deposit_batch_hash(&[env(1, 48), env(1, 48)])
+        );
+    }
+
+    #[test]
+    fn debug_prints_no_content() {
+        let f = ClientFrame::PutState {
+            ttl_hours: 1,
+            blob: b"secret".to_vec(),
+        };
+        assert_eq!(format!("{f:?}"), "ClientFrame::put_state");
+    }
+
+    proptest! {
+        #[test]
+        fn client_decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = ClientFrame::decode(&b);
+        }
+
+        #[test]
+        fn server_decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = ServerFrame::decode(&b);
+        }
+
+        #[test]
+        fn decode_with_valid_header_never_panics(tag in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut b = vec![1, 0, 0, 0, 9, tag];
+            b.extend_from_slice(&body);
+            let _ = ClientFrame::decode(&b);
+            let _ = ServerFrame::decode(&b);
+        }
+
+        #[test]
+        fn deposit_round_trips(nonce in proptest::option::of(any::<u64>()), lens in proptest::collection::vec(48usize..200, 1..5), id in any::<u32>()) {
+            let envelopes: Vec<_> = lens.iter().enumerate().map(|(i, l)| env(i as u8, *l)).collect();
+            let f = ClientFrame::Deposit { pow_nonce: nonce, envelopes };
+            let b = f.encode(id).unwrap();
+            prop_assert_eq!(ClientFrame::decode(&b).unwrap(), (id, f));
+        }
+
+        #[test]
+        fn state_round_trips(ttl in any::<u32>(), blob in proptest::collection::vec(any::<u8>(), 0..500), exp in any::<u64>()) {
+            let f = ClientFrame::PutState { ttl_hours: ttl, blob: blob.clone() };
+            prop_assert_eq!(ClientFrame::decode(&f.encode(3).unwrap()).unwrap(), (3, f));
+            let s = ServerFrame::State { expires_at: UnixTime(exp), blob };
+            prop_assert_eq!(ServerFrame::decode(&s.encode(4).unwrap()).unwrap(), (4, s));
+        }
+    }
+}

@@ -1,2 +1,50 @@
-//! The Northstar relay (to be written).
+//! # northstar-relay
+//!
+//! The Northstar relay stores and forwards sealed ciphertext. It is assumed
+//! hostile by design: it learns recipient mailbox ids, padded sizes and
+//! hour-rounded expiries, and nothing else — it never sees plaintext, the
+//! sender, or (in its database and logs) any network address or fine
+//! timestamp. See docs/RELAY.md for operators and docs/protocol/40-relay.md
+//! for the byte-exact protocol (frames are in `northstar_core::frame`).
+//!
+//! ## Modules
+//! - [`config`] — flags, `NORTHSTAR_*` environment and TOML file; every limit.
+//! - [`server`] — the axum router on one port (`/ws`, static files, `/health`),
+//!   connection cap, sweeper, graceful shutdown.
+//! - [`connection`] — one WebSocket: frames in, replies and deliveries out,
+//!   rate limit, frame-size limit.
+//! - [`command`] — one file per command: check, apply, reply.
+//! - [`store`] — the storage trait; [`store::sqlite`] (default) and
+//!   [`store::memory`] (tests).
+//! - [`notify`] — wakes subscribers after a deposit commits.
+//! - [`limits`] — the per-connection token bucket.
 #![forbid(unsafe_code)]
+
+pub mod command;
+pub mod config;
+pub mod connection;
+pub mod limits;
+pub mod notify;
+pub mod server;
+pub mod store;
+
+/// Installs the tracing subscriber: `RUST_LOG` (default `info`), text or
+/// JSON. HTTP internals are held to `warn` so no request line is logged.
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("hyper=warn".parse().unwrap_or_default())
+        .add_directive("tower_http=warn".parse().unwrap_or_default())
+        .add_directive("axum=warn".parse().unwrap_or_default())
+        .add_directive("tungstenite=warn".parse().unwrap_or_default());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,3 +1,63 @@
-fn main() {
-    println!("northstar-relay: not yet implemented");
+//! `northstar-relay`: parse the configuration, open the store, serve.
+//! Everything else is in the library (see `northstar_relay`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use northstar_relay::config::{Args, Config, Database};
+use northstar_relay::store::Store;
+use northstar_relay::store::memory::MemoryStore;
+use northstar_relay::store::sqlite::{SqliteOptions, SqliteStore};
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::load(Args::parse()).context("configuration")?;
+    northstar_relay::init_logging(config.log_json);
+    let store: Arc<dyn Store> = match &config.database {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).context("creating the data directory")?;
+            }
+            let options = SqliteOptions {
+                write_batch: config.write_batch,
+            };
+            Arc::new(SqliteStore::open(path, options).context("opening the database")?)
+        }
+        Database::Memory => {
+            tracing::warn!("memory database: nothing will persist");
+            Arc::new(MemoryStore::new())
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .context("binding the listen address")?;
+    let addr = listener.local_addr()?;
+    // The harness and operators read this line; it names our own address only.
+    println!("northstar-relay listening on {addr}");
+    tracing::info!(%addr, "listening");
+    northstar_relay::server::run(listener, config, store, shutdown_signal()).await?;
+    Ok(())
 }

@@ -1,0 +1,350 @@
+//! Configuration: command-line flags, `NORTHSTAR_*` environment variables
+//! and an optional TOML file (`--config`), in that order of precedence, over
+//! safe defaults. Every limit is a named field; `northstar-relay --help`
+//! documents each. docs/RELAY.md explains them for operators.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default listen address: loopback only; put a TLS-terminating reverse
+/// proxy in front to expose the relay.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory (holds `northstar.db`).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default web root: the browser client's static files.
+pub const DEFAULT_WEB_ROOT: &str = "web-client/static";
+/// Default connection cap: each connection costs a task and a few buffers;
+/// 1024 fits a small VPS with memory to spare.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default frame limit: a batch of 32 envelopes of the 16 KiB bucket, or a
+/// large state blob, fits; bigger batches are split by clients.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
+/// Default deposit batch size (the protocol maximum).
+pub const DEFAULT_MAX_BATCH: usize = northstar_core::frame::MAX_BATCH_ENVELOPES;
+/// Default sustained frames per second per connection: far above what a
+/// person or a counselor client sends, far below a flood.
+pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 20;
+/// Default burst: a client reconnecting acknowledges and fetches in a burst.
+pub const DEFAULT_MESSAGE_BURST: u32 = 100;
+/// Default consecutive rate-limited frames before the connection is closed
+/// as abusive (a well-behaved client backs off after the first).
+pub const DEFAULT_RATE_LIMIT_STRIKES: u32 = 200;
+/// Default proof-of-work difficulty (see `northstar_core::pow`).
+pub const DEFAULT_POW_DIFFICULTY: u8 = northstar_core::pow::DEFAULT_DIFFICULTY;
+/// Default envelopes held per mailbox: weeks of conversation for an intake
+/// device that is offline; a flood fills it and then gets `quota_exceeded`.
+pub const DEFAULT_MAILBOX_MAX_ENVELOPES: u64 = 5000;
+/// Default bytes held per mailbox (ciphertext).
+pub const DEFAULT_MAILBOX_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Default envelope retention: 30 days, then the envelope is swept unread.
+pub const DEFAULT_RETENTION_HOURS: u32 = 30 * 24;
+/// Default longest seeker-state lifetime: 90 days (the client asks for less
+/// or more; more is capped to this).
+pub const DEFAULT_STATE_MAX_HOURS: u32 = 90 * 24;
+/// Default largest state blob: ample for several conversations.
+pub const DEFAULT_MAX_STATE_BYTES: usize = 1024 * 1024;
+/// Default one-time prekeys held per mailbox.
+pub const DEFAULT_MAX_ONE_TIME_PREKEYS: u64 = 500;
+/// Default sweep interval for expired envelopes and state.
+pub const DEFAULT_SWEEP_INTERVAL_SECS: u64 = 300;
+/// Default writes per group commit.
+pub const DEFAULT_WRITE_BATCH: usize = crate::store::sqlite::DEFAULT_WRITE_BATCH;
+/// Default time allowed for connections to finish on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+
+macro_rules! config {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
+        /// Command-line flags and environment variables.
+        #[derive(clap::Parser, Debug, Default)]
+        #[command(name = "northstar-relay", version, about = "The Northstar relay: stores and forwards sealed ciphertext only.")]
+        pub struct Args {
+            /// Optional TOML file with any of the settings below (snake_case keys).
+            #[arg(long, env = "NORTHSTAR_CONFIG")]
+            pub config: Option<PathBuf>,
+            /// Database URL: `sqlite:<path>` (default `sqlite:<data-dir>/northstar.db`)
+            /// or `memory:` (tests only, nothing persists).
+            #[arg(long, env = "NORTHSTAR_DATABASE")]
+            pub database: Option<String>,
+            /// Log as JSON lines instead of text.
+            #[arg(long, env = "NORTHSTAR_LOG_JSON")]
+            pub log_json: Option<bool>,
+            $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
+        }
+
+        /// The TOML file.
+        #[derive(Deserialize, Debug, Default)]
+        #[serde(deny_unknown_fields)]
+        pub struct FileConfig {
+            pub database: Option<String>,
+            pub log_json: Option<bool>,
+            $( pub $name: Option<$ty>, )*
+        }
+
+        /// The effective configuration.
+        #[derive(Clone, Debug)]
+        pub struct Config {
+            /// Database URL (see [`Database`]).
+            pub database: Database,
+            /// Log as JSON lines.
+            pub log_json: bool,
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        impl Config {
+            fn merge(args: Args, file: FileConfig) -> Result<Config, ConfigError> {
+                let c = Config {
+                    database: Database::Sqlite(PathBuf::new()),
+                    log_json: args.log_json.or(file.log_json).unwrap_or(false),
+                    $( $name: args.$name.or(file.$name).unwrap_or_else(|| $default), )*
+                };
+                let database = match args.database.or(file.database) {
+                    Some(url) => Database::parse(&url)?,
+                    None => Database::Sqlite(c.data_dir.join("northstar.db")),
+                };
+                Ok(Config { database, ..c })
+            }
+        }
+    };
+}
+
+config! {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    listen: SocketAddr = DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))), "NORTHSTAR_LISTEN";
+    /// Data directory (the SQLite file lives here) [default: ./data].
+    data_dir: PathBuf = PathBuf::from(DEFAULT_DATA_DIR), "NORTHSTAR_DATA_DIR";
+    /// Directory of the web client's static files [default: web-client/static].
+    web_root: PathBuf = PathBuf::from(DEFAULT_WEB_ROOT), "NORTHSTAR_WEB_ROOT";
+    /// Most simultaneous WebSocket connections; more get HTTP 503 [default: 1024].
+    max_connections: usize = DEFAULT_MAX_CONNECTIONS, "NORTHSTAR_MAX_CONNECTIONS";
+    /// Largest frame accepted, bytes; larger get `frame_too_large` (twice this closes the connection) [default: 2097152].
+    max_frame_bytes: usize = DEFAULT_MAX_FRAME_BYTES, "NORTHSTAR_MAX_FRAME_BYTES";
+    /// Most envelopes in one deposit batch (at most 64) [default: 64].
+    max_batch: usize = DEFAULT_MAX_BATCH, "NORTHSTAR_MAX_BATCH";
+    /// Sustained frames per second per connection [default: 20].
+    messages_per_second: u32 = DEFAULT_MESSAGES_PER_SECOND, "NORTHSTAR_MESSAGES_PER_SECOND";
+    /// Frames a connection may send in a burst [default: 100].
+    message_burst: u32 = DEFAULT_MESSAGE_BURST, "NORTHSTAR_MESSAGE_BURST";
+    /// Consecutive rate-limited frames after which the connection is closed [default: 200].
+    rate_limit_strikes: u32 = DEFAULT_RATE_LIMIT_STRIKES, "NORTHSTAR_RATE_LIMIT_STRIKES";
+    /// Proof-of-work difficulty in leading zero bits for mailboxes that require it (at most 28) [default: 16].
+    pow_difficulty: u8 = DEFAULT_POW_DIFFICULTY, "NORTHSTAR_POW_DIFFICULTY";
+    /// Most envelopes stored per mailbox [default: 5000].
+    mailbox_max_envelopes: u64 = DEFAULT_MAILBOX_MAX_ENVELOPES, "NORTHSTAR_MAILBOX_MAX_ENVELOPES";
+    /// Most ciphertext bytes stored per mailbox [default: 67108864].
+    mailbox_max_bytes: u64 = DEFAULT_MAILBOX_MAX_BYTES, "NORTHSTAR_MAILBOX_MAX_BYTES";
+    /// Hours an envelope is kept if never acknowledged (expiry rounded up to the hour) [default: 720].
+    retention_hours: u32 = DEFAULT_RETENTION_HOURS, "NORTHSTAR_RETENTION_HOURS";
+    /// Longest lifetime of a seeker-state blob, hours [default: 2160].
+    state_max_hours: u32 = DEFAULT_STATE_MAX_HOURS, "NORTHSTAR_STATE_MAX_HOURS";
+    /// Largest seeker-state blob, bytes (at most 4194304) [default: 1048576].
+    max_state_bytes: usize = DEFAULT_MAX_STATE_BYTES, "NORTHSTAR_MAX_STATE_BYTES";
+    /// Most one-time prekeys held per mailbox [default: 500].
+    max_one_time_prekeys: u64 = DEFAULT_MAX_ONE_TIME_PREKEYS, "NORTHSTAR_MAX_ONE_TIME_PREKEYS";
+    /// Seconds between sweeps of expired envelopes and state [default: 300].
+    sweep_interval_secs: u64 = DEFAULT_SWEEP_INTERVAL_SECS, "NORTHSTAR_SWEEP_INTERVAL_SECS";
+    /// Most writes committed in one SQLite transaction (group commit) [default: 256].
+    write_batch: usize = DEFAULT_WRITE_BATCH, "NORTHSTAR_WRITE_BATCH";
+    /// Seconds open connections get to finish on shutdown [default: 10].
+    shutdown_grace_secs: u64 = DEFAULT_SHUTDOWN_GRACE_SECS, "NORTHSTAR_SHUTDOWN_GRACE_SECS";
+}
+
+/// Where data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// `sqlite:<path>`.
+    Sqlite(PathBuf),
+    /// `memory:` — nothing persists (tests).
+    Memory,
+}
+
+impl Database {
+    fn parse(url: &str) -> Result<Self, ConfigError> {
+        if let Some(p) = url.strip_prefix("sqlite:") {
+            if p.is_empty() {
+                return Err(ConfigError::Database);
+            }
+            Ok(Database::Sqlite(PathBuf::from(p)))
+        } else if url == "memory:" {
+            Ok(Database::Memory)
+        } else {
+            Err(ConfigError::Database)
+        }
+    }
+}
+
+/// Configuration problems.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read the config file")]
+    Read {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the config file is not valid TOML for this relay")]
+    Toml {
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("database must be `sqlite:<path>` or `memory:`")]
+    Database,
+    #[error("{what} must be between {min} and {max}")]
+    OutOfRange {
+        what: &'static str,
+        min: u64,
+        max: u64,
+    },
+}
+
+fn range(what: &'static str, v: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(ConfigError::OutOfRange { what, min, max });
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Parses flags and environment, reads the file if given, validates.
+    pub fn load(args: Args) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => Self::read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let c = Config::merge(args, file)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The defaults (what `northstar-relay` with no flags uses).
+    pub fn defaults() -> Config {
+        // Defaults always validate; an empty merge cannot fail.
+        Config::merge(Args::default(), FileConfig::default()).unwrap_or_else(|_| unreachable!())
+    }
+
+    fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Toml { source })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use northstar_core::frame;
+        range("max_connections", self.max_connections as u64, 1, 1 << 20)?;
+        range(
+            "max_frame_bytes",
+            self.max_frame_bytes as u64,
+            1024,
+            frame::MAX_FRAME_LEN as u64,
+        )?;
+        range(
+            "max_batch",
+            self.max_batch as u64,
+            1,
+            frame::MAX_BATCH_ENVELOPES as u64,
+        )?;
+        range(
+            "messages_per_second",
+            u64::from(self.messages_per_second),
+            1,
+            1_000_000,
+        )?;
+        range("message_burst", u64::from(self.message_burst), 1, 1_000_000)?;
+        range(
+            "rate_limit_strikes",
+            u64::from(self.rate_limit_strikes),
+            1,
+            u64::from(u32::MAX),
+        )?;
+        range(
+            "pow_difficulty",
+            u64::from(self.pow_difficulty),
+            0,
+            u64::from(northstar_core::pow::MAX_DIFFICULTY),
+        )?;
+        range(
+            "mailbox_max_envelopes",
+            self.mailbox_max_envelopes,
+            1,
+            u64::MAX,
+        )?;
+        range("mailbox_max_bytes", self.mailbox_max_bytes, 1, u64::MAX)?;
+        range(
+            "retention_hours",
+            u64::from(self.retention_hours),
+            1,
+            24 * 366,
+        )?;
+        range(
+            "state_max_hours",
+            u64::from(self.state_max_hours),
+            1,
+            24 * 366 * 2,
+        )?;
+        range(
+            "max_state_bytes",
+            self.max_state_bytes as u64,
+            1,
+            frame::MAX_STATE_LEN as u64,
+        )?;
+        range(
+            "max_one_time_prekeys",
+            self.max_one_time_prekeys,
+            0,
+            100_000,
+        )?;
+        range("sweep_interval_secs", self.sweep_interval_secs, 1, 86_400)?;
+        range("write_batch", self.write_batch as u64, 1, 100_000)?;
+        range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 3600)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults_validate() {
+        let c = Config::defaults();
+        c.validate().unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(
+            c.database,
+            Database::Sqlite(PathBuf::from("./data/northstar.db"))
+        );
+    }
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(
+            &path,
+            "max_batch = 8\npow_difficulty = 10\ndatabase = \"memory:\"\n",
+        )
+        .unwrap();
+        let args = Args::try_parse_from([
+            "northstar-relay",
+            "--config",
+            path.to_str().unwrap(),
+            "--pow-difficulty",
+            "12",
+        ])
+        .unwrap();
+        let c = Config::load(args).unwrap();
+        assert_eq!((c.max_batch, c.pow_difficulty), (8, 12));
+        assert_eq!(c.database, Database::Memory);
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let args = Args::try_parse_from(["x", "--config", path.to_str().unwrap()]).unwrap();
+        assert!(matches!(Config::load(args), Err(ConfigError::Toml { .. })));
+        let args = Args::try_parse_from(["x", "--pow-difficulty", "40"]).unwrap();
+        assert!(matches!(
+            Config::load(args),
+            Err(ConfigError::OutOfRange { .. })
+        ));
+        let args = Args::try_parse_from(["x", "--database", "postgres://x"]).unwrap();
+        assert!(matches!(Config::load(args), Err(ConfigError::Database)));
+    }
+}

@@ -1,0 +1,254 @@
+//! One WebSocket connection: binary frames in, replies and deliveries out.
+//!
+//! The loop handles one request at a time, to completion (so a deposit's
+//! reply is sent only after its commit, and shutdown never cuts a command
+//! in half). It also pushes deliveries when the subscribed mailbox is woken.
+//! Bad input gets a typed error frame and the connection lives on; only the
+//! abuse limits (a hard frame-size breach, a sustained rate-limit breach)
+//! close it. Nothing about the peer or the payload is logged.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use northstar_core::frame::{
+    ClientFrame, ErrorCode, FRAME_HEADER_LEN, PUSH_REQUEST_ID, ServerFrame,
+};
+use northstar_core::ids::{EnvelopeId, MailboxId};
+use tokio::sync::watch;
+
+use crate::command::{self, Relay, Session, subscribe};
+use crate::limits::rate::TokenBucket;
+
+/// WebSocket close code for policy violations (RFC 6455 §7.4.1).
+const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close code for "going away" (shutdown).
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// A subscription: the mailbox and its wake-up receiver.
+type Feed = Option<(MailboxId, watch::Receiver<u64>)>;
+
+async fn send(socket: &mut WebSocket, request_id: u32, frame: &ServerFrame) -> bool {
+    let bytes = match frame.encode(request_id) {
+        Ok(b) => b,
+        Err(_) => {
+            tracing::error!(frame = frame.name(), "reply does not encode");
+            match (ServerFrame::Error {
+                code: ErrorCode::Internal,
+            })
+            .encode(request_id)
+            {
+                Ok(b) => b,
+                Err(_) => return false,
+            }
+        }
+    };
+    socket.send(Message::Binary(bytes.into())).await.is_ok()
+}
+
+async fn send_error(socket: &mut WebSocket, request_id: u32, code: ErrorCode) -> bool {
+    tracing::debug!(code = code.name(), "error frame");
+    send(socket, request_id, &ServerFrame::Error { code }).await
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+/// Resolves when the feed's mailbox is woken; never if there is no feed.
+async fn woken(feed: &mut Feed) -> bool {
+    match feed {
+        Some((_, rx)) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// The request id of a frame too broken to decode, if its header is there.
+fn peek_request_id(bytes: &[u8]) -> u32 {
+    match bytes.get(1..FRAME_HEADER_LEN - 1) {
+        Some([a, b, c, d]) => u32::from_be_bytes([*a, *b, *c, *d]),
+        _ => 0,
+    }
+}
+
+/// Pushes the envelopes not yet sent on this connection.
+async fn push_fresh(
+    socket: &mut WebSocket,
+    relay: &Relay,
+    feed: &Feed,
+    sent: &mut HashSet<EnvelopeId>,
+) -> bool {
+    let Some((mailbox, _)) = feed else {
+        return true;
+    };
+    match subscribe::fresh(relay, *mailbox, sent, command::now()).await {
+        Ok(frames) => {
+            for f in &frames {
+                if !send(socket, PUSH_REQUEST_ID, f).await {
+                    return false;
+                }
+            }
+            true
+        }
+        // A transient store failure: the next wake-up or ack retries.
+        Err(_) => true,
+    }
+}
+
+fn unsubscribe(relay: &Relay, feed: &mut Feed, sent: &mut HashSet<EnvelopeId>) {
+    if let Some((mailbox, rx)) = feed.take() {
+        drop(rx);
+        relay.notifier.release(&mailbox);
+    }
+    sent.clear();
+}
+
+/// Serves one connection until it closes, abuses a limit, or the relay shuts down.
+pub async fn handle(mut socket: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Receiver<bool>) {
+    let cfg = &relay.config;
+    let mut session = Session::new();
+    let hello = ServerFrame::Hello {
+        pow_challenge: session.pow_challenge,
+        pow_difficulty: cfg.pow_difficulty,
+        max_frame_len: u32::try_from(cfg.max_frame_bytes).unwrap_or(u32::MAX),
+        max_batch: u16::try_from(cfg.max_batch).unwrap_or(u16::MAX),
+    };
+    if !send(&mut socket, PUSH_REQUEST_ID, &hello).await {
+        return;
+    }
+    let mut bucket = TokenBucket::new(cfg.messages_per_second, cfg.message_burst, Instant::now());
+    let mut strikes = 0u32;
+    let mut feed: Feed = None;
+    let mut sent: HashSet<EnvelopeId> = HashSet::new();
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                close(&mut socket, CLOSE_GOING_AWAY, "relay shutting down").await;
+                break;
+            }
+            alive = woken(&mut feed) => {
+                if !alive {
+                    unsubscribe(&relay, &mut feed, &mut sent);
+                } else if !push_fresh(&mut socket, &relay, &feed, &mut sent).await {
+                    break;
+                }
+            }
+            msg = socket.recv() => {
+                let bytes = match msg {
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(Message::Text(_))) => {
+                        if !send_error(&mut socket, 0, ErrorCode::Malformed).await {
+                            break;
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => continue, // ping/pong: answered by axum
+                    Some(Err(_)) => {
+                        // Over the hard size cap (or a broken socket): abuse, close.
+                        send_error(&mut socket, 0, ErrorCode::FrameTooLarge).await;
+                        close(&mut socket, CLOSE_POLICY, "frame too large").await;
+                        break;
+                    }
+                };
+                let request_id = peek_request_id(&bytes);
+                if !bucket.try_take(Instant::now()) {
+                    strikes += 1;
+                    let ok = send_error(&mut socket, request_id, ErrorCode::RateLimited).await;
+                    if !ok || strikes >= cfg.rate_limit_strikes {
+                        tracing::info!("closing a connection over its rate limit");
+                        close(&mut socket, CLOSE_POLICY, "rate limit").await;
+                        break;
+                    }
+                    continue;
+                }
+                strikes = 0;
+                if bytes.len() > cfg.max_frame_bytes {
+                    if !send_error(&mut socket, request_id, ErrorCode::FrameTooLarge).await {
+                        break;
+                    }
+                    continue;
+                }
+                let (request_id, frame) = match ClientFrame::decode(&bytes) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        if !send_error(&mut socket, e.request_id, e.code()).await {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                drop(bytes);
+                let name = frame.name();
+                let now = command::now();
+                if matches!(frame, ClientFrame::Subscribe) {
+                    match subscribe::subscribe(&relay, &session, now).await {
+                        Ok((mailbox, rx, reply)) => {
+                            unsubscribe(&relay, &mut feed, &mut sent);
+                            feed = Some((mailbox, rx));
+                            if !send(&mut socket, request_id, &reply).await
+                                || !push_fresh(&mut socket, &relay, &feed, &mut sent).await
+                            {
+                                break;
+                            }
+                        }
+                        Err(code) => {
+                            if !send_error(&mut socket, request_id, code).await {
+                                break;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                let acked = match &frame {
+                    ClientFrame::Ack { ids } => ids.clone(),
+                    _ => Vec::new(),
+                };
+                let before = session.mailbox;
+                let result = command::execute(&relay, &mut session, frame, now).await;
+                if session.mailbox != before {
+                    unsubscribe(&relay, &mut feed, &mut sent);
+                }
+                let ok = match result {
+                    Ok(reply) => {
+                        tracing::debug!(command = name, "ok");
+                        send(&mut socket, request_id, &reply).await
+                    }
+                    Err(code) => send_error(&mut socket, request_id, code).await,
+                };
+                if !ok {
+                    break;
+                }
+                if !acked.is_empty() {
+                    for id in &acked {
+                        sent.remove(id);
+                    }
+                    // Room in the delivery window: push what waited.
+                    if !push_fresh(&mut socket, &relay, &feed, &mut sent).await {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    unsubscribe(&relay, &mut feed, &mut sent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_is_peeked_from_broken_frames() {
+        assert_eq!(peek_request_id(&[9, 0, 0, 1, 2, 0xEE, 1, 2]), 258);
+        assert_eq!(peek_request_id(&[1, 0]), 0);
+    }
+}

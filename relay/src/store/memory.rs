@@ -1,0 +1,288 @@
+//! An in-memory [`Store`] with the same semantics as SQLite, for tests.
+//! Nothing survives the process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use northstar_core::UnixTime;
+use northstar_core::frame::OneTimePrekey;
+use northstar_core::ids::{EnvelopeId, MailboxId};
+use northstar_core::keys::MailboxPublic;
+
+use super::{
+    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, Quotas, StateBlob, Store,
+    StoreError, StoreFuture, StoredEnvelope, SweepCounts,
+};
+
+#[derive(Default)]
+struct Mailbox {
+    record: Option<MailboxRecord>,
+    /// Envelopes in deposit order: sequence number → envelope.
+    envelopes: BTreeMap<u64, StoredEnvelope>,
+    signed_bundle: Option<Vec<u8>>,
+    one_time: BTreeMap<u32, OneTimePrekey>,
+    state: Option<StateBlob>,
+}
+
+#[derive(Default)]
+struct Inner {
+    mailboxes: HashMap<MailboxId, Mailbox>,
+    directories: HashMap<[u8; 32], DirectoryRecord>,
+    next_seq: u64,
+    closed: bool,
+}
+
+/// The in-memory store.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl core::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MemoryStore")
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T: Send + 'static>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&mut Inner) -> Result<T, StoreError>,
+    ) -> StoreFuture<'_, T> {
+        let r = (|| {
+            let mut g: MutexGuard<'_, Inner> = self.inner.lock().map_err(|_| StoreError::Closed)?;
+            if write && g.closed {
+                return Err(StoreError::Closed);
+            }
+            f(&mut g)
+        })();
+        Box::pin(async move { r })
+    }
+}
+
+fn registered(inner: &mut Inner, id: MailboxId) -> Result<&mut Mailbox, StoreError> {
+    match inner.mailboxes.get_mut(&id) {
+        Some(m) if m.record.is_some() => Ok(m),
+        _ => Err(StoreError::UnknownMailbox),
+    }
+}
+
+impl Store for MemoryStore {
+    fn register(&self, keys: MailboxPublic, pow_required: bool) -> StoreFuture<'_, ()> {
+        self.with(true, move |i| {
+            let m = i.mailboxes.entry(keys.id()).or_default();
+            m.record = Some(MailboxRecord { keys, pow_required });
+            Ok(())
+        })
+    }
+
+    fn mailbox(&self, id: MailboxId) -> StoreFuture<'_, Option<MailboxRecord>> {
+        self.with(false, move |i| {
+            Ok(i.mailboxes.get(&id).and_then(|m| m.record))
+        })
+    }
+
+    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, u64> {
+        self.with(true, move |i| {
+            // Check everything first, then apply: all or nothing.
+            let mut added: HashMap<MailboxId, (u64, u64, Vec<EnvelopeId>)> = HashMap::new();
+            for e in &batch {
+                let to = *e.envelope.recipient();
+                let m = registered(i, to)?;
+                let (count, bytes) = m.envelopes.values().fold((0u64, 0u64), |(c, b), s| {
+                    (c + 1, b + s.envelope.ciphertext().len() as u64)
+                });
+                let entry = added.entry(to).or_insert((count, bytes, Vec::new()));
+                let dup = m.envelopes.values().any(|s| s.id == e.id) || entry.2.contains(&e.id);
+                if !dup {
+                    entry.0 += 1;
+                    entry.1 += e.envelope.ciphertext().len() as u64;
+                    entry.2.push(e.id);
+                    if entry.0 > quotas.max_envelopes || entry.1 > quotas.max_bytes {
+                        return Err(StoreError::QuotaExceeded);
+                    }
+                }
+            }
+            let mut stored = 0;
+            for e in batch {
+                let to = *e.envelope.recipient();
+                let seq = i.next_seq;
+                let m = registered(i, to)?;
+                if m.envelopes.values().any(|s| s.id == e.id) {
+                    continue;
+                }
+                m.envelopes.insert(
+                    seq,
+                    StoredEnvelope {
+                        id: e.id,
+                        expires_at: e.expires_at,
+                        envelope: e.envelope,
+                    },
+                );
+                i.next_seq += 1;
+                stored += 1;
+            }
+            Ok(stored)
+        })
+    }
+
+    fn pending(
+        &self,
+        mailbox: MailboxId,
+        now: UnixTime,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<StoredEnvelope>> {
+        self.with(false, move |i| {
+            Ok(i.mailboxes
+                .get(&mailbox)
+                .map(|m| {
+                    m.envelopes
+                        .values()
+                        .filter(|e| e.expires_at > now)
+                        .take(limit)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+    }
+
+    fn ack(&self, mailbox: MailboxId, ids: Vec<EnvelopeId>) -> StoreFuture<'_, u64> {
+        self.with(true, move |i| {
+            let Some(m) = i.mailboxes.get_mut(&mailbox) else {
+                return Ok(0);
+            };
+            let before = m.envelopes.len();
+            m.envelopes.retain(|_, e| !ids.contains(&e.id));
+            Ok((before - m.envelopes.len()) as u64)
+        })
+    }
+
+    fn put_directory(&self, dir: DirectoryRecord) -> StoreFuture<'_, ()> {
+        self.with(true, move |i| {
+            if let Some(old) = i.directories.get(&dir.org_key) {
+                let same = old.serial == dir.serial && old.bytes == dir.bytes;
+                if dir.serial < old.serial || (dir.serial == old.serial && !same) {
+                    return Err(StoreError::DirectoryRollback);
+                }
+            }
+            i.directories.insert(dir.org_key, dir);
+            Ok(())
+        })
+    }
+
+    fn directory(&self, org_key: [u8; 32]) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.with(false, move |i| {
+            Ok(i.directories.get(&org_key).map(|d| d.bytes.clone()))
+        })
+    }
+
+    fn put_prekeys(
+        &self,
+        mailbox: MailboxId,
+        signed_bundle: Vec<u8>,
+        one_time: Vec<OneTimePrekey>,
+        max_one_time: u64,
+    ) -> StoreFuture<'_, u64> {
+        self.with(true, move |i| {
+            let m = registered(i, mailbox)?;
+            let mut next = m.one_time.clone();
+            for k in one_time {
+                next.insert(k.id, k);
+            }
+            if next.len() as u64 > max_one_time {
+                return Err(StoreError::QuotaExceeded);
+            }
+            m.one_time = next;
+            m.signed_bundle = Some(signed_bundle);
+            Ok(m.one_time.len() as u64)
+        })
+    }
+
+    fn take_prekeys(&self, mailbox: MailboxId) -> StoreFuture<'_, Option<PrekeyBundle>> {
+        self.with(true, move |i| {
+            let Ok(m) = registered(i, mailbox) else {
+                return Ok(None);
+            };
+            let Some(signed_bundle) = m.signed_bundle.clone() else {
+                return Ok(None);
+            };
+            let one_time = m.one_time.pop_first().map(|(_, k)| k);
+            Ok(Some(PrekeyBundle {
+                signed_bundle,
+                one_time,
+            }))
+        })
+    }
+
+    fn put_state(&self, mailbox: MailboxId, state: StateBlob) -> StoreFuture<'_, ()> {
+        self.with(true, move |i| {
+            registered(i, mailbox)?.state = Some(state);
+            Ok(())
+        })
+    }
+
+    fn state(&self, mailbox: MailboxId, now: UnixTime) -> StoreFuture<'_, Option<StateBlob>> {
+        self.with(false, move |i| {
+            Ok(i.mailboxes
+                .get(&mailbox)
+                .and_then(|m| m.state.clone())
+                .filter(|s| s.expires_at > now))
+        })
+    }
+
+    fn delete_state(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
+        self.with(true, move |i| {
+            Ok(i.mailboxes
+                .get_mut(&mailbox)
+                .and_then(|m| m.state.take())
+                .is_some())
+        })
+    }
+
+    fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
+        self.with(true, move |i| {
+            Ok(i.mailboxes
+                .remove(&mailbox)
+                .is_some_and(|m| m.record.is_some()))
+        })
+    }
+
+    fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts> {
+        self.with(true, move |i| {
+            let mut c = SweepCounts::default();
+            for m in i.mailboxes.values_mut() {
+                let before = m.envelopes.len();
+                m.envelopes.retain(|_, e| e.expires_at > now);
+                c.envelopes += (before - m.envelopes.len()) as u64;
+                if m.state.as_ref().is_some_and(|s| s.expires_at <= now) {
+                    m.state = None;
+                    c.states += 1;
+                }
+            }
+            Ok(c)
+        })
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        self.with(true, |i| {
+            i.closed = true;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn contract() {
+        super::super::contract::run(&MemoryStore::new()).await;
+    }
+}

@@ -1,0 +1,385 @@
+//! Storage behind one trait.
+//!
+//! The relay stores only what docs/RELAY.md lists: mailbox ids and their
+//! public keys (plus the proof-of-work flag), sealed envelopes (ciphertext
+//! and an expiry rounded up to the hour), prekey bundles, signed directories
+//! and encrypted seeker-state blobs. No address, no arrival time, no sender.
+//!
+//! Every method returns a boxed future so the trait is object safe
+//! (`Arc<dyn Store>`) and a networked backend (PostgreSQL, for several relay
+//! nodes sharing one store) can be added without touching the commands.
+//! Writes are durable when their future resolves `Ok`.
+//!
+//! - [`sqlite`] — the default: one writer thread with group commit, WAL,
+//!   `synchronous=FULL`, `PRAGMA user_version` migrations.
+//! - [`memory`] — the same semantics in a `HashMap`, for tests.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use northstar_core::UnixTime;
+use northstar_core::frame::OneTimePrekey;
+use northstar_core::ids::{EnvelopeId, MailboxId};
+use northstar_core::keys::MailboxPublic;
+use northstar_core::sealed::Envelope;
+
+pub mod memory;
+pub mod sqlite;
+
+/// The future every store method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a store operation failed. Nothing was changed when one is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The mailbox is not registered (or was deleted meanwhile).
+    #[error("unknown mailbox")]
+    UnknownMailbox,
+    /// The mailbox's envelope-count or byte quota, or its one-time prekey cap, would be exceeded.
+    #[error("mailbox quota exceeded")]
+    QuotaExceeded,
+    /// The directory's serial is not newer than the one stored.
+    #[error("directory serial is not newer than the stored one")]
+    DirectoryRollback,
+    /// The store has been closed (shutdown in progress).
+    #[error("store closed")]
+    Closed,
+    /// The storage engine failed (disk full, corruption, …).
+    #[error("storage backend failed")]
+    Sqlite {
+        #[from]
+        source: rusqlite::Error,
+    },
+    /// A value read back from storage does not decode (corruption).
+    #[error("stored {what} is corrupt")]
+    Corrupt { what: &'static str },
+}
+
+/// A registered mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MailboxRecord {
+    pub keys: MailboxPublic,
+    /// Deposits to it must carry proof of work (counselor intake mailboxes).
+    pub pow_required: bool,
+}
+
+/// An envelope to store.
+#[derive(Clone, Debug)]
+pub struct NewEnvelope {
+    pub id: EnvelopeId,
+    /// Already rounded up to the hour by the caller.
+    pub expires_at: UnixTime,
+    pub envelope: Envelope,
+}
+
+/// A stored envelope, as delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEnvelope {
+    pub id: EnvelopeId,
+    pub expires_at: UnixTime,
+    pub envelope: Envelope,
+}
+
+/// Per-mailbox limits a deposit is checked against, inside its transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct Quotas {
+    pub max_envelopes: u64,
+    pub max_bytes: u64,
+}
+
+/// A prekey bundle as handed out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrekeyBundle {
+    pub signed_bundle: Vec<u8>,
+    pub one_time: Option<OneTimePrekey>,
+}
+
+/// An encrypted seeker-state blob.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StateBlob {
+    pub expires_at: UnixTime,
+    pub blob: Vec<u8>,
+}
+
+impl core::fmt::Debug for StateBlob {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "StateBlob({} bytes)", self.blob.len())
+    }
+}
+
+/// A verified, org-signed directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryRecord {
+    pub org_key: [u8; 32],
+    pub serial: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// What a sweep removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepCounts {
+    pub envelopes: u64,
+    pub states: u64,
+}
+
+/// The relay's storage.
+pub trait Store: Send + Sync + 'static {
+    /// Registers a mailbox, or updates its proof-of-work flag.
+    fn register(&self, keys: MailboxPublic, pow_required: bool) -> StoreFuture<'_, ()>;
+    /// Looks a mailbox up.
+    fn mailbox(&self, id: MailboxId) -> StoreFuture<'_, Option<MailboxRecord>>;
+    /// Stores a batch atomically: every recipient must exist and stay within
+    /// its quotas, or nothing is stored. A copy already held is not stored
+    /// twice (envelope ids are content addresses). Returns the count newly stored.
+    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, u64>;
+    /// Unexpired envelopes of a mailbox in deposit order, at most `limit`.
+    fn pending(
+        &self,
+        mailbox: MailboxId,
+        now: UnixTime,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<StoredEnvelope>>;
+    /// Deletes acknowledged envelopes; returns how many existed.
+    fn ack(&self, mailbox: MailboxId, ids: Vec<EnvelopeId>) -> StoreFuture<'_, u64>;
+    /// Stores a directory if its serial is newer than the stored one for
+    /// the same org key (the same serial with identical bytes is accepted).
+    fn put_directory(&self, dir: DirectoryRecord) -> StoreFuture<'_, ()>;
+    /// The newest directory of an organisation.
+    fn directory(&self, org_key: [u8; 32]) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// Replaces the signed bundle and adds one-time prekeys (an id already
+    /// held is replaced). Fails with `QuotaExceeded` beyond `max_one_time`.
+    /// Returns the one-time prekeys now held.
+    fn put_prekeys(
+        &self,
+        mailbox: MailboxId,
+        signed_bundle: Vec<u8>,
+        one_time: Vec<OneTimePrekey>,
+        max_one_time: u64,
+    ) -> StoreFuture<'_, u64>;
+    /// Hands a bundle out, deleting the one-time prekey it includes.
+    fn take_prekeys(&self, mailbox: MailboxId) -> StoreFuture<'_, Option<PrekeyBundle>>;
+    /// Stores (replaces) a mailbox's state blob.
+    fn put_state(&self, mailbox: MailboxId, state: StateBlob) -> StoreFuture<'_, ()>;
+    /// Reads a mailbox's unexpired state blob.
+    fn state(&self, mailbox: MailboxId, now: UnixTime) -> StoreFuture<'_, Option<StateBlob>>;
+    /// Deletes a mailbox's state blob; returns whether one existed.
+    fn delete_state(&self, mailbox: MailboxId) -> StoreFuture<'_, bool>;
+    /// Deletes a mailbox and everything it holds; returns whether it existed.
+    fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool>;
+    /// Deletes envelopes and state blobs whose expiry is at or before `now`.
+    fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts>;
+    /// Finishes every queued write, then refuses new ones.
+    fn close(&self) -> StoreFuture<'_, ()>;
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! One behavioural test run against every backend.
+    use super::*;
+    use northstar_core::keys::{Ed25519Public, X25519Public};
+
+    pub fn keys(seed: u8) -> MailboxPublic {
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        MailboxPublic {
+            auth: Ed25519Public(sk.verifying_key().to_bytes()),
+            seal: X25519Public([seed; 32]),
+        }
+    }
+
+    fn new_env(to: MailboxId, fill: u8, len: usize, expires: u64) -> NewEnvelope {
+        let envelope = Envelope::from_parts(to, vec![fill; len]).unwrap();
+        NewEnvelope {
+            id: EnvelopeId::of(&envelope.encode()),
+            expires_at: UnixTime(expires),
+            envelope,
+        }
+    }
+
+    const Q: Quotas = Quotas {
+        max_envelopes: 3,
+        max_bytes: 400,
+    };
+
+    pub async fn run(store: &dyn Store) {
+        let a = keys(1);
+        let b = keys(2);
+        let (ida, idb) = (a.id(), b.id());
+        store.register(a, false).await.unwrap();
+        store.register(b, true).await.unwrap();
+        assert_eq!(
+            store.mailbox(idb).await.unwrap(),
+            Some(MailboxRecord {
+                keys: b,
+                pow_required: true
+            })
+        );
+        store.register(b, false).await.unwrap();
+        assert!(!store.mailbox(idb).await.unwrap().unwrap().pow_required);
+        assert_eq!(store.mailbox(keys(3).id()).await.unwrap(), None);
+
+        // Deposits: atomic over recipients, deduplicated, quota-checked.
+        let e1 = new_env(ida, 1, 100, 7200);
+        let e2 = new_env(idb, 2, 100, 7200);
+        assert_eq!(
+            store
+                .deposit(vec![e1.clone(), e2.clone()], Q)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(store.deposit(vec![e1.clone()], Q).await.unwrap(), 0);
+        let unknown = new_env(keys(3).id(), 3, 100, 7200);
+        assert!(matches!(
+            store
+                .deposit(vec![new_env(ida, 4, 100, 7200), unknown], Q)
+                .await,
+            Err(StoreError::UnknownMailbox)
+        ));
+        assert_eq!(store.pending(ida, UnixTime(0), 100).await.unwrap().len(), 1);
+        // Byte quota: 100 + 400 > 400.
+        assert!(matches!(
+            store.deposit(vec![new_env(ida, 5, 400, 7200)], Q).await,
+            Err(StoreError::QuotaExceeded)
+        ));
+        store
+            .deposit(vec![new_env(ida, 6, 50, 3600)], Q)
+            .await
+            .unwrap();
+        store
+            .deposit(vec![new_env(ida, 7, 50, 7200)], Q)
+            .await
+            .unwrap();
+        // Count quota: a fourth envelope.
+        assert!(matches!(
+            store.deposit(vec![new_env(ida, 8, 50, 7200)], Q).await,
+            Err(StoreError::QuotaExceeded)
+        ));
+        let p = store.pending(ida, UnixTime(0), 100).await.unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0].id, e1.id, "deposit order");
+        assert_eq!(p[0].envelope, e1.envelope);
+        assert_eq!(store.pending(ida, UnixTime(0), 2).await.unwrap().len(), 2);
+        // Expired envelopes are not delivered, then swept.
+        assert_eq!(
+            store.pending(ida, UnixTime(3600), 100).await.unwrap().len(),
+            2
+        );
+        let swept = store.sweep(UnixTime(3600)).await.unwrap();
+        assert_eq!(swept.envelopes, 1);
+        // Ack deletes only from the acknowledging mailbox.
+        assert_eq!(store.ack(idb, vec![e1.id]).await.unwrap(), 0);
+        assert_eq!(store.ack(ida, vec![e1.id, e1.id]).await.unwrap(), 1);
+        assert_eq!(store.pending(ida, UnixTime(0), 100).await.unwrap().len(), 1);
+
+        // Directories: newest only, rollbacks refused.
+        let d = |serial, fill| DirectoryRecord {
+            org_key: [9; 32],
+            serial,
+            bytes: vec![fill; 10],
+        };
+        store.put_directory(d(2, 2)).await.unwrap();
+        store.put_directory(d(2, 2)).await.unwrap();
+        assert!(matches!(
+            store.put_directory(d(1, 1)).await,
+            Err(StoreError::DirectoryRollback)
+        ));
+        assert!(matches!(
+            store.put_directory(d(2, 3)).await,
+            Err(StoreError::DirectoryRollback)
+        ));
+        store.put_directory(d(3, 3)).await.unwrap();
+        assert_eq!(store.directory([9; 32]).await.unwrap(), Some(vec![3; 10]));
+        assert_eq!(store.directory([8; 32]).await.unwrap(), None);
+
+        // Prekeys: one-time keys handed out once, then the bundle alone.
+        let otk = |id| OneTimePrekey {
+            id,
+            public: X25519Public([id as u8; 32]),
+        };
+        assert_eq!(store.take_prekeys(idb).await.unwrap(), None);
+        assert_eq!(
+            store
+                .put_prekeys(idb, vec![1; 50], vec![otk(1), otk(2)], 3)
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(matches!(
+            store
+                .put_prekeys(idb, vec![1; 50], vec![otk(3), otk(4)], 3)
+                .await,
+            Err(StoreError::QuotaExceeded)
+        ));
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let bundle = store.take_prekeys(idb).await.unwrap().unwrap();
+            assert_eq!(bundle.signed_bundle, vec![1; 50]);
+            got.push(bundle.one_time);
+        }
+        assert_eq!(got, vec![Some(otk(1)), Some(otk(2)), None]);
+        assert!(matches!(
+            store.put_prekeys(keys(3).id(), vec![1], vec![], 3).await,
+            Err(StoreError::UnknownMailbox)
+        ));
+
+        // State: expiry readable, swept when expired, deletable.
+        let s = StateBlob {
+            expires_at: UnixTime(7200),
+            blob: vec![5; 64],
+        };
+        store.put_state(ida, s.clone()).await.unwrap();
+        assert_eq!(
+            store.state(ida, UnixTime(0)).await.unwrap(),
+            Some(s.clone())
+        );
+        assert_eq!(store.state(ida, UnixTime(7200)).await.unwrap(), None);
+        assert!(store.delete_state(ida).await.unwrap());
+        assert!(!store.delete_state(ida).await.unwrap());
+        store.put_state(ida, s.clone()).await.unwrap();
+        assert_eq!(store.sweep(UnixTime(7200)).await.unwrap().states, 1);
+        assert!(matches!(
+            store.put_state(keys(3).id(), s.clone()).await,
+            Err(StoreError::UnknownMailbox)
+        ));
+
+        // Delete everything now.
+        store.put_state(idb, s.clone()).await.unwrap();
+        store
+            .deposit(vec![new_env(idb, 9, 60, 7200)], Q)
+            .await
+            .unwrap();
+        store
+            .put_prekeys(idb, vec![1; 50], vec![otk(5)], 3)
+            .await
+            .unwrap();
+        assert!(store.delete_mailbox(idb).await.unwrap());
+        assert!(!store.delete_mailbox(idb).await.unwrap());
+        assert_eq!(store.mailbox(idb).await.unwrap(), None);
+        assert!(
+            store
+                .pending(idb, UnixTime(0), 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.state(idb, UnixTime(0)).await.unwrap(), None);
+        assert_eq!(store.take_prekeys(idb).await.unwrap(), None);
+        // Re-registering gives an empty mailbox.
+        store.register(b, true).await.unwrap();
+        assert!(
+            store
+                .pending(idb, UnixTime(0), 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.take_prekeys(idb).await.unwrap(), None);
+
+        store.close().await.unwrap();
+        assert!(matches!(
+            store.register(keys(4), false).await,
+            Err(StoreError::Closed)
+        ));
+    }
+}

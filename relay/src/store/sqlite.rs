@@ -1,0 +1,691 @@
+//! The SQLite [`Store`]: one file under the data directory, nothing else to install.
+//!
+//! - **One writer.** Every write is a job sent to a single writer thread. The
+//!   thread takes the first queued job, then whatever else is queued (up to
+//!   [`SqliteOptions::write_batch`]), runs them in ONE transaction (each in its
+//!   own savepoint, so one failing job leaves the others intact), commits,
+//!   and only then answers each caller. Under load this is group commit: one
+//!   `fsync` for many deposits.
+//! - **Durability.** WAL with `synchronous=FULL`: a committed transaction is
+//!   on disk before the caller is answered, so an acknowledged deposit
+//!   survives `kill -9` and power loss alike. (`NORMAL` would survive a process
+//!   crash but could lose the last commits on power loss; group commit makes
+//!   `FULL` cheap enough that we do not take that risk.)
+//! - **Reads** use a second, read-only connection (WAL readers do not block
+//!   the writer).
+//! - **Deletion** uses `secure_delete`, so deleted ciphertext is overwritten
+//!   rather than left in free pages.
+//! - **Migrations** are numbered; `PRAGMA user_version` records the last applied.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use northstar_core::UnixTime;
+use northstar_core::frame::{ONE_TIME_PREKEY_LEN, OneTimePrekey};
+use northstar_core::ids::{EnvelopeId, MailboxId};
+use northstar_core::keys::{Ed25519Public, MailboxPublic, X25519Public};
+use northstar_core::sealed::Envelope;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, Quotas, StateBlob, Store,
+    StoreError, StoreFuture, StoredEnvelope, SweepCounts,
+};
+
+/// Schema migrations; entry `n` moves `user_version` from `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE mailboxes (
+        id           BLOB PRIMARY KEY,
+        auth_pk      BLOB NOT NULL,
+        seal_pk      BLOB NOT NULL,
+        pow_required INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE envelopes (
+        seq        INTEGER PRIMARY KEY,
+        mailbox    BLOB NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        id         BLOB NOT NULL,
+        expires_at INTEGER NOT NULL,
+        ciphertext BLOB NOT NULL,
+        UNIQUE (mailbox, id)
+    );
+    CREATE INDEX envelopes_expiry ON envelopes(expires_at);
+    CREATE TABLE signed_prekeys (
+        mailbox BLOB PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+        bundle  BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE one_time_prekeys (
+        mailbox BLOB NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        prekey_id INTEGER NOT NULL,
+        public  BLOB NOT NULL,
+        PRIMARY KEY (mailbox, prekey_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE states (
+        mailbox    BLOB PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+        expires_at INTEGER NOT NULL,
+        blob       BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE directories (
+        org_key   BLOB PRIMARY KEY,
+        serial    BLOB NOT NULL,
+        directory BLOB NOT NULL
+    ) WITHOUT ROWID;
+"];
+
+/// Default number of queued writes committed in one transaction: enough to
+/// amortise one fsync over a burst of deposits, small enough that a
+/// transaction stays short (milliseconds).
+pub const DEFAULT_WRITE_BATCH: usize = 256;
+
+/// Depth of the queue in front of the writer; callers wait (backpressure)
+/// when it is full.
+const WRITE_QUEUE_DEPTH: usize = 4096;
+
+/// Tuning of the SQLite store.
+#[derive(Clone, Copy, Debug)]
+pub struct SqliteOptions {
+    /// Most writes committed in one transaction.
+    pub write_batch: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            write_batch: DEFAULT_WRITE_BATCH,
+        }
+    }
+}
+
+/// Called after the transaction: `Ok` if it committed.
+type Finish = Box<dyn FnOnce(Result<(), ()>) + Send>;
+/// Runs inside the transaction; says whether it succeeded (else its
+/// savepoint is rolled back) and how to answer its caller.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+
+enum Msg {
+    Job(Job),
+    Close(oneshot::Sender<()>),
+}
+
+/// The SQLite store handle (cheap to share behind an `Arc`).
+pub struct SqliteStore {
+    writer: mpsc::Sender<Msg>,
+    reader: Arc<Mutex<Connection>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl core::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = conn
+            .execute_batch(sql)
+            .and_then(|()| conn.pragma_update(None, "user_version", (n + 1) as i64));
+        match step {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        let writer = Connection::open(path)?;
+        configure(&writer)?;
+        migrate(&writer)?;
+        let reader = Connection::open(path)?;
+        configure(&reader)?;
+        reader.pragma_update(None, "query_only", "ON")?;
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
+        let batch = options.write_batch.max(1);
+        let thread = std::thread::Builder::new()
+            .name("northstar-writer".into())
+            .spawn(move || writer_loop(writer, rx, batch))
+            .map_err(|_| StoreError::Closed)?;
+        Ok(SqliteStore {
+            writer: tx,
+            reader: Arc::new(Mutex::new(reader)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            let job: Job = Box::new(move |conn: &Connection| {
+                let result = f(conn);
+                let ok = result.is_ok();
+                let finish: Finish = Box::new(move |committed| {
+                    let _ = tx.send(match committed {
+                        Ok(()) => result,
+                        Err(()) => Err(StoreError::Closed),
+                    });
+                });
+                (ok, finish)
+            });
+            self.writer
+                .send(Msg::Job(job))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                f(&conn)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, batch: usize) {
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    while closing.is_none() {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        let mut msgs = vec![first];
+        while msgs.len() < batch {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut finishers: Vec<Finish> = Vec::with_capacity(msgs.len());
+        let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        for m in msgs {
+            match m {
+                Msg::Close(done) => {
+                    // Jobs queued after Close are answered `Closed` below.
+                    if closing.is_none() {
+                        closing = Some(done);
+                    }
+                }
+                Msg::Job(job) if closing.is_some() || !began => {
+                    // Run nothing: answer as not committed.
+                    let _ = job; // dropping the job drops its reply sender: Closed
+                }
+                Msg::Job(job) => {
+                    if conn.execute_batch("SAVEPOINT op").is_err() {
+                        drop(job);
+                        continue;
+                    }
+                    let (ok, finish) = job(&conn);
+                    let end = if ok {
+                        "RELEASE op"
+                    } else {
+                        "ROLLBACK TO op; RELEASE op"
+                    };
+                    if conn.execute_batch(end).is_err() {
+                        finish(Err(()));
+                        continue;
+                    }
+                    finishers.push(finish);
+                }
+            }
+        }
+        let committed = if began {
+            conn.execute_batch("COMMIT").map_err(|_| {
+                let _ = conn.execute_batch("ROLLBACK");
+            })
+        } else {
+            Err(())
+        };
+        for f in finishers {
+            f(committed);
+        }
+    }
+    // Refuse what is still queued, then checkpoint the WAL into the main file.
+    rx.close();
+    while rx.try_recv().is_ok() {}
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+    drop(conn);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+fn i64_of(t: UnixTime) -> i64 {
+    i64::try_from(t.0).unwrap_or(i64::MAX)
+}
+
+fn time_of(v: i64) -> UnixTime {
+    UnixTime(u64::try_from(v).unwrap_or(0))
+}
+
+fn id32(v: Vec<u8>, what: &'static str) -> Result<[u8; 32], StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt { what })
+}
+
+fn exists(conn: &Connection, id: &MailboxId) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM mailboxes WHERE id = ?1",
+            [&id.as_bytes()[..]],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+impl Store for SqliteStore {
+    fn register(&self, keys: MailboxPublic, pow_required: bool) -> StoreFuture<'_, ()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO mailboxes (id, auth_pk, seal_pk, pow_required) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET pow_required = excluded.pow_required",
+                params![
+                    &keys.id().as_bytes()[..],
+                    &keys.auth.0[..],
+                    &keys.seal.0[..],
+                    pow_required
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn mailbox(&self, id: MailboxId) -> StoreFuture<'_, Option<MailboxRecord>> {
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT auth_pk, seal_pk, pow_required FROM mailboxes WHERE id = ?1",
+                    [&id.as_bytes()[..]],
+                    |r| {
+                        Ok((
+                            r.get::<_, Vec<u8>>(0)?,
+                            r.get::<_, Vec<u8>>(1)?,
+                            r.get::<_, bool>(2)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            row.map(|(a, s, pow_required)| {
+                Ok(MailboxRecord {
+                    keys: MailboxPublic {
+                        auth: Ed25519Public(id32(a, "mailbox auth key")?),
+                        seal: X25519Public(id32(s, "mailbox seal key")?),
+                    },
+                    pow_required,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, u64> {
+        self.write(move |c| {
+            let mut stored = 0u64;
+            let mut touched: Vec<MailboxId> = Vec::new();
+            for e in &batch {
+                let to = *e.envelope.recipient();
+                if !touched.contains(&to) {
+                    if !exists(c, &to)? {
+                        return Err(StoreError::UnknownMailbox);
+                    }
+                    touched.push(to);
+                }
+                stored += c.execute(
+                    "INSERT OR IGNORE INTO envelopes (mailbox, id, expires_at, ciphertext)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        &to.as_bytes()[..],
+                        &e.id.as_bytes()[..],
+                        i64_of(e.expires_at),
+                        e.envelope.ciphertext()
+                    ],
+                )? as u64;
+            }
+            // Quotas are checked after insertion, inside the savepoint: a
+            // breach rolls the whole batch back.
+            for to in touched {
+                let (count, bytes): (i64, i64) = c.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(ciphertext)), 0) FROM envelopes WHERE mailbox = ?1",
+                    [&to.as_bytes()[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if count as u64 > quotas.max_envelopes || bytes as u64 > quotas.max_bytes {
+                    return Err(StoreError::QuotaExceeded);
+                }
+            }
+            Ok(stored)
+        })
+    }
+
+    fn pending(
+        &self,
+        mailbox: MailboxId,
+        now: UnixTime,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<StoredEnvelope>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, expires_at, ciphertext FROM envelopes
+                 WHERE mailbox = ?1 AND expires_at > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    &mailbox.as_bytes()[..],
+                    i64_of(now),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, exp, ct) = row?;
+                out.push(StoredEnvelope {
+                    id: EnvelopeId::from_bytes(id32(id, "envelope id")?),
+                    expires_at: time_of(exp),
+                    envelope: Envelope::from_parts(mailbox, ct)
+                        .map_err(|_| StoreError::Corrupt { what: "envelope" })?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn ack(&self, mailbox: MailboxId, ids: Vec<EnvelopeId>) -> StoreFuture<'_, u64> {
+        self.write(move |c| {
+            let mut n = 0u64;
+            let mut stmt =
+                c.prepare_cached("DELETE FROM envelopes WHERE mailbox = ?1 AND id = ?2")?;
+            for id in ids {
+                n += stmt.execute(params![&mailbox.as_bytes()[..], &id.as_bytes()[..]])? as u64;
+            }
+            Ok(n)
+        })
+    }
+
+    fn put_directory(&self, dir: DirectoryRecord) -> StoreFuture<'_, ()> {
+        self.write(move |c| {
+            let old: Option<(Vec<u8>, Vec<u8>)> = c
+                .query_row(
+                    "SELECT serial, directory FROM directories WHERE org_key = ?1",
+                    [&dir.org_key[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((serial, bytes)) = old {
+                let serial: [u8; 8] = serial
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt { what: "directory serial" })?;
+                let serial = u64::from_be_bytes(serial);
+                if dir.serial < serial || (dir.serial == serial && bytes != dir.bytes) {
+                    return Err(StoreError::DirectoryRollback);
+                }
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO directories (org_key, serial, directory) VALUES (?1, ?2, ?3)",
+                params![&dir.org_key[..], &dir.serial.to_be_bytes()[..], dir.bytes],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn directory(&self, org_key: [u8; 32]) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT directory FROM directories WHERE org_key = ?1",
+                [&org_key[..]],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    fn put_prekeys(
+        &self,
+        mailbox: MailboxId,
+        signed_bundle: Vec<u8>,
+        one_time: Vec<OneTimePrekey>,
+        max_one_time: u64,
+    ) -> StoreFuture<'_, u64> {
+        self.write(move |c| {
+            let m = &mailbox.as_bytes()[..];
+            if !exists(c, &mailbox)? {
+                return Err(StoreError::UnknownMailbox);
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO signed_prekeys (mailbox, bundle) VALUES (?1, ?2)",
+                params![m, signed_bundle],
+            )?;
+            let mut stmt = c.prepare_cached(
+                "INSERT OR REPLACE INTO one_time_prekeys (mailbox, prekey_id, public) VALUES (?1, ?2, ?3)",
+            )?;
+            for k in one_time {
+                stmt.execute(params![m, k.id, &k.public.0[..]])?;
+            }
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) FROM one_time_prekeys WHERE mailbox = ?1",
+                [m],
+                |r| r.get(0),
+            )?;
+            if n as u64 > max_one_time {
+                return Err(StoreError::QuotaExceeded);
+            }
+            Ok(n as u64)
+        })
+    }
+
+    fn take_prekeys(&self, mailbox: MailboxId) -> StoreFuture<'_, Option<PrekeyBundle>> {
+        self.write(move |c| {
+            let m = &mailbox.as_bytes()[..];
+            let Some(signed_bundle) = c
+                .query_row(
+                    "SELECT bundle FROM signed_prekeys WHERE mailbox = ?1",
+                    [m],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let otk: Option<(u32, Vec<u8>)> = c
+                .query_row(
+                    "SELECT prekey_id, public FROM one_time_prekeys WHERE mailbox = ?1
+                     ORDER BY prekey_id LIMIT 1",
+                    [m],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let one_time = match otk {
+                None => None,
+                Some((id, pk)) => {
+                    c.execute(
+                        "DELETE FROM one_time_prekeys WHERE mailbox = ?1 AND prekey_id = ?2",
+                        params![m, id],
+                    )?;
+                    let mut b = [0u8; ONE_TIME_PREKEY_LEN];
+                    b[..4].copy_from_slice(&id.to_be_bytes());
+                    b[4..].copy_from_slice(&id32(pk, "one-time prekey")?);
+                    Some(OneTimePrekey::from_bytes(&b))
+                }
+            };
+            Ok(Some(PrekeyBundle {
+                signed_bundle,
+                one_time,
+            }))
+        })
+    }
+
+    fn put_state(&self, mailbox: MailboxId, state: StateBlob) -> StoreFuture<'_, ()> {
+        self.write(move |c| {
+            if !exists(c, &mailbox)? {
+                return Err(StoreError::UnknownMailbox);
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO states (mailbox, expires_at, blob) VALUES (?1, ?2, ?3)",
+                params![
+                    &mailbox.as_bytes()[..],
+                    i64_of(state.expires_at),
+                    state.blob
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn state(&self, mailbox: MailboxId, now: UnixTime) -> StoreFuture<'_, Option<StateBlob>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT expires_at, blob FROM states WHERE mailbox = ?1 AND expires_at > ?2",
+                params![&mailbox.as_bytes()[..], i64_of(now)],
+                |r| {
+                    Ok(StateBlob {
+                        expires_at: time_of(r.get(0)?),
+                        blob: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    fn delete_state(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
+        self.write(move |c| {
+            Ok(c.execute(
+                "DELETE FROM states WHERE mailbox = ?1",
+                [&mailbox.as_bytes()[..]],
+            )? > 0)
+        })
+    }
+
+    fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
+        // Foreign keys cascade to envelopes, prekeys and state.
+        self.write(move |c| {
+            Ok(c.execute(
+                "DELETE FROM mailboxes WHERE id = ?1",
+                [&mailbox.as_bytes()[..]],
+            )? > 0)
+        })
+    }
+
+    fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts> {
+        self.write(move |c| {
+            let t = i64_of(now);
+            Ok(SweepCounts {
+                envelopes: c.execute("DELETE FROM envelopes WHERE expires_at <= ?1", [t])? as u64,
+                states: c.execute("DELETE FROM states WHERE expires_at <= ?1", [t])? as u64,
+            })
+        })
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            if self.writer.send(Msg::Close(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+            let handle = self.thread.lock().ok().and_then(|mut h| h.take());
+            if let Some(h) = handle {
+                let _ = tokio::task::spawn_blocking(move || h.join()).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        super::super::contract::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_and_migrates_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let k = super::super::contract::keys(1);
+        {
+            let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            s.register(k, true).await.unwrap();
+            s.close().await.unwrap();
+        }
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert!(s.mailbox(k.id()).await.unwrap().unwrap().pow_required);
+        let v: i64 = s
+            .reader
+            .lock()
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(
+            SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..200u8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let sk = ed25519_dalek::SigningKey::from_bytes(&[i; 32]);
+                let k = MailboxPublic {
+                    auth: Ed25519Public(sk.verifying_key().to_bytes()),
+                    seal: X25519Public([i; 32]),
+                };
+                s.register(k, false).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let n: i64 = s
+            .reader
+            .lock()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM mailboxes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 200);
+        s.close().await.unwrap();
+    }
+}
