@@ -1,9 +1,1321 @@
-//! (to be written)
+//! The organisation-signed team directory (docs/PROTOCOL.md §"Directory").
+//!
+//! The organisation's Ed25519 key is the root of trust: its public key (and
+//! the human [`OrgPublicKey::fingerprint`]) is pinned in every client. The
+//! administrator, offline, lists the teams, each counselor device's identity
+//! and mailbox keys, and the partner organisations, and signs the result.
+//! The relay stores the newest signed directory per organisation key and
+//! hands it to anyone; clients accept it only through
+//! [`SignedDirectory::verify`], which refuses a wrong key, a bad signature,
+//! a rollback to an older serial and a second, different directory under a
+//! serial already seen.
+//!
+//! The directory is **public** (the relay and every seeker can read it):
+//! device labels must be pseudonyms, never a counselor's name.
+//!
+//! ```text
+//! signed    = version:u8 (=1) || dir_len:u32 || directory[dir_len] || signature[64]
+//! signature = Ed25519(org_sk, "northstar/v1/directory" || directory)
+//! digest    = SHA-256("northstar/v1/directory-digest" || directory)
+//! ```
+
+use core::fmt;
+use std::collections::{BTreeMap, BTreeSet};
+
+use ed25519_dalek::Signer;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::{DecodeError, Error};
+use crate::ids::MailboxId;
+use crate::keys::{Ed25519Public, IdentityPublic, MailboxPublic, Signature};
+use crate::message::Language;
+use crate::wire::{Reader, Writer};
+use crate::{CryptoRng, UnixTime};
+
+/// Version byte of an encoded [`Directory`].
+pub const DIRECTORY_VERSION: u8 = 1;
+/// Version byte of an encoded [`SignedDirectory`].
+pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
+/// Version byte of an encoded [`OrgSigningKey`].
+pub const ORG_KEY_VERSION: u8 = 1;
+/// Version byte of an encoded [`DirectoryVersion`].
+pub const DIRECTORY_VERSION_RECORD_VERSION: u8 = 1;
+
+/// Signature domain: the signed message is this prefix followed by the
+/// directory bytes, so a directory signature can never be confused with any
+/// other signature the organisation key makes.
+pub const SIGNATURE_DOMAIN: &[u8] = b"northstar/v1/directory";
+/// Digest domain (the digest identifies one exact directory).
+pub const DIGEST_DOMAIN: &[u8] = b"northstar/v1/directory-digest";
+/// Fingerprint domain.
+pub const FINGERPRINT_DOMAIN: &[u8] = b"northstar/v1/org-fingerprint";
+
+/// Most teams. The default topics are six; 16 leaves room for an
+/// organisation to split or add topics without the picker becoming a wall.
+pub const MAX_TEAMS: usize = 16;
+/// Most devices in one team (a large team's counselors, a few devices each).
+pub const MAX_DEVICES_PER_TEAM: usize = 64;
+/// Most device entries summed over all teams. Each is a PQXDH session for a
+/// seeker under the default intake policy, so this also bounds a seeker's
+/// fan-out; 192 keeps the whole directory under [`MAX_DIRECTORY_LEN`].
+pub const MAX_DEVICE_ENTRIES: usize = 192;
+/// Most partner organisations a counselor can refer to.
+pub const MAX_PARTNERS: usize = 32;
+/// Longest team slug (ASCII `a-z`, `0-9`, `-`): a short stable handle for scripts.
+pub const MAX_SLUG_LEN: usize = 32;
+/// Longest team display name in one language, UTF-8 bytes.
+pub const MAX_TEAM_NAME_LEN: usize = 120;
+/// Longest device label, UTF-8 bytes (a pseudonym such as "Desk 3").
+pub const MAX_DEVICE_LABEL_LEN: usize = 48;
+/// Longest partner name, UTF-8 bytes.
+pub const MAX_PARTNER_NAME_LEN: usize = 120;
+/// Longest partner contact text (address, phone, web), UTF-8 bytes.
+pub const MAX_PARTNER_CONTACT_LEN: usize = 400;
+/// Largest encoded directory (64 KiB): fits one relay frame comfortably; the
+/// maxima above are chosen so that a directory at every maximum fits
+/// (checked at compile time).
+pub const MAX_DIRECTORY_LEN: usize = 64 * 1024;
+/// Largest encoded signed directory.
+pub const MAX_SIGNED_DIRECTORY_LEN: usize = 1 + 4 + MAX_DIRECTORY_LEN + 64;
+/// Directory `issued_at` precision: the hour, like every time the relay sees.
+pub const ISSUED_AT_PRECISION_SECS: u64 = 3600;
+
+const WORST_CASE_LEN: usize = {
+    let header = 1 + 32 + 8 + 8 + 1 + 2 + 2;
+    let team = 2 + (2 + MAX_SLUG_LEN) + 4 * (2 + MAX_TEAM_NAME_LEN) + 2;
+    let device = 4 + (2 + MAX_DEVICE_LABEL_LEN) + IdentityPublic::LEN + MailboxPublic::LEN;
+    let partner = 2 + (2 + MAX_PARTNER_NAME_LEN) + (2 + MAX_PARTNER_CONTACT_LEN);
+    header + MAX_TEAMS * team + MAX_DEVICE_ENTRIES * device + MAX_PARTNERS * partner
+};
+const _: () = assert!(WORST_CASE_LEN <= MAX_DIRECTORY_LEN);
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DirectoryError {
-    #[error("not yet implemented")]
-    Unimplemented,
+    /// The directory is signed by, or names, another organisation than the pinned one.
+    #[error("directory belongs to another organisation")]
+    WrongOrganisation,
+    /// The signature does not verify.
+    #[error("directory signature is invalid")]
+    BadSignature,
+    /// Older than the directory already accepted.
+    #[error("directory serial {got} is older than {previous} already accepted")]
+    Rollback { got: u64, previous: u64 },
+    /// Same serial as the directory already accepted, different contents.
+    #[error("a different directory with serial {serial} was already accepted")]
+    ConflictingSerial { serial: u64 },
+    /// A team id the directory does not list.
+    #[error("team {team} is not in the directory")]
+    UnknownTeam { team: u16 },
+    /// Signing with a key that is not the directory's organisation key.
+    #[error("the signing key does not match the directory's organisation key")]
+    SignerMismatch,
+    /// The directory breaks a rule (duplicate id, bad slug, …).
+    #[error("invalid directory: {what}")]
+    Invalid { what: &'static str },
+}
+
+/// A team's id, stable across directory versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TeamId(pub u16);
+
+/// A counselor device's id, assigned by the administrator, stable across
+/// directory versions and unique within the organisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceId(pub u32);
+
+/// A partner organisation's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartnerId(pub u16);
+
+/// Which counselor devices a seeker's opening message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum IntakePolicy {
+    /// Every device of every team: the relay cannot tell the topic from the
+    /// set of recipient mailboxes (DESIGN.md, "What the relay must not learn").
+    #[default]
+    AllDevices = 1,
+    /// Only the chosen team's devices. The relay learns the team from the
+    /// recipients; clients must say so plainly before the seeker writes.
+    TeamOnly = 2,
+}
+
+/// The organisation's signing key, held offline by the administrator.
+/// Zeroized on drop (ed25519-dalek's `zeroize` feature); `Debug` prints no bytes.
+pub struct OrgSigningKey(ed25519_dalek::SigningKey);
+
+impl fmt::Debug for OrgSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OrgSigningKey(..)")
+    }
+}
+
+impl OrgSigningKey {
+    /// A fresh key.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        Self::from_seed(&seed)
+    }
+
+    /// The key with this RFC 8032 seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        OrgSigningKey(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    /// The public key to pin in clients.
+    pub fn public(&self) -> OrgPublicKey {
+        OrgPublicKey(Ed25519Public(self.0.verifying_key().to_bytes()))
+    }
+
+    /// `version:u8 (=1) || seed[32]`, for the key store.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(33));
+        out.push(ORG_KEY_VERSION);
+        out.extend_from_slice(self.0.as_bytes());
+        out
+    }
+
+    /// Strictly decodes [`OrgSigningKey::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        r.version(ORG_KEY_VERSION, "organisation signing key")?;
+        let seed = Zeroizing::new(r.array::<32>("organisation signing key")?);
+        r.finish("organisation signing key")?;
+        Ok(Self::from_seed(&seed))
+    }
+
+    fn sign(&self, msg: &[u8]) -> Signature {
+        Signature(self.0.sign(msg).to_bytes())
+    }
+}
+
+/// The organisation's public key: the root of trust pinned in clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OrgPublicKey(Ed25519Public);
+
+impl OrgPublicKey {
+    /// Checks the bytes are a valid Ed25519 point.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, DecodeError> {
+        let k = Ed25519Public(bytes);
+        k.check()?;
+        Ok(OrgPublicKey(k))
+    }
+
+    pub fn as_ed25519(&self) -> &Ed25519Public {
+        &self.0
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0.0
+    }
+
+    /// The fingerprint people compare: SHA-256("northstar/v1/org-fingerprint"
+    /// || pk) read as eight big-endian u32s, each shown as `u32 mod 100000`
+    /// in five decimal digits, separated by spaces (about 133 bits; digits
+    /// read aloud the same in every language).
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(FINGERPRINT_DOMAIN);
+        h.update(self.0.0);
+        let d: [u8; 32] = h.finalize().into();
+        d.chunks_exact(4)
+            .map(|c| {
+                let v = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+                format!("{:05}", v % 100_000)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A team's display name in each client language.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TeamNames {
+    pub en: String,
+    pub es: String,
+    pub fr: String,
+    pub ht: String,
+}
+
+impl TeamNames {
+    /// The name in `lang`, falling back to English where no translation is given.
+    pub fn get(&self, lang: Language) -> &str {
+        let s = match lang {
+            Language::En => &self.en,
+            Language::Es => &self.es,
+            Language::Fr => &self.fr,
+            Language::Ht => &self.ht,
+        };
+        if s.is_empty() { &self.en } else { s }
+    }
+
+    fn all(&self) -> [&String; 4] {
+        [&self.en, &self.es, &self.fr, &self.ht]
+    }
+}
+
+/// One counselor device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceEntry {
+    pub id: DeviceId,
+    /// A pseudonym shown to colleagues (public: never a real name).
+    pub label: String,
+    /// The device's identity keys (PQXDH and prekey signatures).
+    pub identity: IdentityPublic,
+    /// The device's mailbox on the relay.
+    pub mailbox: MailboxPublic,
+}
+
+/// A team: a topic seekers pick and the devices that answer it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Team {
+    pub id: TeamId,
+    /// ASCII handle (`a-z`, `0-9`, `-`), for scripts and the CLI.
+    pub slug: String,
+    pub names: TeamNames,
+    pub devices: Vec<DeviceEntry>,
+}
+
+/// A partner organisation counselors refer seekers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partner {
+    pub id: PartnerId,
+    pub name: String,
+    /// How to reach them (address, phone, web), shown to the seeker.
+    pub contact: String,
+}
+
+/// The directory content, before signing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Directory {
+    /// The organisation key that must sign it.
+    pub org: OrgPublicKey,
+    /// Strictly increasing with every new version the administrator signs.
+    pub serial: u64,
+    /// When it was signed, on the hour.
+    pub issued_at: UnixTime,
+    pub intake: IntakePolicy,
+    pub teams: Vec<Team>,
+    pub partners: Vec<Partner>,
+}
+
+mod intake_tag {
+    pub const ALL_DEVICES: u8 = 1;
+    pub const TEAM_ONLY: u8 = 2;
+}
+
+impl Directory {
+    /// An empty directory (`issued_at` is floored to the hour).
+    pub fn new(org: OrgPublicKey, serial: u64, issued_at: UnixTime) -> Self {
+        Directory {
+            org,
+            serial,
+            issued_at: issued_at.floor_hour(),
+            intake: IntakePolicy::default(),
+            teams: Vec::new(),
+            partners: Vec::new(),
+        }
+    }
+
+    /// The default topics (DESIGN.md), ids 1–6, with no devices yet.
+    /// Translations are a first draft to be reviewed by native speakers.
+    pub fn default_teams() -> Vec<Team> {
+        let t = |id: u16, slug: &str, en: &str, es: &str, fr: &str, ht: &str| Team {
+            id: TeamId(id),
+            slug: slug.to_owned(),
+            names: TeamNames {
+                en: en.to_owned(),
+                es: es.to_owned(),
+                fr: fr.to_owned(),
+                ht: ht.to_owned(),
+            },
+            devices: Vec::new(),
+        };
+        vec![
+            t(
+                1,
+                "unaccompanied-minors",
+                "Unaccompanied minors",
+                "Menores no acompañados",
+                "Mineurs non accompagnés",
+                "Timoun ki poukont yo",
+            ),
+            t(
+                2,
+                "crossing-the-border",
+                "Crossing the border",
+                "Cruzar la frontera",
+                "Traverser la frontière",
+                "Travèse fwontyè a",
+            ),
+            t(
+                3,
+                "safe-third-country",
+                "Safe Third Country Agreement eligibility",
+                "Elegibilidad según el Acuerdo de Tercer País Seguro",
+                "Admissibilité selon l'Entente sur les tiers pays sûrs",
+                "Kalifikasyon dapre Akò Twazyèm Peyi ki An Sekirite a",
+            ),
+            t(
+                4,
+                "earlier-asylum-claims",
+                "Earlier asylum claims in the U.S., U.K., Australia or New Zealand",
+                "Solicitudes de asilo anteriores en EE. UU., Reino Unido, Australia o Nueva Zelanda",
+                "Demandes d'asile antérieures aux États-Unis, au Royaume-Uni, en Australie ou en Nouvelle-Zélande",
+                "Demann azil ou te deja fè Ozetazini, nan Wayòm Ini, Ostrali oswa Nouvèl Zeland",
+            ),
+            t(
+                5,
+                "us-citizens",
+                "U.S. citizens",
+                "Ciudadanos de EE. UU.",
+                "Citoyens américains",
+                "Sitwayen ameriken",
+            ),
+            t(
+                6,
+                "newcomer-services-canada",
+                "Newcomer services in Canada",
+                "Servicios para recién llegados en Canadá",
+                "Services aux nouveaux arrivants au Canada",
+                "Sèvis pou moun ki fèk rive nan Kanada",
+            ),
+        ]
+    }
+
+    /// Checks every rule a directory must satisfy (both when signing and
+    /// when decoding): counts and lengths within their maxima, `issued_at`
+    /// on the hour, unique team ids and slugs, slugs in `[a-z0-9-]+`, an
+    /// English name for every team, unique device ids per team, one device
+    /// id ↔ one set of keys across teams, no two devices sharing a mailbox
+    /// or identity key, unique partner ids, non-empty partner names.
+    pub fn validate(&self) -> Result<(), DirectoryError> {
+        let invalid = |what| Err(DirectoryError::Invalid { what });
+        if self.issued_at.0 % ISSUED_AT_PRECISION_SECS != 0 {
+            return invalid("issued_at is not on the hour");
+        }
+        if self.teams.len() > MAX_TEAMS {
+            return invalid("too many teams");
+        }
+        if self.partners.len() > MAX_PARTNERS {
+            return invalid("too many partners");
+        }
+        let mut team_ids = BTreeSet::new();
+        let mut slugs = BTreeSet::new();
+        let mut devices: BTreeMap<DeviceId, &DeviceEntry> = BTreeMap::new();
+        let mut entries = 0usize;
+        for team in &self.teams {
+            if !team_ids.insert(team.id) {
+                return invalid("duplicate team id");
+            }
+            if !slugs.insert(team.slug.as_str()) {
+                return invalid("duplicate team slug");
+            }
+            if team.slug.is_empty()
+                || team.slug.len() > MAX_SLUG_LEN
+                || !team
+                    .slug
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return invalid("team slug");
+            }
+            if team.names.en.is_empty() {
+                return invalid("team has no English name");
+            }
+            if team.names.all().iter().any(|n| n.len() > MAX_TEAM_NAME_LEN) {
+                return invalid("team name too long");
+            }
+            if team.devices.len() > MAX_DEVICES_PER_TEAM {
+                return invalid("too many devices in a team");
+            }
+            entries += team.devices.len();
+            if entries > MAX_DEVICE_ENTRIES {
+                return invalid("too many device entries");
+            }
+            let mut in_team = BTreeSet::new();
+            for d in &team.devices {
+                if !in_team.insert(d.id) {
+                    return invalid("device listed twice in a team");
+                }
+                if d.label.len() > MAX_DEVICE_LABEL_LEN {
+                    return invalid("device label too long");
+                }
+                match devices.get(&d.id) {
+                    Some(seen) if *seen != d => {
+                        return invalid("device id with two different entries");
+                    }
+                    Some(_) => {}
+                    None => {
+                        devices.insert(d.id, d);
+                    }
+                }
+            }
+        }
+        let mut mailboxes = BTreeSet::new();
+        let mut identities = BTreeSet::new();
+        for d in devices.values() {
+            if !mailboxes.insert(d.mailbox.id()) {
+                return invalid("two devices share a mailbox");
+            }
+            if !identities.insert((d.identity.x25519.0, d.identity.ed25519.0)) {
+                return invalid("two devices share an identity key");
+            }
+        }
+        let mut partner_ids = BTreeSet::new();
+        for p in &self.partners {
+            if !partner_ids.insert(p.id) {
+                return invalid("duplicate partner id");
+            }
+            if p.name.is_empty() || p.name.len() > MAX_PARTNER_NAME_LEN {
+                return invalid("partner name");
+            }
+            if p.contact.len() > MAX_PARTNER_CONTACT_LEN {
+                return invalid("partner contact too long");
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the directory (after [`Directory::validate`]).
+    ///
+    /// ```text
+    /// directory = version:u8 (=1) || org_pk[32] || serial:u64 || issued_at:u64
+    ///             || intake:u8 (1 all devices, 2 team only)
+    ///             || team_count:u16 || team*  || partner_count:u16 || partner*
+    /// team      = id:u16 || slug:str16 || name_en:str16 || name_es:str16
+    ///             || name_fr:str16 || name_ht:str16 || device_count:u16 || device*
+    /// device    = id:u32 || label:str16 || identity_x25519[32] || identity_ed25519[32]
+    ///             || mailbox_auth_ed25519[32] || mailbox_seal_x25519[32]
+    /// partner   = id:u16 || name:str16 || contact:str16
+    /// ```
+    pub fn encode(&self) -> Result<Vec<u8>, Error> {
+        self.validate()?;
+        let mut w = Writer::new();
+        w.u8(DIRECTORY_VERSION)
+            .bytes(self.org.as_bytes())
+            .u64(self.serial)
+            .u64(self.issued_at.0)
+            .u8(self.intake as u8);
+        w.count_u16(self.teams.len(), MAX_TEAMS, "teams")?;
+        for team in &self.teams {
+            w.u16(team.id.0);
+            w.vec_u16(team.slug.as_bytes(), MAX_SLUG_LEN, "team slug")?;
+            for name in team.names.all() {
+                w.vec_u16(name.as_bytes(), MAX_TEAM_NAME_LEN, "team name")?;
+            }
+            w.count_u16(team.devices.len(), MAX_DEVICES_PER_TEAM, "devices")?;
+            for d in &team.devices {
+                w.u32(d.id.0);
+                w.vec_u16(d.label.as_bytes(), MAX_DEVICE_LABEL_LEN, "device label")?;
+                d.identity.write(&mut w);
+                d.mailbox.write(&mut w);
+            }
+        }
+        w.count_u16(self.partners.len(), MAX_PARTNERS, "partners")?;
+        for p in &self.partners {
+            w.u16(p.id.0);
+            w.vec_u16(p.name.as_bytes(), MAX_PARTNER_NAME_LEN, "partner name")?;
+            w.vec_u16(
+                p.contact.as_bytes(),
+                MAX_PARTNER_CONTACT_LEN,
+                "partner contact",
+            )?;
+        }
+        if w.len() > MAX_DIRECTORY_LEN {
+            return Err(Error::TooLongToEncode {
+                what: "directory",
+                max: MAX_DIRECTORY_LEN,
+                got: w.len(),
+            });
+        }
+        Ok(w.into_bytes())
+    }
+
+    /// Strictly decodes and validates a directory (no trailing bytes).
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() > MAX_DIRECTORY_LEN {
+            return Err(DecodeError::TooLong {
+                what: "directory",
+                max: MAX_DIRECTORY_LEN,
+                got: bytes.len(),
+            }
+            .into());
+        }
+        let mut r = Reader::new(bytes);
+        r.version(DIRECTORY_VERSION, "directory")?;
+        let org = OrgPublicKey::from_bytes(r.array("organisation key")?)?;
+        let serial = r.u64("serial")?;
+        let issued_at = UnixTime(r.u64("issued_at")?);
+        let intake = match r.u8("intake policy")? {
+            intake_tag::ALL_DEVICES => IntakePolicy::AllDevices,
+            intake_tag::TEAM_ONLY => IntakePolicy::TeamOnly,
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "intake policy",
+                    tag,
+                }
+                .into());
+            }
+        };
+        let team_count = r.count_u16(MAX_TEAMS, "teams")?;
+        let mut teams = Vec::with_capacity(team_count);
+        let mut entries = 0usize;
+        for _ in 0..team_count {
+            let id = TeamId(r.u16("team id")?);
+            let slug = r.str_u16(MAX_SLUG_LEN, "team slug")?.to_owned();
+            let names = TeamNames {
+                en: r.str_u16(MAX_TEAM_NAME_LEN, "team name")?.to_owned(),
+                es: r.str_u16(MAX_TEAM_NAME_LEN, "team name")?.to_owned(),
+                fr: r.str_u16(MAX_TEAM_NAME_LEN, "team name")?.to_owned(),
+                ht: r.str_u16(MAX_TEAM_NAME_LEN, "team name")?.to_owned(),
+            };
+            let device_count = r.count_u16(MAX_DEVICES_PER_TEAM, "devices")?;
+            entries += device_count;
+            if entries > MAX_DEVICE_ENTRIES {
+                return Err(DecodeError::TooLong {
+                    what: "device entries",
+                    max: MAX_DEVICE_ENTRIES,
+                    got: entries,
+                }
+                .into());
+            }
+            let mut devices = Vec::with_capacity(device_count);
+            for _ in 0..device_count {
+                devices.push(DeviceEntry {
+                    id: DeviceId(r.u32("device id")?),
+                    label: r.str_u16(MAX_DEVICE_LABEL_LEN, "device label")?.to_owned(),
+                    identity: IdentityPublic::read(&mut r)?,
+                    mailbox: MailboxPublic::read(&mut r)?,
+                });
+            }
+            teams.push(Team {
+                id,
+                slug,
+                names,
+                devices,
+            });
+        }
+        let partner_count = r.count_u16(MAX_PARTNERS, "partners")?;
+        let mut partners = Vec::with_capacity(partner_count);
+        for _ in 0..partner_count {
+            partners.push(Partner {
+                id: PartnerId(r.u16("partner id")?),
+                name: r.str_u16(MAX_PARTNER_NAME_LEN, "partner name")?.to_owned(),
+                contact: r
+                    .str_u16(MAX_PARTNER_CONTACT_LEN, "partner contact")?
+                    .to_owned(),
+            });
+        }
+        r.finish("directory")?;
+        let dir = Directory {
+            org,
+            serial,
+            issued_at,
+            intake,
+            teams,
+            partners,
+        };
+        dir.validate()?;
+        Ok(dir)
+    }
+
+    /// Signs the directory with the organisation key (which must be `self.org`).
+    pub fn sign(&self, key: &OrgSigningKey) -> Result<SignedDirectory, Error> {
+        if key.public() != self.org {
+            return Err(DirectoryError::SignerMismatch.into());
+        }
+        let bytes = self.encode()?;
+        let signature = key.sign(&signed_message(&bytes));
+        Ok(SignedDirectory {
+            bytes,
+            dir: self.clone(),
+            signature,
+        })
+    }
+}
+
+fn signed_message(dir_bytes: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIGNATURE_DOMAIN.len() + dir_bytes.len());
+    m.extend_from_slice(SIGNATURE_DOMAIN);
+    m.extend_from_slice(dir_bytes);
+    m
+}
+
+/// Which directory was accepted last: its serial and digest. Clients keep it
+/// (in their state) and pass it to the next [`SignedDirectory::verify`]; the
+/// relay keeps it per organisation key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectoryVersion {
+    pub serial: u64,
+    /// SHA-256("northstar/v1/directory-digest" || directory bytes).
+    pub digest: [u8; 32],
+}
+
+impl DirectoryVersion {
+    /// Encoded length.
+    pub const LEN: usize = 1 + 8 + 32;
+
+    /// `version:u8 (=1) || serial:u64 || digest[32]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(Self::LEN);
+        w.u8(DIRECTORY_VERSION_RECORD_VERSION)
+            .u64(self.serial)
+            .bytes(&self.digest);
+        w.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        r.version(DIRECTORY_VERSION_RECORD_VERSION, "directory version")?;
+        let serial = r.u64("directory serial")?;
+        let digest = r.array("directory digest")?;
+        r.finish("directory version")?;
+        Ok(DirectoryVersion { serial, digest })
+    }
+
+    /// Refuses what cannot follow `previous`: an older serial, or the same
+    /// serial with different contents. The same directory again is fine.
+    pub fn check_successor_of(
+        &self,
+        previous: Option<&DirectoryVersion>,
+    ) -> Result<(), DirectoryError> {
+        let Some(prev) = previous else {
+            return Ok(());
+        };
+        if self.serial < prev.serial {
+            return Err(DirectoryError::Rollback {
+                got: self.serial,
+                previous: prev.serial,
+            });
+        }
+        if self.serial == prev.serial && self.digest != prev.digest {
+            return Err(DirectoryError::ConflictingSerial {
+                serial: self.serial,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A directory with its signature, as stored on the relay. Not yet trusted:
+/// only [`SignedDirectory::verify`] turns it into a [`VerifiedDirectory`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedDirectory {
+    /// The exact signed bytes (re-encoding is never relied on).
+    bytes: Vec<u8>,
+    dir: Directory,
+    signature: Signature,
+}
+
+impl SignedDirectory {
+    /// `version:u8 (=1) || dir_len:u32 || directory || signature[64]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(1 + 4 + self.bytes.len() + 64);
+        // bytes.len() <= MAX_DIRECTORY_LEN (checked when made or decoded).
+        w.u8(SIGNED_DIRECTORY_VERSION)
+            .u32(self.bytes.len() as u32)
+            .bytes(&self.bytes)
+            .bytes(&self.signature.0);
+        w.into_bytes()
+    }
+
+    /// Strictly decodes (the directory inside is decoded and validated too;
+    /// the signature is *not* checked here).
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() > MAX_SIGNED_DIRECTORY_LEN {
+            return Err(DecodeError::TooLong {
+                what: "signed directory",
+                max: MAX_SIGNED_DIRECTORY_LEN,
+                got: bytes.len(),
+            }
+            .into());
+        }
+        let mut r = Reader::new(bytes);
+        r.version(SIGNED_DIRECTORY_VERSION, "signed directory")?;
+        let dir_bytes = r.vec_u32(MAX_DIRECTORY_LEN, "directory")?;
+        let signature = Signature(r.array("directory signature")?);
+        r.finish("signed directory")?;
+        let dir = Directory::decode(dir_bytes)?;
+        Ok(SignedDirectory {
+            bytes: dir_bytes.to_vec(),
+            dir,
+            signature,
+        })
+    }
+
+    /// The organisation key the directory names (unverified: for the relay
+    /// to find the stored version to compare with).
+    pub fn claimed_org(&self) -> OrgPublicKey {
+        self.dir.org
+    }
+
+    /// Serial and digest of this directory (unverified).
+    pub fn version(&self) -> DirectoryVersion {
+        let mut h = Sha256::new();
+        h.update(DIGEST_DOMAIN);
+        h.update(&self.bytes);
+        DirectoryVersion {
+            serial: self.dir.serial,
+            digest: h.finalize().into(),
+        }
+    }
+
+    fn signature_ok(&self) -> bool {
+        self.dir
+            .org
+            .as_ed25519()
+            .verify(&signed_message(&self.bytes), &self.signature)
+    }
+
+    /// Verifies against the pinned organisation key and the last accepted
+    /// version: refuses another organisation, a bad signature, a rollback and
+    /// a different directory under an accepted serial.
+    pub fn verify(
+        &self,
+        pinned: &OrgPublicKey,
+        previous: Option<&DirectoryVersion>,
+    ) -> Result<VerifiedDirectory, DirectoryError> {
+        if self.dir.org != *pinned {
+            return Err(DirectoryError::WrongOrganisation);
+        }
+        if !self.signature_ok() {
+            return Err(DirectoryError::BadSignature);
+        }
+        let version = self.version();
+        version.check_successor_of(previous)?;
+        Ok(VerifiedDirectory {
+            signed: self.clone(),
+            version,
+            _checked: SignatureChecked(()),
+        })
+    }
+
+    /// For the relay, which pins no key: verifies the signature under the key
+    /// the directory names, and that it may follow `previous` (the version
+    /// the relay stores for that key). Returns the version to store.
+    pub fn verify_self_signed(
+        &self,
+        previous: Option<&DirectoryVersion>,
+    ) -> Result<DirectoryVersion, DirectoryError> {
+        if !self.signature_ok() {
+            return Err(DirectoryError::BadSignature);
+        }
+        let version = self.version();
+        version.check_successor_of(previous)?;
+        Ok(version)
+    }
+}
+
+/// Proof that a signature was checked; only this module can make one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SignatureChecked(());
+
+/// One device a seeker's opening message goes to, and the team it is filed under
+/// on the seeker's side (the chosen team if the device belongs to it,
+/// otherwise the first team listing the device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntakeRecipient<'a> {
+    pub device: &'a DeviceEntry,
+    pub team: TeamId,
+}
+
+/// A directory whose signature, organisation and freshness were checked.
+/// Only [`SignedDirectory::verify`] makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedDirectory {
+    signed: SignedDirectory,
+    version: DirectoryVersion,
+    _checked: SignatureChecked,
+}
+
+impl VerifiedDirectory {
+    pub fn directory(&self) -> &Directory {
+        &self.signed.dir
+    }
+
+    /// The signed form, to store and verify again later.
+    pub fn signed(&self) -> &SignedDirectory {
+        &self.signed
+    }
+
+    /// Keep this and pass it to the next verification.
+    pub fn version(&self) -> DirectoryVersion {
+        self.version
+    }
+
+    pub fn org(&self) -> OrgPublicKey {
+        self.signed.dir.org
+    }
+
+    pub fn serial(&self) -> u64 {
+        self.signed.dir.serial
+    }
+
+    pub fn intake_policy(&self) -> IntakePolicy {
+        self.signed.dir.intake
+    }
+
+    pub fn teams(&self) -> &[Team] {
+        &self.signed.dir.teams
+    }
+
+    pub fn team(&self, id: TeamId) -> Option<&Team> {
+        self.teams().iter().find(|t| t.id == id)
+    }
+
+    pub fn partners(&self) -> &[Partner] {
+        &self.signed.dir.partners
+    }
+
+    pub fn partner(&self, id: PartnerId) -> Option<&Partner> {
+        self.partners().iter().find(|p| p.id == id)
+    }
+
+    /// Every distinct device, in directory order.
+    pub fn devices(&self) -> Vec<&DeviceEntry> {
+        let mut seen = BTreeSet::new();
+        self.teams()
+            .iter()
+            .flat_map(|t| t.devices.iter())
+            .filter(|d| seen.insert(d.id))
+            .collect()
+    }
+
+    pub fn device(&self, id: DeviceId) -> Option<&DeviceEntry> {
+        self.teams()
+            .iter()
+            .flat_map(|t| t.devices.iter())
+            .find(|d| d.id == id)
+    }
+
+    /// The device owning a mailbox (to tell whether a sender is a colleague).
+    pub fn device_by_mailbox(&self, mailbox: &MailboxId) -> Option<&DeviceEntry> {
+        self.teams()
+            .iter()
+            .flat_map(|t| t.devices.iter())
+            .find(|d| d.mailbox.id() == *mailbox)
+    }
+
+    /// The device with this identity key.
+    pub fn device_by_identity(&self, identity: &IdentityPublic) -> Option<&DeviceEntry> {
+        self.teams()
+            .iter()
+            .flat_map(|t| t.devices.iter())
+            .find(|d| d.identity == *identity)
+    }
+
+    /// The teams a device belongs to.
+    pub fn teams_of(&self, device: DeviceId) -> Vec<TeamId> {
+        self.teams()
+            .iter()
+            .filter(|t| t.devices.iter().any(|d| d.id == device))
+            .map(|t| t.id)
+            .collect()
+    }
+
+    /// The devices a seeker who chose `team` writes to, each once: under
+    /// [`IntakePolicy::AllDevices`] every device of the organisation, under
+    /// [`IntakePolicy::TeamOnly`] the chosen team's devices.
+    pub fn intake_set(&self, team: TeamId) -> Result<Vec<IntakeRecipient<'_>>, DirectoryError> {
+        let chosen = self
+            .team(team)
+            .ok_or(DirectoryError::UnknownTeam { team: team.0 })?;
+        let mut out: Vec<IntakeRecipient<'_>> = chosen
+            .devices
+            .iter()
+            .map(|device| IntakeRecipient { device, team })
+            .collect();
+        if self.intake_policy() == IntakePolicy::AllDevices {
+            let mut seen: BTreeSet<DeviceId> = out.iter().map(|r| r.device.id).collect();
+            for t in self.teams() {
+                for device in &t.devices {
+                    if seen.insert(device.id) {
+                        out.push(IntakeRecipient { device, team: t.id });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::keys::X25519Public;
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn ed_pub(seed: u8) -> Ed25519Public {
+        Ed25519Public(
+            ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+                .verifying_key()
+                .to_bytes(),
+        )
+    }
+
+    pub(crate) fn device(id: u32) -> DeviceEntry {
+        let b = id as u8;
+        DeviceEntry {
+            id: DeviceId(id),
+            label: format!("Desk {id}"),
+            identity: IdentityPublic {
+                x25519: X25519Public([b; 32]),
+                ed25519: ed_pub(b),
+            },
+            mailbox: MailboxPublic {
+                auth: ed_pub(b.wrapping_add(100)),
+                seal: X25519Public([b.wrapping_add(100); 32]),
+            },
+        }
+    }
+
+    /// A small directory with the default teams, shared devices and a partner.
+    pub(crate) fn sample(key: &OrgSigningKey, serial: u64) -> Directory {
+        let mut d = Directory::new(key.public(), serial, UnixTime(1_800_000_123));
+        d.teams = Directory::default_teams();
+        d.teams[0].devices = vec![device(1), device(2)];
+        d.teams[1].devices = vec![device(2), device(3)];
+        d.teams[2].devices = vec![device(4)];
+        d.partners = vec![Partner {
+            id: PartnerId(1),
+            name: "Shelter Partners".into(),
+            contact: "+1 555 0100, shelter.example".into(),
+        }];
+        d
+    }
+
+    fn keys() -> (OrgSigningKey, OrgSigningKey) {
+        let mut rng = ChaCha20Rng::from_seed([5; 32]);
+        (
+            OrgSigningKey::generate(&mut rng),
+            OrgSigningKey::generate(&mut rng),
+        )
+    }
+
+    #[test]
+    fn sign_encode_decode_verify() {
+        let (org, _) = keys();
+        let d = sample(&org, 1);
+        assert_eq!(d.issued_at.0 % 3600, 0);
+        let signed = d.sign(&org).unwrap();
+        let enc = signed.encode();
+        let dec = SignedDirectory::decode(&enc).unwrap();
+        assert_eq!(dec, signed);
+        let v = dec.verify(&org.public(), None).unwrap();
+        assert_eq!(v.directory(), &d);
+        assert_eq!(v.serial(), 1);
+        assert_eq!(v.teams().len(), 6);
+        assert_eq!(v.partner(PartnerId(1)).unwrap().name, "Shelter Partners");
+        assert_eq!(v.devices().len(), 4);
+        assert_eq!(
+            v.device_by_mailbox(&device(3).mailbox.id()).unwrap().id,
+            DeviceId(3)
+        );
+        assert!(v.device_by_mailbox(&device(9).mailbox.id()).is_none());
+        assert_eq!(v.teams_of(DeviceId(2)), vec![TeamId(1), TeamId(2)]);
+        assert_eq!(
+            v.device_by_identity(&device(4).identity).unwrap().id,
+            DeviceId(4)
+        );
+        // The same directory again is accepted.
+        dec.verify(&org.public(), Some(&v.version())).unwrap();
+        assert_eq!(
+            DirectoryVersion::decode(&v.version().encode()).unwrap(),
+            v.version()
+        );
+    }
+
+    #[test]
+    fn intake_sets() {
+        let (org, _) = keys();
+        let mut d = sample(&org, 1);
+        let v = d.sign(&org).unwrap().verify(&org.public(), None).unwrap();
+        let set = v.intake_set(TeamId(2)).unwrap();
+        let ids: Vec<(u32, u16)> = set.iter().map(|r| (r.device.id.0, r.team.0)).collect();
+        assert_eq!(ids, vec![(2, 2), (3, 2), (1, 1), (4, 3)]);
+        // A team with no devices still fans out to everyone by default.
+        assert_eq!(v.intake_set(TeamId(6)).unwrap().len(), 4);
+        assert_eq!(
+            v.intake_set(TeamId(99)),
+            Err(DirectoryError::UnknownTeam { team: 99 })
+        );
+        d.intake = IntakePolicy::TeamOnly;
+        let v = d.sign(&org).unwrap().verify(&org.public(), None).unwrap();
+        let ids: Vec<u32> = v
+            .intake_set(TeamId(2))
+            .unwrap()
+            .iter()
+            .map(|r| r.device.id.0)
+            .collect();
+        assert_eq!(ids, vec![2, 3]);
+    }
+
+    #[test]
+    fn refuses_wrong_org_bad_signature_and_tampering() {
+        let (org, other) = keys();
+        let signed = sample(&org, 1).sign(&org).unwrap();
+        assert_eq!(
+            signed.verify(&other.public(), None),
+            Err(DirectoryError::WrongOrganisation)
+        );
+        // Another key cannot sign this org's directory.
+        assert_eq!(
+            sample(&org, 1).sign(&other).unwrap_err(),
+            Error::Directory(DirectoryError::SignerMismatch)
+        );
+        // A directory naming `other` but signed by `org` (spliced signature).
+        let forged = sample(&other, 1).sign(&other).unwrap();
+        let mut spliced = forged.encode();
+        let n = spliced.len();
+        spliced[n - 64..].copy_from_slice(&signed.signature.0);
+        let spliced = SignedDirectory::decode(&spliced).unwrap();
+        assert_eq!(
+            spliced.verify(&other.public(), None),
+            Err(DirectoryError::BadSignature)
+        );
+        assert_eq!(
+            spliced.verify_self_signed(None),
+            Err(DirectoryError::BadSignature)
+        );
+        // Flip each byte: either the decode fails or verification does.
+        let enc = signed.encode();
+        for i in 0..enc.len() {
+            let mut t = enc.clone();
+            t[i] ^= 0x04;
+            if let Ok(d) = SignedDirectory::decode(&t) {
+                assert!(d.verify(&org.public(), None).is_err(), "byte {i}");
+                assert!(d.verify_self_signed(None).is_err(), "byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_rollback_and_conflicting_serial() {
+        let (org, _) = keys();
+        let v5 = sample(&org, 5).sign(&org).unwrap();
+        let seen = v5.verify(&org.public(), None).unwrap().version();
+        let v4 = sample(&org, 4).sign(&org).unwrap();
+        assert_eq!(
+            v4.verify(&org.public(), Some(&seen)),
+            Err(DirectoryError::Rollback {
+                got: 4,
+                previous: 5
+            })
+        );
+        assert_eq!(
+            v4.verify_self_signed(Some(&seen)),
+            Err(DirectoryError::Rollback {
+                got: 4,
+                previous: 5
+            })
+        );
+        let mut other5 = sample(&org, 5);
+        other5.partners.clear();
+        let other5 = other5.sign(&org).unwrap();
+        assert_eq!(
+            other5.verify(&org.public(), Some(&seen)),
+            Err(DirectoryError::ConflictingSerial { serial: 5 })
+        );
+        assert_eq!(
+            other5.verify_self_signed(Some(&seen)),
+            Err(DirectoryError::ConflictingSerial { serial: 5 })
+        );
+        let v6 = sample(&org, 6).sign(&org).unwrap();
+        assert_eq!(v6.verify_self_signed(Some(&seen)).unwrap().serial, 6);
+        v6.verify(&org.public(), Some(&seen)).unwrap();
+    }
+
+    #[test]
+    fn validation_rules() {
+        let (org, _) = keys();
+        let base = sample(&org, 1);
+        let check = |f: &dyn Fn(&mut Directory)| {
+            let mut d = base.clone();
+            f(&mut d);
+            d.validate()
+        };
+        assert!(check(&|_| {}).is_ok());
+        assert!(check(&|d| d.issued_at = UnixTime(1)).is_err());
+        assert!(check(&|d| d.teams[1].id = TeamId(1)).is_err());
+        assert!(check(&|d| d.teams[1].slug = d.teams[0].slug.clone()).is_err());
+        assert!(check(&|d| d.teams[0].slug = "Minors".into()).is_err());
+        assert!(check(&|d| d.teams[0].slug = String::new()).is_err());
+        assert!(check(&|d| d.teams[0].names.en = String::new()).is_err());
+        assert!(check(&|d| d.teams[0].names.ht = "x".repeat(MAX_TEAM_NAME_LEN + 1)).is_err());
+        assert!(check(&|d| d.teams[0].devices.push(device(1))).is_err());
+        assert!(
+            check(&|d| {
+                let mut dup = device(3);
+                dup.label = "changed".into();
+                d.teams[2].devices.push(dup)
+            })
+            .is_err()
+        );
+        assert!(
+            check(&|d| {
+                let mut dup = device(5);
+                dup.mailbox = device(1).mailbox;
+                d.teams[2].devices.push(dup)
+            })
+            .is_err()
+        );
+        assert!(
+            check(&|d| {
+                let mut dup = device(5);
+                dup.identity = device(1).identity;
+                d.teams[2].devices.push(dup)
+            })
+            .is_err()
+        );
+        assert!(check(&|d| d.partners.push(d.partners[0].clone())).is_err());
+        assert!(check(&|d| d.partners[0].name = String::new()).is_err());
+        assert!(
+            check(
+                &|d| d.teams[0].devices = (10..10 + MAX_DEVICES_PER_TEAM as u32 + 1)
+                    .map(device)
+                    .collect()
+            )
+            .is_err()
+        );
+        // The signer refuses to sign an invalid directory.
+        let mut bad = base.clone();
+        bad.teams[1].id = TeamId(1);
+        assert!(bad.sign(&org).is_err());
+        // Names fall back to English.
+        let mut t = base.teams[0].clone();
+        t.names.ht = String::new();
+        assert_eq!(t.names.get(Language::Ht), "Unaccompanied minors");
+        assert_eq!(t.names.get(Language::Es), "Menores no acompañados");
+    }
+
+    #[test]
+    fn directory_at_every_maximum_fits() {
+        let (org, _) = keys();
+        let mut d = Directory::new(org.public(), u64::MAX, UnixTime(0));
+        let mut next = 0u32;
+        for i in 0..MAX_TEAMS {
+            let n = if i < 3 { MAX_DEVICES_PER_TEAM } else { 0 };
+            let devices = (0..n)
+                .map(|_| {
+                    next += 1;
+                    let mut e = device(next);
+                    // Distinct keys for all 192 entries.
+                    e.identity.x25519.0[1] = (next >> 8) as u8;
+                    e.identity.x25519.0[0] = next as u8;
+                    e.mailbox.seal.0[0] = next as u8;
+                    e.mailbox.seal.0[1] = (next >> 8) as u8;
+                    e.label = "l".repeat(MAX_DEVICE_LABEL_LEN);
+                    e
+                })
+                .collect();
+            d.teams.push(Team {
+                id: TeamId(i as u16),
+                slug: format!("{i:0>32}"),
+                names: TeamNames {
+                    en: "e".repeat(MAX_TEAM_NAME_LEN),
+                    es: "s".repeat(MAX_TEAM_NAME_LEN),
+                    fr: "f".repeat(MAX_TEAM_NAME_LEN),
+                    ht: "h".repeat(MAX_TEAM_NAME_LEN),
+                },
+                devices,
+            });
+        }
+        d.partners = (0..MAX_PARTNERS as u16)
+            .map(|i| Partner {
+                id: PartnerId(i),
+                name: "n".repeat(MAX_PARTNER_NAME_LEN),
+                contact: "c".repeat(MAX_PARTNER_CONTACT_LEN),
+            })
+            .collect();
+        let signed = d.sign(&org).unwrap();
+        let enc = signed.encode();
+        assert!(enc.len() <= MAX_SIGNED_DIRECTORY_LEN);
+        assert_eq!(enc.len(), 5 + WORST_CASE_LEN + 64);
+        SignedDirectory::decode(&enc)
+            .unwrap()
+            .verify(&org.public(), None)
+            .unwrap();
+        // One more team does not.
+        d.teams.push(Team {
+            id: TeamId(999),
+            slug: "x".into(),
+            names: TeamNames {
+                en: "x".into(),
+                ..Default::default()
+            },
+            devices: vec![],
+        });
+        assert!(d.sign(&org).is_err());
+    }
+
+    #[test]
+    fn org_keys_encode_fingerprint_and_debug() {
+        let (org, _) = keys();
+        let enc = org.encode();
+        assert_eq!(enc.len(), 33);
+        let back = OrgSigningKey::decode(&enc).unwrap();
+        assert_eq!(back.public(), org.public());
+        assert!(OrgSigningKey::decode(&enc[..32]).is_err());
+        let mut long = enc.to_vec();
+        long.push(0);
+        assert!(OrgSigningKey::decode(&long).is_err());
+        assert_eq!(format!("{org:?}"), "OrgSigningKey(..)");
+        let fp = org.public().fingerprint();
+        assert_eq!(fp.len(), 8 * 5 + 7);
+        assert!(
+            fp.split(' ')
+                .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit()))
+        );
+        assert_ne!(fp, keys().1.public().fingerprint());
+        assert!(
+            OrgPublicKey::from_bytes([0xff; 32]).is_err()
+                || OrgPublicKey::from_bytes([2; 32]).is_err()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = SignedDirectory::decode(&bytes);
+            let _ = Directory::decode(&bytes);
+            let _ = DirectoryVersion::decode(&bytes);
+            let _ = OrgSigningKey::decode(&bytes);
+        }
+
+        #[test]
+        fn decode_never_panics_near_valid(pos in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
+            let mut rng = ChaCha20Rng::from_seed([5; 32]);
+            let org = OrgSigningKey::generate(&mut rng);
+            let mut enc = sample(&org, 1).sign(&org).unwrap().encode();
+            let i = pos % enc.len();
+            enc[i] = byte;
+            enc.truncate(enc.len() - cut % 8);
+            if let Ok(d) = SignedDirectory::decode(&enc) {
+                let _ = d.verify(&org.public(), None);
+            }
+        }
+
+        #[test]
+        fn round_trips(serial in any::<u64>(), hours in 0u64..1_000_000, team_only in any::<bool>(),
+                       label in "\\PC{0,12}", contact in "\\PC{0,40}") {
+            let mut rng = ChaCha20Rng::from_seed([5; 32]);
+            let org = OrgSigningKey::generate(&mut rng);
+            let mut d = sample(&org, serial);
+            d.issued_at = UnixTime(hours * 3600);
+            d.intake = if team_only { IntakePolicy::TeamOnly } else { IntakePolicy::AllDevices };
+            d.teams[2].devices[0].label = label;
+            d.partners[0].contact = contact;
+            let signed = d.sign(&org).unwrap();
+            let back = SignedDirectory::decode(&signed.encode()).unwrap();
+            prop_assert_eq!(&back, &signed);
+            prop_assert_eq!(Directory::decode(&d.encode().unwrap()).unwrap(), d);
+        }
+    }
 }

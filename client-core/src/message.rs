@@ -1,1 +1,846 @@
-//! (to be written)
+//! The application messages carried inside the Double Ratchet
+//! (docs/PROTOCOL.md §"Application messages").
+//!
+//! The relay never sees these: they are the plaintext of a ratchet message,
+//! which is padded and sealed before it leaves the device. Two families:
+//!
+//! - between a seeker and the team: [`Body::Opening`] (the first message,
+//!   which names the chosen team *inside* the ciphertext, so the relay does
+//!   not learn the topic), [`Body::Text`], [`Body::Referral`] and
+//!   [`Body::DeleteRequest`];
+//! - between counselor devices of one organisation: [`Body::Team`], the
+//!   team state (claims, hand-offs, statuses, private notes, copies of what a
+//!   colleague sent or received, canned answers). A client must ignore a
+//!   `Team` body that does not come from a device of its own directory.
+//!
+//! ```text
+//! app_message = version:u8 (=1) || id[16] || sent_at:u64 (multiple of 60) || body
+//! body        = tag:u8 || fields            (see AppMessage::encode)
+//! ```
+
+use core::fmt;
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::UnixTime;
+use crate::directory::{DeviceId, PartnerId, TeamId};
+use crate::error::{DecodeError, Error};
+use crate::ids::{MailboxId, MessageId};
+use crate::wire::{Reader, Writer};
+
+/// Version byte of an application message.
+pub const MESSAGE_VERSION: u8 = 1;
+
+/// Largest encoded application message. A ratchet message carries at most
+/// 60 000 bytes of plaintext so that, with the ratchet header, padding and
+/// the sealed-sender overhead, it fits the largest 64 KiB padding bucket.
+pub const MAX_APP_MESSAGE_LEN: usize = 60_000;
+
+/// Longest message text in UTF-8 bytes (16 KiB: several pages of a letter,
+/// between 5 000 and 16 000 characters depending on the script). Long enough
+/// for anyone's story, short enough that a copy of it wrapped in a team
+/// event still fits [`MAX_APP_MESSAGE_LEN`] with room to spare.
+pub const MAX_TEXT_LEN: usize = 16 * 1024;
+
+/// Longest private note between counselors (same reasoning as [`MAX_TEXT_LEN`]).
+pub const MAX_NOTE_LEN: usize = MAX_TEXT_LEN;
+
+/// Longest canned-answer title in UTF-8 bytes: a line in a picker.
+pub const MAX_CANNED_TITLE_LEN: usize = 200;
+
+/// `sent_at` precision in seconds: minutes are enough to order a
+/// conversation, and coarser times say less if a device is seized.
+pub const SENT_AT_PRECISION_SECS: u64 = 60;
+
+/// Fixed part of an encoded message: version, id, sent_at, body tag.
+const HEADER_LEN: usize = 1 + 16 + 8 + 1;
+
+/// The largest possible encoding (a canned answer or a copy of a maximal
+/// referral wrapped in a team event), checked at compile time against
+/// [`MAX_APP_MESSAGE_LEN`].
+const WORST_CASE_LEN: usize = {
+    let team_event = 32 + 4 + 1;
+    let canned = 2 + MAX_CANNED_TITLE_LEN + 2 + MAX_TEXT_LEN;
+    let copy = 1 + HEADER_LEN + 2 + 1 + 2 + MAX_TEXT_LEN;
+    let biggest = if canned > copy { canned } else { copy };
+    HEADER_LEN + team_event + biggest
+};
+const _: () = assert!(WORST_CASE_LEN <= MAX_APP_MESSAGE_LEN);
+
+/// A language the clients are translated into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Language {
+    /// English.
+    En = 1,
+    /// Spanish.
+    Es = 2,
+    /// French.
+    Fr = 3,
+    /// Haitian Creole.
+    Ht = 4,
+}
+
+impl Language {
+    /// Every language, in wire-tag order.
+    pub const ALL: [Language; 4] = [Language::En, Language::Es, Language::Fr, Language::Ht];
+
+    /// The BCP 47 tag ("en", "es", "fr", "ht").
+    pub fn tag(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Es => "es",
+            Language::Fr => "fr",
+            Language::Ht => "ht",
+        }
+    }
+
+    /// Parses a BCP 47 tag (primary subtag only, case-insensitive: "es-MX" → Es).
+    pub fn from_tag(tag: &str) -> Option<Language> {
+        let primary = tag.split(['-', '_']).next().unwrap_or("");
+        Language::ALL
+            .into_iter()
+            .find(|l| l.tag().eq_ignore_ascii_case(primary))
+    }
+
+    /// The wire byte.
+    pub fn wire(self) -> u8 {
+        self as u8
+    }
+
+    /// Parses the wire byte.
+    pub fn from_wire(tag: u8) -> Result<Language, DecodeError> {
+        match tag {
+            1 => Ok(Language::En),
+            2 => Ok(Language::Es),
+            3 => Ok(Language::Fr),
+            4 => Ok(Language::Ht),
+            _ => Err(DecodeError::UnknownTag {
+                what: "language",
+                tag,
+            }),
+        }
+    }
+}
+
+/// Text someone wrote. Zeroized on drop; `Debug` prints only its length, so
+/// a message can be logged in a test failure without its content.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct MessageText(String);
+
+impl fmt::Debug for MessageText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageText(len={})", self.0.len())
+    }
+}
+
+impl MessageText {
+    pub fn new(text: impl Into<String>) -> Self {
+        MessageText(text.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for MessageText {
+    fn from(s: &str) -> Self {
+        MessageText(s.to_owned())
+    }
+}
+
+/// Which way a copied message went, seen from the team.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Direction {
+    /// The seeker wrote it (a colleague's device received it).
+    FromSeeker = 1,
+    /// A colleague wrote it to the seeker.
+    ToSeeker = 2,
+}
+
+/// One application message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppMessage {
+    /// Chosen at random by the sender; receivers drop a second copy.
+    pub id: MessageId,
+    /// When it was written, floored to the minute.
+    pub sent_at: UnixTime,
+    pub body: Body,
+}
+
+/// What a message says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// The seeker's first message. `team` is the topic they chose; it travels
+    /// here, inside the ciphertext, never in anything the relay sees.
+    Opening {
+        team: TeamId,
+        language: Language,
+        text: MessageText,
+    },
+    /// A message in the conversation, either way.
+    Text { text: MessageText },
+    /// A counselor refers the seeker to a partner organisation of the directory.
+    Referral {
+        partner: PartnerId,
+        text: MessageText,
+    },
+    /// The seeker asks the team to delete the conversation.
+    DeleteRequest,
+    /// Team state between counselor devices (never sent to a seeker).
+    Team(TeamEvent),
+}
+
+/// A change to the team's view of one conversation, made by one device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeamEvent {
+    /// The seeker's mailbox: how devices name a conversation.
+    pub conversation: MailboxId,
+    /// The device that made the change.
+    pub by: DeviceId,
+    pub kind: TeamEventKind,
+}
+
+/// The kinds of team event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TeamEventKind {
+    /// `by` takes the conversation.
+    Claim,
+    /// `by` hands the conversation to device `to`.
+    HandOff { to: DeviceId },
+    /// The conversation is answered and closed.
+    Resolve,
+    /// A resolved conversation is open again.
+    Reopen,
+    /// A private note for colleagues; the seeker never sees it.
+    Note { text: MessageText },
+    /// A copy of a message the seeker sent to, or received from, `by`, so
+    /// every device shows the whole conversation. The copied message is a
+    /// seeker-facing one (never itself a `Team` body).
+    Copy {
+        direction: Direction,
+        message: Box<AppMessage>,
+    },
+    /// A reusable answer shared with the team.
+    CannedAnswer {
+        title: MessageText,
+        text: MessageText,
+    },
+}
+
+mod tag {
+    pub const OPENING: u8 = 1;
+    pub const TEXT: u8 = 2;
+    pub const REFERRAL: u8 = 3;
+    pub const DELETE_REQUEST: u8 = 4;
+    pub const TEAM: u8 = 5;
+
+    pub const CLAIM: u8 = 1;
+    pub const HAND_OFF: u8 = 2;
+    pub const RESOLVE: u8 = 3;
+    pub const REOPEN: u8 = 4;
+    pub const NOTE: u8 = 5;
+    pub const COPY: u8 = 6;
+    pub const CANNED_ANSWER: u8 = 7;
+}
+
+impl AppMessage {
+    /// A message written at `now` (floored to the minute).
+    pub fn new(id: MessageId, now: UnixTime, body: Body) -> Self {
+        AppMessage {
+            id,
+            sent_at: UnixTime(now.0 - now.0 % SENT_AT_PRECISION_SECS),
+            body,
+        }
+    }
+
+    /// Encodes the message.
+    ///
+    /// ```text
+    /// version:u8 (=1) || id[16] || sent_at:u64 || body_tag:u8 || body
+    ///   1 Opening       team:u16 || language:u8 || text:str16
+    ///   2 Text          text:str16
+    ///   3 Referral      partner:u16 || text:str16
+    ///   4 DeleteRequest (nothing)
+    ///   5 Team          conversation[32] || by:u32 || kind_tag:u8 || kind
+    ///       1 Claim, 3 Resolve, 4 Reopen   (nothing)
+    ///       2 HandOff        to:u32
+    ///       5 Note           text:str16
+    ///       6 Copy           direction:u8 (1 from seeker, 2 to seeker) || app_message (tags 1–4 only)
+    ///       7 CannedAnswer   title:str16 || text:str16
+    /// str16 = len:u16 || UTF-8[len]
+    /// ```
+    /// Errors if `sent_at` is not on a minute, a text is over its maximum,
+    /// or a copy nests a team event.
+    pub fn encode(&self) -> Result<Vec<u8>, Error> {
+        let mut w = Writer::new();
+        self.write(&mut w, true)?;
+        if w.len() > MAX_APP_MESSAGE_LEN {
+            return Err(Error::TooLongToEncode {
+                what: "application message",
+                max: MAX_APP_MESSAGE_LEN,
+                got: w.len(),
+            });
+        }
+        Ok(w.into_bytes())
+    }
+
+    fn write(&self, w: &mut Writer, allow_team: bool) -> Result<(), Error> {
+        if self.sent_at.0 % SENT_AT_PRECISION_SECS != 0 {
+            return Err(Error::Decode(DecodeError::Invalid {
+                what: "sent_at (not on a minute)",
+            }));
+        }
+        w.u8(MESSAGE_VERSION).bytes(&self.id.0).u64(self.sent_at.0);
+        match &self.body {
+            Body::Opening {
+                team,
+                language,
+                text,
+            } => {
+                w.u8(tag::OPENING).u16(team.0).u8(language.wire());
+                w.vec_u16(text.as_str().as_bytes(), MAX_TEXT_LEN, "message text")?;
+            }
+            Body::Text { text } => {
+                w.u8(tag::TEXT);
+                w.vec_u16(text.as_str().as_bytes(), MAX_TEXT_LEN, "message text")?;
+            }
+            Body::Referral { partner, text } => {
+                w.u8(tag::REFERRAL).u16(partner.0);
+                w.vec_u16(text.as_str().as_bytes(), MAX_TEXT_LEN, "referral text")?;
+            }
+            Body::DeleteRequest => {
+                w.u8(tag::DELETE_REQUEST);
+            }
+            Body::Team(ev) => {
+                if !allow_team {
+                    return Err(Error::Decode(DecodeError::Invalid {
+                        what: "team event inside a copy",
+                    }));
+                }
+                w.u8(tag::TEAM)
+                    .bytes(ev.conversation.as_bytes())
+                    .u32(ev.by.0);
+                match &ev.kind {
+                    TeamEventKind::Claim => {
+                        w.u8(tag::CLAIM);
+                    }
+                    TeamEventKind::HandOff { to } => {
+                        w.u8(tag::HAND_OFF).u32(to.0);
+                    }
+                    TeamEventKind::Resolve => {
+                        w.u8(tag::RESOLVE);
+                    }
+                    TeamEventKind::Reopen => {
+                        w.u8(tag::REOPEN);
+                    }
+                    TeamEventKind::Note { text } => {
+                        w.u8(tag::NOTE);
+                        w.vec_u16(text.as_str().as_bytes(), MAX_NOTE_LEN, "note text")?;
+                    }
+                    TeamEventKind::Copy { direction, message } => {
+                        w.u8(tag::COPY).u8(*direction as u8);
+                        message.write(w, false)?;
+                    }
+                    TeamEventKind::CannedAnswer { title, text } => {
+                        w.u8(tag::CANNED_ANSWER);
+                        w.vec_u16(
+                            title.as_str().as_bytes(),
+                            MAX_CANNED_TITLE_LEN,
+                            "canned answer title",
+                        )?;
+                        w.vec_u16(text.as_str().as_bytes(), MAX_TEXT_LEN, "canned answer text")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Strictly decodes one message (no trailing bytes).
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() > MAX_APP_MESSAGE_LEN {
+            return Err(DecodeError::TooLong {
+                what: "application message",
+                max: MAX_APP_MESSAGE_LEN,
+                got: bytes.len(),
+            }
+            .into());
+        }
+        let mut r = Reader::new(bytes);
+        let m = Self::read(&mut r, true)?;
+        r.finish("application message")?;
+        Ok(m)
+    }
+
+    fn read(r: &mut Reader<'_>, allow_team: bool) -> Result<Self, DecodeError> {
+        r.version(MESSAGE_VERSION, "application message")?;
+        let id = MessageId(r.array("message id")?);
+        let sent_at = r.u64("sent_at")?;
+        if sent_at % SENT_AT_PRECISION_SECS != 0 {
+            return Err(DecodeError::Invalid {
+                what: "sent_at (not on a minute)",
+            });
+        }
+        let body = match r.u8("body tag")? {
+            tag::OPENING => Body::Opening {
+                team: TeamId(r.u16("team id")?),
+                language: Language::from_wire(r.u8("language")?)?,
+                text: read_text(r, MAX_TEXT_LEN, "message text")?,
+            },
+            tag::TEXT => Body::Text {
+                text: read_text(r, MAX_TEXT_LEN, "message text")?,
+            },
+            tag::REFERRAL => Body::Referral {
+                partner: PartnerId(r.u16("partner id")?),
+                text: read_text(r, MAX_TEXT_LEN, "referral text")?,
+            },
+            tag::DELETE_REQUEST => Body::DeleteRequest,
+            tag::TEAM if allow_team => {
+                let conversation = MailboxId::from_bytes(r.array("conversation")?);
+                let by = DeviceId(r.u32("device id")?);
+                let kind = match r.u8("team event tag")? {
+                    tag::CLAIM => TeamEventKind::Claim,
+                    tag::HAND_OFF => TeamEventKind::HandOff {
+                        to: DeviceId(r.u32("device id")?),
+                    },
+                    tag::RESOLVE => TeamEventKind::Resolve,
+                    tag::REOPEN => TeamEventKind::Reopen,
+                    tag::NOTE => TeamEventKind::Note {
+                        text: read_text(r, MAX_NOTE_LEN, "note text")?,
+                    },
+                    tag::COPY => {
+                        let direction = match r.u8("direction")? {
+                            1 => Direction::FromSeeker,
+                            2 => Direction::ToSeeker,
+                            t => {
+                                return Err(DecodeError::UnknownTag {
+                                    what: "direction",
+                                    tag: t,
+                                });
+                            }
+                        };
+                        TeamEventKind::Copy {
+                            direction,
+                            message: Box::new(AppMessage::read(r, false)?),
+                        }
+                    }
+                    tag::CANNED_ANSWER => TeamEventKind::CannedAnswer {
+                        title: read_text(r, MAX_CANNED_TITLE_LEN, "canned answer title")?,
+                        text: read_text(r, MAX_TEXT_LEN, "canned answer text")?,
+                    },
+                    t => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "team event",
+                            tag: t,
+                        });
+                    }
+                };
+                Body::Team(TeamEvent {
+                    conversation,
+                    by,
+                    kind,
+                })
+            }
+            tag::TEAM => {
+                return Err(DecodeError::Invalid {
+                    what: "team event inside a copy",
+                });
+            }
+            t => {
+                return Err(DecodeError::UnknownTag {
+                    what: "message body",
+                    tag: t,
+                });
+            }
+        };
+        Ok(AppMessage {
+            id,
+            sent_at: UnixTime(sent_at),
+            body,
+        })
+    }
+}
+
+fn read_text(
+    r: &mut Reader<'_>,
+    max: usize,
+    what: &'static str,
+) -> Result<MessageText, DecodeError> {
+    Ok(MessageText(r.str_u16(max, what)?.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn id(b: u8) -> MessageId {
+        MessageId([b; 16])
+    }
+
+    /// One message of every body and team-event kind (also used for vectors).
+    pub(crate) fn samples() -> Vec<(&'static str, AppMessage)> {
+        let t = UnixTime(1_800_000_000 - 1_800_000_000 % 60);
+        let conv = MailboxId::from_bytes([0x42; 32]);
+        let seeker_text = AppMessage::new(
+            id(9),
+            t,
+            Body::Text {
+                text: "Gracias.".into(),
+            },
+        );
+        let team = |kind| {
+            Body::Team(TeamEvent {
+                conversation: conv,
+                by: DeviceId(7),
+                kind,
+            })
+        };
+        vec![
+            (
+                "opening",
+                AppMessage::new(
+                    id(1),
+                    t,
+                    Body::Opening {
+                        team: TeamId(1),
+                        language: Language::Es,
+                        text: "Tengo 17 años y estoy solo en EE. UU.".into(),
+                    },
+                ),
+            ),
+            (
+                "text",
+                AppMessage::new(
+                    id(2),
+                    t,
+                    Body::Text {
+                        text: "Yes, Canada may be an option.".into(),
+                    },
+                ),
+            ),
+            (
+                "referral",
+                AppMessage::new(
+                    id(3),
+                    t,
+                    Body::Referral {
+                        partner: PartnerId(2),
+                        text: "They can help with shelter.".into(),
+                    },
+                ),
+            ),
+            (
+                "delete_request",
+                AppMessage::new(id(4), t, Body::DeleteRequest),
+            ),
+            (
+                "team_claim",
+                AppMessage::new(id(5), t, team(TeamEventKind::Claim)),
+            ),
+            (
+                "team_hand_off",
+                AppMessage::new(id(6), t, team(TeamEventKind::HandOff { to: DeviceId(8) })),
+            ),
+            (
+                "team_resolve",
+                AppMessage::new(id(7), t, team(TeamEventKind::Resolve)),
+            ),
+            (
+                "team_reopen",
+                AppMessage::new(id(8), t, team(TeamEventKind::Reopen)),
+            ),
+            (
+                "team_note",
+                AppMessage::new(
+                    id(10),
+                    t,
+                    team(TeamEventKind::Note {
+                        text: "Check STCA exception for family.".into(),
+                    }),
+                ),
+            ),
+            (
+                "team_copy",
+                AppMessage::new(
+                    id(11),
+                    t,
+                    team(TeamEventKind::Copy {
+                        direction: Direction::FromSeeker,
+                        message: Box::new(seeker_text),
+                    }),
+                ),
+            ),
+            (
+                "team_canned_answer",
+                AppMessage::new(
+                    id(12),
+                    t,
+                    team(TeamEventKind::CannedAnswer {
+                        title: "STCA basics".into(),
+                        text: "The Safe Third Country Agreement ...".into(),
+                    }),
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_is_strict() {
+        for (name, m) in samples() {
+            let enc = m.encode().unwrap();
+            assert_eq!(AppMessage::decode(&enc).unwrap(), m, "{name}");
+            let mut t = enc.clone();
+            t.push(0);
+            assert!(matches!(
+                AppMessage::decode(&t),
+                Err(Error::Decode(DecodeError::TrailingBytes { .. }))
+            ));
+            for n in 0..enc.len() {
+                assert!(
+                    AppMessage::decode(&enc[..n]).is_err(),
+                    "{name} truncated to {n}"
+                );
+            }
+            let mut v = enc.clone();
+            v[0] = 2;
+            assert!(matches!(
+                AppMessage::decode(&v),
+                Err(Error::Decode(DecodeError::UnsupportedVersion {
+                    got: 2,
+                    ..
+                }))
+            ));
+        }
+    }
+
+    #[test]
+    fn sent_at_is_minute_precision() {
+        let m = AppMessage::new(id(1), UnixTime(125), Body::DeleteRequest);
+        assert_eq!(m.sent_at, UnixTime(120));
+        let mut bad = m.clone();
+        bad.sent_at = UnixTime(121);
+        assert!(bad.encode().is_err());
+        let mut enc = m.encode().unwrap();
+        enc[24] = 121;
+        assert!(AppMessage::decode(&enc).is_err());
+    }
+
+    #[test]
+    fn limits() {
+        let t = UnixTime(0);
+        let max = AppMessage::new(
+            id(1),
+            t,
+            Body::Text {
+                text: MessageText::new("a".repeat(MAX_TEXT_LEN)),
+            },
+        );
+        assert!(AppMessage::decode(&max.encode().unwrap()).is_ok());
+        let over = AppMessage::new(
+            id(1),
+            t,
+            Body::Text {
+                text: MessageText::new("a".repeat(MAX_TEXT_LEN + 1)),
+            },
+        );
+        assert!(matches!(over.encode(), Err(Error::TooLongToEncode { .. })));
+        // Over-long length prefix is refused on decode too.
+        let mut enc = max.encode().unwrap();
+        enc[26..28].copy_from_slice(&((MAX_TEXT_LEN + 1) as u16).to_be_bytes());
+        enc.push(b'a');
+        assert!(matches!(
+            AppMessage::decode(&enc),
+            Err(Error::Decode(DecodeError::TooLong { .. }))
+        ));
+        // Worst case fits.
+        let worst = AppMessage::new(
+            id(1),
+            t,
+            Body::Team(TeamEvent {
+                conversation: MailboxId::from_bytes([1; 32]),
+                by: DeviceId(1),
+                kind: TeamEventKind::CannedAnswer {
+                    title: MessageText::new("t".repeat(MAX_CANNED_TITLE_LEN)),
+                    text: MessageText::new("a".repeat(MAX_TEXT_LEN)),
+                },
+            }),
+        );
+        assert!(worst.encode().unwrap().len() <= MAX_APP_MESSAGE_LEN);
+        assert!(AppMessage::decode(&vec![1u8; MAX_APP_MESSAGE_LEN + 1]).is_err());
+    }
+
+    #[test]
+    fn copies_cannot_nest_team_events() {
+        let inner = AppMessage::new(
+            id(1),
+            UnixTime(0),
+            Body::Team(TeamEvent {
+                conversation: MailboxId::from_bytes([1; 32]),
+                by: DeviceId(1),
+                kind: TeamEventKind::Claim,
+            }),
+        );
+        let outer = AppMessage::new(
+            id(2),
+            UnixTime(0),
+            Body::Team(TeamEvent {
+                conversation: MailboxId::from_bytes([1; 32]),
+                by: DeviceId(1),
+                kind: TeamEventKind::Copy {
+                    direction: Direction::ToSeeker,
+                    message: Box::new(inner.clone()),
+                },
+            }),
+        );
+        assert!(outer.encode().is_err());
+        // Hand-built bytes with a nested team event are refused as well.
+        let mut bytes = vec![1];
+        bytes.extend_from_slice(&[2; 16]);
+        bytes.extend_from_slice(&0u64.to_be_bytes());
+        bytes.push(5);
+        bytes.extend_from_slice(&[1; 32]);
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(&[6, 2]);
+        bytes.extend_from_slice(&inner.encode().unwrap());
+        assert!(matches!(
+            AppMessage::decode(&bytes),
+            Err(Error::Decode(DecodeError::Invalid { .. }))
+        ));
+    }
+
+    #[test]
+    fn debug_shows_no_text_and_languages_parse() {
+        let m = AppMessage::new(
+            id(1),
+            UnixTime(0),
+            Body::Text {
+                text: "my secret story".into(),
+            },
+        );
+        assert!(!format!("{m:?}").contains("secret"));
+        assert_eq!(Language::from_tag("es-MX"), Some(Language::Es));
+        assert_eq!(Language::from_tag("HT"), Some(Language::Ht));
+        assert_eq!(Language::from_tag("de"), None);
+        for l in Language::ALL {
+            assert_eq!(Language::from_wire(l.wire()).unwrap(), l);
+            assert_eq!(Language::from_tag(l.tag()), Some(l));
+        }
+        assert!(Language::from_wire(0).is_err());
+    }
+
+    #[test]
+    fn bad_utf8_and_unknown_tags_fail() {
+        let m = AppMessage::new(id(1), UnixTime(0), Body::Text { text: "ab".into() });
+        let mut enc = m.encode().unwrap();
+        let n = enc.len();
+        enc[n - 1] = 0xff;
+        assert!(matches!(
+            AppMessage::decode(&enc),
+            Err(Error::Decode(DecodeError::Invalid { .. }))
+        ));
+        let mut enc = m.encode().unwrap();
+        enc[25] = 99;
+        assert!(matches!(
+            AppMessage::decode(&enc),
+            Err(Error::Decode(DecodeError::UnknownTag { .. }))
+        ));
+    }
+
+    fn arb_text(max: usize) -> impl Strategy<Value = MessageText> {
+        "\\PC{0,40}".prop_map(move |s| {
+            let mut s: String = s;
+            while s.len() > max {
+                s.pop();
+            }
+            MessageText::new(s)
+        })
+    }
+
+    fn arb_seeker_body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            (any::<u16>(), 0usize..4, arb_text(MAX_TEXT_LEN)).prop_map(|(t, l, text)| {
+                Body::Opening {
+                    team: TeamId(t),
+                    language: Language::ALL[l],
+                    text,
+                }
+            }),
+            arb_text(MAX_TEXT_LEN).prop_map(|text| Body::Text { text }),
+            (any::<u16>(), arb_text(MAX_TEXT_LEN)).prop_map(|(p, text)| Body::Referral {
+                partner: PartnerId(p),
+                text
+            }),
+            Just(Body::DeleteRequest),
+        ]
+    }
+
+    fn arb_seeker_message() -> impl Strategy<Value = AppMessage> {
+        (any::<[u8; 16]>(), any::<u32>(), arb_seeker_body())
+            .prop_map(|(i, t, b)| AppMessage::new(MessageId(i), UnixTime(u64::from(t) * 60), b))
+    }
+
+    fn arb_message() -> impl Strategy<Value = AppMessage> {
+        let seeker = arb_seeker_message();
+        let kind = prop_oneof![
+            Just(TeamEventKind::Claim),
+            any::<u32>().prop_map(|d| TeamEventKind::HandOff { to: DeviceId(d) }),
+            Just(TeamEventKind::Resolve),
+            Just(TeamEventKind::Reopen),
+            arb_text(MAX_NOTE_LEN).prop_map(|text| TeamEventKind::Note { text }),
+            (any::<bool>(), arb_seeker_message()).prop_map(|(d, m)| TeamEventKind::Copy {
+                direction: if d {
+                    Direction::FromSeeker
+                } else {
+                    Direction::ToSeeker
+                },
+                message: Box::new(m)
+            }),
+            (arb_text(MAX_CANNED_TITLE_LEN), arb_text(MAX_TEXT_LEN))
+                .prop_map(|(title, text)| TeamEventKind::CannedAnswer { title, text }),
+        ];
+        let team = (any::<[u8; 16]>(), any::<[u8; 32]>(), any::<u32>(), kind).prop_map(
+            |(i, c, by, kind)| {
+                AppMessage::new(
+                    MessageId(i),
+                    UnixTime(0),
+                    Body::Team(TeamEvent {
+                        conversation: MailboxId::from_bytes(c),
+                        by: DeviceId(by),
+                        kind,
+                    }),
+                )
+            },
+        );
+        prop_oneof![seeker, team]
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = AppMessage::decode(&bytes);
+        }
+
+        #[test]
+        fn decode_never_panics_on_near_valid(m in arb_message(), pos in any::<usize>(), byte in any::<u8>()) {
+            let mut enc = m.encode().unwrap();
+            let i = pos % enc.len();
+            enc[i] = byte;
+            let _ = AppMessage::decode(&enc);
+        }
+
+        #[test]
+        fn round_trips(m in arb_message()) {
+            let enc = m.encode().unwrap();
+            prop_assert_eq!(AppMessage::decode(&enc).unwrap(), m);
+        }
+    }
+}
