@@ -17,6 +17,9 @@ pub enum Error {
         max: usize,
         got: usize,
     },
+    /// A key operation failed (invalid public key, non-contributory DH, KEM failure).
+    #[error("keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
     /// Session set-up failed.
     #[error("session set-up: {0}")]
     Pqxdh(#[from] crate::pqxdh::PqxdhError),
