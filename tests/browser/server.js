@@ -1,0 +1,172 @@
+// The server the browser tests talk to. Prefers the real relay binary
+// (target/debug/northstar-relay or $NORTHSTAR_BIN_DIR/northstar-relay) when it
+// exists and supports --web-root; until then falls back to a tiny static
+// server that sends the SAME security headers the relay is specified to send.
+// Everything listens on 127.0.0.1 only.
+
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, readFileSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(here, "../..");
+export const WEB_ROOT = path.join(REPO, "web-client/static");
+
+export const CSP =
+  "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; " +
+  "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+export const SECURITY_HEADERS = {
+  "content-security-policy": CSP,
+  "referrer-policy": "no-referrer",
+  "x-content-type-options": "nosniff",
+  "cache-control": "no-store",
+};
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+  ".png": "image/png",
+  ".txt": "text/plain; charset=utf-8",
+};
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function relayBinary() {
+  const candidates = [];
+  if (process.env.NORTHSTAR_BIN_DIR) candidates.push(path.join(process.env.NORTHSTAR_BIN_DIR, "northstar-relay"));
+  const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target");
+  candidates.push(path.join(targetDir, "debug/northstar-relay"));
+  for (const bin of candidates) {
+    if (!existsSync(bin)) continue;
+    const help = spawnSync(bin, ["--help"], { encoding: "utf8", timeout: 10_000 });
+    const text = `${help.stdout ?? ""}${help.stderr ?? ""}`;
+    if (help.status === 0 && text.includes("--web-root") && text.includes("--listen") && text.includes("--data-dir")) {
+      return bin;
+    }
+    console.log(`# browser tests: ${bin} exists but does not support --listen/--data-dir/--web-root; not using it`);
+  }
+  return null;
+}
+
+async function waitForHttp(origin, child, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  let lastError;
+  while (Date.now() < deadline) {
+    if (child && child.exitCode !== null) throw new Error(`relay exited with code ${child.exitCode}`);
+    try {
+      const res = await fetch(`${origin}/`);
+      if (res.ok) return;
+      lastError = new Error(`HTTP ${res.status}`);
+    } catch (e) {
+      lastError = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server at ${origin} did not answer: ${lastError?.message}`);
+}
+
+async function startRelay(bin) {
+  const port = await freePort();
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "northstar-browser-relay-"));
+  const child = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--web-root", WEB_ROOT], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const origin = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(origin, child);
+  } catch (e) {
+    child.kill("SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
+    throw new Error(`${e.message}\n${stderr}`);
+  }
+  return {
+    kind: "relay",
+    origin,
+    description: `the real relay (${path.relative(REPO, bin)})`,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill("SIGTERM");
+        await new Promise((r) => {
+          const t = setTimeout(() => {
+            child.kill("SIGKILL");
+            r();
+          }, 5000);
+          child.once("exit", () => {
+            clearTimeout(t);
+            r();
+          });
+        });
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function startStatic() {
+  const server = createServer((req, res) => {
+    const headers = { ...SECURITY_HEADERS };
+    let pathname;
+    try {
+      pathname = decodeURIComponent(new URL(req.url, "http://127.0.0.1").pathname);
+    } catch {
+      res.writeHead(400, headers).end();
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, headers).end();
+      return;
+    }
+    if (pathname.endsWith("/")) pathname += "index.html";
+    const file = path.resolve(WEB_ROOT, `.${pathname}`);
+    let body = null;
+    if (file.startsWith(WEB_ROOT + path.sep) && existsSync(file) && statSync(file).isFile()) {
+      body = readFileSync(file);
+    }
+    if (body === null) {
+      res.writeHead(404, { ...headers, "content-type": "text/plain; charset=utf-8" }).end("not found");
+      return;
+    }
+    headers["content-type"] = TYPES[path.extname(file)] ?? "application/octet-stream";
+    res.writeHead(200, headers);
+    res.end(req.method === "HEAD" ? undefined : body);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  return {
+    kind: "static",
+    origin,
+    description: "the Node static fallback server (relay binary not built or without --web-root)",
+    stop: () => new Promise((r) => server.close(r)),
+  };
+}
+
+/** Starts the relay if it is built, the static fallback otherwise. */
+export async function startServer() {
+  const bin = process.env.NORTHSTAR_BROWSER_STATIC === "1" ? null : relayBinary();
+  const server = bin ? await startRelay(bin) : await startStatic();
+  console.log(`# browser tests: serving web-client/static with ${server.description} at ${server.origin}`);
+  return server;
+}

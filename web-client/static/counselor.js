@@ -1,0 +1,348 @@
+// The counselor inbox. Keys stay inside the secure module (core.js); the page
+// holds the decrypted view in memory only while unlocked, and forgets it on
+// lock (button or idle timeout).
+
+import * as core from "./core.js";
+import { LANGUAGES } from "./i18n.js";
+import { announce, currentLanguage, formatDate, initLanguage, onLanguageChange, showScreen, t } from "./ui.js";
+
+const $ = (id) => document.getElementById(id);
+
+let me = null; // {name, teams}
+let filter = "all";
+let items = [];
+let current = null; // the open Case
+let canned = [];
+let idleTimer = null;
+let busy = false;
+
+function showMsg(el, key, vars) {
+  el.textContent = t(key, vars);
+  if (vars) delete el.dataset.i18n;
+  else el.dataset.i18n = key;
+  el.hidden = false;
+}
+
+function clearMsg(el) {
+  delete el.dataset.i18n;
+  el.textContent = "";
+  el.hidden = true;
+}
+
+function errorKey(e) {
+  if (e instanceof core.CoreUnavailable) return "err.core";
+  switch (e?.code) {
+    case "passphrase-wrong":
+      return "c.wrongPassphrase";
+    case "no-key-store":
+      return "c.noKeyStore";
+    case "network":
+      return "err.network";
+    case "busy":
+      return "err.busy";
+    default:
+      return "err.generic";
+  }
+}
+
+function coreFailed(e) {
+  if (e instanceof core.CoreUnavailable) {
+    if (e.reason === "no-webassembly") showScreen("screen-nowasm");
+    else $("core-banner").hidden = false;
+  }
+}
+
+// Counselors see the team's name from the signed directory, not the
+// seeker-facing wording of the topic.
+function topicName(item) {
+  return item.topicLabel || item.topic;
+}
+
+function languageName(code) {
+  return LANGUAGES.find((l) => l.code === code)?.name ?? code;
+}
+
+// ------------------------------------------------------------ lock / unlock
+
+function resetIdle() {
+  if (!me) return;
+  clearTimeout(idleTimer);
+  const meta = document.querySelector('meta[name="northstar-idle-minutes"]');
+  const minutes = Math.max(1, Number(meta?.content) || 10);
+  idleTimer = setTimeout(() => lock("c.lockedIdle"), minutes * 60_000);
+}
+
+function lock(reasonKey) {
+  core.counselorLock();
+  clearTimeout(idleTimer);
+  me = null;
+  items = [];
+  current = null;
+  canned = [];
+  for (const f of document.querySelectorAll("textarea, input[type=password]")) f.value = "";
+  $("case-list").replaceChildren();
+  $("entries").replaceChildren();
+  $("case").hidden = true;
+  $("pane-empty").hidden = false;
+  $("lock").hidden = true;
+  document.body.classList.remove("case-open");
+  if (reasonKey) showMsg($("unlock-info"), reasonKey);
+  showScreen("screen-unlock");
+}
+
+async function unlock(ev) {
+  ev.preventDefault();
+  if (busy) return;
+  const pass = $("passphrase");
+  if (!pass.value) {
+    pass.focus();
+    return;
+  }
+  busy = true;
+  clearMsg($("unlock-error"));
+  $("unlock-button").setAttribute("aria-disabled", "true");
+  announce(t("c.unlocking"));
+  try {
+    me = await core.counselorUnlock(pass.value);
+    pass.value = "";
+    clearMsg($("unlock-info"));
+    $("lock").hidden = false;
+    renderWhoami();
+    showScreen("screen-inbox");
+    resetIdle();
+    await Promise.all([loadInbox(), loadLists()]);
+    core.onInboxEvent(onEvent).catch(() => {});
+  } catch (e) {
+    me = null;
+    showMsg($("unlock-error"), errorKey(e));
+    coreFailed(e);
+    pass.select();
+  } finally {
+    busy = false;
+    $("unlock-button").setAttribute("aria-disabled", "false");
+  }
+}
+
+function renderWhoami() {
+  $("whoami").textContent = me ? t("c.signedIn", { name: me.name }) : "";
+}
+
+// ------------------------------------------------------------ inbox
+
+async function loadInbox() {
+  try {
+    items = await core.listInbox(filter);
+    clearMsg($("inbox-error"));
+  } catch (e) {
+    items = [];
+    showMsg($("inbox-error"), errorKey(e));
+  }
+  renderInbox();
+}
+
+function renderInbox() {
+  const ul = $("case-list");
+  ul.replaceChildren();
+  for (const item of items) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = `case-item${item.status === "unread" ? " is-unread" : ""}`;
+    b.setAttribute("aria-current", String(current?.id === item.id));
+    const row = document.createElement("span");
+    row.className = "row";
+    const topic = document.createElement("span");
+    topic.className = "topic";
+    topic.textContent = topicName(item);
+    const status = document.createElement("span");
+    status.className = `status status-${item.status}`;
+    status.textContent = t(`c.status.${item.status}`);
+    row.append(topic, status);
+    const preview = document.createElement("span");
+    preview.className = "preview";
+    preview.textContent = item.preview ?? "";
+    const when = document.createElement("span");
+    when.className = "preview";
+    when.textContent = [formatDate(item.updatedAt), item.claimedBy ? t("c.claimedBy", { name: item.claimedBy }) : ""]
+      .filter(Boolean)
+      .join(" · ");
+    b.append(row, preview, when);
+    b.addEventListener("click", () => openCase(item.id));
+    li.append(b);
+    ul.append(li);
+  }
+  $("inbox-empty").hidden = items.length > 0;
+}
+
+async function loadLists() {
+  const fill = (select, list) => {
+    select.replaceChildren(
+      ...list.map((x) => {
+        const o = document.createElement("option");
+        o.value = x.id;
+        o.textContent = x.title ?? x.name;
+        return o;
+      }),
+    );
+  };
+  const [c, p, a] = await Promise.allSettled([core.colleagues(), core.partners(), core.cannedAnswers(currentLanguage())]);
+  fill($("colleague"), c.status === "fulfilled" ? c.value : []);
+  fill($("partner"), p.status === "fulfilled" ? p.value : []);
+  canned = a.status === "fulfilled" ? a.value : [];
+  fill($("canned"), canned);
+}
+
+// ------------------------------------------------------------ one conversation
+
+async function openCase(id) {
+  try {
+    current = await core.openCase(id);
+  } catch (e) {
+    showMsg($("inbox-error"), errorKey(e));
+    return;
+  }
+  clearMsg($("case-error"));
+  renderCase();
+  $("pane-empty").hidden = true;
+  $("case").hidden = false;
+  document.body.classList.add("case-open");
+  for (const b of document.querySelectorAll(".case-item")) b.setAttribute("aria-current", "false");
+  renderInbox();
+  $("case-title").focus();
+}
+
+function renderCase() {
+  if (!current) return;
+  $("case-title").textContent = topicName(current);
+  const status = $("case-status");
+  status.className = `status status-${current.status}`;
+  status.textContent = t(`c.status.${current.status}`);
+  $("case-claimed").textContent = current.claimedBy ? t("c.claimedBy", { name: current.claimedBy }) : "";
+  $("case-language").textContent = current.language ? t("c.language", { lang: languageName(current.language) }) : "";
+  $("claim").hidden = current.mine || current.status === "resolved";
+  $("resolve").hidden = current.status === "resolved";
+  const ol = $("entries");
+  ol.replaceChildren();
+  for (const e of current.entries ?? []) {
+    const li = document.createElement("li");
+    const kind = { seeker: "from-counselor", counselor: "from-you", note: "entry-note", event: "entry-event" }[e.kind];
+    li.className = `message ${kind ?? ""}`;
+    const who = document.createElement("p");
+    who.className = "who";
+    const label = { seeker: t("c.seeker"), note: t("c.note"), event: t("c.event") }[e.kind];
+    who.textContent = e.kind === "counselor" ? e.author ?? "" : e.author && e.kind === "note" ? `${label} · ${e.author}` : label;
+    const body = document.createElement("p");
+    body.className = "body";
+    body.textContent = e.text;
+    const when = document.createElement("p");
+    when.className = "when";
+    when.textContent = formatDate(e.at);
+    li.append(who, body, when);
+    ol.append(li);
+  }
+}
+
+async function act(fn, doneKey, after) {
+  if (busy || !current) return;
+  busy = true;
+  clearMsg($("case-error"));
+  try {
+    await fn(current.id);
+    if (after) after();
+    announce(t(doneKey));
+    const id = current.id;
+    await loadInbox();
+    current = await core.openCase(id);
+    renderCase();
+  } catch (e) {
+    showMsg($("case-error"), errorKey(e));
+  } finally {
+    busy = false;
+  }
+}
+
+function onEvent(ev) {
+  if (!me) return;
+  if (ev?.type === "message") announce(t("c.newMessage", { topic: topicName({ topic: ev.topic, topicLabel: ev.topicLabel }) }));
+  loadInbox();
+  if (current && ev?.id === current.id) {
+    core.openCase(current.id).then((c) => {
+      current = c;
+      renderCase();
+    }, () => {});
+  }
+}
+
+// ------------------------------------------------------------ wiring
+
+function wire() {
+  $("unlock-form").addEventListener("submit", unlock);
+  $("lock").addEventListener("click", () => lock("c.locked"));
+  for (const r of document.querySelectorAll('input[name="filter"]')) {
+    r.addEventListener("change", () => {
+      filter = r.value;
+      loadInbox();
+    });
+  }
+  $("case-back").addEventListener("click", () => {
+    document.body.classList.remove("case-open");
+    $("case").hidden = true;
+    $("pane-empty").hidden = false;
+    current = null;
+    renderInbox();
+  });
+  $("claim").addEventListener("click", () => act(core.claimCase, "c.claimed"));
+  $("resolve").addEventListener("click", () => act(core.resolveCase, "c.resolved"));
+  $("canned-insert").addEventListener("click", () => {
+    const a = canned.find((x) => x.id === $("canned").value);
+    if (!a) return;
+    const r = $("reply");
+    r.value = r.value ? `${r.value}\n\n${a.text}` : a.text;
+    r.focus();
+  });
+  $("reply-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = $("reply").value;
+    if (!text.trim()) return $("reply").focus();
+    act((id) => core.replyToCase(id, text), "c.sent", () => ($("reply").value = ""));
+  });
+  $("note-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = $("note").value;
+    if (!text.trim()) return $("note").focus();
+    act((id) => core.addNote(id, text), "c.noteAdded", () => ($("note").value = ""));
+  });
+  $("handoff-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const to = $("colleague").value;
+    if (to) act((id) => core.handOffCase(id, to), "c.handedOff");
+  });
+  $("refer-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const partner = $("partner").value;
+    const note = $("refer-note").value;
+    if (partner) act((id) => core.referCase(id, partner, note), "c.referred", () => ($("refer-note").value = ""));
+  });
+  for (const type of ["pointerdown", "keydown", "scroll", "touchstart"]) {
+    document.addEventListener(type, resetIdle, { passive: true, capture: true });
+  }
+}
+
+function start() {
+  initLanguage();
+  wire();
+  onLanguageChange(() => {
+    renderWhoami();
+    if (items.length) renderInbox();
+    renderCase();
+  });
+  if (!core.webAssemblySupported()) {
+    showScreen("screen-nowasm");
+    return;
+  }
+  showScreen("screen-unlock");
+  $("passphrase").focus();
+  core.loadCore().catch(coreFailed);
+}
+
+start();

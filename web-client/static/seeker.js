@@ -1,0 +1,435 @@
+// The seeker's page. Holds only in-memory state; never touches cookies,
+// localStorage, sessionStorage, IndexedDB, the URL or the history.
+
+import * as core from "./core.js";
+import { STRINGS } from "./i18n.js";
+import {
+  announce,
+  currentLanguage,
+  formatDate,
+  initLanguage,
+  onLanguageChange,
+  setupQuickExit,
+  showScreen,
+  t,
+} from "./ui.js";
+
+const $ = (id) => document.getElementById(id);
+
+let state = freshState();
+
+function freshState() {
+  return { topics: null, topicsLoading: false, topic: null, codename: null, conversation: null, busy: false };
+}
+
+// -------------------------------------------------------------- messages
+
+/** Shows the translated message `key` in `el` (kept translated on switch). */
+function showMsg(el, key, vars) {
+  if (vars) {
+    delete el.dataset.i18n;
+    el.textContent = t(key, vars);
+  } else {
+    el.dataset.i18n = key;
+    el.textContent = t(key);
+  }
+  el.hidden = false;
+}
+
+function clearMsg(el) {
+  delete el.dataset.i18n;
+  el.textContent = "";
+  el.hidden = true;
+}
+
+/** The message key for an error from the core. */
+function errorKey(e) {
+  if (e instanceof core.CoreUnavailable) return "err.core";
+  switch (e?.code) {
+    case "codename-invalid":
+      return "err.codenameInvalid";
+    case "codename-not-found":
+      return "err.codenameNotFound";
+    case "network":
+      return "err.network";
+    case "busy":
+      return "err.busy";
+    default:
+      return "err.generic";
+  }
+}
+
+function coreFailed(e) {
+  if (e instanceof core.CoreUnavailable) {
+    if (e.reason === "no-webassembly") showScreen("screen-nowasm");
+    else $("core-banner").hidden = false;
+  }
+}
+
+// -------------------------------------------------------------- topics
+
+function topicLabel(topic) {
+  const key = `topic.${topic.id}`;
+  return key in STRINGS.en ? t(key) : topic.label;
+}
+
+function renderTopics() {
+  const list = $("topic-list");
+  const chosen = state.topic?.id;
+  list.replaceChildren();
+  for (const topic of state.topics ?? []) {
+    const label = document.createElement("label");
+    label.className = "choice";
+    const input = document.createElement("input");
+    input.type = "radio";
+    input.name = "topic";
+    input.value = topic.id;
+    input.checked = topic.id === chosen;
+    const span = document.createElement("span");
+    span.textContent = topicLabel(topic);
+    label.append(input, span);
+    list.append(label);
+  }
+}
+
+async function loadTopics() {
+  if (state.topics || state.topicsLoading) return;
+  state.topicsLoading = true;
+  $("topic-loading").hidden = false;
+  clearMsg($("topic-error"));
+  try {
+    const { topics, topicVisibleToRelay } = await core.listTopics();
+    state.topics = topics;
+    $("topic-visible").hidden = !topicVisibleToRelay;
+    renderTopics();
+  } catch (e) {
+    showMsg($("topic-error"), errorKey(e));
+    coreFailed(e);
+  } finally {
+    state.topicsLoading = false;
+    $("topic-loading").hidden = true;
+  }
+}
+
+// -------------------------------------------------------------- codename
+
+function renderCodename() {
+  const ol = $("codename-words");
+  ol.replaceChildren();
+  if (!state.codename) return;
+  for (const word of state.codename.split(/\s+/)) {
+    const li = document.createElement("li");
+    li.textContent = word;
+    ol.append(li);
+  }
+  $("codename-status").hidden = true;
+}
+
+async function prepareCodename() {
+  clearMsg($("codename-error"));
+  if (state.codename) return;
+  $("codename-status").hidden = false;
+  try {
+    state.codename = await core.generateCodename();
+    renderCodename();
+  } catch (e) {
+    $("codename-status").hidden = true;
+    showMsg($("codename-error"), errorKey(e));
+    coreFailed(e);
+  }
+}
+
+function syncSendEnabled() {
+  // Not disabled (a disabled button cannot explain itself): dimmed until ticked.
+  $("send-first").dataset.ready = String($("wrote-it-down").checked);
+}
+
+// -------------------------------------------------------------- progress
+
+const STAGES = { derive: "progress.derive", pow: "progress.pow", send: "progress.send", open: "progress.open" };
+
+function startProgress(titleKey, firstStage) {
+  const title = $("progress-title");
+  title.dataset.i18n = titleKey;
+  title.textContent = t(titleKey);
+  $("progress-bar").value = 0;
+  showMsg($("progress-stage"), STAGES[firstStage]);
+  showScreen("screen-progress");
+}
+
+function onProgress(stage, fraction) {
+  if (STAGES[stage] && $("progress-stage").dataset.i18n !== STAGES[stage]) {
+    showMsg($("progress-stage"), STAGES[stage]);
+  }
+  const f = Number(fraction);
+  if (Number.isFinite(f)) $("progress-bar").value = Math.max(0, Math.min(100, Math.round(f * 100)));
+}
+
+// -------------------------------------------------------------- conversation
+
+function renderMessage(m) {
+  const li = document.createElement("li");
+  li.className = `message from-${m.from === "seeker" ? "you" : "counselor"}`;
+  const who = document.createElement("p");
+  who.className = "who";
+  who.dataset.i18n = m.from === "seeker" ? "conv.you" : "conv.counselor";
+  who.textContent = t(who.dataset.i18n);
+  const body = document.createElement("p");
+  body.className = "body";
+  body.textContent = m.text;
+  li.append(who, body);
+  if (m.at) {
+    const time = document.createElement("p");
+    time.className = "when";
+    time.dataset.at = m.at;
+    time.textContent = formatDate(m.at);
+    li.append(time);
+  }
+  return li;
+}
+
+function renderConversation() {
+  const conv = state.conversation;
+  const ol = $("messages");
+  ol.replaceChildren(...(conv?.messages ?? []).map(renderMessage));
+  const hasAnswer = (conv?.messages ?? []).some((m) => m.from !== "seeker");
+  $("conv-waiting").hidden = hasAnswer;
+  refreshConversationText();
+}
+
+function refreshConversationText() {
+  const conv = state.conversation;
+  if (!conv) return;
+  const topic = state.topics?.find((x) => x.id === conv.topic) ?? { id: conv.topic, label: conv.topicLabel ?? "" };
+  const label = topicLabel(topic);
+  $("conv-topic").textContent = label ? t("write.topic", { topic: label }) : "";
+  $("conv-topic").hidden = !label;
+  const date = conv.expiresAt ? formatDate(conv.expiresAt) : "";
+  $("conv-expiry").textContent = date ? t("conv.expiry", { date }) : "";
+  for (const el of document.querySelectorAll("#messages .when")) el.textContent = formatDate(el.dataset.at);
+}
+
+function enterConversation(conv, justSent) {
+  state.conversation = conv;
+  $("conv-sent").hidden = !justSent;
+  renderConversation();
+  showScreen("screen-conversation");
+  core
+    .onSeekerMessage((m) => {
+      if (!state.conversation) return;
+      state.conversation.messages.push(m);
+      $("messages").append(renderMessage(m));
+      $("conv-waiting").hidden = true;
+      announce(t("conv.newMessage"));
+    })
+    .catch(() => {}); // live delivery is a convenience; coming back works without it
+}
+
+// -------------------------------------------------------------- clearing
+
+/** Forgets everything this page holds (quick exit, close, after delete). */
+function clearAll() {
+  core.closeSeeker();
+  const topics = state.topics;
+  state = freshState();
+  state.topics = topics; // the public directory, not the seeker's data
+  for (const id of ["message", "reply", "codename-input"]) $(id).value = "";
+  $("wrote-it-down").checked = false;
+  syncSendEnabled();
+  for (const r of document.querySelectorAll('input[name="topic"]')) r.checked = false;
+  $("codename-words").replaceChildren();
+  $("messages").replaceChildren();
+  $("conv-topic").textContent = "";
+  $("conv-expiry").textContent = "";
+  for (const el of document.querySelectorAll(".error")) clearMsg(el);
+}
+
+// -------------------------------------------------------------- wiring
+
+function wire() {
+  for (const b of document.querySelectorAll("[data-goto]")) {
+    b.addEventListener("click", () => showScreen(b.dataset.goto));
+  }
+
+  $("start").addEventListener("click", () => {
+    showScreen("screen-topic");
+    loadTopics();
+  });
+
+  $("topic-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const picked = document.querySelector('input[name="topic"]:checked');
+    if (!picked) {
+      if (state.topics) showMsg($("topic-error"), "topic.required");
+      else loadTopics();
+      return;
+    }
+    clearMsg($("topic-error"));
+    state.topic = state.topics.find((x) => x.id === picked.value);
+    $("write-topic").textContent = t("write.topic", { topic: topicLabel(state.topic) });
+    showScreen("screen-write");
+  });
+
+  $("write-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (!$("message").value.trim()) {
+      showMsg($("write-error"), "write.required");
+      $("message").focus();
+      return;
+    }
+    clearMsg($("write-error"));
+    showScreen("screen-codename");
+    prepareCodename();
+  });
+
+  $("wrote-it-down").addEventListener("change", () => {
+    syncSendEnabled();
+    if ($("wrote-it-down").checked) clearMsg($("codename-error"));
+  });
+
+  $("codename-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (state.busy) return;
+    if (!state.codename) {
+      await prepareCodename();
+      return;
+    }
+    if (!$("wrote-it-down").checked) {
+      showMsg($("codename-error"), "codename.mustConfirm");
+      $("wrote-it-down").focus();
+      return;
+    }
+    state.busy = true;
+    startProgress("progress.sendTitle", "derive");
+    try {
+      const conv = await core.startConversation({
+        codename: state.codename,
+        topic: state.topic.id,
+        language: currentLanguage(),
+        text: $("message").value,
+        onProgress,
+      });
+      // The codename is written down; the page forgets it and the draft.
+      state.codename = null;
+      $("codename-words").replaceChildren();
+      $("message").value = "";
+      $("wrote-it-down").checked = false;
+      syncSendEnabled();
+      announce(t("progress.done"));
+      enterConversation(conv, true);
+    } catch (e) {
+      showScreen("screen-codename");
+      showMsg($("codename-error"), errorKey(e));
+      coreFailed(e);
+    } finally {
+      state.busy = false;
+    }
+  });
+
+  $("comeback-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (state.busy) return;
+    const input = $("codename-input");
+    const codename = input.value.trim().toLowerCase().split(/\s+/).join(" ");
+    if (!codename) {
+      showMsg($("comeback-error"), "comeback.required");
+      input.focus();
+      return;
+    }
+    clearMsg($("comeback-error"));
+    state.busy = true;
+    startProgress("progress.openTitle", "derive");
+    try {
+      const conv = await core.comeBack(codename, onProgress);
+      input.value = "";
+      enterConversation(conv, false);
+    } catch (e) {
+      showScreen("screen-comeback");
+      showMsg($("comeback-error"), errorKey(e));
+      input.setAttribute("aria-invalid", "true");
+      coreFailed(e);
+    } finally {
+      state.busy = false;
+    }
+  });
+  $("codename-input").addEventListener("input", () => $("codename-input").removeAttribute("aria-invalid"));
+
+  $("reply-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (state.busy) return;
+    const text = $("reply").value;
+    if (!text.trim()) {
+      showMsg($("reply-error"), "reply.required");
+      $("reply").focus();
+      return;
+    }
+    clearMsg($("reply-error"));
+    state.busy = true;
+    announce(t("reply.sending"));
+    try {
+      const m = await core.sendReply(text);
+      state.conversation.messages.push(m);
+      $("messages").append(renderMessage(m));
+      $("reply").value = "";
+      announce(t("reply.sent"));
+    } catch (e) {
+      showMsg($("reply-error"), errorKey(e));
+    } finally {
+      state.busy = false;
+    }
+  });
+
+  $("close-conv").addEventListener("click", () => {
+    clearAll();
+    showScreen("screen-welcome");
+  });
+
+  $("delete-confirm").addEventListener("click", async () => {
+    if (state.busy) return;
+    state.busy = true;
+    clearMsg($("delete-error"));
+    announce(t("delete.deleting"));
+    try {
+      await core.deleteEverything();
+      clearAll();
+      showScreen("screen-deleted");
+    } catch (e) {
+      showMsg($("delete-error"), errorKey(e));
+    } finally {
+      state.busy = false;
+    }
+  });
+}
+
+function start() {
+  initLanguage();
+  setupQuickExit(clearAll);
+  wire();
+  syncSendEnabled();
+  onLanguageChange(() => {
+    if (state.topics) renderTopics();
+    if (state.topic) $("write-topic").textContent = t("write.topic", { topic: topicLabel(state.topic) });
+    refreshConversationText();
+  });
+
+  if (!core.webAssemblySupported()) {
+    showScreen("screen-nowasm");
+    return;
+  }
+  showScreen("screen-welcome");
+  // Keep focus at the top on first load (showScreen focused the heading).
+  document.activeElement?.blur();
+  core
+    .orgFingerprint()
+    .then((fp) => {
+      const el = $("fingerprint");
+      delete el.dataset.i18n;
+      el.textContent = fp;
+    })
+    .catch((e) => {
+      showMsg($("fingerprint"), "fp.unavailable");
+      coreFailed(e);
+    });
+}
+
+start();
