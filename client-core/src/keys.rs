@@ -126,6 +126,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::ids::MailboxId;
 use crate::wire::Reader;
 
+/// The public prekey bundle lives with PQXDH, which defines its signatures.
+pub use crate::pqxdh::{MAX_SIGNED_BUNDLE_LEN, SignedPreKeyBundle, VerifiedBundle};
+
 /// Version byte of every secret-key encoding (saved state, key store).
 pub const SECRET_ENCODING_VERSION: u8 = 1;
 

@@ -100,6 +100,10 @@ pub enum PqxdhError {
     /// ML-KEM encapsulation or decapsulation failed.
     #[error("ML-KEM operation failed")]
     Kem,
+    /// HKDF refused the output length (cannot happen for 32 bytes; kept
+    /// rather than panicking).
+    #[error("key derivation failed")]
+    KeyDerivation,
 }
 
 impl From<KeyError> for PqxdhError {
@@ -468,7 +472,7 @@ impl core::fmt::Debug for AssociatedData {
 }
 
 /// `HKDF-SHA256(salt = 0*32, ikm = 0xFF*32 || km, info = PQXDH_INFO)`, 32 bytes.
-fn kdf(parts: &[&SharedSecret32]) -> SessionSecret {
+fn kdf(parts: &[&SharedSecret32]) -> Result<SessionSecret, PqxdhError> {
     let mut ikm = Zeroizing::new(Vec::with_capacity(32 * (parts.len() + 1)));
     ikm.extend_from_slice(&[0xFF; 32]);
     for p in parts {
@@ -476,11 +480,10 @@ fn kdf(parts: &[&SharedSecret32]) -> SessionSecret {
     }
     let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(&[0u8; 32]), &ikm);
     let mut out = Box::new([0u8; 32]);
-    // 32 bytes is far below HKDF-SHA256's 255 * 32 limit: expand cannot fail.
-    if hk.expand(PQXDH_INFO, &mut out[..]).is_err() {
-        out.zeroize();
-    }
-    SessionSecret(out)
+    // 32 bytes is far below HKDF-SHA256's 255 * 32 limit; never fails.
+    hk.expand(PQXDH_INFO, &mut out[..])
+        .map_err(|_| PqxdhError::KeyDerivation)?;
+    Ok(SessionSecret(out))
 }
 
 fn same_identity(a: &IdentityPublic, b: &IdentityPublic) -> bool {
@@ -512,8 +515,8 @@ pub fn initiate(
     let dh4 = otk.map(|k| ek.diffie_hellman(&k.key)).transpose()?;
     let (ct, ss) = bundle.pq_prekey.encapsulate(rng)?;
     let sk = match &dh4 {
-        Some(dh4) => kdf(&[&dh1, &dh2, &dh3, dh4, &ss]),
-        None => kdf(&[&dh1, &dh2, &dh3, &ss]),
+        Some(dh4) => kdf(&[&dh1, &dh2, &dh3, dh4, &ss])?,
+        None => kdf(&[&dh1, &dh2, &dh3, &ss])?,
     };
     let header = InitialHeader {
         initiator: ik_a,
@@ -529,8 +532,11 @@ pub fn initiate(
 }
 
 /// Bob's side: derives the same SK and AD from `header`, using the prekeys
-/// the header names. The one-time prekey is taken by value: the caller has
-/// removed it from its store and it is destroyed here, used or not.
+/// the header names. The one-time prekey is taken by value and destroyed
+/// here, used or not. Anyone can seal a header naming a one-time prekey id,
+/// so the caller should delete the prekey from its store only once the
+/// first ratchet message has decrypted under the derived SK (reloading it
+/// from its saved encoding for this call).
 ///
 /// A wrong KEM ciphertext does not fail here (ML-KEM's implicit rejection):
 /// it yields a different SK, and the first ratchet message then fails to
@@ -574,8 +580,8 @@ pub fn respond(
     drop(otk);
     let ss = pq.key.decapsulate(&header.kem_ciphertext)?;
     let sk = match &dh4 {
-        Some(dh4) => kdf(&[&dh1, &dh2, &dh3, dh4, &ss]),
-        None => kdf(&[&dh1, &dh2, &dh3, &ss]),
+        Some(dh4) => kdf(&[&dh1, &dh2, &dh3, dh4, &ss])?,
+        None => kdf(&[&dh1, &dh2, &dh3, &ss])?,
     };
     let ad = AssociatedData::new(&ik_a, &ik_b, &header.initiator_mailbox);
     Ok((sk, ad))
@@ -836,6 +842,54 @@ mod tests {
         let (sk, ad) = respond(&id, &spk, &pq, Some(otk), &h).unwrap();
         assert_eq!(sk.into_bytes().to_vec(), d("session_secret"));
         assert_eq!(ad.as_bytes(), &d("associated_data")[..]);
+    }
+
+    /// Recomputes SK from the documented formula with raw primitives, so the
+    /// concatenation order in the doc and the code cannot diverge.
+    #[test]
+    fn session_secret_follows_documented_formula() {
+        let mut rng = ChaCha20Rng::from_seed([8; 32]);
+        let b = bob(&mut rng);
+        let alice = IdentityKeyPair::generate(&mut rng);
+        let mb = MailboxKeyPair::generate(&mut rng).public();
+        let otk = b.otk.public();
+        let (h, sk, ad) = initiate(
+            &mut rng,
+            &alice,
+            &mb,
+            &b.bundle.verify().unwrap(),
+            Some(&otk),
+        )
+        .unwrap();
+        let dh = |sk: &X25519Secret, pk: &X25519Public| x25519_dalek::x25519(*sk.to_bytes(), pk.0);
+        let ek = h.ephemeral();
+        let mut ikm = vec![0xFF; 32];
+        ikm.extend(dh(&b.spk.key, &alice.public().x25519)); // DH1 = DH(IK_A, SPK_B)
+        ikm.extend(dh(&b.identity.x25519, ek)); // DH2 = DH(EK_A, IK_B)
+        ikm.extend(dh(&b.spk.key, ek)); // DH3 = DH(EK_A, SPK_B)
+        ikm.extend(dh(&b.otk.key, ek)); // DH4 = DH(EK_A, OPK_B)
+        ikm.extend(b.pq.key.decapsulate(h.kem_ciphertext()).unwrap().as_bytes());
+        let mut expect = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(&[0u8; 32]), &ikm)
+            .expand(
+                b"Northstar_PQXDH_CURVE25519_SHA-256_ML-KEM-768",
+                &mut expect,
+            )
+            .unwrap();
+        assert_eq!(*sk.into_bytes(), expect);
+        let mut ad_expect = Vec::new();
+        for k in [alice.public().x25519.0, alice.public().ed25519.0] {
+            ad_expect.extend(k);
+        }
+        for k in [
+            b.identity.public().x25519.0,
+            b.identity.public().ed25519.0,
+            mb.auth.0,
+            mb.seal.0,
+        ] {
+            ad_expect.extend(k);
+        }
+        assert_eq!(ad.as_bytes(), &ad_expect[..]);
     }
 
     proptest! {
