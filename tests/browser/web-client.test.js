@@ -60,7 +60,8 @@ after(async () => {
  * pkg/ alone.
  */
 async function open(pathname = "/", { core = "fake", viewport = PHONE, init, locale = "en-US" } = {}) {
-  const context = await browser.newContext({ viewport, locale, serviceWorkers: "block" });
+  // Reduced motion: no transitions, so screenshots show the final state.
+  const context = await browser.newContext({ viewport, locale, serviceWorkers: "block", reducedMotion: "reduce" });
   const offHost = [];
   const neutralRequests = [];
   await context.route("**/*", async (route) => {
@@ -577,7 +578,6 @@ describe("screenshots", () => {
           document.activeElement?.blur();
           window.scrollTo(0, 0);
         });
-        await page.waitForTimeout(350); // let the progress bar's transition finish
         await page.screenshot({ path: path.join(SHOTS, `${size}-${name}.png`), fullPage: true });
       };
       const gate = () => {
