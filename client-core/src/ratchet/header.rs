@@ -43,8 +43,10 @@ pub const MESSAGE_PREFIX_LEN: usize = 1 + HEADER_NONCE_LEN + ENC_HEADER_LEN;
 pub const MESSAGE_OVERHEAD: usize = MESSAGE_PREFIX_LEN + 4 + TAG_LEN;
 /// Largest encoded `RatchetMessage`. The message travels inside a
 /// sealed-sender envelope whose padded plaintext is at most
-/// `sealed::MAX_PADDED_PLAINTEXT` = 65 536 bytes; 60 000 leaves 5 536 bytes
-/// for the sealed-sender inner header and the padding framing.
+/// `sealed::MAX_PADDED_PLAINTEXT` = 65 536 bytes, which sealed sender caps
+/// at `sealed::MAX_RATCHET_MESSAGE_LEN` = 63 488 for the ratchet message
+/// (after its own header and a session's first PQXDH header); 60 000 stays
+/// under both with round-number headroom.
 pub const MAX_MESSAGE_LEN: usize = 60_000;
 /// Largest plaintext [`Session::encrypt`](super::Session::encrypt) accepts:
 /// what fits in [`MAX_MESSAGE_LEN`] after [`MESSAGE_OVERHEAD`].
@@ -52,11 +54,12 @@ pub const MAX_PLAINTEXT_LEN: usize = MAX_MESSAGE_LEN - MESSAGE_OVERHEAD;
 /// Largest body ciphertext a decoder accepts: plaintext plus tag.
 pub const MAX_BODY_LEN: usize = MAX_PLAINTEXT_LEN + TAG_LEN;
 /// Largest associated data (from PQXDH) a session accepts. PQXDH's AD is
-/// two encoded identity keys (about a hundred bytes); 1 KiB leaves room for
+/// two encoded identities and a mailbox (192 bytes); 1 KiB leaves room for
 /// growth while keeping saved state and per-message AAD small.
 pub const MAX_AD_LEN: usize = 1024;
 
 const _: () = assert!(MAX_MESSAGE_LEN <= crate::sealed::MAX_PADDED_PLAINTEXT);
+const _: () = assert!(MAX_MESSAGE_LEN <= crate::sealed::MAX_RATCHET_MESSAGE_LEN);
 
 /// The plaintext header: our current ratchet public key, the length of our
 /// previous sending chain, and this message's number in the current chain.

@@ -125,10 +125,10 @@ impl Session {
     /// `RK, CKs, NHKs = KDF_RK(RK0, DH(DHs, their_ratchet_pk))`;
     /// `HKs = HKa`; `NHKr = NHKb`.
     ///
-    /// The prekey's signature was verified by PQXDH. Were it a low-order
-    /// point, the DH output would be all zero and the chain keys would still
-    /// depend on `sk`; the first reply then fails with
-    /// [`RatchetError::InvalidRatchetKey`] only if the *peer* sends one.
+    /// PQXDH has verified the prekey's signature and already refused a
+    /// non-contributory DH with it, so this step does not check again (and
+    /// cannot fail); every ratchet key received later in a header is checked
+    /// ([`RatchetError::InvalidRatchetKey`]).
     pub fn initiate(
         sk: Zeroizing<[u8; 32]>,
         ad: Vec<u8>,
