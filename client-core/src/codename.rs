@@ -336,6 +336,20 @@ impl SeekerSecrets {
     pub fn state_key_bytes(&self) -> &[u8; 32] {
         &self.state_key
     }
+    /// The seeker's identity key pair.
+    pub fn identity_keys(&self) -> crate::keys::IdentityKeyPair {
+        crate::keys::IdentityKeyPair::from_seeds(
+            Zeroizing::new(self.identity_x25519),
+            Zeroizing::new(self.identity_ed25519),
+        )
+    }
+    /// The seeker's mailbox key pair.
+    pub fn mailbox_keys(&self) -> crate::keys::MailboxKeyPair {
+        crate::keys::MailboxKeyPair::from_seeds(
+            Zeroizing::new(self.mailbox_auth),
+            Zeroizing::new(self.mailbox_seal),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -489,6 +503,62 @@ mod tests {
         let c2 =
             Codename::parse("abacus abdomen abdominal abide abiding ability ablaze zoom").err();
         assert!(c2.is_some());
+    }
+
+    #[test]
+    fn vectors() {
+        let org_key = crate::directory::OrgSigningKey::from_seed(&[0x0a; 32]);
+        let org_pk = *org_key.public().as_ed25519();
+        let mut cases = Vec::new();
+        let mut rng = ChaCha20Rng::from_seed([0x0c; 32]);
+        let generated: Vec<Codename> = (0..2).map(|_| Codename::generate(&mut rng)).collect();
+        for (i, c) in generated.iter().enumerate() {
+            let s = c.derive(&org_pk).unwrap();
+            let id = s.identity_keys().public();
+            let mb = s.mailbox_keys().public();
+            let mut salt = Sha256::new();
+            salt.update(SALT_DOMAIN);
+            salt.update(org_pk.0);
+            let salt: [u8; 32] = salt.finalize().into();
+            cases.push(serde_json::json!({
+                "rng_seed": "0c".repeat(32),
+                "draw": i,
+                "codename": c.to_string(),
+                "word_indices": c.words.to_vec(),
+                "org_ed25519_public": hex::encode(org_pk.0),
+                "salt": hex::encode(salt),
+                "seed_identity_x25519": hex::encode(s.identity_x25519_seed()),
+                "seed_identity_ed25519": hex::encode(s.identity_ed25519_seed()),
+                "seed_mailbox_auth": hex::encode(s.mailbox_auth_seed()),
+                "seed_mailbox_seal": hex::encode(s.mailbox_seal_seed()),
+                "seed_state_key": hex::encode(s.state_key_bytes()),
+                "identity_x25519_public": hex::encode(id.x25519.0),
+                "identity_ed25519_public": hex::encode(id.ed25519.0),
+                "mailbox_auth_public": hex::encode(mb.auth.0),
+                "mailbox_seal_public": hex::encode(mb.seal.0),
+                "mailbox_id": mb.id().to_hex(),
+            }));
+        }
+        let canonical = generated[0].to_string();
+        let upper = canonical.to_uppercase();
+        let variants = [
+            upper.replace(' ', "-"),
+            format!("  {} .", canonical.replace(' ', ",\t")),
+        ];
+        for v in &variants {
+            assert_eq!(Codename::parse(v).unwrap(), generated[0]);
+        }
+        let json = serde_json::json!({
+            "description": "Codenames: 7 words of the EFF large list drawn from ChaCha20Rng::from_seed(rng_seed) (rejection sampling on big-endian u16 draws), and the seeds derived with Argon2id + HKDF-SHA256 for the organisation key (org signing seed = 0x0a * 32). Public keys: X25519 scalar = seed (clamped), Ed25519 = RFC 8032 from seed.",
+            "argon2id": { "m_cost_kib": ARGON2_M_COST_KIB, "t_cost": ARGON2_T_COST, "p_cost": ARGON2_P_COST, "version": 19, "output_len": 32 },
+            "cases": cases,
+            "parse_equivalents": { "canonical": canonical, "inputs": variants },
+            "parse_failures": [
+                { "input": "abacus abdomen", "error": "WrongWordCount { expected: 7, got: 2 }" },
+                { "input": "abacus abdomen notaword abide abiding ability ablaze", "error": "UnknownWord { position: 3 }" }
+            ],
+        });
+        crate::state::vectors::check("codename.json", &json);
     }
 
     /// Native release-mode timing of the Argon2id step, for docs/BENCHMARKS.md:

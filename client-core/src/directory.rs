@@ -395,7 +395,7 @@ impl Directory {
     /// or identity key, unique partner ids, non-empty partner names.
     pub fn validate(&self) -> Result<(), DirectoryError> {
         let invalid = |what| Err(DirectoryError::Invalid { what });
-        if self.issued_at.0 % ISSUED_AT_PRECISION_SECS != 0 {
+        if !self.issued_at.0.is_multiple_of(ISSUED_AT_PRECISION_SECS) {
             return invalid("issued_at is not on the hour");
         }
         if self.teams.len() > MAX_TEAMS {
@@ -1030,6 +1030,92 @@ pub(crate) mod tests {
             DirectoryVersion::decode(&v.version().encode()).unwrap(),
             v.version()
         );
+    }
+
+    /// A real key for vector devices (the `device` helper's keys are fakes).
+    fn real_device(id: u32, rng: &mut ChaCha20Rng) -> DeviceEntry {
+        let identity = crate::keys::IdentityKeyPair::generate(rng).public();
+        let mailbox = crate::keys::MailboxKeyPair::generate(rng).public();
+        DeviceEntry {
+            id: DeviceId(id),
+            label: format!("Desk {id}"),
+            identity,
+            mailbox,
+        }
+    }
+
+    #[test]
+    fn vectors() {
+        let org = OrgSigningKey::from_seed(&[0x0a; 32]);
+        let mut rng = ChaCha20Rng::from_seed([0xd1; 32]);
+        let mut d = Directory::new(org.public(), 7, UnixTime(1_800_000_000));
+        d.teams = Directory::default_teams();
+        d.teams[0].devices = vec![real_device(1, &mut rng), real_device(2, &mut rng)];
+        d.teams[3].devices = vec![d.teams[0].devices[1].clone(), real_device(3, &mut rng)];
+        d.partners = vec![Partner {
+            id: PartnerId(1),
+            name: "Example Shelter Network".into(),
+            contact: "https://shelter.example".into(),
+        }];
+        let signed = d.sign(&org).unwrap();
+        let v = signed.verify(&org.public(), None).unwrap();
+        let mut older = d.clone();
+        older.serial = 6;
+        let older = older.sign(&org).unwrap();
+        let mut conflicting = d.clone();
+        conflicting.partners.clear();
+        let conflicting = conflicting.sign(&org).unwrap();
+        let mut bad_sig = signed.encode();
+        let n = bad_sig.len();
+        bad_sig[n - 1] ^= 1;
+        let other = OrgSigningKey::from_seed(&[0x0b; 32]);
+        let intake: Vec<serde_json::Value> = v
+            .intake_set(TeamId(4))
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::json!([r.device.id.0, r.team.0]))
+            .collect();
+        let json = serde_json::json!({
+            "description": "Signed team directory. Org signing seed 0x0a * 32; device keys from ChaCha20Rng::from_seed(0xd1 * 32) (identity x25519, identity ed25519, mailbox auth, mailbox seal per device, in order). Verify each `reject` case against `previous` (the accepted version of `signed`).",
+            "org_signing_seed": "0a".repeat(32),
+            "org_public": hex::encode(org.public().as_bytes()),
+            "fingerprint": org.public().fingerprint(),
+            "directory": hex::encode(d.encode().unwrap()),
+            "signed": hex::encode(signed.encode()),
+            "serial": v.serial(),
+            "digest": hex::encode(v.version().digest),
+            "version_record": hex::encode(v.version().encode()),
+            "intake_set_team_4": intake,
+            "reject": [
+                { "case": "rollback (serial 6 after 7)", "signed": hex::encode(older.encode()), "error": "Rollback { got: 6, previous: 7 }" },
+                { "case": "same serial, different contents", "signed": hex::encode(conflicting.encode()), "error": "ConflictingSerial { serial: 7 }" },
+                { "case": "last signature byte flipped", "signed": hex::encode(&bad_sig), "error": "BadSignature" },
+                { "case": "verified against org seed 0x0b * 32", "signed": hex::encode(signed.encode()), "pinned": hex::encode(other.public().as_bytes()), "error": "WrongOrganisation" },
+            ],
+        });
+        let prev = v.version();
+        assert_eq!(
+            older.verify(&org.public(), Some(&prev)),
+            Err(DirectoryError::Rollback {
+                got: 6,
+                previous: 7
+            })
+        );
+        assert_eq!(
+            conflicting.verify(&org.public(), Some(&prev)),
+            Err(DirectoryError::ConflictingSerial { serial: 7 })
+        );
+        assert_eq!(
+            SignedDirectory::decode(&bad_sig)
+                .unwrap()
+                .verify(&org.public(), Some(&prev)),
+            Err(DirectoryError::BadSignature)
+        );
+        assert_eq!(
+            signed.verify(&other.public(), None),
+            Err(DirectoryError::WrongOrganisation)
+        );
+        crate::state::vectors::check("directory.json", &json);
     }
 
     #[test]

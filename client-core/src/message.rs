@@ -293,7 +293,7 @@ impl AppMessage {
     }
 
     fn write(&self, w: &mut Writer, allow_team: bool) -> Result<(), Error> {
-        if self.sent_at.0 % SENT_AT_PRECISION_SECS != 0 {
+        if !self.sent_at.0.is_multiple_of(SENT_AT_PRECISION_SECS) {
             return Err(Error::Decode(DecodeError::Invalid {
                 what: "sent_at (not on a minute)",
             }));
@@ -384,7 +384,7 @@ impl AppMessage {
         r.version(MESSAGE_VERSION, "application message")?;
         let id = MessageId(r.array("message id")?);
         let sent_at = r.u64("sent_at")?;
-        if sent_at % SENT_AT_PRECISION_SECS != 0 {
+        if !sent_at.is_multiple_of(SENT_AT_PRECISION_SECS) {
             return Err(DecodeError::Invalid {
                 what: "sent_at (not on a minute)",
             });
@@ -488,7 +488,7 @@ mod tests {
 
     /// One message of every body and team-event kind (also used for vectors).
     pub(crate) fn samples() -> Vec<(&'static str, AppMessage)> {
-        let t = UnixTime(1_800_000_000 - 1_800_000_000 % 60);
+        let t = UnixTime(1_800_000_000);
         let conv = MailboxId::from_bytes([0x42; 32]);
         let seeker_text = AppMessage::new(
             id(9),
@@ -620,6 +620,35 @@ mod tests {
                 }))
             ));
         }
+    }
+
+    #[test]
+    fn vectors() {
+        let cases: Vec<serde_json::Value> = samples()
+            .into_iter()
+            .map(|(name, m)| {
+                serde_json::json!({
+                    "name": name,
+                    "debug": format!("{m:?}"),
+                    "encoded": hex::encode(m.encode().unwrap()),
+                })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "description": "Application messages, one per body and team-event kind; `debug` is the Rust Debug form (texts appear only as their byte length).",
+            "messages": cases,
+            "invalid": [
+                { "case": "version 2", "encoded": "02" },
+                { "case": "sent_at not on a minute", "encoded": format!("01{}{}04", "00".repeat(16), hex::encode(61u64.to_be_bytes())) },
+                { "case": "unknown body tag 9", "encoded": format!("01{}{}09", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
+                { "case": "trailing byte", "encoded": format!("01{}{}0400", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
+            ],
+        });
+        for bad in json["invalid"].as_array().unwrap() {
+            let bytes = hex::decode(bad["encoded"].as_str().unwrap()).unwrap();
+            assert!(AppMessage::decode(&bytes).is_err());
+        }
+        crate::state::vectors::check("message.json", &json);
     }
 
     #[test]

@@ -570,6 +570,37 @@ impl StateRecords {
     }
 }
 
+/// Test-vector files under `docs/vectors/`: compared with what the code
+/// produces now, or rewritten when `NORTHSTAR_WRITE_VECTORS=1`.
+#[cfg(test)]
+pub(crate) mod vectors {
+    use std::path::PathBuf;
+
+    pub(crate) fn check(file: &str, value: &serde_json::Value) {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/vectors")
+            .join(file);
+        let mut now = serde_json::to_string_pretty(value).unwrap();
+        now.push('\n');
+        if std::env::var("NORTHSTAR_WRITE_VECTORS").as_deref() == Ok("1") {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &now).unwrap();
+            return;
+        }
+        let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (NORTHSTAR_WRITE_VECTORS=1 writes it)",
+                path.display()
+            )
+        });
+        assert!(
+            stored.replace("\r\n", "\n") == now,
+            "{} drifted from the code (NORTHSTAR_WRITE_VECTORS=1 rewrites it)",
+            path.display()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -790,6 +821,60 @@ mod tests {
         assert!(StateRecords::decode(&[1, 0xff, 0xff, 0xff, 0xff]).is_err());
         assert!(StateRecords::decode(&[2, 0, 0, 0, 0]).is_err());
         assert!(StateRecords::new().encode().unwrap().len() == 5);
+    }
+
+    #[test]
+    fn vectors() {
+        let mut rng = ChaCha20Rng::from_seed([0x5e; 32]);
+        let key = StateKey::from_bytes(Zeroizing::new([0x42; 32]));
+        let pt = b"northstar state vector";
+        let blob = key.seal(StateKind::Seeker, pt, &mut rng).unwrap();
+        let ks_params = MIN_KEYSTORE_PARAMS;
+        let ks =
+            KeyStore::seal_with_params(ks_params, b"correct horse battery staple", pt, &mut rng)
+                .unwrap();
+        assert_eq!(
+            KeyStore::open(b"correct horse battery staple", &ks)
+                .unwrap()
+                .as_slice(),
+            pt
+        );
+        let mut recs = StateRecords::new();
+        recs.push(1, b"directory".to_vec());
+        recs.push(2, vec![0xaa, 0xbb]);
+        let recs_enc = recs.encode().unwrap();
+        let json = serde_json::json!({
+            "description": "Encrypted state. Randomness (nonces, salt) from ChaCha20Rng::from_seed(0x5e * 32), drawn in this order: state nonce, key-store salt, key-store nonce.",
+            "state_blob": {
+                "key": hex::encode(key.as_bytes()),
+                "kind": StateKind::Seeker.tag(),
+                "plaintext": hex::encode(pt),
+                "blob": hex::encode(&blob),
+            },
+            "state_blob_failures": [
+                { "case": "open with key 0x43 * 32", "error": "WrongKeyOrCorrupt" },
+                { "case": "open as kind 2", "error": "WrongKind { expected: 2, got: 1 }" },
+                { "case": "flip any byte from index 2 on", "error": "WrongKeyOrCorrupt" }
+            ],
+            "key_store": {
+                "passphrase": hex::encode(b"correct horse battery staple"),
+                "m_cost_kib": ks_params.m_cost_kib,
+                "t_cost": ks_params.t_cost,
+                "p_cost": ks_params.p_cost,
+                "plaintext": hex::encode(pt),
+                "file": hex::encode(&ks),
+            },
+            "records": {
+                "records": [[1, hex::encode(b"directory")], [2, "aabb"]],
+                "encoded": hex::encode(recs_enc.as_slice()),
+            },
+        });
+        vectors::check("state.json", &json);
+        let wrong = StateKey::from_bytes(Zeroizing::new([0x43; 32]));
+        assert_eq!(
+            wrong.open(StateKind::Seeker, &blob),
+            Err(Error::State(StateError::WrongKeyOrCorrupt))
+        );
     }
 
     proptest! {
