@@ -1,8 +1,20 @@
-//! Key newtypes.
+//! Key newtypes (docs/PROTOCOL.md §2.1–2.3).
 //!
-//! Public keys are plain byte newtypes (checked where a point must be valid).
-//! Secret keys are zeroized on drop, never `Copy`, and their `Debug` prints
-//! no bytes.
+//! Public keys are plain byte newtypes (checked where a point must be valid:
+//! Ed25519 points on decode, ML-KEM keys with the FIPS 203 modulus check).
+//! Secret keys ([`X25519Secret`], [`Ed25519Secret`], [`MlKemSecret`] and the
+//! pairs and prekeys built from them) are zeroized on drop, never `Copy` or
+//! `Clone`, print no bytes in `Debug`, and have versioned, kind-tagged
+//! encodings for saved state that return [`Zeroizing`] buffers.
+//!
+//! | type | holds | used for |
+//! |---|---|---|
+//! | [`IdentityKeyPair`] | X25519 + Ed25519 | PQXDH identity `IK`, signs prekeys |
+//! | [`MailboxKeyPair`] | Ed25519 `auth` + X25519 `seal` | relay ownership proofs, opening sealed envelopes |
+//! | [`SignedPreKey`], [`OneTimePreKey`], [`PqPreKey`] | X25519 / X25519 / ML-KEM-768 | PQXDH `SPK`, `OPK`, `PQSPK` |
+//!
+//! The public bundle format ([`SignedPreKeyBundle`]) lives in [`crate::pqxdh`]
+//! and is re-exported here.
 
 use crate::error::DecodeError;
 

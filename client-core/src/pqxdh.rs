@@ -294,8 +294,17 @@ impl VerifiedBundle {
     pub fn signed_prekey_id(&self) -> u32 {
         self.signed_prekey_id
     }
+    /// SPK_B: also the responder's first ratchet public key (the Double
+    /// Ratchet initiator's `their_ratchet_pk`).
+    pub fn signed_prekey(&self) -> &X25519Public {
+        &self.signed_prekey
+    }
     pub fn pq_prekey_id(&self) -> u32 {
         self.pq_prekey_id
+    }
+    /// PQSPK_B.
+    pub fn pq_prekey(&self) -> &MlKemPublic {
+        &self.pq_prekey
     }
 }
 
