@@ -553,6 +553,128 @@ mod tests {
         assert!(SealedContent::decode(&lie.encode().unwrap()).is_err());
     }
 
+    /// The whole first exchange: PQXDH, the Double Ratchet, sealed sender
+    /// and padding together, and a redirected reply mailbox caught by AD.
+    #[test]
+    fn end_to_end_seeker_counselor() {
+        use crate::pqxdh::respond;
+        use crate::ratchet::Session;
+        let mut rng = ChaCha20Rng::from_seed([14; 32]);
+        // Counselor device: identity, mailbox, prekeys, bundle on the relay.
+        let c_id = IdentityKeyPair::generate(&mut rng);
+        let c_mb = MailboxKeyPair::generate(&mut rng);
+        let spk = SignedPreKey::generate(1, &mut rng);
+        let pq = PqPreKey::generate(2, &mut rng);
+        let otk = OneTimePreKey::generate(3, &mut rng);
+        let bundle_bytes = SignedPreKeyBundle::build(&c_id, &spk, &pq).encode();
+        let otk_bytes = otk.public().encode();
+
+        // Seeker: fetches the bundle, checks it against the directory's keys.
+        let s_id = IdentityKeyPair::generate(&mut rng);
+        let s_mb = MailboxKeyPair::generate(&mut rng);
+        let vb = SignedPreKeyBundle::decode(&bundle_bytes)
+            .unwrap()
+            .verify_for(&c_id.public())
+            .unwrap();
+        let otk_pub = crate::keys::OneTimePreKeyPublic::decode(&otk_bytes).unwrap();
+        let (header, sk, ad) =
+            initiate(&mut rng, &s_id, &s_mb.public(), &vb, Some(&otk_pub)).unwrap();
+        let mut seeker = Session::initiate(
+            sk.into_bytes(),
+            ad.as_bytes().to_vec(),
+            vb.signed_prekey().0,
+            &mut rng,
+        );
+        let first = seeker
+            .encrypt(b"is Canada an option for me?", &mut rng)
+            .unwrap();
+        let content = SealedContent {
+            sender: SenderInfo {
+                identity: s_id.public(),
+                mailbox: s_mb.public(),
+            },
+            body: SealedBody::PreKey {
+                header,
+                ratchet_message: first,
+            },
+        };
+        let wire = seal(&c_mb.public(), &content, &mut rng).unwrap().encode();
+
+        // A forged copy that redirects replies to another mailbox (header and
+        // sender info changed consistently, re-sealed by the attacker).
+        let evil = MailboxKeyPair::generate(&mut rng).public();
+        let forged = match &content.body {
+            SealedBody::PreKey {
+                header,
+                ratchet_message,
+            } => {
+                let mut h = header.encode();
+                h[65..97].copy_from_slice(&evil.auth.0);
+                h[97..129].copy_from_slice(&evil.seal.0);
+                SealedContent {
+                    sender: SenderInfo {
+                        identity: s_id.public(),
+                        mailbox: evil,
+                    },
+                    body: SealedBody::PreKey {
+                        header: InitialHeader::decode(&h).unwrap(),
+                        ratchet_message: ratchet_message.clone(),
+                    },
+                }
+            }
+            SealedBody::Ratchet { .. } => unreachable!(),
+        };
+
+        // Counselor: opens, runs PQXDH, starts the ratchet, decrypts.
+        let run = |content: &SealedContent, otk: OneTimePreKey| {
+            let SealedBody::PreKey {
+                header,
+                ratchet_message,
+            } = &content.body
+            else {
+                panic!("expected a PreKey body");
+            };
+            let (sk, ad) = respond(&c_id, &spk, &pq, Some(otk), header).unwrap();
+            let mut s =
+                Session::respond(sk.into_bytes(), ad.as_bytes().to_vec(), spk.key.to_bytes());
+            let pt = s.decrypt(ratchet_message).map(|p| p.to_vec());
+            (s, pt)
+        };
+        let otk_copy = || OneTimePreKey::decode(&otk.encode()).unwrap();
+        let (_, forged_pt) = run(&forged, otk_copy());
+        assert!(forged_pt.is_err(), "a redirected mailbox must not decrypt");
+
+        let opened = open(&c_mb, &Envelope::decode(&wire).unwrap()).unwrap();
+        assert_eq!(opened, content);
+        let (mut counselor, pt) = run(&opened, otk_copy());
+        assert_eq!(pt.unwrap(), b"is Canada an option for me?");
+
+        // The reply goes to the mailbox the sender info names.
+        let reply = counselor.encrypt(b"yes; here is how", &mut rng).unwrap();
+        let reply_env = seal(
+            &opened.sender.mailbox,
+            &SealedContent {
+                sender: SenderInfo {
+                    identity: c_id.public(),
+                    mailbox: c_mb.public(),
+                },
+                body: SealedBody::Ratchet {
+                    ratchet_message: reply,
+                },
+            },
+            &mut rng,
+        )
+        .unwrap();
+        let got = open(&s_mb, &reply_env).unwrap();
+        let SealedBody::Ratchet { ratchet_message } = got.body else {
+            panic!("expected a Ratchet body");
+        };
+        assert_eq!(
+            &seeker.decrypt(&ratchet_message).unwrap()[..],
+            b"yes; here is how"
+        );
+    }
+
     // ----- Known-answer tests from the RFCs (docs/vectors/rfc*.json). -----
 
     #[test]
