@@ -59,9 +59,9 @@ after(async () => {
  * core: "fake" serves the test double, "missing" answers 404, "real" leaves
  * pkg/ alone.
  */
-async function open(pathname = "/", { core = "fake", viewport = PHONE, init, locale = "en-US" } = {}) {
+async function open(pathname = "/", { core = "fake", viewport = PHONE, init, locale = "en-US", javaScriptEnabled = true } = {}) {
   // Reduced motion: no transitions, so screenshots show the final state.
-  const context = await browser.newContext({ viewport, locale, serviceWorkers: "block", reducedMotion: "reduce" });
+  const context = await browser.newContext({ viewport, locale, serviceWorkers: "block", reducedMotion: "reduce", javaScriptEnabled });
   const offHost = [];
   const neutralRequests = [];
   await context.route("**/*", async (route) => {
@@ -102,7 +102,7 @@ async function open(pathname = "/", { core = "fake", viewport = PHONE, init, loc
     if (f === page.mainFrame()) urls.push(f.url());
   });
   const response = await page.goto(server.origin + pathname);
-  await page.waitForFunction(() => document.body.dataset.screen);
+  if (javaScriptEnabled) await page.waitForFunction(() => document.body.dataset.screen);
   return {
     context,
     page,
@@ -503,6 +503,21 @@ describe("seeker page", () => {
       await page.click("[data-lang-button=fr]");
       assert.equal((await page.textContent("#nowasm-title")).trim(), t.fr["nowasm.title"]);
       await page.screenshot({ path: path.join(SHOTS, "phone-seeker-10-nowasm.png"), fullPage: true });
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("with JavaScript off: a message in four languages and a quick exit that still works", async () => {
+    const s = await open("/", { javaScriptEnabled: false });
+    try {
+      const { page } = s;
+      const text = await page.locator(".noscript").innerText();
+      for (const w of ["needs JavaScript", "necesita JavaScript", "besoin de JavaScript", "bezwen JavaScript"]) assert.match(text, new RegExp(w));
+      assert.equal(await page.locator("main .screen:visible").count(), 0);
+      await page.click("[data-quick-exit]");
+      await page.waitForURL(NEUTRAL);
+      assert.equal(s.neutralRequests[0].referer, null);
     } finally {
       await s.close();
     }

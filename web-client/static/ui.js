@@ -129,7 +129,13 @@ export function setupQuickExit(clearState) {
     location.replace(neutralUrl());
   };
   for (const b of document.querySelectorAll("[data-quick-exit]")) {
-    b.addEventListener("click", exit);
+    // A real link, so it still leaves when scripts are off; with scripts on,
+    // the click clears the page first and replaces the history entry.
+    if (b instanceof HTMLAnchorElement) b.href = neutralUrl();
+    b.addEventListener("click", (ev) => {
+      ev.preventDefault();
+      exit();
+    });
   }
   document.addEventListener(
     "keydown",
