@@ -1,0 +1,355 @@
+//! Every limit gets a clear error frame and leaves the relay healthy.
+
+use std::time::Duration;
+
+use northstar_core::frame::{self, ClientFrame, ErrorCode, OneTimePrekey, ServerFrame};
+use northstar_core::keys::X25519Public;
+use northstar_core::pow;
+use northstar_e2e::{Mailbox, RelayProcess, seal};
+
+#[tokio::test]
+async fn proof_of_work_is_required_checked_and_not_replayable() {
+    let relay = RelayProcess::start(&["--pow-difficulty", "12"])
+        .await
+        .unwrap();
+    let intake = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    owner.register(&intake, true).await.unwrap();
+    let mut seeker = relay.client().await.unwrap();
+    assert_eq!(seeker.pow_difficulty, 12);
+    let batch = vec![seal(intake.id(), b"hi")];
+    let hash = frame::deposit_batch_hash(&batch);
+    // A nonce that does not meet the difficulty.
+    let bad = (0u64..)
+        .find(|n| pow::verify(&seeker.pow_challenge, &hash, 12, *n).is_err())
+        .unwrap();
+    seeker
+        .expect_error(
+            ClientFrame::Deposit {
+                pow_nonce: Some(bad),
+                envelopes: batch.clone(),
+            },
+            ErrorCode::PowInvalid,
+        )
+        .await
+        .unwrap();
+    // A proof for another batch does not cover this one.
+    let other = vec![seal(intake.id(), b"other")];
+    let n_other = pow::solve(
+        &seeker.pow_challenge,
+        &frame::deposit_batch_hash(&other),
+        12,
+    )
+    .unwrap();
+    if pow::verify(&seeker.pow_challenge, &hash, 12, n_other).is_err() {
+        seeker
+            .expect_error(
+                ClientFrame::Deposit {
+                    pow_nonce: Some(n_other),
+                    envelopes: batch.clone(),
+                },
+                ErrorCode::PowInvalid,
+            )
+            .await
+            .unwrap();
+    }
+    // The right proof works once; replaying the frame fails (challenge rotated).
+    let old = seeker.pow_challenge;
+    let nonce = pow::solve(&old, &hash, 12).unwrap();
+    let deposit = ClientFrame::Deposit {
+        pow_nonce: Some(nonce),
+        envelopes: batch.clone(),
+    };
+    assert!(matches!(
+        seeker.request(deposit.clone()).await.unwrap(),
+        ServerFrame::Deposited { accepted: 1, next_pow_challenge, .. } if next_pow_challenge != old
+    ));
+    if pow::verify(&[0; 32], &hash, 12, nonce).is_err() {
+        seeker
+            .expect_error(deposit.clone(), ErrorCode::PowInvalid)
+            .await
+            .unwrap();
+    }
+    // A proof made for one connection is useless on another.
+    let mut other_conn = relay.client().await.unwrap();
+    if pow::verify(&other_conn.pow_challenge, &hash, 12, nonce).is_err() {
+        other_conn
+            .expect_error(deposit, ErrorCode::PowInvalid)
+            .await
+            .unwrap();
+    }
+    // Mailboxes without the flag need no proof.
+    let plain = Mailbox::random();
+    owner.register(&plain, false).await.unwrap();
+    assert!(matches!(
+        seeker
+            .deposit(vec![seal(plain.id(), b"x")], false)
+            .await
+            .unwrap(),
+        ServerFrame::Deposited { .. }
+    ));
+}
+
+#[tokio::test]
+async fn rate_limit_answers_then_closes_abusers() {
+    let relay = RelayProcess::start(&[
+        "--messages-per-second",
+        "2",
+        "--message-burst",
+        "5",
+        "--rate-limit-strikes",
+        "20",
+    ])
+    .await
+    .unwrap();
+    let mut c = relay.client().await.unwrap();
+    let mut limited = Vec::new();
+    for id in 1..=8u32 {
+        c.send_raw(ClientFrame::Challenge.encode(id).unwrap())
+            .await
+            .unwrap();
+    }
+    for _ in 1..=8u32 {
+        let (rid, f) = c.recv_frame().await.unwrap();
+        if f == (ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+        }) {
+            limited.push(rid);
+        }
+    }
+    assert!(
+        limited.len() >= 2,
+        "some frames were rate limited: {limited:?}"
+    );
+    assert!(limited.iter().all(|id| (6..=8).contains(id)), "{limited:?}");
+    // After a pause the connection works again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    c.challenge().await.unwrap();
+
+    // A flood past the strike limit closes the connection...
+    let mut flood = relay.client().await.unwrap();
+    for id in 1..=60u32 {
+        if flood
+            .send_raw(ClientFrame::Challenge.encode(id).unwrap())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert!(flood.is_closed_within(Duration::from_secs(5)).await);
+    // ...and everyone else is fine.
+    c.challenge().await.unwrap();
+}
+
+#[tokio::test]
+async fn connection_cap_answers_503() {
+    let relay = RelayProcess::start(&["--max-connections", "2"])
+        .await
+        .unwrap();
+    let a = relay.client().await.unwrap();
+    let _b = relay.client().await.unwrap();
+    let err = tokio_tungstenite::connect_async(relay.url())
+        .await
+        .unwrap_err();
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status().as_u16(), 503)
+        }
+        other => panic!("expected HTTP 503, got {other:?}"),
+    }
+    a.close().await;
+    // The slot frees once the connection ends.
+    let mut ok = false;
+    for _ in 0..50 {
+        if relay.client().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok);
+    let (status, _, _) = relay.http_get("/health").await.unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn oversize_frames_get_an_error_then_a_close() {
+    let relay = RelayProcess::start(&["--max-frame-bytes", "65536"])
+        .await
+        .unwrap();
+    let mut c = relay.client().await.unwrap();
+    assert_eq!(c.max_frame_len, 65536);
+    let mut big = vec![1, 0, 0, 0, 42, 0x07];
+    big.resize(70_000, 0);
+    c.send_raw(big).await.unwrap();
+    assert_eq!(
+        c.recv_frame().await.unwrap(),
+        (
+            42,
+            ServerFrame::Error {
+                code: ErrorCode::FrameTooLarge
+            }
+        )
+    );
+    c.challenge().await.unwrap();
+    // Beyond twice the limit the socket refuses and closes.
+    let mut huge = vec![1, 0, 0, 0, 43, 0x07];
+    huge.resize(200_000, 0);
+    let _ = c.send_raw(huge).await;
+    assert!(c.is_closed_within(Duration::from_secs(5)).await);
+    let mut other = relay.client().await.unwrap();
+    other.challenge().await.unwrap();
+}
+
+#[tokio::test]
+async fn mailbox_quotas_count_and_bytes() {
+    let relay = RelayProcess::start(&[
+        "--mailbox-max-envelopes",
+        "3",
+        "--mailbox-max-bytes",
+        "20000",
+    ])
+    .await
+    .unwrap();
+    let mb = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    owner.register(&mb, false).await.unwrap();
+    let mut d = relay.client().await.unwrap();
+    for i in 0..3u8 {
+        d.deposit(vec![seal(mb.id(), &[i; 10])], false)
+            .await
+            .unwrap();
+    }
+    d.expect_error(
+        ClientFrame::Deposit {
+            pow_nonce: None,
+            envelopes: vec![seal(mb.id(), b"four")],
+        },
+        ErrorCode::QuotaExceeded,
+    )
+    .await
+    .unwrap();
+    // Acknowledging makes room.
+    owner.request(ClientFrame::Subscribe).await.unwrap();
+    let got = owner.deliveries(3).await.unwrap();
+    owner
+        .request(ClientFrame::Ack {
+            ids: vec![got[0].0],
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        d.deposit(vec![seal(mb.id(), b"four")], false)
+            .await
+            .unwrap(),
+        ServerFrame::Deposited { .. }
+    ));
+
+    let big = Mailbox::random();
+    owner.register(&big, false).await.unwrap();
+    d.deposit(vec![seal(big.id(), &[1; 12_000])], false)
+        .await
+        .unwrap();
+    d.expect_error(
+        ClientFrame::Deposit {
+            pow_nonce: None,
+            envelopes: vec![seal(big.id(), &[2; 12_000])],
+        },
+        ErrorCode::QuotaExceeded,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn batch_state_and_prekey_caps() {
+    let relay = RelayProcess::start(&[
+        "--max-batch",
+        "4",
+        "--max-state-bytes",
+        "1000",
+        "--max-one-time-prekeys",
+        "5",
+    ])
+    .await
+    .unwrap();
+    let mb = Mailbox::random();
+    let mut c = relay.client().await.unwrap();
+    c.register(&mb, false).await.unwrap();
+    assert_eq!(c.max_batch, 4);
+    let five: Vec<_> = (0..5).map(|_| seal(mb.id(), b"x")).collect();
+    c.expect_error(
+        ClientFrame::Deposit {
+            pow_nonce: None,
+            envelopes: five,
+        },
+        ErrorCode::BatchTooLarge,
+    )
+    .await
+    .unwrap();
+    // Beyond the protocol maximum of 64, the frame itself is refused.
+    let mut raw = vec![1, 0, 0, 0, 99, 0x01, 0, 0, 65];
+    for _ in 0..65 {
+        raw.extend_from_slice(&seal(mb.id(), b"x").encode());
+    }
+    c.send_raw(raw).await.unwrap();
+    assert_eq!(
+        c.recv_frame().await.unwrap(),
+        (
+            99,
+            ServerFrame::Error {
+                code: ErrorCode::BatchTooLarge
+            }
+        )
+    );
+    c.expect_error(
+        ClientFrame::PutState {
+            ttl_hours: 1,
+            blob: vec![0; 1001],
+        },
+        ErrorCode::StateTooLarge,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        c.request(ClientFrame::PutState {
+            ttl_hours: 1,
+            blob: vec![0; 1000],
+        })
+        .await
+        .unwrap(),
+        ServerFrame::StateStored { .. }
+    ));
+    let otk = |id: u32| OneTimePrekey {
+        id,
+        public: X25519Public([1; 32]),
+    };
+    c.expect_error(
+        ClientFrame::UploadPrekeys {
+            signed_bundle: vec![1; 10],
+            one_time: (0..6).map(otk).collect(),
+        },
+        ErrorCode::QuotaExceeded,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.request(ClientFrame::UploadPrekeys {
+            signed_bundle: vec![1; 10],
+            one_time: (0..5).map(otk).collect(),
+        })
+        .await
+        .unwrap(),
+        ServerFrame::PrekeysStored { one_time_count: 5 }
+    );
+    c.expect_error(
+        ClientFrame::UploadPrekeys {
+            signed_bundle: vec![1; 10],
+            one_time: vec![otk(9)],
+        },
+        ErrorCode::QuotaExceeded,
+    )
+    .await
+    .unwrap();
+}

@@ -1,0 +1,396 @@
+//! Every protocol operation, as a client sees it.
+
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use northstar_core::frame::{ClientFrame, ErrorCode, OneTimePrekey, ServerFrame};
+use northstar_core::ids::EnvelopeId;
+use northstar_core::keys::{Ed25519Public, X25519Public};
+use northstar_e2e::{Mailbox, RelayProcess, seal, signed_directory};
+use rand_core::OsRng;
+
+use crate::now;
+
+#[tokio::test]
+async fn health_and_static_files_carry_strict_headers() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let (status, _, body) = relay.http_get("/health").await.unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    let (status, head, body) = relay.http_get("/").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("northstar test page"));
+    for h in [
+        "content-security-policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        "referrer-policy: no-referrer",
+        "x-content-type-options: nosniff",
+        "cache-control: no-store",
+    ] {
+        assert!(head.contains(h), "missing header {h}");
+    }
+    let (status, head, _) = relay.http_get("/no-such-file").await.unwrap();
+    assert_eq!(status, 404);
+    assert!(head.contains("content-security-policy"));
+}
+
+#[tokio::test]
+async fn deposit_deliver_ack_and_catch_up() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let mb = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    assert_eq!(owner.register(&mb, false).await.unwrap(), ServerFrame::Ok);
+    assert_eq!(
+        owner.request(ClientFrame::Subscribe).await.unwrap(),
+        ServerFrame::Subscribed { pending: 0 }
+    );
+
+    // Deposits travel over a connection not authenticated to anything.
+    let mut depositor = relay.client().await.unwrap();
+    let env = seal(mb.id(), b"hello counselor");
+    let reply = depositor.deposit(vec![env.clone()], false).await.unwrap();
+    assert!(matches!(reply, ServerFrame::Deposited { accepted: 1, .. }));
+
+    let got = owner
+        .next_push(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    let ServerFrame::Deliver {
+        id,
+        expires_at,
+        envelope,
+    } = got
+    else {
+        panic!("expected a delivery, got {got:?}");
+    };
+    assert_eq!(envelope, env);
+    assert_eq!(id, EnvelopeId::of(&env.encode()));
+    assert_eq!(expires_at.0 % 3600, 0, "expiry on the hour");
+    let t = now().0;
+    assert!(expires_at.0 >= t + 720 * 3600 && expires_at.0 <= t + 721 * 3600);
+
+    // A retried deposit (same bytes) is stored once.
+    depositor.deposit(vec![env.clone()], false).await.unwrap();
+    assert_eq!(
+        owner
+            .request(ClientFrame::Ack { ids: vec![id] })
+            .await
+            .unwrap(),
+        ServerFrame::Acked { deleted: 1 }
+    );
+    assert_eq!(
+        owner
+            .request(ClientFrame::Ack { ids: vec![id] })
+            .await
+            .unwrap(),
+        ServerFrame::Acked { deleted: 0 }
+    );
+    assert!(
+        owner
+            .next_push(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    owner.close().await;
+
+    // Everything stored since the last visit, in order, on the next visit.
+    let e1 = seal(mb.id(), b"one");
+    let e2 = seal(mb.id(), b"two");
+    depositor.deposit(vec![e1.clone()], false).await.unwrap();
+    depositor.deposit(vec![e2.clone()], false).await.unwrap();
+    let mut again = relay.client().await.unwrap();
+    assert_eq!(again.auth(&mb).await.unwrap(), ServerFrame::Ok);
+    assert_eq!(
+        again.request(ClientFrame::Subscribe).await.unwrap(),
+        ServerFrame::Subscribed { pending: 2 }
+    );
+    let d = again.deliveries(2).await.unwrap();
+    assert_eq!((d[0].1.clone(), d[1].1.clone()), (e1, e2));
+    // Not acknowledged: delivered again on the next connection.
+    again.close().await;
+    let mut third = relay.client().await.unwrap();
+    third.auth(&mb).await.unwrap();
+    third.request(ClientFrame::Subscribe).await.unwrap();
+    let d2 = third.deliveries(2).await.unwrap();
+    assert_eq!(d2, d);
+    let ids = d2.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        third.request(ClientFrame::Ack { ids }).await.unwrap(),
+        ServerFrame::Acked { deleted: 2 }
+    );
+}
+
+#[tokio::test]
+async fn one_proof_covers_a_fan_out_batch() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let devices: Vec<Mailbox> = (0..3).map(|_| Mailbox::random()).collect();
+    let mut conns = Vec::new();
+    for d in &devices {
+        let mut c = relay.client().await.unwrap();
+        assert_eq!(c.register(d, true).await.unwrap(), ServerFrame::Ok);
+        c.request(ClientFrame::Subscribe).await.unwrap();
+        conns.push(c);
+    }
+    let mut seeker = relay.client().await.unwrap();
+    assert_eq!(seeker.pow_difficulty, 16, "default difficulty");
+    let batch: Vec<_> = devices.iter().map(|d| seal(d.id(), b"fan-out")).collect();
+    seeker
+        .expect_error(
+            ClientFrame::Deposit {
+                pow_nonce: None,
+                envelopes: batch.clone(),
+            },
+            ErrorCode::PowRequired,
+        )
+        .await
+        .unwrap();
+    let reply = seeker.deposit(batch.clone(), true).await.unwrap();
+    assert!(matches!(reply, ServerFrame::Deposited { accepted: 3, .. }));
+    for (c, e) in conns.iter_mut().zip(&batch) {
+        let d = c.deliveries(1).await.unwrap();
+        assert_eq!(&d[0].1, e);
+    }
+    // A batch with one unknown recipient stores nothing at all.
+    let stranger = Mailbox::random();
+    let mixed = vec![seal(devices[0].id(), b"x"), seal(stranger.id(), b"y")];
+    seeker
+        .expect_error(
+            ClientFrame::Deposit {
+                pow_nonce: Some(0),
+                envelopes: mixed,
+            },
+            ErrorCode::UnknownMailbox,
+        )
+        .await
+        .unwrap();
+    assert!(
+        conns[0]
+            .next_push(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn directory_keeps_newest_and_refuses_rollback() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let org = SigningKey::generate(&mut OsRng);
+    let org_key = Ed25519Public(org.verifying_key().to_bytes());
+    let mut c = relay.client().await.unwrap();
+    c.expect_error(ClientFrame::FetchDirectory { org_key }, ErrorCode::NotFound)
+        .await
+        .unwrap();
+    let v2 = signed_directory(&org, 2, b"teams v2");
+    assert_eq!(
+        c.request(ClientFrame::PublishDirectory {
+            directory: v2.clone()
+        })
+        .await
+        .unwrap(),
+        ServerFrame::Ok
+    );
+    assert_eq!(
+        c.request(ClientFrame::FetchDirectory { org_key })
+            .await
+            .unwrap(),
+        ServerFrame::Directory {
+            directory: v2.clone()
+        }
+    );
+    c.expect_error(
+        ClientFrame::PublishDirectory {
+            directory: signed_directory(&org, 1, b"teams v1"),
+        },
+        ErrorCode::DirectoryRollback,
+    )
+    .await
+    .unwrap();
+    let mut forged = signed_directory(&org, 9, b"forged");
+    forged[45] ^= 1;
+    c.expect_error(
+        ClientFrame::PublishDirectory { directory: forged },
+        ErrorCode::DirectoryInvalid,
+    )
+    .await
+    .unwrap();
+    let other = SigningKey::generate(&mut OsRng);
+    let mut spoof = signed_directory(&other, 9, b"spoof");
+    spoof[1..33].copy_from_slice(&org_key.0);
+    c.expect_error(
+        ClientFrame::PublishDirectory { directory: spoof },
+        ErrorCode::DirectoryInvalid,
+    )
+    .await
+    .unwrap();
+    let v3 = signed_directory(&org, 3, b"teams v3");
+    c.request(ClientFrame::PublishDirectory {
+        directory: v3.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        c.request(ClientFrame::FetchDirectory { org_key })
+            .await
+            .unwrap(),
+        ServerFrame::Directory { directory: v3 }
+    );
+}
+
+#[tokio::test]
+async fn one_time_prekeys_are_handed_out_once() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let counselor = Mailbox::random();
+    let mut c = relay.client().await.unwrap();
+    let otk = |id: u32| OneTimePrekey {
+        id,
+        public: X25519Public([id as u8; 32]),
+    };
+    c.expect_error(
+        ClientFrame::UploadPrekeys {
+            signed_bundle: vec![1; 100],
+            one_time: vec![otk(1)],
+        },
+        ErrorCode::NotAuthenticated,
+    )
+    .await
+    .unwrap();
+    c.register(&counselor, true).await.unwrap();
+    assert_eq!(
+        c.request(ClientFrame::UploadPrekeys {
+            signed_bundle: vec![7; 1500],
+            one_time: vec![otk(1), otk(2), otk(3)],
+        })
+        .await
+        .unwrap(),
+        ServerFrame::PrekeysStored { one_time_count: 3 }
+    );
+    let mut seeker = relay.client().await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        match seeker
+            .request(ClientFrame::FetchPrekeys {
+                mailbox: counselor.id(),
+            })
+            .await
+            .unwrap()
+        {
+            ServerFrame::Prekeys {
+                signed_bundle,
+                one_time,
+            } => {
+                assert_eq!(signed_bundle, vec![7; 1500]);
+                seen.push(one_time);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, vec![Some(otk(1)), Some(otk(2)), Some(otk(3)), None]);
+    seeker
+        .expect_error(
+            ClientFrame::FetchPrekeys {
+                mailbox: Mailbox::random().id(),
+            },
+            ErrorCode::NotFound,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn seeker_state_and_delete_everything_now() {
+    let relay = RelayProcess::start(&["--state-max-hours", "100"])
+        .await
+        .unwrap();
+    let seeker = Mailbox::random();
+    let mut c = relay.client().await.unwrap();
+    c.expect_error(ClientFrame::GetState, ErrorCode::NotAuthenticated)
+        .await
+        .unwrap();
+    c.register(&seeker, false).await.unwrap();
+    c.expect_error(ClientFrame::GetState, ErrorCode::NotFound)
+        .await
+        .unwrap();
+    let t = now().0;
+    let ServerFrame::StateStored { expires_at } = c
+        .request(ClientFrame::PutState {
+            ttl_hours: 48,
+            blob: vec![3; 500],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(expires_at.0 % 3600, 0);
+    assert!(expires_at.0 >= t + 48 * 3600 && expires_at.0 <= t + 49 * 3600);
+    assert_eq!(
+        c.request(ClientFrame::GetState).await.unwrap(),
+        ServerFrame::State {
+            expires_at,
+            blob: vec![3; 500]
+        }
+    );
+    // A longer lifetime than the relay allows is capped.
+    let ServerFrame::StateStored { expires_at } = c
+        .request(ClientFrame::PutState {
+            ttl_hours: u32::MAX,
+            blob: vec![4; 10],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(expires_at.0 <= now().0 + 101 * 3600);
+    assert_eq!(
+        c.request(ClientFrame::DeleteState).await.unwrap(),
+        ServerFrame::Ok
+    );
+    c.expect_error(ClientFrame::GetState, ErrorCode::NotFound)
+        .await
+        .unwrap();
+
+    // Delete everything now: state, envelopes, the mailbox itself.
+    c.request(ClientFrame::PutState {
+        ttl_hours: 1,
+        blob: vec![5; 10],
+    })
+    .await
+    .unwrap();
+    let mut d = relay.client().await.unwrap();
+    d.deposit(vec![seal(seeker.id(), b"reply")], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.request(ClientFrame::DeleteMailbox).await.unwrap(),
+        ServerFrame::Ok
+    );
+    c.expect_error(ClientFrame::GetState, ErrorCode::NotAuthenticated)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.auth(&seeker).await.unwrap(),
+        ServerFrame::Error {
+            code: ErrorCode::UnknownMailbox
+        }
+    );
+    d.expect_error(
+        ClientFrame::Deposit {
+            pow_nonce: None,
+            envelopes: vec![seal(seeker.id(), b"late")],
+        },
+        ErrorCode::UnknownMailbox,
+    )
+    .await
+    .unwrap();
+    // Registering again starts from nothing.
+    c.register(&seeker, false).await.unwrap();
+    assert_eq!(
+        c.request(ClientFrame::Subscribe).await.unwrap(),
+        ServerFrame::Subscribed { pending: 0 }
+    );
+    c.expect_error(ClientFrame::GetState, ErrorCode::NotFound)
+        .await
+        .unwrap();
+}
