@@ -310,6 +310,30 @@ fn forged_body_cannot_destroy_a_skipped_key() {
 }
 
 #[test]
+fn low_order_ratchet_key_in_header_is_refused() {
+    // Forge a first message under the responder's NHKr (= HKa), read from its
+    // saved state: `version, ad_len, ad, dhs, dhr(none), rk, cks, ckr, hks,
+    // hkr (none each), nhks, nhkr`.
+    let (_, mut b, mut rng) = pair(29);
+    let st = b.encode_state();
+    let at = 1 + 4 + AD.len() + 32 + 1 + 32 + 4 + 32;
+    let nhkr = keys::HeaderKey::from_bytes(st[at..at + 32].try_into().unwrap());
+    let mut nonce = [0u8; HEADER_NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    let h = header::Header {
+        dh: [0; 32],
+        pn: 0,
+        n: 0,
+    };
+    let mut m = vec![MESSAGE_VERSION];
+    m.extend_from_slice(&nonce);
+    m.extend_from_slice(&header::encrypt_header(&nhkr, &nonce, &h).unwrap());
+    m.extend_from_slice(&16u32.to_be_bytes());
+    m.extend_from_slice(&[0; 16]);
+    reject(&mut b, &m, RatchetError::InvalidRatchetKey);
+}
+
+#[test]
 fn unrelated_session_cannot_open_headers() {
     let (mut a, _, mut rng) = pair(15);
     let (_, mut b2, _) = pair(16);
