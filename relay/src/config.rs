@@ -217,10 +217,9 @@ impl Config {
         Ok(c)
     }
 
-    /// The defaults (what `northstar-relay` with no flags uses).
-    pub fn defaults() -> Config {
-        // Defaults always validate; an empty merge cannot fail.
-        Config::merge(Args::default(), FileConfig::default()).unwrap_or_else(|_| unreachable!())
+    /// The defaults (what `northstar-relay` with no flags, environment or file uses).
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Config::merge(Args::default(), FileConfig::default())
     }
 
     fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -307,7 +306,7 @@ mod tests {
 
     #[test]
     fn defaults_validate() {
-        let c = Config::defaults();
+        let c = Config::defaults().unwrap();
         c.validate().unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(

@@ -15,6 +15,9 @@
 //! Every relay binds `127.0.0.1:0` (a free port, loopback only) and prints
 //! the address it got; each test starts its own.
 
+// Test support only: a failed expectation should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,8 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use ed25519_dalek::{Signer, SigningKey};
 use futures_util::{SinkExt, StreamExt};
+use northstar_core::UnixTime;
+use northstar_core::directory::{Directory, OrgSigningKey};
 use northstar_core::frame::{self, ClientFrame, ErrorCode, PUSH_REQUEST_ID, ServerFrame};
 use northstar_core::ids::MailboxId;
 use northstar_core::keys::{Ed25519Public, MailboxPublic, Signature, X25519Public};
@@ -292,19 +297,24 @@ pub fn seal(to: MailboxId, plaintext: &[u8]) -> Envelope {
     Envelope::from_parts(to, ct).expect("test plaintexts fit the largest bucket")
 }
 
-/// An org-signed directory in the relay's accepted format.
-///
-/// Interim format (`relay/src/command/directory.rs`) until the core's
-/// `SignedDirectory` lands: `1 || org_key || serial:u64 || len:u32 || body || sig`.
-pub fn signed_directory(org: &SigningKey, serial: u64, body: &[u8]) -> Vec<u8> {
-    let mut b = vec![1];
-    b.extend_from_slice(&org.verifying_key().to_bytes());
-    b.extend_from_slice(&serial.to_be_bytes());
-    b.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    b.extend_from_slice(body);
-    let sig = org.sign(&b);
-    b.extend_from_slice(&sig.to_bytes());
-    b
+/// An org-signed, empty team directory (`northstar_core::directory`).
+pub fn signed_directory(org: &OrgSigningKey, serial: u64, issued_at: UnixTime) -> Vec<u8> {
+    Directory::new(org.public(), serial, issued_at)
+        .sign(org)
+        .expect("the key is the directory's organisation key")
+        .encode()
+}
+
+/// A directory that names `claimed` as its organisation but is signed by
+/// `signer` (a forgery the relay must refuse).
+pub fn forged_directory(claimed: &OrgSigningKey, signer: &OrgSigningKey, serial: u64) -> Vec<u8> {
+    let mut bytes = signed_directory(signer, serial, UnixTime(3600));
+    let from = *signer.public().as_bytes();
+    let to = *claimed.public().as_bytes();
+    if let Some(at) = bytes.windows(32).position(|w| w == from) {
+        bytes[at..at + 32].copy_from_slice(&to);
+    }
+    bytes
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -600,7 +610,8 @@ pub mod scan {
     /// could have computed from it) that are NOT on a whole hour.
     pub fn fine_timestamps(hay: &[u8], windows: &[(u64, u64)]) -> Vec<usize> {
         let mut hits = Vec::new();
-        let fine = |v: u64| v % 3600 != 0 && windows.iter().any(|(lo, hi)| v >= *lo && v <= *hi);
+        let fine =
+            |v: u64| !v.is_multiple_of(3600) && windows.iter().any(|(lo, hi)| v >= *lo && v <= *hi);
         for i in 0..hay.len() {
             if i + 4 <= hay.len() {
                 let b = [hay[i], hay[i + 1], hay[i + 2], hay[i + 3]];
@@ -665,7 +676,7 @@ mod tests {
         let secret = b"0123456789abcdef".to_vec();
         let mut hay2 = b"xx0123456789abcdefyy".to_vec();
         assert!(scan::contains(&hay2, &secret));
-        scan::blank(&mut hay2, &[secret.clone()]);
+        scan::blank(&mut hay2, std::slice::from_ref(&secret));
         assert!(!scan::contains(&hay2, &secret));
         assert_eq!(&hay2[..2], b"xx");
     }

@@ -1,50 +1,63 @@
 //! `PublishDirectory` and `FetchDirectory`: the org-signed team directory.
 //!
 //! The relay keeps, per organisation key, only the newest validly
-//! self-signed directory and refuses an older serial (a rollback). Clients
-//! verify the directory against their pinned organisation key anyway; the
-//! relay's check only keeps garbage and rollbacks out of its store.
+//! self-signed directory ([`SignedDirectory::verify_self_signed`]) and
+//! refuses an older serial, or different contents under the stored serial
+//! (`directory_rollback`). Clients verify the directory against their pinned
+//! organisation key anyway; the relay's check keeps garbage and rollbacks
+//! out of its store. The store re-checks the serial inside its transaction,
+//! so two racing publishers cannot roll it back either.
 
+use northstar_core::directory::{DirectoryError, DirectoryVersion, SignedDirectory};
 use northstar_core::frame::{ErrorCode, ServerFrame};
-use northstar_core::keys::{Ed25519Public, Signature};
-use northstar_core::wire::Reader;
+use northstar_core::keys::Ed25519Public;
 
 use super::{Relay, store_code};
 use crate::store::DirectoryRecord;
 
-/// What the relay needs from a directory: who signed it and its serial.
+/// What the relay stores about a directory besides its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirectoryMeta {
     pub org_key: [u8; 32],
     pub serial: u64,
 }
 
-/// The one place that understands directory bytes.
-///
-/// Interim format until `northstar_core::directory::SignedDirectory` lands
-/// (then this calls `SignedDirectory::decode(bytes)?.verify_self_signed()`):
-/// `version:u8 (=1) || org_key[32] || serial:u64 || body_len:u32 || body || signature[64]`,
-/// the Ed25519 signature by `org_key` covering every byte before it.
-pub fn verify_directory(bytes: &[u8]) -> Result<DirectoryMeta, ErrorCode> {
-    let bad = |_| ErrorCode::DirectoryInvalid;
-    let mut r = Reader::new(bytes);
-    r.version(1, "directory").map_err(bad)?;
-    let org_key: [u8; 32] = r.array("organisation key").map_err(bad)?;
-    let serial = r.u64("directory serial").map_err(bad)?;
-    r.vec_u32(northstar_core::frame::MAX_DIRECTORY_LEN, "directory body")
-        .map_err(bad)?;
-    let signed_len = bytes.len() - r.remaining();
-    let sig = Signature(r.array("directory signature").map_err(bad)?);
-    r.finish("directory").map_err(bad)?;
-    let signed = bytes.get(..signed_len).ok_or(ErrorCode::DirectoryInvalid)?;
-    if !Ed25519Public(org_key).verify(signed, &sig) {
-        return Err(ErrorCode::DirectoryInvalid);
-    }
-    Ok(DirectoryMeta { org_key, serial })
+/// The version of the directory stored for an organisation, if any.
+async fn stored_version(
+    relay: &Relay,
+    org_key: [u8; 32],
+) -> Result<Option<DirectoryVersion>, ErrorCode> {
+    let Some(bytes) = relay.store.directory(org_key).await.map_err(store_code)? else {
+        return Ok(None);
+    };
+    // What we stored was verified; if it no longer decodes (a newer core
+    // with stricter rules), let a valid new version replace it.
+    Ok(SignedDirectory::decode(&bytes).ok().map(|d| d.version()))
+}
+
+/// The one place that understands directory bytes: decode strictly, check
+/// the self-signature and that it may follow `previous`.
+pub fn verify_directory(
+    signed: &SignedDirectory,
+    previous: Option<&DirectoryVersion>,
+) -> Result<DirectoryMeta, ErrorCode> {
+    let version = signed.verify_self_signed(previous).map_err(|e| match e {
+        DirectoryError::Rollback { .. } | DirectoryError::ConflictingSerial { .. } => {
+            ErrorCode::DirectoryRollback
+        }
+        _ => ErrorCode::DirectoryInvalid,
+    })?;
+    Ok(DirectoryMeta {
+        org_key: *signed.claimed_org().as_bytes(),
+        serial: version.serial,
+    })
 }
 
 pub async fn publish(relay: &Relay, bytes: Vec<u8>) -> Result<ServerFrame, ErrorCode> {
-    let meta = verify_directory(&bytes)?;
+    let signed = SignedDirectory::decode(&bytes).map_err(|_| ErrorCode::DirectoryInvalid)?;
+    let org_key = *signed.claimed_org().as_bytes();
+    let previous = stored_version(relay, org_key).await?;
+    let meta = verify_directory(&signed, previous.as_ref())?;
     relay
         .store
         .put_directory(DirectoryRecord {
@@ -70,42 +83,39 @@ pub async fn fetch(relay: &Relay, org_key: Ed25519Public) -> Result<ServerFrame,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::Signer;
+    use northstar_core::UnixTime;
+    use northstar_core::directory::{Directory, OrgSigningKey};
 
-    pub fn make(sk: &ed25519_dalek::SigningKey, serial: u64, body: &[u8]) -> Vec<u8> {
-        let mut b = vec![1];
-        b.extend_from_slice(&sk.verifying_key().to_bytes());
-        b.extend_from_slice(&serial.to_be_bytes());
-        b.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        b.extend_from_slice(body);
-        let sig = sk.sign(&b);
-        b.extend_from_slice(&sig.to_bytes());
-        b
+    fn signed(key: &OrgSigningKey, serial: u64) -> SignedDirectory {
+        Directory::new(key.public(), serial, UnixTime(7200))
+            .sign(key)
+            .unwrap()
     }
 
     #[test]
     fn verifies_and_rejects() {
-        let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let d = make(&sk, 7, b"teams");
+        let key = OrgSigningKey::from_seed(&[1; 32]);
+        let d2 = signed(&key, 2);
+        let meta = verify_directory(&d2, None).unwrap();
+        assert_eq!(meta.org_key, *key.public().as_bytes());
+        assert_eq!(meta.serial, 2);
+        let v2 = d2.version();
+        assert_eq!(verify_directory(&d2, Some(&v2)), Ok(meta));
         assert_eq!(
-            verify_directory(&d),
-            Ok(DirectoryMeta {
-                org_key: sk.verifying_key().to_bytes(),
-                serial: 7
-            })
+            verify_directory(&signed(&key, 1), Some(&v2)),
+            Err(ErrorCode::DirectoryRollback)
         );
-        let mut tampered = d.clone();
-        tampered[42] ^= 1;
+        let mut other = Directory::new(key.public(), 2, UnixTime(3 * 3600));
+        other.partners.clear();
         assert_eq!(
-            verify_directory(&tampered),
-            Err(ErrorCode::DirectoryInvalid)
+            verify_directory(&other.sign(&key).unwrap(), Some(&v2)),
+            Err(ErrorCode::DirectoryRollback)
         );
-        let mut trailing = d.clone();
-        trailing.push(0);
-        assert_eq!(
-            verify_directory(&trailing),
-            Err(ErrorCode::DirectoryInvalid)
-        );
-        assert_eq!(verify_directory(&[]), Err(ErrorCode::DirectoryInvalid));
+        let mut tampered = d2.encode();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let t = SignedDirectory::decode(&tampered).unwrap();
+        assert_eq!(verify_directory(&t, None), Err(ErrorCode::DirectoryInvalid));
+        assert!(SignedDirectory::decode(&[]).is_err());
     }
 }

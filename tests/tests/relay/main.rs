@@ -3,6 +3,8 @@
 //! `cargo build -p northstar-relay && cargo test -p northstar-e2e`
 //! (see `northstar_e2e`'s crate doc for how the binary is found).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod durability;
 mod hostile;
 mod limits;

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
+use northstar_core::UnixTime;
+use northstar_core::directory::OrgSigningKey;
 use northstar_core::frame::{ClientFrame, ErrorCode, OneTimePrekey, ServerFrame};
 use northstar_core::ids::EnvelopeId;
 use northstar_core::keys::{Ed25519Public, X25519Public};
-use northstar_e2e::{Mailbox, RelayProcess, seal, signed_directory};
+use northstar_e2e::{Mailbox, RelayProcess, forged_directory, seal, signed_directory};
 use rand_core::OsRng;
 
 use crate::now;
@@ -175,13 +176,22 @@ async fn one_proof_covers_a_fan_out_batch() {
 #[tokio::test]
 async fn directory_keeps_newest_and_refuses_rollback() {
     let relay = RelayProcess::start(&[]).await.unwrap();
-    let org = SigningKey::generate(&mut OsRng);
-    let org_key = Ed25519Public(org.verifying_key().to_bytes());
+    let org = OrgSigningKey::generate(&mut OsRng);
+    let org_key = Ed25519Public(*org.public().as_bytes());
     let mut c = relay.client().await.unwrap();
     c.expect_error(ClientFrame::FetchDirectory { org_key }, ErrorCode::NotFound)
         .await
         .unwrap();
-    let v2 = signed_directory(&org, 2, b"teams v2");
+    let v2 = signed_directory(&org, 2, UnixTime(7200));
+    assert_eq!(
+        c.request(ClientFrame::PublishDirectory {
+            directory: v2.clone()
+        })
+        .await
+        .unwrap(),
+        ServerFrame::Ok
+    );
+    // Publishing the same version again is harmless.
     assert_eq!(
         c.request(ClientFrame::PublishDirectory {
             directory: v2.clone()
@@ -198,32 +208,41 @@ async fn directory_keeps_newest_and_refuses_rollback() {
             directory: v2.clone()
         }
     );
+    for (directory, code) in [
+        // Older serial.
+        (
+            signed_directory(&org, 1, UnixTime(7200)),
+            ErrorCode::DirectoryRollback,
+        ),
+        // Different contents under the stored serial.
+        (
+            signed_directory(&org, 2, UnixTime(3 * 3600)),
+            ErrorCode::DirectoryRollback,
+        ),
+        // Names the organisation, signed by someone else.
+        (
+            forged_directory(&org, &OrgSigningKey::generate(&mut OsRng), 9),
+            ErrorCode::DirectoryInvalid,
+        ),
+        // Not a directory at all.
+        (vec![1, 2, 3], ErrorCode::DirectoryInvalid),
+    ] {
+        c.expect_error(ClientFrame::PublishDirectory { directory }, code)
+            .await
+            .unwrap();
+    }
+    let mut tampered = signed_directory(&org, 9, UnixTime(7200));
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
     c.expect_error(
         ClientFrame::PublishDirectory {
-            directory: signed_directory(&org, 1, b"teams v1"),
+            directory: tampered,
         },
-        ErrorCode::DirectoryRollback,
-    )
-    .await
-    .unwrap();
-    let mut forged = signed_directory(&org, 9, b"forged");
-    forged[45] ^= 1;
-    c.expect_error(
-        ClientFrame::PublishDirectory { directory: forged },
         ErrorCode::DirectoryInvalid,
     )
     .await
     .unwrap();
-    let other = SigningKey::generate(&mut OsRng);
-    let mut spoof = signed_directory(&other, 9, b"spoof");
-    spoof[1..33].copy_from_slice(&org_key.0);
-    c.expect_error(
-        ClientFrame::PublishDirectory { directory: spoof },
-        ErrorCode::DirectoryInvalid,
-    )
-    .await
-    .unwrap();
-    let v3 = signed_directory(&org, 3, b"teams v3");
+    let v3 = signed_directory(&org, 3, UnixTime(7200));
     c.request(ClientFrame::PublishDirectory {
         directory: v3.clone(),
     })
