@@ -1052,6 +1052,241 @@ mod tests {
         assert_eq!(format!("{f:?}"), "ClientFrame::put_state");
     }
 
+    /// docs/vectors/relay.json: every frame, the signed messages, the batch
+    /// hash and a proof of work, from fixed inputs (regenerated and compared).
+    #[test]
+    fn vectors() {
+        use ed25519_dalek::Signer;
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::{RngCore, SeedableRng};
+
+        let mut rng = ChaCha20Rng::from_seed([0x40; 32]);
+        let mut draw = || {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            b
+        };
+        let auth_seed = draw();
+        let seal_pk = draw();
+        let auth_challenge = draw();
+        let pow_challenge = draw();
+        let mut ct = draw().to_vec();
+        ct.extend_from_slice(&draw()[..16]);
+        let sk = ed25519_dalek::SigningKey::from_bytes(&auth_seed);
+        let keys = MailboxPublic {
+            auth: Ed25519Public(sk.verifying_key().to_bytes()),
+            seal: X25519Public(seal_pk),
+        };
+        let id = keys.id();
+        let env = Envelope::from_parts(id, ct).unwrap();
+        let batch = vec![env.clone()];
+        let batch_hash = deposit_batch_hash(&batch);
+        let difficulty = 8;
+        let nonce = crate::pow::solve(&pow_challenge, &batch_hash, difficulty).unwrap();
+        let auth_msg = auth_message(&auth_challenge, &id);
+        let auth_sig = Signature(sk.sign(&auth_msg).to_bytes());
+        let reg_msg = register_message(&auth_challenge, &id, true);
+        let reg_sig = Signature(sk.sign(&reg_msg).to_bytes());
+        let env_id = EnvelopeId::of(&env.encode());
+        let otk = OneTimePrekey {
+            id: 7,
+            public: X25519Public([0x77; 32]),
+        };
+        let client = vec![
+            (
+                "deposit",
+                ClientFrame::Deposit {
+                    pow_nonce: Some(nonce),
+                    envelopes: batch.clone(),
+                },
+            ),
+            (
+                "deposit_without_pow",
+                ClientFrame::Deposit {
+                    pow_nonce: None,
+                    envelopes: batch.clone(),
+                },
+            ),
+            (
+                "register",
+                ClientFrame::Register {
+                    keys,
+                    pow_required: true,
+                    signature: reg_sig,
+                },
+            ),
+            ("challenge", ClientFrame::Challenge),
+            (
+                "auth",
+                ClientFrame::Auth {
+                    mailbox: id,
+                    signature: auth_sig,
+                },
+            ),
+            ("subscribe", ClientFrame::Subscribe),
+            ("ack", ClientFrame::Ack { ids: vec![env_id] }),
+            (
+                "publish_directory",
+                ClientFrame::PublishDirectory {
+                    directory: vec![1, 2, 3],
+                },
+            ),
+            (
+                "fetch_directory",
+                ClientFrame::FetchDirectory { org_key: keys.auth },
+            ),
+            (
+                "upload_prekeys",
+                ClientFrame::UploadPrekeys {
+                    signed_bundle: vec![0xb0; 4],
+                    one_time: vec![otk],
+                },
+            ),
+            ("fetch_prekeys", ClientFrame::FetchPrekeys { mailbox: id }),
+            (
+                "put_state",
+                ClientFrame::PutState {
+                    ttl_hours: 720,
+                    blob: vec![0x5b; 4],
+                },
+            ),
+            ("get_state", ClientFrame::GetState),
+            ("delete_state", ClientFrame::DeleteState),
+            ("delete_mailbox", ClientFrame::DeleteMailbox),
+        ];
+        let server = vec![
+            (
+                "hello",
+                PUSH_REQUEST_ID,
+                ServerFrame::Hello {
+                    pow_challenge,
+                    pow_difficulty: difficulty,
+                    max_frame_len: 2 * 1024 * 1024,
+                    max_batch: 64,
+                },
+            ),
+            ("ok", 1, ServerFrame::Ok),
+            (
+                "challenge",
+                1,
+                ServerFrame::Challenge {
+                    challenge: auth_challenge,
+                },
+            ),
+            (
+                "deposited",
+                1,
+                ServerFrame::Deposited {
+                    accepted: 1,
+                    next_pow_challenge: [0xcc; 32],
+                },
+            ),
+            ("subscribed", 1, ServerFrame::Subscribed { pending: 1 }),
+            (
+                "deliver",
+                PUSH_REQUEST_ID,
+                ServerFrame::Deliver {
+                    id: env_id,
+                    expires_at: UnixTime(1_800_000_000 - 1_800_000_000 % 3600),
+                    envelope: env.clone(),
+                },
+            ),
+            ("acked", 1, ServerFrame::Acked { deleted: 1 }),
+            (
+                "directory",
+                1,
+                ServerFrame::Directory {
+                    directory: vec![1, 2, 3],
+                },
+            ),
+            (
+                "prekeys_stored",
+                1,
+                ServerFrame::PrekeysStored { one_time_count: 1 },
+            ),
+            (
+                "prekeys",
+                1,
+                ServerFrame::Prekeys {
+                    signed_bundle: vec![0xb0; 4],
+                    one_time: Some(otk),
+                },
+            ),
+            (
+                "prekeys_exhausted",
+                1,
+                ServerFrame::Prekeys {
+                    signed_bundle: vec![0xb0; 4],
+                    one_time: None,
+                },
+            ),
+            (
+                "state_stored",
+                1,
+                ServerFrame::StateStored {
+                    expires_at: UnixTime(1_800_000_000 - 1_800_000_000 % 3600),
+                },
+            ),
+            (
+                "state",
+                1,
+                ServerFrame::State {
+                    expires_at: UnixTime(1_800_000_000 - 1_800_000_000 % 3600),
+                    blob: vec![0x5b; 4],
+                },
+            ),
+            (
+                "error_pow_required",
+                1,
+                ServerFrame::Error {
+                    code: ErrorCode::PowRequired,
+                },
+            ),
+        ];
+        let mut client_json = serde_json::Map::new();
+        for (name, f) in &client {
+            let b = f.encode(1).unwrap();
+            assert_eq!(ClientFrame::decode(&b).unwrap(), (1, f.clone()));
+            client_json.insert((*name).into(), hex::encode(b).into());
+        }
+        let mut server_json = serde_json::Map::new();
+        for (name, rid, f) in &server {
+            let b = f.encode(*rid).unwrap();
+            assert_eq!(ServerFrame::decode(&b).unwrap(), (*rid, f.clone()));
+            server_json.insert((*name).into(), hex::encode(b).into());
+        }
+        let codes: serde_json::Map<String, serde_json::Value> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), c.to_u16().into()))
+            .collect();
+        let json = serde_json::json!({
+            "description": "Relay frames (docs/protocol/40-relay.md). Inputs from ChaCha20Rng::from_seed(0x40 * 32), drawn 32 bytes at a time in this order: mailbox Ed25519 seed, mailbox seal key, auth challenge, pow challenge, envelope ciphertext (32 + first 16 of the next draw). Client frames use request id 1.",
+            "mailbox_auth_seed": hex::encode(auth_seed),
+            "mailbox_auth_pk": hex::encode(keys.auth.0),
+            "mailbox_seal_pk": hex::encode(seal_pk),
+            "mailbox_id": hex::encode(id.as_bytes()),
+            "envelope": hex::encode(env.encode()),
+            "envelope_id": hex::encode(env_id.as_bytes()),
+            "auth_challenge": hex::encode(auth_challenge),
+            "auth_message": hex::encode(&auth_msg),
+            "auth_signature": hex::encode(auth_sig.0),
+            "register_message_pow_required": hex::encode(&reg_msg),
+            "register_signature": hex::encode(reg_sig.0),
+            "deposit_batch_hash": hex::encode(batch_hash),
+            "pow": {
+                "challenge": hex::encode(pow_challenge),
+                "batch_hash": hex::encode(batch_hash),
+                "difficulty": difficulty,
+                "nonce": nonce,
+                "hash": hex::encode(Sha256::digest([crate::pow::POW_DOMAIN, &pow_challenge, &batch_hash, &nonce.to_be_bytes()].concat())),
+            },
+            "client_frames": client_json,
+            "server_frames": server_json,
+            "error_codes": codes,
+        });
+        crate::state::vectors::check("relay.json", &json);
+    }
+
     proptest! {
         #[test]
         fn client_decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..600)) {
