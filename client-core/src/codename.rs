@@ -186,7 +186,10 @@ impl Codename {
             .split(|c: char| !c.is_alphabetic())
             .filter(|t| !t.is_empty())
             .collect();
-        let mut words = [0u16; CODENAME_WORDS];
+        // Filled in place: on any error path, dropping it zeroizes what was read.
+        let mut out = Codename {
+            words: [0u16; CODENAME_WORDS],
+        };
         let mut count = 0usize;
         let mut joined = Zeroizing::new(String::new());
         let mut i = 0;
@@ -214,20 +217,19 @@ impl Codename {
             match found {
                 None => return Err(CodenameError::UnknownWord { position: count }),
                 Some(ix) => {
-                    if let Some(slot) = words.get_mut(count - 1) {
+                    if let Some(slot) = out.words.get_mut(count - 1) {
                         *slot = ix;
                     }
                 }
             }
         }
         if count != CODENAME_WORDS {
-            words.zeroize();
             return Err(CodenameError::WrongWordCount {
                 expected: CODENAME_WORDS,
                 got: count,
             });
         }
-        Ok(Codename { words })
+        Ok(out)
     }
 
     /// The words, separated by single spaces, in a buffer zeroized on drop

@@ -31,10 +31,11 @@ use crate::wire::{Reader, Writer};
 /// Version byte of an application message.
 pub const MESSAGE_VERSION: u8 = 1;
 
-/// Largest encoded application message. A ratchet message carries at most
-/// 60 000 bytes of plaintext so that, with the ratchet header, padding and
-/// the sealed-sender overhead, it fits the largest 64 KiB padding bucket.
-pub const MAX_APP_MESSAGE_LEN: usize = 60_000;
+/// Largest encoded application message: exactly what one Double Ratchet
+/// message can carry ([`crate::ratchet::MAX_PLAINTEXT_LEN`], a little under
+/// 60 000 bytes), so every message we encode can be sent as one ratchet
+/// message inside the largest sealed-sender padding bucket.
+pub const MAX_APP_MESSAGE_LEN: usize = crate::ratchet::MAX_PLAINTEXT_LEN;
 
 /// Longest message text in UTF-8 bytes (16 KiB: several pages of a letter,
 /// between 5 000 and 16 000 characters depending on the script). Long enough
