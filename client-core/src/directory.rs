@@ -321,6 +321,39 @@ impl Directory {
         }
     }
 
+    /// The next version for the administrator to edit and sign: same
+    /// content, serial + 1, issued at `now` (floored to the hour). `None`
+    /// when the serial is exhausted.
+    pub fn successor(&self, now: UnixTime) -> Option<Directory> {
+        let mut next = self.clone();
+        next.serial = self.serial.checked_add(1)?;
+        next.issued_at = now.floor_hour();
+        Some(next)
+    }
+
+    /// Removes a device from every team (a lost or retired device). Returns
+    /// whether it was listed.
+    pub fn remove_device(&mut self, id: DeviceId) -> bool {
+        let mut found = false;
+        for team in &mut self.teams {
+            let before = team.devices.len();
+            team.devices.retain(|d| d.id != id);
+            found |= team.devices.len() != before;
+        }
+        found
+    }
+
+    /// Adds a device to a team (validation happens when signing).
+    pub fn add_device(&mut self, team: TeamId, device: DeviceEntry) -> Result<(), DirectoryError> {
+        let t = self
+            .teams
+            .iter_mut()
+            .find(|t| t.id == team)
+            .ok_or(DirectoryError::UnknownTeam { team: team.0 })?;
+        t.devices.push(device);
+        Ok(())
+    }
+
     /// The default topics (DESIGN.md), ids 1–6, with no devices yet.
     /// Translations are a first draft to be reviewed by native speakers.
     pub fn default_teams() -> Vec<Team> {
@@ -1116,6 +1149,33 @@ pub(crate) mod tests {
             Err(DirectoryError::WrongOrganisation)
         );
         crate::state::vectors::check("directory.json", &json);
+    }
+
+    #[test]
+    fn admin_helpers() {
+        let (org, _) = keys();
+        let d = sample(&org, 1);
+        let mut next = d.successor(UnixTime(1_900_000_123)).unwrap();
+        assert_eq!(next.serial, 2);
+        assert_eq!(next.issued_at.0 % 3600, 0);
+        assert!(next.remove_device(DeviceId(2)));
+        assert!(!next.remove_device(DeviceId(2)));
+        assert!(next.add_device(TeamId(6), device(9)).is_ok());
+        assert_eq!(
+            next.add_device(TeamId(60), device(10)),
+            Err(DirectoryError::UnknownTeam { team: 60 })
+        );
+        let v1 = d.sign(&org).unwrap().verify(&org.public(), None).unwrap();
+        let v2 = next
+            .sign(&org)
+            .unwrap()
+            .verify(&org.public(), Some(&v1.version()))
+            .unwrap();
+        assert!(v2.device(DeviceId(2)).is_none());
+        assert_eq!(v2.teams_of(DeviceId(9)), vec![TeamId(6)]);
+        let mut last = d.clone();
+        last.serial = u64::MAX;
+        assert!(last.successor(UnixTime(0)).is_none());
     }
 
     #[test]
