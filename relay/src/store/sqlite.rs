@@ -71,6 +71,24 @@ const MIGRATIONS: &[&str] = &["
         serial    BLOB NOT NULL,
         directory BLOB NOT NULL
     ) WITHOUT ROWID;
+", "
+    -- Per-mailbox envelope count and bytes, kept by triggers, so the quota
+    -- check on every deposit is one row read instead of a scan.
+    ALTER TABLE mailboxes ADD COLUMN envelope_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mailboxes ADD COLUMN envelope_bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE mailboxes SET
+        envelope_count = (SELECT COUNT(*) FROM envelopes WHERE mailbox = mailboxes.id),
+        envelope_bytes = (SELECT COALESCE(SUM(LENGTH(ciphertext)), 0) FROM envelopes WHERE mailbox = mailboxes.id);
+    CREATE TRIGGER envelopes_count_insert AFTER INSERT ON envelopes BEGIN
+        UPDATE mailboxes SET envelope_count = envelope_count + 1,
+                             envelope_bytes = envelope_bytes + LENGTH(NEW.ciphertext)
+        WHERE id = NEW.mailbox;
+    END;
+    CREATE TRIGGER envelopes_count_delete AFTER DELETE ON envelopes BEGIN
+        UPDATE mailboxes SET envelope_count = envelope_count - 1,
+                             envelope_bytes = envelope_bytes - LENGTH(OLD.ciphertext)
+        WHERE id = OLD.mailbox;
+    END;
 "];
 
 /// Default number of queued writes committed in one transaction: enough to
@@ -373,7 +391,7 @@ impl Store for SqliteStore {
             // breach rolls the whole batch back.
             for to in touched {
                 let (count, bytes): (i64, i64) = c.query_row(
-                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(ciphertext)), 0) FROM envelopes WHERE mailbox = ?1",
+                    "SELECT envelope_count, envelope_bytes FROM mailboxes WHERE id = ?1",
                     [&to.as_bytes()[..]],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
@@ -655,6 +673,70 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
+        // The trigger-kept counters match the rows.
+        let counts: (i64, i64) = s
+            .reader
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT SUM(envelope_count), SUM(envelope_bytes) FROM mailboxes",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(counts, (0, 0));
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn quota_counters_follow_every_insert_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let k = super::super::contract::keys(1);
+        s.register(k, false).await.unwrap();
+        let q = Quotas {
+            max_envelopes: 100,
+            max_bytes: 1 << 20,
+        };
+        let mut ids = Vec::new();
+        for i in 0..5u8 {
+            let envelope = Envelope::from_parts(k.id(), vec![i; 50 + usize::from(i)]).unwrap();
+            let id = EnvelopeId::of(&envelope.encode());
+            ids.push(id);
+            let expires_at = UnixTime(if i == 0 { 3600 } else { 7200 });
+            s.deposit(
+                vec![NewEnvelope {
+                    id,
+                    expires_at,
+                    envelope,
+                }],
+                q,
+            )
+            .await
+            .unwrap();
+        }
+        s.ack(k.id(), vec![ids[4]]).await.unwrap();
+        s.sweep(UnixTime(3600)).await.unwrap();
+        let check = |s: &SqliteStore| {
+            let c = s.reader.lock().unwrap();
+            let kept: (i64, i64) = c
+                .query_row(
+                    "SELECT envelope_count, envelope_bytes FROM mailboxes",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            let real: (i64, i64) = c
+                .query_row(
+                    "SELECT COUNT(*), SUM(LENGTH(ciphertext)) FROM envelopes",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(kept, real);
+            kept
+        };
+        assert_eq!(check(&s), (3, 51 + 52 + 53));
         s.close().await.unwrap();
     }
 

@@ -80,6 +80,50 @@ async fn concurrent_clients_get_everything_exactly_once() {
     }
 }
 
+/// A rough loopback figure for docs/BENCHMARKS.md (not run by default):
+/// `cargo test -p northstar-e2e --test relay -- --ignored --nocapture throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_with_many_connections() {
+    let mut args = FAST.to_vec();
+    args.extend(["--mailbox-max-envelopes", "100000"]);
+    let relay = RelayProcess::start(&args).await.unwrap();
+    let mb = Mailbox::random();
+    relay
+        .client()
+        .await
+        .unwrap()
+        .register(&mb, false)
+        .await
+        .unwrap();
+    for writers in [1usize, 8, 64] {
+        const EACH: usize = 100;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let url = relay.url();
+                let to = mb.id();
+                tokio::spawn(async move {
+                    let mut c = Client::connect(&url).await.unwrap();
+                    for i in 0..EACH {
+                        let e = seal(to, format!("{writers} {w} {i}").as_bytes());
+                        let r = c.deposit(vec![e], false).await.unwrap();
+                        assert!(matches!(r, ServerFrame::Deposited { .. }), "{r:?}");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "loopback: {writers:>2} connections x {EACH} deposits: {:.0} deposits/s",
+            (writers * EACH) as f64 / secs
+        );
+    }
+}
+
 #[tokio::test]
 async fn pending_messages_survive_a_graceful_restart() {
     let mut relay = RelayProcess::start(&[]).await.unwrap();
