@@ -38,6 +38,9 @@ pub enum Error {
     /// Encrypted state could not be opened.
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
+    /// The client layer refused an operation.
+    #[error("client: {0}")]
+    Client(#[from] crate::client::ClientError),
     /// Proof of work missing or insufficient.
     #[error("proof of work: {0}")]
     Pow(#[from] crate::pow::PowError),

@@ -22,10 +22,13 @@
 //! - [`state`] — encrypted, versioned client-state blobs.
 //! - [`pow`] — the hashcash-style proof of work on deposits.
 //! - [`frame`] — the relay wire protocol (client ↔ relay frames).
+//! - [`client`] — what a seeker and a counselor device do: sessions with peers,
+//!   the seeker's conversation, the counselor's team inbox.
 //!
 //! Byte-exact formats are specified in `docs/PROTOCOL.md`.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod codename;
 pub mod directory;
 pub mod error;

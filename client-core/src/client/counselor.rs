@@ -1,0 +1,826 @@
+//! A counselor device: prekeys, the team inbox, and team state shared with
+//! colleagues' devices.
+//!
+//! Every device of the intake set receives each seeker message (the seeker
+//! fans out), so every device files the conversation itself, under the team
+//! named inside the opening message. What one device *does* — claim, hand
+//! off, resolve, reopen, a private note, a reply or referral it sent — travels
+//! to the colleagues' devices as a [`TeamEvent`], end-to-end encrypted over
+//! pairwise sessions like any other message; the relay never holds team state
+//! in the clear.
+//!
+//! Sending to a colleague with no session yet needs its prekey bundle:
+//! [`Counselor::missing_bundles`] says which to fetch, and each operation
+//! takes the fetched bundles.
+
+use std::collections::BTreeMap;
+
+use super::endpoint::{Endpoint, PrekeyStore};
+use super::{Author, ClientError, Entry, EntryKind, FetchedBundle, push_entry};
+use crate::directory::{
+    DeviceEntry, DeviceId, DirectoryVersion, OrgPublicKey, PartnerId, SignedDirectory, TeamId,
+    VerifiedDirectory,
+};
+use crate::error::{DecodeError, Error};
+use crate::ids::{MailboxId, MessageId};
+use crate::keys::{
+    IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePreKeyPublic,
+};
+use crate::message::{
+    AppMessage, Body, Direction, Language, MAX_NOTE_LEN, MessageText, TeamEvent, TeamEventKind,
+};
+use crate::pqxdh::SignedPreKeyBundle;
+use crate::sealed::Envelope;
+use crate::wire::{Reader, Writer};
+use crate::{CryptoRng, UnixTime};
+
+/// Saved-state format version of a counselor device.
+pub const COUNSELOR_STATE_VERSION: u8 = 1;
+
+/// Most conversations a device keeps (bounds saved state; resolved ones can
+/// be archived by the shell).
+pub const MAX_CONVERSATIONS: usize = 4096;
+
+/// Most private notes per conversation.
+pub const MAX_NOTES: usize = 500;
+
+/// Where a conversation stands for the team.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Nobody has taken it yet.
+    Open,
+    /// A device has taken it.
+    Claimed(DeviceId),
+    /// Answered and closed.
+    Resolved,
+}
+
+/// A private note between colleagues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub by: DeviceId,
+    pub at: UnixTime,
+    pub text: MessageText,
+}
+
+/// One conversation in the team inbox, named by the seeker's mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conversation {
+    pub seeker: IdentityPublic,
+    pub seeker_mailbox: MailboxPublic,
+    pub team: TeamId,
+    pub language: Language,
+    pub status: Status,
+    pub history: Vec<Entry>,
+    pub notes: Vec<Note>,
+    /// Something arrived that this device has not shown yet.
+    pub unread: bool,
+}
+
+/// What [`Counselor::receive`] changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A seeker opened a conversation.
+    NewConversation { conversation: MailboxId },
+    /// A new entry (from the seeker, or a copy of a colleague's reply).
+    Message {
+        conversation: MailboxId,
+        entry: Entry,
+    },
+    /// A colleague changed the conversation's status.
+    StatusChanged {
+        conversation: MailboxId,
+        status: Status,
+        by: DeviceId,
+    },
+    /// A colleague added a private note.
+    Note { conversation: MailboxId, note: Note },
+    /// The seeker asked for deletion; the conversation is gone from this device.
+    Deleted { conversation: MailboxId },
+}
+
+/// A counselor device.
+pub struct Counselor {
+    endpoint: Endpoint,
+    directory: Option<VerifiedDirectory>,
+    conversations: BTreeMap<MailboxId, Conversation>,
+}
+
+impl core::fmt::Debug for Counselor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Counselor")
+            .field("conversations", &self.conversations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a device hands the administrator to be added to the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevicePublic {
+    pub identity: IdentityPublic,
+    pub mailbox: MailboxPublic,
+}
+
+impl DevicePublic {
+    /// Version byte of the exported form.
+    pub const VERSION: u8 = 1;
+
+    /// `version:u8 (=1) || identity[64] || mailbox[64]`
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(Self::VERSION);
+        self.identity.write(&mut w);
+        self.mailbox.write(&mut w);
+        w.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        r.version(Self::VERSION, "device public")?;
+        let identity = IdentityPublic::read(&mut r)?;
+        let mailbox = MailboxPublic::read(&mut r)?;
+        r.finish("device public")?;
+        Ok(DevicePublic { identity, mailbox })
+    }
+}
+
+impl Counselor {
+    /// A new device with fresh keys.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let identity = IdentityKeyPair::generate(rng);
+        let mailbox = MailboxKeyPair::generate(rng);
+        let prekeys = PrekeyStore::generate(rng);
+        Counselor {
+            endpoint: Endpoint::with_prekeys(identity, mailbox, prekeys),
+            directory: None,
+            conversations: BTreeMap::new(),
+        }
+    }
+
+    /// The public keys to give the administrator.
+    pub fn public(&self) -> DevicePublic {
+        DevicePublic {
+            identity: self.endpoint.identity().public(),
+            mailbox: self.endpoint.mailbox().public(),
+        }
+    }
+
+    pub fn mailbox(&self) -> &MailboxKeyPair {
+        self.endpoint.mailbox()
+    }
+
+    /// The signed prekey bundle to upload.
+    pub fn prekey_bundle(&self) -> Result<SignedPreKeyBundle, Error> {
+        let store = self.endpoint.prekeys().ok_or(ClientError::NoPrekeys)?;
+        Ok(store.bundle(self.endpoint.identity()))
+    }
+
+    /// New one-time prekeys to upload.
+    pub fn new_one_time_prekeys(
+        &mut self,
+        count: usize,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<OneTimePreKeyPublic>, Error> {
+        let store = self.endpoint.prekeys_mut().ok_or(ClientError::NoPrekeys)?;
+        Ok(store.generate_one_time(count, rng))
+    }
+
+    /// Loads a directory fetched from the relay, checked against the pinned
+    /// organisation key and refusing a rollback from the one held.
+    pub fn set_directory(&mut self, signed: &[u8], pinned: &OrgPublicKey) -> Result<(), Error> {
+        let previous: Option<DirectoryVersion> = self.directory.as_ref().map(|d| d.version());
+        let verified = SignedDirectory::decode(signed)?.verify(pinned, previous.as_ref())?;
+        self.directory = Some(verified);
+        Ok(())
+    }
+
+    pub fn directory(&self) -> Option<&VerifiedDirectory> {
+        self.directory.as_ref()
+    }
+
+    /// This device's entry in the directory.
+    pub fn device(&self) -> Result<&DeviceEntry, Error> {
+        let dir = self.directory.as_ref().ok_or(ClientError::NoDirectory)?;
+        Ok(dir
+            .device_by_identity(&self.endpoint.identity().public())
+            .ok_or(ClientError::NotInDirectory)?)
+    }
+
+    /// Conversations, by seeker mailbox.
+    pub fn conversations(&self) -> &BTreeMap<MailboxId, Conversation> {
+        &self.conversations
+    }
+
+    pub fn conversation(&self, id: &MailboxId) -> Option<&Conversation> {
+        self.conversations.get(id)
+    }
+
+    /// Marks a conversation as read on this device.
+    pub fn mark_read(&mut self, id: &MailboxId) {
+        if let Some(c) = self.conversations.get_mut(id) {
+            c.unread = false;
+        }
+    }
+
+    /// Takes in an envelope from this device's mailbox.
+    pub fn receive(&mut self, env: &Envelope) -> Result<Option<Event>, Error> {
+        let dir = self.directory.as_ref().ok_or(ClientError::NoDirectory)?;
+        let Some(received) = self.endpoint.open(env)? else {
+            return Ok(None);
+        };
+        let colleague = dir.device_by_identity(&received.from).map(|d| d.id);
+        let msg = received.message;
+        match colleague {
+            Some(by) => match msg.body {
+                Body::Team(event) if event.by == by => {
+                    Ok(self.apply_team_event(event, msg.sent_at))
+                }
+                _ => Err(ClientError::NotAllowed.into()),
+            },
+            None => {
+                let conv_id = received.from_mailbox.id();
+                match msg.body {
+                    Body::Opening {
+                        team,
+                        language,
+                        text,
+                    } => {
+                        let is_new = !self.conversations.contains_key(&conv_id);
+                        if is_new && self.conversations.len() >= MAX_CONVERSATIONS {
+                            return Err(Error::TooLongToEncode {
+                                what: "conversations",
+                                max: MAX_CONVERSATIONS,
+                                got: MAX_CONVERSATIONS + 1,
+                            });
+                        }
+                        let conv =
+                            self.conversations
+                                .entry(conv_id)
+                                .or_insert_with(|| Conversation {
+                                    seeker: received.from,
+                                    seeker_mailbox: received.from_mailbox,
+                                    team,
+                                    language,
+                                    status: Status::Open,
+                                    history: Vec::new(),
+                                    notes: Vec::new(),
+                                    unread: true,
+                                });
+                        let entry = Entry {
+                            id: msg.id,
+                            at: msg.sent_at,
+                            author: Author::Seeker,
+                            kind: EntryKind::Text(text),
+                        };
+                        push_entry(&mut conv.history, entry);
+                        conv.unread = true;
+                        Ok(Some(Event::NewConversation {
+                            conversation: conv_id,
+                        }))
+                    }
+                    Body::Text { text } => {
+                        let conv = self
+                            .conversations
+                            .get_mut(&conv_id)
+                            .ok_or(ClientError::UnknownConversation)?;
+                        if conv.seeker != received.from {
+                            return Err(ClientError::UnknownSender.into());
+                        }
+                        let entry = Entry {
+                            id: msg.id,
+                            at: msg.sent_at,
+                            author: Author::Seeker,
+                            kind: EntryKind::Text(text),
+                        };
+                        conv.unread = true;
+                        Ok(
+                            push_entry(&mut conv.history, entry.clone()).then_some(
+                                Event::Message {
+                                    conversation: conv_id,
+                                    entry,
+                                },
+                            ),
+                        )
+                    }
+                    Body::DeleteRequest => {
+                        if self
+                            .conversations
+                            .get(&conv_id)
+                            .is_some_and(|c| c.seeker == received.from)
+                        {
+                            self.conversations.remove(&conv_id);
+                            self.endpoint.forget(&received.from);
+                        }
+                        Ok(Some(Event::Deleted {
+                            conversation: conv_id,
+                        }))
+                    }
+                    _ => Err(ClientError::NotAllowed.into()),
+                }
+            }
+        }
+    }
+
+    fn apply_team_event(&mut self, event: TeamEvent, at: UnixTime) -> Option<Event> {
+        let conversation = event.conversation;
+        let conv = self.conversations.get_mut(&conversation)?;
+        let by = event.by;
+        let status = |s: Status| {
+            Some(Event::StatusChanged {
+                conversation,
+                status: s,
+                by,
+            })
+        };
+        match event.kind {
+            TeamEventKind::Claim => {
+                conv.status = Status::Claimed(by);
+                status(conv.status)
+            }
+            TeamEventKind::HandOff { to } => {
+                conv.status = Status::Claimed(to);
+                conv.unread = true;
+                status(conv.status)
+            }
+            TeamEventKind::Resolve => {
+                conv.status = Status::Resolved;
+                status(conv.status)
+            }
+            TeamEventKind::Reopen => {
+                conv.status = Status::Open;
+                status(conv.status)
+            }
+            TeamEventKind::Note { text } => {
+                let note = Note { by, at, text };
+                if conv.notes.len() >= MAX_NOTES {
+                    conv.notes.remove(0);
+                }
+                conv.notes.push(note.clone());
+                Some(Event::Note { conversation, note })
+            }
+            TeamEventKind::Copy {
+                direction: Direction::ToSeeker,
+                message,
+            } => {
+                let kind = match message.body {
+                    Body::Text { text } => EntryKind::Text(text),
+                    Body::Referral { partner, text } => EntryKind::Referral { partner, text },
+                    _ => return None,
+                };
+                let entry = Entry {
+                    id: message.id,
+                    at: message.sent_at,
+                    author: Author::Counselor(by),
+                    kind,
+                };
+                push_entry(&mut conv.history, entry.clone()).then_some(Event::Message {
+                    conversation,
+                    entry,
+                })
+            }
+            // Every device receives the seeker's own messages directly;
+            // canned answers are kept by the shell.
+            TeamEventKind::Copy {
+                direction: Direction::FromSeeker,
+                ..
+            }
+            | TeamEventKind::CannedAnswer { .. } => None,
+        }
+    }
+
+    /// The colleague devices team events about `conversation` go to: the
+    /// intake set of its team, without this device.
+    fn colleagues(&self, conversation: &MailboxId) -> Result<Vec<DeviceEntry>, Error> {
+        let dir = self.directory.as_ref().ok_or(ClientError::NoDirectory)?;
+        let conv = self
+            .conversations
+            .get(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        let me = self.endpoint.identity().public();
+        let set = match dir.intake_set(conv.team) {
+            Ok(set) => set
+                .into_iter()
+                .map(|r| r.device.clone())
+                .collect::<Vec<_>>(),
+            // A team that left the directory: every device.
+            Err(_) => dir.devices().into_iter().cloned().collect(),
+        };
+        Ok(set.into_iter().filter(|d| d.identity != me).collect())
+    }
+
+    /// Colleague mailboxes whose prekey bundles must be fetched before a
+    /// team operation on `conversation` (no session with them yet).
+    pub fn missing_bundles(&self, conversation: &MailboxId) -> Result<Vec<MailboxId>, Error> {
+        Ok(self
+            .colleagues(conversation)?
+            .into_iter()
+            .filter(|d| !self.endpoint.has_session(&d.identity))
+            .map(|d| d.mailbox.id())
+            .collect())
+    }
+
+    fn send_team_event(
+        &mut self,
+        conversation: &MailboxId,
+        kind: TeamEventKind,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        let by = self.device()?.id;
+        let colleagues = self.colleagues(conversation)?;
+        let msg = AppMessage::new(
+            MessageId::random(rng),
+            now,
+            Body::Team(TeamEvent {
+                conversation: *conversation,
+                by,
+                kind,
+            }),
+        );
+        let mut out = Vec::with_capacity(colleagues.len());
+        for d in &colleagues {
+            let bundle = bundles.iter().find(|b| b.mailbox == d.mailbox.id());
+            out.push(
+                self.endpoint
+                    .seal_to(&d.identity, &d.mailbox, bundle, &msg, rng)?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn check_not_claimed_by_other(&self, conversation: &MailboxId) -> Result<(), Error> {
+        let me = self.device()?.id;
+        let conv = self
+            .conversations
+            .get(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        match conv.status {
+            Status::Claimed(d) if d != me => Err(ClientError::ClaimedByOther { by: d.0 }.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn set_status(&mut self, conversation: &MailboxId, status: Status) -> Result<(), Error> {
+        let conv = self
+            .conversations
+            .get_mut(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        conv.status = status;
+        Ok(())
+    }
+
+    /// Takes the conversation (refused if a colleague holds it).
+    pub fn claim(
+        &mut self,
+        conversation: &MailboxId,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        self.check_not_claimed_by_other(conversation)?;
+        let me = self.device()?.id;
+        let out = self.send_team_event(conversation, TeamEventKind::Claim, bundles, now, rng)?;
+        self.set_status(conversation, Status::Claimed(me))?;
+        Ok(out)
+    }
+
+    /// Hands a conversation this device holds (or an open one) to a colleague.
+    pub fn hand_off(
+        &mut self,
+        conversation: &MailboxId,
+        to: DeviceId,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        self.check_not_claimed_by_other(conversation)?;
+        let dir = self.directory.as_ref().ok_or(ClientError::NoDirectory)?;
+        dir.device(to).ok_or(ClientError::unknown_device(to))?;
+        let out = self.send_team_event(
+            conversation,
+            TeamEventKind::HandOff { to },
+            bundles,
+            now,
+            rng,
+        )?;
+        self.set_status(conversation, Status::Claimed(to))?;
+        Ok(out)
+    }
+
+    /// Marks the conversation answered and closed.
+    pub fn resolve(
+        &mut self,
+        conversation: &MailboxId,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        self.check_not_claimed_by_other(conversation)?;
+        let out = self.send_team_event(conversation, TeamEventKind::Resolve, bundles, now, rng)?;
+        self.set_status(conversation, Status::Resolved)?;
+        Ok(out)
+    }
+
+    /// Opens a resolved conversation again.
+    pub fn reopen(
+        &mut self,
+        conversation: &MailboxId,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        let out = self.send_team_event(conversation, TeamEventKind::Reopen, bundles, now, rng)?;
+        self.set_status(conversation, Status::Open)?;
+        Ok(out)
+    }
+
+    /// A private note for colleagues (the seeker never sees it).
+    pub fn note(
+        &mut self,
+        conversation: &MailboxId,
+        text: &str,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        if text.len() > MAX_NOTE_LEN {
+            return Err(Error::TooLongToEncode {
+                what: "note",
+                max: MAX_NOTE_LEN,
+                got: text.len(),
+            });
+        }
+        let me = self.device()?.id;
+        let text = MessageText::new(text);
+        let out = self.send_team_event(
+            conversation,
+            TeamEventKind::Note { text: text.clone() },
+            bundles,
+            now,
+            rng,
+        )?;
+        let conv = self
+            .conversations
+            .get_mut(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        if conv.notes.len() >= MAX_NOTES {
+            conv.notes.remove(0);
+        }
+        conv.notes.push(Note {
+            by: me,
+            at: UnixTime(now.0 - now.0 % crate::message::SENT_AT_PRECISION_SECS),
+            text,
+        });
+        Ok(out)
+    }
+
+    /// Answers the seeker; colleagues get a copy. Replying to an open
+    /// conversation claims it first.
+    pub fn reply(
+        &mut self,
+        conversation: &MailboxId,
+        text: &str,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        let body = Body::Text {
+            text: MessageText::new(text),
+        };
+        self.send_to_seeker(conversation, body, bundles, now, rng)
+    }
+
+    /// Refers the seeker to a partner organisation of the directory.
+    pub fn refer(
+        &mut self,
+        conversation: &MailboxId,
+        partner: PartnerId,
+        text: &str,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        let dir = self.directory.as_ref().ok_or(ClientError::NoDirectory)?;
+        dir.partner(partner)
+            .ok_or(ClientError::unknown_partner(partner))?;
+        let body = Body::Referral {
+            partner,
+            text: MessageText::new(text),
+        };
+        self.send_to_seeker(conversation, body, bundles, now, rng)
+    }
+
+    fn send_to_seeker(
+        &mut self,
+        conversation: &MailboxId,
+        body: Body,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        self.check_not_claimed_by_other(conversation)?;
+        let me = self.device()?.id;
+        let mut out = Vec::new();
+        let open = self
+            .conversations
+            .get(conversation)
+            .is_some_and(|c| c.status == Status::Open);
+        if open {
+            out.extend(self.send_team_event(
+                conversation,
+                TeamEventKind::Claim,
+                bundles,
+                now,
+                rng,
+            )?);
+            self.set_status(conversation, Status::Claimed(me))?;
+        }
+        let conv = self
+            .conversations
+            .get(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        let (seeker, seeker_mailbox) = (conv.seeker, conv.seeker_mailbox);
+        let msg = AppMessage::new(MessageId::random(rng), now, body);
+        out.push(
+            self.endpoint
+                .seal_to(&seeker, &seeker_mailbox, None, &msg, rng)?,
+        );
+        out.extend(self.send_team_event(
+            conversation,
+            TeamEventKind::Copy {
+                direction: Direction::ToSeeker,
+                message: Box::new(msg.clone()),
+            },
+            bundles,
+            now,
+            rng,
+        )?);
+        let kind = match msg.body {
+            Body::Text { text } => EntryKind::Text(text),
+            Body::Referral { partner, text } => EntryKind::Referral { partner, text },
+            _ => return Err(ClientError::NotAllowed.into()),
+        };
+        let conv = self
+            .conversations
+            .get_mut(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        push_entry(
+            &mut conv.history,
+            Entry {
+                id: msg.id,
+                at: msg.sent_at,
+                author: Author::Counselor(me),
+                kind,
+            },
+        );
+        Ok(out)
+    }
+
+    /// Saves the whole device (keys, prekeys, sessions, directory, inbox).
+    /// The shell encrypts it (see [`crate::state`]).
+    ///
+    /// ```text
+    /// version:u8 (=1) || endpoint:vec32 || has_dir:u8 || [signed_directory:vec32]
+    ///   || conversations:u16 || conversation*
+    /// conversation = seeker_identity[64] || seeker_mailbox[64] || team:u16 || language:u8
+    ///   || status:u8 (0 open, 1 claimed, 2 resolved) || [device:u32] || unread:u8
+    ///   || history:u16 || entry* || notes:u16 || (by:u32 || at:u64 || text:str16)*
+    /// ```
+    pub fn encode(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+        let mut w = Writer::new();
+        w.u8(COUNSELOR_STATE_VERSION);
+        w.vec_u32(
+            &self.endpoint.encode()?,
+            crate::state::MAX_STATE_PLAINTEXT_LEN,
+            "endpoint",
+        )?;
+        match &self.directory {
+            Some(d) => {
+                w.u8(1);
+                w.vec_u32(
+                    &d.signed().encode(),
+                    crate::frame::MAX_DIRECTORY_LEN,
+                    "directory",
+                )?;
+            }
+            None => {
+                w.u8(0);
+            }
+        }
+        w.count_u16(self.conversations.len(), MAX_CONVERSATIONS, "conversations")?;
+        for c in self.conversations.values() {
+            c.seeker.write(&mut w);
+            c.seeker_mailbox.write(&mut w);
+            w.u16(c.team.0).u8(c.language.wire());
+            match c.status {
+                Status::Open => {
+                    w.u8(0);
+                }
+                Status::Claimed(d) => {
+                    w.u8(1).u32(d.0);
+                }
+                Status::Resolved => {
+                    w.u8(2);
+                }
+            }
+            w.u8(u8::from(c.unread));
+            w.count_u16(c.history.len(), super::MAX_HISTORY, "history")?;
+            for e in &c.history {
+                e.write(&mut w)?;
+            }
+            w.count_u16(c.notes.len(), MAX_NOTES, "notes")?;
+            for n in &c.notes {
+                w.u32(n.by.0).u64(n.at.0);
+                w.vec_u16(n.text.as_str().as_bytes(), MAX_NOTE_LEN, "note")?;
+            }
+        }
+        Ok(zeroize::Zeroizing::new(w.into_bytes()))
+    }
+
+    /// Restores what [`Counselor::encode`] saved; the directory is verified
+    /// again against the pinned key.
+    pub fn decode(bytes: &[u8], pinned: &OrgPublicKey) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        r.version(COUNSELOR_STATE_VERSION, "counselor state")?;
+        let endpoint =
+            Endpoint::decode(r.vec_u32(crate::state::MAX_STATE_PLAINTEXT_LEN, "endpoint")?)?;
+        let directory = match r.u8("has directory")? {
+            0 => None,
+            1 => Some(
+                SignedDirectory::decode(r.vec_u32(crate::frame::MAX_DIRECTORY_LEN, "directory")?)?
+                    .verify(pinned, None)?,
+            ),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "has directory",
+                    tag,
+                }
+                .into());
+            }
+        };
+        let n = r.count_u16(MAX_CONVERSATIONS, "conversations")?;
+        let mut conversations = BTreeMap::new();
+        for _ in 0..n {
+            let seeker = IdentityPublic::read(&mut r)?;
+            let seeker_mailbox = MailboxPublic::read(&mut r)?;
+            let team = TeamId(r.u16("team")?);
+            let language = Language::from_wire(r.u8("language")?)?;
+            let status = match r.u8("status")? {
+                0 => Status::Open,
+                1 => Status::Claimed(DeviceId(r.u32("claimed by")?)),
+                2 => Status::Resolved,
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "status",
+                        tag,
+                    }
+                    .into());
+                }
+            };
+            let unread = match r.u8("unread")? {
+                0 => false,
+                1 => true,
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "unread",
+                        tag,
+                    }
+                    .into());
+                }
+            };
+            let h = r.count_u16(super::MAX_HISTORY, "history")?;
+            let mut history = Vec::with_capacity(h);
+            for _ in 0..h {
+                history.push(Entry::read(&mut r)?);
+            }
+            let k = r.count_u16(MAX_NOTES, "notes")?;
+            let mut notes = Vec::with_capacity(k);
+            for _ in 0..k {
+                let by = DeviceId(r.u32("note by")?);
+                let at = UnixTime(r.u64("note at")?);
+                let text = MessageText::new(r.str_u16(MAX_NOTE_LEN, "note")?);
+                notes.push(Note { by, at, text });
+            }
+            conversations.insert(
+                seeker_mailbox.id(),
+                Conversation {
+                    seeker,
+                    seeker_mailbox,
+                    team,
+                    language,
+                    status,
+                    history,
+                    notes,
+                    unread,
+                },
+            );
+        }
+        r.finish("counselor state")?;
+        Ok(Counselor {
+            endpoint,
+            directory,
+            conversations,
+        })
+    }
+}

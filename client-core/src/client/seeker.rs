@@ -1,0 +1,353 @@
+//! The seeker: one conversation with the organisation, keys from the codename.
+//!
+//! Everything the seeker has is derived from the codename
+//! ([`crate::codename::SeekerSecrets`]): identity and mailbox keys, and the
+//! key that encrypts the saved state. The saved state (sessions and the
+//! conversation so far) is stored on the relay as an opaque blob; coming back
+//! from any browser is: codename → keys → authenticate to the mailbox →
+//! fetch the blob → [`Seeker::restore`] → read what arrived since.
+//!
+//! The seeker writes to the organisation's *intake set* (by default every
+//! counselor device, [`crate::directory::VerifiedDirectory::intake_set`]),
+//! one pairwise session per device; the chosen team travels inside the
+//! ciphertext, in the opening message.
+
+use super::endpoint::Endpoint;
+use super::{Author, ClientError, Entry, EntryKind, FetchedBundle, push_entry};
+use crate::codename::SeekerSecrets;
+use crate::directory::{DeviceId, TeamId, VerifiedDirectory};
+use crate::error::{DecodeError, Error};
+use crate::ids::MessageId;
+use crate::keys::{IdentityPublic, MailboxKeyPair, MailboxPublic};
+use crate::message::{AppMessage, Body, Language, MessageText};
+use crate::sealed::Envelope;
+use crate::state::{StateKey, StateKind};
+use crate::wire::{Reader, Writer};
+use crate::{CryptoRng, UnixTime};
+
+/// Saved-state format version of a seeker.
+pub const SEEKER_STATE_VERSION: u8 = 1;
+
+/// Most counselor devices one conversation fans out to (bounds state and the
+/// deposit batch; the relay's batch limit is 64).
+pub const MAX_INTAKE_DEVICES: usize = 64;
+
+/// A counselor device the seeker writes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counterpart {
+    pub device: DeviceId,
+    pub identity: IdentityPublic,
+    pub mailbox: MailboxPublic,
+}
+
+/// The seeker's conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conversation {
+    pub team: TeamId,
+    pub language: Language,
+    pub counselors: Vec<Counterpart>,
+    pub history: Vec<Entry>,
+}
+
+/// A seeker client.
+#[derive(Debug)]
+pub struct Seeker {
+    endpoint: Endpoint,
+    state_key: StateKey,
+    conversation: Option<Conversation>,
+}
+
+impl Seeker {
+    /// A seeker with no conversation yet, from the codename's secrets.
+    pub fn new(secrets: &SeekerSecrets) -> Self {
+        Seeker {
+            endpoint: Endpoint::without_prekeys(secrets.identity_keys(), secrets.mailbox_keys()),
+            state_key: secrets.state_key(),
+            conversation: None,
+        }
+    }
+
+    /// Restores a saved seeker. A blob that does not open under this
+    /// codename's key is an error (a wrong codename yields a different
+    /// mailbox, so normally there is no blob at all).
+    pub fn restore(secrets: &SeekerSecrets, blob: &[u8]) -> Result<Self, Error> {
+        let state_key = secrets.state_key();
+        let plain = state_key.open(StateKind::Seeker, blob)?;
+        let mut r = Reader::new(&plain);
+        r.version(SEEKER_STATE_VERSION, "seeker state")?;
+        let endpoint = Endpoint::decode(r.vec_u32(crate::state::MAX_STATE_BLOB_LEN, "endpoint")?)?;
+        if endpoint.mailbox().id() != secrets.mailbox_keys().id() {
+            return Err(ClientError::BadState.into());
+        }
+        let conversation = match r.u8("has conversation")? {
+            0 => None,
+            1 => Some(read_conversation(&mut r)?),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "has conversation",
+                    tag,
+                }
+                .into());
+            }
+        };
+        r.finish("seeker state")?;
+        Ok(Seeker {
+            endpoint,
+            state_key,
+            conversation,
+        })
+    }
+
+    /// Encrypts the whole state under the codename's state key, for the relay.
+    pub fn save(&self, rng: &mut impl CryptoRng) -> Result<Vec<u8>, Error> {
+        let mut w = Writer::new();
+        w.u8(SEEKER_STATE_VERSION);
+        w.vec_u32(
+            &self.endpoint.encode()?,
+            crate::state::MAX_STATE_BLOB_LEN,
+            "endpoint",
+        )?;
+        match &self.conversation {
+            None => {
+                w.u8(0);
+            }
+            Some(c) => {
+                w.u8(1);
+                write_conversation(&mut w, c)?;
+            }
+        }
+        let plain = zeroize::Zeroizing::new(w.into_bytes());
+        self.state_key.seal(StateKind::Seeker, &plain, rng)
+    }
+
+    /// The seeker's mailbox keys (to register and authenticate at the relay).
+    pub fn mailbox(&self) -> &MailboxKeyPair {
+        self.endpoint.mailbox()
+    }
+
+    pub fn conversation(&self) -> Option<&Conversation> {
+        self.conversation.as_ref()
+    }
+
+    /// Starts the conversation: the opening message (with the chosen team
+    /// inside) to every device of the intake set. `bundles` must hold one
+    /// fetched prekey bundle per intake device.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        &mut self,
+        directory: &VerifiedDirectory,
+        team: TeamId,
+        language: Language,
+        text: &str,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        if self.conversation.is_some() {
+            return Err(ClientError::ConversationExists.into());
+        }
+        let intake = directory.intake_set(team)?;
+        if intake.len() > MAX_INTAKE_DEVICES {
+            return Err(Error::TooLongToEncode {
+                what: "intake set",
+                max: MAX_INTAKE_DEVICES,
+                got: intake.len(),
+            });
+        }
+        let msg = AppMessage::new(
+            MessageId::random(rng),
+            now,
+            Body::Opening {
+                team,
+                language,
+                text: MessageText::new(text),
+            },
+        );
+        // Every bundle must be there before any session is started.
+        if let Some(r) = intake
+            .iter()
+            .find(|r| !bundles.iter().any(|b| b.mailbox == r.device.mailbox.id()))
+        {
+            return Err(ClientError::MissingBundle {
+                mailbox: r.device.mailbox.id(),
+            }
+            .into());
+        }
+        let mut envelopes = Vec::with_capacity(intake.len());
+        let mut counselors = Vec::with_capacity(intake.len());
+        for r in &intake {
+            let d = r.device;
+            let bundle = bundles.iter().find(|b| b.mailbox == d.mailbox.id()).ok_or(
+                ClientError::MissingBundle {
+                    mailbox: d.mailbox.id(),
+                },
+            )?;
+            envelopes.push(self.endpoint.seal_to(
+                &d.identity,
+                &d.mailbox,
+                Some(bundle),
+                &msg,
+                rng,
+            )?);
+            counselors.push(Counterpart {
+                device: d.id,
+                identity: d.identity,
+                mailbox: d.mailbox,
+            });
+        }
+        let mut history = Vec::new();
+        push_entry(&mut history, entry_of(&msg, Author::Seeker, text));
+        self.conversation = Some(Conversation {
+            team,
+            language,
+            counselors,
+            history,
+        });
+        Ok(envelopes)
+    }
+
+    /// Writes to every counselor device of the conversation.
+    pub fn write(
+        &mut self,
+        text: &str,
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        let msg = AppMessage::new(
+            MessageId::random(rng),
+            now,
+            Body::Text {
+                text: MessageText::new(text),
+            },
+        );
+        let envelopes = self.fan_out(&msg, rng)?;
+        if let Some(c) = self.conversation.as_mut() {
+            push_entry(&mut c.history, entry_of(&msg, Author::Seeker, text));
+        }
+        Ok(envelopes)
+    }
+
+    /// Asks the team to delete the conversation (sent before the seeker
+    /// deletes their mailbox and state on the relay).
+    pub fn request_deletion(
+        &mut self,
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        let msg = AppMessage::new(MessageId::random(rng), now, Body::DeleteRequest);
+        self.fan_out(&msg, rng)
+    }
+
+    fn fan_out(
+        &mut self,
+        msg: &AppMessage,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        let counselors = self
+            .conversation
+            .as_ref()
+            .ok_or(ClientError::NoConversation)?
+            .counselors
+            .clone();
+        let mut out = Vec::with_capacity(counselors.len());
+        for c in &counselors {
+            out.push(
+                self.endpoint
+                    .seal_to(&c.identity, &c.mailbox, None, msg, rng)?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Takes in an envelope from the seeker's mailbox. Returns the new entry,
+    /// or `None` for a duplicate. Only the conversation's counselor devices
+    /// can write here, and only texts and referrals.
+    pub fn receive(&mut self, env: &Envelope) -> Result<Option<Entry>, Error> {
+        let conv = self
+            .conversation
+            .as_ref()
+            .ok_or(ClientError::NoConversation)?;
+        let Some(received) = self.endpoint.open(env)? else {
+            return Ok(None);
+        };
+        let device = conv
+            .counselors
+            .iter()
+            .find(|c| c.identity == received.from)
+            .map(|c| c.device)
+            .ok_or(ClientError::UnknownSender)?;
+        let msg = received.message;
+        let entry = match msg.body {
+            Body::Text { text } => Entry {
+                id: msg.id,
+                at: msg.sent_at,
+                author: Author::Counselor(device),
+                kind: EntryKind::Text(text),
+            },
+            Body::Referral { partner, text } => Entry {
+                id: msg.id,
+                at: msg.sent_at,
+                author: Author::Counselor(device),
+                kind: EntryKind::Referral { partner, text },
+            },
+            _ => return Err(ClientError::NotAllowed.into()),
+        };
+        let conv = self
+            .conversation
+            .as_mut()
+            .ok_or(ClientError::NoConversation)?;
+        Ok(push_entry(&mut conv.history, entry.clone()).then_some(entry))
+    }
+}
+
+fn entry_of(msg: &AppMessage, author: Author, text: &str) -> Entry {
+    Entry {
+        id: msg.id,
+        at: msg.sent_at,
+        author,
+        kind: EntryKind::Text(MessageText::new(text)),
+    }
+}
+
+fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), Error> {
+    w.u16(c.team.0).u8(c.language.wire());
+    w.count_u16(c.counselors.len(), MAX_INTAKE_DEVICES, "counselors")?;
+    for k in &c.counselors {
+        w.u32(k.device.0);
+        k.identity.write(w);
+        k.mailbox.write(w);
+    }
+    w.count_u16(c.history.len(), super::MAX_HISTORY, "history")?;
+    for e in &c.history {
+        e.write(w)?;
+    }
+    Ok(())
+}
+
+fn read_conversation(r: &mut Reader<'_>) -> Result<Conversation, DecodeError> {
+    let team = TeamId(r.u16("team")?);
+    let language = Language::from_wire(r.u8("language")?)?;
+    let n = r.count_u16(MAX_INTAKE_DEVICES, "counselors")?;
+    let mut counselors = Vec::with_capacity(n);
+    for _ in 0..n {
+        let device = DeviceId(r.u32("device")?);
+        let identity = IdentityPublic::read(r)?;
+        let mailbox = MailboxPublic::read(r)?;
+        counselors.push(Counterpart {
+            device,
+            identity,
+            mailbox,
+        });
+    }
+    let h = r.count_u16(super::MAX_HISTORY, "history")?;
+    let mut history = Vec::with_capacity(h);
+    for _ in 0..h {
+        history.push(Entry::read(r)?);
+    }
+    Ok(Conversation {
+        team,
+        language,
+        counselors,
+        history,
+    })
+}

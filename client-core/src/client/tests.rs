@@ -1,0 +1,419 @@
+//! A whole conversation in memory: a seeker, two counselors of one team and
+//! a third device of another team, with the intake set, claims, copies,
+//! hand-off, notes, referral, resolve, saved state and deletion.
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use super::counselor::{Counselor, Event, Status};
+use super::seeker::Seeker;
+use super::{Author, ClientError, EntryKind, FetchedBundle};
+use crate::UnixTime;
+use crate::codename::Codename;
+use crate::directory::{
+    DeviceEntry, DeviceId, Directory, OrgSigningKey, Partner, PartnerId, SignedDirectory, TeamId,
+    VerifiedDirectory,
+};
+use crate::error::Error;
+use crate::message::Language;
+use crate::sealed::Envelope;
+
+const NOW: UnixTime = UnixTime(1_800_000_000);
+
+struct World {
+    rng: ChaCha20Rng,
+    org: OrgSigningKey,
+    dir: VerifiedDirectory,
+    dir_bytes: Vec<u8>,
+    a: Counselor,
+    b: Counselor,
+    c: Counselor,
+}
+
+fn bundle_of(c: &mut Counselor, rng: &mut ChaCha20Rng, with_otk: bool) -> FetchedBundle {
+    let one_time = if with_otk {
+        c.new_one_time_prekeys(1, rng)
+            .unwrap()
+            .first()
+            .map(|k| k.encode())
+    } else {
+        None
+    };
+    FetchedBundle {
+        mailbox: c.mailbox().id(),
+        signed_bundle: c.prekey_bundle().unwrap().encode(),
+        one_time,
+    }
+}
+
+fn world() -> World {
+    let mut rng = ChaCha20Rng::from_seed([7; 32]);
+    let org = OrgSigningKey::generate(&mut rng);
+    let a = Counselor::generate(&mut rng);
+    let b = Counselor::generate(&mut rng);
+    let c = Counselor::generate(&mut rng);
+    let mut dir = Directory::new(org.public(), 1, NOW);
+    let mut teams = Directory::default_teams();
+    let entry = |id: u32, label: &str, k: &Counselor| DeviceEntry {
+        id: DeviceId(id),
+        label: label.into(),
+        identity: k.public().identity,
+        mailbox: k.public().mailbox,
+    };
+    teams[0].devices = vec![entry(1, "ana", &a), entry(2, "ben", &b)];
+    teams[1].devices = vec![entry(3, "cy", &c)];
+    dir.teams = teams;
+    dir.partners = vec![Partner {
+        id: PartnerId(1),
+        name: "Shelter North".into(),
+        contact: "+1 555 0100".into(),
+    }];
+    let signed = dir.sign(&org).unwrap();
+    let dir_bytes = signed.encode();
+    let verified = SignedDirectory::decode(&dir_bytes)
+        .unwrap()
+        .verify(&org.public(), None)
+        .unwrap();
+    let mut w = World {
+        rng,
+        org,
+        dir: verified,
+        dir_bytes,
+        a,
+        b,
+        c,
+    };
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        k.set_directory(&w.dir_bytes, &w.org.public()).unwrap();
+    }
+    w
+}
+
+fn to<'a>(envs: &'a [Envelope], c: &Counselor) -> Vec<&'a Envelope> {
+    envs.iter()
+        .filter(|e| *e.recipient() == c.mailbox().id())
+        .collect()
+}
+
+fn deliver(envs: &[Envelope], c: &mut Counselor) -> Vec<Event> {
+    let mine: Vec<Envelope> = to(envs, c).into_iter().cloned().collect();
+    mine.iter().filter_map(|e| c.receive(e).unwrap()).collect()
+}
+
+#[test]
+fn whole_conversation() {
+    let mut w = world();
+    let codename = Codename::generate(&mut w.rng);
+    let secrets = codename.derive(w.org.public().as_ed25519()).unwrap();
+    let mut seeker = Seeker::new(&secrets);
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, true),
+        bundle_of(&mut w.b, &mut w.rng, false),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let team = TeamId(1);
+    let envs = seeker
+        .start(
+            &w.dir,
+            team,
+            Language::Es,
+            "Tengo 17 años y estoy solo.",
+            &bundles,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    // Default intake: every device of the organisation, not just the team.
+    assert_eq!(envs.len(), 3);
+    let conv = seeker.mailbox().id();
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        let ev = deliver(&envs, k);
+        assert_eq!(ev, vec![Event::NewConversation { conversation: conv }]);
+        let c = k.conversation(&conv).unwrap();
+        assert_eq!(
+            c.team, team,
+            "filed under the team named inside the ciphertext"
+        );
+        assert_eq!(c.language, Language::Es);
+        assert_eq!(c.status, Status::Open);
+    }
+    // A delivered twice is a duplicate, not a second message.
+    let again = to(&envs, &w.a)[0].clone();
+    assert_eq!(w.a.receive(&again).unwrap(), None);
+
+    // Ana claims: Ben and Cy see it claimed; Ben cannot reply over her.
+    let missing = w.a.missing_bundles(&conv).unwrap();
+    assert_eq!(missing.len(), 2);
+    let cb = vec![
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let claim = w.a.claim(&conv, &cb, NOW, &mut w.rng).unwrap();
+    assert!(w.a.missing_bundles(&conv).unwrap().is_empty());
+    for k in [&mut w.b, &mut w.c] {
+        let ev = deliver(&claim, k);
+        assert_eq!(
+            ev,
+            vec![Event::StatusChanged {
+                conversation: conv,
+                status: Status::Claimed(DeviceId(1)),
+                by: DeviceId(1)
+            }]
+        );
+    }
+    let err = w.b.reply(&conv, "hola", &[], NOW, &mut w.rng).unwrap_err();
+    assert_eq!(err, Error::Client(ClientError::ClaimedByOther { by: 1 }));
+
+    // Ana answers: the seeker reads it, colleagues get a copy.
+    let reply =
+        w.a.reply(&conv, "Estamos aquí para ayudarte.", &[], NOW, &mut w.rng)
+            .unwrap();
+    assert_eq!(to(&reply, &w.b).len(), 1);
+    let seeker_envs: Vec<Envelope> = reply
+        .iter()
+        .filter(|e| *e.recipient() == conv)
+        .cloned()
+        .collect();
+    assert_eq!(seeker_envs.len(), 1);
+    let entry = seeker.receive(&seeker_envs[0]).unwrap().unwrap();
+    assert_eq!(entry.author, Author::Counselor(DeviceId(1)));
+    assert!(
+        matches!(&entry.kind, EntryKind::Text(t) if t.as_str() == "Estamos aquí para ayudarte.")
+    );
+    for k in [&mut w.b, &mut w.c] {
+        let ev = deliver(&reply, k);
+        assert!(
+            matches!(&ev[..], [Event::Message { entry, .. }] if entry.author == Author::Counselor(DeviceId(1)))
+        );
+        assert_eq!(k.conversation(&conv).unwrap().history.len(), 2);
+    }
+
+    // The seeker leaves; comes back with only the codename and the blob.
+    let blob = seeker.save(&mut w.rng).unwrap();
+    drop(seeker);
+    let again = Codename::parse(&codename.to_zeroizing_string().to_uppercase()).unwrap();
+    let secrets2 = again.derive(w.org.public().as_ed25519()).unwrap();
+    let mut seeker = Seeker::restore(&secrets2, &blob).unwrap();
+    assert_eq!(seeker.conversation().unwrap().history.len(), 2);
+    let follow = seeker.write("¿Qué debo llevar?", NOW, &mut w.rng).unwrap();
+    assert_eq!(follow.len(), 3);
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        let ev = deliver(&follow, k);
+        assert!(
+            matches!(&ev[..], [Event::Message { entry, .. }] if entry.author == Author::Seeker)
+        );
+    }
+
+    // A wrong codename cannot open the blob.
+    let other = Codename::generate(&mut w.rng)
+        .derive(w.org.public().as_ed25519())
+        .unwrap();
+    assert!(Seeker::restore(&other, &blob).is_err());
+
+    // Private note: colleagues see it, the seeker gets nothing.
+    let note =
+        w.a.note(&conv, "Needs shelter info", &[], NOW, &mut w.rng)
+            .unwrap();
+    assert!(note.iter().all(|e| *e.recipient() != conv));
+    assert!(matches!(
+        &deliver(&note, &mut w.b)[..],
+        [Event::Note { .. }]
+    ));
+
+    // Hand-off to Ben: Ben can now answer and refer.
+    let hand =
+        w.a.hand_off(&conv, DeviceId(2), &[], NOW, &mut w.rng)
+            .unwrap();
+    deliver(&hand, &mut w.b);
+    deliver(&hand, &mut w.c);
+    assert_eq!(
+        w.b.conversation(&conv).unwrap().status,
+        Status::Claimed(DeviceId(2))
+    );
+    // Ben has sessions with Ana (she started one) but not with Cy yet.
+    let missing = w.b.missing_bundles(&conv).unwrap();
+    assert_eq!(missing, vec![w.c.mailbox().id()]);
+    let cb = vec![bundle_of(&mut w.c, &mut w.rng, true)];
+    let refer =
+        w.b.refer(
+            &conv,
+            PartnerId(1),
+            "They have beds tonight.",
+            &cb,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    let s: Vec<Envelope> = refer
+        .iter()
+        .filter(|e| *e.recipient() == conv)
+        .cloned()
+        .collect();
+    let entry = seeker.receive(&s[0]).unwrap().unwrap();
+    assert!(matches!(
+        entry.kind,
+        EntryKind::Referral {
+            partner: PartnerId(1),
+            ..
+        }
+    ));
+    assert!(matches!(
+        &deliver(&refer, &mut w.a)[..],
+        [Event::Message { .. }]
+    ));
+    assert!(matches!(
+        &deliver(&refer, &mut w.c)[..],
+        [Event::Message { .. }]
+    ));
+
+    // Resolve, seen by all.
+    let res = w.b.resolve(&conv, &[], NOW, &mut w.rng).unwrap();
+    deliver(&res, &mut w.a);
+    deliver(&res, &mut w.c);
+    for k in [&w.a, &w.b, &w.c] {
+        assert_eq!(k.conversation(&conv).unwrap().status, Status::Resolved);
+    }
+
+    // Counselor state survives save/restore.
+    let saved = w.a.encode().unwrap();
+    let a2 = Counselor::decode(&saved, &w.org.public()).unwrap();
+    assert_eq!(a2.conversation(&conv), w.a.conversation(&conv));
+
+    // Delete everything: every device forgets the conversation.
+    let del = seeker.request_deletion(NOW, &mut w.rng).unwrap();
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        assert_eq!(
+            deliver(&del, k),
+            vec![Event::Deleted { conversation: conv }]
+        );
+        assert!(k.conversation(&conv).is_none());
+    }
+}
+
+#[test]
+fn colleagues_starting_sessions_at_once_converge() {
+    let mut w = world();
+    let codename = Codename::generate(&mut w.rng);
+    let mut seeker = Seeker::new(&codename.derive(w.org.public().as_ed25519()).unwrap());
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, true),
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let envs = seeker
+        .start(
+            &w.dir,
+            TeamId(2),
+            Language::En,
+            "hello",
+            &bundles,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    let conv = seeker.mailbox().id();
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        deliver(&envs, k);
+    }
+    // Ana and Ben each write a note before seeing the other's: two sessions.
+    let ab = vec![
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let ba = vec![
+        bundle_of(&mut w.a, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let na = w.a.note(&conv, "from ana", &ab, NOW, &mut w.rng).unwrap();
+    let nb = w.b.note(&conv, "from ben", &ba, NOW, &mut w.rng).unwrap();
+    assert_eq!(deliver(&nb, &mut w.a).len(), 1);
+    assert_eq!(deliver(&na, &mut w.b).len(), 1);
+    // Both keep talking and every message still opens.
+    for i in 0..4 {
+        let x =
+            w.a.note(&conv, &format!("a{i}"), &[], NOW, &mut w.rng)
+                .unwrap();
+        assert_eq!(deliver(&x, &mut w.b).len(), 1);
+        let y =
+            w.b.note(&conv, &format!("b{i}"), &[], NOW, &mut w.rng)
+                .unwrap();
+        assert_eq!(deliver(&y, &mut w.a).len(), 1);
+    }
+}
+
+#[test]
+fn outsiders_and_tampering_are_refused_without_changing_state() {
+    let mut w = world();
+    let mut seeker = Seeker::new(
+        &Codename::generate(&mut w.rng)
+            .derive(w.org.public().as_ed25519())
+            .unwrap(),
+    );
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, true),
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let envs = seeker
+        .start(
+            &w.dir,
+            TeamId(1),
+            Language::Fr,
+            "bonjour",
+            &bundles,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    let conv = seeker.mailbox().id();
+    // A tampered envelope fails and does not create the conversation.
+    let original = to(&envs, &w.a)[0].clone();
+    let mut ct = original.ciphertext().to_vec();
+    let last = ct.len() - 1;
+    ct[last] ^= 1;
+    let bad = Envelope::from_parts(*original.recipient(), ct).unwrap();
+    assert!(w.a.receive(&bad).is_err());
+    assert!(w.a.conversation(&conv).is_none());
+    // The real one still works afterwards (the one-time prekey was kept).
+    assert!(w.a.receive(&original).unwrap().is_some());
+
+    // A stranger (not in the directory) cannot send team events, and a
+    // seeker cannot be sent a session start.
+    let mut stranger = Counselor::generate(&mut w.rng);
+    stranger
+        .set_directory(&w.dir_bytes, &w.org.public())
+        .unwrap();
+    assert!(stranger.claim(&conv, &[], NOW, &mut w.rng).is_err());
+
+    // Envelopes addressed elsewhere are refused.
+    let for_b = to(&envs, &w.b)[0].clone();
+    assert!(w.a.receive(&for_b).is_err());
+
+    // A seeker who has not started cannot write.
+    let mut fresh = Seeker::new(
+        &Codename::generate(&mut w.rng)
+            .derive(w.org.public().as_ed25519())
+            .unwrap(),
+    );
+    assert_eq!(
+        fresh.write("x", NOW, &mut w.rng).unwrap_err(),
+        Error::Client(ClientError::NoConversation)
+    );
+    // Missing bundle for an intake device: a clear error, nothing sent.
+    let err = fresh
+        .start(
+            &w.dir,
+            TeamId(1),
+            Language::En,
+            "x",
+            &bundles[..1],
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Client(ClientError::MissingBundle { .. })
+    ));
+    assert!(fresh.conversation().is_none());
+}
