@@ -1,10 +1,10 @@
 // WebSocket transport to the relay that served this page: ws(s)://<same
-// host>/v1/ws, binary frames only, reconnect with capped exponential backoff
+// host>/ws, binary frames only, reconnect with capped exponential backoff
 // and jitter. It moves opaque bytes and nothing else: framing, sealing and
 // every protocol decision belong to client-core (compiled to WebAssembly and
 // reached through core.js). Nothing here is stored anywhere.
 
-const PATH = "/v1/ws";
+const PATH = "/ws";
 const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 30_000;
 
