@@ -12,6 +12,18 @@
 //! number their requests from 1. Bodies are decoded strictly (named maxima,
 //! no trailing bytes). This module is pure: the relay, the CLI and the
 //! browser client all use it.
+//!
+//! ```
+//! use northstar_core::frame::{ClientFrame, ErrorCode, ServerFrame};
+//!
+//! let bytes = ClientFrame::Challenge.encode(7)?;
+//! assert_eq!(bytes, [1, 0, 0, 0, 7, 0x03]);
+//! assert_eq!(ClientFrame::decode(&bytes)?, (7, ClientFrame::Challenge));
+//!
+//! let reply = ServerFrame::Error { code: ErrorCode::RateLimited }.encode(7)?;
+//! assert_eq!(reply, [1, 0, 0, 0, 7, 0xFF, 0, 4]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use sha2::{Digest, Sha256};
 

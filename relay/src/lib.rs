@@ -18,6 +18,25 @@
 //!   [`store::memory`] (tests).
 //! - [`notify`] — wakes subscribers after a deposit commits.
 //! - [`limits`] — the per-connection token bucket.
+//!
+//! ## Example
+//!
+//! Serve on a free loopback port with the in-memory store until the
+//! shutdown future resolves (here at once), then drain and stop:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use northstar_relay::{config::Config, server, store::memory::MemoryStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::defaults()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let store = Arc::new(MemoryStore::new());
+//! server::run(listener, config, store, async {}).await?;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod command;
