@@ -32,6 +32,19 @@ async fn shutdown_signal() {
     }
 }
 
+/// Makes the data directory readable by the relay's user only.
+#[cfg(unix)]
+fn private(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .context("restricting the data directory to its owner")
+}
+
+#[cfg(not(unix))]
+fn private(_dir: &std::path::Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load(Args::parse()).context("configuration")?;
@@ -40,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         Database::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).context("creating the data directory")?;
+                private(dir)?;
             }
             let options = SqliteOptions {
                 write_batch: config.write_batch,
