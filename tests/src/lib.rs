@@ -81,6 +81,7 @@ pub struct RelayProcess {
     /// Everything the relay wrote to stderr (its logs).
     pub log_path: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -104,13 +105,30 @@ impl RelayProcess {
             "<!doctype html><title>Northstar</title><p>northstar test page</p>\n",
         )?;
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        Self::spawn(data_dir.to_path_buf(), web_root, args, None).await
+        Self::spawn(data_dir.to_path_buf(), web_root, args, Vec::new(), None).await
+    }
+
+    /// Starts a relay on a fresh temporary data directory with extra
+    /// `NORTHSTAR_*` environment variables (all others are removed).
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data)?;
+        let web_root = tmp.path().join("web");
+        std::fs::create_dir_all(&web_root)?;
+        let args = extra.iter().map(|s| s.to_string()).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn(data, web_root, args, env, Some(tmp)).await
     }
 
     async fn spawn(
         data_dir: PathBuf,
         web_root: PathBuf,
         args: Vec<String>,
+        env: Vec<(String, String)>,
         tmp: Option<tempfile::TempDir>,
     ) -> Result<Self> {
         let bin = bin_dir().join("northstar-relay");
@@ -140,6 +158,7 @@ impl RelayProcess {
             .arg("--web-root")
             .arg(&web_root)
             .args(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -171,6 +190,7 @@ impl RelayProcess {
             web_root,
             log_path,
             args,
+            env,
             _tmp: tmp,
         })
     }
@@ -218,10 +238,11 @@ impl RelayProcess {
             data_dir,
             web_root,
             args,
+            env,
             _tmp,
             ..
         } = self;
-        Self::spawn(data_dir, web_root, args, _tmp).await
+        Self::spawn(data_dir, web_root, args, env, _tmp).await
     }
 
     /// The relay's logs so far.

@@ -353,3 +353,38 @@ async fn batch_state_and_prekey_caps() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn settings_come_from_flags_then_environment_then_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay.toml");
+    std::fs::write(
+        &file,
+        "pow_difficulty = 9\nmax_batch = 7\nmax_frame_bytes = 100000\nlog_json = true\n",
+    )
+    .unwrap();
+    let relay = RelayProcess::start_with_env(
+        &["--config", file.to_str().unwrap(), "--max-batch", "5"],
+        &[("NORTHSTAR_POW_DIFFICULTY", "11")],
+    )
+    .await
+    .unwrap();
+    let c = relay.client().await.unwrap();
+    // flag > environment > file > default
+    assert_eq!(c.max_batch, 5);
+    assert_eq!(c.pow_difficulty, 11);
+    assert_eq!(c.max_frame_len, 100_000);
+    c.close().await;
+    let logs = relay.logs();
+    assert!(
+        logs.lines().any(|l| l.starts_with('{')),
+        "JSON logs requested by the file"
+    );
+    // A bad setting stops the relay before it listens.
+    std::fs::write(&file, "pow_difficulty = 99\n").unwrap();
+    assert!(
+        RelayProcess::start(&["--config", file.to_str().unwrap()])
+            .await
+            .is_err()
+    );
+}
