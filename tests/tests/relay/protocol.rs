@@ -413,3 +413,47 @@ async fn seeker_state_and_delete_everything_now() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn delivery_window_refills_as_envelopes_are_acknowledged() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let mb = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    owner.register(&mb, false).await.unwrap();
+    let mut d = relay.client().await.unwrap();
+    for b in 0..5u32 {
+        let batch = (0..60u32)
+            .map(|i| seal(mb.id(), &(b * 100 + i).to_be_bytes()))
+            .collect();
+        d.deposit(batch, false).await.unwrap();
+    }
+    assert_eq!(
+        owner.request(ClientFrame::Subscribe).await.unwrap(),
+        ServerFrame::Subscribed { pending: 256 }
+    );
+    let first = owner.deliveries(256).await.unwrap();
+    assert!(
+        owner
+            .next_push(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let ids: Vec<_> = first.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        owner.request(ClientFrame::Ack { ids }).await.unwrap(),
+        ServerFrame::Acked { deleted: 256 }
+    );
+    let rest = owner.deliveries(44).await.unwrap();
+    assert!(
+        rest.iter()
+            .all(|(id, _)| !first.iter().any(|(f, _)| f == id))
+    );
+    assert!(
+        owner
+            .next_push(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
