@@ -1199,7 +1199,7 @@ mod tests {
                 PUSH_REQUEST_ID,
                 ServerFrame::Deliver {
                     id: env_id,
-                    expires_at: UnixTime(1_800_000_000 - 1_800_000_000 % 3600),
+                    expires_at: UnixTime(1_800_000_000),
                     envelope: env.clone(),
                 },
             ),
@@ -1236,14 +1236,14 @@ mod tests {
                 "state_stored",
                 1,
                 ServerFrame::StateStored {
-                    expires_at: UnixTime(1_800_000_000 - 1_800_000_000 % 3600),
+                    expires_at: UnixTime(1_800_000_000),
                 },
             ),
             (
                 "state",
                 1,
                 ServerFrame::State {
-                    expires_at: UnixTime(1_800_000_000 - 1_800_000_000 % 3600),
+                    expires_at: UnixTime(1_800_000_000),
                     blob: vec![0x5b; 4],
                 },
             ),
