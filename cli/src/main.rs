@@ -1,3 +1,167 @@
-fn main() {
-    println!("northstar: not yet implemented");
+//! `northstar`: the command-line client for administrators, counselors and
+//! seekers, on northstar-core. Thin: the protocol lives in the core; this
+//! binary reads secrets, keeps encrypted local files, and moves bytes to
+//! and from the relay.
+//!
+//! Passphrases and codenames are read from a hidden prompt or, when standard
+//! input is not a terminal, from its first line — never from arguments.
+
+mod admin;
+mod counselor;
+mod home;
+mod relay;
+mod seeker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use northstar_core::UnixTime;
+use northstar_core::directory::OrgPublicKey;
+
+#[derive(Parser)]
+#[command(
+    name = "northstar",
+    version,
+    about = "Northstar command-line client: admin, counselor and seeker"
+)]
+struct Cli {
+    /// The relay's WebSocket URL.
+    #[arg(
+        long,
+        global = true,
+        env = "NORTHSTAR_RELAY",
+        default_value = "ws://127.0.0.1:8080/ws"
+    )]
+    relay: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// The organisation's administrator (holds the signing key, offline).
+    Admin(admin::Args),
+    /// A counselor device.
+    Counselor(counselor::Args),
+    /// A person asking for advice (no account: a codename).
+    Seeker(seeker::Args),
+}
+
+/// Output settings shared by the commands.
+#[derive(Debug)]
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    /// Prints a JSON value (with `--json`) or the text lines.
+    pub fn print(&self, value: serde_json::Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            let t = text();
+            if !t.is_empty() {
+                println!("{t}");
+            }
+        }
+    }
+}
+
+/// The current time, for the core (which reads no clock).
+pub fn now() -> UnixTime {
+    UnixTime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    )
+}
+
+/// A Unix time as `YYYY-MM-DD HH:MM UTC` (civil-from-days, proleptic Gregorian).
+pub fn utc(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let secs = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+/// Parses the organisation key given as 64 hex digits.
+pub fn parse_org(hex: &str) -> anyhow::Result<OrgPublicKey> {
+    let id = northstar_core::ids::MailboxId::from_hex(hex.trim())
+        .ok_or_else(|| anyhow::anyhow!("the organisation key must be 64 hexadecimal digits"))?;
+    OrgPublicKey::from_bytes(*id.as_bytes())
+        .map_err(|_| anyhow::anyhow!("that is not a valid organisation key"))
+}
+
+/// Default home directory of a role: `$NORTHSTAR_HOME/<role>` or `~/.northstar/<role>`.
+pub fn default_home(role: &str) -> PathBuf {
+    let base = std::env::var_os("NORTHSTAR_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".northstar")))
+        .unwrap_or_else(|| PathBuf::from(".northstar"));
+    base.join(role)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Out { json: cli.json };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("northstar: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.role {
+            Role::Admin(a) => admin::run(a, &cli.relay, &out).await,
+            Role::Counselor(c) => counselor::run(c, &cli.relay, &out).await,
+            Role::Seeker(s) => seeker::run(s, &cli.relay, &out).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear sentence: the outermost context, then the cause.
+            let mut msg = e.to_string();
+            if let Some(cause) = e.chain().nth(1) {
+                msg = format!("{msg}: {cause}");
+            }
+            if out.json {
+                println!("{}", serde_json::json!({ "error": msg }));
+            }
+            eprintln!("northstar: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(1_798_394_400), "2026-12-27 18:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
+    }
 }

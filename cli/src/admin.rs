@@ -1,0 +1,285 @@
+//! `northstar admin`: the organisation key, teams, counselor devices,
+//! partners, and the signed directory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use northstar_core::client::counselor::DevicePublic;
+use northstar_core::directory::{
+    DeviceEntry, DeviceId, Directory, OrgSigningKey, Partner, PartnerId,
+};
+use northstar_core::state::StateKind;
+use northstar_core::wire::{Reader, Writer};
+use rand_core::OsRng;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::home::{Home, Input};
+use crate::relay::Relay;
+use crate::{Out, now};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the encrypted administrator files live (default ~/.northstar/admin).
+    #[arg(long, env = "NORTHSTAR_ADMIN_HOME")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Create the organisation key (asks for a passphrase) with the default teams.
+    Init,
+    /// Print the organisation's public key and fingerprint.
+    Fingerprint,
+    /// List teams, devices and partners of the directory being prepared.
+    Show,
+    /// Add a counselor device (its exported public keys) to a team.
+    AddDevice {
+        /// Team slug, e.g. unaccompanied-minors (see `show`).
+        #[arg(long)]
+        team: String,
+        /// A pseudonym colleagues see (never a real name).
+        #[arg(long)]
+        label: String,
+        /// The device's public keys, as printed by `northstar counselor init`.
+        #[arg(long)]
+        device: String,
+    },
+    /// Remove a counselor device from every team.
+    RemoveDevice {
+        #[arg(long)]
+        device: u32,
+    },
+    /// Add a partner organisation seekers can be referred to.
+    AddPartner {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        contact: String,
+    },
+    /// Sign the directory (next version) and publish it to the relay.
+    Publish,
+}
+
+const ADMIN_STATE_VERSION: u8 = 1;
+
+struct AdminState {
+    key: OrgSigningKey,
+    draft: Directory,
+}
+
+impl AdminState {
+    fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let mut w = Writer::new();
+        w.u8(ADMIN_STATE_VERSION);
+        w.vec_u16(&self.key.encode(), 1024, "org key")
+            .map_err(|e| anyhow!("{e}"))?;
+        w.vec_u32(
+            &self.draft.encode().map_err(|e| anyhow!("{e}"))?,
+            1 << 20,
+            "directory",
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        Ok(Zeroizing::new(w.into_bytes()))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        let bad = |_| anyhow!("the administrator state is damaged");
+        r.version(ADMIN_STATE_VERSION, "admin state").map_err(bad)?;
+        let key = OrgSigningKey::decode(r.vec_u16(1024, "org key").map_err(bad)?)
+            .map_err(|_| anyhow!("the administrator state is damaged"))?;
+        let draft = Directory::decode(r.vec_u32(1 << 20, "directory").map_err(bad)?)
+            .map_err(|_| anyhow!("the administrator state is damaged"))?;
+        r.finish("admin state").map_err(bad)?;
+        Ok(AdminState { key, draft })
+    }
+}
+
+pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
+    let home = Home::new(args.home.unwrap_or_else(|| crate::default_home("admin")));
+    let mut input = Input::new();
+    if let Cmd::Init = args.cmd {
+        let pass = input.secret("New administrator passphrase: ")?;
+        if pass.len() < 8 {
+            bail!("the passphrase must have at least 8 characters");
+        }
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            let again = input.secret("Repeat the passphrase: ")?;
+            if *again != *pass {
+                bail!("the passphrases differ");
+            }
+        }
+        let key = OrgSigningKey::generate(&mut OsRng);
+        let mut draft = Directory::new(key.public(), 0, now());
+        draft.teams = Directory::default_teams();
+        let state = AdminState { key, draft };
+        home.create(
+            pass.as_bytes(),
+            StateKind::Admin,
+            &state.encode()?,
+            &mut OsRng,
+        )?;
+        return print_fingerprint(&state, out);
+    }
+    let pass = input.secret("Administrator passphrase: ")?;
+    let skey = home.unlock(pass.as_bytes())?;
+    let mut state = AdminState::decode(&home.load(&skey, StateKind::Admin)?)?;
+    match args.cmd {
+        Cmd::Init => unreachable!("handled above"),
+        Cmd::Fingerprint => print_fingerprint(&state, out),
+        Cmd::Show => {
+            let d = &state.draft;
+            let teams: Vec<_> = d
+                .teams
+                .iter()
+                .map(|t| {
+                    json!({ "id": t.id.0, "slug": t.slug, "name": t.names.en,
+                        "devices": t.devices.iter().map(|x| json!({"id": x.id.0, "label": x.label})).collect::<Vec<_>>() })
+                })
+                .collect();
+            let partners: Vec<_> = d
+                .partners
+                .iter()
+                .map(|p| json!({"id": p.id.0, "name": p.name, "contact": p.contact}))
+                .collect();
+            out.print(
+                json!({ "serial": d.serial, "teams": teams, "partners": partners }),
+                || {
+                    let mut s = format!(
+                        "Directory version {} (publish makes {})\n",
+                        d.serial,
+                        d.serial + 1
+                    );
+                    for t in &d.teams {
+                        s += &format!("team {:<3} {:<28} {}\n", t.id.0, t.slug, t.names.en);
+                        for x in &t.devices {
+                            s += &format!("    device {:<4} {}\n", x.id.0, x.label);
+                        }
+                    }
+                    for p in &d.partners {
+                        s += &format!("partner {:<3} {} — {}\n", p.id.0, p.name, p.contact);
+                    }
+                    s.trim_end().to_owned()
+                },
+            );
+            Ok(())
+        }
+        Cmd::AddDevice {
+            team,
+            label,
+            device,
+        } => {
+            let bytes = hex::decode(device.trim()).map_err(|_| {
+                anyhow!(
+                    "--device must be the hexadecimal text printed by `northstar counselor init`"
+                )
+            })?;
+            let public = DevicePublic::decode(&bytes)
+                .map_err(|_| anyhow!("--device is not a valid device export"))?;
+            let d = &mut state.draft;
+            let team_id = d
+                .teams
+                .iter()
+                .find(|t| t.slug == team)
+                .map(|t| t.id)
+                .ok_or_else(|| anyhow!("no team called {team:?} (see `northstar admin show`)"))?;
+            // The same device in several teams keeps one id.
+            let existing = d
+                .teams
+                .iter()
+                .flat_map(|t| &t.devices)
+                .find(|x| x.identity == public.identity)
+                .map(|x| x.id);
+            let id = existing.unwrap_or_else(|| {
+                DeviceId(
+                    d.teams
+                        .iter()
+                        .flat_map(|t| &t.devices)
+                        .map(|x| x.id.0)
+                        .max()
+                        .unwrap_or(0)
+                        + 1,
+                )
+            });
+            if d.teams
+                .iter()
+                .any(|t| t.id == team_id && t.devices.iter().any(|x| x.id == id))
+            {
+                bail!("that device is already in team {team}");
+            }
+            d.add_device(
+                team_id,
+                DeviceEntry {
+                    id,
+                    label: label.clone(),
+                    identity: public.identity,
+                    mailbox: public.mailbox,
+                },
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+            d.validate().map_err(|e| anyhow!("{e}"))?;
+            home.save(&skey, StateKind::Admin, &state.encode()?, &mut OsRng)?;
+            out.print(json!({ "device": id.0, "team": team }), || format!("Added device {} ({label}) to {team}. Run `northstar admin publish` to make it live.", id.0));
+            Ok(())
+        }
+        Cmd::RemoveDevice { device } => {
+            if !state.draft.remove_device(DeviceId(device)) {
+                bail!("no device {device} in the directory");
+            }
+            home.save(&skey, StateKind::Admin, &state.encode()?, &mut OsRng)?;
+            out.print(json!({ "removed": device }), || {
+                format!("Removed device {device}. Run `northstar admin publish` to make it live.")
+            });
+            Ok(())
+        }
+        Cmd::AddPartner { name, contact } => {
+            let d = &mut state.draft;
+            let id = PartnerId(d.partners.iter().map(|p| p.id.0).max().unwrap_or(0) + 1);
+            d.partners.push(Partner {
+                id,
+                name: name.clone(),
+                contact,
+            });
+            d.validate().map_err(|e| anyhow!("{e}"))?;
+            home.save(&skey, StateKind::Admin, &state.encode()?, &mut OsRng)?;
+            out.print(json!({ "partner": id.0 }), || {
+                format!("Added partner {} ({name}).", id.0)
+            });
+            Ok(())
+        }
+        Cmd::Publish => {
+            let next = state
+                .draft
+                .successor(now())
+                .ok_or_else(|| anyhow!("the directory version cannot grow further"))?;
+            let signed = next
+                .sign(&state.key)
+                .map_err(|e| anyhow!("cannot sign the directory: {e}"))?;
+            let mut relay = Relay::connect(relay_url).await?;
+            relay
+                .publish_directory(signed.encode())
+                .await
+                .context("publishing the directory failed")?;
+            state.draft = next;
+            home.save(&skey, StateKind::Admin, &state.encode()?, &mut OsRng)?;
+            let serial = state.draft.serial;
+            out.print(json!({ "published": serial }), || {
+                format!("Published directory version {serial}.")
+            });
+            Ok(())
+        }
+    }
+}
+
+fn print_fingerprint(state: &AdminState, out: &Out) -> Result<()> {
+    let public = state.key.public();
+    let hexkey = hex::encode(public.as_bytes());
+    let fp = public.fingerprint();
+    out.print(json!({ "org_key": hexkey, "fingerprint": fp }), || {
+        format!("Organisation key: {hexkey}\nFingerprint:      {fp}\nPublish both on the organisation's own channels; every client pins the key.")
+    });
+    Ok(())
+}

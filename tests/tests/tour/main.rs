@@ -1,0 +1,441 @@
+//! The README's quick tour, run for real: the relay binary and the
+//! `northstar` binary, as an administrator, two counselors and a seeker would
+//! use them — plus the hand-off, note, referral, resolve and delete-everything
+//! paths, the errors a person can cause, and a scan of what the relay kept.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use northstar_e2e::{RelayProcess, bin_dir};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+/// One person's view: the `northstar` binary with their home and the relay.
+struct Cli {
+    relay: String,
+    home: PathBuf,
+    org: Option<String>,
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl Cli {
+    async fn run(&self, args: &[&str], stdin: &str) -> Run {
+        let mut cmd = tokio::process::Command::new(bin_dir().join("northstar"));
+        cmd.args(args)
+            .env("NORTHSTAR_RELAY", &self.relay)
+            .env("NORTHSTAR_HOME", &self.home)
+            .env_remove("NORTHSTAR_ORG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(org) = &self.org {
+            cmd.env("NORTHSTAR_ORG", org);
+        }
+        let mut child = cmd
+            .spawn()
+            .expect("build the northstar binary first (cargo build --workspace --bins)");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.as_bytes()).await.unwrap();
+        drop(input);
+        let out = child.wait_with_output().await.unwrap();
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    async fn ok(&self, args: &[&str], stdin: &str) -> Run {
+        let r = self.run(args, stdin).await;
+        assert!(
+            r.ok,
+            "northstar {args:?} failed:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        r
+    }
+
+    async fn fails(&self, args: &[&str], stdin: &str, says: &str) -> Run {
+        let r = self.run(args, stdin).await;
+        assert!(
+            !r.ok,
+            "northstar {args:?} should have failed:\n{}",
+            r.stdout
+        );
+        assert!(
+            r.stderr.contains(says),
+            "northstar {args:?}: expected {says:?} in {:?}",
+            r.stderr
+        );
+        assert_eq!(
+            r.stderr.trim().lines().count(),
+            1,
+            "one clear sentence, got {:?}",
+            r.stderr
+        );
+        r
+    }
+}
+
+const ADMIN_PASS: &str = "admin passphrase 1\n";
+const ANA: &str = "ana passphrase 12\n";
+const BEN: &str = "ben passphrase 12\n";
+const QUESTION: &str = "Tengo 17 anos y estoy solo. Puedo pedir asilo en Canada?";
+const ANSWER: &str = "Hola. Si, hay opciones para menores. Te explicamos los pasos.";
+
+fn read_all(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            all.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    all
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_tour_and_every_path() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().to_path_buf();
+    let admin = Cli {
+        relay: relay.url(),
+        home: home.join("admin-person"),
+        org: None,
+    };
+
+    // Administrator: organisation key (fingerprint printed), default teams.
+    let init = admin
+        .ok(&["--json", "admin", "init"], ADMIN_PASS)
+        .await
+        .json();
+    let org = init["org_key"].as_str().unwrap().to_owned();
+    assert_eq!(init["fingerprint"].as_str().unwrap().split(' ').count(), 8);
+    let ana = Cli {
+        relay: relay.url(),
+        home: home.join("ana"),
+        org: Some(org.clone()),
+    };
+    let ben = Cli {
+        relay: relay.url(),
+        home: home.join("ben"),
+        org: Some(org.clone()),
+    };
+    let seeker = Cli {
+        relay: relay.url(),
+        home: home.join("seeker"),
+        org: Some(org.clone()),
+    };
+
+    // Two counselors create device keys; the key store is private.
+    let ana_dev = ana.ok(&["--json", "counselor", "init"], ANA).await.json()["device"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ben_dev = ben.ok(&["--json", "counselor", "init"], BEN).await.json()["device"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["keystore", "state"] {
+            let mode = std::fs::metadata(home.join("ana").join("counselor").join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f} must be 0600");
+        }
+    }
+    for (label, dev) in [("ana", &ana_dev), ("ben", &ben_dev)] {
+        admin
+            .ok(
+                &[
+                    "admin",
+                    "add-device",
+                    "--team",
+                    "unaccompanied-minors",
+                    "--label",
+                    label,
+                    "--device",
+                    dev,
+                ],
+                ADMIN_PASS,
+            )
+            .await;
+    }
+    admin
+        .ok(
+            &[
+                "admin",
+                "add-partner",
+                "--name",
+                "Shelter North",
+                "--contact",
+                "+1 555 0100",
+            ],
+            ADMIN_PASS,
+        )
+        .await;
+    admin.ok(&["admin", "publish"], ADMIN_PASS).await;
+    ana.ok(&["counselor", "sync"], ANA).await;
+    ben.ok(&["counselor", "sync"], BEN).await;
+
+    // The seeker asks; the codename is printed once.
+    let topics = seeker.ok(&["--json", "seeker", "topics"], "").await.json();
+    assert_eq!(topics["topics"][0]["slug"], "unaccompanied-minors");
+    let start = seeker
+        .ok(
+            &[
+                "--json",
+                "seeker",
+                "start",
+                "--team",
+                "unaccompanied-minors",
+                "--language",
+                "es",
+                "--message",
+                QUESTION,
+            ],
+            "",
+        )
+        .await
+        .json();
+    let codename = start["codename"].as_str().unwrap().to_owned();
+    assert_eq!(codename.split(' ').count(), 7);
+    assert_eq!(start["relay_learns_topic"], false);
+
+    // Ana sees it, claims it; Ben sees it claimed by Ana and cannot answer over her.
+    let inbox = ana.ok(&["--json", "counselor", "inbox"], ANA).await.json();
+    let conv = inbox["conversations"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(inbox["conversations"][0]["team"], "unaccompanied-minors");
+    assert_eq!(inbox["conversations"][0]["messages"][0]["text"], QUESTION);
+    ana.ok(&["counselor", "claim", &conv], ANA).await;
+    let seen = ben
+        .ok(
+            &["--json", "counselor", "inbox", "--filter", "claimed"],
+            BEN,
+        )
+        .await
+        .json();
+    assert_eq!(seen["conversations"][0]["status"]["state"], "claimed");
+    assert_eq!(seen["conversations"][0]["status"]["by"], 1);
+    ben.fails(
+        &["counselor", "reply", &conv, "--message", "hola"],
+        BEN,
+        "ana has claimed this conversation",
+    )
+    .await;
+    ana.ok(
+        &["counselor", "reply", &conv[..12], "--message", ANSWER],
+        ANA,
+    )
+    .await;
+
+    // The seeker comes back with only the codename (typed in capitals, with hyphens).
+    let typed = codename.to_uppercase().replace(' ', "-");
+    let read = seeker
+        .ok(&["--json", "seeker", "read"], &format!("{typed}\n"))
+        .await
+        .json();
+    let msgs = read["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[1]["from"], "counselor");
+    assert_eq!(msgs[1]["text"], ANSWER);
+
+    // The seeker writes again; both counselors see it.
+    seeker
+        .ok(
+            &["seeker", "write"],
+            &format!("{codename}\nGracias. Que documentos necesito?\n"),
+        )
+        .await;
+    let shown = ben
+        .ok(&["--json", "counselor", "show", &conv], BEN)
+        .await
+        .json();
+    let texts: Vec<&str> = shown["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        vec![QUESTION, ANSWER, "Gracias. Que documentos necesito?"]
+    );
+
+    // Note (colleagues only), hand-off, referral, resolve.
+    ana.ok(
+        &[
+            "counselor",
+            "note",
+            &conv,
+            "--message",
+            "Ask about shelter tonight",
+        ],
+        ANA,
+    )
+    .await;
+    ana.ok(&["counselor", "hand-off", &conv, "--to", "2"], ANA)
+        .await;
+    let b = ben
+        .ok(&["--json", "counselor", "show", &conv], BEN)
+        .await
+        .json();
+    assert_eq!(b["status"]["by"], 2);
+    assert_eq!(b["notes"][0]["text"], "Ask about shelter tonight");
+    ben.ok(
+        &[
+            "counselor",
+            "refer",
+            &conv,
+            "--partner",
+            "1",
+            "--message",
+            "Tienen camas esta noche.",
+        ],
+        BEN,
+    )
+    .await;
+    ben.ok(&["counselor", "resolve", &conv], BEN).await;
+    let a = ana
+        .ok(
+            &["--json", "counselor", "inbox", "--filter", "resolved"],
+            ANA,
+        )
+        .await
+        .json();
+    assert_eq!(a["conversations"][0]["id"], conv.as_str());
+    let read = seeker
+        .ok(&["--json", "seeker", "read"], &format!("{codename}\n"))
+        .await
+        .json();
+    let last = read["messages"].as_array().unwrap().last().unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        last.contains("Shelter North") && last.contains("+1 555 0100"),
+        "{last}"
+    );
+    assert!(
+        !read.to_string().contains("Ask about shelter"),
+        "notes never reach the seeker"
+    );
+
+    // Errors a person can cause: one sentence, non-zero exit, nothing changed.
+    seeker
+        .fails(
+            &["seeker", "read"],
+            "truth roman grievance backup diffusion hanky\n",
+            "codename is not valid",
+        )
+        .await;
+    let other = "abacus abdomen abdominal abide abiding ability ablaze\n";
+    seeker
+        .fails(&["seeker", "read"], other, "no conversation found")
+        .await;
+    ana.fails(
+        &["counselor", "inbox"],
+        "not the passphrase\n",
+        "wrong passphrase",
+    )
+    .await;
+    seeker
+        .fails(
+            &[
+                "seeker",
+                "start",
+                "--team",
+                "no-such-topic",
+                "--message",
+                "x",
+            ],
+            "",
+            "no topic called",
+        )
+        .await;
+    let wrong_org = Cli {
+        relay: relay.url(),
+        home: home.join("x"),
+        org: Some("11".repeat(32)),
+    };
+    wrong_org.fails(&["seeker", "topics"], "", "").await;
+    let down = Cli {
+        relay: "ws://127.0.0.1:9/ws".into(),
+        home: home.join("x"),
+        org: Some(org.clone()),
+    };
+    down.fails(&["seeker", "topics"], "", "cannot reach the relay")
+        .await;
+    let still = seeker
+        .ok(&["--json", "seeker", "read"], &format!("{codename}\n"))
+        .await
+        .json();
+    assert_eq!(
+        still["messages"].as_array().unwrap().len(),
+        read["messages"].as_array().unwrap().len()
+    );
+
+    // What the relay kept: no plaintext, codename, note, or client address.
+    let stored = read_all(&relay.data_dir);
+    for needle in [
+        QUESTION,
+        ANSWER,
+        "Gracias",
+        "Ask about shelter",
+        "Tienen camas",
+        codename.as_str(),
+        "127.0.0.1",
+    ] {
+        assert!(
+            !contains(&stored, needle.as_bytes()),
+            "the relay's files contain {needle:?}"
+        );
+    }
+    let words: Vec<&str> = codename.split(' ').collect();
+    assert!(!contains(&stored, words[..3].join(" ").as_bytes()));
+    let logs = relay.logs();
+    for needle in [QUESTION, ANSWER, codename.as_str(), &conv[..16]] {
+        assert!(
+            !logs.contains(needle),
+            "the relay's log contains {needle:?}"
+        );
+    }
+
+    // Delete everything: the mailbox and state are gone; the team's copies too.
+    seeker
+        .ok(&["seeker", "delete"], &format!("{codename}\n"))
+        .await;
+    seeker
+        .fails(
+            &["seeker", "read"],
+            &format!("{codename}\n"),
+            "no conversation found",
+        )
+        .await;
+    for (who, pass) in [(&ana, ANA), (&ben, BEN)] {
+        let inbox = who.ok(&["--json", "counselor", "inbox"], pass).await.json();
+        assert!(inbox["conversations"].as_array().unwrap().is_empty());
+    }
+}
