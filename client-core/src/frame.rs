@@ -1,5 +1,5 @@
 //! The relay wire protocol: frames between a client and the relay
-//! (docs/PROTOCOL.md §"Relay protocol", source docs/protocol/40-relay.md).
+//! (docs/PROTOCOL.md §"Relay protocol", source docs/PROTOCOL.md §4).
 //!
 //! Every frame is one binary WebSocket message:
 //!
@@ -336,7 +336,7 @@ impl ClientFrame {
     }
 
     /// Encodes `version || request_id || tag || body`; bodies per
-    /// docs/protocol/40-relay.md. Errors only on caller misuse (too many
+    /// docs/PROTOCOL.md §4. Errors only on caller misuse (too many
     /// items, oversize fields).
     pub fn encode(&self, request_id: u32) -> Result<Vec<u8>, Error> {
         let mut w = Writer::new();
@@ -1272,7 +1272,7 @@ mod tests {
             .map(|c| (c.name().to_string(), c.to_u16().into()))
             .collect();
         let json = serde_json::json!({
-            "description": "Relay frames (docs/protocol/40-relay.md). Inputs from ChaCha20Rng::from_seed(0x40 * 32), drawn 32 bytes at a time in this order: mailbox Ed25519 seed, mailbox seal key, auth challenge, pow challenge, envelope ciphertext (32 + first 16 of the next draw). Client frames use request id 1.",
+            "description": "Relay frames (docs/PROTOCOL.md §4). Inputs from ChaCha20Rng::from_seed(0x40 * 32), drawn 32 bytes at a time in this order: mailbox Ed25519 seed, mailbox seal key, auth challenge, pow challenge, envelope ciphertext (32 + first 16 of the next draw). Client frames use request id 1.",
             "mailbox_auth_seed": hex::encode(auth_seed),
             "mailbox_auth_pk": hex::encode(keys.auth.0),
             "mailbox_seal_pk": hex::encode(seal_pk),

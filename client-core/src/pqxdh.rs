@@ -1,7 +1,7 @@
 //! Session set-up following Signal's PQXDH specification
 //! (<https://signal.org/docs/specifications/pqxdh/>), with X25519 and
 //! ML-KEM-768. Byte-exact formats: docs/PROTOCOL.md §"Keys, PQXDH and sealed
-//! sender" (source: `docs/protocol/20-keys-pqxdh-sealed.md`).
+//! sender" (source: `docs/PROTOCOL.md §2`).
 //!
 //! A counselor device (Bob, the responder) publishes a [`SignedPreKeyBundle`]
 //! (identity keys, a signed X25519 prekey, a signed ML-KEM-768 prekey) and
@@ -815,7 +815,7 @@ mod tests {
         let vb = b.bundle.verify_for(&b.identity.public()).unwrap();
         let (h, sk, ad) = initiate(&mut rng, &alice, &mb.public(), &vb, Some(&otk)).unwrap();
         serde_json::json!({
-            "description": "PQXDH (docs/protocol/20-keys-pqxdh-sealed.md). Generated from ChaCha20Rng seed 0x9d*32 by client-core/src/pqxdh.rs tests; regenerate with NORTHSTAR_WRITE_VECTORS=1. Secrets use the secret-key encodings (version, kind, bytes).",
+            "description": "PQXDH (docs/PROTOCOL.md §2). Generated from ChaCha20Rng seed 0x9d*32 by client-core/src/pqxdh.rs tests; regenerate with NORTHSTAR_WRITE_VECTORS=1. Secrets use the secret-key encodings (version, kind, bytes).",
             "responder_identity_secret": hex::encode(&*b.identity.encode()),
             "responder_signed_prekey_secret": hex::encode(&*b.spk.encode()),
             "responder_pq_prekey_secret": hex::encode(&*b.pq.encode()),

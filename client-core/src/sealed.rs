@@ -753,7 +753,7 @@ mod tests {
         let env_r = seal(&f.recipient.public(), &f.ratchet, &mut rng).unwrap();
         let env_p = seal(&f.recipient.public(), &f.prekey, &mut rng).unwrap();
         serde_json::json!({
-            "description": "Sealed sender (docs/protocol/20-keys-pqxdh-sealed.md). Generated from ChaCha20Rng seed 0x5e*32 by client-core/src/sealed.rs tests; regenerate with NORTHSTAR_WRITE_VECTORS=1.",
+            "description": "Sealed sender (docs/PROTOCOL.md §2). Generated from ChaCha20Rng seed 0x5e*32 by client-core/src/sealed.rs tests; regenerate with NORTHSTAR_WRITE_VECTORS=1.",
             "recipient_mailbox_secret": hex::encode(&*f.recipient.encode()),
             "recipient_mailbox_public": hex::encode([f.recipient.public().auth.0, f.recipient.public().seal.0].concat()),
             "recipient_mailbox_id": f.recipient.id().to_hex(),

@@ -4,7 +4,7 @@
 //! hostile by design: it learns recipient mailbox ids, padded sizes and
 //! hour-rounded expiries, and nothing else — it never sees plaintext, the
 //! sender, or (in its database and logs) any network address or fine
-//! timestamp. See docs/RELAY.md for operators and docs/protocol/40-relay.md
+//! timestamp. See docs/RELAY.md for operators and docs/PROTOCOL.md §4
 //! for the byte-exact protocol (frames are in `northstar_core::frame`).
 //!
 //! ## Modules

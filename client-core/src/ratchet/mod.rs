@@ -1,7 +1,7 @@
 //! The Double Ratchet with header encryption (Signal's specification,
 //! <https://signal.org/docs/specifications/doubleratchet/>, §4 "Double
 //! Ratchet with header encryption"), as specified byte-exact in
-//! docs/PROTOCOL.md, "Double Ratchet" (source: docs/protocol/30-ratchet.md).
+//! docs/PROTOCOL.md, "Double Ratchet" (source: docs/PROTOCOL.md §3).
 //!
 //! A [`Session`] starts from the PQXDH output (`SK`, `AD`): the initiator
 //! (the seeker) with [`Session::initiate`], knowing the responder's signed
