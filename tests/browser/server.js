@@ -50,7 +50,7 @@ function freePort() {
   });
 }
 
-function relayBinary() {
+export function relayBinary() {
   const candidates = [];
   if (process.env.NORTHSTAR_BIN_DIR) candidates.push(path.join(process.env.NORTHSTAR_BIN_DIR, "northstar-relay"));
   const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target");
@@ -84,10 +84,10 @@ async function waitForHttp(origin, child, ms = 15_000) {
   throw new Error(`server at ${origin} did not answer: ${lastError?.message}`);
 }
 
-async function startRelay(bin) {
+async function startRelay(bin, webRoot = WEB_ROOT) {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "northstar-browser-relay-"));
-  const child = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--web-root", WEB_ROOT], {
+  const child = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--web-root", webRoot], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
@@ -167,6 +167,15 @@ async function startStatic() {
 export async function startServer() {
   const bin = process.env.NORTHSTAR_BROWSER_STATIC === "1" ? null : relayBinary();
   const server = bin ? await startRelay(bin) : await startStatic();
+  console.log(`# browser tests: serving web-client/static with ${server.description} at ${server.origin}`);
+  return server;
+}
+
+/** The real relay (required) serving `webRoot` (the end-to-end tests). */
+export async function startRealRelay(webRoot) {
+  const bin = relayBinary();
+  if (!bin) throw new Error("the relay binary is not built (cargo build --workspace --bins)");
+  const server = await startRelay(bin, webRoot);
   console.log(`# browser tests: serving web-client/static with ${server.description} at ${server.origin}`);
   return server;
 }

@@ -36,6 +36,12 @@ function errorKey(e) {
       return "c.wrongPassphrase";
     case "no-key-store":
       return "c.noKeyStore";
+    case "passphrase-short":
+      return "c.passphraseShort";
+    case "not-in-directory":
+      return "c.notInDirectory";
+    case "claimed-by-other":
+      return "c.claimedByOther";
     case "network":
       return "err.network";
     case "busy":
@@ -106,6 +112,7 @@ async function unlock(ev) {
     me = await core.counselorUnlock(pass.value);
     pass.value = "";
     clearMsg($("unlock-info"));
+    $("unlock-keys").hidden = true;
     $("lock").hidden = false;
     renderWhoami();
     showScreen("screen-inbox");
@@ -115,11 +122,48 @@ async function unlock(ev) {
   } catch (e) {
     me = null;
     showMsg($("unlock-error"), errorKey(e));
+    $("to-enrol").hidden = e?.code !== "no-key-store";
+    $("unlock-keys").hidden = !e?.publicKeys;
+    $("unlock-keys-text").value = e?.publicKeys ?? "";
     coreFailed(e);
     pass.select();
   } finally {
     busy = false;
     $("unlock-button").setAttribute("aria-disabled", "false");
+  }
+}
+
+async function enrol(ev) {
+  ev.preventDefault();
+  if (busy) return;
+  const [p1, p2] = [$("enrol-pass"), $("enrol-pass2")];
+  clearMsg($("enrol-error"));
+  if (p1.value.length < 8) {
+    showMsg($("enrol-error"), "c.passphraseShort");
+    p1.focus();
+    return;
+  }
+  if (p1.value !== p2.value) {
+    showMsg($("enrol-error"), "c.enrolMismatch");
+    p2.focus();
+    return;
+  }
+  busy = true;
+  $("enrol-button").setAttribute("aria-disabled", "true");
+  try {
+    const keys = await core.counselorEnrol(p1.value);
+    p1.value = "";
+    p2.value = "";
+    $("enrol-form").hidden = true;
+    $("enrol-keys").value = keys;
+    $("enrol-done").hidden = false;
+    $("enrol-keys").focus();
+  } catch (e) {
+    showMsg($("enrol-error"), errorKey(e));
+    coreFailed(e);
+  } finally {
+    busy = false;
+    $("enrol-button").setAttribute("aria-disabled", "false");
   }
 }
 
@@ -263,6 +307,7 @@ async function act(fn, doneKey, after) {
 
 function onEvent(ev) {
   if (!me) return;
+  if (ev?.type === "disconnected") return lock("err.network");
   if (ev?.type === "message") announce(t("c.newMessage", { topic: topicName({ topic: ev.topic, topicLabel: ev.topicLabel }) }));
   loadInbox();
   if (current && ev?.id === current.id) {
@@ -277,6 +322,18 @@ function onEvent(ev) {
 
 function wire() {
   $("unlock-form").addEventListener("submit", unlock);
+  $("enrol-form").addEventListener("submit", enrol);
+  $("to-enrol").addEventListener("click", () => {
+    $("enrol-form").hidden = false;
+    $("enrol-done").hidden = true;
+    showScreen("screen-enrol");
+  });
+  $("enrol-continue").addEventListener("click", () => {
+    clearMsg($("unlock-error"));
+    $("to-enrol").hidden = true;
+    showScreen("screen-unlock");
+    $("passphrase").focus();
+  });
   $("lock").addEventListener("click", () => lock("c.locked"));
   for (const r of document.querySelectorAll('input[name="filter"]')) {
     r.addEventListener("change", () => {
@@ -343,6 +400,12 @@ function start() {
   showScreen("screen-unlock");
   $("passphrase").focus();
   core.loadCore().catch(coreFailed);
+  core.counselorHasKeyStore().then(
+    (has) => {
+      if (!has && !me) showScreen("screen-enrol");
+    },
+    () => {},
+  );
 }
 
 start();

@@ -1,11 +1,14 @@
-// Counselor device key store: ONE opaque byte string in IndexedDB. The bytes
-// are encrypted under the counselor's passphrase by the secure module (see
-// core.js); this file only stores and loads them. The seeker page never
-// imports this module: seekers get no IndexedDB at all.
+// Counselor device storage: one IndexedDB database, "northstar-counselor",
+// holding two opaque byte strings made by the secure module (see core.js):
+//   "device" — the key store: a random state key sealed under the
+//              counselor's passphrase (Argon2id);
+//   "state"  — the device state (keys, sessions, directory, inbox) sealed
+//              under that state key, rewritten after every change.
+// This file only stores and loads bytes. The seeker page never imports it:
+// seekers get no IndexedDB at all.
 
 const DB = "northstar-counselor";
 const STORE = "keystore";
-const KEY = "device";
 
 function open() {
   return new Promise((resolve, reject) => {
@@ -34,13 +37,27 @@ function run(mode, fn) {
   );
 }
 
-/** @returns {Promise<Uint8Array|null>} the encrypted key store, or null when none */
-export async function loadStore() {
-  const value = await run("readonly", (s) => s.get(KEY));
-  return value instanceof Uint8Array ? value : value ? new Uint8Array(value) : null;
+const asBytes = (v) => (v instanceof Uint8Array ? v : v ? new Uint8Array(v) : null);
+
+/** @returns {Promise<{keyStore: Uint8Array, state: Uint8Array}|null>} the sealed device, or null when none */
+export async function loadDevice() {
+  const [keyStore, state] = await Promise.all([
+    run("readonly", (s) => s.get("device")),
+    run("readonly", (s) => s.get("state")),
+  ]);
+  if (!keyStore || !state) return null;
+  return { keyStore: asBytes(keyStore), state: asBytes(state) };
 }
 
-/** @param {Uint8Array} bytes the encrypted key store, as the secure module produced it */
-export function saveStore(bytes) {
-  return run("readwrite", (s) => s.put(new Uint8Array(bytes), KEY));
+/** A new device: the key store and its first sealed state. */
+export function saveDevice({ keyStore, state }) {
+  return run("readwrite", (s) => {
+    s.put(new Uint8Array(keyStore), "device");
+    return s.put(new Uint8Array(state), "state");
+  });
+}
+
+/** @param {Uint8Array} state the sealed device state, as the secure module produced it */
+export function saveState(state) {
+  return run("readwrite", (s) => s.put(new Uint8Array(state), "state"));
 }

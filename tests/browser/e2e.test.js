@@ -1,0 +1,418 @@
+// End-to-end browser tests: the REAL secure module (web-client/static/pkg,
+// built by scripts/lib.sh build_web), the REAL relay binary
+// (target/debug/northstar-relay) and the REAL command-line client
+// (target/debug/northstar) for the administrator's steps. Nothing is faked:
+// a counselor enrols in one browser context, the administrator adds and
+// publishes the device with the CLI, a seeker writes from a second context
+// and comes back from a third with the codename alone.
+//
+// The relay serves a temporary copy of web-client/static whose config.json
+// pins the organisation key `northstar admin init` just created.
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { chromium } from "playwright-core";
+import { REPO, WEB_ROOT, relayBinary, startRealRelay } from "./server.js";
+
+const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target");
+const SHOTS = path.join(TARGET, "screenshots");
+const CLI = process.env.NORTHSTAR_BIN_DIR ? path.join(process.env.NORTHSTAR_BIN_DIR, "northstar") : path.join(TARGET, "debug/northstar");
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const NEUTRAL = "https://weather.com/";
+const PHONE = { width: 390, height: 844 };
+const DESKTOP = { width: 1280, height: 800 };
+const ADMIN_PASS = "admin passphrase for the test\n";
+const COUNSELOR_PASS = "counselor passphrase 42";
+const QUESTION = "Tengo 16 años y estoy solo en Texas. ¿Puedo pedir protección en Canadá? Mi tía vive en Toronto.";
+const ANSWER = "Gracias por escribirnos. Tu tía en Toronto puede ser muy importante: ¿es ciudadana canadiense o residente permanente?";
+
+const missing = [
+  [path.join(WEB_ROOT, "pkg/northstar_web.js"), "the wasm module (scripts/lib.sh build_web)"],
+  [CLI, "the northstar CLI (cargo build --workspace --bins)"],
+].filter(([p]) => !existsSync(p));
+if (!relayBinary()) missing.push(["northstar-relay", "the relay binary (cargo build --workspace --bins)"]);
+
+let tmp;
+let server;
+let browser;
+let org; // {org_key, fingerprint}
+let strings;
+
+/** Runs the real CLI with `stdin`; resolves with stdout, rejects with stderr on failure. */
+function cli(args, stdin = "") {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, NORTHSTAR_HOME: path.join(tmp, "home") };
+    delete env.NORTHSTAR_ORG;
+    if (server) env.NORTHSTAR_RELAY = `${server.origin.replace(/^http/, "ws")}/ws`;
+    const child = spawn(CLI, args, { env, stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`northstar ${args.join(" ")}: ${err}`))));
+    child.stdin.end(stdin);
+  });
+}
+
+before(async () => {
+  if (missing.length) return;
+  mkdirSync(SHOTS, { recursive: true });
+  tmp = mkdtempSync(path.join(os.tmpdir(), "northstar-e2e-"));
+  // The administrator creates the organisation key (offline, no relay needed).
+  org = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS));
+  // The operator pins it in the site's configuration.
+  const webRoot = path.join(tmp, "web");
+  cpSync(WEB_ROOT, webRoot, { recursive: true });
+  writeFileSync(path.join(webRoot, "config.json"), JSON.stringify({ org_key: org.org_key, fingerprint: org.fingerprint }));
+  server = await startRealRelay(webRoot);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A fresh browser context on the real relay; requests off 127.0.0.1 are aborted and fail the test. */
+async function open(pathname, { viewport = PHONE, locale = "en-US" } = {}) {
+  const context = await browser.newContext({ viewport, locale, serviceWorkers: "block", reducedMotion: "reduce" });
+  const offHost = [];
+  const neutral = [];
+  await context.route("**/*", async (route) => {
+    const req = route.request();
+    if (new URL(req.url()).origin === server.origin) return route.continue();
+    if (req.url().startsWith(NEUTRAL)) {
+      neutral.push({ url: req.url(), referer: req.headers().referer ?? null });
+      return route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>Weather</title><p>Sunny</p>" });
+    }
+    offHost.push(req.url());
+    return route.abort();
+  });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  page.on("websocket", (ws) => {
+    if (!ws.url().startsWith(server.origin.replace(/^http/, "ws"))) offHost.push(ws.url());
+  });
+  const urls = [];
+  page.on("framenavigated", (f) => {
+    if (f === page.mainFrame()) urls.push(f.url());
+  });
+  await page.goto(server.origin + pathname);
+  await page.waitForFunction(() => document.body.dataset.screen);
+  return {
+    context,
+    page,
+    errors,
+    neutral,
+    urls,
+    async close() {
+      await context.close();
+      assert.deepEqual(offHost, [], "a request left 127.0.0.1");
+    },
+  };
+}
+
+const visible = (page, sel, timeout = 30_000) => page.locator(sel).first().waitFor({ state: "visible", timeout });
+
+async function loadStrings(page) {
+  if (!strings) strings = await page.evaluate(async () => (await import("/i18n.js")).STRINGS);
+  return strings;
+}
+
+/** Screenshots at phone and desktop sizes, then back to the page's own size. */
+async function shot(page, name) {
+  const own = page.viewportSize();
+  await page.evaluate(() => {
+    document.activeElement?.blur();
+    window.scrollTo(0, 0);
+  });
+  for (const [size, viewport] of [
+    ["phone", PHONE],
+    ["desktop", DESKTOP],
+  ]) {
+    await page.setViewportSize(viewport);
+    await page.screenshot({ path: path.join(SHOTS, `${size}-${name}.png`), fullPage: true });
+  }
+  await page.setViewportSize(own);
+}
+
+async function assertNothingStored(page, context) {
+  assert.deepEqual(await context.cookies(), [], "cookies were set");
+  const left = await page.evaluate(async () => ({
+    cookie: document.cookie,
+    local: localStorage.length,
+    session: sessionStorage.length,
+    idb: (await indexedDB.databases()).map((d) => d.name),
+    caches: await caches.keys(),
+  }));
+  assert.deepEqual(left, { cookie: "", local: 0, session: 0, idb: [], caches: [] });
+}
+
+async function comeBack(page, codename) {
+  await page.click("[data-goto=screen-comeback]");
+  await page.fill("#codename-input", codename);
+  await page.click("#comeback-form button[type=submit]");
+}
+
+describe("end to end: real module, real relay, real CLI", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+  let counselor; // context A, stays open (live arrivals)
+  let seekerB; // context B, stays open (live reply)
+  let codename;
+
+  after(async () => {
+    await counselor?.close();
+    await seekerB?.close();
+  });
+
+  test("a counselor enrols in the browser; the administrator adds and publishes the device with the CLI; the counselor unlocks and syncs", async () => {
+    counselor = await open("/counselor.html", { viewport: DESKTOP });
+    const { page } = counselor;
+    const t = await loadStrings(page);
+    await visible(page, "#screen-enrol");
+    await shot(page, "counselor-00-enrol");
+    await page.fill("#enrol-pass", "short");
+    await page.fill("#enrol-pass2", "short");
+    await page.click("#enrol-button");
+    assert.equal(await page.textContent("#enrol-error"), t.en["c.passphraseShort"]);
+    await page.fill("#enrol-pass", COUNSELOR_PASS);
+    await page.fill("#enrol-pass2", COUNSELOR_PASS);
+    await page.click("#enrol-button");
+    await visible(page, "#enrol-done");
+    const keys = await page.inputValue("#enrol-keys");
+    assert.match(keys, /^[0-9a-f]{258}$/, "version byte + identity + mailbox public keys, hex");
+    assert.equal(await page.inputValue("#enrol-pass"), "", "the passphrase is cleared");
+    await shot(page, "counselor-00-enrol-done");
+
+    // Unlocking before the administrator has added the device says so and shows the keys again.
+    await page.click("#enrol-continue");
+    await page.fill("#passphrase", COUNSELOR_PASS);
+    await page.click("#unlock-button");
+    await page.waitForFunction((m) => document.getElementById("unlock-error").textContent === m, t.en["c.notInDirectory"], { timeout: 30_000 });
+    assert.equal(await page.inputValue("#unlock-keys-text"), keys);
+
+    // The administrator, at a terminal: add the device to a team, a partner, publish.
+    await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "amara", "--device", keys], ADMIN_PASS);
+    await cli(["admin", "add-partner", "--name", "Refugio Norte", "--contact", "+1 555 0100"], ADMIN_PASS);
+    await cli(["admin", "publish"], ADMIN_PASS);
+
+    await page.fill("#passphrase", "not the passphrase");
+    await page.click("#unlock-button");
+    await page.waitForFunction((m) => document.getElementById("unlock-error").textContent === m, t.en["c.wrongPassphrase"], { timeout: 30_000 });
+    await page.fill("#passphrase", COUNSELOR_PASS);
+    await page.click("#unlock-button");
+    await visible(page, "#screen-inbox");
+    assert.match(await page.textContent("#whoami"), /amara/);
+    assert.equal(await page.locator("#case-list li").count(), 0);
+    // The device's store: one IndexedDB database, nothing else.
+    const stored = await page.evaluate(async () => ({ idb: (await indexedDB.databases()).map((d) => d.name), local: localStorage.length }));
+    assert.deepEqual(stored, { idb: ["northstar-counselor"], local: 0 });
+  });
+
+  test("a seeker chooses a topic, writes in Spanish, confirms the codename and sends with proof-of-work progress; the counselor sees it arrive live", async () => {
+    seekerB = await open("/", { locale: "es-ES" });
+    const { page } = seekerB;
+    const t = await loadStrings(page);
+    assert.equal(await page.getAttribute("html", "lang"), "es");
+    await page.waitForFunction(() => !document.getElementById("fingerprint").dataset.i18n);
+    assert.equal((await page.textContent("#fingerprint")).trim(), org.fingerprint, "the pinned key's fingerprint is shown to compare");
+    await shot(page, "seeker-01-welcome");
+    await page.click("#start");
+    await visible(page, "#topic-list .choice");
+    // Only the team with a counselor device is offered.
+    assert.deepEqual(await page.locator("#topic-list .choice").allTextContents(), [t.es["topic.minors"]]);
+    await page.locator("#topic-list .choice").first().click();
+    await shot(page, "seeker-02-topic");
+    await page.click("#topic-form button[type=submit]");
+    await visible(page, "#screen-write");
+    await page.fill("#message", QUESTION);
+    await shot(page, "seeker-03-write");
+    await page.click("#write-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 7);
+    codename = (await page.locator("#codename-words li").allTextContents()).join(" ");
+    await page.click("#send-first");
+    assert.equal(await page.textContent("#codename-error"), t.es["codename.mustConfirm"]);
+    await page.check("#wrote-it-down");
+    await shot(page, "seeker-04-codename");
+    // Record every progress stage and value the page shows.
+    await page.evaluate(() => {
+      window.__progress = [];
+      const rec = () => window.__progress.push([document.getElementById("progress-stage").dataset.i18n, document.getElementById("progress-bar").value]);
+      new MutationObserver(rec).observe(document.getElementById("progress-stage"), { attributes: true, childList: true });
+      new MutationObserver(rec).observe(document.getElementById("progress-bar"), { attributes: true });
+      const bar = document.getElementById("progress-bar");
+      const desc = Object.getOwnPropertyDescriptor(HTMLProgressElement.prototype, "value");
+      Object.defineProperty(bar, "value", {
+        get() {
+          return desc.get.call(this);
+        },
+        set(v) {
+          desc.set.call(this, v);
+          rec();
+        },
+      });
+    });
+    await page.click("#send-first");
+    await visible(page, "#screen-progress");
+    await shot(page, "seeker-05-sending");
+    await visible(page, "#screen-conversation", 60_000);
+    const progress = await page.evaluate(() => window.__progress);
+    const stages = [...new Set(progress.map((p) => p[0]))];
+    assert.deepEqual(stages.filter((s) => ["progress.derive", "progress.pow", "progress.send"].includes(s)), ["progress.derive", "progress.pow", "progress.send"], `stages: ${stages}`);
+    assert.ok(progress.some(([s, v]) => s === "progress.pow" && v > 35 && v < 100), "the proof of work moves the bar");
+    assert.equal(Math.max(...progress.map((p) => p[1])), 100);
+    // The page forgot the codename and the draft; the message is shown.
+    assert.equal(await page.locator("#codename-words li").count(), 0);
+    assert.equal(await page.inputValue("#message"), "");
+    assert.ok(!(await page.content()).includes(codename), "the codename is still in the page");
+    assert.deepEqual(await page.locator("#messages li .body").allTextContents(), [QUESTION]);
+    assert.match(await page.textContent("#conv-expiry"), /\d{4}/);
+    await shot(page, "seeker-06-conversation-sent");
+    await assertNothingStored(page, seekerB.context);
+
+    // Live arrival in the counselor's inbox (no reload).
+    const c = counselor.page;
+    await c.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1, null, { timeout: 30_000 });
+    assert.match(await c.textContent("#case-list"), /Tengo 16 años/);
+    assert.match(await c.textContent("#case-list .status"), /Unread/);
+    await shot(c, "counselor-02-inbox");
+  });
+
+  test("the counselor claims, notes and answers; the answer reaches the open seeker page live", async () => {
+    const { page } = counselor;
+    await page.click("#case-list .case-item");
+    await visible(page, "#case");
+    assert.match(await page.textContent("#case-language"), /Español/);
+    await page.click("#claim");
+    await page.waitForFunction(() => document.getElementById("case-status").textContent === "Claimed", null, { timeout: 30_000 });
+    await page.click("summary[data-i18n='c.noteLabel']");
+    await page.fill("#note", "Preguntar por el estatus de la tía.");
+    await page.click("#note-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelectorAll("#entries .entry-note").length === 1, null, { timeout: 30_000 });
+    await page.fill("#reply", ANSWER);
+    await page.click("#reply-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelectorAll("#entries .from-you").length === 1, null, { timeout: 30_000 });
+    await shot(page, "counselor-03-conversation");
+    // Filters: the claimed conversation is under Claimed, not under Resolved.
+    await page.click("#filters label:has(input[value=resolved])");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 0);
+    await page.click("#filters label:has(input[value=claimed])");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1);
+    await page.click("#filters label:has(input[value=all])");
+
+    const s = seekerB.page;
+    await s.waitForFunction(() => document.querySelectorAll("#messages li").length === 2, null, { timeout: 30_000 });
+    assert.equal(await s.locator("#messages li.from-counselor .body").textContent(), ANSWER);
+  });
+
+  test("the seeker comes back in a fresh context with the codename, reads the answer and replies; the counselor gets it live", async () => {
+    await seekerB.close();
+    seekerB = null;
+    const s = await open("/", { locale: "es-ES" });
+    try {
+      const { page } = s;
+      await comeBack(page, codename);
+      await visible(page, "#screen-conversation", 60_000);
+      assert.deepEqual(await page.locator("#messages li .body").allTextContents(), [QUESTION, ANSWER]);
+      await shot(page, "seeker-06-conversation");
+      await page.fill("#reply", "Es residente permanente.");
+      await page.click("#reply-form button[type=submit]");
+      await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 3, null, { timeout: 30_000 });
+      const c = counselor.page;
+      await c.waitForFunction(() => [...document.querySelectorAll("#entries .body")].some((b) => b.textContent === "Es residente permanente."), null, { timeout: 30_000 });
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("a wrong or unknown codename gets a clear message", async () => {
+    const s = await open("/");
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      await comeBack(page, "harbor lantern");
+      await page.waitForFunction((m) => document.getElementById("comeback-error").textContent === m, t.en["err.codenameInvalid"], { timeout: 30_000 });
+      assert.equal(await page.getAttribute("#codename-input", "aria-invalid"), "true");
+      const unknown = await page.evaluate(async () => (await import("/core.js")).generateCodename());
+      await page.fill("#codename-input", unknown);
+      await page.click("#comeback-form button[type=submit]");
+      await page.waitForFunction((m) => document.getElementById("comeback-error").textContent === m, t.en["err.codenameNotFound"], { timeout: 60_000 });
+      await shot(page, "seeker-07-comeback-wrong");
+      await page.click("[data-lang-button=ht]");
+      assert.equal(await page.textContent("#comeback-error"), t.ht["err.codenameNotFound"]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("quick exit from an open conversation leaves nothing readable: storage, IndexedDB, history", async () => {
+    const s = await open("/");
+    try {
+      const { page, context } = s;
+      await comeBack(page, codename);
+      await visible(page, "#screen-conversation", 60_000);
+      await page.fill("#reply", "No guardes esto.");
+      const before = await page.evaluate(() => history.length);
+      await page.click("[data-quick-exit]");
+      await page.waitForURL(NEUTRAL);
+      assert.equal(await page.evaluate(() => history.length), before, "quick exit added a history entry");
+      const cdp = await context.newCDPSession(page);
+      const { entries } = await cdp.send("Page.getNavigationHistory");
+      await cdp.detach();
+      assert.ok(entries.every((e) => e.url === "about:blank" || e.url === NEUTRAL), `history: ${entries.map((e) => e.url)}`);
+      assert.equal(s.neutral[0].referer, null);
+      assert.doesNotMatch(await page.content(), /guardes|Toronto|residente/);
+      for (const u of s.urls.filter((u) => u.startsWith(server.origin))) assert.equal(u, `${server.origin}/`);
+      await page.goto(`${server.origin}/`);
+      await assertNothingStored(page, context);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("delete everything now: the conversation is gone from the relay", async () => {
+    const s = await open("/");
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      await comeBack(page, codename);
+      await visible(page, "#screen-conversation", 60_000);
+      await page.click("[data-goto=screen-delete]");
+      await shot(page, "seeker-08-delete");
+      await page.click("#delete-confirm");
+      await visible(page, "#screen-deleted", 30_000);
+      await shot(page, "seeker-09-deleted");
+      await page.click("#screen-deleted [data-goto]");
+      await comeBack(page, codename);
+      await page.waitForFunction((m) => document.getElementById("comeback-error").textContent === m, t.en["err.codenameNotFound"], { timeout: 60_000 });
+      // The team's copy is deleted at the seeker's request.
+      await counselor.page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 0, null, { timeout: 30_000 });
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("locking the inbox drops the conversations from the page", async () => {
+    const { page } = counselor;
+    await page.click("#lock");
+    await visible(page, "#screen-unlock");
+    await shot(page, "counselor-01-unlock");
+    assert.equal(await page.locator("#case-list li").count(), 0);
+    assert.doesNotMatch(await page.content(), /Tengo 16|Toronto/);
+    assert.deepEqual(counselor.errors, []);
+  });
+});
