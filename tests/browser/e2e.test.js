@@ -339,6 +339,41 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     }
   });
 
+  test("the counselor refers the seeker to a partner, then hands the conversation to a colleague the administrator added", async () => {
+    const { page } = counselor;
+    const t = await loadStrings(page);
+    await page.click("#case-list .case-item");
+    await visible(page, "#case");
+    await page.click("summary[data-i18n='c.refer']");
+    await page.selectOption("#partner", { label: "Refugio Norte" });
+    await page.fill("#refer-note", "Un refugio cerca de la frontera puede ayudarte.");
+    await page.click("#refer-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelectorAll("#entries .from-you").length === 2, null, { timeout: 30_000 });
+
+    // A colleague's device, set up at a terminal; the administrator adds it to the same team.
+    const ben = JSON.parse(await cli(["--json", "counselor", "init", "--org", org.org_key], "ben passphrase 1234\n")).device;
+    await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "ben", "--device", ben], ADMIN_PASS);
+    await cli(["admin", "publish"], ADMIN_PASS);
+    await cli(["counselor", "sync"], "ben passphrase 1234\n");
+
+    // Unlocking again picks up the new directory.
+    await page.click("#lock");
+    await page.fill("#passphrase", COUNSELOR_PASS);
+    await page.click("#unlock-button");
+    await visible(page, "#screen-inbox", 30_000);
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1);
+    await page.click("#case-list .case-item");
+    await visible(page, "#case");
+    await page.click("summary[data-i18n='c.handoff']");
+    await page.selectOption("#colleague", { label: "ben" });
+    await page.click("#handoff-form button[type=submit]");
+    await page.waitForFunction(() => /ben/.test(document.getElementById("case-claimed").textContent), null, { timeout: 30_000 });
+    assert.equal(await page.isVisible("#claim"), true, "no longer mine: it can be claimed back only by a hand-off");
+    // Resolving a colleague's conversation is refused, with a clear message.
+    await page.click("#resolve");
+    await page.waitForFunction((m) => document.getElementById("case-error").textContent === m, t.en["c.claimedByOther"], { timeout: 30_000 });
+  });
+
   test("a wrong or unknown codename gets a clear message", async () => {
     const s = await open("/");
     try {
@@ -391,6 +426,8 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
       const t = await loadStrings(page);
       await comeBack(page, codename);
       await visible(page, "#screen-conversation", 60_000);
+      // The referral arrived, with the partner's name and contact from the signed directory.
+      assert.match(await page.textContent("#messages"), /Un refugio cerca de la frontera[\s\S]*Refugio Norte — \+1 555 0100/);
       await page.click("[data-goto=screen-delete]");
       await shot(page, "seeker-08-delete");
       await page.click("#delete-confirm");
