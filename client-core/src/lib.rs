@@ -26,6 +26,27 @@
 //!   the seeker's conversation, the counselor's team inbox.
 //!
 //! Byte-exact formats are specified in `docs/PROTOCOL.md`.
+//!
+//! ## Example: a sealed envelope only its mailbox can open
+//!
+//! ```
+//! use northstar_core::keys::{IdentityKeyPair, MailboxKeyPair};
+//! use northstar_core::sealed::{self, SealedBody, SealedContent, SenderInfo};
+//! # fn main() -> Result<(), northstar_core::Error> {
+//! let mut rng = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
+//! # use rand_core::SeedableRng;
+//! let sender = (IdentityKeyPair::generate(&mut rng), MailboxKeyPair::generate(&mut rng));
+//! let recipient = MailboxKeyPair::generate(&mut rng);
+//! let content = SealedContent {
+//!     sender: SenderInfo { identity: sender.0.public(), mailbox: sender.1.public() },
+//!     body: SealedBody::Ratchet { ratchet_message: b"opaque ratchet bytes".to_vec() },
+//! };
+//! let envelope = sealed::seal(&recipient.public(), &content, &mut rng)?;
+//! // The relay sees the recipient and a padded size, never the sender.
+//! assert_eq!(*envelope.recipient(), recipient.id());
+//! assert_eq!(sealed::open(&recipient, &envelope)?, content);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod client;
