@@ -28,6 +28,7 @@ const DESKTOP = { width: 1280, height: 800 };
 const ADMIN_PASS = "admin passphrase for the test\n";
 const COUNSELOR_PASS = "counselor passphrase 42";
 const QUESTION = "Tengo 16 años y estoy solo en Texas. ¿Puedo pedir protección en Canadá? Mi tía vive en Toronto.";
+const FOLLOW_UP = "¿Sigues ahí? Podemos hablar cuando quieras.";
 const ANSWER = "Gracias por escribirnos. Tu tía en Toronto puede ser muy importante: ¿es ciudadana canadiense o residente permanente?";
 
 const missing = [
@@ -104,7 +105,9 @@ async function open(pathname, { viewport = PHONE, locale = "en-US" } = {}) {
     if (m.type() === "error") errors.push(m.text());
   });
   page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  const sockets = [];
   page.on("websocket", (ws) => {
+    sockets.push(ws.url());
     if (!ws.url().startsWith(server.origin.replace(/^http/, "ws"))) offHost.push(ws.url());
   });
   const urls = [];
@@ -119,6 +122,7 @@ async function open(pathname, { viewport = PHONE, locale = "en-US" } = {}) {
     errors,
     neutral,
     urls,
+    sockets,
     async close() {
       await context.close();
       assert.deepEqual(offHost, [], "a request left 127.0.0.1");
@@ -282,6 +286,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     assert.match(await page.textContent("#conv-expiry"), /\d{4}/);
     await shot(page, "seeker-06-conversation-sent");
     await assertNothingStored(page, seekerB.context);
+    assert.deepEqual(seekerB.errors, []);
 
     // Live arrival in the counselor's inbox (no reload).
     const c = counselor.page;
@@ -318,6 +323,24 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     assert.equal(await s.locator("#messages li.from-counselor .body").textContent(), ANSWER);
   });
 
+  test("the relay restarts: both open pages reconnect by themselves and messages flow again", async () => {
+    const c = counselor.page;
+    const s = seekerB.page;
+    const seekerSockets = seekerB.sockets.length;
+    await server.restart();
+    await c.waitForFunction(() => document.getElementById("conn").textContent === "", null, { timeout: 30_000 });
+    await c.fill("#reply", FOLLOW_UP);
+    await c.click("#reply-form button[type=submit]");
+    await c.waitForFunction(() => document.querySelectorAll("#entries .from-you").length === 2, null, { timeout: 30_000 });
+    await s.waitForFunction(() => document.querySelectorAll("#messages li").length === 3, null, { timeout: 60_000 });
+    assert.equal(await s.locator("#messages li").nth(2).locator(".body").textContent(), FOLLOW_UP);
+    assert.ok(seekerB.sockets.length > seekerSockets, "the seeker page opened a new mailbox connection");
+    await s.fill("#reply", "Sí, aquí estoy.");
+    await s.click("#reply-form button[type=submit]");
+    await c.waitForFunction(() => [...document.querySelectorAll("#entries .body")].some((b) => b.textContent === "Sí, aquí estoy."), null, { timeout: 30_000 });
+    assert.deepEqual(seekerB.errors.filter((e) => !/WebSocket/.test(e)), []);
+  });
+
   test("the seeker comes back in a fresh context with the codename, reads the answer and replies; the counselor gets it live", async () => {
     await seekerB.close();
     seekerB = null;
@@ -326,11 +349,11 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
       const { page } = s;
       await comeBack(page, codename);
       await visible(page, "#screen-conversation", 60_000);
-      assert.deepEqual(await page.locator("#messages li .body").allTextContents(), [QUESTION, ANSWER]);
+      assert.deepEqual(await page.locator("#messages li .body").allTextContents(), [QUESTION, ANSWER, FOLLOW_UP, "Sí, aquí estoy."]);
       await shot(page, "seeker-06-conversation");
       await page.fill("#reply", "Es residente permanente.");
       await page.click("#reply-form button[type=submit]");
-      await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 3, null, { timeout: 30_000 });
+      await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 5, null, { timeout: 30_000 });
       const c = counselor.page;
       await c.waitForFunction(() => [...document.querySelectorAll("#entries .body")].some((b) => b.textContent === "Es residente permanente."), null, { timeout: 30_000 });
       assert.deepEqual(s.errors, []);
@@ -348,7 +371,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     await page.selectOption("#partner", { label: "Refugio Norte" });
     await page.fill("#refer-note", "Un refugio cerca de la frontera puede ayudarte.");
     await page.click("#refer-form button[type=submit]");
-    await page.waitForFunction(() => document.querySelectorAll("#entries .from-you").length === 2, null, { timeout: 30_000 });
+    await page.waitForFunction(() => document.querySelectorAll("#entries .from-you").length === 3, null, { timeout: 30_000 });
 
     // A colleague's device, set up at a terminal; the administrator adds it to the same team.
     const ben = JSON.parse(await cli(["--json", "counselor", "init", "--org", org.org_key], "ben passphrase 1234\n")).device;

@@ -87,14 +87,32 @@ async function waitForHttp(origin, child, ms = 15_000) {
 async function startRelay(bin, webRoot = WEB_ROOT) {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "northstar-browser-relay-"));
-  const child = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--web-root", webRoot], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
   let stderr = "";
-  child.stderr.on("data", (d) => {
-    stderr = (stderr + d).slice(-4000);
-  });
+  const launch = () => {
+    const c = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--web-root", webRoot], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    c.stderr.on("data", (d) => {
+      stderr = (stderr + d).slice(-4000);
+    });
+    return c;
+  };
+  let child = launch();
   const origin = `http://127.0.0.1:${port}`;
+  const stopChild = async () => {
+    if (child.exitCode !== null) return;
+    child.kill("SIGTERM");
+    await new Promise((r) => {
+      const t = setTimeout(() => {
+        child.kill("SIGKILL");
+        r();
+      }, 5000);
+      child.once("exit", () => {
+        clearTimeout(t);
+        r();
+      });
+    });
+  };
   try {
     await waitForHttp(origin, child);
   } catch (e) {
@@ -106,20 +124,14 @@ async function startRelay(bin, webRoot = WEB_ROOT) {
     kind: "relay",
     origin,
     description: `the real relay (${path.relative(REPO, bin)})`,
+    /** Stops the relay (graceful shutdown) and starts it again on the same port and data. */
+    async restart() {
+      await stopChild();
+      child = launch();
+      await waitForHttp(origin, child);
+    },
     async stop() {
-      if (child.exitCode === null) {
-        child.kill("SIGTERM");
-        await new Promise((r) => {
-          const t = setTimeout(() => {
-            child.kill("SIGKILL");
-            r();
-          }, 5000);
-          child.once("exit", () => {
-            clearTimeout(t);
-            r();
-          });
-        });
-      }
+      await stopChild();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

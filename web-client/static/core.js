@@ -139,6 +139,12 @@ async function orgKey() {
     }
     const key = typeof c?.org_key === "string" ? c.org_key.trim() : "";
     if (!/^[0-9a-fA-F]{64}$/.test(key)) throw new CoreError("not-configured", "config.json holds no organisation key");
+    // A fingerprint written beside the key must be the key's own: a mismatch
+    // means a mistyped configuration, and nothing should be trusted.
+    const written = typeof c?.fingerprint === "string" ? c.fingerprint.trim() : "";
+    if (written && written !== wasm.org_fingerprint(key)) {
+      throw new CoreError("not-configured", "config.json: the fingerprint does not match the organisation key");
+    }
     config = { orgKey: key.toLowerCase() };
   }
   return config.orgKey;
@@ -154,6 +160,12 @@ async function guard(fn) {
   }
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Capped exponential backoff with jitter: 0.5 s doubling to 30 s. */
+const backoff = (attempt) => {
+  const base = Math.min(30_000, 500 * 2 ** attempt);
+  return base / 2 + Math.random() * (base / 2);
+};
 const iso = (secs) => (secs ? new Date(secs * 1000).toISOString() : undefined);
 const nowSecs = () => Math.floor(Date.now() / 1000);
 const tick = () => new Promise((r) => setTimeout(r, 0));
@@ -171,8 +183,10 @@ function relayError(code) {
  * One WebSocket to the relay, with request/reply matching on the frame's
  * request id; deliveries (request id 0) go to `onDeliver`, or are buffered
  * until it is set. A dropped connection fails every pending request with
- * "network"; the channel does not reconnect by itself (a session would
- * have to authenticate again), the caller opens a new one.
+ * "network" and calls `onClosed`; the socket is not reopened underneath
+ * (the mailbox session would have to authenticate again): the owner opens a
+ * new Session, authenticates and subscribes (see resumeSeeker,
+ * resumeCounselor).
  */
 class Session {
   constructor(name) {
@@ -414,6 +428,31 @@ function seekerLive(s) {
   };
 }
 
+/**
+ * The mailbox connection of an open conversation dropped: reconnect with
+ * backoff, authenticate, subscribe and read what arrived meanwhile, until
+ * it works or the conversation is closed.
+ */
+async function resumeSeeker(s, attempt = 0) {
+  await sleep(backoff(attempt));
+  if (seeker !== s) return;
+  let session = null;
+  try {
+    session = await Session.open("mailbox");
+    const challenge = await session.challenge();
+    await session.request((id) => s.handle.auth_frame(id, challenge));
+    if (seeker !== s) return session.close();
+    s.session = session;
+    const stored = await session.subscribe();
+    seekerLive(s);
+    for (const d of stored) session.onDeliver(d);
+    session.onClosed = () => resumeSeeker(s);
+  } catch {
+    session?.close();
+    resumeSeeker(s, attempt + 1);
+  }
+}
+
 /** @returns {Promise<string>} the organisation's short fingerprint, to compare with the published one */
 export function orgFingerprint() {
   return guard(async () => wasm.org_fingerprint(await orgKey()));
@@ -495,6 +534,7 @@ export function startConversation({ codename, topic, language, text, onProgress 
       const stored = await s.session.subscribe();
       seekerLive(s);
       for (const d of stored) s.session.onDeliver(d);
+      s.session.onClosed = () => resumeSeeker(s);
       onProgress("send", 1);
       return conversationOf(s, dir);
     } catch (e) {
@@ -557,6 +597,7 @@ export function comeBack(codename, onProgress = () => {}) {
       await saveSeeker(s);
       await s.session.ack(ids);
       seekerLive(s);
+      s.session.onClosed = () => resumeSeeker(s);
       onProgress("open", 1);
       return conversationOf(s, dir);
     } catch (e) {
@@ -665,6 +706,46 @@ async function counselorReceive(c, deliveries) {
   return events;
 }
 
+/** Subscribes the unlocked device's session: stored deliveries, then live ones. */
+async function counselorSubscribe(c) {
+  const session = c.session;
+  const pending = await session.subscribe();
+  await counselorReceive(c, pending);
+  session.onDeliver = (d) => {
+    c.queue = c.queue
+      .then(async () => {
+        if (counselor !== c || c.session !== session) return;
+        const events = await counselorReceive(c, [d]);
+        for (const ev of events) c.onEvent?.(ev);
+      })
+      .catch(() => {});
+  };
+  session.onClosed = () => {
+    if (counselor !== c) return;
+    c.onEvent?.({ type: "connection", state: "reconnecting" });
+    resumeCounselor(c);
+  };
+}
+
+/** The unlocked device's connection dropped: reconnect with backoff, authenticate, subscribe. */
+async function resumeCounselor(c, attempt = 0) {
+  await sleep(backoff(attempt));
+  if (counselor !== c) return;
+  let session = null;
+  try {
+    session = await Session.open("mailbox");
+    const challenge = await session.challenge();
+    await session.request((id) => c.handle.auth_frame(id, challenge));
+    if (counselor !== c) return session.close();
+    c.session = session;
+    await counselorSubscribe(c);
+    c.onEvent?.({ type: "connection", state: "open" });
+  } catch {
+    session?.close();
+    if (counselor === c) resumeCounselor(c, attempt + 1);
+  }
+}
+
 /**
  * Unlocks the device (key store in IndexedDB, opened by the module with the
  * passphrase) and syncs: verified directory, register (proof of work
@@ -709,20 +790,7 @@ export function counselorUnlock(passphrase) {
         });
       }
       await persistCounselor(c);
-      const pending = await c.session.subscribe();
-      await counselorReceive(c, pending);
-      c.session.onDeliver = (d) => {
-        c.queue = c.queue
-          .then(async () => {
-            if (counselor !== c) return;
-            const events = await counselorReceive(c, [d]);
-            for (const ev of events) c.onEvent?.(ev);
-          })
-          .catch(() => {});
-      };
-      c.session.onClosed = () => {
-        if (counselor === c) c.onEvent?.({ type: "disconnected" });
-      };
+      await counselorSubscribe(c);
       const me = handle.whoami();
       return { name: me.name, teams: me.teams };
     } catch (e) {
@@ -791,6 +859,7 @@ function act(id, run) {
     const bundles = [];
     for (const mailbox of c.handle.missing_bundles(id)) bundles.push(await c.session.fetchPrekeys(mailbox));
     const envelopes = run(c.handle, bundles, nowSecs());
+    if (counselor !== c) throw new CoreError("internal", "the inbox was locked");
     // Saved before sending: a ratchet key is never used twice.
     await persistCounselor(c);
     await deposit(envelopes);
@@ -852,8 +921,9 @@ export function partners() {
 }
 
 /**
- * @param {(ev: {type: "message"|"update"|"disconnected", id?: string, topicLabel?: string}) => void} onEvent
- *   called when a message or a team-state change arrives over the WebSocket
+ * @param {(ev: {type: "message"|"update"|"connection", id?: string, topicLabel?: string, state?: "reconnecting"|"open"}) => void} onEvent
+ *   called when a message or a team-state change arrives over the WebSocket,
+ *   and when the connection drops ("reconnecting") and is back ("open")
  */
 export async function onInboxEvent(onEvent) {
   if (counselor) counselor.onEvent = onEvent;

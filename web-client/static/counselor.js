@@ -91,6 +91,8 @@ function lock(reasonKey) {
   $("case").hidden = true;
   $("pane-empty").hidden = false;
   $("lock").hidden = true;
+  delete $("conn").dataset.i18n;
+  $("conn").textContent = "";
   document.body.classList.remove("case-open");
   if (reasonKey) showMsg($("unlock-info"), reasonKey);
   showScreen("screen-unlock");
@@ -307,7 +309,17 @@ async function act(fn, doneKey, after) {
 
 function onEvent(ev) {
   if (!me) return;
-  if (ev?.type === "disconnected") return lock("err.network");
+  if (ev?.type === "connection") {
+    const conn = $("conn");
+    if (ev.state === "reconnecting") {
+      conn.dataset.i18n = "c.reconnecting";
+      conn.textContent = t("c.reconnecting");
+    } else {
+      delete conn.dataset.i18n;
+      conn.textContent = "";
+    }
+    if (ev.state !== "open") return;
+  }
   if (ev?.type === "message") announce(t("c.newMessage", { topic: topicName({ topic: ev.topic, topicLabel: ev.topicLabel }) }));
   loadInbox();
   if (current && ev?.id === current.id) {
