@@ -42,6 +42,7 @@ let server;
 let browser;
 let org; // {org_key, fingerprint}
 let strings;
+const logs = []; // every console message of every page: no secret may appear there
 
 /** Runs the real CLI with `stdin`; resolves with stdout, rejects with stderr on failure. */
 function cli(args, stdin = "") {
@@ -102,6 +103,7 @@ async function open(pathname, { viewport = PHONE, locale = "en-US" } = {}) {
   const page = await context.newPage();
   const errors = [];
   page.on("console", (m) => {
+    logs.push(m.text());
     if (m.type() === "error") errors.push(m.text());
   });
   page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
@@ -466,13 +468,39 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     }
   });
 
-  test("locking the inbox drops the conversations from the page", async () => {
+  test("the inbox locks itself after the idle time; Lock empties the page", async () => {
     const { page } = counselor;
+    const t = await loadStrings(page);
+    // The test clock takes over the page's timers from a reload on (it runs at
+    // normal speed until fast-forwarded).
+    await page.clock.install();
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.screen === "screen-unlock");
+    await page.fill("#passphrase", COUNSELOR_PASS);
+    await page.click("#unlock-button");
+    await visible(page, "#screen-inbox", 30_000);
+    await page.click("#inbox-title"); // activity: the idle timer starts again
+    await page.clock.fastForward("09:00");
+    assert.equal(await page.evaluate(() => document.body.dataset.screen), "screen-inbox", "locked too early");
+    await page.clock.fastForward("01:30");
+    await visible(page, "#screen-unlock");
+    assert.equal(await page.textContent("#unlock-info"), t.en["c.lockedIdle"]);
+    assert.equal(await page.locator("#case-list li").count(), 0);
+    await page.fill("#passphrase", COUNSELOR_PASS);
+    await page.click("#unlock-button");
+    await visible(page, "#screen-inbox", 30_000);
     await page.click("#lock");
     await visible(page, "#screen-unlock");
     await shot(page, "counselor-01-unlock");
     assert.equal(await page.locator("#case-list li").count(), 0);
     assert.doesNotMatch(await page.content(), /Tengo 16|Toronto/);
     assert.deepEqual(counselor.errors, []);
+  });
+
+  test("no secret ever reached a console", () => {
+    assert.ok(codename);
+    for (const line of logs) {
+      assert.ok(!line.includes(codename) && !line.includes(COUNSELOR_PASS), `console: ${line}`);
+    }
   });
 });
