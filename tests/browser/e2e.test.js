@@ -273,7 +273,8 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     });
     await page.click("#send-first");
     await visible(page, "#screen-progress");
-    await shot(page, "seeker-05-sending");
+    // At once, at this size only: the screen lasts about as long as Argon2id.
+    await page.screenshot({ path: path.join(SHOTS, "phone-seeker-05-sending.png"), fullPage: true });
     await visible(page, "#screen-conversation", 60_000);
     const progress = await page.evaluate(() => window.__progress);
     const stages = [...new Set(progress.map((p) => p[0]))];
@@ -400,7 +401,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
   });
 
   test("a wrong or unknown codename gets a clear message", async () => {
-    const s = await open("/");
+    const s = await open("/", { viewport: DESKTOP });
     try {
       const { page } = s;
       const t = await loadStrings(page);

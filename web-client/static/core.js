@@ -169,6 +169,13 @@ const backoff = (attempt) => {
 const iso = (secs) => (secs ? new Date(secs * 1000).toISOString() : undefined);
 const nowSecs = () => Math.floor(Date.now() / 1000);
 const tick = () => new Promise((r) => setTimeout(r, 0));
+/**
+ * Resolves after the next paint (or 100 ms in a background tab, where no
+ * frame comes): the page shows its progress screen before a long
+ * synchronous step (Argon2id in the module).
+ */
+const painted = () =>
+  Promise.race([new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0))), new Promise((r) => setTimeout(r, 100))]);
 
 // ---------------------------------------------------------------- relay sessions
 
@@ -511,7 +518,7 @@ export function startConversation({ codename, topic, language, text, onProgress 
     forgetSeeker();
     const org = await orgKey();
     onProgress("derive", 0.05);
-    await tick();
+    await painted();
     const handle = wasm.SeekerHandle.derive(codename, org);
     const s = { handle, session: null, expiresAt: 0, onMessage: null, queue: Promise.resolve() };
     seeker = s;
@@ -557,7 +564,7 @@ export function comeBack(codename, onProgress = () => {}) {
     const org = await orgKey();
     wasm.check_codename(codename);
     onProgress("derive", 0.05);
-    await tick();
+    await painted();
     const handle = wasm.SeekerHandle.derive(codename, org);
     const s = { handle, session: null, expiresAt: 0, onMessage: null, queue: Promise.resolve() };
     seeker = s;
@@ -760,6 +767,7 @@ export function counselorUnlock(passphrase) {
     const stored = await ks.loadDevice();
     if (stored === null) throw new CoreError("no-key-store");
     counselorLock();
+    await painted();
     const handle = wasm.CounselorHandle.unlock(stored.keyStore, stored.state, passphrase);
     const c = { handle, session: null, onEvent: null, queue: Promise.resolve(), saving: Promise.resolve() };
     counselor = c;
