@@ -375,6 +375,14 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     await page.fill("#refer-note", "Un refugio cerca de la frontera puede ayudarte.");
     await page.click("#refer-form button[type=submit]");
     await page.waitForFunction(() => document.querySelectorAll("#entries .from-you").length === 3, null, { timeout: 30_000 });
+    // Resolve, see it under Resolved, reopen.
+    await page.click("#resolve");
+    await page.waitForFunction(() => document.getElementById("case-status").textContent === "Resolved", null, { timeout: 30_000 });
+    await page.click("#filters label:has(input[value=resolved])");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1);
+    await page.click("#filters label:has(input[value=all])");
+    await page.click("#reopen");
+    await page.waitForFunction(() => document.getElementById("case-status").textContent === "Open", null, { timeout: 30_000 });
 
     // A colleague's device, set up at a terminal; the administrator adds it to the same team.
     const ben = JSON.parse(await cli(["--json", "counselor", "init", "--org", org.org_key], "ben passphrase 1234\n")).device;

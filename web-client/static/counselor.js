@@ -236,6 +236,8 @@ async function loadLists() {
   fill($("partner"), p.status === "fulfilled" ? p.value : []);
   canned = a.status === "fulfilled" ? a.value : [];
   fill($("canned"), canned);
+  // No canned answers configured: no empty picker.
+  $("canned").closest(".tool-row").hidden = canned.length === 0;
 }
 
 // ------------------------------------------------------------ one conversation
@@ -267,6 +269,7 @@ function renderCase() {
   $("case-language").textContent = current.language ? t("c.language", { lang: languageName(current.language) }) : "";
   $("claim").hidden = current.mine || current.status === "resolved";
   $("resolve").hidden = current.status === "resolved";
+  $("reopen").hidden = current.status !== "resolved";
   const ol = $("entries");
   ol.replaceChildren();
   for (const e of current.entries ?? []) {
@@ -362,6 +365,7 @@ function wire() {
   });
   $("claim").addEventListener("click", () => act(core.claimCase, "c.claimed"));
   $("resolve").addEventListener("click", () => act(core.resolveCase, "c.resolved"));
+  $("reopen").addEventListener("click", () => act(core.reopenCase, "c.reopened"));
   $("canned-insert").addEventListener("click", () => {
     const a = canned.find((x) => x.id === $("canned").value);
     if (!a) return;
