@@ -390,14 +390,10 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     await cli(["admin", "publish"], ADMIN_PASS);
     await cli(["counselor", "sync"], "ben passphrase 1234\n");
 
-    // Unlocking again picks up the new directory.
-    await page.click("#lock");
-    await page.fill("#passphrase", COUNSELOR_PASS);
-    await page.click("#unlock-button");
-    await visible(page, "#screen-inbox", 30_000);
-    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1);
+    // Opening the conversation again fetches the new directory: the colleague is offered.
     await page.click("#case-list .case-item");
     await visible(page, "#case");
+    await page.waitForFunction(() => [...document.querySelectorAll("#colleague option")].some((o) => o.textContent === "ben"), null, { timeout: 30_000 });
     await page.click("summary[data-i18n='c.handoff']");
     await page.selectOption("#colleague", { label: "ben" });
     await page.click("#handoff-form button[type=submit]");

@@ -713,6 +713,21 @@ async function counselorReceive(c, deliveries) {
   return events;
 }
 
+/**
+ * Fetches the directory again so colleagues and partners the administrator
+ * added since unlocking are known. The module refuses a rollback or a
+ * forgery; then, as when the relay cannot be reached, the directory held
+ * stays in use (it is verified).
+ */
+async function refreshDirectory(c) {
+  try {
+    const bytes = await c.session.fetchDirectory(c.handle.org_hex());
+    if (counselor === c) c.handle.set_directory(bytes);
+  } catch {
+    // keep the verified directory already held
+  }
+}
+
 /** Subscribes the unlocked device's session: stored deliveries, then live ones. */
 async function counselorSubscribe(c) {
   const session = c.session;
@@ -864,6 +879,7 @@ export function openCase(id) {
 function act(id, run) {
   return guard(async () => {
     const c = unlocked();
+    await refreshDirectory(c);
     const bundles = [];
     for (const mailbox of c.handle.missing_bundles(id)) bundles.push(await c.session.fetchPrekeys(mailbox));
     const envelopes = run(c.handle, bundles, nowSecs());
@@ -918,9 +934,13 @@ export async function cannedAnswers() {
   return [];
 }
 
-/** @returns {Promise<{id: string, name: string}[]>} the other devices of the directory */
+/** @returns {Promise<{id: string, name: string}[]>} the other devices of the directory (fetched afresh) */
 export function colleagues() {
-  return guard(async () => unlocked().handle.colleagues());
+  return guard(async () => {
+    const c = unlocked();
+    await refreshDirectory(c);
+    return c.handle.colleagues();
+  });
 }
 
 /** @returns {Promise<{id: string, name: string}[]>} */

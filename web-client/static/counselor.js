@@ -251,6 +251,7 @@ async function openCase(id) {
   }
   clearMsg($("case-error"));
   renderCase();
+  loadLists(); // colleagues and partners as the directory stands now
   $("pane-empty").hidden = true;
   $("case").hidden = false;
   document.body.classList.add("case-open");
