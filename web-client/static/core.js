@@ -246,6 +246,13 @@ class Session {
       if (f.type === "deliver") {
         if (this.onDeliver) this.onDeliver(f);
         else this.buffered.push(f);
+      } else if (f.type === "error") {
+        // A failure the relay could not tie to a request fails them all (as the CLI does).
+        for (const p of this.pending.values()) {
+          clearTimeout(p.timer);
+          p.reject(relayError(f.code), f.code);
+        }
+        this.pending.clear();
       }
       return;
     }
@@ -255,6 +262,12 @@ class Session {
     clearTimeout(p.timer);
     if (f.type === "error") p.reject(relayError(f.code), f.code);
     else p.resolve(f);
+  }
+
+  /** Sends live deliveries to `fn`, starting with any that arrived while nobody listened. */
+  setDeliver(fn) {
+    this.onDeliver = fn;
+    for (const d of this.buffered.splice(0)) fn(d);
   }
 
   dropped() {
@@ -419,7 +432,7 @@ async function saveSeeker(s) {
 
 /** Live deliveries: open, save the state on the relay, then acknowledge (one at a time). */
 function seekerLive(s) {
-  s.session.onDeliver = (d) => {
+  s.session.setDeliver((d) => {
     s.queue = s.queue.then(async () => {
       if (seeker !== s) return;
       let m = null;
@@ -432,7 +445,7 @@ function seekerLive(s) {
       await s.session.ack([d.id]);
       if (m && s.onMessage) s.onMessage(messageOf(m));
     }).catch(() => {});
-  };
+  });
 }
 
 /**
@@ -451,8 +464,8 @@ async function resumeSeeker(s, attempt = 0) {
     if (seeker !== s) return session.close();
     s.session = session;
     const stored = await session.subscribe();
+    session.buffered.unshift(...stored);
     seekerLive(s);
-    for (const d of stored) session.onDeliver(d);
     session.onClosed = () => resumeSeeker(s);
   } catch {
     session?.close();
@@ -539,8 +552,8 @@ export function startConversation({ codename, topic, language, text, onProgress 
       await deposit(envelopes, (f) => onProgress("pow", 0.35 + 0.55 * f));
       onProgress("send", 0.95);
       const stored = await s.session.subscribe();
+      s.session.buffered.unshift(...stored);
       seekerLive(s);
-      for (const d of stored) s.session.onDeliver(d);
       s.session.onClosed = () => resumeSeeker(s);
       onProgress("send", 1);
       return conversationOf(s, dir);
@@ -733,7 +746,7 @@ async function counselorSubscribe(c) {
   const session = c.session;
   const pending = await session.subscribe();
   await counselorReceive(c, pending);
-  session.onDeliver = (d) => {
+  session.setDeliver((d) => {
     c.queue = c.queue
       .then(async () => {
         if (counselor !== c || c.session !== session) return;
@@ -741,7 +754,7 @@ async function counselorSubscribe(c) {
         for (const ev of events) c.onEvent?.(ev);
       })
       .catch(() => {});
-  };
+  });
   session.onClosed = () => {
     if (counselor !== c) return;
     c.onEvent?.({ type: "connection", state: "reconnecting" });
