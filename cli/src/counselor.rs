@@ -85,6 +85,17 @@ enum Cmd {
         #[arg(long)]
         message: Option<String>,
     },
+    /// List the team's canned answers.
+    Canned,
+    /// Save a canned answer and share it with the team (message from --message or standard input).
+    SaveAnswer {
+        /// The conversation it was written in.
+        conversation: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        message: Option<String>,
+    },
     /// Stay connected and print new messages as they arrive.
     Watch {
         /// Stop after this many seconds (default: until interrupted).
@@ -270,6 +281,26 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             )
             .await?
         }
+        Cmd::Canned => {
+            let list = c.canned_answers();
+            out.print(
+                json!({ "canned": list.iter().map(|a| json!({"title": a.title.as_str(), "text": a.text.as_str()})).collect::<Vec<_>>() }),
+                || {
+                    if list.is_empty() {
+                        return "No canned answers yet.".into();
+                    }
+                    list.iter().map(|a| format!("{}: {}", a.title.as_str(), a.text.as_str())).collect::<Vec<_>>().join("\n")
+                },
+            );
+        }
+        Cmd::SaveAnswer {
+            conversation,
+            title,
+            message,
+        } => {
+            let text = input.message(message)?;
+            act(&mut s, out, &conversation, Act::Canned(title, text)).await?
+        }
         Cmd::Watch { seconds } => {
             let c = &s.device.counselor;
             for e in &events {
@@ -356,6 +387,7 @@ enum Act {
     Resolve,
     Reopen,
     Refer(PartnerId, String),
+    Canned(String, String),
 }
 
 async fn act(s: &mut Session, out: &Out, conversation: &str, what: Act) -> Result<()> {
@@ -379,6 +411,7 @@ async fn act(s: &mut Session, out: &Out, conversation: &str, what: Act) -> Resul
         Act::Resolve => c.resolve(&id, &bundles, t, rng),
         Act::Reopen => c.reopen(&id, &bundles, t, rng),
         Act::Refer(p, text) => c.refer(&id, *p, text, &bundles, t, rng),
+        Act::Canned(title, text) => c.add_canned_answer(&id, title, text, &bundles, t, rng),
     };
     let envelopes = result.map_err(|e| match e {
         northstar_core::Error::Client(northstar_core::client::ClientError::ClaimedByOther {
@@ -403,6 +436,7 @@ async fn act(s: &mut Session, out: &Out, conversation: &str, what: Act) -> Resul
         Act::Resolve => "Resolved.",
         Act::Reopen => "Reopened.",
         Act::Refer(..) => "Referral sent.",
+        Act::Canned(..) => "Canned answer saved and shared with the team.",
     };
     out.print(json!({ "ok": true, "conversation": id.to_hex() }), || {
         done.into()
@@ -550,6 +584,9 @@ fn event_json(c: &Counselor, e: &Event) -> Value {
         Event::Deleted { conversation } => {
             json!({"event": "deleted", "conversation": conversation.to_hex()})
         }
+        Event::CannedAnswer { title, by } => {
+            json!({"event": "canned", "title": title.as_str(), "by": by.0})
+        }
     }
 }
 
@@ -586,6 +623,13 @@ fn event_text(c: &Counselor, e: &Event) -> String {
         ),
         Event::Deleted { conversation } => {
             format!("{}  deleted at the seeker's request", short(conversation))
+        }
+        Event::CannedAnswer { title, by } => {
+            format!(
+                "canned answer {:?} shared by {}",
+                title.as_str(),
+                label(c, *by)
+            )
         }
     }
 }

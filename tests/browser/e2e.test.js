@@ -402,6 +402,21 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     // Resolving a colleague's conversation is refused, with a clear message.
     await page.click("#resolve");
     await page.waitForFunction((m) => document.getElementById("case-error").textContent === m, t.en["c.claimedByOther"], { timeout: 30_000 });
+
+    // A canned answer saved here is offered in the picker and reaches the colleague's device (end-to-end encrypted team event).
+    await page.click("summary[data-i18n='c.saveCanned']");
+    await page.fill("#canned-title", "Documentos");
+    await page.fill("#canned-text", "Lleva tu pasaporte y cualquier papel de la corte.");
+    await page.click("#canned-form button[type=submit]");
+    await page.waitForFunction(() => [...document.querySelectorAll("#canned option")].some((o) => o.textContent === "Documentos"), null, { timeout: 30_000 });
+    assert.equal(await page.isVisible("#canned"), true, "the picker shows once there is an answer");
+    await page.fill("#reply", "");
+    await page.selectOption("#canned", { label: "Documentos" });
+    await page.click("#canned-insert");
+    assert.equal(await page.inputValue("#reply"), "Lleva tu pasaporte y cualquier papel de la corte.");
+    await page.fill("#reply", "");
+    const benCanned = JSON.parse(await cli(["--json", "counselor", "canned"], "ben passphrase 1234\n"));
+    assert.deepEqual(benCanned.canned, [{ title: "Documentos", text: "Lleva tu pasaporte y cualquier papel de la corte." }]);
   });
 
   test("a wrong or unknown codename gets a clear message", async () => {

@@ -760,6 +760,11 @@ impl CounselorHandle {
             Event::StatusChanged { conversation, .. } => ("update", conversation),
             Event::Note { conversation, .. } => ("update", conversation),
             Event::Deleted { conversation } => ("update", conversation),
+            Event::CannedAnswer { .. } => {
+                let o = Object::new();
+                set(&o, "type", "canned");
+                return Ok(o.into());
+            }
         };
         let o = Object::new();
         set(&o, "type", ty);
@@ -940,6 +945,38 @@ impl CounselorHandle {
         let (id, b) = (mailbox_id(id)?, bundles_in(bundles)?);
         let r = self.counselor.resolve(&id, &b, now_of(now), &mut OsRng);
         self.done(r)
+    }
+
+    /// Saves a canned answer and shares it with the team: envelopes to deposit.
+    pub fn add_canned(
+        &mut self,
+        id: &str,
+        title: &str,
+        text: &str,
+        bundles: &Array,
+        now: f64,
+    ) -> Result<Array, JsValue> {
+        let (id, b) = (mailbox_id(id)?, bundles_in(bundles)?);
+        let r = self
+            .counselor
+            .add_canned_answer(&id, title, text, &b, now_of(now), &mut OsRng);
+        self.done(r)
+    }
+
+    /// The team's canned answers: `[{id, title, text}]`.
+    pub fn canned(&self) -> Array {
+        self.counselor
+            .canned_answers()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let x = Object::new();
+                set(&x, "id", i.to_string());
+                set(&x, "title", a.title.as_str());
+                set(&x, "text", a.text.as_str());
+                JsValue::from(x)
+            })
+            .collect()
     }
 
     pub fn reopen(&mut self, id: &str, bundles: &Array, now: f64) -> Result<Array, JsValue> {

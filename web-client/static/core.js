@@ -939,12 +939,20 @@ export function reopenCase(id) {
 }
 
 /**
- * Canned answers. The directory carries none yet, so there are none; the
- * page shows an empty list.
+ * The team's canned answers (shared between counselor devices as end-to-end
+ * encrypted team events).
  * @returns {Promise<{id: string, title: string, text: string}[]>}
  */
-export async function cannedAnswers() {
-  return [];
+export function cannedAnswers() {
+  return guard(async () => unlocked().handle.canned());
+}
+
+/**
+ * Saves a canned answer and shares it with the colleagues of conversation `id`.
+ * @param {string} id @param {string} title @param {string} text
+ */
+export function saveCannedAnswer(id, title, text) {
+  return act(id, (h, b, now) => h.add_canned(id, title, text, b, now));
 }
 
 /** @returns {Promise<{id: string, name: string}[]>} the other devices of the directory (fetched afresh) */

@@ -324,6 +324,7 @@ function onEvent(ev) {
     }
     if (ev.state !== "open") return;
   }
+  if (ev?.type === "canned") return void loadLists();
   if (ev?.type === "message") announce(t("c.newMessage", { topic: topicName({ topic: ev.topic, topicLabel: ev.topicLabel }) }));
   loadInbox();
   if (current && ev?.id === current.id) {
@@ -385,6 +386,18 @@ function wire() {
     const text = $("note").value;
     if (!text.trim()) return $("note").focus();
     act((id) => core.addNote(id, text), "c.noteAdded", () => ($("note").value = ""));
+  });
+  $("canned-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const title = $("canned-title").value.trim();
+    const text = $("canned-text").value;
+    if (!title) return $("canned-title").focus();
+    if (!text.trim()) return $("canned-text").focus();
+    act((id) => core.saveCannedAnswer(id, title, text), "c.cannedSaved", () => {
+      $("canned-title").value = "";
+      $("canned-text").value = "";
+      loadLists();
+    });
   });
   $("handoff-form").addEventListener("submit", (ev) => {
     ev.preventDefault();

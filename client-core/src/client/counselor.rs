@@ -27,7 +27,8 @@ use crate::keys::{
     IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePreKeyPublic,
 };
 use crate::message::{
-    AppMessage, Body, Direction, Language, MAX_NOTE_LEN, MessageText, TeamEvent, TeamEventKind,
+    AppMessage, Body, Direction, Language, MAX_CANNED_TITLE_LEN, MAX_NOTE_LEN, MAX_TEXT_LEN,
+    MessageText, TeamEvent, TeamEventKind,
 };
 use crate::pqxdh::SignedPreKeyBundle;
 use crate::sealed::Envelope;
@@ -43,6 +44,17 @@ pub const MAX_CONVERSATIONS: usize = 4096;
 
 /// Most private notes per conversation.
 pub const MAX_NOTES: usize = 500;
+
+/// Most canned answers a device keeps (a team's set of prepared replies;
+/// the oldest goes first when a new one would exceed it).
+pub const MAX_CANNED_ANSWERS: usize = 200;
+
+/// A prepared reply shared with the team.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CannedAnswer {
+    pub title: MessageText,
+    pub text: MessageText,
+}
 
 /// Where a conversation stands for the team.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +109,8 @@ pub enum Event {
     Note { conversation: MailboxId, note: Note },
     /// The seeker asked for deletion; the conversation is gone from this device.
     Deleted { conversation: MailboxId },
+    /// A colleague shared a canned answer.
+    CannedAnswer { title: MessageText, by: DeviceId },
 }
 
 /// A counselor device.
@@ -104,6 +118,7 @@ pub struct Counselor {
     endpoint: Endpoint,
     directory: Option<VerifiedDirectory>,
     conversations: BTreeMap<MailboxId, Conversation>,
+    canned: Vec<CannedAnswer>,
 }
 
 impl core::fmt::Debug for Counselor {
@@ -154,6 +169,7 @@ impl Counselor {
             endpoint: Endpoint::with_prekeys(identity, mailbox, prekeys),
             directory: None,
             conversations: BTreeMap::new(),
+            canned: Vec::new(),
         }
     }
 
@@ -322,6 +338,18 @@ impl Counselor {
     }
 
     fn apply_team_event(&mut self, event: TeamEvent, at: UnixTime) -> Option<Event> {
+        // Canned answers belong to the team, whatever conversation they
+        // were saved from.
+        if let TeamEventKind::CannedAnswer { title, text } = event.kind {
+            self.keep_canned(CannedAnswer {
+                title: title.clone(),
+                text,
+            });
+            return Some(Event::CannedAnswer {
+                title,
+                by: event.by,
+            });
+        }
         let conversation = event.conversation;
         let conv = self.conversations.get_mut(&conversation)?;
         let by = event.by;
@@ -379,7 +407,7 @@ impl Counselor {
                 })
             }
             // Every device receives the seeker's own messages directly;
-            // canned answers are kept by the shell.
+            // canned answers were handled above.
             TeamEventKind::Copy {
                 direction: Direction::FromSeeker,
                 ..
@@ -575,6 +603,59 @@ impl Counselor {
         Ok(out)
     }
 
+    /// The team's canned answers, oldest first.
+    pub fn canned_answers(&self) -> &[CannedAnswer] {
+        &self.canned
+    }
+
+    /// Replaces an answer with the same title, or appends (bounded).
+    fn keep_canned(&mut self, answer: CannedAnswer) {
+        self.canned.retain(|c| c.title != answer.title);
+        if self.canned.len() >= MAX_CANNED_ANSWERS {
+            self.canned.remove(0);
+        }
+        self.canned.push(answer);
+    }
+
+    /// Saves a canned answer and shares it with the colleagues of
+    /// `conversation` (the conversation it was written in; the answer is
+    /// team-wide). A new answer with an existing title replaces it.
+    pub fn add_canned_answer(
+        &mut self,
+        conversation: &MailboxId,
+        title: &str,
+        text: &str,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        if title.len() > MAX_CANNED_TITLE_LEN || title.trim().is_empty() {
+            return Err(Error::TooLongToEncode {
+                what: "canned answer title",
+                max: MAX_CANNED_TITLE_LEN,
+                got: title.len(),
+            });
+        }
+        if text.len() > MAX_TEXT_LEN {
+            return Err(Error::TooLongToEncode {
+                what: "canned answer",
+                max: MAX_TEXT_LEN,
+                got: text.len(),
+            });
+        }
+        let answer = CannedAnswer {
+            title: MessageText::new(title.trim()),
+            text: MessageText::new(text),
+        };
+        let kind = TeamEventKind::CannedAnswer {
+            title: answer.title.clone(),
+            text: answer.text.clone(),
+        };
+        let out = self.send_team_event(conversation, kind, bundles, now, rng)?;
+        self.keep_canned(answer);
+        Ok(out)
+    }
+
     /// Answers the seeker; colleagues get a copy. Replying to an open
     /// conversation claims it first.
     pub fn reply(
@@ -686,6 +767,7 @@ impl Counselor {
     /// conversation = seeker_identity[64] || seeker_mailbox[64] || team:u16 || language:u8
     ///   || status:u8 (0 open, 1 claimed, 2 resolved) || [device:u32] || unread:u8
     ///   || history:u16 || entry* || notes:u16 || (by:u32 || at:u64 || text:str16)*
+    /// then: canned:u16 || (title:str16 || text:str16)*
     /// ```
     pub fn encode(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
         let mut w = Writer::new();
@@ -734,6 +816,15 @@ impl Counselor {
                 w.u32(n.by.0).u64(n.at.0);
                 w.vec_u16(n.text.as_str().as_bytes(), MAX_NOTE_LEN, "note")?;
             }
+        }
+        w.count_u16(self.canned.len(), MAX_CANNED_ANSWERS, "canned answers")?;
+        for c in &self.canned {
+            w.vec_u16(
+                c.title.as_str().as_bytes(),
+                MAX_CANNED_TITLE_LEN,
+                "canned title",
+            )?;
+            w.vec_u16(c.text.as_str().as_bytes(), MAX_TEXT_LEN, "canned text")?;
         }
         Ok(zeroize::Zeroizing::new(w.into_bytes()))
     }
@@ -816,8 +907,16 @@ impl Counselor {
                 },
             );
         }
+        let k = r.count_u16(MAX_CANNED_ANSWERS, "canned answers")?;
+        let mut canned = Vec::with_capacity(k);
+        for _ in 0..k {
+            let title = MessageText::new(r.str_u16(MAX_CANNED_TITLE_LEN, "canned title")?);
+            let text = MessageText::new(r.str_u16(MAX_TEXT_LEN, "canned text")?);
+            canned.push(CannedAnswer { title, text });
+        }
         r.finish("counselor state")?;
         Ok(Counselor {
+            canned,
             endpoint,
             directory,
             conversations,

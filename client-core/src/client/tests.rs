@@ -266,6 +266,41 @@ fn whole_conversation() {
         [Event::Message { .. }]
     ));
 
+    // A canned answer saved by Ben reaches Ana and Cy (team-wide) and survives saving.
+    let canned =
+        w.b.add_canned_answer(
+            &conv,
+            "Shelter",
+            "Call Shelter North tonight.",
+            &[],
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    assert!(
+        canned.iter().all(|e| *e.recipient() != conv),
+        "never sent to the seeker"
+    );
+    for k in [&mut w.a, &mut w.c] {
+        let ev = deliver(&canned, k);
+        assert!(matches!(
+            &ev[..],
+            [Event::CannedAnswer {
+                by: DeviceId(2),
+                ..
+            }]
+        ));
+        assert_eq!(k.canned_answers().len(), 1);
+        assert_eq!(
+            k.canned_answers()[0].text.as_str(),
+            "Call Shelter North tonight."
+        );
+    }
+    assert!(
+        w.b.add_canned_answer(&conv, " ", "x", &[], NOW, &mut w.rng)
+            .is_err()
+    );
+
     // Resolve, seen by all.
     let res = w.b.resolve(&conv, &[], NOW, &mut w.rng).unwrap();
     deliver(&res, &mut w.a);
@@ -278,6 +313,7 @@ fn whole_conversation() {
     let saved = w.a.encode().unwrap();
     let a2 = Counselor::decode(&saved, &w.org.public()).unwrap();
     assert_eq!(a2.conversation(&conv), w.a.conversation(&conv));
+    assert_eq!(a2.canned_answers(), w.a.canned_answers());
 
     // Delete everything: every device forgets the conversation.
     let del = seeker.request_deletion(NOW, &mut w.rng).unwrap();

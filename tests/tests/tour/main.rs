@@ -317,6 +317,21 @@ async fn quick_tour_and_every_path() {
         BEN,
     )
     .await;
+    ben.ok(
+        &[
+            "counselor",
+            "save-answer",
+            &conv,
+            "--title",
+            "Shelter",
+            "--message",
+            "Call Shelter North tonight.",
+        ],
+        BEN,
+    )
+    .await;
+    let canned = ana.ok(&["--json", "counselor", "canned"], ANA).await.json();
+    assert_eq!(canned["canned"][0]["title"], "Shelter");
     ben.ok(&["counselor", "resolve", &conv], BEN).await;
     let a = ana
         .ok(
