@@ -374,14 +374,14 @@ impl Endpoint {
         };
         let message = AppMessage::decode(&plaintext)?;
         let duplicate = self.seen_set.contains(&message.id);
-        self.apply(sender, commit);
+        let from_mailbox = self.apply(sender, commit);
         if duplicate {
             return Ok(None);
         }
         self.remember(message.id);
         Ok(Some(Received {
             from: sender.identity,
-            from_mailbox: sender.mailbox,
+            from_mailbox,
             message,
         }))
     }
@@ -462,17 +462,21 @@ impl Endpoint {
         ))
     }
 
-    fn apply(&mut self, sender: SenderInfo, commit: Commit) {
+    /// Keeps what the decryption changed; returns the peer's mailbox of
+    /// record — bound when the session was set up (PQXDH's AD, or the
+    /// directory when we started it), never the later claim in an envelope.
+    fn apply(&mut self, sender: SenderInfo, commit: Commit) -> MailboxPublic {
         match commit {
             Commit::Existing { index } => {
-                if let Some(p) = self.peers.get_mut(&peer_key(&sender.identity)) {
-                    if let Some(session) = p.sessions.remove(index) {
-                        p.sessions.push_front(session);
-                    }
-                    // The peer answered: it holds the session now at the front.
-                    p.pending_header = None;
-                    p.mailbox = sender.mailbox;
+                let Some(p) = self.peers.get_mut(&peer_key(&sender.identity)) else {
+                    return sender.mailbox;
+                };
+                if let Some(session) = p.sessions.remove(index) {
+                    p.sessions.push_front(session);
                 }
+                // The peer answered: it holds the session now at the front.
+                p.pending_header = None;
+                p.mailbox
             }
             Commit::New {
                 session,
@@ -485,6 +489,7 @@ impl Endpoint {
                 // Cannot fail for an existing peer; a new peer over the cap
                 // is dropped (the message was still read).
                 let _ = self.insert_session(sender.identity, mailbox, *session, None);
+                mailbox
             }
         }
     }
@@ -634,4 +639,84 @@ enum Commit {
         one_time_used: Option<u32>,
         mailbox: MailboxPublic,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Body, MessageText};
+    use crate::{UnixTime, ids::MessageId};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn text(rng: &mut ChaCha20Rng, t: &str) -> AppMessage {
+        AppMessage::new(
+            MessageId::random(rng),
+            UnixTime(1_800_000_000),
+            Body::Text {
+                text: MessageText::new(t),
+            },
+        )
+    }
+
+    #[test]
+    fn a_later_envelope_cannot_redirect_the_peers_mailbox() {
+        let mut rng = ChaCha20Rng::from_seed([9; 32]);
+        let mut alice = Endpoint::without_prekeys(
+            IdentityKeyPair::generate(&mut rng),
+            MailboxKeyPair::generate(&mut rng),
+        );
+        let mut bob = Endpoint::with_prekeys(
+            IdentityKeyPair::generate(&mut rng),
+            MailboxKeyPair::generate(&mut rng),
+            PrekeyStore::generate(&mut rng),
+        );
+        let fetched = FetchedBundle {
+            mailbox: bob.mailbox().id(),
+            signed_bundle: bob.prekeys().unwrap().bundle(bob.identity()).encode(),
+            one_time: None,
+        };
+        let (bob_id, bob_mb) = (bob.identity().public(), bob.mailbox().public());
+        let first = alice
+            .seal_to(
+                &bob_id,
+                &bob_mb,
+                Some(&fetched),
+                &text(&mut rng, "hi"),
+                &mut rng,
+            )
+            .unwrap();
+        let got = bob.open(&first).unwrap().unwrap();
+        assert_eq!(got.from_mailbox, alice.mailbox().public());
+
+        // Bob answers, so Alice's next message is a plain ratchet message.
+        let (alice_id, alice_mb) = (alice.identity().public(), alice.mailbox().public());
+        let answer = bob
+            .seal_to(
+                &alice_id,
+                &alice_mb,
+                None,
+                &text(&mut rng, "hello"),
+                &mut rng,
+            )
+            .unwrap();
+        assert!(alice.open(&answer).unwrap().is_some());
+
+        // A later message whose sealed sender claims another mailbox: the
+        // ratchet message is genuine, the claim is not believed.
+        let second = alice
+            .seal_to(&bob_id, &bob_mb, None, &text(&mut rng, "again"), &mut rng)
+            .unwrap();
+        let mut content = sealed::open(bob.mailbox(), &second).unwrap();
+        let elsewhere = MailboxKeyPair::generate(&mut rng).public();
+        content.sender.mailbox = elsewhere;
+        let forged = sealed::seal(&bob_mb, &content, &mut rng).unwrap();
+        let got = bob.open(&forged).unwrap().unwrap();
+        assert_eq!(got.from_mailbox, alice.mailbox().public());
+        assert_ne!(got.from_mailbox, elsewhere);
+
+        // And state round-trips with the mailbox of record.
+        let bob2 = Endpoint::decode(&bob.encode().unwrap()).unwrap();
+        assert!(bob2.has_session(&alice.identity().public()));
+    }
 }
