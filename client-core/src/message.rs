@@ -53,6 +53,12 @@ pub const MAX_CANNED_TITLE_LEN: usize = 200;
 /// conversation, and coarser times say less if a device is seized.
 pub const SENT_AT_PRECISION_SECS: u64 = 60;
 
+/// `now` floored to [`SENT_AT_PRECISION_SECS`]: the time a message (or a
+/// note kept with one) carries.
+pub fn sent_at_of(now: UnixTime) -> UnixTime {
+    UnixTime(now.0 - now.0 % SENT_AT_PRECISION_SECS)
+}
+
 /// Fixed part of an encoded message: version, id, sent_at, body tag.
 const HEADER_LEN: usize = 1 + 16 + 8 + 1;
 
@@ -257,7 +263,7 @@ impl AppMessage {
     pub fn new(id: MessageId, now: UnixTime, body: Body) -> Self {
         AppMessage {
             id,
-            sent_at: UnixTime(now.0 - now.0 % SENT_AT_PRECISION_SECS),
+            sent_at: sent_at_of(now),
             body,
         }
     }

@@ -28,7 +28,7 @@ use crate::keys::{
 };
 use crate::message::{
     AppMessage, Body, Direction, Language, MAX_CANNED_TITLE_LEN, MAX_NOTE_LEN, MAX_TEXT_LEN,
-    MessageText, TeamEvent, TeamEventKind,
+    MessageText, TeamEvent, TeamEventKind, sent_at_of,
 };
 use crate::pqxdh::SignedPreKeyBundle;
 use crate::sealed::Envelope;
@@ -87,6 +87,16 @@ pub struct Conversation {
     pub notes: Vec<Note>,
     /// Something arrived that this device has not shown yet.
     pub unread: bool,
+}
+
+impl Conversation {
+    /// Keeps a note, dropping the oldest beyond [`MAX_NOTES`].
+    fn push_note(&mut self, note: Note) {
+        if self.notes.len() >= MAX_NOTES {
+            self.notes.remove(0);
+        }
+        self.notes.push(note);
+    }
 }
 
 /// What [`Counselor::receive`] changed.
@@ -380,27 +390,14 @@ impl Counselor {
             }
             TeamEventKind::Note { text } => {
                 let note = Note { by, at, text };
-                if conv.notes.len() >= MAX_NOTES {
-                    conv.notes.remove(0);
-                }
-                conv.notes.push(note.clone());
+                conv.push_note(note.clone());
                 Some(Event::Note { conversation, note })
             }
             TeamEventKind::Copy {
                 direction: Direction::ToSeeker,
                 message,
             } => {
-                let kind = match message.body {
-                    Body::Text { text } => EntryKind::Text(text),
-                    Body::Referral { partner, text } => EntryKind::Referral { partner, text },
-                    _ => return None,
-                };
-                let entry = Entry {
-                    id: message.id,
-                    at: message.sent_at,
-                    author: Author::Counselor(by),
-                    kind,
-                };
+                let entry = Entry::of_message(*message, Author::Counselor(by))?;
                 push_entry(&mut conv.history, entry.clone()).then_some(Event::Message {
                     conversation,
                     entry,
@@ -592,12 +589,9 @@ impl Counselor {
             .conversations
             .get_mut(conversation)
             .ok_or(ClientError::UnknownConversation)?;
-        if conv.notes.len() >= MAX_NOTES {
-            conv.notes.remove(0);
-        }
-        conv.notes.push(Note {
+        conv.push_note(Note {
             by: me,
-            at: UnixTime(now.0 - now.0 % crate::message::SENT_AT_PRECISION_SECS),
+            at: sent_at_of(now),
             text,
         });
         Ok(out)
@@ -737,24 +731,12 @@ impl Counselor {
             now,
             rng,
         )?);
-        let kind = match msg.body {
-            Body::Text { text } => EntryKind::Text(text),
-            Body::Referral { partner, text } => EntryKind::Referral { partner, text },
-            _ => return Err(ClientError::NotAllowed.into()),
-        };
+        let entry = Entry::of_message(msg, Author::Counselor(me)).ok_or(ClientError::NotAllowed)?;
         let conv = self
             .conversations
             .get_mut(conversation)
             .ok_or(ClientError::UnknownConversation)?;
-        push_entry(
-            &mut conv.history,
-            Entry {
-                id: msg.id,
-                at: msg.sent_at,
-                author: Author::Counselor(me),
-                kind,
-            },
-        );
+        push_entry(&mut conv.history, entry);
         Ok(out)
     }
 

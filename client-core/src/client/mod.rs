@@ -137,6 +137,23 @@ pub struct Entry {
 pub const MAX_HISTORY: usize = 2000;
 
 impl Entry {
+    /// The entry a seeker-facing message (text or referral) makes; `None`
+    /// for any other body.
+    pub(crate) fn of_message(msg: crate::message::AppMessage, author: Author) -> Option<Entry> {
+        use crate::message::Body;
+        let kind = match msg.body {
+            Body::Text { text } => EntryKind::Text(text),
+            Body::Referral { partner, text } => EntryKind::Referral { partner, text },
+            _ => return None,
+        };
+        Some(Entry {
+            id: msg.id,
+            at: msg.sent_at,
+            author,
+            kind,
+        })
+    }
+
     /// `id[16] || at:u64 || author:u8 (0 seeker, 1 counselor) || [device:u32]
     ///  || kind:u8 (1 text, 2 referral) || [partner:u16] || text:str16`
     pub(crate) fn write(&self, w: &mut Writer) -> Result<(), crate::Error> {

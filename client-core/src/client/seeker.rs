@@ -276,22 +276,8 @@ impl Seeker {
             .find(|c| c.identity == received.from)
             .map(|c| c.device)
             .ok_or(ClientError::UnknownSender)?;
-        let msg = received.message;
-        let entry = match msg.body {
-            Body::Text { text } => Entry {
-                id: msg.id,
-                at: msg.sent_at,
-                author: Author::Counselor(device),
-                kind: EntryKind::Text(text),
-            },
-            Body::Referral { partner, text } => Entry {
-                id: msg.id,
-                at: msg.sent_at,
-                author: Author::Counselor(device),
-                kind: EntryKind::Referral { partner, text },
-            },
-            _ => return Err(ClientError::NotAllowed.into()),
-        };
+        let entry = Entry::of_message(received.message, Author::Counselor(device))
+            .ok_or(ClientError::NotAllowed)?;
         let conv = self
             .conversation
             .as_mut()
