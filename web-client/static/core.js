@@ -449,28 +449,46 @@ function seekerLive(s) {
 }
 
 /**
- * The mailbox connection of an open conversation dropped: reconnect with
- * backoff, authenticate, subscribe and read what arrived meanwhile, until
- * it works or the conversation is closed.
+ * Reopens a dropped mailbox connection: waits with capped backoff, opens,
+ * authenticates with `authFrame(requestId, challenge)`, then hands the
+ * session to `attach`; retries until it works or `current()` turns false
+ * (the conversation was closed or the inbox locked).
+ * @param {(id: number, challenge: Uint8Array) => Uint8Array} authFrame
+ * @param {() => boolean} current
+ * @param {(session: Session) => Promise<void>} attach
  */
-async function resumeSeeker(s, attempt = 0) {
+async function reopenMailbox(authFrame, current, attach, attempt = 0) {
   await sleep(backoff(attempt));
-  if (seeker !== s) return;
+  if (!current()) return;
   let session = null;
   try {
     session = await Session.open("mailbox");
     const challenge = await session.challenge();
-    await session.request((id) => s.handle.auth_frame(id, challenge));
-    if (seeker !== s) return session.close();
-    s.session = session;
-    const stored = await session.subscribe();
-    session.buffered.unshift(...stored);
-    seekerLive(s);
-    session.onClosed = () => resumeSeeker(s);
+    await session.request((id) => authFrame(id, challenge));
+    if (!current()) return session.close();
+    await attach(session);
   } catch {
     session?.close();
-    resumeSeeker(s, attempt + 1);
+    if (current()) reopenMailbox(authFrame, current, attach, attempt + 1);
   }
+}
+
+/**
+ * The mailbox connection of an open conversation dropped: reconnect,
+ * authenticate, subscribe and read what arrived meanwhile.
+ */
+function resumeSeeker(s) {
+  return reopenMailbox(
+    (id, challenge) => s.handle.auth_frame(id, challenge),
+    () => seeker === s,
+    async (session) => {
+      s.session = session;
+      const stored = await session.subscribe();
+      session.buffered.unshift(...stored);
+      seekerLive(s);
+      session.onClosed = () => resumeSeeker(s);
+    },
+  );
 }
 
 /** @returns {Promise<string>} the organisation's short fingerprint, to compare with the published one */
@@ -763,22 +781,16 @@ async function counselorSubscribe(c) {
 }
 
 /** The unlocked device's connection dropped: reconnect with backoff, authenticate, subscribe. */
-async function resumeCounselor(c, attempt = 0) {
-  await sleep(backoff(attempt));
-  if (counselor !== c) return;
-  let session = null;
-  try {
-    session = await Session.open("mailbox");
-    const challenge = await session.challenge();
-    await session.request((id) => c.handle.auth_frame(id, challenge));
-    if (counselor !== c) return session.close();
-    c.session = session;
-    await counselorSubscribe(c);
-    c.onEvent?.({ type: "connection", state: "open" });
-  } catch {
-    session?.close();
-    if (counselor === c) resumeCounselor(c, attempt + 1);
-  }
+function resumeCounselor(c) {
+  return reopenMailbox(
+    (id, challenge) => c.handle.auth_frame(id, challenge),
+    () => counselor === c,
+    async (session) => {
+      c.session = session;
+      await counselorSubscribe(c);
+      c.onEvent?.({ type: "connection", state: "open" });
+    },
+  );
 }
 
 /**
