@@ -205,58 +205,59 @@ async fn assert_all_delivered_once(relay: &RelayProcess, mb: &Mailbox, acked: &[
     assert!(got.len() <= acked.len() + 4);
 }
 
-#[tokio::test]
-async fn kill9_loses_no_acknowledged_deposit() {
-    let mut relay = RelayProcess::start(&FAST).await.unwrap();
-    let mb = Mailbox::random();
+/// Acknowledged deposits and the depositor tasks of [`traffic`].
+type Traffic = (
+    Arc<Mutex<Vec<EnvelopeId>>>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// Registers a mailbox and starts four depositors against it; returns once
+/// `at_least` deposits were acknowledged (they keep going until the relay dies).
+async fn traffic(relay: &RelayProcess, mb: &Mailbox, at_least: usize) -> Traffic {
     relay
         .client()
         .await
         .unwrap()
-        .register(&mb, false)
+        .register(mb, false)
         .await
         .unwrap();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let tasks: Vec<_> = (0..4)
         .map(|_| tokio::spawn(deposit_until_dead(relay.url(), mb.id(), acked.clone())))
         .collect();
-    while acked.lock().unwrap().len() < 150 {
+    while acked.lock().unwrap().len() < at_least {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    relay.kill9().await.unwrap();
+    (acked, tasks)
+}
+
+/// Waits for the depositors, restarts the relay and checks every
+/// acknowledged deposit is delivered exactly once.
+async fn restart_and_check(relay: RelayProcess, mb: &Mailbox, (acked, tasks): Traffic) {
     for t in tasks {
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
     let relay = relay.restart().await.unwrap();
-    assert_all_delivered_once(&relay, &mb, &acked).await;
+    assert_all_delivered_once(&relay, mb, &acked).await;
+}
+
+#[tokio::test]
+async fn kill9_loses_no_acknowledged_deposit() {
+    let mut relay = RelayProcess::start(&FAST).await.unwrap();
+    let mb = Mailbox::random();
+    let running = traffic(&relay, &mb, 150).await;
+    relay.kill9().await.unwrap();
+    restart_and_check(relay, &mb, running).await;
 }
 
 #[tokio::test]
 async fn sigterm_mid_traffic_drains_in_flight_writes() {
     let mut relay = RelayProcess::start(&FAST).await.unwrap();
     let mb = Mailbox::random();
-    relay
-        .client()
-        .await
-        .unwrap()
-        .register(&mb, false)
-        .await
-        .unwrap();
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let tasks: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(deposit_until_dead(relay.url(), mb.id(), acked.clone())))
-        .collect();
-    while acked.lock().unwrap().len() < 100 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let running = traffic(&relay, &mb, 100).await;
     assert!(relay.terminate().await.unwrap(), "clean exit on SIGTERM");
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    let relay = relay.restart().await.unwrap();
-    assert_all_delivered_once(&relay, &mb, &acked).await;
+    restart_and_check(relay, &mb, running).await;
 }
 
 #[tokio::test]
