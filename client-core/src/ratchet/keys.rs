@@ -69,30 +69,40 @@ secret_key! {
     MessageKey
 }
 
-/// Our ratchet key pair's secret half `DHs` (X25519).
-pub(crate) struct RatchetSecret(StaticSecret);
+/// Our ratchet key pair `DHs` (X25519): the secret, and its public half
+/// computed once when the pair is made (it goes in the header of every
+/// message we send; recomputing it would cost a scalar multiplication per
+/// message).
+pub(crate) struct RatchetSecret {
+    secret: StaticSecret,
+    public: [u8; KEY_LEN],
+}
 
 impl RatchetSecret {
+    fn new(secret: StaticSecret) -> Self {
+        let public = PublicKey::from(&secret).to_bytes();
+        RatchetSecret { secret, public }
+    }
     /// A fresh key pair (`GENERATE_DH`).
     pub(crate) fn generate(rng: &mut impl crate::CryptoRng) -> Self {
-        RatchetSecret(StaticSecret::random_from_rng(rng))
+        Self::new(StaticSecret::random_from_rng(rng))
     }
     pub(crate) fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
-        RatchetSecret(StaticSecret::from(*bytes))
+        Self::new(StaticSecret::from(*bytes))
     }
     /// The secret scalar bytes (for encoding saved state).
     pub(crate) fn to_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
-        Zeroizing::new(self.0.to_bytes())
+        Zeroizing::new(self.secret.to_bytes())
     }
     /// The public half, sent in every header.
     pub(crate) fn public(&self) -> [u8; KEY_LEN] {
-        PublicKey::from(&self.0).to_bytes()
+        self.public
     }
     /// `DH(DHs, their_public)` without the contributory check (the
     /// initiator's first step, on a prekey PQXDH already verified).
     pub(crate) fn dh_unchecked(&self, their_public: &[u8; KEY_LEN]) -> Zeroizing<[u8; KEY_LEN]> {
         Zeroizing::new(
-            self.0
+            self.secret
                 .diffie_hellman(&PublicKey::from(*their_public))
                 .to_bytes(),
         )
@@ -100,7 +110,7 @@ impl RatchetSecret {
     /// `DH(DHs, their_public)`, or `None` if the result is not contributory
     /// (their key is a low-order point, which would make the output all zero).
     pub(crate) fn dh(&self, their_public: &[u8; KEY_LEN]) -> Option<Zeroizing<[u8; KEY_LEN]>> {
-        let shared = self.0.diffie_hellman(&PublicKey::from(*their_public));
+        let shared = self.secret.diffie_hellman(&PublicKey::from(*their_public));
         if shared.was_contributory() {
             Some(Zeroizing::new(shared.to_bytes()))
         } else {
