@@ -44,3 +44,41 @@ build_web() {
         --out-dir web-client/static/pkg \
         "$target_dir/wasm32-unknown-unknown/release/northstar_web.wasm"
 }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# What a headless-Chromium script needs (scripts/browser-test, scripts/bench-wasm):
+# Debian's chromium (/usr/bin/chromium, or $CHROMIUM_PATH), Node.js 20 or
+# later, and the npm packages of tests/browser (npm ci when node_modules is
+# missing or was installed from another lockfile).
+ensure_browser_deps() {
+    CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
+    if [ ! -x "$CHROMIUM_PATH" ]; then
+        say "installing Debian's chromium (once)"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+    fi
+    export CHROMIUM_PATH
+
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "node and npm are needed for the browser tests (Node.js 20 or later)" >&2
+        exit 1
+    fi
+    local node_major
+    node_major=$(node -p 'process.versions.node.split(".")[0]')
+    if [ "$node_major" -lt 20 ]; then
+        echo "Node.js 20 or later is needed for the browser tests (found $(node --version))" >&2
+        exit 1
+    fi
+
+    local lock_hash stamp
+    lock_hash=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+    stamp=tests/browser/node_modules/.northstar-lock-sha256
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
+        say "installing the browser-test npm packages (npm ci)"
+        (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$lock_hash" >"$stamp"
+    fi
+}

@@ -20,6 +20,9 @@
 //! No message carries a secret.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "bench")]
+pub mod bench;
+
 use core::fmt::Display;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};

@@ -8,7 +8,11 @@
 
 use std::fmt;
 
-use hkdf::Hkdf;
+use std::sync::LazyLock;
+
+use hkdf::{Hkdf, HkdfExtract};
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -166,25 +170,41 @@ pub(crate) fn kdf_rk(rk: &RootKey, dh_out: &[u8; KEY_LEN]) -> (RootKey, ChainKey
     )
 }
 
-/// `HMAC-SHA256(key, [input])`, computed as HKDF-Extract(salt = key, ikm =
-/// [input]), which RFC 5869 §2.2 defines as exactly that HMAC; this form is
-/// infallible by type (a unit test checks it against the `hmac` crate).
-fn hmac_sha256(key: &[u8; KEY_LEN], input: u8) -> Box<[u8; KEY_LEN]> {
-    let (mut prk, _) = Hkdf::<Sha256>::extract(Some(key), &[input]);
+/// HMAC-SHA256 keyed with a 32-byte key, with the key's inner and outer
+/// pads already absorbed: clone it to MAC several inputs under one key for
+/// the price of one key set-up. HMAC pads a key shorter than the block with
+/// zeros (RFC 2104 §2), so the key is passed as the full 64-byte block,
+/// which makes this infallible by type (a unit test checks it against
+/// `Hmac::new_from_slice`).
+fn hmac_keyed(key: &[u8; KEY_LEN]) -> Hmac<Sha256> {
+    let mut block = Zeroizing::new([0u8; 64]);
+    block[..KEY_LEN].copy_from_slice(key);
+    let block: &[u8; 64] = &block;
+    <Hmac<Sha256> as KeyInit>::new(block.into())
+}
+
+/// Finishes `mac` over `[input]` into a boxed key.
+fn hmac_finish(mut mac: Hmac<Sha256>, input: u8) -> Box<[u8; KEY_LEN]> {
+    mac.update(&[input]);
+    let mut tag = mac.finalize().into_bytes();
     let mut out = Box::new([0u8; KEY_LEN]);
-    out.copy_from_slice(&prk);
-    prk.as_mut_slice().zeroize();
+    out.copy_from_slice(&tag);
+    tag.as_mut_slice().zeroize();
     out
 }
 
+/// HKDF-Extract's HMAC keyed with the all-zero salt of the message-key
+/// derivation, set up once (it holds no secret).
+static ZERO_SALT: LazyLock<HkdfExtract<Sha256>> =
+    LazyLock::new(|| HkdfExtract::new(Some(&[0u8; KEY_LEN])));
+
 impl ChainKey {
     /// `KDF_CK(ck)`: `mk = HMAC-SHA256(ck, 0x01)`, `ck' = HMAC-SHA256(ck, 0x02)`.
-    /// Returns `(ck', mk)`.
+    /// Returns `(ck', mk)`. One HMAC key set-up serves both.
     pub(crate) fn step(&self) -> (ChainKey, MessageKey) {
-        (
-            ChainKey(hmac_sha256(&self.0, CK_CHAIN_INPUT)),
-            MessageKey(hmac_sha256(&self.0, CK_MESSAGE_INPUT)),
-        )
+        let mac = hmac_keyed(&self.0);
+        let mk = MessageKey(hmac_finish(mac.clone(), CK_MESSAGE_INPUT));
+        (ChainKey(hmac_finish(mac, CK_CHAIN_INPUT)), mk)
     }
 }
 
@@ -193,7 +213,13 @@ impl MessageKey {
     /// L = 44)` = ChaCha20-Poly1305 key (32) || nonce (12). Callers own the
     /// key by value and drop it right after use (see `header.rs`).
     pub(crate) fn aead_key(&self) -> (Zeroizing<[u8; 32]>, [u8; 12]) {
-        let okm = hkdf::<44>(&[0u8; KEY_LEN], self.as_bytes(), INFO_MESSAGE);
+        let mut extract = ZERO_SALT.clone();
+        extract.input_ikm(self.as_bytes());
+        let (mut prk, hk) = extract.finalize();
+        prk.as_mut_slice().zeroize();
+        let mut okm = Zeroizing::new([0u8; 44]);
+        // 44 bytes is far below HKDF-SHA256's 255 * 32 limit: never fails.
+        let _ = hk.expand(INFO_MESSAGE, okm.as_mut());
         let key = slice32(okm.as_ref(), 0);
         let mut nonce = [0u8; 12];
         nonce.copy_from_slice(&okm[32..44]);
@@ -204,17 +230,30 @@ impl MessageKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hmac::{Hmac, Mac};
 
     #[test]
-    fn hmac_via_extract_matches_hmac_crate() {
+    fn keyed_hmac_matches_hmac_crate() {
         let key = [7u8; 32];
         for input in [CK_MESSAGE_INPUT, CK_CHAIN_INPUT] {
-            let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
             mac.update(&[input]);
             let want: [u8; 32] = mac.finalize().into_bytes().into();
-            assert_eq!(*hmac_sha256(&key, input), want);
+            assert_eq!(*hmac_finish(hmac_keyed(&key), input), want);
         }
+    }
+
+    #[test]
+    fn chain_step_and_message_key_match_their_definitions() {
+        let ck = ChainKey::from_bytes(&[3u8; 32]);
+        let (next, mk) = ck.step();
+        let (prk, _) = Hkdf::<Sha256>::extract(Some(&[3u8; 32]), &[CK_CHAIN_INPUT]);
+        assert_eq!(next.as_bytes()[..], prk[..]);
+        let (prk, _) = Hkdf::<Sha256>::extract(Some(&[3u8; 32]), &[CK_MESSAGE_INPUT]);
+        assert_eq!(mk.as_bytes()[..], prk[..]);
+        let want = hkdf::<44>(&[0u8; KEY_LEN], mk.as_bytes(), INFO_MESSAGE);
+        let (key, nonce) = mk.aead_key();
+        assert_eq!(key[..], want[..32]);
+        assert_eq!(nonce[..], want[32..]);
     }
 
     #[test]

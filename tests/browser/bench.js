@@ -1,0 +1,226 @@
+// Benchmarks of the web client in headless Chromium (Debian's chromium via
+// playwright-core, the browser tests' flags). Not a test: run by
+// scripts/bench-wasm, which builds what it needs first. Two parts:
+//
+// 1. `ops`: the client-core operations of northstar_bench::OPERATIONS in the
+//    wasm build with the `bench` feature (a module built into a temporary
+//    directory, never the served one), timed in the page with
+//    performance.now() around BenchOperation.run(n). Per operation: ROUNDS
+//    batches, each of n runs with n chosen so a batch lasts about BATCH_MS;
+//    the figure is the median batch time / n, with the spread (min..max).
+//    Compared with the native figures of scripts/bench-core
+//    (target/bench/core.json, same sitting) as wasm/native ratios, and the
+//    ratchet with the floor its primitives set in wasm (floors.mjs).
+// 2. `seeker`: the seeker page's total transfer to the first message sent,
+//    on the real relay with the served module (web-client/static/pkg): every
+//    HTTP response's encoded size (headers + body, as Chromium's network
+//    stack counts it) and every WebSocket frame's payload, from opening the
+//    page until the message is shown as sent (the relay acknowledged the
+//    deposit). The organisation and one counselor device are set up with
+//    the real CLI, as in e2e.test.js.
+//
+//   node bench.js <bench-pkg-dir> [core.json]      (env: ROUNDS, BATCH_MS, SKIP_OPS, SKIP_SEEKER)
+import { spawn } from "node:child_process";
+import { cpSync, createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { floorOf, median } from "../../bench-core/report/floors.mjs";
+import { REPO, WEB_ROOT, startRealRelay } from "./server.js";
+
+const [pkgDir, coreJson] = process.argv.slice(2);
+const ROUNDS = Number(process.env.ROUNDS ?? 5);
+const BATCH_MS = Number(process.env.BATCH_MS ?? 300);
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target");
+const CLI = process.env.NORTHSTAR_BIN_DIR ? path.join(process.env.NORTHSTAR_BIN_DIR, "northstar") : path.join(TARGET, "debug/northstar");
+const ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+const log = (...a) => console.error("#", ...a);
+
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+
+/** A static server of `dir` on 127.0.0.1 with a page that loads the bench module. */
+function serveBench(dir) {
+  const page = `<!doctype html><meta charset=utf-8><title>bench</title><script type=module>
+import init, * as m from "/northstar_web.js";
+await init();
+window.bench = m;
+document.title = "ready";
+</script>`;
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, "http://x");
+    if (url.pathname === "/") {
+      res.writeHead(200, { "content-type": "text/html" });
+      return res.end(page);
+    }
+    const file = path.join(dir, path.normalize(url.pathname).replace(/^(\.\.[/\\])+/, ""));
+    if (!file.startsWith(dir) || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404);
+      return res.end();
+    }
+    res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
+    createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+async function timeOps(browser) {
+  const server = await serveBench(path.resolve(pkgDir));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(origin + "/");
+  await page.waitForFunction(() => document.title === "ready", null, { timeout: 60_000 });
+  const names = await page.evaluate(() => window.bench.bench_operations());
+  const ops = {};
+  for (const name of names) {
+    const r = await page.evaluate(
+      ({ name, rounds, batchMs }) => {
+        const { BenchOperation } = window.bench;
+        const op = new BenchOperation(name);
+        // Warm up, then find n so that one batch lasts about batchMs.
+        let n = 1;
+        let t0 = performance.now();
+        op.run(1);
+        let dt = performance.now() - t0;
+        if (!BenchOperation.slow(name)) {
+          while (dt < batchMs / 4) {
+            n *= 4;
+            t0 = performance.now();
+            op.run(n);
+            dt = performance.now() - t0;
+          }
+          n = Math.max(1, Math.round((n * batchMs) / dt));
+        }
+        const perOp = [];
+        for (let i = 0; i < rounds; i++) {
+          t0 = performance.now();
+          op.run(n);
+          perOp.push(((performance.now() - t0) / n) * 1e6); // ns
+        }
+        op.free();
+        return { n, perOp };
+      },
+      { name, rounds: ROUNDS, batchMs: BATCH_MS },
+    );
+    ops[name] = { median_ns: median(r.perOp), min_ns: Math.min(...r.perOp), max_ns: Math.max(...r.perOp), runs: r.perOp.length, n: r.n };
+    log(`${name}: ${(ops[name].median_ns / 1000).toFixed(2)} µs (n=${r.n})`);
+  }
+  await context.close();
+  server.close();
+  if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
+  return ops;
+}
+
+/** Runs the real CLI; resolves with stdout. */
+function cli(home, relay, args, stdin = "") {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, NORTHSTAR_HOME: home, NORTHSTAR_RELAY: relay };
+    delete env.NORTHSTAR_ORG;
+    const child = spawn(CLI, args, { env, stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`northstar ${args.join(" ")}: ${err}`))));
+    child.stdin.end(stdin);
+  });
+}
+
+async function seekerTransfer(browser) {
+  const ADMIN = "admin passphrase for the benchmark\n";
+  const COUNSELOR = "counselor passphrase for the benchmark\n";
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "northstar-bench-"));
+  let server;
+  try {
+    const admin = path.join(tmp, "admin");
+    const desk = path.join(tmp, "desk");
+    const org = JSON.parse(await cli(admin, "ws://127.0.0.1:1/ws", ["--json", "admin", "init"], ADMIN));
+    const webRoot = path.join(tmp, "web");
+    cpSync(WEB_ROOT, webRoot, { recursive: true });
+    writeFileSync(path.join(webRoot, "config.json"), JSON.stringify({ org_key: org.org_key, fingerprint: org.fingerprint }));
+    server = await startRealRelay(webRoot);
+    const relay = `${server.origin.replace(/^http/, "ws")}/ws`;
+    const dev = JSON.parse(await cli(desk, relay, ["--json", "counselor", "init", "--org", org.org_key], COUNSELOR)).device;
+    await cli(admin, relay, ["admin", "add-device", "--team", "unaccompanied-minors", "--label", "desk", "--device", dev], ADMIN);
+    await cli(admin, relay, ["admin", "publish"], ADMIN);
+    await cli(desk, relay, ["counselor", "sync"], COUNSELOR);
+
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, serviceWorkers: "block" });
+    const page = await context.newPage();
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
+    const requests = new Map(); // requestId -> {url, type}
+    const http = []; // {url, type, bytes}
+    const ws = { sent: 0, received: 0, frames: 0 };
+    cdp.on("Network.responseReceived", (e) => requests.set(e.requestId, { url: e.response.url, type: e.type }));
+    cdp.on("Network.loadingFinished", (e) => {
+      const r = requests.get(e.requestId) ?? { url: "?", type: "?" };
+      http.push({ url: new URL(r.url).pathname, type: r.type, bytes: e.encodedDataLength });
+    });
+    // Binary frames arrive base64-encoded (opcode 2), text frames as text.
+    const frameLen = (r) => (r.opcode === 2 ? Buffer.from(r.payloadData, "base64").length : Buffer.byteLength(r.payloadData));
+    cdp.on("Network.webSocketFrameSent", (e) => {
+      ws.sent += frameLen(e.response);
+      ws.frames++;
+    });
+    cdp.on("Network.webSocketFrameReceived", (e) => {
+      ws.received += frameLen(e.response);
+      ws.frames++;
+    });
+    const t0 = Date.now();
+    await page.goto(server.origin + "/");
+    await page.click("#start");
+    await page.locator("#topic-list .choice").first().waitFor({ state: "visible", timeout: 30_000 });
+    await page.locator("#topic-list .choice").first().click();
+    await page.click("#topic-form button[type=submit]");
+    await page.fill("#message", "I am 16 and alone in Texas. Can I ask for protection in Canada? My aunt lives in Toronto.");
+    await page.click("#write-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 7);
+    await page.check("#wrote-it-down");
+    await page.click("#send-first");
+    await page.locator("#screen-conversation").waitFor({ state: "visible", timeout: 120_000 });
+    const seconds = (Date.now() - t0) / 1000;
+    await context.close();
+    const httpBytes = http.reduce((a, r) => a + r.bytes, 0);
+    const byType = {};
+    for (const r of http) byType[r.type] = (byType[r.type] ?? 0) + r.bytes;
+    return { total_bytes: httpBytes + ws.sent + ws.received, http_bytes: httpBytes, http_by_type: byType, responses: http, websocket: ws, seconds };
+  } finally {
+    await server?.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const result = { load_before: loadavg() };
+const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+try {
+  result.chromium = browser.version();
+  if (!process.env.SKIP_OPS) {
+    result.ops = await timeOps(browser);
+    result.wasm_floor = floorOf((n) => result.ops[n]?.median_ns);
+    result.ratchet_vs_wasm_floor = Object.fromEntries(Object.entries(result.wasm_floor).map(([k, f]) => [k, result.ops[k].median_ns / f]));
+    if (coreJson && existsSync(coreJson)) {
+      const native = JSON.parse(readFileSync(coreJson, "utf8")).ops;
+      result.wasm_over_native = Object.fromEntries(
+        Object.keys(result.ops)
+          .filter((k) => native[k])
+          .map((k) => [k, result.ops[k].median_ns / native[k].median_ns]),
+      );
+    } else {
+      log(`no native figures (${coreJson}): run scripts/bench-core first for the wasm/native ratios`);
+    }
+  }
+  if (!process.env.SKIP_SEEKER) result.seeker = await seekerTransfer(browser);
+} finally {
+  await browser.close();
+}
+result.load_after = loadavg();
+console.log(JSON.stringify(result, null, 2));
