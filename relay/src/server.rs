@@ -79,7 +79,10 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route(WS_PATH, get(ws_handler))
         .route("/health", get(health))
-        .fallback_service(ServeDir::new(web_root))
+        // `file.gz` beside a file is sent instead to a browser that accepts
+        // gzip: build_web writes one for the wasm module, most of the
+        // seeker page's transfer (docs/BENCHMARKS.md).
+        .fallback_service(ServeDir::new(web_root).precompressed_gzip())
         .layer(set(
             header::CONTENT_SECURITY_POLICY,
             CONTENT_SECURITY_POLICY,

@@ -19,7 +19,7 @@
 //    deposit). The organisation and one counselor device are set up with
 //    the real CLI, as in e2e.test.js.
 //
-//   node bench.js <bench-pkg-dir> [core.json]      (env: ROUNDS, BATCH_MS, SKIP_OPS, SKIP_SEEKER)
+//   node bench.js <bench-pkg-dir> <core.json> <out.json>   (env: ROUNDS, BATCH_MS, SKIP_OPS, SKIP_SEEKER)
 import { spawn } from "node:child_process";
 import { cpSync, createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -29,7 +29,7 @@ import { chromium } from "playwright-core";
 import { floorOf, median } from "../../bench-core/report/floors.mjs";
 import { REPO, WEB_ROOT, startRealRelay } from "./server.js";
 
-const [pkgDir, coreJson] = process.argv.slice(2);
+const [pkgDir, coreJson, outJson] = process.argv.slice(2);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const BATCH_MS = Number(process.env.BATCH_MS ?? 300);
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
@@ -223,4 +223,4 @@ try {
   await browser.close();
 }
 result.load_after = loadavg();
-console.log(JSON.stringify(result, null, 2));
+writeFileSync(outJson, JSON.stringify(result, null, 2));
