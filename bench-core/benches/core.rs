@@ -1,9 +1,9 @@
 //! client-core benchmarks (criterion), with vodozemac's Olm as the peer.
 //!
-//! `cargo bench -p northstar-bench --bench core` (scripts/bench-core runs it
+//! `cargo bench -p northstar-bench-core --bench core` (scripts/bench-core runs it
 //! pinned, three times, and summarises). Groups:
 //! - `core/*`: northstar-core operations, `prim/*`: the primitives under
-//!   them (both from `northstar_bench::prepare`, the code the wasm build
+//!   them (both from `northstar_bench_core::prepare`, the code the wasm build
 //!   times too);
 //! - `peer/*`: vodozemac 0.9 (crates.io) Olm: session creation, and
 //!   encrypt + decrypt of 1 KiB same direction and alternating.
@@ -15,7 +15,7 @@ mod native {
     use std::time::Duration;
 
     use criterion::Criterion;
-    use northstar_bench::{MESSAGE_LEN, OPERATIONS, is_slow, prepare};
+    use northstar_bench_core::{MESSAGE_LEN, OPERATIONS, is_slow, prepare};
     use vodozemac::olm::{Account, OlmMessage, Session, SessionConfig};
 
     fn config(c: Criterion) -> Criterion {

@@ -1,6 +1,6 @@
 // What one ratchet message (encrypt + decrypt of 1 KiB) costs in primitives:
 // the floor the ratchet cannot go below. Operation and primitive names are
-// those of northstar_bench::OPERATIONS. Used by summary.mjs (native) and
+// those of northstar_bench_core::OPERATIONS. Used by summary.mjs (native) and
 // tests/browser/bench.js (wasm).
 //
 // Same direction, per message: the sender's KDF_CK (2 HMACs), the message

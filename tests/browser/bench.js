@@ -2,7 +2,7 @@
 // playwright-core, the browser tests' flags). Not a test: run by
 // scripts/bench-wasm, which builds what it needs first. Two parts:
 //
-// 1. `ops`: the client-core operations of northstar_bench::OPERATIONS in the
+// 1. `ops`: the client-core operations of northstar_bench_core::OPERATIONS in the
 //    wasm build with the `bench` feature (a module built into a temporary
 //    directory, never the served one), timed in the page with
 //    performance.now() around BenchOperation.run(n). Per operation: ROUNDS
