@@ -291,10 +291,10 @@ async fn listen_once(
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notification(n) = message {
-                if ntx.send(n.payload().to_owned()).is_err() {
-                    return;
-                }
+            if let AsyncMessage::Notification(n) = message
+                && ntx.send(n.payload().to_owned()).is_err()
+            {
+                return;
             }
         }
     });
