@@ -439,7 +439,7 @@ impl Store for PostgresStore {
                     }
                 }
                 let insert = tx
-                    .prepare(
+                    .prepare_cached(
                         "INSERT INTO envelopes (mailbox, id, expires_at, ciphertext)
                          VALUES ($1, $2, $3, $4) ON CONFLICT (mailbox, id) DO NOTHING",
                     )
@@ -599,7 +599,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db)?;
                 let insert = tx
-                    .prepare(
+                    .prepare_cached(
                         "INSERT INTO one_time_prekeys (mailbox, prekey_id, public) VALUES ($1, $2, $3)
                          ON CONFLICT (mailbox, prekey_id) DO UPDATE SET public = excluded.public",
                     )
