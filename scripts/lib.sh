@@ -84,3 +84,17 @@ ensure_browser_deps() {
         echo "$lock_hash" >"$stamp"
     fi
 }
+
+# PostgreSQL server binaries (initdb, pg_ctl) and clients (psql, pg_dump),
+# for the tests of the PostgreSQL backend (scripts/pg-throwaway).
+PG_BIN=""
+ensure_postgres() {
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ] || ! command -v psql >/dev/null 2>&1; then
+        say "installing PostgreSQL (Debian's postgresql package, once)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    fi
+    export PATH="$PG_BIN:$PATH"
+}

@@ -51,6 +51,8 @@ pub const DEFAULT_MAX_ONE_TIME_PREKEYS: u64 = 500;
 pub const DEFAULT_SWEEP_INTERVAL_SECS: u64 = 300;
 /// Default writes per group commit.
 pub const DEFAULT_WRITE_BATCH: usize = crate::store::sqlite::DEFAULT_WRITE_BATCH;
+/// Default pooled PostgreSQL connections per relay node.
+pub const DEFAULT_POSTGRES_POOL_SIZE: usize = crate::store::postgres::DEFAULT_POOL_SIZE;
 /// Default time allowed for connections to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
@@ -63,7 +65,8 @@ macro_rules! config {
             /// Optional TOML file with any of the settings below (snake_case keys).
             #[arg(long, env = "NORTHSTAR_CONFIG")]
             pub config: Option<PathBuf>,
-            /// Database URL: `sqlite:<path>` (default `sqlite:<data-dir>/northstar.db`)
+            /// Database URL: `sqlite:<path>` (default `sqlite:<data-dir>/northstar.db`),
+            /// `postgres://user@host/db` (several nodes sharing one database; see docs/DEPLOY.md)
             /// or `memory:` (tests only, nothing persists).
             #[arg(long, env = "NORTHSTAR_DATABASE")]
             pub database: Option<String>,
@@ -146,6 +149,8 @@ config! {
     sweep_interval_secs: u64 = DEFAULT_SWEEP_INTERVAL_SECS, "NORTHSTAR_SWEEP_INTERVAL_SECS";
     /// Most writes committed in one SQLite transaction (group commit) [default: 256].
     write_batch: usize = DEFAULT_WRITE_BATCH, "NORTHSTAR_WRITE_BATCH";
+    /// Most pooled connections to PostgreSQL per node (PostgreSQL only) [default: 16].
+    postgres_pool_size: usize = DEFAULT_POSTGRES_POOL_SIZE, "NORTHSTAR_POSTGRES_POOL_SIZE";
     /// Seconds open connections get to finish on shutdown [default: 10].
     shutdown_grace_secs: u64 = DEFAULT_SHUTDOWN_GRACE_SECS, "NORTHSTAR_SHUTDOWN_GRACE_SECS";
 }
@@ -155,8 +160,28 @@ config! {
 pub enum Database {
     /// `sqlite:<path>`.
     Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…` — a database shared by several nodes.
+    Postgres(PostgresUrl),
     /// `memory:` — nothing persists (tests).
     Memory,
+}
+
+/// A PostgreSQL connection URL. It may carry a password, so its `Debug`
+/// shows only the scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// The URL itself, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl core::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PostgresUrl(postgres://…)")
+    }
 }
 
 impl Database {
@@ -166,6 +191,8 @@ impl Database {
                 return Err(ConfigError::Database);
             }
             Ok(Database::Sqlite(PathBuf::from(p)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Database::Postgres(PostgresUrl(url.to_owned())))
         } else if url == "memory:" {
             Ok(Database::Memory)
         } else {
@@ -188,7 +215,7 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
-    #[error("database must be `sqlite:<path>` or `memory:`")]
+    #[error("database must be `sqlite:<path>`, `postgres://…` or `memory:`")]
     Database,
     #[error("{what} must be between {min} and {max}")]
     OutOfRange {
@@ -294,6 +321,12 @@ impl Config {
         )?;
         range("sweep_interval_secs", self.sweep_interval_secs, 1, 86_400)?;
         range("write_batch", self.write_batch as u64, 1, 100_000)?;
+        range(
+            "postgres_pool_size",
+            self.postgres_pool_size as u64,
+            1,
+            10_000,
+        )?;
         range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 3600)?;
         Ok(())
     }
@@ -343,7 +376,12 @@ mod tests {
             Config::load(args),
             Err(ConfigError::OutOfRange { .. })
         ));
-        let args = Args::try_parse_from(["x", "--database", "postgres://x"]).unwrap();
+        let args = Args::try_parse_from(["x", "--database", "mysql://x"]).unwrap();
         assert!(matches!(Config::load(args), Err(ConfigError::Database)));
+        let url = "postgres://relay:secret@db.internal/northstar";
+        let args = Args::try_parse_from(["x", "--database", url]).unwrap();
+        let c = Config::load(args).unwrap();
+        assert_eq!(c.database, Database::Postgres(PostgresUrl(url.to_owned())));
+        assert!(!format!("{c:?}").contains("secret"), "no password in Debug");
     }
 }

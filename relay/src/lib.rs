@@ -48,7 +48,9 @@ pub mod server;
 pub mod store;
 
 /// Installs the tracing subscriber: `RUST_LOG` (default `info`), text or
-/// JSON. HTTP internals are held to `warn` so no request line is logged.
+/// JSON. HTTP internals are held to `warn` so no request line is logged,
+/// and the PostgreSQL client too (at `debug` it logs statement parameters,
+/// which carry mailbox ids).
 pub fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
@@ -56,7 +58,11 @@ pub fn init_logging(json: bool) {
         .add_directive("hyper=warn".parse().unwrap_or_default())
         .add_directive("tower_http=warn".parse().unwrap_or_default())
         .add_directive("axum=warn".parse().unwrap_or_default())
-        .add_directive("tungstenite=warn".parse().unwrap_or_default());
+        .add_directive("tungstenite=warn".parse().unwrap_or_default())
+        .add_directive("tokio_postgres=warn".parse().unwrap_or_default())
+        .add_directive("postgres_protocol=warn".parse().unwrap_or_default())
+        .add_directive("deadpool=warn".parse().unwrap_or_default())
+        .add_directive("deadpool_postgres=warn".parse().unwrap_or_default());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -134,6 +134,11 @@ pub async fn run(
         stop: stop_rx.clone(),
     };
     let sweeper = tokio::spawn(sweep_loop(relay.clone(), stop_rx));
+    // Other nodes' deposits (a shared PostgreSQL store) wake our subscribers.
+    let forwarder = relay.store.take_wakeups().map(|wakeups| {
+        let relay = relay.clone();
+        tokio::spawn(async move { relay.notifier.forward(wakeups).await })
+    });
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -150,6 +155,9 @@ pub async fn run(
         tracing::warn!("shutdown grace elapsed with connections still open");
     }
     sweeper.abort();
+    if let Some(f) = forwarder {
+        f.abort();
+    }
     // Commits everything queued before returning.
     if let Err(e) = relay.store.close().await {
         tracing::error!(error = %e, "closing the store failed");

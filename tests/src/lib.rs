@@ -14,6 +14,13 @@
 //! `$CARGO_TARGET_DIR/debug`, else in `<workspace>/target/debug`.
 //! Every relay binds `127.0.0.1:0` (a free port, loopback only) and prints
 //! the address it got; each test starts its own.
+//!
+//! ## Backends
+//!
+//! `NORTHSTAR_TEST_BACKEND=postgres` runs every relay on PostgreSQL instead
+//! of SQLite: each [`RelayProcess`] gets a fresh, empty database on the
+//! server whose admin URL is in `NORTHSTAR_TEST_POSTGRES` (`scripts/test`
+//! starts a throwaway one with `scripts/pg-throwaway`). See [`backend`].
 
 // Test support only: a failed expectation should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -69,13 +76,100 @@ pub fn workspace_root() -> PathBuf {
     here.parent().unwrap_or(here).to_path_buf()
 }
 
+/// The relay's storage backend under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `NORTHSTAR_TEST_BACKEND`: `postgres`, or SQLite (the default).
+pub fn backend() -> Backend {
+    match std::env::var("NORTHSTAR_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
+/// Creates a new, empty database on the throwaway PostgreSQL server
+/// (`NORTHSTAR_TEST_POSTGRES`, an admin URL ending in `/<database>`) and
+/// returns its URL. Several relays given the same URL share it (nodes).
+pub fn fresh_postgres_database() -> Result<String> {
+    let admin = std::env::var("NORTHSTAR_TEST_POSTGRES")
+        .context("NORTHSTAR_TEST_POSTGRES is unset: start a server with scripts/pg-throwaway")?;
+    let (server, _) = admin
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow!("NORTHSTAR_TEST_POSTGRES must end in /<database>"))?;
+    let mut raw = [0u8; 8];
+    OsRng.fill_bytes(&mut raw);
+    let name = format!("northstar_e2e_{}", u64::from_be_bytes(raw));
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &admin, "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!(
+            "creating a test database failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(format!("{server}/{name}"))
+}
+
+/// Adds `--database <fresh database>` on PostgreSQL unless `args` names one.
+fn with_backend(mut args: Vec<String>) -> Result<Vec<String>> {
+    if backend() == Backend::Postgres && !args.iter().any(|a| a == "--database") {
+        args.push("--database".into());
+        args.push(fresh_postgres_database()?);
+    }
+    Ok(args)
+}
+
+/// Replaces every hex bytea literal (`\\x…` or `\x…`) of a plain-text
+/// `pg_dump` by the raw bytes it stands for, so the dump can be scanned
+/// like a database file (raw keys, ids, integers).
+pub fn decode_pg_dump(text: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let skip = if text[i..].starts_with(b"\\\\x") {
+            3
+        } else if text[i..].starts_with(b"\\x") {
+            2
+        } else {
+            0
+        };
+        if skip > 0 {
+            let mut j = i + skip;
+            while j + 1 < text.len() {
+                match (hex(text[j]), hex(text[j + 1])) {
+                    (Some(a), Some(b)) => out.push(a << 4 | b),
+                    _ => break,
+                }
+                j += 2;
+            }
+            if j > i + skip {
+                i = j;
+                continue;
+            }
+        }
+        out.push(text[i]);
+        i += 1;
+    }
+    out
+}
+
 /// A running relay process.
 #[derive(Debug)]
 pub struct RelayProcess {
     child: Child,
     pub addr: SocketAddr,
-    /// Where the database lives (kept across restarts).
+    /// Where the database lives (kept across restarts; SQLite).
     pub data_dir: PathBuf,
+    /// The PostgreSQL database URL, when the relay runs on PostgreSQL.
+    pub database: Option<String>,
     /// The web root served (a temp dir with an index.html).
     pub web_root: PathBuf,
     /// Everything the relay wrote to stderr (its logs).
@@ -104,7 +198,7 @@ impl RelayProcess {
             web_root.join("index.html"),
             "<!doctype html><title>Northstar</title><p>northstar test page</p>\n",
         )?;
-        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let args = with_backend(extra.iter().map(|s| s.to_string()).collect())?;
         Self::spawn(data_dir.to_path_buf(), web_root, args, Vec::new(), None).await
     }
 
@@ -116,7 +210,7 @@ impl RelayProcess {
         std::fs::create_dir_all(&data)?;
         let web_root = tmp.path().join("web");
         std::fs::create_dir_all(&web_root)?;
-        let args = extra.iter().map(|s| s.to_string()).collect();
+        let args = with_backend(extra.iter().map(|s| s.to_string()).collect())?;
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -183,10 +277,17 @@ impl RelayProcess {
             .parse()?;
         // Keep draining stdout so the relay never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let database = args
+            .iter()
+            .position(|a| a == "--database")
+            .and_then(|i| args.get(i + 1))
+            .filter(|u| u.starts_with("postgres"))
+            .cloned();
         Ok(RelayProcess {
             child,
             addr,
             data_dir,
+            database,
             web_root,
             log_path,
             args,
@@ -203,6 +304,28 @@ impl RelayProcess {
     /// The SQLite file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("northstar.db")
+    }
+
+    /// What the relay's store holds now, as `(label, bytes, is_sqlite_wal)`:
+    /// on SQLite the database file and its WAL (if any); on PostgreSQL a
+    /// `pg_dump` of its database with bytea values decoded to raw bytes.
+    pub fn stored_files(&self) -> Result<Vec<(String, Vec<u8>, bool)>> {
+        if let Some(url) = &self.database {
+            let out = std::process::Command::new("pg_dump")
+                .args(["--no-owner", "-d", url])
+                .output()
+                .context("running pg_dump")?;
+            if !out.status.success() {
+                bail!("pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            return Ok(vec![("pg_dump".into(), decode_pg_dump(&out.stdout), false)]);
+        }
+        let db = self.db_path();
+        let mut files = vec![("db".into(), std::fs::read(&db)?, false)];
+        if let Ok(w) = std::fs::read(db.with_extension("db-wal")) {
+            files.push(("wal".into(), w, true));
+        }
+        Ok(files)
     }
 
     /// Opens a client connection.
@@ -700,5 +823,98 @@ mod tests {
         scan::blank(&mut hay2, std::slice::from_ref(&secret));
         assert!(!scan::contains(&hay2, &secret));
         assert_eq!(&hay2[..2], b"xx");
+    }
+}
+
+/// The `northstar` command-line client as a person runs it (the tour and
+/// the multi-node test).
+pub mod cli {
+    use std::path::PathBuf;
+    use std::process::Stdio;
+
+    use serde_json::Value;
+    use tokio::io::AsyncWriteExt;
+
+    use crate::bin_dir;
+
+    /// One person's view: the `northstar` binary with their home and the relay.
+    #[derive(Debug)]
+    pub struct Cli {
+        pub relay: String,
+        pub home: PathBuf,
+        pub org: Option<String>,
+    }
+
+    #[derive(Debug)]
+    pub struct Run {
+        pub ok: bool,
+        pub stdout: String,
+        pub stderr: String,
+    }
+
+    impl Run {
+        pub fn json(&self) -> Value {
+            serde_json::from_str(self.stdout.trim())
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+        }
+    }
+
+    impl Cli {
+        pub async fn run(&self, args: &[&str], stdin: &str) -> Run {
+            let mut cmd = tokio::process::Command::new(bin_dir().join("northstar"));
+            cmd.args(args)
+                .env("NORTHSTAR_RELAY", &self.relay)
+                .env("NORTHSTAR_HOME", &self.home)
+                .env_remove("NORTHSTAR_ORG")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if let Some(org) = &self.org {
+                cmd.env("NORTHSTAR_ORG", org);
+            }
+            let mut child = cmd
+                .spawn()
+                .expect("build the northstar binary first (cargo build --workspace --bins)");
+            let mut input = child.stdin.take().unwrap();
+            input.write_all(stdin.as_bytes()).await.unwrap();
+            drop(input);
+            let out = child.wait_with_output().await.unwrap();
+            Run {
+                ok: out.status.success(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+
+        pub async fn ok(&self, args: &[&str], stdin: &str) -> Run {
+            let r = self.run(args, stdin).await;
+            assert!(
+                r.ok,
+                "northstar {args:?} failed:\n{}\n{}",
+                r.stdout, r.stderr
+            );
+            r
+        }
+
+        pub async fn fails(&self, args: &[&str], stdin: &str, says: &str) -> Run {
+            let r = self.run(args, stdin).await;
+            assert!(
+                !r.ok,
+                "northstar {args:?} should have failed:\n{}",
+                r.stdout
+            );
+            assert!(
+                r.stderr.contains(says),
+                "northstar {args:?}: expected {says:?} in {:?}",
+                r.stderr
+            );
+            assert_eq!(
+                r.stderr.trim().lines().count(),
+                1,
+                "one clear sentence, got {:?}",
+                r.stderr
+            );
+            r
+        }
     }
 }

@@ -8,6 +8,7 @@ use clap::Parser;
 use northstar_relay::config::{Args, Config, Database};
 use northstar_relay::store::Store;
 use northstar_relay::store::memory::MemoryStore;
+use northstar_relay::store::postgres::{PostgresOptions, PostgresStore};
 use northstar_relay::store::sqlite::{SqliteOptions, SqliteStore};
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -59,6 +60,16 @@ async fn main() -> anyhow::Result<()> {
                 write_batch: config.write_batch,
             };
             Arc::new(SqliteStore::open(path, options).context("opening the database")?)
+        }
+        Database::Postgres(url) => {
+            let options = PostgresOptions {
+                pool_size: config.postgres_pool_size,
+            };
+            Arc::new(
+                PostgresStore::open(url.expose(), options)
+                    .await
+                    .context("opening the PostgreSQL database")?,
+            )
         }
         Database::Memory => {
             tracing::warn!("memory database: nothing will persist");

@@ -6,12 +6,12 @@
 //! and encrypted seeker-state blobs. No address, no arrival time, no sender.
 //!
 //! Every method returns a boxed future so the trait is object safe
-//! (`Arc<dyn Store>`) and a networked backend (PostgreSQL, for several relay
-//! nodes sharing one store) can be added without touching the commands.
-//! Writes are durable when their future resolves `Ok`.
+//! (`Arc<dyn Store>`). Writes are durable when their future resolves `Ok`.
 //!
 //! - [`sqlite`] — the default: one writer thread with group commit, WAL,
 //!   `synchronous=FULL`, `PRAGMA user_version` migrations.
+//! - [`postgres`] — several relay nodes sharing one PostgreSQL database;
+//!   deposits on one node wake subscribers on the others ([`Wakeup`]).
 //! - [`memory`] — the same semantics in a `HashMap`, for tests.
 
 use std::future::Future;
@@ -24,6 +24,7 @@ use northstar_core::keys::MailboxPublic;
 use northstar_core::sealed::Envelope;
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 /// The future every store method returns.
@@ -51,6 +52,15 @@ pub enum StoreError {
         #[from]
         source: rusqlite::Error,
     },
+    /// The PostgreSQL server failed or is unreachable.
+    #[error("storage backend failed")]
+    Postgres {
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The database server is configured so that a commit may be lost.
+    #[error("the database has {setting} off: acknowledged deposits could be lost")]
+    Unsafe { setting: &'static str },
     /// A value read back from storage does not decode (corruption).
     #[error("stored {what} is corrupt")]
     Corrupt { what: &'static str },
@@ -123,6 +133,16 @@ pub struct SweepCounts {
     pub states: u64,
 }
 
+/// A signal from another relay node sharing the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wakeup {
+    /// Something was deposited for this mailbox.
+    Mailbox(MailboxId),
+    /// Signals may have been missed (the listening connection was
+    /// (re)opened): every subscriber re-reads what is stored.
+    All,
+}
+
 /// The relay's storage.
 pub trait Store: Send + Sync + 'static {
     /// Registers a mailbox, or updates its proof-of-work flag.
@@ -171,6 +191,11 @@ pub trait Store: Send + Sync + 'static {
     fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts>;
     /// Finishes every queued write, then refuses new ones.
     fn close(&self) -> StoreFuture<'_, ()>;
+    /// Wake-ups caused by other nodes' deposits, for a store shared by
+    /// several nodes; `None` for a single-node store, and after the first call.
+    fn take_wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<Wakeup>> {
+        None
+    }
 }
 
 #[cfg(test)]

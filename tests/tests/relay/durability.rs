@@ -10,7 +10,7 @@ use northstar_e2e::{Client, Mailbox, RelayProcess, scan, seal};
 
 use crate::now;
 
-const FAST: [&str; 4] = [
+pub(crate) const FAST: [&str; 4] = [
     "--messages-per-second",
     "100000",
     "--message-burst",
@@ -172,7 +172,11 @@ async fn deposit_until_dead(
     }
 }
 
-async fn assert_all_delivered_once(relay: &RelayProcess, mb: &Mailbox, acked: &[EnvelopeId]) {
+pub(crate) async fn assert_all_delivered_once(
+    relay: &RelayProcess,
+    mb: &Mailbox,
+    acked: &[EnvelopeId],
+) {
     let mut c = relay.client().await.unwrap();
     c.auth(mb).await.unwrap();
     let ServerFrame::Subscribed { pending } = c.request(ClientFrame::Subscribe).await.unwrap()
@@ -206,14 +210,14 @@ async fn assert_all_delivered_once(relay: &RelayProcess, mb: &Mailbox, acked: &[
 }
 
 /// Acknowledged deposits and the depositor tasks of [`traffic`].
-type Traffic = (
+pub(crate) type Traffic = (
     Arc<Mutex<Vec<EnvelopeId>>>,
     Vec<tokio::task::JoinHandle<()>>,
 );
 
 /// Registers a mailbox and starts four depositors against it; returns once
 /// `at_least` deposits were acknowledged (they keep going until the relay dies).
-async fn traffic(relay: &RelayProcess, mb: &Mailbox, at_least: usize) -> Traffic {
+pub(crate) async fn traffic(relay: &RelayProcess, mb: &Mailbox, at_least: usize) -> Traffic {
     relay
         .client()
         .await
@@ -332,17 +336,23 @@ async fn files_and_logs_hold_no_plaintext_address_or_fine_time() {
             "{label}: fine timestamps at {fine:?}: {show:#?}"
         );
     };
-    let db = relay.db_path();
-    let wal = db.with_extension("db-wal");
-    check("db (running)", std::fs::read(&db).unwrap(), false);
-    if let Ok(w) = std::fs::read(&wal) {
-        assert!(!w.is_empty(), "the WAL holds the recent commits");
-        check("wal (running)", w, true);
+    // SQLite: the database file and its WAL; PostgreSQL: a dump of the database.
+    let files = relay.stored_files().unwrap();
+    assert!(
+        files
+            .iter()
+            .any(|(_, bytes, _)| scan::contains(bytes, &opaque[0])),
+        "the scan sees the stored raw bytes (a mailbox id)"
+    );
+    for (label, bytes, wal) in files {
+        if wal {
+            assert!(!bytes.is_empty(), "the WAL holds the recent commits");
+        }
+        check(&format!("{label} (running)"), bytes, wal);
     }
     assert!(relay.terminate().await.unwrap());
-    check("db (stopped)", std::fs::read(&db).unwrap(), false);
-    if let Ok(w) = std::fs::read(&wal) {
-        check("wal (stopped)", w, true);
+    for (label, bytes, wal) in relay.stored_files().unwrap() {
+        check(&format!("{label} (stopped)"), bytes, wal);
     }
     let logs = relay.logs();
     assert!(!logs.is_empty(), "debug logs were written");

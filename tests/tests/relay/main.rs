@@ -8,6 +8,7 @@
 mod durability;
 mod hostile;
 mod limits;
+mod nodes;
 mod protocol;
 
 use northstar_core::UnixTime;

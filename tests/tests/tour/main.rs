@@ -5,108 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-
-use northstar_e2e::{RelayProcess, bin_dir};
-use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-
-/// One person's view: the `northstar` binary with their home and the relay.
-struct Cli {
-    relay: String,
-    home: PathBuf,
-    org: Option<String>,
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-impl Cli {
-    async fn run(&self, args: &[&str], stdin: &str) -> Run {
-        let mut cmd = tokio::process::Command::new(bin_dir().join("northstar"));
-        cmd.args(args)
-            .env("NORTHSTAR_RELAY", &self.relay)
-            .env("NORTHSTAR_HOME", &self.home)
-            .env_remove("NORTHSTAR_ORG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(org) = &self.org {
-            cmd.env("NORTHSTAR_ORG", org);
-        }
-        let mut child = cmd
-            .spawn()
-            .expect("build the northstar binary first (cargo build --workspace --bins)");
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.as_bytes()).await.unwrap();
-        drop(input);
-        let out = child.wait_with_output().await.unwrap();
-        Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    async fn ok(&self, args: &[&str], stdin: &str) -> Run {
-        let r = self.run(args, stdin).await;
-        assert!(
-            r.ok,
-            "northstar {args:?} failed:\n{}\n{}",
-            r.stdout, r.stderr
-        );
-        r
-    }
-
-    async fn fails(&self, args: &[&str], stdin: &str, says: &str) -> Run {
-        let r = self.run(args, stdin).await;
-        assert!(
-            !r.ok,
-            "northstar {args:?} should have failed:\n{}",
-            r.stdout
-        );
-        assert!(
-            r.stderr.contains(says),
-            "northstar {args:?}: expected {says:?} in {:?}",
-            r.stderr
-        );
-        assert_eq!(
-            r.stderr.trim().lines().count(),
-            1,
-            "one clear sentence, got {:?}",
-            r.stderr
-        );
-        r
-    }
-}
+use northstar_e2e::RelayProcess;
+use northstar_e2e::cli::Cli;
 
 const ADMIN_PASS: &str = "admin passphrase 1\n";
 const ANA: &str = "ana passphrase 12\n";
 const BEN: &str = "ben passphrase 12\n";
 const QUESTION: &str = "Tengo 17 anos y estoy solo. Puedo pedir asilo en Canada?";
 const ANSWER: &str = "Hola. Si, hay opciones para menores. Te explicamos los pasos.";
-
-fn read_all(dir: &Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            all.extend(std::fs::read(&p).unwrap());
-        }
-    }
-    all
-}
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
@@ -412,8 +318,14 @@ async fn quick_tour_and_every_path() {
         read["messages"].as_array().unwrap().len()
     );
 
-    // What the relay kept: no plaintext, codename, note, or client address.
-    let stored = read_all(&relay.data_dir);
+    // What the relay kept (its database, whichever backend): no plaintext,
+    // codename, note, or client address.
+    let stored: Vec<u8> = relay
+        .stored_files()
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, bytes, _)| bytes)
+        .collect();
     for needle in [
         QUESTION,
         ANSWER,

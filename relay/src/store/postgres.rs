@@ -1,0 +1,998 @@
+//! The PostgreSQL [`Store`]: several relay nodes share one database.
+//!
+//! SQLite stays the default (one node, nothing to install). An organisation
+//! that outgrows one relay process runs several `northstar-relay` nodes
+//! behind a load balancer with `--database postgres://…`; PostgreSQL brings
+//! replication and backups, so there is no home-made clustering here.
+//!
+//! - **Client.** `tokio-postgres` with a `deadpool-postgres` pool: plain
+//!   async, no compile-time query checking that would need a database at
+//!   build time (sqlx's macros), few dependencies, and direct access to
+//!   asynchronous notifications for `LISTEN`.
+//! - **Exactly once across nodes.** Every write is one transaction. A
+//!   one-time prekey is taken with `DELETE … RETURNING` on a row chosen
+//!   `FOR UPDATE SKIP LOCKED`; a directory is replaced by one
+//!   `INSERT … ON CONFLICT DO UPDATE … WHERE newer` statement, so two nodes
+//!   racing cannot roll it back; deposits lock the recipients' rows (in
+//!   id order, so no deadlock between batches) and check the quota from the
+//!   trigger-kept counters inside the transaction, so a quota holds across
+//!   nodes; the sweep runs on one node at a time (a transaction-scoped
+//!   advisory lock). Authentication challenges never reach the store: they
+//!   live in the connection's session, which lives on one node.
+//! - **Durability.** A call resolves `Ok` only after `COMMIT` returned, and
+//!   the relay refuses to start on a server with `fsync` or
+//!   `synchronous_commit` off.
+//! - **Live delivery across nodes.** A deposit sends `NOTIFY` with the
+//!   recipient's mailbox id (hex, nothing else) inside its transaction, so it
+//!   is delivered on commit. Each node keeps one dedicated connection that
+//!   `LISTEN`s and turns notifications into [`Wakeup`]s; after every
+//!   (re)connect it sends [`Wakeup::All`], so subscribers re-read what is
+//!   stored and a missed notification loses nothing.
+//! - **Migrations** are numbered; table `schema_version` records the last
+//!   applied, under an advisory lock so nodes starting together migrate once.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::StreamExt;
+use northstar_core::UnixTime;
+use northstar_core::frame::{ONE_TIME_PREKEY_LEN, OneTimePrekey};
+use northstar_core::ids::{EnvelopeId, MailboxId};
+use northstar_core::keys::{Ed25519Public, MailboxPublic, X25519Public};
+use northstar_core::sealed::Envelope;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, NoTls, Transaction};
+
+use super::{
+    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, Quotas, StateBlob, Store,
+    StoreError, StoreFuture, StoredEnvelope, SweepCounts, Wakeup,
+};
+
+/// Schema migrations; entry `n` moves `schema_version` from `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE mailboxes (
+        id             bytea PRIMARY KEY,
+        auth_pk        bytea NOT NULL,
+        seal_pk        bytea NOT NULL,
+        pow_required   boolean NOT NULL,
+        envelope_count bigint NOT NULL DEFAULT 0,
+        envelope_bytes bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE envelopes (
+        seq        bigserial PRIMARY KEY,
+        mailbox    bytea NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        id         bytea NOT NULL,
+        expires_at bigint NOT NULL,
+        ciphertext bytea NOT NULL,
+        UNIQUE (mailbox, id)
+    );
+    CREATE INDEX envelopes_mailbox_seq ON envelopes(mailbox, seq);
+    CREATE INDEX envelopes_expiry ON envelopes(expires_at);
+    CREATE TABLE signed_prekeys (
+        mailbox bytea PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+        bundle  bytea NOT NULL
+    );
+    CREATE TABLE one_time_prekeys (
+        mailbox   bytea NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        prekey_id bigint NOT NULL,
+        public    bytea NOT NULL,
+        PRIMARY KEY (mailbox, prekey_id)
+    );
+    CREATE TABLE states (
+        mailbox    bytea PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+        expires_at bigint NOT NULL,
+        blob       bytea NOT NULL
+    );
+    CREATE INDEX states_expiry ON states(expires_at);
+    CREATE TABLE directories (
+        org_key   bytea PRIMARY KEY,
+        serial    bytea NOT NULL,
+        directory bytea NOT NULL
+    );
+    -- Per-mailbox envelope count and bytes, kept by triggers, so the quota
+    -- check on every deposit is one row read instead of a scan.
+    CREATE FUNCTION envelopes_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            UPDATE mailboxes SET envelope_count = envelope_count + 1,
+                                 envelope_bytes = envelope_bytes + length(NEW.ciphertext)
+            WHERE id = NEW.mailbox;
+            RETURN NEW;
+        ELSE
+            UPDATE mailboxes SET envelope_count = envelope_count - 1,
+                                 envelope_bytes = envelope_bytes - length(OLD.ciphertext)
+            WHERE id = OLD.mailbox;
+            RETURN OLD;
+        END IF;
+    END $$;
+    CREATE TRIGGER envelopes_count AFTER INSERT OR DELETE ON envelopes
+        FOR EACH ROW EXECUTE FUNCTION envelopes_count();
+"];
+
+/// The notification channel deposits signal on (payload: a mailbox id in hex).
+pub const NOTIFY_CHANNEL: &str = "northstar_deposit";
+
+/// Advisory lock key held while migrating (any constant unique to us).
+const MIGRATION_LOCK: i64 = 0x6e6f_7274_6873_0001;
+/// Advisory lock key held by the node that sweeps.
+const SWEEP_LOCK: i64 = 0x6e6f_7274_6873_0002;
+
+/// Default pool size per node: enough for the commands of many connections
+/// in flight (each holds a connection for one transaction only); a server's
+/// `max_connections` must exceed nodes × (this + 1 listener).
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// How often a transaction that lost a deadlock or a serialization race is
+/// retried before the client gets an error.
+const RETRIES: usize = 3;
+
+/// Wake-ups queued between the listener and the notifier.
+const WAKEUP_QUEUE_DEPTH: usize = 4096;
+
+/// Longest wait between two attempts to re-open the listening connection.
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Tuning of the PostgreSQL store.
+#[derive(Clone, Copy, Debug)]
+pub struct PostgresOptions {
+    /// Most pooled connections of this node.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: DEFAULT_POOL_SIZE,
+        }
+    }
+}
+
+/// The PostgreSQL store handle (cheap to share behind an `Arc`).
+pub struct PostgresStore {
+    pool: Pool,
+    closed: AtomicBool,
+    wakeups: std::sync::Mutex<Option<mpsc::Receiver<Wakeup>>>,
+    listener: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl core::fmt::Debug for PostgresStore {
+    // The URL may hold a password: never printed.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PostgresStore")
+    }
+}
+
+fn db(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Postgres { source: e }
+}
+
+fn retryable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Postgres { source } => matches!(
+            source.code(),
+            Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE
+        ),
+        _ => false,
+    }
+}
+
+/// Runs `$body` (which may use `?`) in a transaction bound to `$tx`,
+/// commits, and retries the whole transaction after a deadlock or a
+/// serialization failure. Resolves only after `COMMIT` returned.
+macro_rules! in_tx {
+    ($self:ident, |$tx:ident| $body:block) => {{
+        let mut attempt = 0usize;
+        loop {
+            let mut client = $self.client().await?;
+            let result: Result<_, StoreError> = async {
+                let $tx = client.transaction().await.map_err(db)?;
+                let value = async { $body }.await?;
+                $tx.commit().await.map_err(db)?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if retryable(&e) && attempt < RETRIES => attempt += 1,
+                other => break other,
+            }
+        }
+    }};
+}
+
+fn i64_of(t: UnixTime) -> i64 {
+    i64::try_from(t.0).unwrap_or(i64::MAX)
+}
+
+fn time_of(v: i64) -> UnixTime {
+    UnixTime(u64::try_from(v).unwrap_or(0))
+}
+
+fn id32(v: Vec<u8>, what: &'static str) -> Result<[u8; 32], StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt { what })
+}
+
+/// Locks a mailbox's row for the rest of the transaction; whether it exists.
+async fn lock_mailbox(tx: &Transaction<'_>, id: &MailboxId) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_opt(
+            "SELECT 1 FROM mailboxes WHERE id = $1 FOR UPDATE",
+            &[&&id.as_bytes()[..]],
+        )
+        .await
+        .map_err(db)?
+        .is_some())
+}
+
+/// Refuses a server that could lose an acknowledged commit.
+async fn check_durability(client: &tokio_postgres::Client) -> Result<(), StoreError> {
+    for setting in ["fsync", "synchronous_commit"] {
+        let row = client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .map_err(db)?;
+        let value: String = row.get(0);
+        if value == "off" {
+            return Err(StoreError::Unsafe { setting });
+        }
+    }
+    Ok(())
+}
+
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(db)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(db)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        .await
+        .map_err(db)?;
+    let row = tx
+        .query_opt("SELECT version FROM schema_version", &[])
+        .await
+        .map_err(db)?;
+    let version = match row {
+        Some(r) => r.get::<_, i32>(0),
+        None => {
+            tx.execute("INSERT INTO schema_version (version) VALUES (0)", &[])
+                .await
+                .map_err(db)?;
+            0
+        }
+    };
+    let applied = usize::try_from(version.max(0)).unwrap_or(0);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt {
+            what: "schema version (newer than this relay)",
+        });
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.batch_execute(sql).await.map_err(db)?;
+        let next = i32::try_from(n + 1).unwrap_or(i32::MAX);
+        tx.execute("UPDATE schema_version SET version = $1", &[&next])
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+/// One session of the listening connection: `LISTEN`, announce
+/// [`Wakeup::All`], then forward notifications until the connection ends.
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    out: &mpsc::Sender<Wakeup>,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (ntx, mut nrx) = mpsc::unbounded_channel::<String>();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message
+                && ntx.send(n.payload().to_owned()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let result = async {
+        client
+            .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+            .await?;
+        // Anything deposited while we were not listening is in the store.
+        if out.send(Wakeup::All).await.is_err() {
+            return Ok(());
+        }
+        while let Some(payload) = nrx.recv().await {
+            let wakeup = match MailboxId::from_hex(&payload) {
+                Some(id) => Wakeup::Mailbox(id),
+                None => Wakeup::All,
+            };
+            if out.send(wakeup).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+    .await;
+    driver.abort();
+    drop(client);
+    result
+}
+
+/// Keeps one listening connection open for the life of the store.
+async fn listen_loop(config: tokio_postgres::Config, out: mpsc::Sender<Wakeup>) {
+    let mut backoff = Duration::from_millis(100);
+    while !out.is_closed() {
+        match listen_once(&config, &out).await {
+            Ok(()) => tracing::warn!("notification connection closed; reconnecting"),
+            Err(e) => tracing::warn!(error = %e, "notification connection failed; reconnecting"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(LISTEN_BACKOFF_MAX);
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a libpq-style `postgres://` URL or key=value
+    /// string), checks durability settings, migrates, and starts listening.
+    pub async fn open(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let config = tokio_postgres::Config::from_str(url).map_err(db)?;
+        let (mut client, connection) = config.connect(NoTls).await.map_err(db)?;
+        let conn_task = tokio::spawn(connection);
+        check_durability(&client).await?;
+        migrate(&mut client).await?;
+        drop(client);
+        let _ = conn_task.await;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .build()
+            .map_err(|_| StoreError::Closed)?;
+        let (tx, rx) = mpsc::channel(WAKEUP_QUEUE_DEPTH);
+        let listener = tokio::spawn(listen_loop(config, tx));
+        Ok(PostgresStore {
+            pool,
+            closed: AtomicBool::new(false),
+            wakeups: std::sync::Mutex::new(Some(rx)),
+            listener: std::sync::Mutex::new(Some(listener)),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(source) => StoreError::Postgres { source },
+            _ => StoreError::Closed,
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn register(&self, keys: MailboxPublic, pow_required: bool) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO mailboxes (id, auth_pk, seal_pk, pow_required) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (id) DO UPDATE SET pow_required = excluded.pow_required",
+                    &[
+                        &&keys.id().as_bytes()[..],
+                        &&keys.auth.0[..],
+                        &&keys.seal.0[..],
+                        &pow_required,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn mailbox(&self, id: MailboxId) -> StoreFuture<'_, Option<MailboxRecord>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT auth_pk, seal_pk, pow_required FROM mailboxes WHERE id = $1",
+                    &[&&id.as_bytes()[..]],
+                )
+                .await
+                .map_err(db)?;
+            row.map(|r| {
+                Ok(MailboxRecord {
+                    keys: MailboxPublic {
+                        auth: Ed25519Public(id32(r.get(0), "mailbox auth key")?),
+                        seal: X25519Public(id32(r.get(1), "mailbox seal key")?),
+                    },
+                    pow_required: r.get(2),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut recipients: Vec<MailboxId> =
+                batch.iter().map(|e| *e.envelope.recipient()).collect();
+            recipients.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            recipients.dedup();
+            in_tx!(self, |tx| {
+                // Lock every recipient in id order: concurrent batches on
+                // other nodes queue behind us instead of deadlocking, and
+                // the quota counters read below cannot move under us.
+                for to in &recipients {
+                    if !lock_mailbox(&tx, to).await? {
+                        return Err(StoreError::UnknownMailbox);
+                    }
+                }
+                let insert = tx
+                    .prepare_cached(
+                        "INSERT INTO envelopes (mailbox, id, expires_at, ciphertext)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (mailbox, id) DO NOTHING",
+                    )
+                    .await
+                    .map_err(db)?;
+                let mut stored = 0u64;
+                for e in &batch {
+                    stored += tx
+                        .execute(
+                            &insert,
+                            &[
+                                &&e.envelope.recipient().as_bytes()[..],
+                                &&e.id.as_bytes()[..],
+                                &i64_of(e.expires_at),
+                                &e.envelope.ciphertext(),
+                            ],
+                        )
+                        .await
+                        .map_err(db)?;
+                }
+                for to in &recipients {
+                    let row = tx
+                        .query_one(
+                            "SELECT envelope_count, envelope_bytes FROM mailboxes WHERE id = $1",
+                            &[&&to.as_bytes()[..]],
+                        )
+                        .await
+                        .map_err(db)?;
+                    let (count, bytes): (i64, i64) = (row.get(0), row.get(1));
+                    if count as u64 > quotas.max_envelopes || bytes as u64 > quotas.max_bytes {
+                        return Err(StoreError::QuotaExceeded);
+                    }
+                    // Delivered to listeners on commit, dropped on rollback.
+                    tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &to.to_hex()])
+                        .await
+                        .map_err(db)?;
+                }
+                Ok::<u64, StoreError>(stored)
+            })
+        })
+    }
+
+    fn pending(
+        &self,
+        mailbox: MailboxId,
+        now: UnixTime,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<StoredEnvelope>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT id, expires_at, ciphertext FROM envelopes
+                     WHERE mailbox = $1 AND expires_at > $2 ORDER BY seq LIMIT $3",
+                    &[
+                        &&mailbox.as_bytes()[..],
+                        &i64_of(now),
+                        &i64::try_from(limit).unwrap_or(i64::MAX),
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(StoredEnvelope {
+                        id: EnvelopeId::from_bytes(id32(r.get(0), "envelope id")?),
+                        expires_at: time_of(r.get(1)),
+                        envelope: Envelope::from_parts(mailbox, r.get(2))
+                            .map_err(|_| StoreError::Corrupt { what: "envelope" })?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn ack(&self, mailbox: MailboxId, ids: Vec<EnvelopeId>) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let ids: Vec<&[u8]> = ids.iter().map(|i| &i.as_bytes()[..]).collect();
+            in_tx!(self, |tx| {
+                // Same lock order as deposits (mailbox row first).
+                lock_mailbox(&tx, &mailbox).await?;
+                let n = tx
+                    .execute(
+                        "DELETE FROM envelopes WHERE mailbox = $1 AND id = ANY($2)",
+                        &[&&mailbox.as_bytes()[..], &ids],
+                    )
+                    .await
+                    .map_err(db)?;
+                Ok::<u64, StoreError>(n)
+            })
+        })
+    }
+
+    fn put_directory(&self, dir: DirectoryRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            // One statement: the row lock taken by ON CONFLICT makes racing
+            // publishers on different nodes apply one after the other, and
+            // the WHERE refuses anything not newer than what is stored.
+            let n = client
+                .execute(
+                    "INSERT INTO directories (org_key, serial, directory) VALUES ($1, $2, $3)
+                     ON CONFLICT (org_key) DO UPDATE
+                        SET serial = excluded.serial, directory = excluded.directory
+                        WHERE directories.serial < excluded.serial
+                           OR (directories.serial = excluded.serial
+                               AND directories.directory = excluded.directory)",
+                    &[
+                        &&dir.org_key[..],
+                        &&dir.serial.to_be_bytes()[..],
+                        &dir.bytes,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            if n == 0 {
+                return Err(StoreError::DirectoryRollback);
+            }
+            Ok(())
+        })
+    }
+
+    fn directory(&self, org_key: [u8; 32]) -> StoreFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            Ok(client
+                .query_opt(
+                    "SELECT directory FROM directories WHERE org_key = $1",
+                    &[&&org_key[..]],
+                )
+                .await
+                .map_err(db)?
+                .map(|r| r.get(0)))
+        })
+    }
+
+    fn put_prekeys(
+        &self,
+        mailbox: MailboxId,
+        signed_bundle: Vec<u8>,
+        one_time: Vec<OneTimePrekey>,
+        max_one_time: u64,
+    ) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let m = &mailbox.as_bytes()[..];
+            in_tx!(self, |tx| {
+                // The row lock serialises uploads for one mailbox across
+                // nodes, so the cap below cannot be passed by racing.
+                if !lock_mailbox(&tx, &mailbox).await? {
+                    return Err(StoreError::UnknownMailbox);
+                }
+                tx.execute(
+                    "INSERT INTO signed_prekeys (mailbox, bundle) VALUES ($1, $2)
+                     ON CONFLICT (mailbox) DO UPDATE SET bundle = excluded.bundle",
+                    &[&m, &signed_bundle],
+                )
+                .await
+                .map_err(db)?;
+                let insert = tx
+                    .prepare_cached(
+                        "INSERT INTO one_time_prekeys (mailbox, prekey_id, public) VALUES ($1, $2, $3)
+                         ON CONFLICT (mailbox, prekey_id) DO UPDATE SET public = excluded.public",
+                    )
+                    .await
+                    .map_err(db)?;
+                for k in &one_time {
+                    tx.execute(&insert, &[&m, &i64::from(k.id), &&k.public.0[..]])
+                        .await
+                        .map_err(db)?;
+                }
+                let n: i64 = tx
+                    .query_one(
+                        "SELECT COUNT(*) FROM one_time_prekeys WHERE mailbox = $1",
+                        &[&m],
+                    )
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                if n as u64 > max_one_time {
+                    return Err(StoreError::QuotaExceeded);
+                }
+                Ok::<u64, StoreError>(n as u64)
+            })
+        })
+    }
+
+    fn take_prekeys(&self, mailbox: MailboxId) -> StoreFuture<'_, Option<PrekeyBundle>> {
+        Box::pin(async move {
+            let m = &mailbox.as_bytes()[..];
+            in_tx!(self, |tx| {
+                let Some(row) = tx
+                    .query_opt(
+                        "SELECT bundle FROM signed_prekeys WHERE mailbox = $1",
+                        &[&m],
+                    )
+                    .await
+                    .map_err(db)?
+                else {
+                    return Ok(None);
+                };
+                let signed_bundle: Vec<u8> = row.get(0);
+                // Exactly once across nodes: a row another transaction is
+                // taking is skipped, and the one we take is deleted.
+                let taken = tx
+                    .query_opt(
+                        "DELETE FROM one_time_prekeys WHERE (mailbox, prekey_id) = (
+                             SELECT mailbox, prekey_id FROM one_time_prekeys
+                             WHERE mailbox = $1 ORDER BY prekey_id LIMIT 1
+                             FOR UPDATE SKIP LOCKED)
+                         RETURNING prekey_id, public",
+                        &[&m],
+                    )
+                    .await
+                    .map_err(db)?;
+                let one_time = match taken {
+                    None => None,
+                    Some(r) => {
+                        let id = u32::try_from(r.get::<_, i64>(0))
+                            .map_err(|_| StoreError::Corrupt { what: "prekey id" })?;
+                        let mut b = [0u8; ONE_TIME_PREKEY_LEN];
+                        b[..4].copy_from_slice(&id.to_be_bytes());
+                        b[4..].copy_from_slice(&id32(r.get(1), "one-time prekey")?);
+                        Some(OneTimePrekey::from_bytes(&b))
+                    }
+                };
+                Ok::<Option<PrekeyBundle>, StoreError>(Some(PrekeyBundle {
+                    signed_bundle,
+                    one_time,
+                }))
+            })
+        })
+    }
+
+    fn put_state(&self, mailbox: MailboxId, state: StateBlob) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            in_tx!(self, |tx| {
+                if !lock_mailbox(&tx, &mailbox).await? {
+                    return Err(StoreError::UnknownMailbox);
+                }
+                tx.execute(
+                    "INSERT INTO states (mailbox, expires_at, blob) VALUES ($1, $2, $3)
+                     ON CONFLICT (mailbox) DO UPDATE
+                        SET expires_at = excluded.expires_at, blob = excluded.blob",
+                    &[
+                        &&mailbox.as_bytes()[..],
+                        &i64_of(state.expires_at),
+                        &state.blob,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+                Ok::<(), StoreError>(())
+            })
+        })
+    }
+
+    fn state(&self, mailbox: MailboxId, now: UnixTime) -> StoreFuture<'_, Option<StateBlob>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            Ok(client
+                .query_opt(
+                    "SELECT expires_at, blob FROM states WHERE mailbox = $1 AND expires_at > $2",
+                    &[&&mailbox.as_bytes()[..], &i64_of(now)],
+                )
+                .await
+                .map_err(db)?
+                .map(|r| StateBlob {
+                    expires_at: time_of(r.get(0)),
+                    blob: r.get(1),
+                }))
+        })
+    }
+
+    fn delete_state(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            Ok(client
+                .execute(
+                    "DELETE FROM states WHERE mailbox = $1",
+                    &[&&mailbox.as_bytes()[..]],
+                )
+                .await
+                .map_err(db)?
+                > 0)
+        })
+    }
+
+    fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
+        // Foreign keys cascade to envelopes, prekeys and state.
+        Box::pin(async move {
+            in_tx!(self, |tx| {
+                let n = tx
+                    .execute(
+                        "DELETE FROM mailboxes WHERE id = $1",
+                        &[&&mailbox.as_bytes()[..]],
+                    )
+                    .await
+                    .map_err(db)?;
+                Ok::<bool, StoreError>(n > 0)
+            })
+        })
+    }
+
+    fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts> {
+        Box::pin(async move {
+            let t = i64_of(now);
+            in_tx!(self, |tx| {
+                // One node sweeps at a time; the others skip this round.
+                let mine: bool = tx
+                    .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SWEEP_LOCK])
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                if !mine {
+                    return Ok(SweepCounts::default());
+                }
+                let envelopes = tx
+                    .execute("DELETE FROM envelopes WHERE expires_at <= $1", &[&t])
+                    .await
+                    .map_err(db)?;
+                let states = tx
+                    .execute("DELETE FROM states WHERE expires_at <= $1", &[&t])
+                    .await
+                    .map_err(db)?;
+                Ok::<SweepCounts, StoreError>(SweepCounts { envelopes, states })
+            })
+        })
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // Calls in flight hold their connection until they commit.
+            self.closed.store(true, Ordering::Release);
+            let handle = self.listener.lock().ok().and_then(|mut h| h.take());
+            if let Some(h) = handle {
+                h.abort();
+            }
+            self.pool.close();
+            Ok(())
+        })
+    }
+
+    fn take_wakeups(&self) -> Option<mpsc::Receiver<Wakeup>> {
+        self.wakeups.lock().ok().and_then(|mut w| w.take())
+    }
+}
+
+/// A fresh, empty database for a test, from the admin URL in
+/// `NORTHSTAR_TEST_POSTGRES` (`postgres://user@host:port/db`, set by
+/// `scripts/pg-throwaway`); `None` when unset.
+#[cfg(test)]
+pub(crate) async fn test_database() -> Option<String> {
+    let admin = std::env::var("NORTHSTAR_TEST_POSTGRES").ok()?;
+    let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.ok()?;
+    tokio::spawn(conn);
+    let mut raw = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
+    let name = format!("northstar_unit_{}", u64::from_be_bytes(raw));
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .ok()?;
+    // `postgres://user@host:port/<admin db>` → the same server, our database.
+    let (server, _) = admin.rsplit_once('/')?;
+    Some(format!("{server}/{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Skips (loudly) when no throwaway server is configured; `scripts/test`
+    /// always starts one, so CI runs these.
+    macro_rules! database_or_skip {
+        () => {
+            match test_database().await {
+                Some(url) => url,
+                None => {
+                    eprintln!("NORTHSTAR_TEST_POSTGRES unset: PostgreSQL store tests skipped");
+                    return;
+                }
+            }
+        };
+    }
+
+    #[tokio::test]
+    async fn contract() {
+        let url = database_or_skip!();
+        let store = PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .unwrap();
+        super::super::contract::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn migrates_once_and_two_stores_share_one_database() {
+        let url = database_or_skip!();
+        let (a, b) = tokio::join!(
+            PostgresStore::open(&url, PostgresOptions::default()),
+            PostgresStore::open(&url, PostgresOptions::default()),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let client = a.client().await.unwrap();
+        let v: i32 = client
+            .query_one("SELECT version FROM schema_version", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v as usize, MIGRATIONS.len());
+        drop(client);
+        let k = super::super::contract::keys(1);
+        a.register(k, true).await.unwrap();
+        assert!(b.mailbox(k.id()).await.unwrap().unwrap().pow_required);
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_nodes_take_each_one_time_prekey_once() {
+        let url = database_or_skip!();
+        let a = Arc::new(
+            PostgresStore::open(&url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        );
+        let b = Arc::new(
+            PostgresStore::open(&url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        );
+        let k = super::super::contract::keys(1);
+        a.register(k, false).await.unwrap();
+        let keys: Vec<OneTimePrekey> = (0..40u32)
+            .map(|id| OneTimePrekey {
+                id,
+                public: X25519Public([id as u8; 32]),
+            })
+            .collect();
+        a.put_prekeys(k.id(), vec![1; 50], keys, 100).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                s.take_prekeys(k.id()).await.unwrap().unwrap().one_time
+            }));
+        }
+        let mut got = Vec::new();
+        for t in tasks {
+            if let Some(otk) = t.await.unwrap() {
+                got.push(otk.id);
+            }
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..40).collect::<Vec<_>>(), "each key handed out once");
+
+        // Racing directory publishers: the newest serial wins, whatever the order.
+        let mut tasks = Vec::new();
+        for serial in 1..=20u64 {
+            let s = if serial % 2 == 0 {
+                a.clone()
+            } else {
+                b.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                s.put_directory(DirectoryRecord {
+                    org_key: [7; 32],
+                    serial,
+                    bytes: vec![serial as u8; 8],
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            let _ = t.await.unwrap();
+        }
+        assert_eq!(a.directory([7; 32]).await.unwrap(), Some(vec![20; 8]));
+
+        // Racing deposits on both nodes: the quota holds exactly.
+        let q = Quotas {
+            max_envelopes: 25,
+            max_bytes: 1 << 20,
+        };
+        let mut tasks = Vec::new();
+        for i in 0..50u8 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                let envelope = Envelope::from_parts(k.id(), vec![i; 50]).unwrap();
+                let id = EnvelopeId::of(&envelope.encode());
+                s.deposit(
+                    vec![NewEnvelope {
+                        id,
+                        expires_at: UnixTime(7200),
+                        envelope,
+                    }],
+                    q,
+                )
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::QuotaExceeded) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(ok, 25);
+        assert_eq!(b.pending(k.id(), UnixTime(0), 100).await.unwrap().len(), 25);
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_deposit_on_one_node_wakes_the_other() {
+        let url = database_or_skip!();
+        let a = PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let b = PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let mut wake = b.take_wakeups().unwrap();
+        assert!(b.take_wakeups().is_none(), "taken once");
+        // The listener announces itself first (re-read everything).
+        let first = tokio::time::timeout(Duration::from_secs(10), wake.recv())
+            .await
+            .unwrap();
+        assert_eq!(first, Some(Wakeup::All));
+        let k = super::super::contract::keys(3);
+        a.register(k, false).await.unwrap();
+        let envelope = Envelope::from_parts(k.id(), vec![1; 50]).unwrap();
+        let id = EnvelopeId::of(&envelope.encode());
+        a.deposit(
+            vec![NewEnvelope {
+                id,
+                expires_at: UnixTime(7200),
+                envelope,
+            }],
+            Quotas {
+                max_envelopes: 10,
+                max_bytes: 1 << 20,
+            },
+        )
+        .await
+        .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), wake.recv())
+            .await
+            .unwrap();
+        assert_eq!(got, Some(Wakeup::Mailbox(k.id())));
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+}
