@@ -10,7 +10,7 @@ use northstar_e2e::{Client, Mailbox, RelayProcess, scan, seal};
 
 use crate::now;
 
-const FAST: [&str; 4] = [
+pub(crate) const FAST: [&str; 4] = [
     "--messages-per-second",
     "100000",
     "--message-burst",
@@ -18,7 +18,7 @@ const FAST: [&str; 4] = [
 ];
 
 /// Collects deliveries until none arrives for `quiet`.
-async fn drain(c: &mut Client, quiet: Duration) -> Vec<EnvelopeId> {
+pub(crate) async fn drain(c: &mut Client, quiet: Duration) -> Vec<EnvelopeId> {
     let mut ids = Vec::new();
     while let Some(f) = c.next_push(quiet).await.unwrap() {
         match f {
@@ -154,7 +154,7 @@ async fn pending_messages_survive_a_graceful_restart() {
 
 /// Deposits from several connections until the relay dies; returns the ids
 /// whose deposit was acknowledged.
-async fn deposit_until_dead(
+pub(crate) async fn deposit_until_dead(
     url: String,
     to: northstar_core::MailboxId,
     acked: Arc<Mutex<Vec<EnvelopeId>>>,

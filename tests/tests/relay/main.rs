@@ -6,8 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod durability;
+mod faults;
 mod hostile;
 mod limits;
+mod pressure;
 mod protocol;
 
 use northstar_core::UnixTime;
