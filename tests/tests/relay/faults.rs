@@ -193,10 +193,9 @@ async fn a_full_database_refuses_writes_cleanly_and_stays_intact() {
             .map(|j| seal(mb.id(), &[i as u8 ^ j; 4000]))
             .collect();
         match d.deposit(batch, false).await.unwrap() {
-            ServerFrame::Deposited { accepted: n, .. } => {
-                assert_eq!(refused, 0, "accepted again after the store was full");
-                accepted += usize::from(n);
-            }
+            // Near the cap a later batch may still fit (a B-tree page split
+            // is needed for some keys, not others): refusal is per write.
+            ServerFrame::Deposited { accepted: n, .. } => accepted += usize::from(n),
             ServerFrame::Error { code } => {
                 assert_eq!(code, ErrorCode::ServerBusy, "a full store says server_busy");
                 refused += 1;
@@ -217,7 +216,11 @@ async fn a_full_database_refuses_writes_cleanly_and_stays_intact() {
     else {
         panic!("subscribe")
     };
-    assert_eq!(pending as usize, accepted);
+    assert!(
+        accepted < 256,
+        "within one delivery window, so `pending` is exact"
+    );
+    assert_eq!(pending as usize, accepted, "no refused batch left a trace");
     assert!(
         relay.logs().contains("storage full"),
         "the operator is told why"
