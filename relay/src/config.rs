@@ -395,6 +395,19 @@ mod tests {
             Config::load(args),
             Err(ConfigError::OutOfRange { .. })
         ));
+        // The TCP cap defaults to twice the WebSocket cap and may not be below it.
+        let args = Args::try_parse_from(["x", "--max-connections", "10"]).unwrap();
+        assert_eq!(Config::load(args).unwrap().tcp_connection_cap(), 20);
+        let args = Args::try_parse_from(["x", "--max-tcp-connections", "5"]).unwrap();
+        assert!(matches!(
+            Config::load(args),
+            Err(ConfigError::OutOfRange { .. })
+        ));
+        let args = Args::try_parse_from(["x", "--max-database-bytes", "4096"]).unwrap();
+        assert!(matches!(
+            Config::load(args),
+            Err(ConfigError::OutOfRange { .. })
+        ));
         let args = Args::try_parse_from(["x", "--database", "postgres://x"]).unwrap();
         assert!(matches!(Config::load(args), Err(ConfigError::Database)));
     }
