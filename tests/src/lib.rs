@@ -99,6 +99,18 @@ impl RelayProcess {
 
     /// Starts a relay on `data_dir` (created if needed).
     pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_in_maybe_as(data_dir, extra, None).await
+    }
+
+    /// Starts a relay on `data_dir` as user `uid` (the tests run as root,
+    /// whom file permissions do not bind; an unprivileged relay shows what
+    /// an operator's read-only data directory does). The binary and the
+    /// directories must be reachable by that user.
+    pub async fn start_in_as(data_dir: &Path, extra: &[&str], uid: u32) -> Result<Self> {
+        Self::start_in_maybe_as(data_dir, extra, Some(uid)).await
+    }
+
+    async fn start_in_maybe_as(data_dir: &Path, extra: &[&str], uid: Option<u32>) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let web_root = data_dir.join("..").join("web");
         std::fs::create_dir_all(&web_root)?;
@@ -112,26 +124,7 @@ impl RelayProcess {
             web_root,
             args,
             Vec::new(),
-            None,
-            None,
-        )
-        .await
-    }
-
-    /// Starts a relay on `data_dir` as user `uid` (the tests run as root,
-    /// whom file permissions do not bind; an unprivileged relay shows what
-    /// an operator's read-only data directory does). The binary and the
-    /// directories must be reachable by that user.
-    pub async fn start_in_as(data_dir: &Path, extra: &[&str], uid: u32) -> Result<Self> {
-        let web_root = data_dir.join("..").join("web");
-        std::fs::create_dir_all(&web_root)?;
-        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        Self::spawn(
-            data_dir.to_path_buf(),
-            web_root,
-            args,
-            Vec::new(),
-            Some(uid),
+            uid,
             None,
         )
         .await

@@ -13,7 +13,7 @@ use rand_core::{OsRng, RngCore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::durability::{FAST, deposit_until_dead, drain};
+use crate::durability::{deposit_until_dead, drain, fast_relay, registered};
 
 /// What the mailbox owner saw: every delivery (with repeats) and the ids
 /// whose acknowledgement the relay confirmed.
@@ -63,15 +63,8 @@ async fn consume_until_dead(url: String, mb: Arc<Mailbox>, owner: Arc<Mutex<Owne
 #[tokio::test]
 async fn kill9_at_random_points_delivers_every_acknowledged_deposit_once() {
     const CYCLES: usize = 6;
-    let mut relay = RelayProcess::start(&FAST).await.unwrap();
-    let mb = Arc::new(Mailbox::random());
-    relay
-        .client()
-        .await
-        .unwrap()
-        .register(&mb, false)
-        .await
-        .unwrap();
+    let mut relay = fast_relay(&[]).await;
+    let mb = Arc::new(registered(&relay).await);
     let deposited = Arc::new(Mutex::new(Vec::new()));
     let owner = Arc::new(Mutex::new(Owner::default()));
     // Ids the owner had acknowledged before each crash: never to come back.
@@ -168,23 +161,12 @@ fn integrity(db: &std::path::Path) -> String {
 async fn a_full_database_refuses_writes_cleanly_and_stays_intact() {
     // SQLITE_FULL through the operator's size cap (max_page_count): the
     // same code path as a full disk.
-    let mut relay = RelayProcess::start(&[
-        "--max-database-bytes",
-        "1048576",
-        "--messages-per-second",
-        "100000",
-        "--message-burst",
-        "100000",
-    ])
-    .await
-    .unwrap();
+    let mut relay = fast_relay(&["--max-database-bytes", "1048576"]).await;
     if !relay.uses_sqlite_file() {
         println!("skipped: the size cap is SQLite's max_page_count");
         return;
     }
-    let mb = Mailbox::random();
-    let mut c = relay.client().await.unwrap();
-    c.register(&mb, false).await.unwrap();
+    let mb = registered(&relay).await;
     let mut d = relay.client().await.unwrap();
     let mut accepted = 0usize;
     let mut refused = 0usize;
@@ -428,7 +410,7 @@ pub(crate) async fn raw_recv(s: &mut TcpStream) -> ServerFrame {
 
 #[tokio::test]
 async fn a_client_vanishing_mid_transfer_leaves_nothing_half_written() {
-    let relay = RelayProcess::start(&FAST).await.unwrap();
+    let relay = fast_relay(&[]).await;
     let mb = Mailbox::random();
     let mut owner = relay.client().await.unwrap();
     owner.register(&mb, false).await.unwrap();

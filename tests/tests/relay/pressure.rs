@@ -12,6 +12,7 @@ use northstar_core::sealed::Envelope;
 use northstar_e2e::{Client, Mailbox, RelayProcess, seal};
 use rand_core::{OsRng, RngCore};
 
+use crate::durability::{fast_relay, registered};
 use crate::faults::{raw_auth, raw_send, raw_websocket_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -127,24 +128,8 @@ async fn a_client_that_never_reads_is_cut_and_memory_stays_bounded() {
     // 320 x 60 kB = 19 MB for it: more than the delivery window (256).
     const ENVELOPES: usize = 320;
     const SIZE: usize = 60_000;
-    let relay = RelayProcess::start(&[
-        "--send-timeout-secs",
-        "2",
-        "--messages-per-second",
-        "100000",
-        "--message-burst",
-        "100000",
-    ])
-    .await
-    .unwrap();
-    let mb = Mailbox::random();
-    relay
-        .client()
-        .await
-        .unwrap()
-        .register(&mb, false)
-        .await
-        .unwrap();
+    let relay = fast_relay(&["--send-timeout-secs", "2"]).await;
+    let mb = registered(&relay).await;
     // A subscriber with a small receive buffer (no kernel autotuning to
     // absorb megabytes) that never reads.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
@@ -265,20 +250,8 @@ async fn a_connection_flood_gets_503_past_the_cap_and_everything_is_released() {
 
 #[tokio::test]
 async fn one_full_mailbox_does_not_affect_another() {
-    let relay = RelayProcess::start(&[
-        "--mailbox-max-envelopes",
-        "100",
-        "--messages-per-second",
-        "100000",
-        "--message-burst",
-        "100000",
-    ])
-    .await
-    .unwrap();
-    let (victim, other) = (Mailbox::random(), Mailbox::random());
-    let mut c = relay.client().await.unwrap();
-    c.register(&victim, false).await.unwrap();
-    c.register(&other, false).await.unwrap();
+    let relay = fast_relay(&["--mailbox-max-envelopes", "100"]).await;
+    let (victim, other) = (registered(&relay).await, registered(&relay).await);
     let mut flood = relay.client().await.unwrap();
     let (mut accepted, mut refused) = (0, 0);
     for i in 0..150u32 {
