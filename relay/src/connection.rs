@@ -182,6 +182,7 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                 }
             }
             msg = socket.ws.recv() => {
+                let silent_for = last_heard.elapsed();
                 last_heard = Instant::now();
                 let bytes = match msg {
                     Some(Ok(Message::Binary(b))) => b,
@@ -193,6 +194,11 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                     }
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => continue, // ping/pong: answered by axum
+                    Some(Err(_)) if silent_for >= idle => {
+                        // The socket's own idle timeout (limits::socket): the peer is gone.
+                        tracing::info!("closing an idle connection");
+                        break;
+                    }
                     Some(Err(_)) => {
                         // Over the hard size cap (or a broken socket): abuse, close.
                         send_error(&mut socket, 0, ErrorCode::FrameTooLarge).await;
