@@ -5,7 +5,8 @@
 //! in half). It also pushes deliveries when the subscribed mailbox is woken.
 //! Bad input gets a typed error frame and the connection lives on; only the
 //! abuse limits (a hard frame-size breach, a sustained rate-limit breach)
-//! close it. Nothing about the peer or the payload is logged.
+//! and the timeouts (`idle_timeout_secs`: nothing heard, pings every third of
+//! it; `send_timeout_secs`: a frame the peer does not take) close it. Nothing about the peer or the payload is logged.
 
 use std::collections::HashSet;
 use std::sync::Arc;
