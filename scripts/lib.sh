@@ -98,3 +98,18 @@ ensure_postgres() {
     fi
     export PATH="$PG_BIN:$PATH"
 }
+
+# cargo-fuzz (crates.io) drives the libFuzzer targets in fuzz/; they need
+# the nightly toolchain, which scripts/fuzz checks for first.
+CARGO_FUZZ_VERSION=0.13.2
+
+have_nightly() {
+    rustup toolchain list 2>/dev/null | grep -q '^nightly'
+}
+
+ensure_cargo_fuzz() {
+    if ! cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then
+        say "installing cargo-fuzz $CARGO_FUZZ_VERSION (once)"
+        cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+    fi
+}

@@ -55,6 +55,24 @@ pub const DEFAULT_WRITE_BATCH: usize = crate::store::sqlite::DEFAULT_WRITE_BATCH
 pub const DEFAULT_POSTGRES_POOL_SIZE: usize = crate::store::postgres::DEFAULT_POOL_SIZE;
 /// Default time allowed for connections to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// Default idle timeout: a WebSocket from which nothing (not even the pong
+/// to our ping, sent every third of this) arrives for this long is closed.
+/// Browsers and the CLI answer pings by themselves, so only dead or
+/// stalled peers are cut; it bounds how long one can hold a connection slot.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 90;
+/// Default time one outgoing frame may take to leave: a client that stops
+/// reading is disconnected after this, so its unsent frames never pile up
+/// (the relay writes one frame at a time: the outbound queue per
+/// connection is one frame plus the kernel's socket buffer).
+pub const DEFAULT_SEND_TIMEOUT_SECS: u64 = 20;
+/// Default cap on open TCP connections, WebSocket or not yet: 0 means twice
+/// `max_connections`, so handshakes in progress cannot crowd out the
+/// sockets (excess connections are closed at once).
+pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 0;
+/// Default database size cap in bytes; 0 means none beyond the disk. Set it
+/// below the free space of the data directory's disk: when reached, writes
+/// get `server_busy` and nothing stored changes, instead of the disk filling.
+pub const DEFAULT_MAX_DATABASE_BYTES: u64 = 0;
 
 macro_rules! config {
     ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
@@ -153,6 +171,14 @@ config! {
     postgres_pool_size: usize = DEFAULT_POSTGRES_POOL_SIZE, "NORTHSTAR_POSTGRES_POOL_SIZE";
     /// Seconds open connections get to finish on shutdown [default: 10].
     shutdown_grace_secs: u64 = DEFAULT_SHUTDOWN_GRACE_SECS, "NORTHSTAR_SHUTDOWN_GRACE_SECS";
+    /// Seconds without any frame (pings go out every third of it) before a WebSocket is closed [default: 90].
+    idle_timeout_secs: u64 = DEFAULT_IDLE_TIMEOUT_SECS, "NORTHSTAR_IDLE_TIMEOUT_SECS";
+    /// Seconds one outgoing frame may take before a non-reading client is disconnected [default: 20].
+    send_timeout_secs: u64 = DEFAULT_SEND_TIMEOUT_SECS, "NORTHSTAR_SEND_TIMEOUT_SECS";
+    /// Most open TCP connections (WebSocket or not yet); more are closed at once; 0 = twice max_connections [default: 0].
+    max_tcp_connections: usize = DEFAULT_MAX_TCP_CONNECTIONS, "NORTHSTAR_MAX_TCP_CONNECTIONS";
+    /// Largest database, bytes (SQLite `max_page_count`); 0 = no cap beyond the disk [default: 0].
+    max_database_bytes: u64 = DEFAULT_MAX_DATABASE_BYTES, "NORTHSTAR_MAX_DATABASE_BYTES";
 }
 
 /// Where data lives.
@@ -249,6 +275,14 @@ impl Config {
         Config::merge(Args::default(), FileConfig::default())
     }
 
+    /// The effective TCP connection cap (`max_tcp_connections`, 0 = twice `max_connections`).
+    pub fn tcp_connection_cap(&self) -> usize {
+        match self.max_tcp_connections {
+            0 => self.max_connections.saturating_mul(2),
+            n => n,
+        }
+    }
+
     fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { source })?;
         toml::from_str(&text).map_err(|source| ConfigError::Toml { source })
@@ -328,6 +362,24 @@ impl Config {
             10_000,
         )?;
         range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 3600)?;
+        if self.max_tcp_connections != 0 {
+            range(
+                "max_tcp_connections",
+                self.max_tcp_connections as u64,
+                self.max_connections as u64,
+                1 << 21,
+            )?;
+        }
+        range("idle_timeout_secs", self.idle_timeout_secs, 3, 86_400)?;
+        range("send_timeout_secs", self.send_timeout_secs, 1, 3600)?;
+        if self.max_database_bytes != 0 {
+            range(
+                "max_database_bytes",
+                self.max_database_bytes,
+                1 << 20,
+                u64::MAX,
+            )?;
+        }
         Ok(())
     }
 }
@@ -372,6 +424,19 @@ mod tests {
         let args = Args::try_parse_from(["x", "--config", path.to_str().unwrap()]).unwrap();
         assert!(matches!(Config::load(args), Err(ConfigError::Toml { .. })));
         let args = Args::try_parse_from(["x", "--pow-difficulty", "40"]).unwrap();
+        assert!(matches!(
+            Config::load(args),
+            Err(ConfigError::OutOfRange { .. })
+        ));
+        // The TCP cap defaults to twice the WebSocket cap and may not be below it.
+        let args = Args::try_parse_from(["x", "--max-connections", "10"]).unwrap();
+        assert_eq!(Config::load(args).unwrap().tcp_connection_cap(), 20);
+        let args = Args::try_parse_from(["x", "--max-tcp-connections", "5"]).unwrap();
+        assert!(matches!(
+            Config::load(args),
+            Err(ConfigError::OutOfRange { .. })
+        ));
+        let args = Args::try_parse_from(["x", "--max-database-bytes", "4096"]).unwrap();
         assert!(matches!(
             Config::load(args),
             Err(ConfigError::OutOfRange { .. })

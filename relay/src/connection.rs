@@ -5,11 +5,12 @@
 //! in half). It also pushes deliveries when the subscribed mailbox is woken.
 //! Bad input gets a typed error frame and the connection lives on; only the
 //! abuse limits (a hard frame-size breach, a sustained rate-limit breach)
-//! close it. Nothing about the peer or the payload is logged.
+//! and the timeouts (`idle_timeout_secs`: nothing heard, pings every third of
+//! it; `send_timeout_secs`: a frame the peer does not take) close it. Nothing about the peer or the payload is logged.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use northstar_core::frame::{
@@ -29,7 +30,28 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 /// A subscription: the mailbox and its wake-up receiver.
 type Feed = Option<(MailboxId, watch::Receiver<u64>)>;
 
-async fn send(socket: &mut WebSocket, request_id: u32, frame: &ServerFrame) -> bool {
+/// The socket and the time one outgoing frame may take
+/// (`send_timeout_secs`): frames are written one at a time and each waits
+/// for the socket, so a peer that stops reading holds at most one frame
+/// (plus the kernel's buffer) until the timeout cuts it off.
+struct Peer {
+    ws: WebSocket,
+    send_timeout: Duration,
+}
+
+impl Peer {
+    async fn send_message(&mut self, m: Message) -> bool {
+        match tokio::time::timeout(self.send_timeout, self.ws.send(m)).await {
+            Ok(r) => r.is_ok(),
+            Err(_) => {
+                tracing::info!("closing a connection that does not read");
+                false
+            }
+        }
+    }
+}
+
+async fn send(socket: &mut Peer, request_id: u32, frame: &ServerFrame) -> bool {
     let bytes = match frame.encode(request_id) {
         Ok(b) => b,
         Err(_) => {
@@ -44,17 +66,17 @@ async fn send(socket: &mut WebSocket, request_id: u32, frame: &ServerFrame) -> b
             }
         }
     };
-    socket.send(Message::Binary(bytes.into())).await.is_ok()
+    socket.send_message(Message::Binary(bytes.into())).await
 }
 
-async fn send_error(socket: &mut WebSocket, request_id: u32, code: ErrorCode) -> bool {
+async fn send_error(socket: &mut Peer, request_id: u32, code: ErrorCode) -> bool {
     tracing::debug!(code = code.name(), "error frame");
     send(socket, request_id, &ServerFrame::Error { code }).await
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+async fn close(socket: &mut Peer, code: u16, reason: &'static str) {
     let _ = socket
-        .send(Message::Close(Some(CloseFrame {
+        .send_message(Message::Close(Some(CloseFrame {
             code,
             reason: reason.into(),
         })))
@@ -79,7 +101,7 @@ fn peek_request_id(bytes: &[u8]) -> u32 {
 
 /// Pushes the envelopes not yet sent on this connection.
 async fn push_fresh(
-    socket: &mut WebSocket,
+    socket: &mut Peer,
     relay: &Relay,
     feed: &Feed,
     sent: &mut HashSet<EnvelopeId>,
@@ -110,8 +132,17 @@ fn unsubscribe(relay: &Relay, feed: &mut Feed, sent: &mut HashSet<EnvelopeId>) {
 }
 
 /// Serves one connection until it closes, abuses a limit, or the relay shuts down.
-pub async fn handle(mut socket: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Receiver<bool>) {
+pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Receiver<bool>) {
     let cfg = &relay.config;
+    let mut socket = Peer {
+        ws,
+        send_timeout: Duration::from_secs(cfg.send_timeout_secs),
+    };
+    // Idle timeout: a ping every third of it; anything received (the pong
+    // too) counts as life.
+    let idle = Duration::from_secs(cfg.idle_timeout_secs);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + idle / 3, idle / 3);
+    let mut last_heard = Instant::now();
     let mut session = Session::new();
     let hello = ServerFrame::Hello {
         pow_challenge: session.pow_challenge,
@@ -134,6 +165,16 @@ pub async fn handle(mut socket: WebSocket, relay: Arc<Relay>, mut shutdown: watc
                 close(&mut socket, CLOSE_GOING_AWAY, "relay shutting down").await;
                 break;
             }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= idle {
+                    tracing::info!("closing an idle connection");
+                    close(&mut socket, CLOSE_POLICY, "idle").await;
+                    break;
+                }
+                if !socket.send_message(Message::Ping(Vec::new().into())).await {
+                    break;
+                }
+            }
             alive = woken(&mut feed) => {
                 if !alive {
                     unsubscribe(&relay, &mut feed, &mut sent);
@@ -141,7 +182,9 @@ pub async fn handle(mut socket: WebSocket, relay: Arc<Relay>, mut shutdown: watc
                     break;
                 }
             }
-            msg = socket.recv() => {
+            msg = socket.ws.recv() => {
+                let silent_for = last_heard.elapsed();
+                last_heard = Instant::now();
                 let bytes = match msg {
                     Some(Ok(Message::Binary(b))) => b,
                     Some(Ok(Message::Text(_))) => {
@@ -152,6 +195,11 @@ pub async fn handle(mut socket: WebSocket, relay: Arc<Relay>, mut shutdown: watc
                     }
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => continue, // ping/pong: answered by axum
+                    Some(Err(_)) if silent_for >= idle => {
+                        // The socket's own idle timeout (limits::socket): the peer is gone.
+                        tracing::info!("closing an idle connection");
+                        break;
+                    }
                     Some(Err(_)) => {
                         // Over the hard size cap (or a broken socket): abuse, close.
                         send_error(&mut socket, 0, ErrorCode::FrameTooLarge).await;

@@ -1,6 +1,7 @@
 //! The HTTP side: one port serves the WebSocket protocol (`/ws`), the web
 //! client's static files (with a strict Content-Security-Policy) and
-//! `GET /health`. Caps connections with a semaphore (excess gets HTTP 503),
+//! `GET /health`. Caps TCP connections and times out silent peers
+//! ([`crate::limits::socket`]), caps WebSockets with a semaphore (excess gets HTTP 503),
 //! sweeps expired data periodically, and shuts down gracefully: stop
 //! accepting, let every connection finish its current command, wait for
 //! the writer to commit everything queued, close the store.
@@ -25,6 +26,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::command::{self, Relay};
 use crate::config::Config;
 use crate::connection;
+use crate::limits::socket::GuardedListener;
 use crate::notify::Notifier;
 use crate::store::Store;
 
@@ -120,6 +122,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let max = config.max_connections;
+    let listener = GuardedListener::new(
+        listener,
+        config.tcp_connection_cap(),
+        Duration::from_secs(config.idle_timeout_secs),
+    );
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let relay = Arc::new(Relay {
         config,

@@ -176,6 +176,8 @@ pub struct RelayProcess {
     pub log_path: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Run the relay as this user id (see [`RelayProcess::start_in_as`]).
+    uid: Option<u32>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -191,6 +193,18 @@ impl RelayProcess {
 
     /// Starts a relay on `data_dir` (created if needed).
     pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_in_maybe_as(data_dir, extra, None).await
+    }
+
+    /// Starts a relay on `data_dir` as user `uid` (the tests run as root,
+    /// whom file permissions do not bind; an unprivileged relay shows what
+    /// an operator's read-only data directory does). The binary and the
+    /// directories must be reachable by that user.
+    pub async fn start_in_as(data_dir: &Path, extra: &[&str], uid: u32) -> Result<Self> {
+        Self::start_in_maybe_as(data_dir, extra, Some(uid)).await
+    }
+
+    async fn start_in_maybe_as(data_dir: &Path, extra: &[&str], uid: Option<u32>) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let web_root = data_dir.join("..").join("web");
         std::fs::create_dir_all(&web_root)?;
@@ -199,7 +213,36 @@ impl RelayProcess {
             "<!doctype html><title>Northstar</title><p>northstar test page</p>\n",
         )?;
         let args = with_backend(extra.iter().map(|s| s.to_string()).collect())?;
-        Self::spawn(data_dir.to_path_buf(), web_root, args, Vec::new(), None).await
+        Self::spawn(data_dir.to_path_buf(), web_root, args, Vec::new(), uid, None).await
+    }
+
+    /// Whether this relay keeps its data in the SQLite file [`db_path`](Self::db_path)
+    /// (tests that read or damage that file are SQLite-specific).
+    pub fn uses_sqlite_file(&self) -> bool {
+        self.db_path().exists()
+    }
+
+    /// The relay's process id (to read /proc/<pid>/status).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The relay's resident memory, KiB (`VmRSS` in /proc/<pid>/status).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Open file descriptors of the relay (sockets included).
+    pub fn open_fds(&self) -> Option<usize> {
+        Some(
+            std::fs::read_dir(format!("/proc/{}/fd", self.pid()?))
+                .ok()?
+                .count(),
+        )
     }
 
     /// Starts a relay on a fresh temporary data directory with extra
@@ -215,7 +258,7 @@ impl RelayProcess {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::spawn(data, web_root, args, env, Some(tmp)).await
+        Self::spawn(data, web_root, args, env, None, Some(tmp)).await
     }
 
     async fn spawn(
@@ -223,6 +266,7 @@ impl RelayProcess {
         web_root: PathBuf,
         args: Vec<String>,
         env: Vec<(String, String)>,
+        uid: Option<u32>,
         tmp: Option<tempfile::TempDir>,
     ) -> Result<Self> {
         let bin = bin_dir().join("northstar-relay");
@@ -258,6 +302,9 @@ impl RelayProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
         let mut child = cmd.spawn().context("spawning the relay")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
@@ -292,6 +339,7 @@ impl RelayProcess {
             log_path,
             args,
             env,
+            uid,
             _tmp: tmp,
         })
     }
@@ -362,10 +410,11 @@ impl RelayProcess {
             web_root,
             args,
             env,
+            uid,
             _tmp,
             ..
         } = self;
-        Self::spawn(data_dir, web_root, args, env, _tmp).await
+        Self::spawn(data_dir, web_root, args, env, uid, _tmp).await
     }
 
     /// The relay's logs so far.

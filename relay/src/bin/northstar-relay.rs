@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let options = SqliteOptions {
                 write_batch: config.write_batch,
+                max_database_bytes: config.max_database_bytes,
             };
             Arc::new(SqliteStore::open(path, options).context("opening the database")?)
         }

@@ -103,6 +103,12 @@ pub fn store_code(e: StoreError) -> ErrorCode {
         StoreError::QuotaExceeded => ErrorCode::QuotaExceeded,
         StoreError::DirectoryRollback => ErrorCode::DirectoryRollback,
         StoreError::Closed => ErrorCode::ServerBusy,
+        StoreError::Full => {
+            tracing::warn!(
+                "storage full: a write was refused (raise max_database_bytes or free disk)"
+            );
+            ErrorCode::ServerBusy
+        }
         other => {
             tracing::error!(error = %other, "store failure");
             ErrorCode::Internal

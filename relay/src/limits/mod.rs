@@ -1,4 +1,6 @@
 //! Anti-abuse limits enforced per connection (the per-mailbox quotas live in
-//! the store, the connection cap in the server).
+//! the store, the WebSocket cap in the server, the TCP cap and idle timeout
+//! in [`socket`]).
 
 pub mod rate;
+pub mod socket;

@@ -46,6 +46,14 @@ pub enum StoreError {
     /// The store has been closed (shutdown in progress).
     #[error("store closed")]
     Closed,
+    /// The storage is full (the database size cap or the disk): the write
+    /// was rolled back and nothing changed.
+    #[error("storage full")]
+    Full,
+    /// The database cannot be written (a read-only file, directory or
+    /// file system): refused at start rather than failing every write.
+    #[error("the database is read-only: check the data directory's permissions and file system")]
+    ReadOnly,
     /// The storage engine failed (disk full, corruption, …).
     #[error("storage backend failed")]
     Sqlite {

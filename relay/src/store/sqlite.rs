@@ -105,12 +105,17 @@ const WRITE_QUEUE_DEPTH: usize = 4096;
 pub struct SqliteOptions {
     /// Most writes committed in one transaction.
     pub write_batch: usize,
+    /// Largest database file, bytes (0: no cap). Enforced by SQLite's
+    /// `max_page_count`: a write that would grow past it fails with
+    /// `SQLITE_FULL`, is rolled back and answered [`StoreError::Full`].
+    pub max_database_bytes: u64,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             write_batch: DEFAULT_WRITE_BATCH,
+            max_database_bytes: 0,
         }
     }
 }
@@ -170,8 +175,26 @@ impl SqliteStore {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
         let writer = Connection::open(path)?;
-        configure(&writer)?;
+        // SQLite quietly opens a file it may not write read-only.
+        if writer.is_readonly(rusqlite::DatabaseName::Main)? {
+            return Err(StoreError::ReadOnly);
+        }
+        configure(&writer).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
+                StoreError::ReadOnly
+            }
+            _ => e.into(),
+        })?;
         migrate(&writer)?;
+        if options.max_database_bytes > 0 {
+            let page: i64 = writer.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = options.max_database_bytes / page.max(512) as u64;
+            writer.pragma_update(
+                None,
+                "max_page_count",
+                i64::try_from(pages).unwrap_or(i64::MAX),
+            )?;
+        }
         let reader = Connection::open(path)?;
         configure(&reader)?;
         reader.pragma_update(None, "query_only", "ON")?;
@@ -195,7 +218,7 @@ impl SqliteStore {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
             let job: Job = Box::new(move |conn: &Connection| {
-                let result = f(conn);
+                let result = f(conn).map_err(full);
                 let ok = result.is_ok();
                 let finish: Finish = Box::new(move |committed| {
                     let _ = tx.send(match committed {
@@ -226,6 +249,18 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)?
         })
+    }
+}
+
+/// `SQLITE_FULL` (the `max_page_count` cap or the disk) as [`StoreError::Full`].
+fn full(e: StoreError) -> StoreError {
+    match &e {
+        StoreError::Sqlite { source }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
+        {
+            StoreError::Full
+        }
+        _ => e,
     }
 }
 

@@ -17,8 +17,23 @@ pub(crate) const FAST: [&str; 4] = [
     "100000",
 ];
 
+/// A relay without the per-connection rate limit (load tests), with `extra` flags.
+pub(crate) async fn fast_relay(extra: &[&str]) -> RelayProcess {
+    let mut args = FAST.to_vec();
+    args.extend_from_slice(extra);
+    RelayProcess::start(&args).await.unwrap()
+}
+
+/// Registers a fresh mailbox (no proof of work) over a throw-away connection.
+pub(crate) async fn registered(relay: &RelayProcess) -> Mailbox {
+    let mb = Mailbox::random();
+    let mut c = relay.client().await.unwrap();
+    c.register(&mb, false).await.unwrap();
+    mb
+}
+
 /// Collects deliveries until none arrives for `quiet`.
-async fn drain(c: &mut Client, quiet: Duration) -> Vec<EnvelopeId> {
+pub(crate) async fn drain(c: &mut Client, quiet: Duration) -> Vec<EnvelopeId> {
     let mut ids = Vec::new();
     while let Some(f) = c.next_push(quiet).await.unwrap() {
         match f {
@@ -154,7 +169,7 @@ async fn pending_messages_survive_a_graceful_restart() {
 
 /// Deposits from several connections until the relay dies; returns the ids
 /// whose deposit was acknowledged.
-async fn deposit_until_dead(
+pub(crate) async fn deposit_until_dead(
     url: String,
     to: northstar_core::MailboxId,
     acked: Arc<Mutex<Vec<EnvelopeId>>>,

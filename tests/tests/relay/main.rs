@@ -6,9 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod durability;
+mod faults;
 mod hostile;
 mod limits;
 mod nodes;
+mod pressure;
 mod protocol;
 
 use northstar_core::UnixTime;
