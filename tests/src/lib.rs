@@ -213,7 +213,15 @@ impl RelayProcess {
             "<!doctype html><title>Northstar</title><p>northstar test page</p>\n",
         )?;
         let args = with_backend(extra.iter().map(|s| s.to_string()).collect())?;
-        Self::spawn(data_dir.to_path_buf(), web_root, args, Vec::new(), uid, None).await
+        Self::spawn(
+            data_dir.to_path_buf(),
+            web_root,
+            args,
+            Vec::new(),
+            uid,
+            None,
+        )
+        .await
     }
 
     /// Whether this relay keeps its data in the SQLite file [`db_path`](Self::db_path)
