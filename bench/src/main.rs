@@ -103,6 +103,11 @@ struct Args {
     /// PID of the relay process (repeat for several nodes): CPU and peak RSS from /proc.
     #[arg(long)]
     relay_pid: Vec<u32>,
+    /// CPU to pin the load generator to once everything is built (building
+    /// and sealing use every CPU the process may run on; the timed phase
+    /// runs on this one only).
+    #[arg(long)]
+    pin_cpu: Option<usize>,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -225,7 +230,18 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// Pins this (the runtime's only) thread to `cpu`.
+fn pin(cpu: Option<usize>) -> Result<()> {
+    if let Some(id) = cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+            bail!("cannot pin the load generator to CPU {id}");
+        }
+    }
+    Ok(())
+}
+
 async fn idle(a: &Args) -> Result<serde_json::Value> {
+    pin(a.pin_cpu)?;
     let n = a.idle.unwrap_or(10_000);
     let loadavg = proc::loadavg();
     let before = sample(&a.relay_pid).ok();
@@ -357,6 +373,7 @@ async fn load_run(a: &Args) -> Result<serde_json::Value> {
     // Build and seal (or sign) every message, then connect, before the clock starts.
     let t = prepare(a, &w).await?;
     let prebuild_s = t0.elapsed().as_secs_f64();
+    pin(a.pin_cpu)?;
     let messages = w.senders * w.per_sender;
     eprintln!(
         "{:?} {:?}: {} messages built and {} connections up in {prebuild_s:.1} s; running {:.0} s",

@@ -52,9 +52,8 @@ pub fn prebuild(
     senders: usize,
     per_sender: usize,
 ) -> Result<Prebuilt> {
-    let mut frames = Vec::with_capacity(senders);
-    let mut index = HashMap::with_capacity(senders * per_sender);
-    for s in 0..senders {
+    // Per sender: its frames and its envelope ids, sealed on every CPU.
+    let built = crate::run::par_build(senders, |s| {
         let sender = SenderInfo {
             identity: IdentityPublic {
                 x25519: X25519Secret::generate(&mut OsRng).public(),
@@ -63,6 +62,7 @@ pub fn prebuild(
             mailbox: new_mailbox().public(),
         };
         let mut mine = Vec::with_capacity(per_sender);
+        let mut ids = Vec::with_capacity(per_sender);
         for i in 0..per_sender {
             let to = recipients
                 .get(OsRng.next_u32() as usize % recipients.len().max(1))
@@ -74,8 +74,10 @@ pub fn prebuild(
                 body: SealedBody::Ratchet { ratchet_message },
             };
             let envelope = sealed::seal(to, &content, &mut OsRng)?;
-            let idx = u32::try_from(s * per_sender + i)?;
-            index.insert(EnvelopeId::of(&envelope.encode()), idx);
+            ids.push((
+                EnvelopeId::of(&envelope.encode()),
+                u32::try_from(s * per_sender + i)?,
+            ));
             let request_id = u32::try_from(i + 1)?;
             mine.push(Message::binary(
                 ClientFrame::Deposit {
@@ -85,7 +87,13 @@ pub fn prebuild(
                 .encode(request_id)?,
             ));
         }
+        Ok((mine, ids))
+    })?;
+    let mut frames = Vec::with_capacity(senders);
+    let mut index = HashMap::with_capacity(senders * per_sender);
+    for (mine, ids) in built {
         frames.push(mine);
+        index.extend(ids);
     }
     Ok(Prebuilt {
         frames,

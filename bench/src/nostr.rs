@@ -44,11 +44,11 @@ pub fn prebuild(recipients: &[String], senders: usize, per_sender: usize) -> Res
     let created_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let mut frames = Vec::with_capacity(senders);
-    let mut index = HashMap::with_capacity(senders * per_sender);
-    for s in 0..senders {
+    // Per sender: its frames and its event ids, signed on every CPU.
+    let built = crate::run::par_build(senders, |s| {
         let key = SigningKey::random(&mut OsRng);
         let pubkey = hex::encode(key.verifying_key().to_bytes());
+        let mut ids = Vec::with_capacity(per_sender);
         let mut mine = Vec::with_capacity(per_sender);
         for i in 0..per_sender {
             let to = recipients
@@ -84,9 +84,15 @@ pub fn prebuild(recipients: &[String], senders: usize, per_sender: usize) -> Res
             mine.push(Message::text(serde_json::to_string(&serde_json::json!([
                 "EVENT", event
             ]))?));
-            index.insert(id_hex, u32::try_from(s * per_sender + i)?);
+            ids.push((id_hex, u32::try_from(s * per_sender + i)?));
         }
+        Ok((mine, ids))
+    })?;
+    let mut frames = Vec::with_capacity(senders);
+    let mut index = HashMap::with_capacity(senders * per_sender);
+    for (mine, ids) in built {
         frames.push(mine);
+        index.extend(ids);
     }
     Ok(Prebuilt {
         frames,

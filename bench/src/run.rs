@@ -157,3 +157,37 @@ impl Run {
         self.deliveries.load(Ordering::Relaxed) >= self.deposits_acked.load(Ordering::Relaxed)
     }
 }
+
+/// Builds `n` items on every CPU this process may use (preparation only,
+/// before the timed phase), keeping their order.
+pub fn par_build<T: Send>(
+    n: usize,
+    build: impl Fn(usize) -> anyhow::Result<T> + Sync,
+) -> anyhow::Result<Vec<T>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(n.max(1));
+    let build = &build;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..n)
+                        .step_by(threads)
+                        .map(|i| build(i).map(|v| (i, v)))
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(n);
+        for h in handles {
+            all.extend(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a build thread panicked"))??,
+            );
+        }
+        all.sort_by_key(|(i, _)| *i);
+        Ok(all.into_iter().map(|(_, v)| v).collect())
+    })
+}

@@ -51,6 +51,8 @@ pub const DEFAULT_MAX_ONE_TIME_PREKEYS: u64 = 500;
 pub const DEFAULT_SWEEP_INTERVAL_SECS: u64 = 300;
 /// Default writes per group commit.
 pub const DEFAULT_WRITE_BATCH: usize = crate::store::sqlite::DEFAULT_WRITE_BATCH;
+/// Default deposits of one connection read ahead and committed together.
+pub const DEFAULT_PIPELINE_DEPOSITS: usize = 32;
 /// Default time allowed for connections to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
@@ -146,6 +148,8 @@ config! {
     sweep_interval_secs: u64 = DEFAULT_SWEEP_INTERVAL_SECS, "NORTHSTAR_SWEEP_INTERVAL_SECS";
     /// Most writes committed in one SQLite transaction (group commit) [default: 256].
     write_batch: usize = DEFAULT_WRITE_BATCH, "NORTHSTAR_WRITE_BATCH";
+    /// Most deposits one connection has already sent that are checked in turn and committed together (at most about max_frame_bytes of them are held) [default: 32].
+    pipeline_deposits: usize = DEFAULT_PIPELINE_DEPOSITS, "NORTHSTAR_PIPELINE_DEPOSITS";
     /// Seconds open connections get to finish on shutdown [default: 10].
     shutdown_grace_secs: u64 = DEFAULT_SHUTDOWN_GRACE_SECS, "NORTHSTAR_SHUTDOWN_GRACE_SECS";
 }
@@ -294,6 +298,7 @@ impl Config {
         )?;
         range("sweep_interval_secs", self.sweep_interval_secs, 1, 86_400)?;
         range("write_batch", self.write_batch as u64, 1, 100_000)?;
+        range("pipeline_deposits", self.pipeline_deposits as u64, 1, 1024)?;
         range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 3600)?;
         Ok(())
     }
