@@ -138,9 +138,11 @@ pub async fn sender(
     };
     let mut acks = histogram();
     let mut replies = 0usize;
-    while !run.stopped()
-        && !(done.load(Ordering::Acquire) && replies >= sent.load(Ordering::Acquire))
-    {
+    loop {
+        let all_in = done.load(Ordering::Acquire) && replies >= sent.load(Ordering::Acquire);
+        if run.stopped() || all_in {
+            break;
+        }
         let msg = match tokio::time::timeout(Duration::from_millis(50), stream.next()).await {
             Err(_) => continue,
             Ok(None) | Ok(Some(Err(_))) => break,

@@ -232,10 +232,10 @@ async fn main() -> Result<()> {
 
 /// Pins this (the runtime's only) thread to `cpu`.
 fn pin(cpu: Option<usize>) -> Result<()> {
-    if let Some(id) = cpu {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-            bail!("cannot pin the load generator to CPU {id}");
-        }
+    if let Some(id) = cpu
+        && !core_affinity::set_for_current(core_affinity::CoreId { id })
+    {
+        bail!("cannot pin the load generator to CPU {id}");
     }
     Ok(())
 }

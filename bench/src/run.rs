@@ -102,10 +102,12 @@ impl Run {
 
     /// Records the relay's acknowledgement of message `idx`.
     pub fn mark_acked(&self, idx: usize, now: Instant, h: &mut Histogram<u64>) {
-        if let Some(a) = self.acked.get(idx) {
-            if a.swap(true, Ordering::Relaxed) {
-                return;
-            }
+        if self
+            .acked
+            .get(idx)
+            .is_some_and(|a| a.swap(true, Ordering::Relaxed))
+        {
+            return;
         }
         self.deposits_acked.fetch_add(1, Ordering::Relaxed);
         if now <= self.deadline {

@@ -17,6 +17,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower_http::services::ServeDir;
@@ -139,6 +140,12 @@ pub async fn run(
         stop: stop_rx.clone(),
     };
     let sweeper = tokio::spawn(sweep_loop(relay.clone(), stop_rx));
+    // Frames are whole messages, written with an explicit flush: Nagle's
+    // algorithm only holds a delivery back behind an unacknowledged reply
+    // (milliseconds per message in the lock-step benchmark).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown.await;
