@@ -53,6 +53,8 @@ pub const DEFAULT_SWEEP_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_WRITE_BATCH: usize = crate::store::sqlite::DEFAULT_WRITE_BATCH;
 /// Default pooled PostgreSQL connections per relay node.
 pub const DEFAULT_POSTGRES_POOL_SIZE: usize = crate::store::postgres::DEFAULT_POOL_SIZE;
+/// Default deposits of one connection read ahead and committed together.
+pub const DEFAULT_PIPELINE_DEPOSITS: usize = 32;
 /// Default time allowed for connections to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 /// Default idle timeout: a WebSocket from which nothing (not even the pong
@@ -169,6 +171,8 @@ config! {
     write_batch: usize = DEFAULT_WRITE_BATCH, "NORTHSTAR_WRITE_BATCH";
     /// Most pooled connections to PostgreSQL per node (PostgreSQL only) [default: 16].
     postgres_pool_size: usize = DEFAULT_POSTGRES_POOL_SIZE, "NORTHSTAR_POSTGRES_POOL_SIZE";
+    /// Most deposits one connection has already sent that are checked in turn and committed together (at most about max_frame_bytes of them are held) [default: 32].
+    pipeline_deposits: usize = DEFAULT_PIPELINE_DEPOSITS, "NORTHSTAR_PIPELINE_DEPOSITS";
     /// Seconds open connections get to finish on shutdown [default: 10].
     shutdown_grace_secs: u64 = DEFAULT_SHUTDOWN_GRACE_SECS, "NORTHSTAR_SHUTDOWN_GRACE_SECS";
     /// Seconds without any frame (pings go out every third of it) before a WebSocket is closed [default: 90].
@@ -361,6 +365,7 @@ impl Config {
             1,
             10_000,
         )?;
+        range("pipeline_deposits", self.pipeline_deposits as u64, 1, 1024)?;
         range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 3600)?;
         if self.max_tcp_connections != 0 {
             range(

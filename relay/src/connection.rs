@@ -2,7 +2,12 @@
 //!
 //! The loop handles one request at a time, to completion (so a deposit's
 //! reply is sent only after its commit, and shutdown never cuts a command
-//! in half). It also pushes deliveries when the subscribed mailbox is woken.
+//! in half). The one exception is deposits a client pipelined: those already
+//! received (at most `pipeline_deposits`, and about `max_frame_bytes` of
+//! frames) are checked one after another and committed together, so one
+//! connection's deposits share a group commit instead of waiting for one
+//! commit each; each still gets its reply only after its commit. It also
+//! pushes deliveries when the subscribed mailbox is woken.
 //! Bad input gets a typed error frame and the connection lives on; only the
 //! abuse limits (a hard frame-size breach, a sustained rate-limit breach)
 //! and the timeouts (`idle_timeout_secs`: nothing heard, pings every third of
@@ -13,13 +18,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{FutureExt, SinkExt};
 use northstar_core::frame::{
     ClientFrame, ErrorCode, FRAME_HEADER_LEN, PUSH_REQUEST_ID, ServerFrame,
 };
 use northstar_core::ids::{EnvelopeId, MailboxId};
+use northstar_core::sealed::Envelope;
 use tokio::sync::watch;
 
-use crate::command::{self, Relay, Session, subscribe};
+use crate::command::{self, Relay, Session, deposit, random32, subscribe};
 use crate::limits::rate::TokenBucket;
 
 /// WebSocket close code for policy violations (RFC 6455 §7.4.1).
@@ -30,10 +37,16 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 /// A subscription: the mailbox and its wake-up receiver.
 type Feed = Option<(MailboxId, watch::Receiver<u64>)>;
 
-/// The socket and the time one outgoing frame may take
-/// (`send_timeout_secs`): frames are written one at a time and each waits
-/// for the socket, so a peer that stops reading holds at most one frame
-/// (plus the kernel's buffer) until the timeout cuts it off.
+/// A message received ahead of its turn, handled before the next read.
+type Stashed = Option<Option<Result<Message, axum::Error>>>;
+
+/// A deposit frame's request id, proof-of-work nonce and envelopes.
+type PipelinedDeposit = (u32, Option<u64>, Vec<Envelope>);
+
+/// The socket and the time outgoing frames may take (`send_timeout_secs`):
+/// each write waits for the socket, so a peer that stops reading holds at
+/// most one write's frames (plus the kernel's buffer) until the timeout cuts
+/// it off.
 struct Peer {
     ws: WebSocket,
     send_timeout: Duration,
@@ -41,7 +54,19 @@ struct Peer {
 
 impl Peer {
     async fn send_message(&mut self, m: Message) -> bool {
-        match tokio::time::timeout(self.send_timeout, self.ws.send(m)).await {
+        self.send_messages(vec![m]).await
+    }
+
+    /// Queues the messages and writes them with one flush, within the send timeout.
+    async fn send_messages(&mut self, messages: Vec<Message>) -> bool {
+        let ws = &mut self.ws;
+        let write = async move {
+            for m in messages {
+                ws.feed(m).await?;
+            }
+            ws.flush().await
+        };
+        match tokio::time::timeout(self.send_timeout, write).await {
             Ok(r) => r.is_ok(),
             Err(_) => {
                 tracing::info!("closing a connection that does not read");
@@ -51,7 +76,7 @@ impl Peer {
     }
 }
 
-async fn send(socket: &mut Peer, request_id: u32, frame: &ServerFrame) -> bool {
+fn encode(request_id: u32, frame: &ServerFrame) -> Option<Message> {
     let bytes = match frame.encode(request_id) {
         Ok(b) => b,
         Err(_) => {
@@ -62,11 +87,41 @@ async fn send(socket: &mut Peer, request_id: u32, frame: &ServerFrame) -> bool {
             .encode(request_id)
             {
                 Ok(b) => b,
-                Err(_) => return false,
+                Err(_) => return None,
             }
         }
     };
-    socket.send_message(Message::Binary(bytes.into())).await
+    Some(Message::Binary(bytes.into()))
+}
+
+async fn send(socket: &mut Peer, request_id: u32, frame: &ServerFrame) -> bool {
+    match encode(request_id, frame) {
+        Some(m) => socket.send_message(m).await,
+        None => false,
+    }
+}
+
+/// Writes frames with one flush.
+async fn send_all(socket: &mut Peer, frames: &[(u32, ServerFrame)]) -> bool {
+    let mut messages = Vec::with_capacity(frames.len());
+    for (request_id, frame) in frames {
+        let Some(m) = encode(*request_id, frame) else {
+            return false;
+        };
+        messages.push(m);
+    }
+    socket.send_messages(messages).await
+}
+
+/// The next message: the one read ahead, if any, else the socket's next.
+async fn next_message(
+    socket: &mut Peer,
+    stash: &mut Stashed,
+) -> Option<Result<Message, axum::Error>> {
+    match stash.take() {
+        Some(m) => m,
+        None => socket.ws.recv().await,
+    }
 }
 
 async fn send_error(socket: &mut Peer, request_id: u32, code: ErrorCode) -> bool {
@@ -111,12 +166,9 @@ async fn push_fresh(
     };
     match subscribe::fresh(relay, *mailbox, sent, command::now()).await {
         Ok(frames) => {
-            for f in &frames {
-                if !send(socket, PUSH_REQUEST_ID, f).await {
-                    return false;
-                }
-            }
-            true
+            let frames: Vec<(u32, ServerFrame)> =
+                frames.into_iter().map(|f| (PUSH_REQUEST_ID, f)).collect();
+            frames.is_empty() || send_all(socket, &frames).await
         }
         // A transient store failure: the next wake-up or ack retries.
         Err(_) => true,
@@ -129,6 +181,65 @@ fn unsubscribe(relay: &Relay, feed: &mut Feed, sent: &mut HashSet<EnvelopeId>) {
         relay.notifier.release(&mailbox);
     }
     sent.clear();
+}
+
+/// Checks pipelined deposits in order and commits them together. A deposit
+/// whose proof of work is accepted is committed (with those staged before
+/// it) before the next is checked, so the next is checked against the
+/// rotated challenge, exactly as if they had come one at a time.
+async fn deposit_group(
+    relay: &Relay,
+    session: &mut Session,
+    group: Vec<PipelinedDeposit>,
+    now: northstar_core::UnixTime,
+) -> Vec<(u32, Result<ServerFrame, ErrorCode>)> {
+    let mut replies: Vec<(u32, Result<ServerFrame, ErrorCode>)> = Vec::with_capacity(group.len());
+    let mut staged: Vec<(usize, deposit::Checked)> = Vec::new();
+    for (request_id, pow_nonce, envelopes) in group {
+        let at = replies.len();
+        match deposit::check(relay, session, pow_nonce, envelopes, now).await {
+            Ok(checked) => {
+                replies.push((request_id, Err(ErrorCode::Internal)));
+                let pow_used = checked.pow_used;
+                staged.push((at, checked));
+                if pow_used {
+                    commit_staged(relay, session, &mut staged, &mut replies).await;
+                }
+            }
+            Err(code) => replies.push((request_id, Err(code))),
+        }
+    }
+    commit_staged(relay, session, &mut staged, &mut replies).await;
+    replies
+}
+
+async fn commit_one(
+    relay: &Relay,
+    at: usize,
+    checked: deposit::Checked,
+) -> (usize, bool, Result<u16, ErrorCode>) {
+    let pow_used = checked.pow_used;
+    (at, pow_used, deposit::commit(relay, checked).await)
+}
+
+async fn commit_staged(
+    relay: &Relay,
+    session: &mut Session,
+    staged: &mut Vec<(usize, deposit::Checked)>,
+    replies: &mut [(u32, Result<ServerFrame, ErrorCode>)],
+) {
+    let mut commits = Vec::with_capacity(staged.len());
+    for (at, checked) in std::mem::take(staged) {
+        commits.push(commit_one(relay, at, checked));
+    }
+    for (at, pow_used, result) in futures_util::future::join_all(commits).await {
+        if pow_used && result.is_ok() {
+            session.pow_challenge = random32();
+        }
+        if let Some(slot) = replies.get_mut(at) {
+            slot.1 = result.map(|accepted| deposit::deposited(session, accepted));
+        }
+    }
 }
 
 /// Serves one connection until it closes, abuses a limit, or the relay shuts down.
@@ -157,6 +268,7 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
     let mut strikes = 0u32;
     let mut feed: Feed = None;
     let mut sent: HashSet<EnvelopeId> = HashSet::new();
+    let mut stash: Stashed = None;
 
     loop {
         tokio::select! {
@@ -182,7 +294,7 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                     break;
                 }
             }
-            msg = socket.ws.recv() => {
+            msg = next_message(&mut socket, &mut stash) => {
                 let silent_for = last_heard.elapsed();
                 last_heard = Instant::now();
                 let bytes = match msg {
@@ -234,9 +346,47 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                         continue;
                     }
                 };
+                let frame_len = bytes.len();
                 drop(bytes);
                 let name = frame.name();
                 let now = command::now();
+                if let ClientFrame::Deposit { pow_nonce, envelopes } = frame {
+                    let mut group = vec![(request_id, pow_nonce, envelopes)];
+                    let mut held = frame_len;
+                    // Deposits the client already sent join this one.
+                    while group.len() < cfg.pipeline_deposits && held < cfg.max_frame_bytes && stash.is_none() {
+                        let Some(next) = socket.ws.recv().now_or_never() else {
+                            break;
+                        };
+                        match next {
+                            Some(Ok(Message::Binary(b))) if b.len() <= cfg.max_frame_bytes => {
+                                match ClientFrame::decode(&b) {
+                                    Ok((rid, ClientFrame::Deposit { pow_nonce, envelopes }))
+                                        if bucket.try_take(Instant::now()) =>
+                                    {
+                                        held += b.len();
+                                        group.push((rid, pow_nonce, envelopes));
+                                    }
+                                    // Anything else waits its turn in the main loop.
+                                    _ => stash = Some(Some(Ok(Message::Binary(b)))),
+                                }
+                            }
+                            other => stash = Some(other),
+                        }
+                    }
+                    let replies = deposit_group(&relay, &mut session, group, now).await;
+                    let frames: Vec<(u32, ServerFrame)> = replies
+                        .into_iter()
+                        .map(|(rid, r)| match r {
+                            Ok(f) => (rid, f),
+                            Err(code) => (rid, ServerFrame::Error { code }),
+                        })
+                        .collect();
+                    if !send_all(&mut socket, &frames).await {
+                        break;
+                    }
+                    continue;
+                }
                 if matches!(frame, ClientFrame::Subscribe) {
                     match subscribe::subscribe(&relay, &session, now).await {
                         Ok((mailbox, rx, reply)) => {

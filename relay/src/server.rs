@@ -38,6 +38,13 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// The path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/ws";
 
+/// Bytes a connection reads from its socket at a time. The WebSocket
+/// library zeroes this much on every read and keeps it per connection, so
+/// its 128 KiB default cost 128 KiB of memory per idle connection and a
+/// 128 KiB memset per read; larger frames still arrive whole (the buffer
+/// grows to the frame being read).
+pub const WS_READ_BUFFER_BYTES: usize = 4096;
+
 #[derive(Clone)]
 struct AppState {
     relay: Arc<Relay>,
@@ -63,6 +70,7 @@ async fn ws_handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> Resp
     let stop = state.stop.clone();
     ws.max_message_size(hard)
         .max_frame_size(hard)
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             connection::handle(socket, relay, stop).await;
             drop(permit);

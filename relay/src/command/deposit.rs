@@ -9,6 +9,11 @@
 //! to the hour; the reply is sent only after the commit; subscribers of the
 //! recipients are then woken. An accepted proof rotates the connection's
 //! challenge, so it cannot be replayed.
+//!
+//! [`check`] and [`commit`] are the two halves: the connection checks the
+//! deposits a client pipelined one after another and commits them together
+//! (see `connection`), but never checks a deposit against a challenge that
+//! an earlier proof in the same group has used up.
 
 use northstar_core::UnixTime;
 use northstar_core::frame::{ErrorCode, ServerFrame, deposit_batch_hash};
@@ -19,6 +24,15 @@ use northstar_core::sealed::Envelope;
 use super::{Relay, Session, expiry_after_hours, random32, store_code};
 use crate::store::{NewEnvelope, Quotas};
 
+/// A deposit that passed every check and awaits its commit.
+#[derive(Debug)]
+pub struct Checked {
+    batch: Vec<NewEnvelope>,
+    recipients: Vec<MailboxId>,
+    /// It carried an accepted proof of work: the challenge rotates on commit.
+    pub pow_used: bool,
+}
+
 pub async fn apply(
     relay: &Relay,
     session: &mut Session,
@@ -26,6 +40,31 @@ pub async fn apply(
     envelopes: Vec<Envelope>,
     now: UnixTime,
 ) -> Result<ServerFrame, ErrorCode> {
+    let checked = check(relay, session, pow_nonce, envelopes, now).await?;
+    let pow_used = checked.pow_used;
+    let reply = commit(relay, checked).await;
+    if pow_used && reply.is_ok() {
+        session.pow_challenge = random32();
+    }
+    reply.map(|accepted| deposited(session, accepted))
+}
+
+/// The reply to a committed deposit.
+pub fn deposited(session: &Session, accepted: u16) -> ServerFrame {
+    ServerFrame::Deposited {
+        accepted,
+        next_pow_challenge: session.pow_challenge,
+    }
+}
+
+/// Checks batch size, recipients and proof of work; changes nothing.
+pub async fn check(
+    relay: &Relay,
+    session: &Session,
+    pow_nonce: Option<u64>,
+    envelopes: Vec<Envelope>,
+    now: UnixTime,
+) -> Result<Checked, ErrorCode> {
     let cfg = &relay.config;
     if envelopes.len() > cfg.max_batch {
         return Err(ErrorCode::BatchTooLarge);
@@ -57,7 +96,6 @@ pub async fn apply(
         .map_err(|_| ErrorCode::PowInvalid)?;
     }
     let expires_at = expiry_after_hours(now, cfg.retention_hours);
-    let count = envelopes.len();
     let batch = envelopes
         .into_iter()
         .map(|envelope| NewEnvelope {
@@ -66,23 +104,29 @@ pub async fn apply(
             envelope,
         })
         .collect();
+    Ok(Checked {
+        batch,
+        recipients,
+        pow_used: pow_required,
+    })
+}
+
+/// Stores a checked deposit and wakes its recipients' subscribers; returns
+/// the count accepted. The caller rotates the challenge if `pow_used`.
+pub async fn commit(relay: &Relay, checked: Checked) -> Result<u16, ErrorCode> {
+    let cfg = &relay.config;
+    let count = checked.batch.len();
     let quotas = Quotas {
         max_envelopes: cfg.mailbox_max_envelopes,
         max_bytes: cfg.mailbox_max_bytes,
     };
     relay
         .store
-        .deposit(batch, quotas)
+        .deposit(checked.batch, quotas)
         .await
         .map_err(store_code)?;
-    if pow_required {
-        session.pow_challenge = random32();
-    }
-    for to in &recipients {
+    for to in &checked.recipients {
         relay.notifier.notify(to);
     }
-    Ok(ServerFrame::Deposited {
-        accepted: u16::try_from(count).unwrap_or(u16::MAX),
-        next_pow_challenge: session.pow_challenge,
-    })
+    Ok(u16::try_from(count).unwrap_or(u16::MAX))
 }

@@ -46,6 +46,8 @@ impl axum::serve::Listener for GuardedListener {
             match self.inner.accept().await {
                 Ok((stream, addr)) => match self.permits.clone().try_acquire_owned() {
                     Ok(permit) => {
+                        // Frames are whole messages written with an explicit flush:
+                        // Nagle would only hold a delivery back behind an unacknowledged reply.
                         let _ = stream.set_nodelay(true);
                         let io = GuardedStream {
                             stream,

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use northstar_core::UnixTime;
 use northstar_core::directory::OrgSigningKey;
-use northstar_core::frame::{ClientFrame, ErrorCode, OneTimePrekey, ServerFrame};
+use northstar_core::frame::{self, ClientFrame, ErrorCode, OneTimePrekey, ServerFrame};
 use northstar_core::ids::EnvelopeId;
 use northstar_core::keys::{Ed25519Public, X25519Public};
+use northstar_core::pow;
 use northstar_e2e::{Mailbox, RelayProcess, forged_directory, seal, signed_directory};
 use rand_core::OsRng;
 
@@ -170,6 +171,104 @@ async fn one_proof_covers_a_fan_out_batch() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn pipelined_deposits_commit_together_but_a_proof_is_used_once() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let (open, intake) = (Mailbox::random(), Mailbox::random());
+    let mut open_conn = relay.client().await.unwrap();
+    assert_eq!(
+        open_conn.register(&open, false).await.unwrap(),
+        ServerFrame::Ok
+    );
+    open_conn.request(ClientFrame::Subscribe).await.unwrap();
+    let mut intake_conn = relay.client().await.unwrap();
+    assert_eq!(
+        intake_conn.register(&intake, true).await.unwrap(),
+        ServerFrame::Ok
+    );
+    intake_conn.request(ClientFrame::Subscribe).await.unwrap();
+
+    // Four deposits sent back to back, without waiting for replies; the two
+    // to the intake mailbox carry proofs solved against the SAME challenge.
+    let mut sender = relay.client().await.unwrap();
+    let challenge = sender.pow_challenge;
+    let solved = |envelopes: Vec<_>| {
+        let nonce = pow::solve(
+            &challenge,
+            &frame::deposit_batch_hash(&envelopes),
+            sender.pow_difficulty,
+        )
+        .unwrap();
+        ClientFrame::Deposit {
+            pow_nonce: Some(nonce),
+            envelopes,
+        }
+    };
+    let plain = |envelopes| ClientFrame::Deposit {
+        pow_nonce: None,
+        envelopes,
+    };
+    let (a, b, c, d) = (
+        seal(open.id(), b"a"),
+        seal(intake.id(), b"b"),
+        seal(intake.id(), b"c"),
+        seal(open.id(), b"d"),
+    );
+    let frames = [
+        plain(vec![a.clone()]),
+        solved(vec![b.clone()]),
+        solved(vec![c]),
+        plain(vec![d.clone()]),
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        sender
+            .send_raw(f.encode(1000 + i as u32).unwrap())
+            .await
+            .unwrap();
+    }
+    let mut replies = Vec::new();
+    for i in 0..4 {
+        replies.push(sender.reply_to(1000 + i).await.unwrap());
+    }
+    let rotated = match &replies[1] {
+        ServerFrame::Deposited {
+            accepted: 1,
+            next_pow_challenge,
+        } => *next_pow_challenge,
+        other => panic!("expected the first proof accepted, got {other:?}"),
+    };
+    assert_ne!(
+        rotated, challenge,
+        "an accepted proof rotates the challenge"
+    );
+    assert!(matches!(
+        replies[0],
+        ServerFrame::Deposited { accepted: 1, .. }
+    ));
+    assert_eq!(
+        replies[2],
+        ServerFrame::Error {
+            code: ErrorCode::PowInvalid
+        },
+        "a second proof against the used-up challenge is a replay"
+    );
+    assert!(matches!(
+        replies[3],
+        ServerFrame::Deposited { accepted: 1, .. }
+    ));
+    let got: Vec<_> = open_conn.deliveries(2).await.unwrap();
+    assert_eq!((&got[0].1, &got[1].1), (&a, &d), "deposit order");
+    assert_eq!(intake_conn.deliveries(1).await.unwrap()[0].1, b);
+    assert!(
+        intake_conn
+            .next_push(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none(),
+        "the replayed proof stored nothing"
     );
 }
 
