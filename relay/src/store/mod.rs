@@ -151,6 +151,22 @@ pub enum Wakeup {
     All,
 }
 
+/// Column conversions shared by the SQL backends: times as SQL integers
+/// (saturating, never wrapping) and 32-byte ids read back from blobs.
+pub(crate) fn i64_of(t: UnixTime) -> i64 {
+    i64::try_from(t.0).unwrap_or(i64::MAX)
+}
+
+/// A stored SQL integer back as a time (negative reads as 0).
+pub(crate) fn time_of(v: i64) -> UnixTime {
+    UnixTime(u64::try_from(v).unwrap_or(0))
+}
+
+/// A 32-byte id from a blob column; any other length is corruption.
+pub(crate) fn id32(v: Vec<u8>, what: &'static str) -> Result<[u8; 32], StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt { what })
+}
+
 /// The relay's storage.
 pub trait Store: Send + Sync + 'static {
     /// Registers a mailbox, or updates its proof-of-work flag.

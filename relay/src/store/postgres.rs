@@ -49,7 +49,7 @@ use tokio_postgres::{AsyncMessage, NoTls, Transaction};
 
 use super::{
     DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, Quotas, StateBlob, Store,
-    StoreError, StoreFuture, StoredEnvelope, SweepCounts, Wakeup,
+    StoreError, StoreFuture, StoredEnvelope, SweepCounts, Wakeup, i64_of, id32, time_of,
 };
 
 /// Schema migrations; entry `n` moves `schema_version` from `n` to `n + 1`.
@@ -202,18 +202,6 @@ macro_rules! in_tx {
             }
         }
     }};
-}
-
-fn i64_of(t: UnixTime) -> i64 {
-    i64::try_from(t.0).unwrap_or(i64::MAX)
-}
-
-fn time_of(v: i64) -> UnixTime {
-    UnixTime(u64::try_from(v).unwrap_or(0))
-}
-
-fn id32(v: Vec<u8>, what: &'static str) -> Result<[u8; 32], StoreError> {
-    v.try_into().map_err(|_| StoreError::Corrupt { what })
 }
 
 /// Locks a mailbox's row for the rest of the transaction; whether it exists.

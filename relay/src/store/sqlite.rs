@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, Quotas, StateBlob, Store,
-    StoreError, StoreFuture, StoredEnvelope, SweepCounts,
+    StoreError, StoreFuture, StoredEnvelope, SweepCounts, i64_of, id32, time_of,
 };
 
 /// Schema migrations; entry `n` moves `user_version` from `n` to `n + 1`.
@@ -341,18 +341,6 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, batch: usize) {
 /// of the relay's CPU under load).
 fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-fn i64_of(t: UnixTime) -> i64 {
-    i64::try_from(t.0).unwrap_or(i64::MAX)
-}
-
-fn time_of(v: i64) -> UnixTime {
-    UnixTime(u64::try_from(v).unwrap_or(0))
-}
-
-fn id32(v: Vec<u8>, what: &'static str) -> Result<[u8; 32], StoreError> {
-    v.try_into().map_err(|_| StoreError::Corrupt { what })
 }
 
 fn exists(conn: &Connection, id: &MailboxId) -> Result<bool, StoreError> {
