@@ -28,14 +28,23 @@ use tokio::sync::watch;
 
 use crate::command::{self, Relay, Session, deposit, random32, subscribe};
 use crate::limits::rate::TokenBucket;
+use crate::notify::Inbox;
 
 /// WebSocket close code for policy violations (RFC 6455 §7.4.1).
 const CLOSE_POLICY: u16 = 1008;
 /// WebSocket close code for "going away" (shutdown).
 const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// A subscription: the mailbox and its wake-up receiver.
-type Feed = Option<(MailboxId, watch::Receiver<u64>)>;
+/// A subscription: the mailbox, its live inbox, and whether everything
+/// stored has been pushed (then the inbox's frames are all that is new;
+/// otherwise the store is read when the window has room).
+struct Subscription {
+    mailbox: MailboxId,
+    inbox: Arc<Inbox>,
+    caught_up: bool,
+}
+
+type Feed = Option<Subscription>;
 
 /// A message received ahead of its turn, handled before the next read.
 type Stashed = Option<Option<Result<Message, axum::Error>>>;
@@ -138,10 +147,10 @@ async fn close(socket: &mut Peer, code: u16, reason: &'static str) {
         .await;
 }
 
-/// Resolves when the feed's mailbox is woken; never if there is no feed.
-async fn woken(feed: &mut Feed) -> bool {
+/// Resolves when the feed's inbox is woken; never if there is no feed.
+async fn woken(feed: &Feed) {
     match feed {
-        Some((_, rx)) => rx.changed().await.is_ok(),
+        Some(sub) => sub.inbox.woken().await,
         None => std::future::pending().await,
     }
 }
@@ -154,31 +163,69 @@ fn peek_request_id(bytes: &[u8]) -> u32 {
     }
 }
 
-/// Pushes the envelopes not yet sent on this connection.
-async fn push_fresh(
+/// Pushes the stored envelopes not yet sent on this connection, if the
+/// window has room, and notes whether that caught it up with the store.
+async fn push_stored(
     socket: &mut Peer,
     relay: &Relay,
-    feed: &Feed,
+    feed: &mut Feed,
     sent: &mut HashSet<EnvelopeId>,
 ) -> bool {
-    let Some((mailbox, _)) = feed else {
+    let Some(sub) = feed else {
         return true;
     };
-    match subscribe::fresh(relay, *mailbox, sent, command::now()).await {
-        Ok(frames) => {
+    if sent.len() >= subscribe::DELIVERY_WINDOW {
+        // Nothing can go out before an acknowledgement, which reads again.
+        sub.caught_up = false;
+        return true;
+    }
+    match subscribe::fresh(relay, sub.mailbox, sent, command::now()).await {
+        Ok((frames, caught_up)) => {
+            sub.caught_up = caught_up;
             let frames: Vec<(u32, ServerFrame)> =
                 frames.into_iter().map(|f| (PUSH_REQUEST_ID, f)).collect();
             frames.is_empty() || send_all(socket, &frames).await
         }
         // A transient store failure: the next wake-up or ack retries.
-        Err(_) => true,
+        Err(_) => {
+            sub.caught_up = false;
+            true
+        }
     }
 }
 
+/// Pushes what the live feed handed over; reads the store instead when the
+/// feed says so or the connection is behind.
+async fn push_live(
+    socket: &mut Peer,
+    relay: &Relay,
+    feed: &mut Feed,
+    sent: &mut HashSet<EnvelopeId>,
+) -> bool {
+    let Some(sub) = feed else {
+        return true;
+    };
+    let (pushes, read_store) = sub.inbox.take();
+    if read_store || !sub.caught_up {
+        return push_stored(socket, relay, feed, sent).await;
+    }
+    let mut messages = Vec::with_capacity(pushes.len());
+    for push in pushes {
+        if sent.len() >= subscribe::DELIVERY_WINDOW {
+            // The rest stays stored; an acknowledgement reads it.
+            sub.caught_up = false;
+            break;
+        }
+        if sent.insert(push.id) {
+            messages.push(Message::Binary(push.frame));
+        }
+    }
+    messages.is_empty() || socket.send_messages(messages).await
+}
+
 fn unsubscribe(relay: &Relay, feed: &mut Feed, sent: &mut HashSet<EnvelopeId>) {
-    if let Some((mailbox, rx)) = feed.take() {
-        drop(rx);
-        relay.notifier.release(&mailbox);
+    if let Some(sub) = feed.take() {
+        relay.notifier.release(&sub.mailbox, &sub.inbox);
     }
     sent.clear();
 }
@@ -287,10 +334,8 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                     break;
                 }
             }
-            alive = woken(&mut feed) => {
-                if !alive {
-                    unsubscribe(&relay, &mut feed, &mut sent);
-                } else if !push_fresh(&mut socket, &relay, &feed, &mut sent).await {
+            () = woken(&feed) => {
+                if !push_live(&mut socket, &relay, &mut feed, &mut sent).await {
                     break;
                 }
             }
@@ -389,11 +434,11 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                 }
                 if matches!(frame, ClientFrame::Subscribe) {
                     match subscribe::subscribe(&relay, &session, now).await {
-                        Ok((mailbox, rx, reply)) => {
+                        Ok((mailbox, inbox, reply)) => {
                             unsubscribe(&relay, &mut feed, &mut sent);
-                            feed = Some((mailbox, rx));
+                            feed = Some(Subscription { mailbox, inbox, caught_up: false });
                             if !send(&mut socket, request_id, &reply).await
-                                || !push_fresh(&mut socket, &relay, &feed, &mut sent).await
+                                || !push_stored(&mut socket, &relay, &mut feed, &mut sent).await
                             {
                                 break;
                             }
@@ -429,8 +474,11 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                     for id in &acked {
                         sent.remove(id);
                     }
-                    // Room in the delivery window: push what waited.
-                    if !push_fresh(&mut socket, &relay, &feed, &mut sent).await {
+                    // Room in the delivery window: push what waited in the
+                    // store (a caught-up connection has nothing waiting there).
+                    if feed.as_ref().is_some_and(|sub| !sub.caught_up)
+                        && !push_stored(&mut socket, &relay, &mut feed, &mut sent).await
+                    {
                         break;
                     }
                 }

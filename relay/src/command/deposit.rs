@@ -7,7 +7,7 @@
 //! ≥ difficulty leading zero bits; the batch is stored in one transaction
 //! (quotas checked inside it) with an expiry of now + retention rounded up
 //! to the hour; the reply is sent only after the commit; subscribers of the
-//! recipients are then woken. An accepted proof rotates the connection's
+//! recipients are then handed the new envelopes (`notify`). An accepted proof rotates the connection's
 //! challenge, so it cannot be replayed.
 //!
 //! [`check`] and [`commit`] are the two halves: the connection checks the
@@ -16,12 +16,13 @@
 //! an earlier proof in the same group has used up.
 
 use northstar_core::UnixTime;
-use northstar_core::frame::{ErrorCode, ServerFrame, deposit_batch_hash};
+use northstar_core::frame::{ErrorCode, PUSH_REQUEST_ID, ServerFrame, deposit_batch_hash};
 use northstar_core::ids::{EnvelopeId, MailboxId};
 use northstar_core::pow;
 use northstar_core::sealed::Envelope;
 
 use super::{Relay, Session, expiry_after_hours, random32, store_code};
+use crate::notify::Push;
 use crate::store::{NewEnvelope, Quotas};
 
 /// A deposit that passed every check and awaits its commit.
@@ -120,13 +121,46 @@ pub async fn commit(relay: &Relay, checked: Checked) -> Result<u16, ErrorCode> {
         max_envelopes: cfg.mailbox_max_envelopes,
         max_bytes: cfg.mailbox_max_bytes,
     };
+    // Frames for the recipients someone is subscribed to, built before the
+    // batch moves into the store; handed over only after the commit.
+    let mut live: Vec<(MailboxId, Vec<Push>)> = checked
+        .recipients
+        .iter()
+        .filter(|to| relay.notifier.is_watched(to))
+        .map(|to| (*to, pushes_for(to, &checked.batch)))
+        .collect();
     relay
         .store
         .deposit(checked.batch, quotas)
         .await
         .map_err(store_code)?;
     for to in &checked.recipients {
-        relay.notifier.notify(to);
+        match live.iter().position(|(m, _)| m == to) {
+            Some(i) => relay.notifier.deliver(to, std::mem::take(&mut live[i].1)),
+            // Subscribed since the frames were built: it reads the store.
+            None => relay.notifier.notify(to),
+        }
     }
     Ok(u16::try_from(count).unwrap_or(u16::MAX))
+}
+
+/// The `Deliver` push frames of a batch's envelopes for one recipient.
+fn pushes_for(to: &MailboxId, batch: &[NewEnvelope]) -> Vec<Push> {
+    batch
+        .iter()
+        .filter(|e| e.envelope.recipient() == to)
+        .filter_map(|e| {
+            let frame = ServerFrame::Deliver {
+                id: e.id,
+                expires_at: e.expires_at,
+                envelope: e.envelope.clone(),
+            }
+            .encode(PUSH_REQUEST_ID)
+            .ok()?;
+            Some(Push {
+                id: e.id,
+                frame: frame.into(),
+            })
+        })
+        .collect()
 }

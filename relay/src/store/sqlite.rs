@@ -89,7 +89,16 @@ const MIGRATIONS: &[&str] = &["
                              envelope_bytes = envelope_bytes - LENGTH(OLD.ciphertext)
         WHERE id = OLD.mailbox;
     END;
+", "
+    -- A mailbox's pending envelopes in deposit order straight from an index:
+    -- without it every delivery read sorted the mailbox's whole backlog
+    -- (ciphertext included) in a temporary b-tree.
+    CREATE INDEX envelopes_mailbox_seq ON envelopes(mailbox, seq);
 "];
+
+/// A mailbox's pending envelopes, oldest first (read along `envelopes_mailbox_seq`).
+const PENDING_SQL: &str = "SELECT id, expires_at, ciphertext FROM envelopes
+     WHERE mailbox = ?1 AND expires_at > ?2 ORDER BY seq LIMIT ?3";
 
 /// Default number of queued writes committed in one transaction: enough to
 /// amortise one fsync over a burst of deposits, small enough that a
@@ -442,10 +451,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreFuture<'_, Vec<StoredEnvelope>> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, expires_at, ciphertext FROM envelopes
-                 WHERE mailbox = ?1 AND expires_at > ?2 ORDER BY seq LIMIT ?3",
-            )?;
+            let mut stmt = c.prepare_cached(PENDING_SQL)?;
             let rows = stmt.query_map(
                 params![
                     &mailbox.as_bytes()[..],
@@ -717,6 +723,30 @@ mod tests {
             )
             .unwrap();
         assert_eq!(counts, (0, 0));
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn pending_reads_follow_the_mailbox_index_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let plan: Vec<String> = {
+            let c = s.reader.lock().unwrap();
+            let mut stmt = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {PENDING_SQL}"))
+                .unwrap();
+            stmt.query_map(params![&[0u8; 32][..], 0i64, 256i64], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        };
+        assert!(
+            plan.iter().any(|d| d.contains("envelopes_mailbox_seq")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:?}");
         s.close().await.unwrap();
     }
 

@@ -556,3 +556,55 @@ async fn delivery_window_refills_as_envelopes_are_acknowledged() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn live_deliveries_fall_back_to_the_store_when_the_window_fills() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let mb = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    owner.register(&mb, false).await.unwrap();
+    // Subscribed with nothing stored: what follows comes from the live feed.
+    assert_eq!(
+        owner.request(ClientFrame::Subscribe).await.unwrap(),
+        ServerFrame::Subscribed { pending: 0 }
+    );
+    let mut d = relay.client().await.unwrap();
+    for b in 0..5u32 {
+        let batch = (0..60u32)
+            .map(|i| seal(mb.id(), &(b * 100 + i).to_be_bytes()))
+            .collect();
+        d.deposit(batch, false).await.unwrap();
+    }
+    // Never more than the window unacknowledged, whatever the feed holds.
+    let first = owner.deliveries(256).await.unwrap();
+    assert!(
+        owner
+            .next_push(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Acknowledging reads the 44 the window held back from the store.
+    let ids: Vec<_> = first.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        owner.request(ClientFrame::Ack { ids }).await.unwrap(),
+        ServerFrame::Acked { deleted: 256 }
+    );
+    let rest = owner.deliveries(44).await.unwrap();
+    let mut seen: std::collections::HashSet<_> = first.iter().map(|(id, _)| *id).collect();
+    assert!(rest.iter().all(|(id, _)| seen.insert(*id)));
+    // Caught up again: a new deposit is pushed live, once.
+    d.deposit(vec![seal(mb.id(), b"after")], false)
+        .await
+        .unwrap();
+    let last = owner.deliveries(1).await.unwrap();
+    assert!(seen.insert(last[0].0));
+    assert!(
+        owner
+            .next_push(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(seen.len(), 301);
+}
