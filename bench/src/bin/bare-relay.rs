@@ -4,7 +4,12 @@
 //! acknowledged and forwarded to the recipient's subscriber
 //! (`--mode forward`: nothing stored), or first inserted by one SQLite
 //! writer thread that commits in batches, as Northstar's store does (WAL,
-//! `synchronous=FULL`), with acknowledgements deleting (`--mode sqlite-batch`).
+//! `synchronous=FULL`), with acknowledgements deleting (`--mode sqlite-batch`):
+//! appended to a rowid table with no index, deleted by a rowid kept in
+//! memory, the least work a durable store can do per message.
+//! A connection keeps reading while its writes commit (each reply and
+//! delivery follows its commit), so a client's pipelined deposits share
+//! commits, as they do on the relay.
 //! NOT a relay: it trusts every client. Benchmarks only.
 
 use std::collections::HashMap;
@@ -18,6 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use northstar_core::UnixTime;
 use northstar_core::frame::{ClientFrame, PUSH_REQUEST_ID, ServerFrame};
 use northstar_core::ids::{EnvelopeId, MailboxId};
+use northstar_core::sealed::Envelope;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -59,9 +65,12 @@ fn writer(path: PathBuf, mut rx: mpsc::UnboundedReceiver<Write>, batch: usize) -
     let mut conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // The least a durable mailbox store can do: append each envelope to a
+    // rowid table (no index) and delete it by rowid, found in memory.
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS envelopes (id BLOB PRIMARY KEY, mailbox BLOB NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;",
+        "CREATE TABLE IF NOT EXISTS envelopes (seq INTEGER PRIMARY KEY, id BLOB NOT NULL, mailbox BLOB NOT NULL, body BLOB NOT NULL);",
     )?;
+    let mut rowids: HashMap<(MailboxId, EnvelopeId), i64> = HashMap::new();
     while let Some(first) = rx.blocking_recv() {
         let mut queue = vec![first];
         while queue.len() < batch {
@@ -73,24 +82,28 @@ fn writer(path: PathBuf, mut rx: mpsc::UnboundedReceiver<Write>, batch: usize) -
         let tx = conn.transaction()?;
         let mut results = Vec::with_capacity(queue.len());
         {
-            let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO envelopes (id, mailbox, body) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut del =
-                tx.prepare_cached("DELETE FROM envelopes WHERE id = ?1 AND mailbox = ?2")?;
+            let mut ins =
+                tx.prepare_cached("INSERT INTO envelopes (id, mailbox, body) VALUES (?1, ?2, ?3)")?;
+            let mut del = tx.prepare_cached("DELETE FROM envelopes WHERE seq = ?1")?;
             for w in queue {
                 match w {
                     Write::Insert(rows, done) => {
                         let mut n = 0;
                         for (id, mb, body) in &rows {
+                            if rowids.contains_key(&(*mb, *id)) {
+                                continue;
+                            }
                             n += ins.execute((id.as_bytes(), mb.as_bytes(), body))? as u64;
+                            rowids.insert((*mb, *id), tx.last_insert_rowid());
                         }
                         results.push((done, n));
                     }
                     Write::Delete(mb, ids, done) => {
                         let mut n = 0;
                         for id in &ids {
-                            n += del.execute((id.as_bytes(), mb.as_bytes()))? as u64;
+                            if let Some(seq) = rowids.remove(&(mb, *id)) {
+                                n += del.execute([seq])? as u64;
+                            }
                         }
                         results.push((done, n));
                     }
@@ -109,13 +122,35 @@ fn encode(request_id: u32, f: &ServerFrame) -> Message {
     Message::binary(f.encode(request_id).unwrap_or_default())
 }
 
+/// Pushes each envelope to its recipient's subscriber, if any.
+fn forward(subs: &Subscribers, items: Vec<(EnvelopeId, Envelope)>) {
+    for (id, envelope) in items {
+        let to = subs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(envelope.recipient())
+            .cloned();
+        if let Some(to) = to {
+            let deliver = ServerFrame::Deliver {
+                id,
+                expires_at: UnixTime(0),
+                envelope,
+            };
+            let _ = to.send(encode(PUSH_REQUEST_ID, &deliver));
+        }
+    }
+}
+
 async fn serve(
     stream: TcpStream,
     subs: Subscribers,
     store: Option<mpsc::UnboundedSender<Write>>,
 ) -> Result<()> {
     stream.set_nodelay(true)?;
+    // Reads of 4 KiB, as the relay does: the library zeroes its whole read
+    // buffer (128 KiB by default) before every socket read.
     let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
         .max_message_size(Some(4 << 20))
         .max_frame_size(Some(4 << 20));
     let ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
@@ -168,36 +203,44 @@ async fn serve(
                             .into_iter()
                             .map(|e| (EnvelopeId::of(&e.encode()), e))
                             .collect();
-                        if let Some(store) = &store {
-                            let rows = items
-                                .iter()
-                                .map(|(id, e)| (*id, *e.recipient(), e.encode()))
-                                .collect();
-                            let (done, wait) = oneshot::channel();
-                            store.send(Write::Insert(rows, done)).context("writer gone")?;
-                            wait.await.context("writer gone")?;
-                        }
-                        for (id, envelope) in items {
-                            let to = subs
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get(envelope.recipient())
-                                .cloned();
-                            if let Some(to) = to {
-                                let deliver = ServerFrame::Deliver { id, expires_at: UnixTime(0), envelope };
-                                let _ = to.send(encode(PUSH_REQUEST_ID, &deliver));
+                        let reply = ServerFrame::Deposited { accepted, next_pow_challenge: [0; 32] };
+                        let Some(store) = &store else {
+                            forward(&subs, items);
+                            sink.send(encode(rid, &reply)).await?;
+                            continue;
+                        };
+                        let rows = items
+                            .iter()
+                            .map(|(id, e)| (*id, *e.recipient(), e.encode()))
+                            .collect();
+                        let (done, wait) = oneshot::channel();
+                        store.send(Write::Insert(rows, done)).context("writer gone")?;
+                        // The connection reads on while the write commits
+                        // (pipelining, as the relay's group commit does);
+                        // the reply and the deliveries follow the commit.
+                        let (subs, out) = (subs.clone(), out_tx.clone());
+                        tokio::spawn(async move {
+                            if wait.await.is_ok() {
+                                forward(&subs, items);
+                                let _ = out.send(encode(rid, &reply));
                             }
-                        }
-                        ServerFrame::Deposited { accepted, next_pow_challenge: [0; 32] }
+                        });
+                        continue;
                     }
                     ClientFrame::Ack { ids } => {
-                        let mut deleted = 0;
                         if let (Some(store), Some(m)) = (&store, mailbox) {
                             let (done, wait) = oneshot::channel();
                             store.send(Write::Delete(m, ids, done)).context("writer gone")?;
-                            deleted = wait.await.context("writer gone")?;
+                            let out = out_tx.clone();
+                            tokio::spawn(async move {
+                                if let Ok(deleted) = wait.await {
+                                    let reply = ServerFrame::Acked { deleted: u32::try_from(deleted).unwrap_or(u32::MAX) };
+                                    let _ = out.send(encode(rid, &reply));
+                                }
+                            });
+                            continue;
                         }
-                        ServerFrame::Acked { deleted: u32::try_from(deleted).unwrap_or(u32::MAX) }
+                        ServerFrame::Acked { deleted: 0 }
                     }
                     _ => ServerFrame::Ok,
                 };
