@@ -236,7 +236,7 @@ pub(crate) mod contract {
         }
     }
 
-    fn new_env(to: MailboxId, fill: u8, len: usize, expires: u64) -> NewEnvelope {
+    pub fn new_env(to: MailboxId, fill: u8, len: usize, expires: u64) -> NewEnvelope {
         let envelope = Envelope::from_parts(to, vec![fill; len]).unwrap();
         NewEnvelope {
             id: EnvelopeId::of(&envelope.encode()),
