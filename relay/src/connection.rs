@@ -44,7 +44,13 @@ struct Subscription {
     caught_up: bool,
 }
 
-type Feed = Option<Subscription>;
+/// This connection's deliveries: its subscription, if any, and the
+/// envelopes pushed and not yet acknowledged (at most the window).
+#[derive(Default)]
+struct Deliveries {
+    sub: Option<Subscription>,
+    sent: HashSet<EnvelopeId>,
+}
 
 /// A message received ahead of its turn, handled before the next read.
 type Stashed = Option<Option<Result<Message, axum::Error>>>;
@@ -147,14 +153,6 @@ async fn close(socket: &mut Peer, code: u16, reason: &'static str) {
         .await;
 }
 
-/// Resolves when the feed's inbox is woken; never if there is no feed.
-async fn woken(feed: &Feed) {
-    match feed {
-        Some(sub) => sub.inbox.woken().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The request id of a frame too broken to decode, if its header is there.
 fn peek_request_id(bytes: &[u8]) -> u32 {
     match bytes.get(1..FRAME_HEADER_LEN - 1) {
@@ -163,71 +161,93 @@ fn peek_request_id(bytes: &[u8]) -> u32 {
     }
 }
 
-/// Pushes the stored envelopes not yet sent on this connection, if the
-/// window has room, and notes whether that caught it up with the store.
-async fn push_stored(
-    socket: &mut Peer,
-    relay: &Relay,
-    feed: &mut Feed,
-    sent: &mut HashSet<EnvelopeId>,
-) -> bool {
-    let Some(sub) = feed else {
-        return true;
-    };
-    if sent.len() >= subscribe::DELIVERY_WINDOW {
-        // Nothing can go out before an acknowledgement, which reads again.
-        sub.caught_up = false;
-        return true;
-    }
-    match subscribe::fresh(relay, sub.mailbox, sent, command::now()).await {
-        Ok((frames, caught_up)) => {
-            sub.caught_up = caught_up;
-            let frames: Vec<(u32, ServerFrame)> =
-                frames.into_iter().map(|f| (PUSH_REQUEST_ID, f)).collect();
-            frames.is_empty() || send_all(socket, &frames).await
-        }
-        // A transient store failure: the next wake-up or ack retries.
-        Err(_) => {
-            sub.caught_up = false;
-            true
+impl Deliveries {
+    /// Resolves when the subscription's inbox is woken; never without one.
+    async fn woken(&self) {
+        match &self.sub {
+            Some(sub) => sub.inbox.woken().await,
+            None => std::future::pending().await,
         }
     }
-}
 
-/// Pushes what the live feed handed over; reads the store instead when the
-/// feed says so or the connection is behind.
-async fn push_live(
-    socket: &mut Peer,
-    relay: &Relay,
-    feed: &mut Feed,
-    sent: &mut HashSet<EnvelopeId>,
-) -> bool {
-    let Some(sub) = feed else {
-        return true;
-    };
-    let (pushes, read_store) = sub.inbox.take();
-    if read_store || !sub.caught_up {
-        return push_stored(socket, relay, feed, sent).await;
+    /// Starts a subscription in place of any earlier one.
+    fn subscribe(&mut self, relay: &Relay, mailbox: MailboxId, inbox: Arc<Inbox>) {
+        self.unsubscribe(relay);
+        self.sub = Some(Subscription {
+            mailbox,
+            inbox,
+            caught_up: false,
+        });
     }
-    let mut messages = Vec::with_capacity(pushes.len());
-    for push in pushes {
-        if sent.len() >= subscribe::DELIVERY_WINDOW {
-            // The rest stays stored; an acknowledgement reads it.
-            sub.caught_up = false;
-            break;
-        }
-        if sent.insert(push.id) {
-            messages.push(Message::Binary(push.frame));
-        }
-    }
-    messages.is_empty() || socket.send_messages(messages).await
-}
 
-fn unsubscribe(relay: &Relay, feed: &mut Feed, sent: &mut HashSet<EnvelopeId>) {
-    if let Some(sub) = feed.take() {
-        relay.notifier.release(&sub.mailbox, &sub.inbox);
+    fn unsubscribe(&mut self, relay: &Relay) {
+        if let Some(sub) = self.sub.take() {
+            relay.notifier.release(&sub.mailbox, &sub.inbox);
+        }
+        self.sent.clear();
     }
-    sent.clear();
+
+    /// Pushes the stored envelopes not yet sent on this connection, if the
+    /// window has room, and notes whether that caught it up with the store.
+    async fn push_stored(&mut self, socket: &mut Peer, relay: &Relay) -> bool {
+        let Some(sub) = &mut self.sub else {
+            return true;
+        };
+        if self.sent.len() >= subscribe::DELIVERY_WINDOW {
+            // Nothing can go out before an acknowledgement, which reads again.
+            sub.caught_up = false;
+            return true;
+        }
+        match subscribe::fresh(relay, sub.mailbox, &mut self.sent, command::now()).await {
+            Ok((frames, caught_up)) => {
+                sub.caught_up = caught_up;
+                let frames: Vec<(u32, ServerFrame)> =
+                    frames.into_iter().map(|f| (PUSH_REQUEST_ID, f)).collect();
+                frames.is_empty() || send_all(socket, &frames).await
+            }
+            // A transient store failure: the next wake-up or ack retries.
+            Err(_) => {
+                sub.caught_up = false;
+                true
+            }
+        }
+    }
+
+    /// Pushes what the live feed handed over; reads the store instead when
+    /// the feed says so or the connection is behind.
+    async fn push_live(&mut self, socket: &mut Peer, relay: &Relay) -> bool {
+        let Some(sub) = &mut self.sub else {
+            return true;
+        };
+        let (pushes, read_store) = sub.inbox.take();
+        if read_store || !sub.caught_up {
+            return self.push_stored(socket, relay).await;
+        }
+        let mut messages = Vec::with_capacity(pushes.len());
+        for push in pushes {
+            if self.sent.len() >= subscribe::DELIVERY_WINDOW {
+                // The rest stays stored; an acknowledgement reads it.
+                sub.caught_up = false;
+                break;
+            }
+            if self.sent.insert(push.id) {
+                messages.push(Message::Binary(push.frame));
+            }
+        }
+        messages.is_empty() || socket.send_messages(messages).await
+    }
+
+    /// Forgets acknowledged envelopes; with room in the window, pushes what
+    /// waited in the store (a caught-up connection has nothing waiting there).
+    async fn acked(&mut self, socket: &mut Peer, relay: &Relay, ids: &[EnvelopeId]) -> bool {
+        for id in ids {
+            self.sent.remove(id);
+        }
+        if self.sub.as_ref().is_some_and(|sub| !sub.caught_up) {
+            return self.push_stored(socket, relay).await;
+        }
+        true
+    }
 }
 
 /// Checks pipelined deposits in order and commits them together. A deposit
@@ -313,8 +333,7 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
     }
     let mut bucket = TokenBucket::new(cfg.messages_per_second, cfg.message_burst, Instant::now());
     let mut strikes = 0u32;
-    let mut feed: Feed = None;
-    let mut sent: HashSet<EnvelopeId> = HashSet::new();
+    let mut deliveries = Deliveries::default();
     let mut stash: Stashed = None;
 
     loop {
@@ -334,8 +353,8 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                     break;
                 }
             }
-            () = woken(&feed) => {
-                if !push_live(&mut socket, &relay, &mut feed, &mut sent).await {
+            () = deliveries.woken() => {
+                if !deliveries.push_live(&mut socket, &relay).await {
                     break;
                 }
             }
@@ -435,10 +454,9 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                 if matches!(frame, ClientFrame::Subscribe) {
                     match subscribe::subscribe(&relay, &session, now).await {
                         Ok((mailbox, inbox, reply)) => {
-                            unsubscribe(&relay, &mut feed, &mut sent);
-                            feed = Some(Subscription { mailbox, inbox, caught_up: false });
+                            deliveries.subscribe(&relay, mailbox, inbox);
                             if !send(&mut socket, request_id, &reply).await
-                                || !push_stored(&mut socket, &relay, &mut feed, &mut sent).await
+                                || !deliveries.push_stored(&mut socket, &relay).await
                             {
                                 break;
                             }
@@ -458,7 +476,7 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                 let before = session.mailbox;
                 let result = command::execute(&relay, &mut session, frame, now).await;
                 if session.mailbox != before {
-                    unsubscribe(&relay, &mut feed, &mut sent);
+                    deliveries.unsubscribe(&relay);
                 }
                 let ok = match result {
                     Ok(reply) => {
@@ -470,22 +488,13 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                 if !ok {
                     break;
                 }
-                if !acked.is_empty() {
-                    for id in &acked {
-                        sent.remove(id);
-                    }
-                    // Room in the delivery window: push what waited in the
-                    // store (a caught-up connection has nothing waiting there).
-                    if feed.as_ref().is_some_and(|sub| !sub.caught_up)
-                        && !push_stored(&mut socket, &relay, &mut feed, &mut sent).await
-                    {
-                        break;
-                    }
+                if !acked.is_empty() && !deliveries.acked(&mut socket, &relay, &acked).await {
+                    break;
                 }
             }
         }
     }
-    unsubscribe(&relay, &mut feed, &mut sent);
+    deliveries.unsubscribe(&relay);
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use northstar_core::frame::{self, ClientFrame, ErrorCode, OneTimePrekey, ServerF
 use northstar_core::ids::EnvelopeId;
 use northstar_core::keys::{Ed25519Public, X25519Public};
 use northstar_core::pow;
-use northstar_e2e::{Mailbox, RelayProcess, forged_directory, seal, signed_directory};
+use northstar_e2e::{Client, Mailbox, RelayProcess, forged_directory, seal, signed_directory};
 use rand_core::OsRng;
 
 use crate::now;
@@ -513,41 +513,18 @@ async fn seeker_state_and_delete_everything_now() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn delivery_window_refills_as_envelopes_are_acknowledged() {
-    let relay = RelayProcess::start(&[]).await.unwrap();
-    let mb = Mailbox::random();
-    let mut owner = relay.client().await.unwrap();
-    owner.register(&mb, false).await.unwrap();
-    let mut d = relay.client().await.unwrap();
+/// Deposits 300 envelopes (5 batches of 60) for `mb`.
+async fn deposit_300(d: &mut Client, mb: &Mailbox) {
     for b in 0..5u32 {
         let batch = (0..60u32)
             .map(|i| seal(mb.id(), &(b * 100 + i).to_be_bytes()))
             .collect();
         d.deposit(batch, false).await.unwrap();
     }
-    assert_eq!(
-        owner.request(ClientFrame::Subscribe).await.unwrap(),
-        ServerFrame::Subscribed { pending: 256 }
-    );
-    let first = owner.deliveries(256).await.unwrap();
-    assert!(
-        owner
-            .next_push(Duration::from_millis(300))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let ids: Vec<_> = first.iter().map(|(id, _)| *id).collect();
-    assert_eq!(
-        owner.request(ClientFrame::Ack { ids }).await.unwrap(),
-        ServerFrame::Acked { deleted: 256 }
-    );
-    let rest = owner.deliveries(44).await.unwrap();
-    assert!(
-        rest.iter()
-            .all(|(id, _)| !first.iter().any(|(f, _)| f == id))
-    );
+}
+
+/// Nothing more is pushed for a while.
+async fn assert_no_push(owner: &mut Client) {
     assert!(
         owner
             .next_push(Duration::from_millis(300))
@@ -557,34 +534,12 @@ async fn delivery_window_refills_as_envelopes_are_acknowledged() {
     );
 }
 
-#[tokio::test]
-async fn live_deliveries_fall_back_to_the_store_when_the_window_fills() {
-    let relay = RelayProcess::start(&[]).await.unwrap();
-    let mb = Mailbox::random();
-    let mut owner = relay.client().await.unwrap();
-    owner.register(&mb, false).await.unwrap();
-    // Subscribed with nothing stored: what follows comes from the live feed.
-    assert_eq!(
-        owner.request(ClientFrame::Subscribe).await.unwrap(),
-        ServerFrame::Subscribed { pending: 0 }
-    );
-    let mut d = relay.client().await.unwrap();
-    for b in 0..5u32 {
-        let batch = (0..60u32)
-            .map(|i| seal(mb.id(), &(b * 100 + i).to_be_bytes()))
-            .collect();
-        d.deposit(batch, false).await.unwrap();
-    }
-    // Never more than the window unacknowledged, whatever the feed holds.
+/// With 300 stored or on their way: the window's 256 come, nothing more
+/// until they are acknowledged, then the other 44, each once. Returns
+/// every id delivered.
+async fn window_then_rest(owner: &mut Client) -> std::collections::HashSet<EnvelopeId> {
     let first = owner.deliveries(256).await.unwrap();
-    assert!(
-        owner
-            .next_push(Duration::from_millis(300))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    // Acknowledging reads the 44 the window held back from the store.
+    assert_no_push(owner).await;
     let ids: Vec<_> = first.iter().map(|(id, _)| *id).collect();
     assert_eq!(
         owner.request(ClientFrame::Ack { ids }).await.unwrap(),
@@ -593,18 +548,47 @@ async fn live_deliveries_fall_back_to_the_store_when_the_window_fills() {
     let rest = owner.deliveries(44).await.unwrap();
     let mut seen: std::collections::HashSet<_> = first.iter().map(|(id, _)| *id).collect();
     assert!(rest.iter().all(|(id, _)| seen.insert(*id)));
+    assert_no_push(owner).await;
+    seen
+}
+
+#[tokio::test]
+async fn delivery_window_refills_as_envelopes_are_acknowledged() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let mb = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    owner.register(&mb, false).await.unwrap();
+    let mut d = relay.client().await.unwrap();
+    deposit_300(&mut d, &mb).await;
+    assert_eq!(
+        owner.request(ClientFrame::Subscribe).await.unwrap(),
+        ServerFrame::Subscribed { pending: 256 }
+    );
+    assert_eq!(window_then_rest(&mut owner).await.len(), 300);
+}
+
+#[tokio::test]
+async fn live_deliveries_fall_back_to_the_store_when_the_window_fills() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let mb = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    owner.register(&mb, false).await.unwrap();
+    // Subscribed with nothing stored: what follows comes from the live feed,
+    // never more than the window unacknowledged; acknowledging reads the 44
+    // the window held back from the store.
+    assert_eq!(
+        owner.request(ClientFrame::Subscribe).await.unwrap(),
+        ServerFrame::Subscribed { pending: 0 }
+    );
+    let mut d = relay.client().await.unwrap();
+    deposit_300(&mut d, &mb).await;
+    let mut seen = window_then_rest(&mut owner).await;
     // Caught up again: a new deposit is pushed live, once.
     d.deposit(vec![seal(mb.id(), b"after")], false)
         .await
         .unwrap();
     let last = owner.deliveries(1).await.unwrap();
     assert!(seen.insert(last[0].0));
-    assert!(
-        owner
-            .next_push(Duration::from_millis(300))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_no_push(&mut owner).await;
     assert_eq!(seen.len(), 301);
 }
