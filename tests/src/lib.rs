@@ -953,6 +953,51 @@ pub mod cli {
             r
         }
 
+        /// `counselor init`: the new device's key.
+        pub async fn counselor_init(&self, pass: &str) -> String {
+            let out = self.ok(&["--json", "counselor", "init"], pass).await.json();
+            out["device"].as_str().unwrap().to_owned()
+        }
+
+        /// `admin add-device` of `device` to `team` (not yet published).
+        pub async fn add_device(&self, team: &str, label: &str, device: &str, pass: &str) {
+            self.ok(
+                &[
+                    "admin",
+                    "add-device",
+                    "--team",
+                    team,
+                    "--label",
+                    label,
+                    "--device",
+                    device,
+                ],
+                pass,
+            )
+            .await;
+        }
+
+        /// `seeker start` in Spanish to `team`: the JSON it prints (the
+        /// codename among it).
+        pub async fn seeker_start(&self, team: &str, message: &str) -> Value {
+            self.ok(
+                &[
+                    "--json",
+                    "seeker",
+                    "start",
+                    "--team",
+                    team,
+                    "--language",
+                    "es",
+                    "--message",
+                    message,
+                ],
+                "",
+            )
+            .await
+            .json()
+        }
+
         pub async fn fails(&self, args: &[&str], stdin: &str, says: &str) -> Run {
             let r = self.run(args, stdin).await;
             assert!(

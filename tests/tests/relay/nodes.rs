@@ -85,46 +85,15 @@ async fn seeker_on_node_one_and_counselor_on_node_two_then_node_one_dies_under_l
         .to_owned();
     let ana = person("ana", &two, Some(&org));
     let seeker = person("seeker", &one, Some(&org));
-    let dev = ana.ok(&["--json", "counselor", "init"], ANA).await.json()["device"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let dev = ana.counselor_init(ANA).await;
     admin
-        .ok(
-            &[
-                "admin",
-                "add-device",
-                "--team",
-                "unaccompanied-minors",
-                "--label",
-                "ana",
-                "--device",
-                &dev,
-            ],
-            ADMIN_PASS,
-        )
+        .add_device("unaccompanied-minors", "ana", &dev, ADMIN_PASS)
         .await;
     admin.ok(&["admin", "publish"], ADMIN_PASS).await;
     ana.ok(&["counselor", "sync"], ANA).await;
 
     // The seeker asks on node 1; the counselor reads and answers on node 2.
-    let start = seeker
-        .ok(
-            &[
-                "--json",
-                "seeker",
-                "start",
-                "--team",
-                "unaccompanied-minors",
-                "--language",
-                "es",
-                "--message",
-                QUESTION,
-            ],
-            "",
-        )
-        .await
-        .json();
+    let start = seeker.seeker_start("unaccompanied-minors", QUESTION).await;
     let codename = start["codename"].as_str().unwrap().to_owned();
     let inbox = ana.ok(&["--json", "counselor", "inbox"], ANA).await.json();
     let conv = inbox["conversations"][0]["id"].as_str().unwrap().to_owned();

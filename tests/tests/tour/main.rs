@@ -53,14 +53,8 @@ async fn quick_tour_and_every_path() {
     };
 
     // Two counselors create device keys; the key store is private.
-    let ana_dev = ana.ok(&["--json", "counselor", "init"], ANA).await.json()["device"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ben_dev = ben.ok(&["--json", "counselor", "init"], BEN).await.json()["device"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ana_dev = ana.counselor_init(ANA).await;
+    let ben_dev = ben.counselor_init(BEN).await;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -74,19 +68,7 @@ async fn quick_tour_and_every_path() {
     }
     for (label, dev) in [("ana", &ana_dev), ("ben", &ben_dev)] {
         admin
-            .ok(
-                &[
-                    "admin",
-                    "add-device",
-                    "--team",
-                    "unaccompanied-minors",
-                    "--label",
-                    label,
-                    "--device",
-                    dev,
-                ],
-                ADMIN_PASS,
-            )
+            .add_device("unaccompanied-minors", label, dev, ADMIN_PASS)
             .await;
     }
     admin
@@ -109,23 +91,7 @@ async fn quick_tour_and_every_path() {
     // The seeker asks; the codename is printed once.
     let topics = seeker.ok(&["--json", "seeker", "topics"], "").await.json();
     assert_eq!(topics["topics"][0]["slug"], "unaccompanied-minors");
-    let start = seeker
-        .ok(
-            &[
-                "--json",
-                "seeker",
-                "start",
-                "--team",
-                "unaccompanied-minors",
-                "--language",
-                "es",
-                "--message",
-                QUESTION,
-            ],
-            "",
-        )
-        .await
-        .json();
+    let start = seeker.seeker_start("unaccompanied-minors", QUESTION).await;
     let codename = start["codename"].as_str().unwrap().to_owned();
     assert_eq!(codename.split(' ').count(), 7);
     assert_eq!(start["relay_learns_topic"], false);
