@@ -31,14 +31,9 @@ pub const RATCHET_MESSAGE_LEN: usize = 800;
 /// How long one set-up step may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Every deposit frame, built and sealed before the timed phase.
-#[derive(Debug)]
-pub struct Prebuilt {
-    /// `frames[s][i]`: sender `s`'s `i`-th deposit, request id `i + 1`.
-    pub frames: Vec<Vec<Message>>,
-    /// Envelope id -> message index (`s * per_sender + i`).
-    pub index: Arc<HashMap<EnvelopeId, u32>>,
-}
+/// Every deposit frame, built and sealed before the timed phase, indexed by
+/// envelope id.
+pub type Prebuilt = crate::run::Prebuilt<EnvelopeId>;
 
 /// A fresh mailbox for a recipient.
 pub fn new_mailbox() -> MailboxKeyPair {
@@ -53,7 +48,7 @@ pub fn prebuild(
     per_sender: usize,
 ) -> Result<Prebuilt> {
     // Per sender: its frames and its envelope ids, sealed on every CPU.
-    let built = crate::run::par_build(senders, |s| {
+    Prebuilt::build(senders, per_sender, |s| {
         let sender = SenderInfo {
             identity: IdentityPublic {
                 x25519: X25519Secret::generate(&mut OsRng).public(),
@@ -88,16 +83,6 @@ pub fn prebuild(
             ));
         }
         Ok((mine, ids))
-    })?;
-    let mut frames = Vec::with_capacity(senders);
-    let mut index = HashMap::with_capacity(senders * per_sender);
-    for (mine, ids) in built {
-        frames.push(mine);
-        index.extend(ids);
-    }
-    Ok(Prebuilt {
-        frames,
-        index: Arc::new(index),
     })
 }
 

@@ -32,20 +32,16 @@ pub fn new_recipient() -> String {
     hex::encode(b)
 }
 
-/// Every `["EVENT", …]` message, signed before the timed phase.
-#[derive(Debug)]
-pub struct Prebuilt {
-    pub frames: Vec<Vec<Message>>,
-    /// Event id (hex) -> message index.
-    pub index: Arc<HashMap<String, u32>>,
-}
+/// Every `["EVENT", …]` message, signed before the timed phase, indexed by
+/// event id (hex).
+pub type Prebuilt = crate::run::Prebuilt<String>;
 
 pub fn prebuild(recipients: &[String], senders: usize, per_sender: usize) -> Result<Prebuilt> {
     let created_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     // Per sender: its frames and its event ids, signed on every CPU.
-    let built = crate::run::par_build(senders, |s| {
+    Prebuilt::build(senders, per_sender, |s| {
         let key = SigningKey::random(&mut OsRng);
         let pubkey = hex::encode(key.verifying_key().to_bytes());
         let mut ids = Vec::with_capacity(per_sender);
@@ -87,16 +83,6 @@ pub fn prebuild(recipients: &[String], senders: usize, per_sender: usize) -> Res
             ids.push((id_hex, u32::try_from(s * per_sender + i)?));
         }
         Ok((mine, ids))
-    })?;
-    let mut frames = Vec::with_capacity(senders);
-    let mut index = HashMap::with_capacity(senders * per_sender);
-    for (mine, ids) in built {
-        frames.push(mine);
-        index.extend(ids);
-    }
-    Ok(Prebuilt {
-        frames,
-        index: Arc::new(index),
     })
 }
 

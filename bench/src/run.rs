@@ -2,12 +2,15 @@
 //! (when it was deposited, acknowledged, delivered), counters and latency
 //! histograms.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Highest latency recorded, microseconds (longer ones are clamped).
 const MAX_LATENCY_US: u64 = 600_000_000;
@@ -157,6 +160,40 @@ impl Run {
     /// Whether everything acknowledged so far has been delivered.
     pub fn settled(&self) -> bool {
         self.deliveries.load(Ordering::Relaxed) >= self.deposits_acked.load(Ordering::Relaxed)
+    }
+}
+
+/// Every message of a run, built before the timed phase, and the index
+/// from a message's id (as the target names it) to its number.
+#[derive(Debug)]
+pub struct Prebuilt<K> {
+    /// `frames[s][i]`: sender `s`'s `i`-th message, number `s * per_sender + i`.
+    pub frames: Vec<Vec<Message>>,
+    pub index: Arc<HashMap<K, u32>>,
+}
+
+impl<K: Eq + Hash> Prebuilt<K> {
+    /// Builds sender `s`'s messages and their ids with `build(s)` for every
+    /// sender, on every CPU ([`par_build`]).
+    pub fn build(
+        senders: usize,
+        per_sender: usize,
+        build: impl Fn(usize) -> anyhow::Result<(Vec<Message>, Vec<(K, u32)>)> + Sync,
+    ) -> anyhow::Result<Self>
+    where
+        K: Send,
+    {
+        let built = par_build(senders, build)?;
+        let mut frames = Vec::with_capacity(senders);
+        let mut index = HashMap::with_capacity(senders * per_sender);
+        for (mine, ids) in built {
+            frames.push(mine);
+            index.extend(ids);
+        }
+        Ok(Prebuilt {
+            frames,
+            index: Arc::new(index),
+        })
     }
 }
 
