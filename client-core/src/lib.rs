@@ -23,7 +23,10 @@
 //! - [`pow`] — the hashcash-style proof of work on deposits.
 //! - [`frame`] — the relay wire protocol (client ↔ relay frames).
 //! - [`client`] — what a seeker and a counselor device do: sessions with peers,
-//!   the seeker's conversation, the counselor's team inbox.
+//!   the seeker's conversation, the counselor's team inbox, saved formats.
+//! - [`driver`] — the sans-I/O client driver: every relay request sequence,
+//!   batching, saving before sending, reconnection and typed errors. The CLI
+//!   and the browser only move its bytes.
 //!
 //! Byte-exact formats are specified in `docs/PROTOCOL.md`.
 //!
@@ -52,6 +55,7 @@
 pub mod client;
 pub mod codename;
 pub mod directory;
+pub mod driver;
 pub mod error;
 pub mod frame;
 pub mod ids;

@@ -91,6 +91,11 @@ impl Envelope {
         &self.ciphertext
     }
 
+    /// The length of [`Envelope::encode`]'s output, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        ENVELOPE_HEADER_LEN + self.ciphertext.len()
+    }
+
     /// Encodes as in the module diagram.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(ENVELOPE_HEADER_LEN + self.ciphertext.len());

@@ -1,0 +1,256 @@
+//! The saved formats of the clients that keep local state: a counselor
+//! device and the administrator. One encode and one decode each, used by
+//! every shell (the CLI's files, the browser's IndexedDB); the shell only
+//! stores the sealed bytes. Layouts in docs/PROTOCOL.md §5.5 and §5.6.
+
+use zeroize::Zeroizing;
+
+use super::counselor::Counselor;
+use crate::directory::{Directory, OrgPublicKey, OrgSigningKey};
+use crate::error::DecodeError;
+use crate::sealed::{Envelope, MAX_CIPHERTEXT_LEN};
+use crate::state::{MAX_STATE_PLAINTEXT_LEN, StateKey, StateKind};
+use crate::wire::{Reader, Writer};
+use crate::{CryptoRng, Error};
+
+/// Version byte of [`DeviceState`].
+pub const DEVICE_STATE_VERSION: u8 = 2;
+
+/// Version byte of [`AdminState`].
+pub const ADMIN_STATE_VERSION: u8 = 1;
+
+/// Most envelopes a device keeps in quarantine (messages it could not
+/// read). Each is kept so that it is never lost silently and can be looked
+/// at or retried; beyond this the oldest is dropped and counted, so a flood
+/// of junk cannot grow the saved state without bound.
+pub const MAX_QUARANTINE: usize = 64;
+
+/// Longest encoded organisation signing key in the admin state.
+const MAX_ORG_KEY_LEN: usize = 1024;
+
+/// Why a delivered envelope could not be read. Stable on disk (the tag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UnreadableReason {
+    /// The sealed layer did not open (not for this mailbox, or tampered).
+    Sealed = 1,
+    /// No session with the sender and no valid session start.
+    NoSession = 2,
+    /// The ratchet refused it (too many skipped keys, bad header, …).
+    Ratchet = 3,
+    /// It decrypted but is not a valid message, or not allowed from its sender.
+    Invalid = 4,
+    /// Anything else the client refused.
+    Other = 5,
+}
+
+impl UnreadableReason {
+    /// Classifies the error a receive returned.
+    pub fn of(e: &Error) -> Self {
+        use crate::client::ClientError;
+        match e {
+            Error::Sealed(_) => UnreadableReason::Sealed,
+            Error::Pqxdh(_)
+            | Error::Client(ClientError::UnknownSender | ClientError::UnknownPrekey { .. }) => {
+                UnreadableReason::NoSession
+            }
+            Error::Ratchet(_) => UnreadableReason::Ratchet,
+            Error::Decode(_) | Error::Client(ClientError::NotAllowed) => UnreadableReason::Invalid,
+            _ => UnreadableReason::Other,
+        }
+    }
+
+    /// A short stable name (for logs, JSON and translations).
+    pub fn name(self) -> &'static str {
+        match self {
+            UnreadableReason::Sealed => "not-sealed-to-this-device",
+            UnreadableReason::NoSession => "no-session",
+            UnreadableReason::Ratchet => "ratchet-refused",
+            UnreadableReason::Invalid => "invalid-message",
+            UnreadableReason::Other => "refused",
+        }
+    }
+
+    fn from_tag(tag: u8) -> Result<Self, DecodeError> {
+        Ok(match tag {
+            1 => UnreadableReason::Sealed,
+            2 => UnreadableReason::NoSession,
+            3 => UnreadableReason::Ratchet,
+            4 => UnreadableReason::Invalid,
+            5 => UnreadableReason::Other,
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "unreadable reason",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+/// A delivered envelope the device could not read, kept instead of dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    pub reason: UnreadableReason,
+    pub envelope: Envelope,
+}
+
+/// Everything a counselor device saves: the pinned organisation key, the
+/// device (keys, prekeys, sessions, directory, inbox) and its quarantine.
+#[derive(Debug)]
+pub struct DeviceState {
+    pub org: OrgPublicKey,
+    pub counselor: Counselor,
+    pub quarantine: Vec<Quarantined>,
+    /// Unreadable envelopes dropped because the quarantine was full.
+    pub quarantine_dropped: u32,
+}
+
+impl DeviceState {
+    /// A new device with fresh keys.
+    pub fn generate(org: OrgPublicKey, rng: &mut impl CryptoRng) -> Self {
+        DeviceState {
+            org,
+            counselor: Counselor::generate(rng),
+            quarantine: Vec::new(),
+            quarantine_dropped: 0,
+        }
+    }
+
+    /// Keeps an envelope that could not be read.
+    pub fn quarantine(&mut self, reason: UnreadableReason, envelope: Envelope) {
+        if self.quarantine.len() >= MAX_QUARANTINE {
+            self.quarantine.remove(0);
+            self.quarantine_dropped = self.quarantine_dropped.saturating_add(1);
+        }
+        self.quarantine.push(Quarantined { reason, envelope });
+    }
+
+    /// ```text
+    /// version:u8 (=2) || org[32] || counselor:vec32 (Counselor::encode)
+    ///   || quarantine:u16 || (reason:u8 || envelope:vec32)* || dropped:u32
+    /// ```
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let mut w = Writer::new();
+        w.u8(DEVICE_STATE_VERSION).bytes(self.org.as_bytes());
+        w.vec_u32(&self.counselor.encode()?, MAX_STATE_PLAINTEXT_LEN, "counselor")?;
+        w.count_u16(self.quarantine.len(), MAX_QUARANTINE, "quarantine")?;
+        for q in &self.quarantine {
+            w.u8(q.reason as u8);
+            w.vec_u32(&q.envelope.encode(), MAX_ENVELOPE_LEN, "quarantined envelope")?;
+        }
+        w.u32(self.quarantine_dropped);
+        Ok(Zeroizing::new(w.into_bytes()))
+    }
+
+    /// Strictly decodes what [`DeviceState::encode`] wrote; the directory
+    /// inside is verified again against the saved organisation key.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        r.version(DEVICE_STATE_VERSION, "device state")?;
+        let org = OrgPublicKey::from_bytes(r.array("org")?)?;
+        let counselor = Counselor::decode(r.vec_u32(MAX_STATE_PLAINTEXT_LEN, "counselor")?, &org)?;
+        let n = r.count_u16(MAX_QUARANTINE, "quarantine")?;
+        let mut quarantine = Vec::with_capacity(n);
+        for _ in 0..n {
+            let reason = UnreadableReason::from_tag(r.u8("unreadable reason")?)?;
+            let envelope = Envelope::decode(r.vec_u32(MAX_ENVELOPE_LEN, "quarantined envelope")?)?;
+            quarantine.push(Quarantined { reason, envelope });
+        }
+        let quarantine_dropped = r.u32("quarantine dropped")?;
+        r.finish("device state")?;
+        Ok(DeviceState {
+            org,
+            counselor,
+            quarantine,
+            quarantine_dropped,
+        })
+    }
+
+    /// Encrypts the encoding under the device's state key.
+    pub fn seal(&self, key: &StateKey, rng: &mut impl CryptoRng) -> Result<Vec<u8>, Error> {
+        key.seal(StateKind::Counselor, &self.encode()?, rng)
+    }
+
+    /// Opens a sealed device state.
+    pub fn open(key: &StateKey, sealed: &[u8]) -> Result<Self, Error> {
+        Self::decode(&key.open(StateKind::Counselor, sealed)?)
+    }
+}
+
+/// Longest encoded envelope.
+const MAX_ENVELOPE_LEN: usize = crate::sealed::ENVELOPE_HEADER_LEN + MAX_CIPHERTEXT_LEN;
+
+/// The administrator's saved state: the organisation signing key and the
+/// directory being prepared (the last published one plus edits).
+#[derive(Debug)]
+pub struct AdminState {
+    pub key: OrgSigningKey,
+    pub draft: Directory,
+}
+
+impl AdminState {
+    /// ```text
+    /// version:u8 (=1) || org_signing_key:vec16 || draft_directory:vec32
+    /// ```
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let mut w = Writer::new();
+        w.u8(ADMIN_STATE_VERSION);
+        w.vec_u16(&self.key.encode(), MAX_ORG_KEY_LEN, "org key")?;
+        w.vec_u32(
+            &self.draft.encode()?,
+            crate::frame::MAX_DIRECTORY_LEN,
+            "directory",
+        )?;
+        Ok(Zeroizing::new(w.into_bytes()))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        r.version(ADMIN_STATE_VERSION, "admin state")?;
+        let key = OrgSigningKey::decode(r.vec_u16(MAX_ORG_KEY_LEN, "org key")?)?;
+        let draft = Directory::decode(r.vec_u32(crate::frame::MAX_DIRECTORY_LEN, "directory")?)?;
+        r.finish("admin state")?;
+        Ok(AdminState { key, draft })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn device_state_round_trips_and_is_strict() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+        let org = OrgSigningKey::generate(&mut rng).public();
+        let mut dev = DeviceState::generate(org, &mut rng);
+        let env = Envelope::from_parts(crate::ids::MailboxId([9; 32]), vec![1; 64]).unwrap();
+        for _ in 0..MAX_QUARANTINE + 2 {
+            dev.quarantine(UnreadableReason::Ratchet, env.clone());
+        }
+        assert_eq!(dev.quarantine.len(), MAX_QUARANTINE);
+        assert_eq!(dev.quarantine_dropped, 2);
+        let bytes = dev.encode().unwrap();
+        let back = DeviceState::decode(&bytes).unwrap();
+        assert_eq!(back.encode().unwrap(), bytes);
+        let mut long = bytes.to_vec();
+        long.push(0);
+        assert!(DeviceState::decode(&long).is_err());
+        let mut old = bytes.to_vec();
+        old[0] = 1;
+        assert!(DeviceState::decode(&old).is_err());
+    }
+
+    #[test]
+    fn admin_state_round_trips() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([4; 32]);
+        let key = OrgSigningKey::generate(&mut rng);
+        let draft = Directory::new(key.public(), 0, crate::UnixTime(3600));
+        let st = AdminState { key, draft };
+        let bytes = st.encode().unwrap();
+        let back = AdminState::decode(&bytes).unwrap();
+        assert_eq!(back.encode().unwrap(), bytes);
+        assert!(AdminState::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,308 @@
+//! The counselor device's and the administrator's request sequences, and
+//! the receiver every mailbox holder runs.
+
+use core::cell::RefCell;
+use std::rc::Rc;
+
+use super::link::{Delivery, Io, backoff_secs};
+use super::seeker::{Proof, fetch_bundles, fetch_directory, handle_seeker, open_mailbox};
+use super::{
+    ClientState, ConnId, ConnKind, Connection, DriverError, Event, Outcome, Output,
+    PREKEY_LOW_WATER, PREKEY_TARGET, TeamAction,
+};
+use crate::UnixTime;
+use crate::client::counselor::Counselor;
+use crate::client::saved::UnreadableReason;
+use crate::directory::SignedDirectory;
+use crate::frame::{ClientFrame, OneTimePrekey, ServerFrame};
+use crate::ids::MailboxId;
+
+type St = Rc<RefCell<ClientState>>;
+
+/// A counselor action refetches the directory (to know colleagues added
+/// since) unless it was fetched this recently.
+pub const DIRECTORY_FRESH_SECS: u64 = 60;
+
+/// Queues the sealed device state for the shell to store.
+fn persist(io: &Io, st: &St) -> Result<(), DriverError> {
+    let s = st.borrow();
+    let dev = s.device.as_ref().ok_or(DriverError::Misuse {
+        what: "not a counselor device",
+    })?;
+    let mut l = io.0.borrow_mut();
+    let sealed = dev.state.seal(&dev.key, &mut l.rng)?;
+    l.out.push_back(Output::Persist { sealed });
+    Ok(())
+}
+
+/// Applies a change that involves no relay, then saves.
+pub(super) fn local_change(
+    io: &Io,
+    st: &St,
+    f: impl FnOnce(&mut Counselor),
+) -> Result<(), DriverError> {
+    {
+        let mut s = st.borrow_mut();
+        let dev = s.device.as_mut().ok_or(DriverError::Misuse {
+            what: "not a counselor device",
+        })?;
+        f(&mut dev.state.counselor);
+    }
+    persist(io, st)
+}
+
+/// Directory, registration (depositors must do proof of work), prekey
+/// top-up, then everything stored is read; the device keeps receiving.
+pub(super) async fn sync(io: &Io, st: &St) -> Result<Outcome, DriverError> {
+    fetch_directory(io, st).await?;
+    st.borrow_mut().directory_at = Some(io.now());
+    {
+        let s = st.borrow();
+        let dev = s.device.as_ref().ok_or(DriverError::Misuse {
+            what: "not a counselor device",
+        })?;
+        dev.state.counselor.device()?;
+    }
+    persist(io, st)?;
+    let running = st.borrow().mailbox.filter(|c| io.with(|l| l.is_open(*c)));
+    let conn = match running {
+        Some(c) => c,
+        None => open_mailbox(io, st, Proof::Register { pow_required: true }).await?,
+    };
+    let topped = top_up_prekeys(io, st, conn).await;
+    if running.is_none() {
+        if let Err(e) = topped {
+            io.close(conn);
+            return Err(e);
+        }
+        super::seeker::receive(io, st, conn).await?;
+    } else {
+        topped?;
+    }
+    Ok(Outcome::Synced)
+}
+
+/// Uploads the signed bundle and, below the low-water mark, fresh one-time
+/// prekeys — whose secrets are saved before the relay can hand them out.
+async fn top_up_prekeys(io: &Io, st: &St, conn: ConnId) -> Result<(), DriverError> {
+    let bundle = {
+        let s = st.borrow();
+        let dev = s.device.as_ref().ok_or(DriverError::Misuse {
+            what: "not a counselor device",
+        })?;
+        dev.state.counselor.prekey_bundle()?.encode()
+    };
+    let held = match io
+        .request(
+            conn,
+            ClientFrame::UploadPrekeys {
+                signed_bundle: bundle.clone(),
+                one_time: Vec::new(),
+            },
+        )
+        .await?
+    {
+        ServerFrame::PrekeysStored { one_time_count } => one_time_count,
+        _ => return Err(DriverError::Protocol),
+    };
+    if held >= PREKEY_LOW_WATER {
+        return Ok(());
+    }
+    let fresh = {
+        let mut s = st.borrow_mut();
+        let dev = s.device.as_mut().ok_or(DriverError::Misuse {
+            what: "not a counselor device",
+        })?;
+        let mut l = io.0.borrow_mut();
+        dev.state
+            .counselor
+            .new_one_time_prekeys((PREKEY_TARGET - held) as usize, &mut l.rng)?
+    };
+    persist(io, st)?;
+    let one_time = fresh
+        .iter()
+        .map(|k| OneTimePrekey {
+            id: k.id,
+            public: k.key,
+        })
+        .collect();
+    match io
+        .request(
+            conn,
+            ClientFrame::UploadPrekeys {
+                signed_bundle: bundle,
+                one_time,
+            },
+        )
+        .await?
+    {
+        ServerFrame::PrekeysStored { .. } => Ok(()),
+        _ => Err(DriverError::Protocol),
+    }
+}
+
+/// A team action: bundles for colleagues without a session, the action,
+/// save, deposit.
+pub(super) async fn act(
+    io: &Io,
+    st: &St,
+    conversation: MailboxId,
+    action: TeamAction,
+) -> Result<Outcome, DriverError> {
+    let now = io.now();
+    let stale = st
+        .borrow()
+        .directory_at
+        .is_none_or(|t| t.0 + DIRECTORY_FRESH_SECS <= now.0);
+    if stale {
+        // Colleagues the administrator added since; a relay that cannot be
+        // reached, or serves an older directory, leaves the verified one
+        // this device holds in use.
+        if fetch_directory(io, st).await.is_ok() {
+            st.borrow_mut().directory_at = Some(now);
+        }
+    }
+    let missing = {
+        let s = st.borrow();
+        let dev = s.device.as_ref().ok_or(DriverError::Misuse {
+            what: "not a counselor device",
+        })?;
+        dev.state.counselor.missing_bundles(&conversation)?
+    };
+    let bundles = fetch_bundles(io, &missing).await?;
+    let envelopes = {
+        let mut s = st.borrow_mut();
+        let dev = s.device.as_mut().ok_or(DriverError::Misuse {
+            what: "not a counselor device",
+        })?;
+        let c = &mut dev.state.counselor;
+        let mut l = io.0.borrow_mut();
+        let (t, rng) = (l.now, &mut l.rng);
+        let b = &bundles;
+        let id = &conversation;
+        match action {
+            TeamAction::Claim => c.claim(id, b, t, rng),
+            TeamAction::Reply { text } => c.reply(id, &text, b, t, rng),
+            TeamAction::HandOff { to } => c.hand_off(id, to, b, t, rng),
+            TeamAction::Note { text } => c.note(id, &text, b, t, rng),
+            TeamAction::Resolve => c.resolve(id, b, t, rng),
+            TeamAction::Reopen => c.reopen(id, b, t, rng),
+            TeamAction::Refer { partner, text } => c.refer(id, partner, &text, b, t, rng),
+            TeamAction::SaveCanned { title, text } => {
+                c.add_canned_answer(id, &title, &text, b, t, rng)
+            }
+        }?
+    };
+    // Saved before sending: a ratchet key is never used twice.
+    persist(io, st)?;
+    io.deposit(envelopes).await?;
+    Ok(Outcome::Acted)
+}
+
+/// Publishes a signed directory over an anonymous connection.
+pub(super) async fn publish(io: &Io, directory: SignedDirectory) -> Result<Outcome, DriverError> {
+    let serial = directory.version().serial;
+    let (conn, _) = io.open(ConnKind::Anonymous).await?;
+    let reply = io
+        .request(
+            conn,
+            ClientFrame::PublishDirectory {
+                directory: directory.encode(),
+            },
+        )
+        .await;
+    io.close(conn);
+    match reply? {
+        ServerFrame::Ok => Ok(Outcome::Published { serial }),
+        _ => Err(DriverError::Protocol),
+    }
+}
+
+/// Handles deliveries for a counselor device: open each, quarantine what
+/// cannot be read, save, and only then acknowledge.
+fn handle_counselor(
+    io: &Io,
+    st: &St,
+    conn: ConnId,
+    batch: Vec<Delivery>,
+) -> Result<(), DriverError> {
+    let mut ids = Vec::with_capacity(batch.len());
+    {
+        let mut s = st.borrow_mut();
+        let Some(dev) = s.device.as_mut() else {
+            return Ok(());
+        };
+        for d in batch {
+            match dev.state.counselor.receive(&d.envelope) {
+                Ok(Some(e)) => io.with(|l| l.event(Event::Team(e))),
+                Ok(None) => {}
+                Err(e) => {
+                    let reason = UnreadableReason::of(&e);
+                    dev.state.quarantine(reason, d.envelope);
+                    io.with(|l| l.event(Event::Unreadable { reason }));
+                }
+            }
+            ids.push(d.id);
+        }
+        s.handled += ids.len() as u64;
+    }
+    persist(io, st)?;
+    io.ack(conn, &ids)
+}
+
+/// Receives on the mailbox connection for as long as the driver runs:
+/// hands deliveries to the seeker or the counselor device, and when the
+/// connection drops, reconnects with backoff (moving through the relay
+/// list), authenticates and subscribes again.
+pub(super) async fn receiver(io: Io, st: St, first: ConnId) {
+    let mut conn = first;
+    loop {
+        loop {
+            io.until(|l| l.has_deliveries(conn) || !l.is_open(conn))
+                .await;
+            let batch = io.with(|l| l.take_deliveries(conn));
+            if batch.is_empty() {
+                break;
+            }
+            let seeker = st.borrow().seeker.is_some();
+            let result = if seeker {
+                handle_seeker(&io, &st, conn, batch).await
+            } else {
+                handle_counselor(&io, &st, conn, batch)
+            };
+            if result.is_err() {
+                io.close(conn);
+                break;
+            }
+        }
+        {
+            let s = st.borrow();
+            if s.closing || s.mailbox != Some(conn) {
+                return;
+            }
+        }
+        io.with(|l| l.event(Event::Connection(Connection::Reconnecting)));
+        let mut attempt = 0;
+        conn = loop {
+            let wait = backoff_secs(attempt, &mut io.0.borrow_mut().rng);
+            io.sleep_until(UnixTime(io.now().0 + wait)).await;
+            attempt = attempt.saturating_add(1);
+            if st.borrow().closing {
+                return;
+            }
+            let Ok(c) = open_mailbox(&io, &st, Proof::Auth).await else {
+                continue;
+            };
+            match io.request(c, ClientFrame::Subscribe).await {
+                Ok(ServerFrame::Subscribed { .. }) => break c,
+                _ => io.close(c),
+            }
+        };
+        if st.borrow().closing {
+            io.close(conn);
+            return;
+        }
+        st.borrow_mut().mailbox = Some(conn);
+        io.with(|l| l.event(Event::Connection(Connection::Connected)));
+    }
+}

@@ -1,0 +1,671 @@
+//! The client driver: everything a Northstar client *does*, without I/O.
+//!
+//! One state machine for the seeker, the counselor device and the
+//! administrator, in the shape of rustls's and quinn-proto's connections:
+//! the shell (the CLI's tokio loop, the browser's JavaScript) feeds it what
+//! happened and carries out what it asks for, in order.
+//!
+//! ```text
+//!   shell                                 Driver
+//!   ─────                                 ──────
+//!   command(Command, now)         ──►     starts a request sequence
+//!   handle_connected(conn, now)   ──►
+//!   handle_frame(conn, bytes, now)──►     replies, pushed deliveries
+//!   handle_closed(conn, now)      ──►     fails or retries what was pending
+//!   handle_work(work, nonce, now) ──►     a solved proof of work
+//!   handle_timeout(now)           ──►     request deadlines, reconnection
+//!   poll_output()                 ◄──     Connect | Send | Close | Persist | Work | Event
+//!   poll_timeout()                ◄──     when to call handle_timeout
+//! ```
+//!
+//! After every input the shell drains `poll_output` and carries out each
+//! output in order: a `Persist` must be stored before any later `Send` goes
+//! out (saving before sending and before acknowledging is how no ratchet key
+//! is used twice and nothing acknowledged is lost). Outputs name
+//! connections by [`ConnId`]; a connection is either the *mailbox*
+//! connection (authenticated to the client's own mailbox) or an *anonymous*
+//! one (deposits, prekey bundles, directories), so the relay cannot tie a
+//! deposit or a prekey fetch to a mailbox.
+//!
+//! The driver owns: the order of relay requests of every command, batching
+//! by the count *and* bytes the relay's hello announces, proof of work (as
+//! a [`Work`] output the shell may run on another thread), reconnection with
+//! backoff and failover across the configured relays, acknowledging only
+//! after saving, the quarantine of unreadable messages, and typed errors
+//! ([`DriverError`]) that each shell puts in its own words.
+//!
+//! Internally each command is an `async` sequence over the link
+//! (`link.rs`); the driver polls them with a no-op waker after each input,
+//! so no executor, thread or clock is involved.
+
+mod counselor;
+mod link;
+mod seeker;
+#[cfg(test)]
+mod tests;
+
+use core::cell::RefCell;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use std::rc::Rc;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use zeroize::Zeroizing;
+
+pub use link::{
+    BACKOFF_MAX_SECS, BACKOFF_MIN_SECS, CONNECT_TIMEOUT_SECS, DEPOSIT_ATTEMPTS,
+    DEPOSIT_FRAME_OVERHEAD, REPLY_TIMEOUT_SECS,
+};
+
+use crate::UnixTime;
+use crate::client::Entry;
+use crate::client::counselor::{self as team, Counselor};
+use crate::client::saved::{DeviceState, UnreadableReason};
+use crate::client::seeker::{Conversation as SeekerConversation, Seeker};
+use crate::codename::SeekerSecrets;
+use crate::directory::{DeviceId, OrgPublicKey, PartnerId, SignedDirectory, VerifiedDirectory};
+use crate::frame::ErrorCode;
+use crate::ids::MailboxId;
+use crate::message::{MAX_TEXT_LEN, Language};
+use crate::pow::CHALLENGE_LEN;
+use crate::state::StateKey;
+use link::{Io, Link};
+
+/// How long the relay keeps a seeker's saved conversation after each visit
+/// (30 days); the relay caps it with its own retention and says the expiry.
+pub const SEEKER_STATE_TTL_HOURS: u32 = 30 * 24;
+
+/// Below this many one-time prekeys on the relay, a counselor sync uploads more.
+pub const PREKEY_LOW_WATER: u32 = 20;
+/// A counselor sync tops the relay up to this many one-time prekeys.
+pub const PREKEY_TARGET: u32 = 100;
+
+/// A connection the driver asked the shell to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// A proof of work the driver asked the shell to solve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkId(pub u64);
+
+/// A command the shell started; its outcome comes back as an [`Event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommandId(pub u64);
+
+/// What a connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnKind {
+    /// Authenticated to this client's own mailbox: state, deliveries, acks.
+    Mailbox,
+    /// Tied to no mailbox: deposits, prekey bundles, directories.
+    Anonymous,
+}
+
+/// Computation the shell runs (on a worker thread, or in slices).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// Find a nonce with `pow::solve(challenge, batch_hash, difficulty)`.
+    ProofOfWork {
+        challenge: [u8; CHALLENGE_LEN],
+        batch_hash: [u8; 32],
+        difficulty: u8,
+    },
+}
+
+/// What the driver asks the shell to do, in order.
+#[derive(Debug)]
+pub enum Output {
+    /// Open a WebSocket to `url`; report `handle_connected`, then every
+    /// binary message with `handle_frame`, and `handle_closed` when it ends
+    /// (or cannot be opened).
+    Connect {
+        conn: ConnId,
+        kind: ConnKind,
+        url: String,
+    },
+    /// Send one binary WebSocket message.
+    Send { conn: ConnId, frame: Vec<u8> },
+    /// Close the connection (no `handle_closed` needed).
+    Close { conn: ConnId },
+    /// Store the device's sealed state (replacing the previous one) before
+    /// carrying out any later output.
+    Persist { sealed: Vec<u8> },
+    /// Run this computation and report it with `handle_work`.
+    Work { work: WorkId, job: Work },
+    /// Tell the user.
+    Event(Event),
+}
+
+/// Connection state the UI may show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// The mailbox connection dropped; reconnecting with backoff.
+    Reconnecting,
+    /// Connected and receiving again.
+    Connected,
+}
+
+/// What a command achieved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The directory is fetched and verified ([`Driver::directory`]).
+    Directory,
+    /// The seeker's conversation is started; state kept until `expires_at`.
+    Started { expires_at: UnixTime },
+    /// The seeker's conversation is open and read up to now.
+    Opened { expires_at: UnixTime },
+    /// The seeker's message is sent.
+    Sent { expires_at: UnixTime },
+    /// The seeker's mailbox and saved state are deleted.
+    Deleted,
+    /// The counselor device is registered, topped up and read up to now.
+    Synced,
+    /// The team action is done and sent.
+    Acted,
+    /// The administrator's directory is published.
+    Published { serial: u64 },
+}
+
+/// Something the shell tells the user about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A command finished.
+    Done { command: CommandId, outcome: Outcome },
+    /// A command failed; nothing after the failing step was done.
+    Failed {
+        command: CommandId,
+        error: DriverError,
+    },
+    /// A counselor's message reached the seeker's conversation.
+    SeekerMessage(Entry),
+    /// The team inbox changed.
+    Team(team::Event),
+    /// A delivered message could not be read. It was kept (a counselor
+    /// device quarantines it; a seeker leaves it on the relay) — never
+    /// dropped silently.
+    Unreadable { reason: UnreadableReason },
+    /// The mailbox connection's state changed.
+    Connection(Connection),
+}
+
+/// Why a command failed. Each shell explains these in its own words and
+/// languages; none carries a secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The configuration names no relay.
+    #[error("no relay is configured")]
+    NoRelay,
+    /// No relay could be reached, or the connection was lost.
+    #[error("the relay cannot be reached")]
+    Network,
+    /// The relay answered something that makes no sense for the request.
+    #[error("the relay answered unexpectedly")]
+    Protocol,
+    /// The relay refused the request.
+    #[error("the relay refused the request ({})", code.name())]
+    Relay { code: ErrorCode },
+    /// A frame larger than the relay accepts (its hello's max_frame_len).
+    #[error("a message of {size} bytes is larger than this relay accepts ({max} bytes)")]
+    TooLargeForRelay { size: usize, max: usize },
+    /// The relay holds no directory for the organisation yet.
+    #[error("the relay has no directory for this organisation yet")]
+    NoDirectory,
+    /// The relay's directory is not signed by the pinned organisation key,
+    /// or is older than one already accepted.
+    #[error("the relay's directory was refused: {0}")]
+    DirectoryRefused(crate::directory::DirectoryError),
+    /// No conversation under this codename (never started, expired or deleted).
+    #[error("no conversation for this codename")]
+    CodenameNotFound,
+    /// The saved conversation does not open under this codename.
+    #[error("the saved conversation does not open with this codename")]
+    StateDoesNotOpen,
+    /// The chosen topic is not in the directory.
+    #[error("no such topic")]
+    UnknownTopic,
+    /// Nobody answers the chosen topic yet.
+    #[error("nobody answers this topic yet")]
+    NobodyAnswers,
+    /// A counselor device has not uploaded its prekeys yet.
+    #[error("a counselor device has not uploaded its keys yet")]
+    DeviceWithoutKeys,
+    /// This counselor device is not in the directory.
+    #[error("this device is not in the team directory")]
+    NotInDirectory,
+    /// A colleague holds the conversation.
+    #[error("the conversation is claimed by device {}", by.0)]
+    ClaimedByOther { by: DeviceId },
+    /// The message is empty or only white space.
+    #[error("the message is empty")]
+    EmptyMessage,
+    /// The message is longer than the protocol carries.
+    #[error("the message is {len} bytes long, at most {max} allowed")]
+    MessageTooLong { len: usize, max: usize },
+    /// A command that needs something first (an open conversation, a
+    /// counselor device, an administrator key): caller misuse.
+    #[error("misuse: {what}")]
+    Misuse { what: &'static str },
+    /// The protocol library refused the operation.
+    #[error("{0}")]
+    Core(crate::Error),
+}
+
+impl From<crate::Error> for DriverError {
+    fn from(e: crate::Error) -> Self {
+        use crate::client::ClientError;
+        match e {
+            crate::Error::Client(ClientError::ClaimedByOther { by }) => {
+                DriverError::ClaimedByOther { by: DeviceId(by) }
+            }
+            crate::Error::Client(ClientError::NotInDirectory) => DriverError::NotInDirectory,
+            crate::Error::Directory(d) => DriverError::DirectoryRefused(d),
+            e => DriverError::Core(e),
+        }
+    }
+}
+
+/// Checks a message a person typed: not empty, not longer than the
+/// protocol carries. Every shell applies this one rule before anything is
+/// sent or registered.
+pub fn check_message(text: &str) -> Result<(), DriverError> {
+    if text.trim().is_empty() {
+        return Err(DriverError::EmptyMessage);
+    }
+    if text.len() > MAX_TEXT_LEN {
+        return Err(DriverError::MessageTooLong {
+            len: text.len(),
+            max: MAX_TEXT_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// What a counselor does to a conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TeamAction {
+    Claim,
+    Reply { text: String },
+    HandOff { to: DeviceId },
+    Note { text: String },
+    Resolve,
+    Reopen,
+    Refer { partner: PartnerId, text: String },
+    SaveCanned { title: String, text: String },
+}
+
+/// What the shell asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Fetch and verify the directory (the topics a seeker can pick).
+    Directory,
+    /// A seeker's first contact: register the codename's mailbox, fetch a
+    /// prekey bundle per intake device, save the state, deposit the opening.
+    SeekerStart {
+        secrets: Box<SeekerSecrets>,
+        team_slug: String,
+        language: Language,
+        text: String,
+    },
+    /// A seeker comes back: authenticate, restore the saved state, read what
+    /// arrived since, and keep receiving.
+    SeekerOpen { secrets: Box<SeekerSecrets> },
+    /// Write again in the open conversation.
+    SeekerWrite { text: String },
+    /// Ask the team to delete the conversation, then delete the mailbox and
+    /// the saved state on the relay.
+    SeekerDelete,
+    /// A counselor device: directory, registration, prekey top-up, read
+    /// everything stored, then keep receiving.
+    Sync,
+    /// A team action on a conversation.
+    Team {
+        conversation: MailboxId,
+        action: TeamAction,
+    },
+    /// Publish a signed directory (administrator).
+    Publish { directory: SignedDirectory },
+}
+
+/// The relays and the pinned organisation key.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// WebSocket URLs of the relay nodes, tried in order and failed over.
+    pub relays: Vec<String>,
+    /// The organisation key every directory must be signed with.
+    pub org: OrgPublicKey,
+}
+
+/// A counselor device held by the driver.
+pub(crate) struct Device {
+    pub(crate) state: DeviceState,
+    pub(crate) key: StateKey,
+}
+
+/// What the sequences and the getters share besides the link.
+pub(crate) struct ClientState {
+    pub(crate) org: OrgPublicKey,
+    pub(crate) directory: Option<VerifiedDirectory>,
+    /// When the directory was last fetched (counselor actions refresh it).
+    pub(crate) directory_at: Option<UnixTime>,
+    pub(crate) seeker: Option<Seeker>,
+    pub(crate) expires_at: Option<UnixTime>,
+    pub(crate) device: Option<Device>,
+    /// The authenticated mailbox connection with its receiver running.
+    pub(crate) mailbox: Option<ConnId>,
+    /// Deliveries the receiver has handled so far (readable or not).
+    pub(crate) handled: u64,
+    /// Sequences started by other sequences (the receiver).
+    pub(crate) spawned: Vec<Task>,
+    pub(crate) closing: bool,
+}
+
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The client driver. See the module documentation.
+pub struct Driver {
+    io: Io,
+    st: Rc<RefCell<ClientState>>,
+    tasks: Vec<Task>,
+    next_command: u64,
+}
+
+impl core::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Driver")
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// A driver for a seeker, an administrator or a public look-up.
+    /// `seed` seeds its CSPRNG (the shell draws it from the OS).
+    pub fn new(config: Config, seed: Zeroizing<[u8; 32]>) -> Self {
+        Driver {
+            io: Io(Rc::new(RefCell::new(Link::new(
+                config.relays,
+                ChaCha20Rng::from_seed(*seed),
+            )))),
+            st: Rc::new(RefCell::new(ClientState {
+                org: config.org,
+                directory: None,
+                directory_at: None,
+                seeker: None,
+                expires_at: None,
+                device: None,
+                mailbox: None,
+                handled: 0,
+                spawned: Vec::new(),
+                closing: false,
+            })),
+            tasks: Vec::new(),
+            next_command: 1,
+        }
+    }
+
+    /// A driver for a counselor device, from its sealed saved state and the
+    /// state key its key store opened. Refuses a state sealed for another
+    /// organisation than `config.org`.
+    pub fn counselor(
+        config: Config,
+        seed: Zeroizing<[u8; 32]>,
+        key: StateKey,
+        sealed: &[u8],
+    ) -> Result<Self, DriverError> {
+        let state = DeviceState::open(&key, sealed)?;
+        if state.org != config.org {
+            return Err(DriverError::Misuse {
+                what: "the device belongs to another organisation",
+            });
+        }
+        let d = Driver::new(config, seed);
+        d.st.borrow_mut().directory = state.counselor.directory().cloned();
+        d.st.borrow_mut().device = Some(Device { state, key });
+        Ok(d)
+    }
+
+    /// Replaces the counselor device's state with a newer copy saved by
+    /// another process or tab (the shell holds its lock and saw it change).
+    pub fn reload_counselor(&mut self, sealed: &[u8]) -> Result<(), DriverError> {
+        let mut st = self.st.borrow_mut();
+        let dev = st.device.as_mut().ok_or(DriverError::Misuse {
+            what: "not a counselor device",
+        })?;
+        let state = DeviceState::open(&dev.key, sealed)?;
+        if state.org != dev.state.org {
+            return Err(DriverError::Misuse {
+                what: "the device belongs to another organisation",
+            });
+        }
+        dev.state = state;
+        Ok(())
+    }
+
+    /// Starts a command. Input that can be refused without the relay (an
+    /// empty message, a command for another role) is refused here, before
+    /// anything is sent.
+    pub fn command(&mut self, cmd: Command, now: UnixTime) -> Result<CommandId, DriverError> {
+        self.io.with(|l| l.now = now);
+        let id = CommandId(self.next_command);
+        let io = self.io.clone();
+        let st = self.st.clone();
+        let seq: Pin<Box<dyn Future<Output = Result<Outcome, DriverError>>>> = match cmd {
+            Command::Directory => Box::pin(async move { seeker::directory(&io, &st).await }),
+            Command::SeekerStart {
+                secrets,
+                team_slug,
+                language,
+                text,
+            } => {
+                check_message(&text)?;
+                Box::pin(async move {
+                    seeker::start(&io, &st, &secrets, &team_slug, language, &text).await
+                })
+            }
+            Command::SeekerOpen { secrets } => {
+                Box::pin(async move { seeker::open(&io, &st, &secrets).await })
+            }
+            Command::SeekerWrite { text } => {
+                check_message(&text)?;
+                self.need_seeker()?;
+                Box::pin(async move { seeker::write(&io, &st, &text).await })
+            }
+            Command::SeekerDelete => {
+                self.need_seeker()?;
+                Box::pin(async move { seeker::delete(&io, &st).await })
+            }
+            Command::Sync => {
+                self.need_device()?;
+                Box::pin(async move { counselor::sync(&io, &st).await })
+            }
+            Command::Team {
+                conversation,
+                action,
+            } => {
+                if let TeamAction::Reply { text }
+                | TeamAction::Note { text }
+                | TeamAction::Refer { text, .. }
+                | TeamAction::SaveCanned { text, .. } = &action
+                {
+                    check_message(text)?;
+                }
+                self.need_device()?;
+                Box::pin(async move { counselor::act(&io, &st, conversation, action).await })
+            }
+            Command::Publish { directory } => {
+                Box::pin(async move { counselor::publish(&io, directory).await })
+            }
+        };
+        self.next_command += 1;
+        let report = self.io.clone();
+        self.tasks.push(Box::pin(async move {
+            let event = match seq.await {
+                Ok(outcome) => Event::Done {
+                    command: id,
+                    outcome,
+                },
+                Err(error) => Event::Failed { command: id, error },
+            };
+            report.with(|l| l.event(event));
+        }));
+        self.run();
+        Ok(id)
+    }
+
+    fn need_seeker(&self) -> Result<(), DriverError> {
+        if self.st.borrow().seeker.is_none() {
+            return Err(DriverError::Misuse {
+                what: "no conversation is open",
+            });
+        }
+        Ok(())
+    }
+
+    fn need_device(&self) -> Result<(), DriverError> {
+        if self.st.borrow().device.is_none() {
+            return Err(DriverError::Misuse {
+                what: "not a counselor device",
+            });
+        }
+        Ok(())
+    }
+
+    /// The shell opened the connection.
+    pub fn handle_connected(&mut self, conn: ConnId, now: UnixTime) {
+        self.io.with(|l| {
+            l.now = now;
+            l.opened(conn);
+        });
+        self.run();
+    }
+
+    /// A binary message arrived on the connection.
+    pub fn handle_frame(&mut self, conn: ConnId, bytes: &[u8], now: UnixTime) {
+        self.io.with(|l| {
+            l.now = now;
+            l.frame(conn, bytes);
+        });
+        self.run();
+    }
+
+    /// The connection closed or could not be opened.
+    pub fn handle_closed(&mut self, conn: ConnId, now: UnixTime) {
+        self.io.with(|l| {
+            l.now = now;
+            l.closed(conn);
+        });
+        self.run();
+    }
+
+    /// A proof of work is solved.
+    pub fn handle_work(&mut self, work: WorkId, nonce: u64, now: UnixTime) {
+        self.io.with(|l| {
+            l.now = now;
+            l.work_done(work, nonce);
+        });
+        self.run();
+    }
+
+    /// Time passed (call at [`Driver::poll_timeout`], or any time).
+    pub fn handle_timeout(&mut self, now: UnixTime) {
+        self.io.with(|l| {
+            l.now = now;
+            l.tick();
+        });
+        self.run();
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.io.with(|l| l.out.pop_front())
+    }
+
+    /// When to call [`Driver::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<UnixTime> {
+        self.io.0.borrow().next_deadline()
+    }
+
+    /// Whether any command or the receiver is still running.
+    pub fn is_busy(&self) -> bool {
+        !self.tasks.is_empty()
+    }
+
+    /// Stops receiving and closes every connection.
+    pub fn close(&mut self) {
+        self.st.borrow_mut().closing = true;
+        self.st.borrow_mut().mailbox = None;
+        self.tasks.clear();
+        self.io.with(|l| l.close_all());
+    }
+
+    /// Polls every sequence until none can go further with what it has.
+    fn run(&mut self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            let before = self.io.0.borrow().out.len();
+            self.tasks
+                .retain_mut(|t| t.as_mut().poll(&mut cx) == Poll::Pending);
+            let spawned: Vec<Task> = core::mem::take(&mut self.st.borrow_mut().spawned);
+            let more = !spawned.is_empty();
+            self.tasks.extend(spawned);
+            // A sequence that queued something may have unblocked another
+            // (a closed connection, a fired timer): go round once more.
+            if !more && self.io.0.borrow().out.len() == before {
+                break;
+            }
+        }
+        self.io.with(|l| l.collect());
+    }
+
+    // ------------------------------------------------------------ getters
+
+    /// The verified directory, once fetched.
+    pub fn directory(&self) -> Option<VerifiedDirectory> {
+        let st = self.st.borrow();
+        match &st.device {
+            Some(d) => d.state.counselor.directory().cloned(),
+            None => st.directory.clone(),
+        }
+    }
+
+    /// The seeker's conversation, when one is open.
+    pub fn seeker_conversation(&self) -> Option<SeekerConversation> {
+        self.st
+            .borrow()
+            .seeker
+            .as_ref()
+            .and_then(|s| s.conversation().cloned())
+    }
+
+    /// Until when the relay keeps the seeker's saved conversation.
+    pub fn expires_at(&self) -> Option<UnixTime> {
+        self.st.borrow().expires_at
+    }
+
+    /// Reads the counselor device (inbox, conversations, canned answers).
+    pub fn with_counselor<R>(&self, f: impl FnOnce(&Counselor) -> R) -> Option<R> {
+        self.st
+            .borrow()
+            .device
+            .as_ref()
+            .map(|d| f(&d.state.counselor))
+    }
+
+    /// How many unreadable envelopes the device keeps in quarantine, and
+    /// how many it had to drop.
+    pub fn quarantine(&self) -> Option<(usize, u32)> {
+        self.st
+            .borrow()
+            .device
+            .as_ref()
+            .map(|d| (d.state.quarantine.len(), d.state.quarantine_dropped))
+    }
+
+    /// Marks a conversation read on this device (a local change, saved).
+    pub fn mark_read(&mut self, conversation: &MailboxId) -> Result<(), DriverError> {
+        counselor::local_change(&self.io, &self.st, |c| c.mark_read(conversation))
+    }
+}

@@ -1,0 +1,431 @@
+//! The seeker's request sequences, and the directory look-up every role uses.
+
+use core::cell::RefCell;
+use std::rc::Rc;
+
+use super::link::{Io, expect_code};
+use super::{ClientState, ConnKind, DriverError, Event, Outcome, SEEKER_STATE_TTL_HOURS};
+use crate::UnixTime;
+use crate::client::FetchedBundle;
+use crate::client::seeker::Seeker;
+use crate::codename::SeekerSecrets;
+use crate::directory::{SignedDirectory, VerifiedDirectory};
+use crate::frame::{ClientFrame, ErrorCode, ServerFrame};
+use crate::ids::MailboxId;
+use crate::keys::MailboxKeyPair;
+use crate::message::Language;
+
+type St = Rc<RefCell<ClientState>>;
+
+/// Fetches the organisation's newest directory over an anonymous
+/// connection and verifies it against the pinned key (and, for a counselor
+/// device, against the version it accepted last).
+pub(super) async fn fetch_directory(io: &Io, st: &St) -> Result<VerifiedDirectory, DriverError> {
+    let org = st.borrow().org;
+    let (conn, _) = io.open(ConnKind::Anonymous).await?;
+    let reply = io
+        .request(
+            conn,
+            ClientFrame::FetchDirectory {
+                org_key: *org.as_ed25519(),
+            },
+        )
+        .await;
+    io.close(conn);
+    let bytes = match reply {
+        Ok(ServerFrame::Directory { directory }) => directory,
+        Ok(_) => return Err(DriverError::Protocol),
+        Err(e) if expect_code(&e, ErrorCode::NotFound) => return Err(DriverError::NoDirectory),
+        Err(e) => return Err(e),
+    };
+    let mut s = st.borrow_mut();
+    if let Some(dev) = s.device.as_mut() {
+        dev.state.counselor.set_directory(&bytes, &org)?;
+        let dir = dev
+            .state
+            .counselor
+            .directory()
+            .cloned()
+            .ok_or(DriverError::Protocol)?;
+        s.directory = Some(dir.clone());
+        return Ok(dir);
+    }
+    let previous = s.directory.as_ref().map(|d| d.version());
+    let dir = SignedDirectory::decode(&bytes)
+        .map_err(DriverError::from)?
+        .verify(&org, previous.as_ref())
+        .map_err(DriverError::DirectoryRefused)?;
+    s.directory = Some(dir.clone());
+    Ok(dir)
+}
+
+pub(super) async fn directory(io: &Io, st: &St) -> Result<Outcome, DriverError> {
+    fetch_directory(io, st).await?;
+    Ok(Outcome::Directory)
+}
+
+/// Fetches one prekey bundle per device, in the order given, over one
+/// anonymous connection.
+pub(super) async fn fetch_bundles(
+    io: &Io,
+    mailboxes: &[MailboxId],
+) -> Result<Vec<FetchedBundle>, DriverError> {
+    if mailboxes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (conn, _) = io.open(ConnKind::Anonymous).await?;
+    let mut out = Vec::with_capacity(mailboxes.len());
+    let mut result = Ok(());
+    for mailbox in mailboxes {
+        match io
+            .request(conn, ClientFrame::FetchPrekeys { mailbox: *mailbox })
+            .await
+        {
+            Ok(ServerFrame::Prekeys {
+                signed_bundle,
+                one_time,
+            }) => out.push(FetchedBundle {
+                mailbox: *mailbox,
+                signed_bundle,
+                one_time: one_time.map(|k| k.to_bytes()),
+            }),
+            Ok(_) => {
+                result = Err(DriverError::Protocol);
+                break;
+            }
+            Err(e) if expect_code(&e, ErrorCode::NotFound) => {
+                result = Err(DriverError::DeviceWithoutKeys);
+                break;
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    io.close(conn);
+    result.map(|()| out)
+}
+
+/// How the mailbox connection proves it holds the mailbox key.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Proof {
+    /// Register the mailbox (idempotent), flagging whether depositors must
+    /// do proof of work.
+    Register { pow_required: bool },
+    /// Authenticate to an existing mailbox.
+    Auth,
+}
+
+/// Opens the mailbox connection and proves possession of the mailbox key
+/// (the seeker's or the counselor device's) over a fresh relay challenge.
+pub(super) async fn open_mailbox(
+    io: &Io,
+    st: &St,
+    proof: Proof,
+) -> Result<super::ConnId, DriverError> {
+    let (conn, _) = io.open(ConnKind::Mailbox).await?;
+    match authenticate(io, st, conn, proof).await {
+        Ok(()) => Ok(conn),
+        Err(e) => {
+            io.close(conn);
+            Err(e)
+        }
+    }
+}
+
+async fn authenticate(
+    io: &Io,
+    st: &St,
+    conn: super::ConnId,
+    proof: Proof,
+) -> Result<(), DriverError> {
+    let challenge = match io.request(conn, ClientFrame::Challenge).await? {
+        ServerFrame::Challenge { challenge } => challenge,
+        _ => return Err(DriverError::Protocol),
+    };
+    let f = {
+        let s = st.borrow();
+        let keys = match (&s.device, &s.seeker) {
+            (Some(d), _) => d.state.counselor.mailbox(),
+            (None, Some(seeker)) => seeker.mailbox(),
+            (None, None) => {
+                return Err(DriverError::Misuse {
+                    what: "no mailbox",
+                });
+            }
+        };
+        proof_frame(keys, &challenge, proof)
+    };
+    match io.request(conn, f).await? {
+        ServerFrame::Ok => Ok(()),
+        _ => Err(DriverError::Protocol),
+    }
+}
+
+fn proof_frame(keys: &MailboxKeyPair, challenge: &[u8; 32], proof: Proof) -> ClientFrame {
+    let mailbox = keys.id();
+    match proof {
+        Proof::Register { pow_required } => ClientFrame::Register {
+            keys: keys.public(),
+            pow_required,
+            signature: keys.sign(&crate::frame::register_message(
+                challenge,
+                &mailbox,
+                pow_required,
+            )),
+        },
+        Proof::Auth => ClientFrame::Auth {
+            mailbox,
+            signature: keys.sign(&crate::frame::auth_message(challenge, &mailbox)),
+        },
+    }
+}
+
+/// Saves the seeker's state on the relay; returns its expiry.
+async fn save(io: &Io, st: &St, conn: super::ConnId) -> Result<UnixTime, DriverError> {
+    let blob = {
+        let s = st.borrow();
+        let seeker = s.seeker.as_ref().ok_or(DriverError::Misuse {
+            what: "no conversation is open",
+        })?;
+        let mut l = io.0.borrow_mut();
+        seeker.save(&mut l.rng)?
+    };
+    match io
+        .request(
+            conn,
+            ClientFrame::PutState {
+                ttl_hours: SEEKER_STATE_TTL_HOURS,
+                blob,
+            },
+        )
+        .await?
+    {
+        ServerFrame::StateStored { expires_at } => {
+            st.borrow_mut().expires_at = Some(expires_at);
+            Ok(expires_at)
+        }
+        _ => Err(DriverError::Protocol),
+    }
+}
+
+pub(super) async fn start(
+    io: &Io,
+    st: &St,
+    secrets: &SeekerSecrets,
+    team_slug: &str,
+    language: Language,
+    text: &str,
+) -> Result<Outcome, DriverError> {
+    forget(io, st);
+    let dir = fetch_directory(io, st).await?;
+    let team = dir
+        .teams()
+        .iter()
+        .find(|t| t.slug == team_slug)
+        .ok_or(DriverError::UnknownTopic)?;
+    if team.devices.is_empty() {
+        return Err(DriverError::NobodyAnswers);
+    }
+    let team = team.id;
+    let intake: Vec<MailboxId> = dir
+        .intake_set(team)
+        .map_err(|e| DriverError::Core(e.into()))?
+        .iter()
+        .map(|r| r.device.mailbox.id())
+        .collect();
+    let bundles = fetch_bundles(io, &intake).await?;
+    // Everything that can fail locally fails before the mailbox exists.
+    let mut seeker = Seeker::new(secrets);
+    let envelopes = {
+        let mut l = io.0.borrow_mut();
+        let now = l.now;
+        seeker.start(&dir, team, language, text, &bundles, now, &mut l.rng)?
+    };
+    st.borrow_mut().seeker = Some(seeker);
+    let conn = match open_mailbox(io, st, Proof::Register { pow_required: false }).await {
+        Ok(c) => c,
+        Err(e) => {
+            forget(io, st);
+            return Err(e);
+        }
+    };
+    // Saved before the deposit: a ratchet key is never used twice.
+    let expires_at = match save(io, st, conn).await {
+        Ok(t) => t,
+        Err(e) => {
+            io.close(conn);
+            forget(io, st);
+            return Err(e);
+        }
+    };
+    if let Err(e) = io.deposit(envelopes).await {
+        io.close(conn);
+        return Err(e);
+    }
+    receive(io, st, conn).await?;
+    Ok(Outcome::Started { expires_at })
+}
+
+pub(super) async fn open(io: &Io, st: &St, secrets: &SeekerSecrets) -> Result<Outcome, DriverError> {
+    forget(io, st);
+    fetch_directory(io, st).await?;
+    // The codename's keys prove the mailbox; the conversation itself comes
+    // from the saved state below.
+    st.borrow_mut().seeker = Some(Seeker::new(secrets));
+    let conn = match open_mailbox(io, st, Proof::Auth).await {
+        Ok(c) => c,
+        Err(e) => {
+            forget(io, st);
+            if expect_code(&e, ErrorCode::UnknownMailbox) || expect_code(&e, ErrorCode::AuthFailed)
+            {
+                return Err(DriverError::CodenameNotFound);
+            }
+            return Err(e);
+        }
+    };
+    let restored = match io.request(conn, ClientFrame::GetState).await {
+        Ok(ServerFrame::State { expires_at, blob }) => Seeker::restore(secrets, &blob)
+            .map(|s| (s, expires_at))
+            .map_err(|_| DriverError::StateDoesNotOpen),
+        Ok(_) => Err(DriverError::Protocol),
+        Err(e) if expect_code(&e, ErrorCode::NotFound) => Err(DriverError::CodenameNotFound),
+        Err(e) => Err(e),
+    };
+    let (seeker, expires_at) = match restored {
+        Ok(x) => x,
+        Err(e) => {
+            io.close(conn);
+            forget(io, st);
+            return Err(e);
+        }
+    };
+    {
+        let mut s = st.borrow_mut();
+        s.seeker = Some(seeker);
+        s.expires_at = Some(expires_at);
+    }
+    receive(io, st, conn).await?;
+    let expires_at = st.borrow().expires_at.unwrap_or(expires_at);
+    Ok(Outcome::Opened { expires_at })
+}
+
+pub(super) async fn write(io: &Io, st: &St, text: &str) -> Result<Outcome, DriverError> {
+    let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
+    let envelopes = {
+        let mut s = st.borrow_mut();
+        let seeker = s.seeker.as_mut().ok_or(DriverError::Misuse {
+            what: "no conversation is open",
+        })?;
+        let mut l = io.0.borrow_mut();
+        let now = l.now;
+        seeker.write(text, now, &mut l.rng)?
+    };
+    let expires_at = save(io, st, conn).await?;
+    io.deposit(envelopes).await?;
+    Ok(Outcome::Sent { expires_at })
+}
+
+pub(super) async fn delete(io: &Io, st: &St) -> Result<Outcome, DriverError> {
+    let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
+    let envelopes = {
+        let mut s = st.borrow_mut();
+        let seeker = s.seeker.as_mut().ok_or(DriverError::Misuse {
+            what: "no conversation is open",
+        })?;
+        let mut l = io.0.borrow_mut();
+        let now = l.now;
+        seeker.request_deletion(now, &mut l.rng)?
+    };
+    io.deposit(envelopes).await?;
+    match io.request(conn, ClientFrame::DeleteMailbox).await? {
+        ServerFrame::Ok => {}
+        _ => return Err(DriverError::Protocol),
+    }
+    forget(io, st);
+    Ok(Outcome::Deleted)
+}
+
+/// Drops the open conversation and its connection.
+fn forget(io: &Io, st: &St) {
+    let mut s = st.borrow_mut();
+    if let Some(conn) = s.mailbox.take() {
+        io.close(conn);
+    }
+    s.seeker = None;
+    s.expires_at = None;
+}
+
+/// Subscribes, starts the receiver on `conn` and waits until the backlog
+/// the relay announced is handled.
+pub(super) async fn receive(io: &Io, st: &St, conn: super::ConnId) -> Result<(), DriverError> {
+    let base = st.borrow().handled;
+    let pending = match io.request(conn, ClientFrame::Subscribe).await {
+        Ok(ServerFrame::Subscribed { pending }) => pending,
+        Ok(_) => {
+            io.close(conn);
+            return Err(DriverError::Protocol);
+        }
+        Err(e) => {
+            io.close(conn);
+            forget(io, st);
+            return Err(e);
+        }
+    };
+    {
+        let mut s = st.borrow_mut();
+        s.mailbox = Some(conn);
+        let (io2, st2) = (io.clone(), st.clone());
+        s.spawned
+            .push(Box::pin(async move { super::counselor::receiver(io2, st2, conn).await }));
+    }
+    let target = base + u64::from(pending);
+    let st2 = st.clone();
+    io.until(move |l| st2.borrow().handled >= target || !l.is_open(conn))
+        .await;
+    if st.borrow().handled < target {
+        return Err(DriverError::Network);
+    }
+    Ok(())
+}
+
+/// Handles deliveries for a seeker: counselors' messages into the
+/// conversation, saved on the relay before they are acknowledged. An
+/// unreadable one is reported and left on the relay (not acknowledged).
+pub(super) async fn handle_seeker(
+    io: &Io,
+    st: &St,
+    conn: super::ConnId,
+    batch: Vec<super::link::Delivery>,
+) -> Result<(), DriverError> {
+    let mut ack = Vec::new();
+    let mut changed = false;
+    for d in &batch {
+        let result = {
+            let mut s = st.borrow_mut();
+            match s.seeker.as_mut() {
+                Some(seeker) => seeker.receive(&d.envelope),
+                None => return Ok(()),
+            }
+        };
+        match result {
+            Ok(Some(entry)) => {
+                changed = true;
+                ack.push(d.id);
+                io.with(|l| l.event(Event::SeekerMessage(entry)));
+            }
+            Ok(None) => ack.push(d.id),
+            Err(e) => io.with(|l| {
+                l.event(Event::Unreadable {
+                    reason: crate::client::saved::UnreadableReason::of(&e),
+                })
+            }),
+        }
+    }
+    if changed {
+        save(io, st, conn).await?;
+    }
+    st.borrow_mut().handled += batch.len() as u64;
+    io.ack(conn, &ack)
+}
