@@ -3,20 +3,20 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use northstar_core::client::counselor::DevicePublic;
+use northstar_core::client::saved::AdminState;
 use northstar_core::directory::{
     DeviceEntry, DeviceId, Directory, OrgSigningKey, Partner, PartnerId,
 };
-use northstar_core::state::StateKind;
-use northstar_core::wire::{Reader, Writer};
+use northstar_core::driver::{Command, Config, Driver};
+use northstar_core::state::{StateKind, check_new_passphrase};
 use rand_core::OsRng;
 use serde_json::json;
-use zeroize::Zeroizing;
 
+use crate::Out;
 use crate::home::{Home, Input};
-use crate::relay::Relay;
-use crate::{Out, now};
+use crate::shell::{self, Shell, fail, now};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -63,49 +63,12 @@ enum Cmd {
     Publish,
 }
 
-const ADMIN_STATE_VERSION: u8 = 1;
-
-struct AdminState {
-    key: OrgSigningKey,
-    draft: Directory,
-}
-
-impl AdminState {
-    fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
-        let mut w = Writer::new();
-        w.u8(ADMIN_STATE_VERSION);
-        w.vec_u16(&self.key.encode(), 1024, "org key")
-            .map_err(|e| anyhow!("{e}"))?;
-        w.vec_u32(
-            &self.draft.encode().map_err(|e| anyhow!("{e}"))?,
-            1 << 20,
-            "directory",
-        )
-        .map_err(|e| anyhow!("{e}"))?;
-        Ok(Zeroizing::new(w.into_bytes()))
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes);
-        let bad = |_| anyhow!("the administrator state is damaged");
-        r.version(ADMIN_STATE_VERSION, "admin state").map_err(bad)?;
-        let key = OrgSigningKey::decode(r.vec_u16(1024, "org key").map_err(bad)?)
-            .map_err(|_| anyhow!("the administrator state is damaged"))?;
-        let draft = Directory::decode(r.vec_u32(1 << 20, "directory").map_err(bad)?)
-            .map_err(|_| anyhow!("the administrator state is damaged"))?;
-        r.finish("admin state").map_err(bad)?;
-        Ok(AdminState { key, draft })
-    }
-}
-
 pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     let home = Home::new(args.home.unwrap_or_else(|| crate::default_home("admin")));
     let mut input = Input::new();
     if let Cmd::Init = args.cmd {
         let pass = input.secret("New administrator passphrase: ")?;
-        if pass.len() < 8 {
-            bail!("the passphrase must have at least 8 characters");
-        }
+        check_new_passphrase(&pass).map_err(|e| anyhow!("{e}"))?;
         if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             let again = input.secret("Repeat the passphrase: ")?;
             if *again != *pass {
@@ -119,14 +82,15 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
         home.create(
             pass.as_bytes(),
             StateKind::Admin,
-            &state.encode()?,
+            &state.encode().map_err(|e| anyhow!("{e}"))?,
             &mut OsRng,
         )?;
         return print_fingerprint(&state, out);
     }
     let pass = input.secret("Administrator passphrase: ")?;
     let skey = home.unlock(pass.as_bytes())?;
-    let mut state = AdminState::decode(&home.load(&skey, StateKind::Admin)?)?;
+    let mut state = AdminState::decode(&home.load(&skey, StateKind::Admin)?)
+        .map_err(|_| anyhow!("the administrator state is damaged"))?;
     match args.cmd {
         Cmd::Init => unreachable!("handled above"),
         Cmd::Fingerprint => print_fingerprint(&state, out),
@@ -221,7 +185,12 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             )
             .map_err(|e| anyhow!("{e}"))?;
             d.validate().map_err(|e| anyhow!("{e}"))?;
-            home.save(&skey, StateKind::Admin, &state.encode()?, &mut OsRng)?;
+            home.save(
+                &skey,
+                StateKind::Admin,
+                &state.encode().map_err(|e| anyhow!("{e}"))?,
+                &mut OsRng,
+            )?;
             out.print(json!({ "device": id.0, "team": team }), || format!("Added device {} ({label}) to {team}. Run `northstar admin publish` to make it live.", id.0));
             Ok(())
         }
@@ -229,7 +198,12 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             if !state.draft.remove_device(DeviceId(device)) {
                 bail!("no device {device} in the directory");
             }
-            home.save(&skey, StateKind::Admin, &state.encode()?, &mut OsRng)?;
+            home.save(
+                &skey,
+                StateKind::Admin,
+                &state.encode().map_err(|e| anyhow!("{e}"))?,
+                &mut OsRng,
+            )?;
             out.print(json!({ "removed": device }), || {
                 format!("Removed device {device}. Run `northstar admin publish` to make it live.")
             });
@@ -244,7 +218,12 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 contact,
             });
             d.validate().map_err(|e| anyhow!("{e}"))?;
-            home.save(&skey, StateKind::Admin, &state.encode()?, &mut OsRng)?;
+            home.save(
+                &skey,
+                StateKind::Admin,
+                &state.encode().map_err(|e| anyhow!("{e}"))?,
+                &mut OsRng,
+            )?;
             out.print(json!({ "partner": id.0 }), || {
                 format!("Added partner {} ({name}).", id.0)
             });
@@ -258,13 +237,26 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             let signed = next
                 .sign(&state.key)
                 .map_err(|e| anyhow!("cannot sign the directory: {e}"))?;
-            let mut relay = Relay::connect(relay_url).await?;
-            relay
-                .publish_directory(signed.encode())
+            let config = Config {
+                relays: shell::relays(relay_url),
+                org: state.key.public(),
+            };
+            let mut sh = Shell::new(Driver::new(config, shell::seed()), None);
+            let id = sh
+                .driver
+                .command(Command::Publish { directory: signed }, now())
+                .map_err(fail)?;
+            sh.run(id, &mut |_, _| {})
                 .await
-                .context("publishing the directory failed")?;
+                .map_err(|e| anyhow!("publishing the directory failed: {}", shell::explain(&e)))?;
+            sh.close()?;
             state.draft = next;
-            home.save(&skey, StateKind::Admin, &state.encode()?, &mut OsRng)?;
+            home.save(
+                &skey,
+                StateKind::Admin,
+                &state.encode().map_err(|e| anyhow!("{e}"))?,
+                &mut OsRng,
+            )?;
             let serial = state.draft.serial;
             out.print(json!({ "published": serial }), || {
                 format!("Published directory version {serial}.")

@@ -5,24 +5,20 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use northstar_core::client::counselor::{Conversation, Counselor, Event, Status};
-use northstar_core::client::{Author, EntryKind, FetchedBundle};
-use northstar_core::directory::{DeviceId, OrgPublicKey, PartnerId};
+use northstar_core::client::saved::DeviceState;
+use northstar_core::client::{Author, EntryKind};
+use northstar_core::directory::{DeviceId, PartnerId};
+use northstar_core::driver::{
+    Command, Config, Driver, DriverError, Event as DriverEvent, TeamAction,
+};
 use northstar_core::ids::MailboxId;
-use northstar_core::sealed::Envelope;
-use northstar_core::state::StateKind;
-use northstar_core::wire::{Reader, Writer};
+use northstar_core::state::check_new_passphrase;
 use rand_core::OsRng;
 use serde_json::{Value, json};
-use zeroize::Zeroizing;
 
 use crate::home::{Home, Input};
-use crate::relay::Relay;
-use crate::{Out, now, parse_org};
-
-/// Below this many one-time prekeys on the relay, a sync uploads more.
-const PREKEY_LOW_WATER: u32 = 20;
-/// A sync tops the relay up to this many one-time prekeys.
-const PREKEY_TARGET: u32 = 100;
+use crate::shell::{self, Shell, fail, now};
+use crate::{Out, parse_org};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -104,59 +100,6 @@ enum Cmd {
     },
 }
 
-const DEVICE_STATE_VERSION: u8 = 1;
-
-struct Device {
-    org: OrgPublicKey,
-    counselor: Counselor,
-}
-
-impl Device {
-    fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
-        let mut w = Writer::new();
-        w.u8(DEVICE_STATE_VERSION).bytes(self.org.as_bytes());
-        w.vec_u32(
-            &self.counselor.encode().map_err(|e| anyhow!("{e}"))?,
-            1 << 22,
-            "counselor",
-        )
-        .map_err(|e| anyhow!("{e}"))?;
-        Ok(Zeroizing::new(w.into_bytes()))
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self> {
-        let bad = || anyhow!("this device's saved state is damaged");
-        let mut r = Reader::new(bytes);
-        r.version(DEVICE_STATE_VERSION, "device state")
-            .map_err(|_| bad())?;
-        let org =
-            OrgPublicKey::from_bytes(r.array("org").map_err(|_| bad())?).map_err(|_| bad())?;
-        let counselor =
-            Counselor::decode(r.vec_u32(1 << 22, "counselor").map_err(|_| bad())?, &org)
-                .map_err(|_| bad())?;
-        r.finish("device state").map_err(|_| bad())?;
-        Ok(Device { org, counselor })
-    }
-}
-
-struct Session {
-    home: Home,
-    key: northstar_core::state::StateKey,
-    device: Device,
-    relay: Relay,
-}
-
-impl Session {
-    fn save(&self) -> Result<()> {
-        self.home.save(
-            &self.key,
-            StateKind::Counselor,
-            &self.device.encode()?,
-            &mut OsRng,
-        )
-    }
-}
-
 pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     let home = Home::new(
         args.home
@@ -166,132 +109,202 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     if let Cmd::Init { org } = &args.cmd {
         let org = parse_org(org)?;
         let pass = input.secret("New device passphrase: ")?;
-        if pass.len() < 8 {
-            bail!("the passphrase must have at least 8 characters");
+        check_new_passphrase(&pass).map_err(|e| anyhow!("{e}"))?;
+        let device = DeviceState::generate(org, &mut OsRng);
+        if home.exists() {
+            bail!("that home already holds keys; use another --home or remove it first");
         }
-        let device = Device {
-            org,
-            counselor: Counselor::generate(&mut OsRng),
-        };
-        home.create(
-            pass.as_bytes(),
-            StateKind::Counselor,
-            &device.encode()?,
-            &mut OsRng,
+        let key = home.create_key_store(pass.as_bytes(), &mut OsRng)?;
+        home.write_sealed(
+            &device
+                .seal(&key, &mut OsRng)
+                .map_err(|e| anyhow!("cannot encrypt the state: {e}"))?,
         )?;
-        return print_export(&device, out);
+        return print_export(&device.counselor, out);
     }
     let pass = input.secret("Device passphrase: ")?;
     let key = home.unlock(pass.as_bytes())?;
-    let device = Device::decode(&home.load(&key, StateKind::Counselor)?)?;
+    let (file, sealed) = home.device_file()?;
+    let device = DeviceState::open(&key, &sealed)
+        .map_err(|_| anyhow!("this device's saved state is damaged"))?;
     if let Cmd::Export = args.cmd {
-        return print_export(&device, out);
+        return print_export(&device.counselor, out);
     }
-    let relay = Relay::connect(relay_url).await?;
-    let mut s = Session {
-        home,
-        key,
-        device,
-        relay,
+    let config = Config {
+        relays: shell::relays(relay_url),
+        org: device.org,
     };
-    let events = sync(&mut s).await?;
-    let c = &s.device.counselor;
+    drop(device);
+    let driver = Driver::counselor(config, shell::seed(), key, &sealed).map_err(fail)?;
+    let mut sh = Shell::new(driver, Some(file));
+    let mut events: Vec<Event> = Vec::new();
+    let id = sh.driver.command(Command::Sync, now()).map_err(fail)?;
+    sh.run(id, &mut |_, e| {
+        if let DriverEvent::Team(e) = e {
+            events.push(e.clone());
+        }
+    })
+    .await
+    .map_err(fail)?;
     match args.cmd {
         Cmd::Init { .. } | Cmd::Export => unreachable!("handled above"),
         Cmd::Sync => {
-            let shown: Vec<Value> = events.iter().map(|e| event_json(c, e)).collect();
-            out.print(json!({ "events": shown }), || {
-                if events.is_empty() {
-                    return "Up to date: no new messages.".into();
-                }
-                events
-                    .iter()
-                    .map(|e| event_text(c, e))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            sh.driver.with_counselor(|c| {
+                let shown: Vec<Value> = events.iter().map(|e| event_json(c, e)).collect();
+                out.print(json!({ "events": shown }), || {
+                    if events.is_empty() {
+                        return "Up to date: no new messages.".into();
+                    }
+                    events
+                        .iter()
+                        .map(|e| event_text(c, e))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
             });
         }
         Cmd::Inbox { filter } => {
-            let me = c.device().ok().map(|d| d.id);
-            let keep = |conv: &Conversation| match filter.as_str() {
-                "all" => true,
-                "open" => conv.status == Status::Open,
-                "unread" => conv.unread,
-                "claimed" => matches!(conv.status, Status::Claimed(_)),
-                "mine" => me.is_some_and(|m| conv.status == Status::Claimed(m)),
-                "resolved" => conv.status == Status::Resolved,
-                _ => false,
-            };
             if !["all", "open", "unread", "claimed", "mine", "resolved"].contains(&filter.as_str())
             {
                 bail!("--filter must be one of all, open, unread, claimed, mine, resolved");
             }
-            let rows: Vec<(&MailboxId, &Conversation)> =
-                c.conversations().iter().filter(|(_, v)| keep(v)).collect();
-            out.print(json!({ "conversations": rows.iter().map(|(id, v)| conv_json(c, id, v)).collect::<Vec<_>>() }), || {
-                if rows.is_empty() {
-                    return "No conversations.".into();
-                }
-                rows.iter()
-                    .map(|(id, v)| format!("{}  {:<16} {:<24} {}{}", short(id), status_text(c, v.status), team_slug(c, v), v.language.tag(), if v.unread { "  (new)" } else { "" }))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            sh.driver.with_counselor(|c| {
+                let me = c.device().ok().map(|d| d.id);
+                let keep = |conv: &Conversation| match filter.as_str() {
+                    "open" => conv.status == Status::Open,
+                    "unread" => conv.unread,
+                    "claimed" => matches!(conv.status, Status::Claimed(_)),
+                    "mine" => me.is_some_and(|m| conv.status == Status::Claimed(m)),
+                    "resolved" => conv.status == Status::Resolved,
+                    _ => true,
+                };
+                let rows: Vec<(&MailboxId, &Conversation)> =
+                    c.conversations().iter().filter(|(_, v)| keep(v)).collect();
+                out.print(json!({ "conversations": rows.iter().map(|(id, v)| conv_json(c, id, v)).collect::<Vec<_>>() }), || {
+                    if rows.is_empty() {
+                        return "No conversations.".into();
+                    }
+                    rows.iter()
+                        .map(|(id, v)| format!("{}  {:<16} {:<24} {}{}", short(id), status_text(c, v.status), team_slug(c, v), v.language.tag(), if v.unread { "  (new)" } else { "" }))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
             });
         }
         Cmd::Show { conversation } => {
-            let id = find(c, &conversation)?;
-            let v = c
-                .conversation(&id)
-                .ok_or_else(|| anyhow!("unknown conversation"))?;
-            out.print(conv_json(c, &id, v), || show_text(c, &id, v));
-            s.device.counselor.mark_read(&id);
-            s.save()?;
+            let id = sh
+                .driver
+                .with_counselor(|c| find(c, &conversation))
+                .ok_or_else(|| anyhow!("not a counselor device"))??;
+            sh.driver
+                .with_counselor(|c| match c.conversation(&id) {
+                    Some(v) => {
+                        out.print(conv_json(c, &id, v), || show_text(c, &id, v));
+                        Ok(())
+                    }
+                    None => Err(anyhow!("unknown conversation")),
+                })
+                .ok_or_else(|| anyhow!("not a counselor device"))??;
+            sh.driver.mark_read(&id).map_err(fail)?;
         }
-        Cmd::Claim { conversation } => act(&mut s, out, &conversation, Act::Claim).await?,
+        Cmd::Canned => {
+            sh.driver.with_counselor(|c| {
+                let list = c.canned_answers();
+                out.print(
+                    json!({ "canned": list.iter().map(|a| json!({"title": a.title.as_str(), "text": a.text.as_str()})).collect::<Vec<_>>() }),
+                    || {
+                        if list.is_empty() {
+                            return "No canned answers yet.".into();
+                        }
+                        list.iter().map(|a| format!("{}: {}", a.title.as_str(), a.text.as_str())).collect::<Vec<_>>().join("\n")
+                    },
+                );
+            });
+        }
+        Cmd::Watch { seconds } => {
+            sh.driver.with_counselor(|c| {
+                for e in &events {
+                    out.print(event_json(c, e), || event_text(c, e));
+                }
+            });
+            let until = seconds.map(|x| tokio::time::Instant::now() + Duration::from_secs(x));
+            sh.watch(until, &mut |d, e| {
+                if let DriverEvent::Team(e) = e {
+                    d.with_counselor(|c| out.print(event_json(c, e), || event_text(c, e)));
+                }
+            })
+            .await?;
+        }
+        Cmd::Claim { conversation } => {
+            act(&mut sh, out, &conversation, TeamAction::Claim, "Claimed.").await?
+        }
         Cmd::Reply {
             conversation,
             message,
         } => {
             let text = input.message(message)?;
-            act(&mut s, out, &conversation, Act::Reply(text)).await?
+            act(
+                &mut sh,
+                out,
+                &conversation,
+                TeamAction::Reply { text },
+                "Reply sent.",
+            )
+            .await?
         }
         Cmd::HandOff { conversation, to } => {
-            act(&mut s, out, &conversation, Act::HandOff(DeviceId(to))).await?
+            let to = DeviceId(to);
+            act(
+                &mut sh,
+                out,
+                &conversation,
+                TeamAction::HandOff { to },
+                "Handed off.",
+            )
+            .await?
         }
         Cmd::Note {
             conversation,
             message,
         } => {
             let text = input.message(message)?;
-            act(&mut s, out, &conversation, Act::Note(text)).await?
+            act(
+                &mut sh,
+                out,
+                &conversation,
+                TeamAction::Note { text },
+                "Note added.",
+            )
+            .await?
         }
-        Cmd::Resolve { conversation } => act(&mut s, out, &conversation, Act::Resolve).await?,
-        Cmd::Reopen { conversation } => act(&mut s, out, &conversation, Act::Reopen).await?,
+        Cmd::Resolve { conversation } => {
+            act(
+                &mut sh,
+                out,
+                &conversation,
+                TeamAction::Resolve,
+                "Resolved.",
+            )
+            .await?
+        }
+        Cmd::Reopen { conversation } => {
+            act(&mut sh, out, &conversation, TeamAction::Reopen, "Reopened.").await?
+        }
         Cmd::Refer {
             conversation,
             partner,
             message,
         } => {
             let text = input.message(message)?;
+            let partner = PartnerId(partner);
             act(
-                &mut s,
+                &mut sh,
                 out,
                 &conversation,
-                Act::Refer(PartnerId(partner), text),
+                TeamAction::Refer { partner, text },
+                "Referral sent.",
             )
             .await?
-        }
-        Cmd::Canned => {
-            let list = c.canned_answers();
-            out.print(
-                json!({ "canned": list.iter().map(|a| json!({"title": a.title.as_str(), "text": a.text.as_str()})).collect::<Vec<_>>() }),
-                || {
-                    if list.is_empty() {
-                        return "No canned answers yet.".into();
-                    }
-                    list.iter().map(|a| format!("{}: {}", a.title.as_str(), a.text.as_str())).collect::<Vec<_>>().join("\n")
-                },
-            );
         }
         Cmd::SaveAnswer {
             conversation,
@@ -299,165 +312,57 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             message,
         } => {
             let text = input.message(message)?;
-            act(&mut s, out, &conversation, Act::Canned(title, text)).await?
-        }
-        Cmd::Watch { seconds } => {
-            let c = &s.device.counselor;
-            for e in &events {
-                out.print(event_json(c, e), || event_text(c, e));
-            }
-            let deadline = seconds.map(|x| tokio::time::Instant::now() + Duration::from_secs(x));
-            loop {
-                let next = s.relay.next_delivery();
-                let d = match deadline {
-                    Some(t) => match tokio::time::timeout_at(t, next).await {
-                        Ok(d) => d?,
-                        Err(_) => break,
-                    },
-                    None => next.await?,
-                };
-                let got = receive(&mut s, vec![d]).await?;
-                let c = &s.device.counselor;
-                for e in &got {
-                    out.print(event_json(c, e), || event_text(c, e));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Fetches and checks the directory, registers the mailbox, tops up
-/// prekeys, and reads everything stored.
-async fn sync(s: &mut Session) -> Result<Vec<Event>> {
-    let dir = s.relay.fetch_directory(s.device.org.as_ed25519()).await?;
-    s.device
-        .counselor
-        .set_directory(&dir, &s.device.org)
-        .map_err(|e| anyhow!("the relay's directory was refused ({e}); the relay may be serving a forged or outdated one"))?;
-    s.relay.register(s.device.counselor.mailbox(), true).await?;
-    let bundle = s
-        .device
-        .counselor
-        .prekey_bundle()
-        .map_err(|e| anyhow!("{e}"))?
-        .encode();
-    let held = s.relay.upload_prekeys(bundle.clone(), &[]).await?;
-    if held < PREKEY_LOW_WATER {
-        let fresh = s
-            .device
-            .counselor
-            .new_one_time_prekeys((PREKEY_TARGET - held) as usize, &mut OsRng)
-            .map_err(|e| anyhow!("{e}"))?;
-        // Keep the secrets before the relay can hand the public halves out.
-        s.save()?;
-        s.relay.upload_prekeys(bundle, &fresh).await?;
-    }
-    let pending = s.relay.subscribe().await?;
-    let events = receive(s, pending).await?;
-    s.save()?;
-    Ok(events)
-}
-
-/// Opens deliveries, saves, then acknowledges them (so a crash in between
-/// means a redelivery, which is dropped as a duplicate — never a loss).
-async fn receive(s: &mut Session, deliveries: Vec<crate::relay::Delivery>) -> Result<Vec<Event>> {
-    let mut events = Vec::new();
-    let mut ids = Vec::new();
-    for d in deliveries {
-        match s.device.counselor.receive(&d.envelope) {
-            Ok(Some(e)) => events.push(e),
-            Ok(None) => {}
-            Err(e) => eprintln!("northstar: skipped a message that could not be read ({e})"),
-        }
-        ids.push(d.id);
-    }
-    if !ids.is_empty() {
-        s.save()?;
-        s.relay.ack(ids).await?;
-    }
-    Ok(events)
-}
-
-enum Act {
-    Claim,
-    Reply(String),
-    HandOff(DeviceId),
-    Note(String),
-    Resolve,
-    Reopen,
-    Refer(PartnerId, String),
-    Canned(String, String),
-}
-
-async fn act(s: &mut Session, out: &Out, conversation: &str, what: Act) -> Result<()> {
-    let id = find(&s.device.counselor, conversation)?;
-    let mut bundles: Vec<FetchedBundle> = Vec::new();
-    for mailbox in s
-        .device
-        .counselor
-        .missing_bundles(&id)
-        .map_err(|e| anyhow!("{e}"))?
-    {
-        bundles.push(s.relay.fetch_prekeys(mailbox).await?);
-    }
-    let c = &mut s.device.counselor;
-    let (t, rng) = (now(), &mut OsRng);
-    let result = match &what {
-        Act::Claim => c.claim(&id, &bundles, t, rng),
-        Act::Reply(text) => c.reply(&id, text, &bundles, t, rng),
-        Act::HandOff(to) => c.hand_off(&id, *to, &bundles, t, rng),
-        Act::Note(text) => c.note(&id, text, &bundles, t, rng),
-        Act::Resolve => c.resolve(&id, &bundles, t, rng),
-        Act::Reopen => c.reopen(&id, &bundles, t, rng),
-        Act::Refer(p, text) => c.refer(&id, *p, text, &bundles, t, rng),
-        Act::Canned(title, text) => c.add_canned_answer(&id, title, text, &bundles, t, rng),
-    };
-    let envelopes = result.map_err(|e| match e {
-        northstar_core::Error::Client(northstar_core::client::ClientError::ClaimedByOther {
-            by,
-        }) => {
-            anyhow!(
-                "{} has claimed this conversation; ask them to hand it off",
-                label(&s.device.counselor, DeviceId(by))
+            act(
+                &mut sh,
+                out,
+                &conversation,
+                TeamAction::SaveCanned { title, text },
+                "Canned answer saved and shared with the team.",
             )
+            .await?
         }
-        e => anyhow!("{e}"),
-    })?;
-    // Save before sending: a ratchet key is never used twice, even if the
-    // deposit then fails.
-    s.save()?;
-    deposit(s.relay_url(), envelopes).await?;
-    let done = match what {
-        Act::Claim => "Claimed.",
-        Act::Reply(_) => "Reply sent.",
-        Act::HandOff(_) => "Handed off.",
-        Act::Note(_) => "Note added.",
-        Act::Resolve => "Resolved.",
-        Act::Reopen => "Reopened.",
-        Act::Refer(..) => "Referral sent.",
-        Act::Canned(..) => "Canned answer saved and shared with the team.",
-    };
+    }
+    sh.close()?;
+    crate::report_unreadable(sh.unreadable, "kept in this device's quarantine")
+}
+
+/// A team action on the conversation named by `prefix`.
+async fn act(
+    sh: &mut Shell,
+    out: &Out,
+    prefix: &str,
+    action: TeamAction,
+    done: &str,
+) -> Result<()> {
+    let id = sh
+        .driver
+        .with_counselor(|c| find(c, prefix))
+        .ok_or_else(|| anyhow!("not a counselor device"))??;
+    let cmd = sh
+        .driver
+        .command(
+            Command::Team {
+                conversation: id,
+                action,
+            },
+            now(),
+        )
+        .map_err(fail)?;
+    match sh.run(cmd, &mut |_, _| {}).await {
+        Ok(_) => {}
+        Err(DriverError::ClaimedByOther { by }) => {
+            let who = sh
+                .driver
+                .with_counselor(|c| label(c, by))
+                .unwrap_or_default();
+            bail!("{who} has claimed this conversation; ask them to hand it off");
+        }
+        Err(e) => return Err(fail(e)),
+    }
     out.print(json!({ "ok": true, "conversation": id.to_hex() }), || {
         done.into()
     });
     Ok(())
-}
-
-impl Session {
-    fn relay_url(&self) -> &str {
-        self.relay.url()
-    }
-}
-
-/// Deposits over a second connection, not authenticated to any mailbox, so
-/// the relay cannot tie the deposit to this device's mailbox.
-pub async fn deposit(relay_url: &str, envelopes: Vec<Envelope>) -> Result<()> {
-    if envelopes.is_empty() {
-        return Ok(());
-    }
-    let mut d = Relay::connect(relay_url).await?;
-    d.deposit(envelopes).await
 }
 
 fn find(c: &Counselor, prefix: &str) -> Result<MailboxId> {
@@ -634,8 +539,8 @@ fn event_text(c: &Counselor, e: &Event) -> String {
     }
 }
 
-fn print_export(device: &Device, out: &Out) -> Result<()> {
-    let export = hex::encode(device.counselor.public().encode());
+fn print_export(counselor: &Counselor, out: &Out) -> Result<()> {
+    let export = hex::encode(counselor.public().encode());
     out.print(json!({ "device": export }), || {
         format!("Give this to the administrator (public keys only):\n{export}")
     });

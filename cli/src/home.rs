@@ -108,6 +108,18 @@ impl Home {
         state: &[u8],
         rng: &mut impl northstar_core::CryptoRng,
     ) -> Result<StateKey> {
+        let key = self.create_key_store(passphrase, rng)?;
+        self.save(&key, kind, state, rng)?;
+        Ok(key)
+    }
+
+    /// Creates the home's key store (a new state key under `passphrase`);
+    /// the caller then writes the first state.
+    pub fn create_key_store(
+        &self,
+        passphrase: &[u8],
+        rng: &mut impl northstar_core::CryptoRng,
+    ) -> Result<StateKey> {
         if self.exists() {
             bail!(
                 "{} already holds keys; use another --home or remove it first",
@@ -119,7 +131,6 @@ impl Home {
         let store = KeyStore::seal(passphrase, key.as_bytes(), rng)
             .map_err(|e| anyhow::anyhow!("cannot seal the key store: {e}"))?;
         write_private(&self.keystore_path(), &store)?;
-        self.save(&key, kind, state, rng)?;
         Ok(key)
     }
 
@@ -159,9 +170,102 @@ impl Home {
         let blob = key
             .seal(kind, state, rng)
             .map_err(|e| anyhow::anyhow!("cannot encrypt the state: {e}"))?;
+        self.write_sealed(&blob)
+    }
+
+    /// Writes an already sealed state atomically (a temporary file, then a
+    /// rename), so a crash never leaves half a state.
+    pub fn write_sealed(&self, sealed: &[u8]) -> Result<()> {
         let tmp = self.dir.join("state.tmp");
-        write_private(&tmp, &blob)?;
+        write_private(&tmp, sealed)?;
         fs::rename(&tmp, self.state_path()).context("cannot replace the saved state")?;
+        Ok(())
+    }
+
+    fn read_sealed(&self) -> Result<Vec<u8>> {
+        fs::read(self.state_path()).context("cannot read the saved state")
+    }
+
+    /// Opens the device's sealed state file under the home's lock, held
+    /// until [`DeviceFile::release`] (or the process ends).
+    pub fn device_file(self) -> Result<(DeviceFile, Vec<u8>)> {
+        let mut opts = fs::OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let lock = opts
+            .open(self.dir.join("lock"))
+            .context("cannot open the device lock file")?;
+        let mut f = DeviceFile {
+            home: self,
+            lock,
+            locked: false,
+            hold: true,
+            last: Vec::new(),
+        };
+        f.lock()?;
+        let sealed = f.home.read_sealed()?;
+        f.last.clone_from(&sealed);
+        Ok((f, sealed))
+    }
+}
+
+/// A counselor device's sealed state file and the lock that keeps two
+/// processes (a `watch` and a `claim`, say) from overwriting each other:
+/// whoever changes the state holds the lock from reading it to saving it,
+/// and a process that held no lock meanwhile reloads the newer copy first.
+pub struct DeviceFile {
+    home: Home,
+    lock: fs::File,
+    locked: bool,
+    /// Held for the whole run (one-shot commands) rather than per input.
+    hold: bool,
+    /// The sealed bytes this process last read or wrote.
+    last: Vec<u8>,
+}
+
+impl DeviceFile {
+    fn lock(&mut self) -> Result<()> {
+        if !self.locked {
+            self.lock.lock().context("cannot lock the device state")?;
+            self.locked = true;
+        }
+        Ok(())
+    }
+
+    /// Takes the lock; returns the stored state if another process changed
+    /// it since this one last read or wrote it.
+    pub fn acquire(&mut self) -> Result<Option<Vec<u8>>> {
+        self.lock()?;
+        let now = self.home.read_sealed()?;
+        if now == self.last {
+            return Ok(None);
+        }
+        self.last.clone_from(&now);
+        Ok(Some(now))
+    }
+
+    /// From now on the lock is taken per input only, and released now.
+    pub fn release(&mut self) {
+        self.hold = false;
+        if self.locked {
+            let _ = self.lock.unlock();
+            self.locked = false;
+        }
+    }
+
+    pub fn held(&self) -> bool {
+        self.hold
+    }
+
+    /// Stores a sealed state the driver produced (the lock is held).
+    pub fn save(&mut self, sealed: &[u8]) -> Result<()> {
+        self.lock()?;
+        self.home.write_sealed(sealed)?;
+        self.last = sealed.to_vec();
         Ok(())
     }
 }

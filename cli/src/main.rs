@@ -9,15 +9,13 @@
 mod admin;
 mod counselor;
 mod home;
-mod relay;
 mod seeker;
+mod shell;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use northstar_core::UnixTime;
 use northstar_core::directory::OrgPublicKey;
 
 #[derive(Parser)]
@@ -27,7 +25,8 @@ use northstar_core::directory::OrgPublicKey;
     about = "Northstar command-line client: admin, counselor and seeker"
 )]
 struct Cli {
-    /// The relay's WebSocket URL.
+    /// The relay's WebSocket URL; several, separated by commas, are tried in
+    /// order and failed over.
     #[arg(
         long,
         global = true,
@@ -72,15 +71,23 @@ impl Out {
     }
 }
 
-/// The current time, for the core (which reads no clock).
-pub fn now() -> UnixTime {
-    UnixTime(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    )
+/// Exit code of a command that worked but met messages it could not read.
+pub const EXIT_UNREADABLE: u8 = 3;
+
+/// Says how many delivered messages could not be read (they are never
+/// dropped silently) and makes the exit code say so.
+pub fn report_unreadable(count: u32, kept: &str) -> anyhow::Result<()> {
+    if count > 0 {
+        eprintln!("northstar: {count} message(s) could not be read; {kept}.");
+        return Err(anyhow::Error::new(Unreadable(count)));
+    }
+    Ok(())
 }
+
+/// Marks the outcome of [`report_unreadable`] for the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} message(s) could not be read")]
+pub struct Unreadable(pub u32);
 
 /// A Unix time as `YYYY-MM-DD HH:MM UTC` (civil-from-days, proleptic Gregorian).
 pub fn utc(t: u64) -> String {
@@ -141,6 +148,12 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Unreadable>().is_some() => {
+            if out.json {
+                println!("{}", serde_json::json!({ "error": e.to_string() }));
+            }
+            ExitCode::from(EXIT_UNREADABLE)
+        }
         Err(e) => {
             // One clear sentence: the outermost context, then the cause.
             let mut msg = e.to_string();

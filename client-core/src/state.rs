@@ -174,6 +174,24 @@ pub enum StateError {
     /// Argon2id rejected its parameters (not expected within the accepted range).
     #[error("key derivation failed")]
     Kdf,
+    /// A new passphrase shorter than [`MIN_PASSPHRASE_CHARS`].
+    #[error("the passphrase must have at least {min} characters")]
+    PassphraseTooShort { min: usize },
+}
+
+/// The shortest passphrase a new key store accepts, counted in Unicode
+/// characters (not bytes), the same in every client. The key store's
+/// Argon2id makes each guess costly; this only keeps out the trivial.
+pub const MIN_PASSPHRASE_CHARS: usize = 8;
+
+/// Checks a new passphrase before a key store is made with it.
+pub fn check_new_passphrase(passphrase: &str) -> Result<(), StateError> {
+    if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+        return Err(StateError::PassphraseTooShort {
+            min: MIN_PASSPHRASE_CHARS,
+        });
+    }
+    Ok(())
 }
 
 /// A 32-byte XChaCha20-Poly1305 key for state blobs. Zeroized on drop; no

@@ -133,11 +133,19 @@ impl DeviceState {
     pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut w = Writer::new();
         w.u8(DEVICE_STATE_VERSION).bytes(self.org.as_bytes());
-        w.vec_u32(&self.counselor.encode()?, MAX_STATE_PLAINTEXT_LEN, "counselor")?;
+        w.vec_u32(
+            &self.counselor.encode()?,
+            MAX_STATE_PLAINTEXT_LEN,
+            "counselor",
+        )?;
         w.count_u16(self.quarantine.len(), MAX_QUARANTINE, "quarantine")?;
         for q in &self.quarantine {
             w.u8(q.reason as u8);
-            w.vec_u32(&q.envelope.encode(), MAX_ENVELOPE_LEN, "quarantined envelope")?;
+            w.vec_u32(
+                &q.envelope.encode(),
+                MAX_ENVELOPE_LEN,
+                "quarantined envelope",
+            )?;
         }
         w.u32(self.quarantine_dropped);
         Ok(Zeroizing::new(w.into_bytes()))
@@ -225,7 +233,8 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
         let org = OrgSigningKey::generate(&mut rng).public();
         let mut dev = DeviceState::generate(org, &mut rng);
-        let env = Envelope::from_parts(crate::ids::MailboxId([9; 32]), vec![1; 64]).unwrap();
+        let env =
+            Envelope::from_parts(crate::ids::MailboxId::from_bytes([9; 32]), vec![1; 64]).unwrap();
         for _ in 0..MAX_QUARANTINE + 2 {
             dev.quarantine(UnreadableReason::Ratchet, env.clone());
         }

@@ -76,7 +76,9 @@ pub struct Delivery {
 #[derive(Debug)]
 enum Phase {
     /// The shell was asked to open it; waiting for the relay's hello.
-    Opening { deadline: UnixTime },
+    Opening {
+        deadline: UnixTime,
+    },
     Ready(Hello),
     Closed,
 }
@@ -462,7 +464,12 @@ impl Io {
     }
 
     /// Asks the shell to solve a proof of work and waits for the nonce.
-    pub(crate) async fn solve_pow(&self, challenge: [u8; CHALLENGE_LEN], hash: [u8; 32], difficulty: u8) -> u64 {
+    pub(crate) async fn solve_pow(
+        &self,
+        challenge: [u8; CHALLENGE_LEN],
+        hash: [u8; 32],
+        difficulty: u8,
+    ) -> u64 {
         let work = self.with(|l| {
             let id = WorkId(l.next_work);
             l.next_work += 1;
@@ -543,7 +550,10 @@ impl Io {
         Ok(())
     }
 
-    async fn deposit_on_one_connection(&self, left: &mut VecDeque<Envelope>) -> Result<(), DriverError> {
+    async fn deposit_on_one_connection(
+        &self,
+        left: &mut VecDeque<Envelope>,
+    ) -> Result<(), DriverError> {
         let (conn, hello) = self.open(ConnKind::Anonymous).await?;
         let result = self.deposit_batches(conn, hello, left).await;
         self.close(conn);

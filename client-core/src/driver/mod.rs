@@ -68,7 +68,7 @@ use crate::codename::SeekerSecrets;
 use crate::directory::{DeviceId, OrgPublicKey, PartnerId, SignedDirectory, VerifiedDirectory};
 use crate::frame::ErrorCode;
 use crate::ids::MailboxId;
-use crate::message::{MAX_TEXT_LEN, Language};
+use crate::message::{Language, MAX_TEXT_LEN};
 use crate::pow::CHALLENGE_LEN;
 use crate::state::StateKey;
 use link::{Io, Link};
@@ -172,7 +172,10 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A command finished.
-    Done { command: CommandId, outcome: Outcome },
+    Done {
+        command: CommandId,
+        outcome: Outcome,
+    },
     /// A command failed; nothing after the failing step was done.
     Failed {
         command: CommandId,

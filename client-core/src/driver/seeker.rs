@@ -150,9 +150,7 @@ async fn authenticate(
             (Some(d), _) => d.state.counselor.mailbox(),
             (None, Some(seeker)) => seeker.mailbox(),
             (None, None) => {
-                return Err(DriverError::Misuse {
-                    what: "no mailbox",
-                });
+                return Err(DriverError::Misuse { what: "no mailbox" });
             }
         };
         proof_frame(keys, &challenge, proof)
@@ -244,7 +242,15 @@ pub(super) async fn start(
         seeker.start(&dir, team, language, text, &bundles, now, &mut l.rng)?
     };
     st.borrow_mut().seeker = Some(seeker);
-    let conn = match open_mailbox(io, st, Proof::Register { pow_required: false }).await {
+    let conn = match open_mailbox(
+        io,
+        st,
+        Proof::Register {
+            pow_required: false,
+        },
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => {
             forget(io, st);
@@ -268,7 +274,11 @@ pub(super) async fn start(
     Ok(Outcome::Started { expires_at })
 }
 
-pub(super) async fn open(io: &Io, st: &St, secrets: &SeekerSecrets) -> Result<Outcome, DriverError> {
+pub(super) async fn open(
+    io: &Io,
+    st: &St,
+    secrets: &SeekerSecrets,
+) -> Result<Outcome, DriverError> {
     forget(io, st);
     fetch_directory(io, st).await?;
     // The codename's keys prove the mailbox; the conversation itself comes
@@ -377,8 +387,9 @@ pub(super) async fn receive(io: &Io, st: &St, conn: super::ConnId) -> Result<(),
         let mut s = st.borrow_mut();
         s.mailbox = Some(conn);
         let (io2, st2) = (io.clone(), st.clone());
-        s.spawned
-            .push(Box::pin(async move { super::counselor::receiver(io2, st2, conn).await }));
+        s.spawned.push(Box::pin(async move {
+            super::counselor::receiver(io2, st2, conn).await
+        }));
     }
     let target = base + u64::from(pending);
     let st2 = st.clone();
