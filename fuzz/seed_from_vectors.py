@@ -19,6 +19,7 @@ MAP = {
     "directory.json": ["directory"],
     "state.json": ["state_blob"],
     "message.json": ["app_message"],
+    "saved.json": ["saved_state"],
 }
 
 def hexes(x):

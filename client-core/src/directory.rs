@@ -19,26 +19,23 @@
 //! digest    = SHA-256("northstar/v1/directory-digest" || directory)
 //! ```
 
-use core::fmt;
 use std::collections::{BTreeMap, BTreeSet};
 
-use ed25519_dalek::Signer;
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
+use crate::UnixTime;
 use crate::error::{DecodeError, Error};
+use crate::ids::Language;
 use crate::ids::MailboxId;
-use crate::keys::{Ed25519Public, IdentityPublic, MailboxPublic, Signature};
-use crate::message::Language;
+pub use crate::ids::{DeviceId, PartnerId, TeamId};
+use crate::keys::{IdentityPublic, MailboxPublic, Signature};
+pub use crate::keys::{OrgPublicKey, OrgSigningKey};
 use crate::wire::{Reader, Writer};
-use crate::{CryptoRng, UnixTime};
 
 /// Version byte of an encoded [`Directory`].
 pub const DIRECTORY_VERSION: u8 = 1;
 /// Version byte of an encoded [`SignedDirectory`].
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
-/// Version byte of an encoded [`OrgSigningKey`].
-pub const ORG_KEY_VERSION: u8 = 1;
 /// Version byte of an encoded [`DirectoryVersion`].
 pub const DIRECTORY_VERSION_RECORD_VERSION: u8 = 1;
 
@@ -48,8 +45,6 @@ pub const DIRECTORY_VERSION_RECORD_VERSION: u8 = 1;
 pub const SIGNATURE_DOMAIN: &[u8] = b"northstar/v1/directory";
 /// Digest domain (the digest identifies one exact directory).
 pub const DIGEST_DOMAIN: &[u8] = b"northstar/v1/directory-digest";
-/// Fingerprint domain.
-pub const FINGERPRINT_DOMAIN: &[u8] = b"northstar/v1/org-fingerprint";
 
 /// Most teams. The default topics are six; 16 leaves room for an
 /// organisation to split or add topics without the picker becoming a wall.
@@ -117,19 +112,6 @@ pub enum DirectoryError {
     Invalid { what: &'static str },
 }
 
-/// A team's id, stable across directory versions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TeamId(pub u16);
-
-/// A counselor device's id, assigned by the administrator, stable across
-/// directory versions and unique within the organisation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DeviceId(pub u32);
-
-/// A partner organisation's id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PartnerId(pub u16);
-
 /// Which counselor devices a seeker's opening message goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(u8)]
@@ -141,95 +123,6 @@ pub enum IntakePolicy {
     /// Only the chosen team's devices. The relay learns the team from the
     /// recipients; clients must say so plainly before the seeker writes.
     TeamOnly = 2,
-}
-
-/// The organisation's signing key, held offline by the administrator.
-/// Zeroized on drop (ed25519-dalek's `zeroize` feature); `Debug` prints no bytes.
-pub struct OrgSigningKey(ed25519_dalek::SigningKey);
-
-impl fmt::Debug for OrgSigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OrgSigningKey(..)")
-    }
-}
-
-impl OrgSigningKey {
-    /// A fresh key.
-    pub fn generate(rng: &mut impl CryptoRng) -> Self {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(seed.as_mut());
-        Self::from_seed(&seed)
-    }
-
-    /// The key with this RFC 8032 seed.
-    pub fn from_seed(seed: &[u8; 32]) -> Self {
-        OrgSigningKey(ed25519_dalek::SigningKey::from_bytes(seed))
-    }
-
-    /// The public key to pin in clients.
-    pub fn public(&self) -> OrgPublicKey {
-        OrgPublicKey(Ed25519Public(self.0.verifying_key().to_bytes()))
-    }
-
-    /// `version:u8 (=1) || seed[32]`, for the key store.
-    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(33));
-        out.push(ORG_KEY_VERSION);
-        out.extend_from_slice(self.0.as_bytes());
-        out
-    }
-
-    /// Strictly decodes [`OrgSigningKey::encode`]'s output.
-    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let mut r = Reader::new(bytes);
-        r.version(ORG_KEY_VERSION, "organisation signing key")?;
-        let seed = Zeroizing::new(r.array::<32>("organisation signing key")?);
-        r.finish("organisation signing key")?;
-        Ok(Self::from_seed(&seed))
-    }
-
-    fn sign(&self, msg: &[u8]) -> Signature {
-        Signature(self.0.sign(msg).to_bytes())
-    }
-}
-
-/// The organisation's public key: the root of trust pinned in clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct OrgPublicKey(Ed25519Public);
-
-impl OrgPublicKey {
-    /// Checks the bytes are a valid Ed25519 point.
-    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, DecodeError> {
-        let k = Ed25519Public(bytes);
-        k.check()?;
-        Ok(OrgPublicKey(k))
-    }
-
-    pub fn as_ed25519(&self) -> &Ed25519Public {
-        &self.0
-    }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0.0
-    }
-
-    /// The fingerprint people compare: SHA-256("northstar/v1/org-fingerprint"
-    /// || pk) read as eight big-endian u32s, each shown as `u32 mod 100000`
-    /// in five decimal digits, separated by spaces (about 133 bits; digits
-    /// read aloud the same in every language).
-    pub fn fingerprint(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(FINGERPRINT_DOMAIN);
-        h.update(self.0.0);
-        let d: [u8; 32] = h.finalize().into();
-        d.chunks_exact(4)
-            .map(|c| {
-                let v = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-                format!("{:05}", v % 100_000)
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
 }
 
 /// A team's display name in each client language.
@@ -980,6 +873,7 @@ impl VerifiedDirectory {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::keys::Ed25519Public;
     use crate::keys::X25519Public;
     use proptest::prelude::*;
     use rand_chacha::ChaCha20Rng;

@@ -1,6 +1,10 @@
-//! Identifiers: newtypes checked on construction, never bare byte arrays.
+//! Identifiers: newtypes checked on construction, never bare byte arrays —
+//! mailboxes, envelopes, messages, teams, devices, partners — and the
+//! client languages' wire tags.
 
 use sha2::{Digest, Sha256};
+
+use crate::error::DecodeError;
 
 macro_rules! id32 {
     ($(#[$m:meta])* $name:ident) => {
@@ -89,6 +93,75 @@ impl MessageId {
         let mut b = [0u8; 16];
         rng.fill_bytes(&mut b);
         MessageId(b)
+    }
+}
+
+/// A team's id, stable across directory versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TeamId(pub u16);
+
+/// A counselor device's id, assigned by the administrator, stable across
+/// directory versions and unique within the organisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceId(pub u32);
+
+/// A partner organisation's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartnerId(pub u16);
+
+/// A language the clients are translated into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Language {
+    /// English.
+    En = 1,
+    /// Spanish.
+    Es = 2,
+    /// French.
+    Fr = 3,
+    /// Haitian Creole.
+    Ht = 4,
+}
+
+impl Language {
+    /// Every language, in wire-tag order.
+    pub const ALL: [Language; 4] = [Language::En, Language::Es, Language::Fr, Language::Ht];
+
+    /// The BCP 47 tag ("en", "es", "fr", "ht").
+    pub fn tag(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Es => "es",
+            Language::Fr => "fr",
+            Language::Ht => "ht",
+        }
+    }
+
+    /// Parses a BCP 47 tag (primary subtag only, case-insensitive: "es-MX" → Es).
+    pub fn from_tag(tag: &str) -> Option<Language> {
+        let primary = tag.split(['-', '_']).next().unwrap_or("");
+        Language::ALL
+            .into_iter()
+            .find(|l| l.tag().eq_ignore_ascii_case(primary))
+    }
+
+    /// The wire byte.
+    pub fn wire(self) -> u8 {
+        self as u8
+    }
+
+    /// Parses the wire byte.
+    pub fn from_wire(tag: u8) -> Result<Language, DecodeError> {
+        match tag {
+            1 => Ok(Language::En),
+            2 => Ok(Language::Es),
+            3 => Ok(Language::Fr),
+            4 => Ok(Language::Ht),
+            _ => Err(DecodeError::UnknownTag {
+                what: "language",
+                tag,
+            }),
+        }
     }
 }
 

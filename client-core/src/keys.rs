@@ -12,6 +12,7 @@
 //! | [`IdentityKeyPair`] | X25519 + Ed25519 | PQXDH identity `IK`, signs prekeys |
 //! | [`MailboxKeyPair`] | Ed25519 `auth` + X25519 `seal` | relay ownership proofs, opening sealed envelopes |
 //! | [`SignedPreKey`], [`OneTimePreKey`], [`PqPreKey`] | X25519 / X25519 / ML-KEM-768 | PQXDH `SPK`, `OPK`, `PQSPK` |
+//! | [`OrgSigningKey`] / [`OrgPublicKey`] | Ed25519 | the organisation's root of trust: signs the directory |
 //!
 //! The public bundle format ([`SignedPreKeyBundle`]) lives in [`crate::pqxdh`]
 //! and is re-exported here.
@@ -815,6 +816,101 @@ impl PqPreKey {
 
 /// Compares freshly generated vectors with the committed file, or rewrites
 /// the file when `NORTHSTAR_WRITE_VECTORS=1` (so vectors cannot drift).
+/// Version byte of an encoded [`OrgSigningKey`].
+pub const ORG_KEY_VERSION: u8 = 1;
+
+/// Domain of the organisation key's human fingerprint.
+pub const FINGERPRINT_DOMAIN: &[u8] = b"northstar/v1/org-fingerprint";
+
+/// The organisation's signing key, held offline by the administrator.
+/// Zeroized on drop (ed25519-dalek's `zeroize` feature); `Debug` prints no bytes.
+pub struct OrgSigningKey(ed25519_dalek::SigningKey);
+
+impl core::fmt::Debug for OrgSigningKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("OrgSigningKey(..)")
+    }
+}
+
+impl OrgSigningKey {
+    /// A fresh key.
+    pub fn generate(rng: &mut impl crate::CryptoRng) -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        Self::from_seed(&seed)
+    }
+
+    /// The key with this RFC 8032 seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        OrgSigningKey(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    /// The public key to pin in clients.
+    pub fn public(&self) -> OrgPublicKey {
+        OrgPublicKey(Ed25519Public(self.0.verifying_key().to_bytes()))
+    }
+
+    /// `version:u8 (=1) || seed[32]`, for the key store.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(33));
+        out.push(ORG_KEY_VERSION);
+        out.extend_from_slice(self.0.as_bytes());
+        out
+    }
+
+    /// Strictly decodes [`OrgSigningKey::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::Error> {
+        let mut r = Reader::new(bytes);
+        r.version(ORG_KEY_VERSION, "organisation signing key")?;
+        let seed = Zeroizing::new(r.array::<32>("organisation signing key")?);
+        r.finish("organisation signing key")?;
+        Ok(Self::from_seed(&seed))
+    }
+
+    pub(crate) fn sign(&self, msg: &[u8]) -> Signature {
+        Signature(ed25519_dalek::Signer::sign(&self.0, msg).to_bytes())
+    }
+}
+
+/// The organisation's public key: the root of trust pinned in clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OrgPublicKey(Ed25519Public);
+
+impl OrgPublicKey {
+    /// Checks the bytes are a valid Ed25519 point.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, DecodeError> {
+        let k = Ed25519Public(bytes);
+        k.check()?;
+        Ok(OrgPublicKey(k))
+    }
+
+    pub fn as_ed25519(&self) -> &Ed25519Public {
+        &self.0
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0.0
+    }
+
+    /// The fingerprint people compare: SHA-256("northstar/v1/org-fingerprint"
+    /// || pk) read as eight big-endian u32s, each shown as `u32 mod 100000`
+    /// in five decimal digits, separated by spaces (about 133 bits; digits
+    /// read aloud the same in every language).
+    pub fn fingerprint(&self) -> String {
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut h, FINGERPRINT_DOMAIN);
+        sha2::Digest::update(&mut h, self.0.0);
+        let d: [u8; 32] = sha2::Digest::finalize(h).into();
+        d.chunks_exact(4)
+            .map(|c| {
+                let v = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+                format!("{:05}", v % 100_000)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn check_vector_file(name: &str, committed: &str, generated: &serde_json::Value) {
     if std::env::var("NORTHSTAR_WRITE_VECTORS").as_deref() == Ok("1") {

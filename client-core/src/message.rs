@@ -23,8 +23,9 @@ use core::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::UnixTime;
-use crate::directory::{DeviceId, PartnerId, TeamId};
 use crate::error::{DecodeError, Error};
+pub use crate::ids::Language;
+use crate::ids::{DeviceId, PartnerId, TeamId};
 use crate::ids::{MailboxId, MessageId};
 use crate::wire::{Reader, Writer};
 
@@ -73,62 +74,6 @@ const WORST_CASE_LEN: usize = {
     HEADER_LEN + team_event + biggest
 };
 const _: () = assert!(WORST_CASE_LEN <= MAX_APP_MESSAGE_LEN);
-
-/// A language the clients are translated into.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Language {
-    /// English.
-    En = 1,
-    /// Spanish.
-    Es = 2,
-    /// French.
-    Fr = 3,
-    /// Haitian Creole.
-    Ht = 4,
-}
-
-impl Language {
-    /// Every language, in wire-tag order.
-    pub const ALL: [Language; 4] = [Language::En, Language::Es, Language::Fr, Language::Ht];
-
-    /// The BCP 47 tag ("en", "es", "fr", "ht").
-    pub fn tag(self) -> &'static str {
-        match self {
-            Language::En => "en",
-            Language::Es => "es",
-            Language::Fr => "fr",
-            Language::Ht => "ht",
-        }
-    }
-
-    /// Parses a BCP 47 tag (primary subtag only, case-insensitive: "es-MX" → Es).
-    pub fn from_tag(tag: &str) -> Option<Language> {
-        let primary = tag.split(['-', '_']).next().unwrap_or("");
-        Language::ALL
-            .into_iter()
-            .find(|l| l.tag().eq_ignore_ascii_case(primary))
-    }
-
-    /// The wire byte.
-    pub fn wire(self) -> u8 {
-        self as u8
-    }
-
-    /// Parses the wire byte.
-    pub fn from_wire(tag: u8) -> Result<Language, DecodeError> {
-        match tag {
-            1 => Ok(Language::En),
-            2 => Ok(Language::Es),
-            3 => Ok(Language::Fr),
-            4 => Ok(Language::Ht),
-            _ => Err(DecodeError::UnknownTag {
-                what: "language",
-                tag,
-            }),
-        }
-    }
-}
 
 /// Text someone wrote. Zeroized on drop; `Debug` prints only its length, so
 /// a message can be logged in a test failure without its content.

@@ -35,6 +35,7 @@ pub type Target = (&'static str, fn(&[u8]));
 /// Every target, in the order the replay test and scripts/test run them.
 pub const TARGETS: &[Target] = &[
     ("client_frame", client_frame),
+    ("saved_state", saved_state),
     ("server_frame", server_frame),
     ("envelope", envelope),
     ("ratchet_message", ratchet_message),
@@ -204,6 +205,22 @@ pub fn state_blob(data: &[u8]) {
     }
     let _ = northstar_core::client::counselor::Counselor::decode(data, &org().public());
     let _ = northstar_core::client::counselor::DevicePublic::decode(data);
+}
+
+/// The saved formats of a counselor device and of the administrator
+/// (read back from a local file or IndexedDB another program could edit).
+pub fn saved_state(data: &[u8]) {
+    use northstar_core::client::saved::{AdminState, DeviceState};
+    if let Ok(d) = DeviceState::decode(data) {
+        let again = d.encode().expect("a decoded device state encodes");
+        assert_eq!(again.as_slice(), data, "device state: one encoding");
+    }
+    if let Ok(a) = AdminState::decode(data) {
+        let again = a.encode().expect("a decoded admin state encodes");
+        assert_eq!(again.as_slice(), data, "admin state: one encoding");
+    }
+    let key = StateKey::from_bytes(Zeroizing::new([0x42; 32]));
+    let _ = DeviceState::open(&key, data);
 }
 
 /// What a seeker types as a codename: any text.

@@ -26,8 +26,9 @@ use crate::ids::{MailboxId, MessageId};
 use crate::keys::{
     IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePreKeyPublic,
 };
+use crate::ids::Language;
 use crate::message::{
-    AppMessage, Body, Direction, Language, MAX_CANNED_TITLE_LEN, MAX_NOTE_LEN, MAX_TEXT_LEN,
+    AppMessage, Body, Direction, MAX_CANNED_TITLE_LEN, MAX_NOTE_LEN, MAX_TEXT_LEN,
     MessageText, TeamEvent, TeamEventKind, sent_at_of,
 };
 use crate::pqxdh::SignedPreKeyBundle;

@@ -251,6 +251,43 @@ mod tests {
         assert!(DeviceState::decode(&old).is_err());
     }
 
+    /// docs/vectors/saved.json: a device state and an admin state from
+    /// fixed seeds, their encodings and the sealed device state.
+    #[test]
+    fn saved_state_vectors() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([0x5a; 32]);
+        let org_key = OrgSigningKey::from_seed(&[0x0a; 32]);
+        let mut dev = DeviceState::generate(org_key.public(), &mut rng);
+        let env = Envelope::from_parts(crate::ids::MailboxId::from_bytes([7; 32]), vec![0xee; 48])
+            .unwrap();
+        dev.quarantine(UnreadableReason::NoSession, env);
+        let encoded = dev.encode().unwrap();
+        let key = StateKey::from_bytes(Zeroizing::new([0x42; 32]));
+        let sealed = dev.seal(&key, &mut rng).unwrap();
+        assert_eq!(
+            DeviceState::open(&key, &sealed).unwrap().encode().unwrap(),
+            encoded
+        );
+        let admin = AdminState {
+            key: OrgSigningKey::from_seed(&[0x0a; 32]),
+            draft: Directory::new(org_key.public(), 3, crate::UnixTime(1_800_000_000)),
+        };
+        let admin_encoded = admin.encode().unwrap();
+        let json = serde_json::json!({
+            "description": "Saved formats (PROTOCOL.md §6.4, §6.5). Device keys from ChaCha20Rng::from_seed(0x5a * 32) (Counselor::generate), then the sealing nonce from the same RNG; organisation seed 0x0a * 32; state key 0x42 * 32. The quarantined envelope is addressed to 0x07 * 32 with 48 bytes 0xee.",
+            "device_state": hex::encode(encoded.as_slice()),
+            "device_state_sealed": hex::encode(&sealed),
+            "state_key": hex::encode([0x42u8; 32]),
+            "admin_state": hex::encode(admin_encoded.as_slice()),
+            "failures": [
+                { "case": "device_state with one trailing byte", "error": "TrailingBytes" },
+                { "case": "device_state with version byte 1", "error": "UnsupportedVersion" },
+                { "case": "admin_state cut by one byte", "error": "UnexpectedEnd" }
+            ],
+        });
+        crate::state::vectors::check("saved.json", &json);
+    }
+
     #[test]
     fn admin_state_round_trips() {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([4; 32]);
