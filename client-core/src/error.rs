@@ -44,6 +44,30 @@ pub enum Error {
     /// Proof of work missing or insufficient.
     #[error("proof of work: {0}")]
     Pow(#[from] crate::pow::PowError),
+    /// The caller asked for something the API does not allow (a local
+    /// mistake or a full local store), as opposed to a fault of a peer or of
+    /// the relay: nothing was sent or changed.
+    #[error("misuse: {0}")]
+    Misuse(#[from] ApiMisuse),
+}
+
+/// What the caller did wrong, or which local store is full: never caused by
+/// a peer's bytes being malformed.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiMisuse {
+    /// A deposit batch with no envelope.
+    #[error("a deposit batch needs at least one envelope")]
+    EmptyBatch,
+    /// The counselor inbox holds its maximum of conversations.
+    #[error("the inbox is full ({max} conversations)")]
+    InboxFull { max: usize },
+    /// The endpoint keeps sessions with its maximum of peers.
+    #[error("too many peers ({max})")]
+    TooManyPeers { max: usize },
+    /// The intake set is larger than one conversation can fan out to.
+    #[error("the intake set has {got} devices, at most {max} allowed")]
+    IntakeTooLarge { max: usize, got: usize },
 }
 
 /// Why bytes failed to decode. Every decoder is strict: unknown versions,

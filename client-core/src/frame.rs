@@ -38,44 +38,13 @@ use crate::wire::{Reader, Writer};
 /// Frame format version.
 pub const FRAME_VERSION: u8 = 1;
 
-/// `version || request_id || tag`.
-pub const FRAME_HEADER_LEN: usize = 6;
-
 /// Request id of frames the relay sends unasked (hello, deliveries).
 pub const PUSH_REQUEST_ID: u32 = 0;
 
-/// Absolute ceiling on an encoded frame: a full batch of the largest
-/// envelopes (64 × ~64 KiB ≈ 4.2 MB) or the largest state blob fits; a relay
-/// configures a lower limit and announces it in its hello.
-pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
-
-/// Most envelopes in one deposit batch: a seeker fans one message out to
-/// every device of the intake set, and 64 devices is beyond any team we
-/// plan for; larger sets split into several batches (each with its own proof).
-pub const MAX_BATCH_ENVELOPES: usize = 64;
-
-/// Most envelope ids in one acknowledgement: a client acknowledges what it
-/// has processed in slices, and 256 × 32 bytes keeps the frame small.
-pub const MAX_ACK_IDS: usize = 256;
-
-/// Largest signed team directory: even a thousand counselor devices with
-/// their keys and mailboxes stay well below 1 MiB.
-pub const MAX_DIRECTORY_LEN: usize = 1024 * 1024;
-
-/// Largest signed prekey bundle (identity, signed X25519 prekey, signed
-/// ML-KEM-768 prekey of 1184 bytes, signatures): about 1.5 KB today, with
-/// room for one more post-quantum key.
-pub const MAX_PREKEY_BUNDLE_LEN: usize = 4096;
-
-/// A one-time prekey on the wire: `id:u32 || x25519_pk[32]`.
-pub const ONE_TIME_PREKEY_LEN: usize = 36;
-
-/// Most one-time prekeys in one upload (the relay's per-mailbox cap may be lower).
-pub const MAX_PREKEYS_PER_UPLOAD: usize = 1000;
-
-/// Largest encrypted seeker-state blob the protocol can carry: a few long
-/// conversations with ratchet states; a relay configures a lower cap.
-pub const MAX_STATE_LEN: usize = 4 * 1024 * 1024;
+pub use crate::limits::{
+    FRAME_HEADER_LEN, MAX_ACK_IDS, MAX_BATCH_ENVELOPES, MAX_DIRECTORY_LEN, MAX_FRAME_LEN,
+    MAX_PREKEY_BUNDLE_LEN, MAX_PREKEYS_PER_UPLOAD, MAX_STATE_LEN, ONE_TIME_PREKEY_LEN,
+};
 
 /// Domain separation of the mailbox authentication signature.
 pub const AUTH_DOMAIN: &[u8] = b"northstar/v1/relay-auth";
@@ -213,29 +182,48 @@ impl ErrorCode {
 }
 
 /// A frame that failed to decode, with the request id to answer (0 when
-/// the header itself was unreadable).
+/// the header itself was unreadable) and the error code to answer with,
+/// chosen by the decoder where it found the fault.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("frame (request {request_id}): {error}")]
 pub struct FrameError {
     pub request_id: u32,
     pub error: DecodeError,
+    code: ErrorCode,
 }
 
 impl FrameError {
     /// The error frame code the relay answers with.
     pub fn code(&self) -> ErrorCode {
-        match self.error {
-            DecodeError::UnsupportedVersion { what: "frame", .. } => ErrorCode::UnsupportedVersion,
-            DecodeError::TooLong { what: "frame", .. } => ErrorCode::FrameTooLarge,
-            DecodeError::TooLong {
-                what: "deposit batch",
-                ..
-            } => ErrorCode::BatchTooLarge,
-            DecodeError::TooLong {
-                what: "state blob", ..
-            } => ErrorCode::StateTooLarge,
-            _ => ErrorCode::Malformed,
+        self.code
+    }
+}
+
+/// A body decode failure and the code it answers with; any decode error is
+/// `malformed` unless the decoder said otherwise where it found it.
+struct Fault {
+    error: DecodeError,
+    code: ErrorCode,
+}
+
+impl From<DecodeError> for Fault {
+    fn from(error: DecodeError) -> Self {
+        Fault {
+            error,
+            code: ErrorCode::Malformed,
         }
+    }
+}
+
+/// A count or length over its maximum answers `code`; anything else is
+/// `malformed`.
+fn over_limit(code: ErrorCode) -> impl FnOnce(DecodeError) -> Fault {
+    move |error| {
+        let code = match error {
+            DecodeError::TooLong { .. } => code,
+            _ => ErrorCode::Malformed,
+        };
+        Fault { error, code }
     }
 }
 
@@ -247,7 +235,6 @@ impl From<FrameError> for Error {
 
 /// A request from a client.
 #[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ClientFrame {
     /// Deposit a batch of sealed envelopes (no session needed). `pow_nonce`
     /// is required when any recipient is registered as needing proof of work.
@@ -405,12 +392,16 @@ impl ClientFrame {
     pub fn decode(bytes: &[u8]) -> Result<(u32, ClientFrame), FrameError> {
         let (request_id, tag, mut r) = read_header(bytes)?;
         let frame = Self::decode_body(tag, &mut r)
-            .and_then(|f| r.finish("frame").map(|()| f))
-            .map_err(|error| FrameError { request_id, error })?;
+            .and_then(|f| r.finish("frame").map(|()| f).map_err(Fault::from))
+            .map_err(|f| FrameError {
+                request_id,
+                error: f.error,
+                code: f.code,
+            })?;
         Ok((request_id, frame))
     }
 
-    fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<ClientFrame, DecodeError> {
+    fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<ClientFrame, Fault> {
         Ok(match tag {
             0x01 => {
                 let pow_nonce = match r.u8("pow flag")? {
@@ -420,7 +411,8 @@ impl ClientFrame {
                         return Err(DecodeError::UnknownTag {
                             what: "pow flag",
                             tag: t,
-                        });
+                        }
+                        .into());
                     }
                 };
                 ClientFrame::Deposit {
@@ -460,7 +452,8 @@ impl ClientFrame {
                 if r.remaining() < n * ONE_TIME_PREKEY_LEN {
                     return Err(DecodeError::UnexpectedEnd {
                         what: "one-time prekeys",
-                    });
+                    }
+                    .into());
                 }
                 let mut one_time = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -476,7 +469,10 @@ impl ClientFrame {
             },
             0x0B => ClientFrame::PutState {
                 ttl_hours: r.u32("state ttl")?,
-                blob: r.vec_u32(MAX_STATE_LEN, "state blob")?.to_vec(),
+                blob: r
+                    .vec_u32(MAX_STATE_LEN, "state blob")
+                    .map_err(over_limit(ErrorCode::StateTooLarge))?
+                    .to_vec(),
             },
             0x0C => ClientFrame::GetState,
             0x0D => ClientFrame::DeleteState,
@@ -485,7 +481,8 @@ impl ClientFrame {
                 return Err(DecodeError::UnknownTag {
                     what: "client frame",
                     tag: t,
-                });
+                }
+                .into());
             }
         })
     }
@@ -500,7 +497,6 @@ impl core::fmt::Debug for ClientFrame {
 
 /// A reply or push from the relay.
 #[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ServerFrame {
     /// Sent once on connect (request id 0): the proof-of-work challenge of
     /// this connection and the relay's limits.
@@ -662,7 +658,11 @@ impl ServerFrame {
         let (request_id, tag, mut r) = read_header(bytes)?;
         let frame = Self::decode_body(tag, &mut r)
             .and_then(|f| r.finish("frame").map(|()| f))
-            .map_err(|error| FrameError { request_id, error })?;
+            .map_err(|error| FrameError {
+                request_id,
+                error,
+                code: ErrorCode::Malformed,
+            })?;
         Ok((request_id, frame))
     }
 
@@ -765,30 +765,36 @@ fn read_header(bytes: &[u8]) -> Result<(u32, u8, Reader<'_>), FrameError> {
     let mut r = Reader::new(bytes);
     // The request id is read even when the version is wrong, so the error
     // can be answered to the right request.
-    let version = r.u8("frame").map_err(|error| FrameError {
-        request_id: 0,
+    let malformed = |request_id, error| FrameError {
+        request_id,
         error,
-    })?;
-    let request_id = r.u32("request id").map_err(|error| FrameError {
-        request_id: 0,
-        error,
-    })?;
-    let fail = |error| FrameError { request_id, error };
+        code: ErrorCode::Malformed,
+    };
+    let version = r.u8("frame").map_err(|e| malformed(0, e))?;
+    let request_id = r.u32("request id").map_err(|e| malformed(0, e))?;
     if bytes.len() > MAX_FRAME_LEN {
-        return Err(fail(DecodeError::TooLong {
-            what: "frame",
-            max: MAX_FRAME_LEN,
-            got: bytes.len(),
-        }));
+        return Err(FrameError {
+            request_id,
+            error: DecodeError::TooLong {
+                what: "frame",
+                max: MAX_FRAME_LEN,
+                got: bytes.len(),
+            },
+            code: ErrorCode::FrameTooLarge,
+        });
     }
     if version != FRAME_VERSION {
-        return Err(fail(DecodeError::UnsupportedVersion {
-            what: "frame",
-            expected: FRAME_VERSION,
-            got: version,
-        }));
+        return Err(FrameError {
+            request_id,
+            error: DecodeError::UnsupportedVersion {
+                what: "frame",
+                expected: FRAME_VERSION,
+                got: version,
+            },
+            code: ErrorCode::UnsupportedVersion,
+        });
     }
-    let tag = r.u8("frame tag").map_err(fail)?;
+    let tag = r.u8("frame tag").map_err(|e| malformed(request_id, e))?;
     Ok((request_id, tag, r))
 }
 
@@ -803,11 +809,7 @@ fn read_bool(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError
 /// `count:u16 || envelope_1 || … || envelope_count` (1 ≤ count ≤ 64).
 fn write_batch(w: &mut Writer, envelopes: &[Envelope]) -> Result<(), Error> {
     if envelopes.is_empty() {
-        return Err(Error::TooLongToEncode {
-            what: "empty deposit batch",
-            max: MAX_BATCH_ENVELOPES,
-            got: 0,
-        });
+        return Err(crate::ApiMisuse::EmptyBatch.into());
     }
     w.count_u16(envelopes.len(), MAX_BATCH_ENVELOPES, "deposit batch")?;
     for e in envelopes {
@@ -816,14 +818,17 @@ fn write_batch(w: &mut Writer, envelopes: &[Envelope]) -> Result<(), Error> {
     Ok(())
 }
 
-fn read_batch(r: &mut Reader<'_>) -> Result<Vec<Envelope>, DecodeError> {
-    let n = r.count_u16(MAX_BATCH_ENVELOPES, "deposit batch")?;
+fn read_batch(r: &mut Reader<'_>) -> Result<Vec<Envelope>, Fault> {
+    let n = r
+        .count_u16(MAX_BATCH_ENVELOPES, "deposit batch")
+        .map_err(over_limit(ErrorCode::BatchTooLarge))?;
     if n == 0 {
         return Err(DecodeError::TooShort {
             what: "deposit batch",
             min: 1,
             got: 0,
-        });
+        }
+        .into());
     }
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {

@@ -22,6 +22,7 @@
 //! - [`state`] — encrypted, versioned client-state blobs.
 //! - [`pow`] — the hashcash-style proof of work on deposits.
 //! - [`frame`] — the relay wire protocol (client ↔ relay frames).
+//! - [`limits`] — every wire maximum, checked against each other at compile time.
 //! - [`client`] — what a seeker and a counselor device do: sessions with peers,
 //!   the seeker's conversation, the counselor's team inbox, saved formats.
 //! - [`driver`] — the sans-I/O client driver: every relay request sequence,
@@ -60,6 +61,7 @@ pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod message;
 pub mod padding;
 pub mod pow;
@@ -69,7 +71,7 @@ pub mod sealed;
 pub mod state;
 pub mod wire;
 
-pub use error::{DecodeError, Error};
+pub use error::{ApiMisuse, DecodeError, Error};
 pub use ids::{EnvelopeId, MailboxId, MessageId};
 
 /// Seconds since the Unix epoch, passed in by the caller (the core reads no clock).

@@ -22,14 +22,14 @@ use crate::directory::{
     VerifiedDirectory,
 };
 use crate::error::{DecodeError, Error};
+use crate::ids::Language;
 use crate::ids::{MailboxId, MessageId};
 use crate::keys::{
     IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePreKeyPublic,
 };
-use crate::ids::Language;
 use crate::message::{
-    AppMessage, Body, Direction, MAX_CANNED_TITLE_LEN, MAX_NOTE_LEN, MAX_TEXT_LEN,
-    MessageText, TeamEvent, TeamEventKind, sent_at_of,
+    AppMessage, Body, Direction, MAX_CANNED_TITLE_LEN, MAX_NOTE_LEN, MAX_TEXT_LEN, MessageText,
+    TeamEvent, TeamEventKind, sent_at_of,
 };
 use crate::pqxdh::SignedPreKeyBundle;
 use crate::sealed::Envelope;
@@ -274,11 +274,10 @@ impl Counselor {
                     } => {
                         let is_new = !self.conversations.contains_key(&conv_id);
                         if is_new && self.conversations.len() >= MAX_CONVERSATIONS {
-                            return Err(Error::TooLongToEncode {
-                                what: "conversations",
+                            return Err(crate::ApiMisuse::InboxFull {
                                 max: MAX_CONVERSATIONS,
-                                got: MAX_CONVERSATIONS + 1,
-                            });
+                            }
+                            .into());
                         }
                         let conv =
                             self.conversations
@@ -765,7 +764,7 @@ impl Counselor {
                 w.u8(1);
                 w.vec_u32(
                     &d.signed().encode(),
-                    crate::frame::MAX_DIRECTORY_LEN,
+                    crate::limits::MAX_DIRECTORY_LEN,
                     "directory",
                 )?;
             }
@@ -822,7 +821,7 @@ impl Counselor {
         let directory = match r.u8("has directory")? {
             0 => None,
             1 => Some(
-                SignedDirectory::decode(r.vec_u32(crate::frame::MAX_DIRECTORY_LEN, "directory")?)?
+                SignedDirectory::decode(r.vec_u32(crate::limits::MAX_DIRECTORY_LEN, "directory")?)?
                     .verify(pinned, None)?,
             ),
             tag => {

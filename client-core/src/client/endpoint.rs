@@ -327,11 +327,7 @@ impl Endpoint {
     ) -> Result<(), Error> {
         let key = peer_key(&peer);
         if !self.peers.contains_key(&key) && self.peers.len() >= MAX_PEERS {
-            return Err(Error::TooLongToEncode {
-                what: "peers",
-                max: MAX_PEERS,
-                got: self.peers.len() + 1,
-            });
+            return Err(crate::ApiMisuse::TooManyPeers { max: MAX_PEERS }.into());
         }
         let entry = self.peers.entry(key).or_insert_with(|| Peer {
             identity: peer,

@@ -8,7 +8,8 @@ use zeroize::Zeroizing;
 use super::counselor::Counselor;
 use crate::directory::{Directory, OrgPublicKey, OrgSigningKey};
 use crate::error::DecodeError;
-use crate::sealed::{Envelope, MAX_CIPHERTEXT_LEN};
+use crate::limits::MAX_ENVELOPE_LEN;
+use crate::sealed::Envelope;
 use crate::state::{MAX_STATE_PLAINTEXT_LEN, StateKey, StateKind};
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, Error};
@@ -186,9 +187,6 @@ impl DeviceState {
     }
 }
 
-/// Longest encoded envelope.
-const MAX_ENVELOPE_LEN: usize = crate::sealed::ENVELOPE_HEADER_LEN + MAX_CIPHERTEXT_LEN;
-
 /// The administrator's saved state: the organisation signing key and the
 /// directory being prepared (the last published one plus edits).
 #[derive(Debug)]
@@ -207,7 +205,7 @@ impl AdminState {
         w.vec_u16(&self.key.encode(), MAX_ORG_KEY_LEN, "org key")?;
         w.vec_u32(
             &self.draft.encode()?,
-            crate::frame::MAX_DIRECTORY_LEN,
+            crate::directory::MAX_DIRECTORY_LEN,
             "directory",
         )?;
         Ok(Zeroizing::new(w.into_bytes()))
@@ -217,7 +215,8 @@ impl AdminState {
         let mut r = Reader::new(bytes);
         r.version(ADMIN_STATE_VERSION, "admin state")?;
         let key = OrgSigningKey::decode(r.vec_u16(MAX_ORG_KEY_LEN, "org key")?)?;
-        let draft = Directory::decode(r.vec_u32(crate::frame::MAX_DIRECTORY_LEN, "directory")?)?;
+        let draft =
+            Directory::decode(r.vec_u32(crate::directory::MAX_DIRECTORY_LEN, "directory")?)?;
         r.finish("admin state")?;
         Ok(AdminState { key, draft })
     }

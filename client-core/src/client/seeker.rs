@@ -17,9 +17,9 @@ use super::{Author, ClientError, Entry, EntryKind, FetchedBundle, push_entry};
 use crate::codename::SeekerSecrets;
 use crate::directory::{DeviceId, TeamId, VerifiedDirectory};
 use crate::error::{DecodeError, Error};
+use crate::ids::Language;
 use crate::ids::MessageId;
 use crate::keys::{IdentityPublic, MailboxKeyPair, MailboxPublic};
-use crate::ids::Language;
 use crate::message::{AppMessage, Body, MessageText};
 use crate::sealed::Envelope;
 use crate::state::{StateKey, StateKind};
@@ -149,11 +149,11 @@ impl Seeker {
         }
         let intake = directory.intake_set(team)?;
         if intake.len() > MAX_INTAKE_DEVICES {
-            return Err(Error::TooLongToEncode {
-                what: "intake set",
+            return Err(crate::ApiMisuse::IntakeTooLarge {
                 max: MAX_INTAKE_DEVICES,
                 got: intake.len(),
-            });
+            }
+            .into());
         }
         let msg = AppMessage::new(
             MessageId::random(rng),
