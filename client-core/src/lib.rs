@@ -9,7 +9,7 @@
 //! shell (CLI, browser) stores and sends them.
 //!
 //! ## Modules
-//! - [`wire`] — the strict binary codec (`Reader` / `Writer`) every encoded structure uses.
+//! - `wire` (private) — the strict binary codec (`Reader` / `Writer`) every encoded structure uses.
 //! - [`ids`] — newtypes for mailbox ids, envelope ids and message ids.
 //! - [`keys`] — key newtypes: organisation, device identity, prekeys; zeroized, no `Debug` leak.
 //! - [`pqxdh`] — session set-up following Signal's PQXDH (X25519 + ML-KEM-768).
@@ -69,7 +69,14 @@ pub mod pqxdh;
 pub mod ratchet;
 pub mod sealed;
 pub mod state;
-pub mod wire;
+mod wire;
+
+/// Not API: the strict codec, for the fuzz targets only (as rustls's
+/// `internal`). Nothing outside this workspace's fuzzer may depend on it.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::wire::{Reader, Writer};
+}
 
 pub use error::{ApiMisuse, DecodeError, Error};
 pub use ids::{EnvelopeId, MailboxId, MessageId};

@@ -157,7 +157,7 @@ pub fn ratchet_message(data: &[u8]) {
         }
     }
     if let Ok(h) = InitialHeader::decode(data) {
-        let mut w = northstar_core::wire::Writer::new();
+        let mut w = northstar_core::internal::Writer::new();
         h.write(&mut w);
         assert_eq!(w.into_bytes(), data, "initial header: one encoding");
     }
