@@ -282,12 +282,19 @@ pub(super) async fn receiver(io: Io, st: St, first: ConnId) {
             }
         }
         io.with(|l| l.event(Event::Connection(Connection::Reconnecting)));
+        let lost = conn;
+        // Another sequence (a sync, a seeker's open) took over the mailbox
+        // connection meanwhile, with its own receiver: this one stops.
+        let superseded = |st: &St| {
+            let s = st.borrow();
+            s.closing || s.mailbox != Some(lost)
+        };
         let mut attempt = 0;
         conn = loop {
             let wait = backoff_secs(attempt, &mut io.0.borrow_mut().rng);
             io.sleep_until(UnixTime(io.now().0 + wait)).await;
             attempt = attempt.saturating_add(1);
-            if st.borrow().closing {
+            if superseded(&st) {
                 return;
             }
             let Ok(c) = open_mailbox(&io, &st, Proof::Auth).await else {
@@ -298,7 +305,7 @@ pub(super) async fn receiver(io: Io, st: St, first: ConnId) {
                 _ => io.close(c),
             }
         };
-        if st.borrow().closing {
+        if superseded(&st) {
             io.close(conn);
             return;
         }

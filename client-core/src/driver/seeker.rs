@@ -3,7 +3,7 @@
 use core::cell::RefCell;
 use std::rc::Rc;
 
-use super::link::{Io, expect_code};
+use super::link::{Io, batch_len, expect_code};
 use super::{ClientState, ConnKind, DriverError, Event, Outcome, SEEKER_STATE_TTL_HOURS};
 use crate::UnixTime;
 use crate::client::FetchedBundle;
@@ -11,9 +11,9 @@ use crate::client::seeker::Seeker;
 use crate::codename::SeekerSecrets;
 use crate::directory::{SignedDirectory, VerifiedDirectory};
 use crate::frame::{ClientFrame, ErrorCode, ServerFrame};
+use crate::ids::Language;
 use crate::ids::MailboxId;
 use crate::keys::MailboxKeyPair;
-use crate::message::Language;
 
 type St = Rc<RefCell<ClientState>>;
 
@@ -242,21 +242,38 @@ pub(super) async fn start(
         seeker.start(&dir, team, language, text, &bundles, now, &mut l.rng)?
     };
     st.borrow_mut().seeker = Some(seeker);
-    let conn = match open_mailbox(
-        io,
-        st,
-        Proof::Register {
-            pow_required: false,
-        },
-    )
-    .await
-    {
-        Ok(c) => c,
+    let (conn, hello) = match io.open(ConnKind::Mailbox).await {
+        Ok(x) => x,
         Err(e) => {
             forget(io, st);
             return Err(e);
         }
     };
+    // An envelope no deposit frame of this relay can carry (its hello's
+    // max_frame_len) fails here, before the mailbox is registered and a
+    // conversation nobody received is saved.
+    let fits = envelopes
+        .iter()
+        .try_for_each(|e| batch_len(core::iter::once(e), hello).map(|_| ()));
+    let proven = match fits {
+        Ok(()) => {
+            authenticate(
+                io,
+                st,
+                conn,
+                Proof::Register {
+                    pow_required: false,
+                },
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = proven {
+        io.close(conn);
+        forget(io, st);
+        return Err(e);
+    }
     // Saved before the deposit: a ratchet key is never used twice.
     let expires_at = match save(io, st, conn).await {
         Ok(t) => t,
@@ -379,17 +396,28 @@ pub(super) async fn receive(io: &Io, st: &St, conn: super::ConnId) -> Result<(),
         }
         Err(e) => {
             io.close(conn);
-            forget(io, st);
+            // A counselor device keeps the mailbox connection it lost (its
+            // receiver goes on reconnecting); a seeker drops the conversation.
+            if st.borrow().device.is_none() {
+                forget(io, st);
+            }
             return Err(e);
         }
     };
-    {
+    let replaced = {
         let mut s = st.borrow_mut();
+        // A lost connection whose receiver was waiting to reconnect (and
+        // said so): this one replaces it, and that receiver stops.
+        let replaced = s.mailbox.is_some_and(|lost| lost != conn);
         s.mailbox = Some(conn);
         let (io2, st2) = (io.clone(), st.clone());
         s.spawned.push(Box::pin(async move {
             super::counselor::receiver(io2, st2, conn).await
         }));
+        replaced
+    };
+    if replaced {
+        io.with(|l| l.event(Event::Connection(super::Connection::Connected)));
     }
     let target = base + u64::from(pending);
     let st2 = st.clone();

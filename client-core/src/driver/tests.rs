@@ -1,0 +1,2155 @@
+//! The driver against a scripted relay in memory.
+//!
+//! [`Relay`] speaks the real frames (`ClientFrame::decode`,
+//! `ServerFrame::encode`) for every request the driver makes and checks
+//! what a real relay checks (signatures over its challenges, batch count and
+//! frame size against its hello, proof of work). [`Net`] is the shell: it
+//! drains every driver's outputs in order, opens and closes the fake
+//! connections, solves proofs of work, keeps the persisted blob, feeds the
+//! relay's replies and pushes back, and moves a fake clock for timeouts. It
+//! records every output so tests can check their order (a `Persist` before
+//! the `Send` it protects).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use zeroize::Zeroizing;
+
+use super::{
+    Command, CommandId, Config, ConnId, ConnKind, Connection, Driver, DriverError, Event, Outcome,
+    Output, TeamAction, Work,
+};
+use crate::UnixTime;
+use crate::client::counselor::{Event as TeamEvent, Status};
+use crate::client::saved::{DeviceState, UnreadableReason};
+use crate::client::{Author, EntryKind};
+use crate::codename::{Codename, SeekerSecrets};
+use crate::directory::{DeviceEntry, DeviceId, Directory, OrgSigningKey, SignedDirectory};
+use crate::frame::{self, ClientFrame, ErrorCode, OneTimePrekey, PUSH_REQUEST_ID, ServerFrame};
+use crate::ids::{EnvelopeId, Language, MailboxId};
+use crate::keys::MailboxPublic;
+use crate::message::MAX_TEXT_LEN;
+use crate::padding::BUCKETS;
+use crate::pow;
+use crate::sealed::Envelope;
+use crate::state::StateKey;
+
+const T0: UnixTime = UnixTime(1_800_000_000);
+const RELAY: &str = "wss://relay.test";
+const TEAM: &str = "unaccompanied-minors";
+const MIB: u32 = 1024 * 1024;
+
+// ------------------------------------------------------------ the relay
+
+/// What the relay announces in its hello.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    pow_difficulty: u8,
+    max_frame_len: u32,
+    max_batch: u16,
+}
+
+const ROOMY: Limits = Limits {
+    pow_difficulty: 0,
+    max_frame_len: 2 * MIB,
+    max_batch: 64,
+};
+
+/// A connection as the relay names it: (client, the client's connection).
+type Key = (usize, ConnId);
+
+#[derive(Debug)]
+struct Mailbox {
+    keys: MailboxPublic,
+    pow_required: bool,
+    stored: Vec<(EnvelopeId, Envelope)>,
+    bundle: Option<Vec<u8>>,
+    one_time: VecDeque<OneTimePrekey>,
+    state: Option<(UnixTime, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+struct Session {
+    auth_challenge: Option<[u8; 32]>,
+    pow_challenge: [u8; 32],
+    mailbox: Option<MailboxId>,
+    subscribed: bool,
+}
+
+/// A deposit frame as the relay received it.
+#[derive(Clone, Debug)]
+struct DepositSeen {
+    frame_len: usize,
+    envelope_lens: Vec<usize>,
+    /// The error the relay answered, if it refused the frame.
+    refused: Option<ErrorCode>,
+}
+
+#[derive(Debug)]
+struct Relay {
+    limits: Limits,
+    rng: ChaCha20Rng,
+    mailboxes: BTreeMap<MailboxId, Mailbox>,
+    directories: BTreeMap<[u8; 32], Vec<u8>>,
+    sessions: BTreeMap<Key, Session>,
+    deposits: Vec<DepositSeen>,
+}
+
+/// How long the fake relay keeps an envelope.
+const RETENTION_SECS: u64 = 7 * 24 * 3600;
+
+impl Relay {
+    fn new(limits: Limits) -> Self {
+        Relay {
+            limits,
+            rng: ChaCha20Rng::from_seed([0xEE; 32]),
+            mailboxes: BTreeMap::new(),
+            directories: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            deposits: Vec::new(),
+        }
+    }
+
+    fn random32(&mut self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        self.rng.fill_bytes(&mut b);
+        b
+    }
+
+    /// A new connection: its session and the hello.
+    fn connect(&mut self, key: Key) -> Vec<u8> {
+        let pow_challenge = self.random32();
+        self.sessions.insert(
+            key,
+            Session {
+                auth_challenge: None,
+                pow_challenge,
+                mailbox: None,
+                subscribed: false,
+            },
+        );
+        ServerFrame::Hello {
+            pow_challenge,
+            pow_difficulty: self.limits.pow_difficulty,
+            max_frame_len: self.limits.max_frame_len,
+            max_batch: self.limits.max_batch,
+        }
+        .encode(PUSH_REQUEST_ID)
+        .unwrap()
+    }
+
+    fn disconnect(&mut self, key: Key) {
+        self.sessions.remove(&key);
+    }
+
+    fn session(&mut self, key: Key) -> &mut Session {
+        self.sessions
+            .get_mut(&key)
+            .expect("a frame on a live connection")
+    }
+
+    /// One request: the reply to `key`, then any pushes (to `key` or to
+    /// other subscribers).
+    fn handle(&mut self, key: Key, bytes: &[u8], now: UnixTime) -> Vec<(Key, Vec<u8>)> {
+        let mut pushes = Vec::new();
+        let (request, reply) = match ClientFrame::decode(bytes) {
+            Err(e) => (e.request_id, Err(e.code())),
+            Ok((request, f)) => {
+                let too_long = bytes.len() > self.limits.max_frame_len as usize;
+                let deposit = match &f {
+                    ClientFrame::Deposit { envelopes, .. } => Some(DepositSeen {
+                        frame_len: bytes.len(),
+                        envelope_lens: envelopes.iter().map(Envelope::encoded_len).collect(),
+                        refused: None,
+                    }),
+                    _ => None,
+                };
+                let reply = if too_long {
+                    Err(ErrorCode::FrameTooLarge)
+                } else {
+                    self.apply(key, f, now, &mut pushes)
+                };
+                if let Some(mut d) = deposit {
+                    d.refused = reply.as_ref().err().copied();
+                    self.deposits.push(d);
+                }
+                (request, reply)
+            }
+        };
+        let reply = reply.unwrap_or_else(|code| ServerFrame::Error { code });
+        let mut out = vec![(key, reply.encode(request).unwrap())];
+        out.extend(pushes);
+        out
+    }
+
+    fn apply(
+        &mut self,
+        key: Key,
+        f: ClientFrame,
+        now: UnixTime,
+        pushes: &mut Vec<(Key, Vec<u8>)>,
+    ) -> Result<ServerFrame, ErrorCode> {
+        let session_mailbox = self.session(key).mailbox;
+        let need = || session_mailbox.ok_or(ErrorCode::NotAuthenticated);
+        match f {
+            ClientFrame::Challenge => {
+                let challenge = self.random32();
+                self.session(key).auth_challenge = Some(challenge);
+                Ok(ServerFrame::Challenge { challenge })
+            }
+            ClientFrame::Register {
+                keys,
+                pow_required,
+                signature,
+            } => {
+                let challenge = self
+                    .session(key)
+                    .auth_challenge
+                    .take()
+                    .ok_or(ErrorCode::AuthFailed)?;
+                let id = keys.id();
+                let msg = frame::register_message(&challenge, &id, pow_required);
+                if !keys.auth.verify(&msg, &signature) {
+                    return Err(ErrorCode::AuthFailed);
+                }
+                self.mailboxes
+                    .entry(id)
+                    .or_insert_with(|| Mailbox {
+                        keys,
+                        pow_required,
+                        stored: Vec::new(),
+                        bundle: None,
+                        one_time: VecDeque::new(),
+                        state: None,
+                    })
+                    .pow_required = pow_required;
+                self.session(key).mailbox = Some(id);
+                Ok(ServerFrame::Ok)
+            }
+            ClientFrame::Auth { mailbox, signature } => {
+                let challenge = self
+                    .session(key)
+                    .auth_challenge
+                    .take()
+                    .ok_or(ErrorCode::AuthFailed)?;
+                let m = self
+                    .mailboxes
+                    .get(&mailbox)
+                    .ok_or(ErrorCode::UnknownMailbox)?;
+                if !m
+                    .keys
+                    .auth
+                    .verify(&frame::auth_message(&challenge, &mailbox), &signature)
+                {
+                    return Err(ErrorCode::AuthFailed);
+                }
+                self.session(key).mailbox = Some(mailbox);
+                Ok(ServerFrame::Ok)
+            }
+            ClientFrame::Subscribe => {
+                let id = need()?;
+                let stored = self
+                    .mailboxes
+                    .get(&id)
+                    .ok_or(ErrorCode::UnknownMailbox)?
+                    .stored
+                    .clone();
+                self.session(key).subscribed = true;
+                for (eid, env) in &stored {
+                    pushes.push((key, deliver(*eid, env, now)));
+                }
+                Ok(ServerFrame::Subscribed {
+                    pending: stored.len() as u32,
+                })
+            }
+            ClientFrame::Deposit {
+                pow_nonce,
+                envelopes,
+            } => {
+                if envelopes.len() > usize::from(self.limits.max_batch) {
+                    return Err(ErrorCode::BatchTooLarge);
+                }
+                let mut pow_required = false;
+                for e in &envelopes {
+                    pow_required |= self
+                        .mailboxes
+                        .get(e.recipient())
+                        .ok_or(ErrorCode::UnknownMailbox)?
+                        .pow_required;
+                }
+                if pow_required && self.limits.pow_difficulty > 0 {
+                    let nonce = pow_nonce.ok_or(ErrorCode::PowRequired)?;
+                    let challenge = self.session(key).pow_challenge;
+                    pow::verify(
+                        &challenge,
+                        &frame::deposit_batch_hash(&envelopes),
+                        self.limits.pow_difficulty,
+                        nonce,
+                    )
+                    .map_err(|_| ErrorCode::PowInvalid)?;
+                    let next = self.random32();
+                    self.session(key).pow_challenge = next;
+                }
+                let accepted = envelopes.len() as u16;
+                for e in envelopes {
+                    pushes.extend(self.store(e, now));
+                }
+                Ok(ServerFrame::Deposited {
+                    accepted,
+                    next_pow_challenge: self.session(key).pow_challenge,
+                })
+            }
+            ClientFrame::Ack { ids } => {
+                let m = self
+                    .mailboxes
+                    .get_mut(&need()?)
+                    .ok_or(ErrorCode::UnknownMailbox)?;
+                let before = m.stored.len();
+                m.stored.retain(|(id, _)| !ids.contains(id));
+                Ok(ServerFrame::Acked {
+                    deleted: (before - m.stored.len()) as u32,
+                })
+            }
+            ClientFrame::PublishDirectory { directory } => {
+                let signed =
+                    SignedDirectory::decode(&directory).map_err(|_| ErrorCode::DirectoryInvalid)?;
+                let org = *signed.claimed_org().as_bytes();
+                let previous = self
+                    .directories
+                    .get(&org)
+                    .and_then(|b| SignedDirectory::decode(b).ok())
+                    .map(|d| d.version());
+                signed
+                    .verify_self_signed(previous.as_ref())
+                    .map_err(|_| ErrorCode::DirectoryRollback)?;
+                self.directories.insert(org, directory);
+                Ok(ServerFrame::Ok)
+            }
+            ClientFrame::FetchDirectory { org_key } => self
+                .directories
+                .get(&org_key.0)
+                .map(|d| ServerFrame::Directory {
+                    directory: d.clone(),
+                })
+                .ok_or(ErrorCode::NotFound),
+            ClientFrame::UploadPrekeys {
+                signed_bundle,
+                one_time,
+            } => {
+                let m = self
+                    .mailboxes
+                    .get_mut(&need()?)
+                    .ok_or(ErrorCode::UnknownMailbox)?;
+                m.bundle = Some(signed_bundle);
+                m.one_time.extend(one_time);
+                Ok(ServerFrame::PrekeysStored {
+                    one_time_count: m.one_time.len() as u32,
+                })
+            }
+            ClientFrame::FetchPrekeys { mailbox } => {
+                let m = self
+                    .mailboxes
+                    .get_mut(&mailbox)
+                    .ok_or(ErrorCode::NotFound)?;
+                let signed_bundle = m.bundle.clone().ok_or(ErrorCode::NotFound)?;
+                Ok(ServerFrame::Prekeys {
+                    signed_bundle,
+                    one_time: m.one_time.pop_front(),
+                })
+            }
+            ClientFrame::PutState { ttl_hours, blob } => {
+                let m = self
+                    .mailboxes
+                    .get_mut(&need()?)
+                    .ok_or(ErrorCode::UnknownMailbox)?;
+                let expires_at = UnixTime(now.0 + u64::from(ttl_hours) * 3600).ceil_hour();
+                m.state = Some((expires_at, blob));
+                Ok(ServerFrame::StateStored { expires_at })
+            }
+            ClientFrame::GetState => self
+                .mailboxes
+                .get(&need()?)
+                .ok_or(ErrorCode::UnknownMailbox)?
+                .state
+                .clone()
+                .map(|(expires_at, blob)| ServerFrame::State { expires_at, blob })
+                .ok_or(ErrorCode::NotFound),
+            ClientFrame::DeleteState => {
+                if let Some(m) = self.mailboxes.get_mut(&need()?) {
+                    m.state = None;
+                }
+                Ok(ServerFrame::Ok)
+            }
+            ClientFrame::DeleteMailbox => {
+                self.mailboxes.remove(&need()?);
+                self.session(key).mailbox = None;
+                Ok(ServerFrame::Ok)
+            }
+        }
+    }
+
+    /// Stores an envelope for its (registered) recipient and pushes it to
+    /// every connection subscribed to that mailbox.
+    fn store(&mut self, env: Envelope, now: UnixTime) -> Vec<(Key, Vec<u8>)> {
+        let to = *env.recipient();
+        let id = EnvelopeId::of(&env.encode());
+        let m = self.mailboxes.get_mut(&to).expect("a registered recipient");
+        if m.stored.iter().any(|(e, _)| *e == id) {
+            return Vec::new();
+        }
+        m.stored.push((id, env.clone()));
+        self.sessions
+            .iter()
+            .filter(|(_, s)| s.subscribed && s.mailbox == Some(to))
+            .map(|(k, _)| (*k, deliver(id, &env, now)))
+            .collect()
+    }
+}
+
+fn deliver(id: EnvelopeId, envelope: &Envelope, now: UnixTime) -> Vec<u8> {
+    ServerFrame::Deliver {
+        id,
+        expires_at: UnixTime(now.0 + RETENTION_SECS).ceil_hour(),
+        envelope: envelope.clone(),
+    }
+    .encode(PUSH_REQUEST_ID)
+    .unwrap()
+}
+
+// ------------------------------------------------------------ the shell
+
+/// One output, as the shell carried it out.
+#[derive(Debug)]
+enum Rec {
+    Connect {
+        conn: ConnId,
+        kind: ConnKind,
+        url: String,
+    },
+    Send {
+        conn: ConnId,
+        frame: ClientFrame,
+    },
+    Close {
+        conn: ConnId,
+    },
+    Persist {
+        sealed: Vec<u8>,
+    },
+    Work,
+    Event(Event),
+}
+
+#[derive(Debug)]
+struct Client {
+    driver: Driver,
+    log: Vec<Rec>,
+    persisted: Option<Vec<u8>>,
+    open: BTreeMap<ConnId, ConnKind>,
+}
+
+/// What happens to a frame on its way to the relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    Pass,
+    /// The connection drops before the relay reads the frame.
+    Drop,
+    /// The relay reads nothing and answers nothing (a hung node).
+    Mute,
+    /// The answer is bytes that are no frame.
+    Garble,
+}
+
+type FaultFn = Box<dyn FnMut(usize, &ClientFrame) -> Fault>;
+
+/// The shell of every driver of a test, one relay and a fake clock.
+struct Net {
+    relay: Relay,
+    config: Config,
+    now: UnixTime,
+    clients: Vec<Client>,
+    /// Frames from the relay not yet handed to their driver, in order.
+    inbox: VecDeque<(usize, ConnId, Vec<u8>)>,
+    /// Relay URLs that cannot be reached: their connections close before
+    /// the hello.
+    down: BTreeSet<String>,
+    /// Relay URLs that accept the connection and then never say hello.
+    silent: BTreeSet<String>,
+    /// Decides the fate of every frame a driver sends (all pass if `None`).
+    fault: Option<FaultFn>,
+    next_seed: u8,
+}
+
+impl Net {
+    fn new(org: &OrgSigningKey, limits: Limits) -> Self {
+        Self::with_relays(org, limits, &[RELAY])
+    }
+
+    fn with_relays(org: &OrgSigningKey, limits: Limits, relays: &[&str]) -> Self {
+        Net {
+            relay: Relay::new(limits),
+            config: Config {
+                relays: relays.iter().map(|r| (*r).to_owned()).collect(),
+                org: org.public(),
+            },
+            now: T0,
+            clients: Vec::new(),
+            inbox: VecDeque::new(),
+            down: BTreeSet::new(),
+            silent: BTreeSet::new(),
+            fault: None,
+            next_seed: 1,
+        }
+    }
+
+    fn seed(&mut self) -> Zeroizing<[u8; 32]> {
+        self.next_seed += 1;
+        Zeroizing::new([self.next_seed; 32])
+    }
+
+    fn add(&mut self, driver: Driver) -> usize {
+        self.clients.push(Client {
+            driver,
+            log: Vec::new(),
+            persisted: None,
+            open: BTreeMap::new(),
+        });
+        self.clients.len() - 1
+    }
+
+    /// A seeker's (or administrator's) driver.
+    fn plain(&mut self) -> usize {
+        let seed = self.seed();
+        self.add(Driver::new(self.config.clone(), seed))
+    }
+
+    /// A counselor device's driver, from its newest persisted state.
+    fn counselor(&mut self, device: &Device) -> usize {
+        let seed = self.seed();
+        let d = Driver::counselor(
+            self.config.clone(),
+            seed,
+            StateKey::from_bytes(device.key.clone()),
+            &device.sealed,
+        )
+        .unwrap();
+        self.add(d)
+    }
+
+    /// Starts a command (which must be accepted) and runs until quiet.
+    fn start(&mut self, i: usize, cmd: Command) -> CommandId {
+        let now = self.now;
+        let id = self.clients[i].driver.command(cmd, now).unwrap();
+        self.run();
+        id
+    }
+
+    /// Runs a command to its end; its outcome.
+    fn exec(&mut self, i: usize, cmd: Command) -> Result<Outcome, DriverError> {
+        let id = self.start(i, cmd);
+        self.outcome(i, id)
+    }
+
+    fn outcome(&self, i: usize, cmd: CommandId) -> Result<Outcome, DriverError> {
+        self.try_outcome(i, cmd)
+            .unwrap_or_else(|| panic!("command {cmd:?} of client {i} has not finished"))
+    }
+
+    fn try_outcome(&self, i: usize, cmd: CommandId) -> Option<Result<Outcome, DriverError>> {
+        self.clients[i].log.iter().find_map(|r| match r {
+            Rec::Event(Event::Done { command, outcome }) if *command == cmd => {
+                Some(Ok(outcome.clone()))
+            }
+            Rec::Event(Event::Failed { command, error }) if *command == cmd => {
+                Some(Err(error.clone()))
+            }
+            _ => None,
+        })
+    }
+
+    /// Carries out outputs and delivers frames until nothing moves.
+    fn run(&mut self) {
+        for _ in 0..1_000_000 {
+            let mut moved = false;
+            for i in 0..self.clients.len() {
+                while let Some(out) = self.clients[i].driver.poll_output() {
+                    moved = true;
+                    self.carry_out(i, out);
+                }
+            }
+            if let Some((i, conn, bytes)) = self.inbox.pop_front() {
+                // Frames for a connection closed meanwhile are lost with it.
+                if self.clients[i].open.contains_key(&conn) {
+                    let now = self.now;
+                    self.clients[i].driver.handle_frame(conn, &bytes, now);
+                }
+                continue;
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the drivers never settle");
+    }
+
+    fn carry_out(&mut self, i: usize, out: Output) {
+        let now = self.now;
+        match out {
+            Output::Connect { conn, kind, url } => {
+                let down = self.down.contains(&url);
+                self.clients[i].log.push(Rec::Connect {
+                    conn,
+                    kind,
+                    url: url.clone(),
+                });
+                if down {
+                    self.clients[i].driver.handle_closed(conn, now);
+                    return;
+                }
+                self.clients[i].open.insert(conn, kind);
+                self.clients[i].driver.handle_connected(conn, now);
+                if self.silent.contains(&url) {
+                    return;
+                }
+                let hello = self.relay.connect((i, conn));
+                self.inbox.push_back((i, conn, hello));
+            }
+            Output::Send { conn, frame } => {
+                let (_, decoded) =
+                    ClientFrame::decode(&frame).expect("the driver sends valid frames");
+                assert!(
+                    self.clients[i].open.contains_key(&conn),
+                    "{decoded:?} sent on a connection that is not open"
+                );
+                let fate = match self.fault.as_mut() {
+                    Some(f) => f(i, &decoded),
+                    None => Fault::Pass,
+                };
+                self.clients[i].log.push(Rec::Send {
+                    conn,
+                    frame: decoded,
+                });
+                match fate {
+                    Fault::Pass => {}
+                    Fault::Mute => return,
+                    Fault::Garble => {
+                        self.inbox.push_back((i, conn, vec![0xFF, 0, 1]));
+                        return;
+                    }
+                    Fault::Drop => {
+                        self.clients[i].open.remove(&conn);
+                        self.relay.disconnect((i, conn));
+                        self.clients[i].driver.handle_closed(conn, now);
+                        return;
+                    }
+                }
+                for ((to, c), bytes) in self.relay.handle((i, conn), &frame, now) {
+                    self.inbox.push_back((to, c, bytes));
+                }
+            }
+            Output::Close { conn } => {
+                self.clients[i].log.push(Rec::Close { conn });
+                self.clients[i].open.remove(&conn);
+                self.relay.disconnect((i, conn));
+            }
+            Output::Persist { sealed } => {
+                self.clients[i].persisted = Some(sealed.clone());
+                self.clients[i].log.push(Rec::Persist { sealed });
+            }
+            Output::Work { work, job } => {
+                self.clients[i].log.push(Rec::Work);
+                let Work::ProofOfWork {
+                    challenge,
+                    batch_hash,
+                    difficulty,
+                } = job;
+                let nonce = pow::solve(&challenge, &batch_hash, difficulty).unwrap();
+                self.clients[i].driver.handle_work(work, nonce, now);
+            }
+            Output::Event(e) => self.clients[i].log.push(Rec::Event(e)),
+        }
+    }
+
+    /// The relay (or the network) drops a connection.
+    fn drop_conn(&mut self, i: usize, conn: ConnId) {
+        assert!(self.clients[i].open.remove(&conn).is_some());
+        self.relay.disconnect((i, conn));
+        let now = self.now;
+        self.clients[i].driver.handle_closed(conn, now);
+        self.run();
+    }
+
+    /// The process behind a driver exits (after closing its connections).
+    fn close(&mut self, i: usize) {
+        let open: Vec<ConnId> = self.clients[i].open.keys().copied().collect();
+        let mark = self.mark(i);
+        self.clients[i].driver.close();
+        self.run();
+        for c in open {
+            assert!(
+                self.clients[i].log[mark..]
+                    .iter()
+                    .any(|r| matches!(r, Rec::Close { conn } if *conn == c)),
+                "close left {c:?} open"
+            );
+        }
+        assert!(self.clients[i].open.is_empty());
+    }
+
+    /// The client's open connections of a kind.
+    fn open_of(&self, i: usize, kind: ConnKind) -> Vec<ConnId> {
+        self.clients[i]
+            .open
+            .iter()
+            .filter(|(_, k)| **k == kind)
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    /// Moves the clock to each wake-up a driver asks for, up to `until`.
+    fn run_until(&mut self, until: UnixTime) {
+        for _ in 0..10_000 {
+            self.run();
+            let next = self
+                .clients
+                .iter()
+                .filter_map(|c| c.driver.poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    let now = self.now;
+                    for c in &mut self.clients {
+                        if c.driver.poll_timeout().is_some_and(|t| t <= now) {
+                            c.driver.handle_timeout(now);
+                        }
+                    }
+                }
+                _ => {
+                    self.now = self.now.max(until);
+                    return;
+                }
+            }
+        }
+        panic!("timers keep firing");
+    }
+
+    /// Stores an envelope on the relay as if deposited by a stranger.
+    fn inject(&mut self, env: Envelope) {
+        let now = self.now;
+        for ((to, c), bytes) in self.relay.store(env, now) {
+            self.inbox.push_back((to, c, bytes));
+        }
+        self.run();
+    }
+
+    fn events(&self, i: usize) -> Vec<Event> {
+        self.events_since(i, 0)
+    }
+
+    fn events_since(&self, i: usize, mark: usize) -> Vec<Event> {
+        self.clients[i].log[mark..]
+            .iter()
+            .filter_map(|r| match r {
+                Rec::Event(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn team_events(&self, i: usize) -> Vec<TeamEvent> {
+        self.events(i)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Team(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn mark(&self, i: usize) -> usize {
+        self.clients[i].log.len()
+    }
+
+    /// The client's open mailbox connection.
+    fn mailbox_conn(&self, i: usize) -> ConnId {
+        let c = &self.clients[i];
+        c.log
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                Rec::Connect {
+                    conn,
+                    kind: ConnKind::Mailbox,
+                    ..
+                } if c.open.contains_key(conn) => Some(*conn),
+                _ => None,
+            })
+            .expect("an open mailbox connection")
+    }
+
+    /// Every frame the client sent since `mark`.
+    fn sent_since(&self, i: usize, mark: usize) -> Vec<&ClientFrame> {
+        self.clients[i].log[mark..]
+            .iter()
+            .filter_map(|r| match r {
+                Rec::Send { frame, .. } => Some(frame),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The newest state the device persisted, opened.
+    fn saved_state(&self, i: usize, device: &Device) -> DeviceState {
+        let sealed = self.clients[i]
+            .persisted
+            .as_ref()
+            .expect("a persisted state");
+        DeviceState::open(&StateKey::from_bytes(device.key.clone()), sealed).unwrap()
+    }
+}
+
+/// Asserts that in `log[mark..]` every frame `pick` selects comes after a
+/// `Persist` (itself after `mark`), and that there is at least one such
+/// frame. Returns, for each, the blob persisted last before it, so a test
+/// can check that it already holds what the frame sends or acknowledges.
+fn persisted_before(log: &[Rec], mark: usize, pick: impl Fn(&ClientFrame) -> bool) -> Vec<&[u8]> {
+    let mut last: Option<&[u8]> = None;
+    let mut out = Vec::new();
+    for r in &log[mark..] {
+        match r {
+            Rec::Persist { sealed } => last = Some(sealed),
+            Rec::Send { frame, .. } if pick(frame) => {
+                out.push(last.unwrap_or_else(|| panic!("{frame:?} sent before any Persist")));
+            }
+            _ => {}
+        }
+    }
+    assert!(!out.is_empty(), "no such frame was sent");
+    out
+}
+
+fn is_deposit(f: &ClientFrame) -> bool {
+    matches!(f, ClientFrame::Deposit { .. })
+}
+
+fn is_ack(f: &ClientFrame) -> bool {
+    matches!(f, ClientFrame::Ack { .. })
+}
+
+// ------------------------------------------------------------ the world
+
+/// A counselor device: its state key and the sealed state it starts from.
+#[derive(Debug, Clone)]
+struct Device {
+    id: DeviceId,
+    key: Zeroizing<[u8; 32]>,
+    sealed: Vec<u8>,
+    mailbox: MailboxId,
+}
+
+/// An organisation with `n` fresh counselor devices, all in the first
+/// team, and its signed directory.
+fn org_with_devices(n: u32, seed: u8) -> (OrgSigningKey, Vec<Device>, SignedDirectory) {
+    let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+    let org = OrgSigningKey::generate(&mut rng);
+    let mut dir = Directory::new(org.public(), 1, T0);
+    let mut teams = Directory::default_teams();
+    let mut devices = Vec::new();
+    for i in 1..=n {
+        let state = DeviceState::generate(org.public(), &mut rng);
+        let key = StateKey::generate(&mut rng);
+        let public = state.counselor.public();
+        teams[0].devices.push(DeviceEntry {
+            id: DeviceId(i),
+            label: format!("device-{i}"),
+            identity: public.identity,
+            mailbox: public.mailbox,
+        });
+        devices.push(Device {
+            id: DeviceId(i),
+            key: Zeroizing::new(*key.as_bytes()),
+            sealed: state.seal(&key, &mut rng).unwrap(),
+            mailbox: public.mailbox.id(),
+        });
+    }
+    dir.teams = teams;
+    let signed = dir.sign(&org).unwrap();
+    (org, devices, signed)
+}
+
+/// The administrator publishes the directory through a driver.
+fn publish(net: &mut Net, directory: SignedDirectory) {
+    let admin = net.plain();
+    assert_eq!(
+        net.exec(admin, Command::Publish { directory }),
+        Ok(Outcome::Published { serial: 1 })
+    );
+}
+
+/// A device's driver that has synced (registered, prekeys up, receiving).
+fn synced(net: &mut Net, device: &Device) -> usize {
+    let i = net.counselor(device);
+    assert_eq!(net.exec(i, Command::Sync), Ok(Outcome::Synced));
+    i
+}
+
+/// Keeps a device's newest persisted state for the next driver.
+fn keep(net: &Net, i: usize, device: &mut Device) {
+    device.sealed = net.clients[i].persisted.clone().expect("persisted");
+}
+
+fn secrets_for(org: &OrgSigningKey, seed: u8) -> (Codename, SeekerSecrets) {
+    let codename = Codename::generate(&mut ChaCha20Rng::from_seed([seed; 32]));
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    (codename, secrets)
+}
+
+fn start_cmd(secrets: SeekerSecrets, text: &str) -> Command {
+    Command::SeekerStart {
+        secrets: Box::new(secrets),
+        team_slug: TEAM.into(),
+        language: Language::Es,
+        text: text.into(),
+    }
+}
+
+fn new_conversations(net: &Net, i: usize) -> Vec<MailboxId> {
+    net.team_events(i)
+        .into_iter()
+        .filter_map(|e| match e {
+            TeamEvent::NewConversation { conversation } => Some(conversation),
+            _ => None,
+        })
+        .collect()
+}
+
+fn text_of(kind: &EntryKind) -> &str {
+    match kind {
+        EntryKind::Text(t) | EntryKind::Referral { text: t, .. } => t.as_str(),
+    }
+}
+
+/// Garbage no device or seeker can open, addressed to `to`.
+fn garbage_for(to: MailboxId) -> Envelope {
+    Envelope::from_parts(to, vec![0x5A; 32 + 256 + 16]).unwrap()
+}
+
+// ------------------------------------------------------------ the tests
+
+#[test]
+fn seeker_start_then_come_back_reads_the_counselors_reply() {
+    let (org, mut devices, directory) = org_with_devices(2, 1);
+    let mut net = Net::new(
+        &org,
+        Limits {
+            pow_difficulty: 6,
+            ..ROOMY
+        },
+    );
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    for d in &devices {
+        let m = &net.relay.mailboxes[&d.mailbox];
+        assert!(m.pow_required, "a device asks depositors for proof of work");
+        assert_eq!(m.one_time.len(), super::PREKEY_TARGET as usize);
+    }
+    // Device B's process stops; it will catch up from the relay later.
+    keep(&net, b, &mut devices[1]);
+    net.close(b);
+
+    let (codename, secrets) = secrets_for(&org, 2);
+    let seeker = net.plain();
+    let started = net.exec(seeker, start_cmd(secrets, "Tengo 17 años y estoy solo."));
+    let Ok(Outcome::Started { expires_at }) = started else {
+        panic!("start failed: {started:?}");
+    };
+    assert_eq!(
+        expires_at,
+        UnixTime(T0.0 + u64::from(super::SEEKER_STATE_TTL_HOURS) * 3600).ceil_hour()
+    );
+    assert_eq!(net.clients[seeker].driver.expires_at(), Some(expires_at));
+    assert!(
+        net.clients[seeker]
+            .log
+            .iter()
+            .any(|r| matches!(r, Rec::Work)),
+        "deposits to devices carried a proof of work"
+    );
+    // The conversation is saved on the relay before the opening goes out.
+    let sent = net.sent_since(seeker, 0);
+    let put = sent
+        .iter()
+        .position(|f| matches!(f, ClientFrame::PutState { .. }))
+        .expect("saved");
+    let deposit = sent.iter().position(|f| is_deposit(f)).expect("deposited");
+    assert!(put < deposit);
+    // A is online and sees the new conversation at once.
+    let convs = new_conversations(&net, a);
+    assert_eq!(convs.len(), 1);
+    let conv = convs[0];
+    assert!(
+        net.relay.mailboxes.contains_key(&conv),
+        "the seeker's mailbox"
+    );
+    assert!(
+        net.relay.mailboxes[&devices[0].mailbox].stored.is_empty(),
+        "A acknowledged the opening"
+    );
+    // The seeker leaves.
+    net.close(seeker);
+
+    let reply = "Estamos aquí para ayudarte.";
+    assert_eq!(
+        net.exec(
+            a,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply { text: reply.into() },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    assert_eq!(
+        net.relay.mailboxes[&conv].stored.len(),
+        1,
+        "the reply waits"
+    );
+
+    // B comes back: its sync reads the opening and A's copy of the reply.
+    let b = synced(&mut net, &devices[1]);
+    assert_eq!(new_conversations(&net, b), vec![conv]);
+    let history = net.clients[b]
+        .driver
+        .with_counselor(|c| c.conversation(&conv).unwrap().history.clone())
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].author, Author::Counselor(devices[0].id));
+    assert_eq!(text_of(&history[1].kind), reply);
+    assert!(net.relay.mailboxes[&devices[1].mailbox].stored.is_empty());
+
+    // The seeker comes back on a fresh driver with only the codename.
+    let again = Codename::parse(&codename.to_zeroizing_string()).unwrap();
+    let secrets = again.derive(org.public().as_ed25519()).unwrap();
+    let back = net.plain();
+    let opened = net.exec(
+        back,
+        Command::SeekerOpen {
+            secrets: Box::new(secrets),
+        },
+    );
+    assert_eq!(opened, Ok(Outcome::Opened { expires_at }));
+    let got: Vec<_> = net
+        .events(back)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::SeekerMessage(entry) => Some(entry),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].author, Author::Counselor(devices[0].id));
+    let conversation = net.clients[back].driver.seeker_conversation().unwrap();
+    assert_eq!(conversation.history.len(), 2);
+    assert_eq!(conversation.history[0].author, Author::Seeker);
+    assert_eq!(
+        text_of(&conversation.history[0].kind),
+        "Tengo 17 años y estoy solo."
+    );
+    assert_eq!(text_of(&conversation.history[1].kind), reply);
+    // Saved with the reply before acknowledging it; then it is gone.
+    let sent = net.sent_since(back, 0);
+    let put = sent
+        .iter()
+        .rposition(|f| matches!(f, ClientFrame::PutState { .. }))
+        .expect("state saved");
+    let ack = sent.iter().position(|f| is_ack(f)).expect("acknowledged");
+    assert!(put < ack, "saved before acknowledging");
+    assert!(net.relay.mailboxes[&conv].stored.is_empty());
+}
+
+/// 16 KiB of text: an opening this long lands in the largest padding bucket.
+fn long_text() -> String {
+    let mut t = "Necesito ayuda. ".repeat(MAX_TEXT_LEN / 16 + 1);
+    t.truncate(MAX_TEXT_LEN);
+    t
+}
+
+#[test]
+fn fan_out_to_forty_devices_with_max_batch_8_and_1_mib_frames_reaches_every_device() {
+    let (org, mut devices, directory) = org_with_devices(40, 3);
+    let mut net = Net::new(
+        &org,
+        Limits {
+            pow_difficulty: 0,
+            max_frame_len: MIB,
+            max_batch: 8,
+        },
+    );
+    publish(&mut net, directory);
+    for d in &mut devices {
+        let i = synced(&mut net, d);
+        keep(&net, i, d);
+        net.close(i);
+    }
+    let (_, secrets) = secrets_for(&org, 4);
+    let seeker = net.plain();
+    let started = net.exec(seeker, start_cmd(secrets, &long_text()));
+    assert!(
+        matches!(started, Ok(Outcome::Started { .. })),
+        "{started:?}"
+    );
+
+    let deposits = &net.relay.deposits;
+    assert_eq!(deposits.len(), 5, "40 envelopes in batches of 8");
+    for d in deposits {
+        assert_eq!(d.refused, None);
+        assert!(
+            d.envelope_lens.len() <= 8,
+            "{} envelopes",
+            d.envelope_lens.len()
+        );
+        assert!(d.frame_len <= MIB as usize, "{} bytes", d.frame_len);
+        for len in &d.envelope_lens {
+            assert!(*len > BUCKETS[3], "padded to the largest bucket: {len}");
+        }
+    }
+    assert_eq!(
+        deposits
+            .iter()
+            .map(|d| d.envelope_lens.len())
+            .sum::<usize>(),
+        40
+    );
+    let conv = *net
+        .relay
+        .mailboxes
+        .keys()
+        .find(|m| !devices.iter().any(|d| d.mailbox == **m))
+        .expect("the seeker's mailbox");
+
+    for d in &devices {
+        let i = synced(&mut net, d);
+        assert_eq!(new_conversations(&net, i), vec![conv], "device {:?}", d.id);
+        let text = net.clients[i]
+            .driver
+            .with_counselor(|c| {
+                let h = &c.conversation(&conv).unwrap().history;
+                text_of(&h[0].kind).to_owned()
+            })
+            .unwrap();
+        assert_eq!(text, long_text());
+        net.close(i);
+    }
+}
+
+#[test]
+fn deposits_split_by_the_announced_frame_bytes_when_they_bind_before_the_count() {
+    let (org, devices, directory) = org_with_devices(5, 5);
+    // Three ~64 KiB envelopes fit 200 000 bytes, four do not.
+    let mut net = Net::new(
+        &org,
+        Limits {
+            pow_difficulty: 0,
+            max_frame_len: 200_000,
+            max_batch: 64,
+        },
+    );
+    publish(&mut net, directory);
+    let counselors: Vec<usize> = devices.iter().map(|d| synced(&mut net, d)).collect();
+    let (_, secrets) = secrets_for(&org, 6);
+    let seeker = net.plain();
+    let started = net.exec(seeker, start_cmd(secrets, &long_text()));
+    assert!(
+        matches!(started, Ok(Outcome::Started { .. })),
+        "{started:?}"
+    );
+    let counts: Vec<usize> = net
+        .relay
+        .deposits
+        .iter()
+        .map(|d| d.envelope_lens.len())
+        .collect();
+    assert_eq!(counts, vec![3, 2]);
+    assert!(net.relay.deposits.iter().all(|d| d.frame_len <= 200_000));
+    for i in counselors {
+        assert_eq!(new_conversations(&net, i).len(), 1);
+    }
+}
+
+#[test]
+fn an_envelope_larger_than_the_relay_frame_limit_fails_before_anything_is_registered() {
+    let (org, devices, directory) = org_with_devices(2, 7);
+    // Room for every request but not for one ~64 KiB envelope.
+    let mut net = Net::new(
+        &org,
+        Limits {
+            pow_difficulty: 0,
+            max_frame_len: 60_000,
+            max_batch: 8,
+        },
+    );
+    publish(&mut net, directory);
+    let counselors: Vec<usize> = devices.iter().map(|d| synced(&mut net, d)).collect();
+    let (_, secrets) = secrets_for(&org, 8);
+    let seeker = net.plain();
+    let failed = net.exec(seeker, start_cmd(secrets, &long_text()));
+    match failed {
+        Err(DriverError::TooLargeForRelay { size, max }) => {
+            assert_eq!(max, 60_000);
+            assert!(size > max, "{size}");
+        }
+        other => panic!("expected TooLargeForRelay, got {other:?}"),
+    }
+    let sent = net.sent_since(seeker, 0);
+    assert!(
+        !sent.iter().any(|f| matches!(
+            f,
+            ClientFrame::Register { .. }
+                | ClientFrame::PutState { .. }
+                | ClientFrame::Deposit { .. }
+        )),
+        "nothing registered, saved or deposited: {sent:?}"
+    );
+    assert_eq!(
+        net.relay.mailboxes.len(),
+        devices.len(),
+        "no seeker mailbox on the relay"
+    );
+    assert!(net.relay.deposits.is_empty());
+    assert_eq!(net.clients[seeker].driver.seeker_conversation(), None);
+    assert!(
+        net.clients[seeker].open.is_empty(),
+        "no connection left open"
+    );
+    for i in counselors {
+        assert!(new_conversations(&net, i).is_empty());
+    }
+}
+
+#[test]
+fn an_unreadable_delivery_is_quarantined_reported_and_saved_before_it_is_acknowledged() {
+    let (org, devices, directory) = org_with_devices(1, 9);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    assert_eq!(net.clients[a].driver.quarantine(), Some((0, 0)));
+
+    let mark = net.mark(a);
+    let junk = garbage_for(devices[0].mailbox);
+    let junk_id = EnvelopeId::of(&junk.encode());
+    net.inject(junk.clone());
+
+    assert_eq!(
+        net.events_since(a, mark),
+        vec![Event::Unreadable {
+            reason: UnreadableReason::Sealed
+        }]
+    );
+    assert_eq!(net.clients[a].driver.quarantine(), Some((1, 0)));
+    let log = &net.clients[a].log;
+    let saved = persisted_before(log, mark, is_ack);
+    let ack_ids: Vec<EnvelopeId> = net
+        .sent_since(a, mark)
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::Ack { ids } => Some(ids.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(ack_ids, vec![junk_id]);
+    // What was saved before the acknowledgement holds the envelope.
+    let state = DeviceState::open(&StateKey::from_bytes(devices[0].key.clone()), saved[0]).unwrap();
+    assert_eq!(state.quarantine.len(), 1);
+    assert_eq!(state.quarantine[0].reason, UnreadableReason::Sealed);
+    assert_eq!(state.quarantine[0].envelope, junk);
+    assert!(net.relay.mailboxes[&devices[0].mailbox].stored.is_empty());
+}
+
+#[test]
+fn a_seeker_reports_an_unreadable_delivery_and_leaves_it_unacknowledged() {
+    let (org, devices, directory) = org_with_devices(1, 10);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let (codename, secrets) = secrets_for(&org, 11);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    net.close(seeker);
+    let conv = new_conversations(&net, a)[0];
+    // A reply and junk wait in the seeker's mailbox.
+    assert_eq!(
+        net.exec(
+            a,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply {
+                    text: "Te escuchamos.".into()
+                },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    let junk = garbage_for(conv);
+    let junk_id = EnvelopeId::of(&junk.encode());
+    net.inject(junk);
+    assert_eq!(net.relay.mailboxes[&conv].stored.len(), 2);
+
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    let back = net.plain();
+    let opened = net.exec(
+        back,
+        Command::SeekerOpen {
+            secrets: Box::new(secrets),
+        },
+    );
+    assert!(matches!(opened, Ok(Outcome::Opened { .. })), "{opened:?}");
+    let events = net.events(back);
+    assert!(events.contains(&Event::Unreadable {
+        reason: UnreadableReason::Sealed
+    }));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::SeekerMessage(_)))
+            .count(),
+        1
+    );
+    for f in net.sent_since(back, 0) {
+        if let ClientFrame::Ack { ids } = f {
+            assert!(
+                !ids.contains(&junk_id),
+                "the unreadable one is not acknowledged"
+            );
+        }
+    }
+    let left: Vec<EnvelopeId> = net.relay.mailboxes[&conv]
+        .stored
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![junk_id],
+        "the reply is acknowledged, the junk stays"
+    );
+}
+
+#[test]
+fn a_dropped_mailbox_connection_reconnects_with_backoff_and_resumes_receiving() {
+    let (org, devices, directory) = org_with_devices(1, 12);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let first = net.mailbox_conn(a);
+
+    let mark = net.mark(a);
+    // The relay goes away for a moment.
+    net.down.insert(RELAY.into());
+    net.drop_conn(a, first);
+    assert_eq!(
+        net.events_since(a, mark),
+        vec![Event::Connection(Connection::Reconnecting)]
+    );
+    assert!(
+        !net.clients[a].log[mark..]
+            .iter()
+            .any(|r| matches!(r, Rec::Connect { .. })),
+        "no reconnection before the backoff"
+    );
+    let wake = net.clients[a].driver.poll_timeout().expect("a wake-up");
+    let wait = wake.0 - net.now.0;
+    assert!(
+        (super::BACKOFF_MIN_SECS..=2 * super::BACKOFF_MIN_SECS).contains(&wait),
+        "first wait {wait}s"
+    );
+    // The first attempt fails (the relay is down): the next wait is longer.
+    net.run_until(wake);
+    let connects = |net: &Net| {
+        net.clients[a].log[mark..]
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Rec::Connect {
+                        kind: ConnKind::Mailbox,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(connects(&net), 1);
+    let wake2 = net.clients[a]
+        .driver
+        .poll_timeout()
+        .expect("a second wake-up");
+    let wait2 = wake2.0 - net.now.0;
+    assert!(wait2 >= 2 * super::BACKOFF_MIN_SECS, "second wait {wait2}s");
+
+    // Meanwhile a seeker writes; it is stored for the device.
+    net.down.clear();
+    let (_, secrets) = secrets_for(&org, 13);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    assert!(new_conversations(&net, a).is_empty(), "still disconnected");
+    assert_eq!(net.relay.mailboxes[&devices[0].mailbox].stored.len(), 1);
+
+    net.run_until(wake2);
+    assert_eq!(connects(&net), 2);
+    let second = net.mailbox_conn(a);
+    assert_ne!(first, second);
+    assert!(
+        net.clients[a].log[mark..].iter().any(
+            |r| matches!(r, Rec::Send { conn, frame: ClientFrame::Auth { .. } } if *conn == second)
+        ),
+        "authenticated (not registered again) on the new connection"
+    );
+    let sent = net.sent_since(a, mark);
+    assert!(
+        !sent
+            .iter()
+            .any(|f| matches!(f, ClientFrame::Register { .. }))
+    );
+    let events = net.events_since(a, mark);
+    let connected = events
+        .iter()
+        .position(|e| *e == Event::Connection(Connection::Connected))
+        .expect("connected again");
+    let new = events
+        .iter()
+        .position(|e| matches!(e, Event::Team(TeamEvent::NewConversation { .. })))
+        .expect("the stored opening arrived");
+    assert!(connected < new, "connected, then the backlog");
+    assert!(net.relay.mailboxes[&devices[0].mailbox].stored.is_empty());
+
+    // And live deliveries flow again.
+    assert!(matches!(
+        net.exec(
+            seeker,
+            Command::SeekerWrite {
+                text: "¿Sigues ahí?".into()
+            }
+        ),
+        Ok(Outcome::Sent { .. })
+    ));
+    assert!(net.team_events(a).iter().any(
+        |e| matches!(e, TeamEvent::Message { entry, .. } if text_of(&entry.kind) == "¿Sigues ahí?")
+    ));
+    assert_eq!(
+        net.clients[a].driver.poll_timeout(),
+        None,
+        "nothing pending"
+    );
+}
+
+#[test]
+fn commands_fail_over_to_the_second_relay_when_the_first_cannot_be_reached() {
+    let (org, devices, directory) = org_with_devices(1, 14);
+    let down = "wss://down.test";
+    let up = "wss://up.test";
+    let mut net = Net::with_relays(&org, ROOMY, &[down, up]);
+    net.down.insert(down.into());
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let (_, secrets) = secrets_for(&org, 15);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    assert_eq!(new_conversations(&net, a).len(), 1);
+    for i in [a, seeker] {
+        let urls: Vec<&str> = net.clients[i]
+            .log
+            .iter()
+            .filter_map(|r| match r {
+                Rec::Connect { url, .. } => Some(url.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(urls[0], down, "the first relay is tried first");
+        assert!(
+            urls[1..].iter().all(|u| *u == up),
+            "then the second: {urls:?}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_or_whitespace_message_is_refused_before_any_output() {
+    let (org, devices, directory) = org_with_devices(1, 16);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let (_, secrets) = secrets_for(&org, 17);
+    let seeker = net.plain();
+    let now = net.now;
+    let refused = net.clients[seeker]
+        .driver
+        .command(start_cmd(secrets, " \n\t "), now);
+    assert_eq!(refused.unwrap_err(), DriverError::EmptyMessage);
+    assert!(net.clients[seeker].driver.poll_output().is_none());
+    assert!(!net.clients[seeker].driver.is_busy());
+    let refused = net.clients[seeker].driver.command(
+        Command::SeekerWrite {
+            text: String::new(),
+        },
+        now,
+    );
+    assert_eq!(refused.unwrap_err(), DriverError::EmptyMessage);
+    let refused = net.clients[seeker].driver.command(
+        Command::SeekerWrite {
+            text: "a".repeat(MAX_TEXT_LEN + 1),
+        },
+        now,
+    );
+    assert_eq!(
+        refused.unwrap_err(),
+        DriverError::MessageTooLong {
+            len: MAX_TEXT_LEN + 1,
+            max: MAX_TEXT_LEN
+        }
+    );
+    assert!(net.clients[seeker].driver.poll_output().is_none());
+
+    let mark = net.mark(a);
+    for action in [
+        TeamAction::Reply { text: "  ".into() },
+        TeamAction::Note {
+            text: String::new(),
+        },
+        TeamAction::SaveCanned {
+            title: "t".into(),
+            text: "\u{3000}\n".into(),
+        },
+    ] {
+        let refused = net.clients[a].driver.command(
+            Command::Team {
+                conversation: MailboxId::from_bytes([1; 32]),
+                action,
+            },
+            now,
+        );
+        assert_eq!(refused.unwrap_err(), DriverError::EmptyMessage);
+        assert!(net.clients[a].driver.poll_output().is_none());
+    }
+    net.run();
+    assert_eq!(net.mark(a), mark, "nothing happened");
+    assert!(net.relay.deposits.is_empty());
+}
+
+#[test]
+fn counselor_team_actions_persist_before_they_deposit() {
+    let (org, devices, directory) = org_with_devices(2, 18);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (_, secrets) = secrets_for(&org, 19);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+
+    let me = devices[0].id;
+    let actions = [
+        (TeamAction::Claim, Status::Claimed(me)),
+        (
+            TeamAction::Note {
+                text: "needs a shelter".into(),
+            },
+            Status::Claimed(me),
+        ),
+        (
+            TeamAction::Reply {
+                text: "Estamos aquí.".into(),
+            },
+            Status::Claimed(me),
+        ),
+        (TeamAction::Resolve, Status::Resolved),
+    ];
+    for (action, status) in actions {
+        let mark = net.mark(a);
+        let reply = matches!(action, TeamAction::Reply { .. });
+        assert_eq!(
+            net.exec(
+                a,
+                Command::Team {
+                    conversation: conv,
+                    action,
+                }
+            ),
+            Ok(Outcome::Acted)
+        );
+        // Every deposit of the action follows a save that already holds it.
+        for sealed in persisted_before(&net.clients[a].log, mark, is_deposit) {
+            let state =
+                DeviceState::open(&StateKey::from_bytes(devices[0].key.clone()), sealed).unwrap();
+            let c = state.counselor.conversation(&conv).unwrap().clone();
+            assert_eq!(c.status, status);
+            if reply {
+                assert_eq!(c.history.len(), 2, "the reply is saved");
+            }
+        }
+        assert_eq!(
+            net.clients[b]
+                .driver
+                .with_counselor(|c| c.conversation(&conv).unwrap().status),
+            Some(status),
+            "B sees it"
+        );
+    }
+    // The seeker got the reply live.
+    assert!(net.events(seeker).iter().any(
+        |e| matches!(e, Event::SeekerMessage(entry) if text_of(&entry.kind) == "Estamos aquí.")
+    ));
+    // Deliveries are saved before they are acknowledged, too.
+    persisted_before(&net.clients[b].log, 0, is_ack);
+    // A local change is saved, with nothing sent.
+    let unread = |net: &Net| {
+        net.clients[b]
+            .driver
+            .with_counselor(|c| c.conversation(&conv).unwrap().unread)
+            .unwrap()
+    };
+    assert!(unread(&net));
+    let mark = net.mark(b);
+    net.clients[b].driver.mark_read(&conv).unwrap();
+    net.run();
+    assert!(!unread(&net));
+    assert!(matches!(&net.clients[b].log[mark..], [Rec::Persist { .. }]));
+    assert!(
+        !net.saved_state(b, &devices[1])
+            .counselor
+            .conversation(&conv)
+            .unwrap()
+            .unread
+    );
+}
+
+#[test]
+fn reload_counselor_keeps_the_other_process_claim_and_the_new_message() {
+    let (org, mut devices, directory) = org_with_devices(2, 20);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    // The long-running process of device A, and colleague B.
+    let x = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (_, secrets) = secrets_for(&org, 21);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, x)[0];
+    keep(&net, x, &mut devices[0]);
+
+    // A second process of device A (a one-shot `claim`) from the same state.
+    let y = net.counselor(&devices[0]);
+    assert_eq!(
+        net.exec(
+            y,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Claim,
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    let newer = net.clients[y]
+        .persisted
+        .clone()
+        .expect("the claim was saved");
+    net.close(y);
+    let me = devices[0].id;
+    assert_eq!(
+        net.clients[b]
+            .driver
+            .with_counselor(|c| c.conversation(&conv).unwrap().status),
+        Some(Status::Claimed(me))
+    );
+    let status_in_x = |net: &Net| {
+        net.clients[x]
+            .driver
+            .with_counselor(|c| c.conversation(&conv).unwrap().status)
+            .unwrap()
+    };
+    assert_eq!(status_in_x(&net), Status::Open, "X has not seen the claim");
+
+    // X's shell sees the newer blob and reloads it; then a delivery comes.
+    net.clients[x].driver.reload_counselor(&newer).unwrap();
+    assert_eq!(status_in_x(&net), Status::Claimed(me));
+    let mark = net.mark(x);
+    assert!(matches!(
+        net.exec(
+            seeker,
+            Command::SeekerWrite {
+                text: "¿Hola?".into()
+            }
+        ),
+        Ok(Outcome::Sent { .. })
+    ));
+    assert!(matches!(
+        &net.events_since(x, mark)[..],
+        [Event::Team(TeamEvent::Message { .. })]
+    ));
+    let state = net.saved_state(x, &devices[0]);
+    let c = state.counselor.conversation(&conv).unwrap();
+    assert_eq!(c.status, Status::Claimed(me), "the claim survives");
+    assert_eq!(c.history.len(), 2);
+    assert_eq!(text_of(&c.history[1].kind), "¿Hola?");
+    // The session Y started with B is kept: X needs no new bundle for B.
+    assert_eq!(
+        state.counselor.missing_bundles(&conv).unwrap(),
+        Vec::<MailboxId>::new()
+    );
+    // And X can go on in the conversation: B reads its note.
+    assert_eq!(
+        net.exec(
+            x,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Note {
+                    text: "called back".into()
+                },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    assert!(
+        net.team_events(b)
+            .iter()
+            .any(|e| matches!(e, TeamEvent::Note { .. }))
+    );
+    // A state of another device is refused.
+    let other = net.clients[b].persisted.clone().unwrap();
+    assert!(net.clients[x].driver.reload_counselor(&other).is_err());
+}
+
+#[test]
+fn a_sync_while_the_receiver_waits_to_reconnect_leaves_one_mailbox_connection() {
+    let (org, devices, directory) = org_with_devices(1, 22);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let first = net.mailbox_conn(a);
+    net.drop_conn(a, first);
+    assert_eq!(
+        net.events(a).last(),
+        Some(&Event::Connection(Connection::Reconnecting))
+    );
+    // The user syncs before the backoff is over.
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    assert_eq!(net.open_of(a, ConnKind::Mailbox).len(), 1);
+    assert_eq!(
+        net.events(a)
+            .iter()
+            .rev()
+            .find(|e| matches!(e, Event::Connection(_))),
+        Some(&Event::Connection(Connection::Connected)),
+        "the UI stops showing the reconnection"
+    );
+    // The receiver's wake-up comes and goes.
+    net.run_until(UnixTime(net.now.0 + 2 * super::BACKOFF_MAX_SECS));
+    assert_eq!(
+        net.open_of(a, ConnKind::Mailbox).len(),
+        1,
+        "one mailbox connection, one receiver"
+    );
+    // Deliveries are handled once.
+    let (_, secrets) = secrets_for(&org, 23);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    assert_eq!(new_conversations(&net, a).len(), 1);
+    let acks = net
+        .sent_since(a, 0)
+        .into_iter()
+        .filter(|f| is_ack(f))
+        .count();
+    assert_eq!(acks, 1, "acknowledged once");
+}
+
+#[test]
+fn a_deposit_cut_off_mid_batch_is_finished_on_a_fresh_connection() {
+    let (org, devices, directory) = org_with_devices(10, 24);
+    let mut net = Net::new(
+        &org,
+        Limits {
+            max_batch: 4,
+            ..ROOMY
+        },
+    );
+    publish(&mut net, directory);
+    let counselors: Vec<usize> = devices.iter().map(|d| synced(&mut net, d)).collect();
+    // The connection drops as the second batch goes out.
+    let mut deposits = 0;
+    net.fault = Some(Box::new(move |_, f| {
+        if is_deposit(f) {
+            deposits += 1;
+            if deposits == 2 {
+                return Fault::Drop;
+            }
+        }
+        Fault::Pass
+    }));
+    let (_, secrets) = secrets_for(&org, 25);
+    let seeker = net.plain();
+    let cmd = net.start(seeker, start_cmd(secrets, "hola"));
+    assert_eq!(net.try_outcome(seeker, cmd), None, "waiting to retry");
+    let wake = net.clients[seeker].driver.poll_timeout().expect("a retry");
+    assert!(wake > net.now);
+    net.run_until(UnixTime(net.now.0 + 10));
+    assert!(
+        matches!(net.outcome(seeker, cmd), Ok(Outcome::Started { .. })),
+        "{:?}",
+        net.outcome(seeker, cmd)
+    );
+    let counts: Vec<usize> = net
+        .relay
+        .deposits
+        .iter()
+        .map(|d| d.envelope_lens.len())
+        .collect();
+    assert_eq!(counts, vec![4, 4, 2], "the lost batch again, then the rest");
+    let anonymous = net.clients[seeker]
+        .log
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Rec::Connect {
+                    kind: ConnKind::Anonymous,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(anonymous, 4, "directory, bundles, two deposit connections");
+    for i in counselors {
+        assert_eq!(new_conversations(&net, i).len(), 1, "exactly once");
+    }
+}
+
+#[test]
+fn a_relay_that_stops_answering_fails_the_request_after_the_reply_timeout() {
+    let (org, devices, directory) = org_with_devices(1, 26);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    net.fault = Some(Box::new(|_, f| {
+        if matches!(f, ClientFrame::Subscribe) {
+            Fault::Mute
+        } else {
+            Fault::Pass
+        }
+    }));
+    let a = net.counselor(&devices[0]);
+    let cmd = net.start(a, Command::Sync);
+    assert_eq!(net.try_outcome(a, cmd), None);
+    let sent_at = net.now;
+    assert_eq!(
+        net.clients[a].driver.poll_timeout(),
+        Some(UnixTime(sent_at.0 + super::REPLY_TIMEOUT_SECS))
+    );
+    net.run_until(UnixTime(sent_at.0 + super::REPLY_TIMEOUT_SECS - 1));
+    assert_eq!(net.try_outcome(a, cmd), None, "not before the deadline");
+    net.run_until(UnixTime(sent_at.0 + super::REPLY_TIMEOUT_SECS));
+    assert_eq!(net.outcome(a, cmd), Err(DriverError::Network));
+    assert!(
+        net.clients[a].open.is_empty(),
+        "the hung connection is closed"
+    );
+    assert!(!net.clients[a].driver.is_busy());
+    assert_eq!(net.clients[a].driver.poll_timeout(), None);
+}
+
+#[test]
+fn prekeys_below_the_low_water_mark_are_saved_before_they_are_uploaded() {
+    let (org, mut devices, directory) = org_with_devices(1, 27);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    // Seekers used every one-time prekey.
+    net.relay
+        .mailboxes
+        .get_mut(&devices[0].mailbox)
+        .unwrap()
+        .one_time
+        .clear();
+    let mark = net.mark(a);
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    let uploads: Vec<usize> = net
+        .sent_since(a, mark)
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::UploadPrekeys { one_time, .. } => Some(one_time.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(uploads, vec![0, super::PREKEY_TARGET as usize]);
+    persisted_before(
+        &net.clients[a].log,
+        mark,
+        |f| matches!(f, ClientFrame::UploadPrekeys { one_time, .. } if !one_time.is_empty()),
+    );
+    assert_eq!(
+        net.relay.mailboxes[&devices[0].mailbox].one_time.len(),
+        super::PREKEY_TARGET as usize
+    );
+    // A new process from the saved state opens a session made with one.
+    keep(&net, a, &mut devices[0]);
+    net.close(a);
+    let (_, secrets) = secrets_for(&org, 28);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    assert_eq!(
+        net.relay.mailboxes[&devices[0].mailbox].one_time.len(),
+        super::PREKEY_TARGET as usize - 1
+    );
+    let a = synced(&mut net, &devices[0]);
+    assert_eq!(new_conversations(&net, a).len(), 1);
+    assert_eq!(net.clients[a].driver.quarantine(), Some((0, 0)));
+}
+
+#[test]
+fn seeker_delete_tells_the_team_and_removes_the_mailbox() {
+    let (org, devices, directory) = org_with_devices(2, 29);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let counselors: Vec<usize> = devices.iter().map(|d| synced(&mut net, d)).collect();
+    let (codename, secrets) = secrets_for(&org, 30);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, counselors[0])[0];
+    assert_eq!(
+        net.exec(seeker, Command::SeekerDelete),
+        Ok(Outcome::Deleted)
+    );
+    assert!(!net.relay.mailboxes.contains_key(&conv));
+    assert_eq!(net.clients[seeker].driver.seeker_conversation(), None);
+    assert!(net.clients[seeker].open.is_empty());
+    for i in counselors {
+        assert!(
+            net.team_events(i)
+                .contains(&TeamEvent::Deleted { conversation: conv })
+        );
+        assert_eq!(
+            net.clients[i]
+                .driver
+                .with_counselor(|c| c.conversation(&conv).is_none()),
+            Some(true)
+        );
+    }
+    // The codename opens nothing any more.
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    let back = net.plain();
+    assert_eq!(
+        net.exec(
+            back,
+            Command::SeekerOpen {
+                secrets: Box::new(secrets)
+            }
+        ),
+        Err(DriverError::CodenameNotFound)
+    );
+    assert_eq!(net.clients[back].driver.seeker_conversation(), None);
+    assert!(net.clients[back].open.is_empty());
+    assert!(!net.clients[back].driver.is_busy());
+}
+
+#[test]
+fn a_sync_that_fails_while_the_receiver_waits_to_reconnect_leaves_it_reconnecting() {
+    let (org, devices, directory) = org_with_devices(1, 31);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let first = net.mailbox_conn(a);
+    net.drop_conn(a, first);
+    // The sync's connection drops as it subscribes.
+    let mut armed = true;
+    net.fault = Some(Box::new(move |_, f| {
+        if armed && matches!(f, ClientFrame::Subscribe) {
+            armed = false;
+            return Fault::Drop;
+        }
+        Fault::Pass
+    }));
+    assert_eq!(net.exec(a, Command::Sync), Err(DriverError::Network));
+    assert!(net.open_of(a, ConnKind::Mailbox).is_empty());
+    net.run_until(UnixTime(net.now.0 + 2 * super::BACKOFF_MAX_SECS));
+    assert_eq!(net.open_of(a, ConnKind::Mailbox).len(), 1, "reconnected");
+    assert_eq!(
+        net.events(a).last(),
+        Some(&Event::Connection(Connection::Connected))
+    );
+}
+
+#[test]
+fn a_relay_that_never_says_hello_is_given_up_after_the_connect_timeout() {
+    let (org, devices, directory) = org_with_devices(1, 32);
+    let silent = "wss://silent.test";
+    let mut net = Net::with_relays(&org, ROOMY, &[silent, RELAY]);
+    publish(&mut net, directory);
+    net.silent.insert(silent.into());
+    let a = net.counselor(&devices[0]);
+    let cmd = net.start(a, Command::Sync);
+    assert_eq!(net.try_outcome(a, cmd), None, "waiting for the hello");
+    let t0 = net.now;
+    assert_eq!(
+        net.clients[a].driver.poll_timeout(),
+        Some(UnixTime(t0.0 + super::CONNECT_TIMEOUT_SECS))
+    );
+    net.run_until(UnixTime(t0.0 + super::CONNECT_TIMEOUT_SECS));
+    assert_eq!(net.outcome(a, cmd), Ok(Outcome::Synced));
+    let urls: Vec<&str> = net.clients[a]
+        .log
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Connect { url, .. } => Some(url.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(urls[0], silent);
+    assert!(urls[1..].iter().all(|u| *u == RELAY), "{urls:?}");
+    assert_eq!(net.open_of(a, ConnKind::Mailbox).len(), 1);
+    assert_eq!(net.open_of(a, ConnKind::Anonymous).len(), 0);
+}
+
+#[test]
+fn a_seeker_open_while_the_old_receiver_waits_to_reconnect_leaves_one_mailbox_connection() {
+    let (org, devices, directory) = org_with_devices(1, 33);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let (codename, secrets) = secrets_for(&org, 34);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let lost = net.mailbox_conn(seeker);
+    net.drop_conn(seeker, lost);
+    assert_eq!(
+        net.events(seeker).last(),
+        Some(&Event::Connection(Connection::Reconnecting))
+    );
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    assert!(matches!(
+        net.exec(
+            seeker,
+            Command::SeekerOpen {
+                secrets: Box::new(secrets)
+            }
+        ),
+        Ok(Outcome::Opened { .. })
+    ));
+    net.run_until(UnixTime(net.now.0 + 2 * super::BACKOFF_MAX_SECS));
+    assert_eq!(net.open_of(seeker, ConnKind::Mailbox).len(), 1);
+    // The counselor's reply is read once, by the one receiver.
+    let conv = new_conversations(&net, a)[0];
+    assert_eq!(
+        net.exec(
+            a,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply {
+                    text: "Aquí estamos.".into()
+                },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    let replies = net
+        .events(seeker)
+        .iter()
+        .filter(|e| matches!(e, Event::SeekerMessage(_)))
+        .count();
+    assert_eq!(replies, 1);
+    assert_eq!(
+        net.sent_since(seeker, 0)
+            .into_iter()
+            .filter(|f| is_ack(f))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_reply_that_is_no_frame_closes_the_connection_and_fails_the_command() {
+    let (org, devices, directory) = org_with_devices(1, 35);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    net.fault = Some(Box::new(|_, f| {
+        if matches!(f, ClientFrame::Challenge) {
+            Fault::Garble
+        } else {
+            Fault::Pass
+        }
+    }));
+    let a = net.counselor(&devices[0]);
+    assert_eq!(net.exec(a, Command::Sync), Err(DriverError::Protocol));
+    assert!(net.clients[a].open.is_empty(), "the connection is closed");
+    assert!(net.relay.mailboxes.is_empty(), "nothing registered");
+    assert!(!net.clients[a].driver.is_busy());
+}
+
+#[test]
+fn directory_look_ups_report_a_missing_or_foreign_directory() {
+    let (org, _, directory) = org_with_devices(1, 36);
+    let mut net = Net::new(&org, ROOMY);
+    let seeker = net.plain();
+    assert_eq!(
+        net.exec(seeker, Command::Directory),
+        Err(DriverError::NoDirectory)
+    );
+    // A directory filed under our key but naming another organisation.
+    let (other, _, foreign) = org_with_devices(1, 37);
+    assert_ne!(other.public(), org.public());
+    net.relay
+        .directories
+        .insert(*org.public().as_bytes(), foreign.encode());
+    assert!(matches!(
+        net.exec(seeker, Command::Directory),
+        Err(DriverError::DirectoryRefused(_))
+    ));
+    assert!(net.clients[seeker].driver.directory().is_none());
+    net.relay.directories.clear();
+    publish(&mut net, directory);
+    assert_eq!(net.exec(seeker, Command::Directory), Ok(Outcome::Directory));
+    let dir = net.clients[seeker].driver.directory().unwrap();
+    assert!(dir.teams().iter().any(|t| t.slug == TEAM));
+    // A device the administrator has not added cannot sync, and registers nothing.
+    let mut rng = ChaCha20Rng::from_seed([39; 32]);
+    let state = DeviceState::generate(org.public(), &mut rng);
+    let key = StateKey::generate(&mut rng);
+    let stranger = Device {
+        id: DeviceId(99),
+        key: Zeroizing::new(*key.as_bytes()),
+        sealed: state.seal(&key, &mut rng).unwrap(),
+        mailbox: state.counselor.mailbox().id(),
+    };
+    let s = net.counselor(&stranger);
+    assert_eq!(net.exec(s, Command::Sync), Err(DriverError::NotInDirectory));
+    assert!(net.relay.mailboxes.is_empty());
+    assert!(net.clients[s].open.is_empty());
+}
