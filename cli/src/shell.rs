@@ -312,6 +312,10 @@ pub fn explain(e: &DriverError) -> String {
             "device {} has claimed this conversation; ask them to hand it off",
             by.0
         ),
+        DriverError::NotSentYet { cause } => format!(
+            "not sent yet ({}); it is saved and will be sent the next time (seeker read or write, counselor sync)",
+            explain(cause)
+        ),
         DriverError::EmptyMessage => "the message is empty; write something first".into(),
         DriverError::MessageTooLong { len, max } => format!(
             "the message is too long: {len} bytes, and at most {max} bytes (about {} characters) fit in one message",

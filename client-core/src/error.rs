@@ -65,6 +65,9 @@ pub enum ApiMisuse {
     /// The endpoint keeps sessions with its maximum of peers.
     #[error("too many peers ({max})")]
     TooManyPeers { max: usize },
+    /// Too many envelopes wait to be sent.
+    #[error("too many messages wait to be sent ({max} envelopes)")]
+    OutboxFull { max: usize },
     /// The intake set is larger than one conversation can fan out to.
     #[error("the intake set has {got} devices, at most {max} allowed")]
     IntakeTooLarge { max: usize, got: usize },

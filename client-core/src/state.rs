@@ -44,6 +44,15 @@ pub const STATE_VERSION: u8 = 1;
 /// so a blob we write is always one the relay accepts.
 pub const MAX_STATE_BLOB_LEN: usize = 1 << 20;
 
+/// Largest state blob a client keeps on its own device (a counselor's or
+/// the administrator's file or IndexedDB record): thousands of conversations
+/// with their histories and sessions, and an outbox of unsent envelopes.
+/// Only the seeker's state travels through the relay, under the 1 MiB limit.
+pub const MAX_LOCAL_STATE_BLOB_LEN: usize = 64 << 20;
+
+/// Largest plaintext of a locally kept state blob.
+pub const MAX_LOCAL_STATE_PLAINTEXT_LEN: usize = MAX_LOCAL_STATE_BLOB_LEN - STATE_OVERHEAD;
+
 /// XChaCha20-Poly1305 nonce length. 24 random bytes: safe to draw at random
 /// for every seal under one long-lived key (the seeker's state key is reused
 /// across every save).
@@ -128,6 +137,15 @@ pub enum StateKind {
 
 impl StateKind {
     /// The wire tag.
+    /// The largest blob of this kind: the relay's limit for the seeker's
+    /// state, the local one for the others.
+    pub fn max_blob_len(self) -> usize {
+        match self {
+            StateKind::Seeker => MAX_STATE_BLOB_LEN,
+            StateKind::Counselor | StateKind::Admin => MAX_LOCAL_STATE_BLOB_LEN,
+        }
+    }
+
     pub fn tag(self) -> u8 {
         self as u8
     }
@@ -233,10 +251,11 @@ impl StateKey {
         plaintext: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, Error> {
-        if plaintext.len() > MAX_STATE_PLAINTEXT_LEN {
+        let max = kind.max_blob_len() - STATE_OVERHEAD;
+        if plaintext.len() > max {
             return Err(Error::TooLongToEncode {
                 what: "state plaintext",
-                max: MAX_STATE_PLAINTEXT_LEN,
+                max,
                 got: plaintext.len(),
             });
         }
@@ -260,10 +279,10 @@ impl StateKey {
 
     /// Opens a blob sealed by [`StateKey::seal`], checking it holds `kind`.
     pub fn open(&self, kind: StateKind, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
-        if blob.len() > MAX_STATE_BLOB_LEN {
+        if blob.len() > kind.max_blob_len() {
             return Err(DecodeError::TooLong {
                 what: "state blob",
-                max: MAX_STATE_BLOB_LEN,
+                max: kind.max_blob_len(),
                 got: blob.len(),
             }
             .into());
@@ -686,15 +705,12 @@ mod tests {
         let mut rng = rng();
         let k = StateKey::generate(&mut rng);
         let max = vec![0u8; MAX_STATE_PLAINTEXT_LEN];
-        let blob = k.seal(StateKind::Counselor, &max, &mut rng).unwrap();
+        let blob = k.seal(StateKind::Seeker, &max, &mut rng).unwrap();
         assert_eq!(blob.len(), MAX_STATE_BLOB_LEN);
-        assert_eq!(
-            k.open(StateKind::Counselor, &blob).unwrap().len(),
-            max.len()
-        );
+        assert_eq!(k.open(StateKind::Seeker, &blob).unwrap().len(), max.len());
         assert!(matches!(
             k.seal(
-                StateKind::Counselor,
+                StateKind::Seeker,
                 &[0u8; MAX_STATE_PLAINTEXT_LEN + 1],
                 &mut rng
             ),
@@ -703,9 +719,16 @@ mod tests {
         let mut big = blob;
         big.push(0);
         assert!(matches!(
-            k.open(StateKind::Counselor, &big),
+            k.open(StateKind::Seeker, &big),
             Err(Error::Decode(DecodeError::TooLong { .. }))
         ));
+        // A state kept on the device (not carried by the relay) may be larger.
+        let local = vec![0u8; MAX_STATE_PLAINTEXT_LEN + 1];
+        let blob = k.seal(StateKind::Counselor, &local, &mut rng).unwrap();
+        assert_eq!(
+            k.open(StateKind::Counselor, &blob).unwrap().len(),
+            local.len()
+        );
         assert!(matches!(
             k.open(StateKind::Counselor, &[2, 1]),
             Err(Error::Decode(DecodeError::UnsupportedVersion {

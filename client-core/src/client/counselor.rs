@@ -756,7 +756,7 @@ impl Counselor {
         w.u8(COUNSELOR_STATE_VERSION);
         w.vec_u32(
             &self.endpoint.encode()?,
-            crate::state::MAX_STATE_PLAINTEXT_LEN,
+            crate::state::MAX_LOCAL_STATE_PLAINTEXT_LEN,
             "endpoint",
         )?;
         match &self.directory {
@@ -817,7 +817,7 @@ impl Counselor {
         let mut r = Reader::new(bytes);
         r.version(COUNSELOR_STATE_VERSION, "counselor state")?;
         let endpoint =
-            Endpoint::decode(r.vec_u32(crate::state::MAX_STATE_PLAINTEXT_LEN, "endpoint")?)?;
+            Endpoint::decode(r.vec_u32(crate::state::MAX_LOCAL_STATE_PLAINTEXT_LEN, "endpoint")?)?;
         let directory = match r.u8("has directory")? {
             0 => None,
             1 => Some(

@@ -10,7 +10,7 @@ use crate::directory::{Directory, OrgPublicKey, OrgSigningKey};
 use crate::error::DecodeError;
 use crate::limits::MAX_ENVELOPE_LEN;
 use crate::sealed::Envelope;
-use crate::state::{MAX_STATE_PLAINTEXT_LEN, StateKey, StateKind};
+use crate::state::{MAX_LOCAL_STATE_PLAINTEXT_LEN, StateKey, StateKind};
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, Error};
 
@@ -105,7 +105,18 @@ pub struct DeviceState {
     pub quarantine: Vec<Quarantined>,
     /// Unreadable envelopes dropped because the quarantine was full.
     pub quarantine_dropped: u32,
+    /// Envelopes saved but not yet acknowledged by the relay (a team action
+    /// whose deposit was cut off): sent again at the next sync, never lost.
+    pub outbox: Vec<Envelope>,
 }
+
+/// Most envelopes waiting in a device's outbox: a few actions' fan-outs to
+/// the largest team.
+pub const MAX_OUTBOX: usize = 1024;
+
+/// Most bytes of envelopes waiting in a device's outbox (a few long replies
+/// to a large team), well inside the local state limit.
+pub const MAX_OUTBOX_BYTES: usize = 16 << 20;
 
 impl DeviceState {
     /// A new device with fresh keys.
@@ -115,7 +126,28 @@ impl DeviceState {
             counselor: Counselor::generate(rng),
             quarantine: Vec::new(),
             quarantine_dropped: 0,
+            outbox: Vec::new(),
         }
+    }
+
+    /// Keeps envelopes to deposit (saved before they are sent).
+    pub fn queue(&mut self, envelopes: &[Envelope]) -> Result<(), Error> {
+        let bytes: usize = self
+            .outbox
+            .iter()
+            .chain(envelopes)
+            .map(Envelope::encoded_len)
+            .sum();
+        if self.outbox.len() + envelopes.len() > MAX_OUTBOX || bytes > MAX_OUTBOX_BYTES {
+            return Err(crate::ApiMisuse::OutboxFull { max: MAX_OUTBOX }.into());
+        }
+        self.outbox.extend_from_slice(envelopes);
+        Ok(())
+    }
+
+    /// Forgets envelopes the relay acknowledged.
+    pub fn sent(&mut self, envelopes: &[Envelope]) {
+        self.outbox.retain(|e| !envelopes.contains(e));
     }
 
     /// Keeps an envelope that could not be read.
@@ -130,13 +162,14 @@ impl DeviceState {
     /// ```text
     /// version:u8 (=2) || org[32] || counselor:vec32 (Counselor::encode)
     ///   || quarantine:u16 || (reason:u8 || envelope:vec32)* || dropped:u32
+    ///   || outbox:u16 || envelope:vec32*
     /// ```
     pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut w = Writer::new();
         w.u8(DEVICE_STATE_VERSION).bytes(self.org.as_bytes());
         w.vec_u32(
             &self.counselor.encode()?,
-            MAX_STATE_PLAINTEXT_LEN,
+            MAX_LOCAL_STATE_PLAINTEXT_LEN,
             "counselor",
         )?;
         w.count_u16(self.quarantine.len(), MAX_QUARANTINE, "quarantine")?;
@@ -149,6 +182,10 @@ impl DeviceState {
             )?;
         }
         w.u32(self.quarantine_dropped);
+        w.count_u16(self.outbox.len(), MAX_OUTBOX, "outbox")?;
+        for e in &self.outbox {
+            w.vec_u32(&e.encode(), MAX_ENVELOPE_LEN, "outbox envelope")?;
+        }
         Ok(Zeroizing::new(w.into_bytes()))
     }
 
@@ -158,7 +195,8 @@ impl DeviceState {
         let mut r = Reader::new(bytes);
         r.version(DEVICE_STATE_VERSION, "device state")?;
         let org = OrgPublicKey::from_bytes(r.array("org")?)?;
-        let counselor = Counselor::decode(r.vec_u32(MAX_STATE_PLAINTEXT_LEN, "counselor")?, &org)?;
+        let counselor =
+            Counselor::decode(r.vec_u32(MAX_LOCAL_STATE_PLAINTEXT_LEN, "counselor")?, &org)?;
         let n = r.count_u16(MAX_QUARANTINE, "quarantine")?;
         let mut quarantine = Vec::with_capacity(n);
         for _ in 0..n {
@@ -167,12 +205,20 @@ impl DeviceState {
             quarantine.push(Quarantined { reason, envelope });
         }
         let quarantine_dropped = r.u32("quarantine dropped")?;
+        let n = r.count_u16(MAX_OUTBOX, "outbox")?;
+        let mut outbox = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            outbox.push(Envelope::decode(
+                r.vec_u32(MAX_ENVELOPE_LEN, "outbox envelope")?,
+            )?);
+        }
         r.finish("device state")?;
         Ok(DeviceState {
             org,
             counselor,
             quarantine,
             quarantine_dropped,
+            outbox,
         })
     }
 

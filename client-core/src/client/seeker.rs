@@ -27,7 +27,11 @@ use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, UnixTime};
 
 /// Saved-state format version of a seeker.
-pub const SEEKER_STATE_VERSION: u8 = 1;
+pub const SEEKER_STATE_VERSION: u8 = 2;
+
+/// Most messages written but not yet deposited: a seeker who writes while
+/// the relay cannot be reached keeps at most this many to send next visit.
+pub const MAX_PENDING: usize = 8;
 
 /// Most counselor devices one conversation fans out to (bounds state and the
 /// deposit batch; the relay's batch limit is 64).
@@ -56,6 +60,10 @@ pub struct Seeker {
     endpoint: Endpoint,
     state_key: StateKey,
     conversation: Option<Conversation>,
+    /// Messages saved but not yet acknowledged by the relay: a deposit cut
+    /// off is sealed and sent again on the next visit (same message id, so a
+    /// counselor who got the first copy drops the second), never lost.
+    pending: Vec<AppMessage>,
 }
 
 impl Seeker {
@@ -65,6 +73,7 @@ impl Seeker {
             endpoint: Endpoint::without_prekeys(secrets.identity_keys(), secrets.mailbox_keys()),
             state_key: secrets.state_key(),
             conversation: None,
+            pending: Vec::new(),
         }
     }
 
@@ -91,11 +100,19 @@ impl Seeker {
                 .into());
             }
         };
+        let n = r.count_u16(MAX_PENDING, "pending messages")?;
+        let mut pending = Vec::with_capacity(n);
+        for _ in 0..n {
+            pending.push(AppMessage::decode(
+                r.vec_u32(crate::message::MAX_APP_MESSAGE_LEN, "pending message")?,
+            )?);
+        }
         r.finish("seeker state")?;
         Ok(Seeker {
             endpoint,
             state_key,
             conversation,
+            pending,
         })
     }
 
@@ -117,8 +134,37 @@ impl Seeker {
                 write_conversation(&mut w, c)?;
             }
         }
+        w.count_u16(self.pending.len(), MAX_PENDING, "pending messages")?;
+        for m in &self.pending {
+            w.vec_u32(
+                &m.encode()?,
+                crate::message::MAX_APP_MESSAGE_LEN,
+                "pending message",
+            )?;
+        }
         let plain = zeroize::Zeroizing::new(w.into_bytes());
         self.state_key.seal(StateKind::Seeker, &plain, rng)
+    }
+
+    /// How many written messages wait to be deposited.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Seals every waiting message again (fresh ratchet keys, same message
+    /// ids), to deposit after the state is saved.
+    pub fn reseal_pending(&mut self, rng: &mut impl CryptoRng) -> Result<Vec<Envelope>, Error> {
+        let pending = self.pending.clone();
+        let mut out = Vec::new();
+        for m in &pending {
+            out.extend(self.fan_out(m, rng)?);
+        }
+        Ok(out)
+    }
+
+    /// The relay acknowledged every waiting message.
+    pub fn sent(&mut self) {
+        self.pending.clear();
     }
 
     /// The seeker's mailbox keys (to register and authenticate at the relay).
@@ -221,10 +267,14 @@ impl Seeker {
                 text: MessageText::new(text),
             },
         );
+        if self.pending.len() >= MAX_PENDING {
+            return Err(crate::ApiMisuse::OutboxFull { max: MAX_PENDING }.into());
+        }
         let envelopes = self.fan_out(&msg, rng)?;
         if let Some(c) = self.conversation.as_mut() {
             push_entry(&mut c.history, entry_of(&msg, Author::Seeker, text));
         }
+        self.pending.push(msg);
         Ok(envelopes)
     }
 

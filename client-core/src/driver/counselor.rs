@@ -70,6 +70,7 @@ pub(super) async fn sync(io: &Io, st: &St) -> Result<Outcome, DriverError> {
         None => open_mailbox(io, st, Proof::Register { pow_required: true }).await?,
     };
     let topped = top_up_prekeys(io, st, conn).await;
+    // mutated
     if running.is_none() {
         if let Err(e) = topped {
             io.close(conn);
@@ -80,6 +81,35 @@ pub(super) async fn sync(io: &Io, st: &St) -> Result<Outcome, DriverError> {
         topped?;
     }
     Ok(Outcome::Synced)
+}
+
+fn queue(st: &St, envelopes: &[crate::sealed::Envelope]) -> Result<(), DriverError> {
+    let mut s = st.borrow_mut();
+    let dev = s.device.as_mut().ok_or(DriverError::Misuse {
+        what: "not a counselor device",
+    })?;
+    Ok(dev.state.queue(envelopes)?)
+}
+
+fn sent(io: &Io, st: &St, envelopes: &[crate::sealed::Envelope]) -> Result<(), DriverError> {
+    if let Some(dev) = st.borrow_mut().device.as_mut() {
+        dev.state.sent(envelopes);
+    }
+    persist(io, st)
+}
+
+/// Sends what earlier actions saved but could not deposit. A failure keeps
+/// them for the next sync (the sync itself goes on).
+async fn flush_outbox(io: &Io, st: &St) {
+    let waiting: Vec<_> = st
+        .borrow()
+        .device
+        .as_ref()
+        .map(|d| d.state.outbox.clone())
+        .unwrap_or_default();
+    if !waiting.is_empty() && io.deposit(waiting.clone()).await.is_ok() {
+        let _ = sent(io, st, &waiting);
+    }
 }
 
 /// Uploads the signed bundle and, below the low-water mark, fresh one-time
@@ -193,9 +223,15 @@ pub(super) async fn act(
             }
         }?
     };
-    // Saved before sending: a ratchet key is never used twice.
+    // Saved, with the envelopes in the outbox, before sending: a ratchet key
+    // is never used twice, and an action whose deposit is cut off is sent
+    // at the next sync instead of lost.
+    queue(st, &envelopes)?;
     persist(io, st)?;
-    io.deposit(envelopes).await?;
+    io.deposit(envelopes.clone())
+        .await
+        .map_err(|e| DriverError::NotSentYet { cause: Box::new(e) })?;
+    sent(io, st, &envelopes)?;
     Ok(Outcome::Acted)
 }
 

@@ -242,6 +242,10 @@ pub enum DriverError {
     /// A colleague holds the conversation.
     #[error("the conversation is claimed by device {}", by.0)]
     ClaimedByOther { by: DeviceId },
+    /// The message (or team action) is saved but did not reach the relay;
+    /// it is sent again at the next visit or sync.
+    #[error("not sent yet ({cause}); it is kept and sent again next time")]
+    NotSentYet { cause: Box<DriverError> },
     /// The message is empty or only white space.
     #[error("the message is empty")]
     EmptyMessage,

@@ -284,7 +284,11 @@ pub(super) async fn start(
         }
     };
     if let Err(e) = io.deposit(envelopes).await {
+        // Nobody received the opening: leave no mailbox or saved
+        // conversation behind for a codename the seeker never saw.
+        let _ = io.request(conn, ClientFrame::DeleteMailbox).await;
         io.close(conn);
+        forget(io, st);
         return Err(e);
     }
     receive(io, st, conn).await?;
@@ -334,6 +338,22 @@ pub(super) async fn open(
         s.expires_at = Some(expires_at);
     }
     receive(io, st, conn).await?;
+    // What an earlier visit saved but could not deposit goes now (a copy
+    // the relay did store is stored once; a copy a counselor already read
+    // is dropped there as a duplicate).
+    let waiting = st.borrow().seeker.as_ref().map_or(0, |s| s.pending());
+    if waiting > 0 {
+        let envelopes = {
+            let mut s = st.borrow_mut();
+            let seeker = s.seeker.as_mut().ok_or(DriverError::Protocol)?;
+            let mut l = io.0.borrow_mut();
+            seeker.reseal_pending(&mut l.rng)?
+        };
+        save(io, st, conn).await?;
+        io.deposit(envelopes).await?;
+        sent(st);
+        save(io, st, conn).await?;
+    }
     let expires_at = st.borrow().expires_at.unwrap_or(expires_at);
     Ok(Outcome::Opened { expires_at })
 }
@@ -349,8 +369,13 @@ pub(super) async fn write(io: &Io, st: &St, text: &str) -> Result<Outcome, Drive
         let now = l.now;
         seeker.write(text, now, &mut l.rng)?
     };
+    // Saved with the message pending before the deposit.
     let expires_at = save(io, st, conn).await?;
-    io.deposit(envelopes).await?;
+    io.deposit(envelopes)
+        .await
+        .map_err(|e| DriverError::NotSentYet { cause: Box::new(e) })?;
+    sent(st);
+    let expires_at = save(io, st, conn).await.unwrap_or(expires_at);
     Ok(Outcome::Sent { expires_at })
 }
 
@@ -372,6 +397,13 @@ pub(super) async fn delete(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     }
     forget(io, st);
     Ok(Outcome::Deleted)
+}
+
+/// The relay stored every waiting message.
+fn sent(st: &St) {
+    if let Some(s) = st.borrow_mut().seeker.as_mut() {
+        s.sent();
+    }
 }
 
 /// Drops the open conversation and its connection.
