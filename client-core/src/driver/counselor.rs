@@ -70,7 +70,7 @@ pub(super) async fn sync(io: &Io, st: &St) -> Result<Outcome, DriverError> {
         None => open_mailbox(io, st, Proof::Register { pow_required: true }).await?,
     };
     let topped = top_up_prekeys(io, st, conn).await;
-    // mutated
+    flush_outbox(io, st).await;
     if running.is_none() {
         if let Err(e) = topped {
             io.close(conn);

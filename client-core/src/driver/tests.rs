@@ -23,6 +23,7 @@ use super::{
 use crate::UnixTime;
 use crate::client::counselor::{Event as TeamEvent, Status};
 use crate::client::saved::{DeviceState, UnreadableReason};
+use crate::client::seeker::Seeker;
 use crate::client::{Author, EntryKind};
 use crate::codename::{Codename, SeekerSecrets};
 use crate::directory::{DeviceEntry, DeviceId, Directory, OrgSigningKey, SignedDirectory};
@@ -459,9 +460,16 @@ enum Fault {
     Mute,
     /// The answer is bytes that are no frame.
     Garble,
+    /// The relay carries the frame out, then the connection drops before
+    /// its reply arrives.
+    Lose,
 }
 
 type FaultFn = Box<dyn FnMut(usize, &ClientFrame) -> Fault>;
+
+/// Whether a connection a client opens (of a kind) is closed before the
+/// relay's hello.
+type RefuseFn = Box<dyn FnMut(usize, ConnKind) -> bool>;
 
 /// The shell of every driver of a test, one relay and a fake clock.
 struct Net {
@@ -478,6 +486,8 @@ struct Net {
     silent: BTreeSet<String>,
     /// Decides the fate of every frame a driver sends (all pass if `None`).
     fault: Option<FaultFn>,
+    /// Decides which connections cannot be opened (all open if `None`).
+    refuse: Option<RefuseFn>,
     next_seed: u8,
 }
 
@@ -499,6 +509,7 @@ impl Net {
             down: BTreeSet::new(),
             silent: BTreeSet::new(),
             fault: None,
+            refuse: None,
             next_seed: 1,
         }
     }
@@ -597,7 +608,11 @@ impl Net {
         let now = self.now;
         match out {
             Output::Connect { conn, kind, url } => {
-                let down = self.down.contains(&url);
+                let refused = match self.refuse.as_mut() {
+                    Some(f) => f(i, kind),
+                    None => false,
+                };
+                let down = refused || self.down.contains(&url);
                 self.clients[i].log.push(Rec::Connect {
                     conn,
                     kind,
@@ -638,6 +653,17 @@ impl Net {
                         return;
                     }
                     Fault::Drop => {
+                        self.clients[i].open.remove(&conn);
+                        self.relay.disconnect((i, conn));
+                        self.clients[i].driver.handle_closed(conn, now);
+                        return;
+                    }
+                    Fault::Lose => {
+                        for ((to, c), bytes) in self.relay.handle((i, conn), &frame, now) {
+                            if (to, c) != (i, conn) {
+                                self.inbox.push_back((to, c, bytes));
+                            }
+                        }
                         self.clients[i].open.remove(&conn);
                         self.relay.disconnect((i, conn));
                         self.clients[i].driver.handle_closed(conn, now);
@@ -2152,4 +2178,480 @@ fn directory_look_ups_report_a_missing_or_foreign_directory() {
     assert_eq!(net.exec(s, Command::Sync), Err(DriverError::NotInDirectory));
     assert!(net.relay.mailboxes.is_empty());
     assert!(net.clients[s].open.is_empty());
+}
+
+/// How many entries of `text` a counselor's copy of the conversation holds.
+fn times_in_history(net: &Net, i: usize, conv: &MailboxId, text: &str) -> usize {
+    net.clients[i]
+        .driver
+        .with_counselor(|c| {
+            c.conversation(conv)
+                .unwrap()
+                .history
+                .iter()
+                .filter(|e| text_of(&e.kind) == text)
+                .count()
+        })
+        .unwrap()
+}
+
+/// The counselors' messages the seeker's driver reported.
+fn seeker_messages(net: &Net, i: usize) -> Vec<String> {
+    net.events(i)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::SeekerMessage(entry) => Some(text_of(&entry.kind).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Long enough for every deposit attempt and its backoff.
+const ALL_ATTEMPTS_SECS: u64 = 4 * (super::CONNECT_TIMEOUT_SECS + 2 * super::BACKOFF_MAX_SECS);
+
+#[test]
+fn a_counselor_reply_whose_deposit_is_cut_off_is_kept_and_sent_at_the_next_sync() {
+    let (org, mut devices, directory) = org_with_devices(2, 40);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (codename, secrets) = secrets_for(&org, 41);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    net.close(seeker);
+    let conv = new_conversations(&net, a)[0];
+    // A claims while all is well (and so holds a session with B).
+    assert_eq!(
+        net.exec(
+            a,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Claim,
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    let deposits_before = net.relay.deposits.len();
+
+    // Every anonymous connection of A closes before the hello.
+    net.refuse = Some(Box::new(move |i, kind| {
+        i == a && kind == ConnKind::Anonymous
+    }));
+    let reply = "Te leemos, escribe cuando quieras.";
+    let mark = net.mark(a);
+    let cmd = net.start(
+        a,
+        Command::Team {
+            conversation: conv,
+            action: TeamAction::Reply { text: reply.into() },
+        },
+    );
+    net.run_until(UnixTime(net.now.0 + ALL_ATTEMPTS_SECS));
+    assert_eq!(
+        net.outcome(a, cmd),
+        Err(DriverError::NotSentYet {
+            cause: Box::new(DriverError::Network)
+        })
+    );
+    let tries = net.clients[a].log[mark..]
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Rec::Connect {
+                    kind: ConnKind::Anonymous,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        tries,
+        super::DEPOSIT_ATTEMPTS as usize,
+        "every attempt made"
+    );
+    assert_eq!(
+        net.relay.deposits.len(),
+        deposits_before,
+        "nothing deposited"
+    );
+    assert!(net.relay.mailboxes[&conv].stored.is_empty());
+    assert_eq!(times_in_history(&net, b, &conv, reply), 0);
+    assert!(
+        net.open_of(a, ConnKind::Anonymous).is_empty(),
+        "no deposit connection left open"
+    );
+    assert_eq!(
+        net.open_of(a, ConnKind::Mailbox).len(),
+        1,
+        "still receiving"
+    );
+    // The last save holds the reply and its envelopes, to the seeker and to B.
+    let saved = net.saved_state(a, &devices[0]);
+    assert_eq!(
+        text_of(&saved.counselor.conversation(&conv).unwrap().history[1].kind),
+        reply
+    );
+    let to: BTreeSet<MailboxId> = saved.outbox.iter().map(|e| *e.recipient()).collect();
+    assert_eq!(saved.outbox.len(), 2, "{to:?}");
+    assert_eq!(to, BTreeSet::from([conv, devices[1].mailbox]));
+
+    // A's process exits; the relay is reachable again; A's next sync (from
+    // what it saved) sends them.
+    keep(&net, a, &mut devices[0]);
+    net.close(a);
+    net.refuse = None;
+    let a = synced(&mut net, &devices[0]);
+    let flushed: Vec<usize> = net.relay.deposits[deposits_before..]
+        .iter()
+        .map(|d| d.envelope_lens.len())
+        .collect();
+    assert_eq!(flushed, vec![2], "the saved envelopes, deposited once");
+    assert!(
+        net.saved_state(a, &devices[0]).outbox.is_empty(),
+        "the outbox is empty once deposited"
+    );
+    assert_eq!(
+        times_in_history(&net, b, &conv, reply),
+        1,
+        "B reads it once"
+    );
+    assert_eq!(
+        net.relay.mailboxes[&conv].stored.len(),
+        1,
+        "the reply waits"
+    );
+    // Another sync sends nothing again.
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    assert_eq!(net.relay.deposits.len(), deposits_before + 1);
+
+    // The seeker comes back and reads the reply, once.
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(
+            back,
+            Command::SeekerOpen {
+                secrets: Box::new(secrets)
+            }
+        ),
+        Ok(Outcome::Opened { .. })
+    ));
+    assert_eq!(seeker_messages(&net, back), vec![reply.to_owned()]);
+    let history = net.clients[back]
+        .driver
+        .seeker_conversation()
+        .unwrap()
+        .history;
+    let texts: Vec<&str> = history.iter().map(|e| text_of(&e.kind)).collect();
+    assert_eq!(texts, vec!["hola", reply]);
+    assert_eq!(history[1].author, Author::Counselor(devices[0].id));
+    assert!(net.relay.mailboxes[&conv].stored.is_empty());
+}
+
+#[test]
+fn a_seeker_message_whose_deposit_is_cut_off_is_sent_at_the_next_visit_once() {
+    let (org, devices, directory) = org_with_devices(2, 42);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let counselors: Vec<usize> = devices.iter().map(|d| synced(&mut net, d)).collect();
+    let (codename, secrets) = secrets_for(&org, 43);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, counselors[0])[0];
+    let deposits_before = net.relay.deposits.len();
+
+    // Every anonymous connection of the seeker closes before the hello.
+    net.refuse = Some(Box::new(move |i, kind| {
+        i == seeker && kind == ConnKind::Anonymous
+    }));
+    let text = "¿Me oye alguien?";
+    let mark = net.mark(seeker);
+    let cmd = net.start(seeker, Command::SeekerWrite { text: text.into() });
+    net.run_until(UnixTime(net.now.0 + ALL_ATTEMPTS_SECS));
+    assert_eq!(
+        net.outcome(seeker, cmd),
+        Err(DriverError::NotSentYet {
+            cause: Box::new(DriverError::Network)
+        })
+    );
+    assert_eq!(
+        net.relay.deposits.len(),
+        deposits_before,
+        "nothing deposited"
+    );
+    for &i in &counselors {
+        assert_eq!(times_in_history(&net, i, &conv, text), 0);
+    }
+    // The state saved on the relay (before any deposit attempt) holds it.
+    let sent = net.sent_since(seeker, mark);
+    assert!(matches!(sent.first(), Some(ClientFrame::PutState { .. })));
+    let blob = net.relay.mailboxes[&conv].state.clone().unwrap().1;
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    let saved = Seeker::restore(&secrets, &blob).unwrap();
+    assert_eq!(saved.pending(), 1, "saved as pending");
+    // The seeker still sees what it wrote, once.
+    let mine = |net: &Net, i: usize| {
+        net.clients[i]
+            .driver
+            .seeker_conversation()
+            .unwrap()
+            .history
+            .iter()
+            .filter(|e| e.author == Author::Seeker && text_of(&e.kind) == text)
+            .count()
+    };
+    assert_eq!(mine(&net, seeker), 1);
+    net.close(seeker);
+    net.refuse = None;
+
+    // The next visit sends it.
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(
+            back,
+            Command::SeekerOpen {
+                secrets: Box::new(secrets)
+            }
+        ),
+        Ok(Outcome::Opened { .. })
+    ));
+    for &i in &counselors {
+        assert_eq!(times_in_history(&net, i, &conv, text), 1, "counselor {i}");
+        assert_eq!(
+            net.team_events(i)
+                .iter()
+                .filter(|e| matches!(
+                    e,
+                    TeamEvent::Message { entry, .. } if text_of(&entry.kind) == text
+                ))
+                .count(),
+            1
+        );
+    }
+    assert_eq!(mine(&net, back), 1, "shown once");
+    let texts: Vec<String> = net.clients[back]
+        .driver
+        .seeker_conversation()
+        .unwrap()
+        .history
+        .iter()
+        .map(|e| text_of(&e.kind).to_owned())
+        .collect();
+    assert_eq!(texts, vec!["hola".to_owned(), text.to_owned()]);
+    let blob = net.relay.mailboxes[&conv].state.clone().unwrap().1;
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    assert_eq!(Seeker::restore(&secrets, &blob).unwrap().pending(), 0);
+    let deposits_after = net.relay.deposits.len();
+    assert!(deposits_after > deposits_before);
+    net.close(back);
+
+    // A visit after that sends nothing again.
+    let again = net.plain();
+    assert!(matches!(
+        net.exec(
+            again,
+            Command::SeekerOpen {
+                secrets: Box::new(secrets)
+            }
+        ),
+        Ok(Outcome::Opened { .. })
+    ));
+    assert_eq!(net.relay.deposits.len(), deposits_after);
+    assert_eq!(mine(&net, again), 1);
+    for &i in &counselors {
+        assert_eq!(times_in_history(&net, i, &conv, text), 1);
+    }
+}
+
+#[test]
+fn a_seeker_start_whose_deposit_fails_leaves_no_mailbox_or_state_on_the_relay() {
+    let (org, devices, directory) = org_with_devices(2, 44);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let counselors: Vec<usize> = devices.iter().map(|d| synced(&mut net, d)).collect();
+    // Every deposit frame is cut off with its connection.
+    net.fault = Some(Box::new(|_, f| {
+        if is_deposit(f) {
+            Fault::Drop
+        } else {
+            Fault::Pass
+        }
+    }));
+    let (codename, secrets) = secrets_for(&org, 45);
+    let seeker = net.plain();
+    let cmd = net.start(seeker, start_cmd(secrets, "hola"));
+    net.run_until(UnixTime(net.now.0 + ALL_ATTEMPTS_SECS));
+    assert_eq!(net.outcome(seeker, cmd), Err(DriverError::Network));
+    let sent = net.sent_since(seeker, 0);
+    assert_eq!(
+        sent.iter().filter(|f| is_deposit(f)).count(),
+        super::DEPOSIT_ATTEMPTS as usize
+    );
+    let put = sent
+        .iter()
+        .position(|f| matches!(f, ClientFrame::PutState { .. }))
+        .expect("saved before the deposits");
+    let delete = sent
+        .iter()
+        .position(|f| matches!(f, ClientFrame::DeleteMailbox))
+        .expect("the mailbox is deleted");
+    assert!(put < delete);
+    assert!(
+        sent[delete..].iter().all(|f| !is_deposit(f)),
+        "deleted after the last attempt"
+    );
+    assert!(net.relay.deposits.is_empty());
+    assert_eq!(
+        net.relay.mailboxes.keys().copied().collect::<BTreeSet<_>>(),
+        devices.iter().map(|d| d.mailbox).collect(),
+        "no mailbox (nor state) of the seeker on the relay"
+    );
+    assert!(
+        net.relay.mailboxes.values().all(|m| m.state.is_none()),
+        "no saved state"
+    );
+    assert_eq!(net.clients[seeker].driver.seeker_conversation(), None);
+    assert_eq!(net.clients[seeker].driver.expires_at(), None);
+    assert!(
+        net.clients[seeker].open.is_empty(),
+        "no connection left open"
+    );
+    assert!(!net.clients[seeker].driver.is_busy());
+    assert_eq!(net.clients[seeker].driver.poll_timeout(), None);
+    for i in counselors {
+        assert!(new_conversations(&net, i).is_empty());
+    }
+    // The codename opens nothing.
+    net.fault = None;
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    let back = net.plain();
+    assert_eq!(
+        net.exec(
+            back,
+            Command::SeekerOpen {
+                secrets: Box::new(secrets)
+            }
+        ),
+        Err(DriverError::CodenameNotFound)
+    );
+}
+
+#[test]
+fn messages_stored_but_unconfirmed_are_read_once_after_they_are_sent_again() {
+    let (org, mut devices, directory) = org_with_devices(2, 46);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (codename, secrets) = secrets_for(&org, 47);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    assert_eq!(
+        net.exec(
+            a,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Claim,
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    // Every deposit reaches the relay, but its reply never comes back.
+    net.fault = Some(Box::new(|_, f| {
+        if is_deposit(f) {
+            Fault::Lose
+        } else {
+            Fault::Pass
+        }
+    }));
+    let text = "¿Me oye alguien?";
+    let cmd = net.start(seeker, Command::SeekerWrite { text: text.into() });
+    net.run_until(UnixTime(net.now.0 + ALL_ATTEMPTS_SECS));
+    assert!(
+        matches!(
+            net.outcome(seeker, cmd),
+            Err(DriverError::NotSentYet { .. })
+        ),
+        "{:?}",
+        net.outcome(seeker, cmd)
+    );
+    let reply = "Sí, aquí estamos.";
+    let cmd = net.start(
+        a,
+        Command::Team {
+            conversation: conv,
+            action: TeamAction::Reply { text: reply.into() },
+        },
+    );
+    net.run_until(UnixTime(net.now.0 + ALL_ATTEMPTS_SECS));
+    assert!(
+        matches!(net.outcome(a, cmd), Err(DriverError::NotSentYet { .. })),
+        "{:?}",
+        net.outcome(a, cmd)
+    );
+    // Everyone online read both already.
+    for i in [a, b] {
+        assert_eq!(times_in_history(&net, i, &conv, text), 1);
+    }
+    assert_eq!(times_in_history(&net, b, &conv, reply), 1);
+    assert_eq!(seeker_messages(&net, seeker), vec![reply.to_owned()]);
+    net.fault = None;
+
+    // Both are sent again: the seeker's visit, A's next sync.
+    net.close(seeker);
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(
+            back,
+            Command::SeekerOpen {
+                secrets: Box::new(secrets)
+            }
+        ),
+        Ok(Outcome::Opened { .. })
+    ));
+    keep(&net, a, &mut devices[0]);
+    net.close(a);
+    let a = synced(&mut net, &devices[0]);
+    assert!(net.saved_state(a, &devices[0]).outbox.is_empty());
+    for i in [a, b] {
+        assert_eq!(times_in_history(&net, i, &conv, text), 1, "client {i}");
+        assert_eq!(net.clients[i].driver.quarantine(), Some((0, 0)));
+    }
+    assert_eq!(times_in_history(&net, b, &conv, reply), 1);
+    let texts: Vec<String> = net.clients[back]
+        .driver
+        .seeker_conversation()
+        .unwrap()
+        .history
+        .iter()
+        .map(|e| text_of(&e.kind).to_owned())
+        .collect();
+    assert_eq!(
+        texts,
+        vec!["hola".to_owned(), text.to_owned(), reply.to_owned()]
+    );
+    let unreadable = net
+        .events(back)
+        .iter()
+        .filter(|e| matches!(e, Event::Unreadable { .. }))
+        .count();
+    assert_eq!(unreadable, 0, "{:?}", net.events(back));
+    assert!(
+        net.relay.mailboxes[&conv].stored.is_empty(),
+        "{} left for the seeker",
+        net.relay.mailboxes[&conv].stored.len()
+    );
 }
