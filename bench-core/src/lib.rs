@@ -174,7 +174,7 @@ fn pair(rng: &mut ChaCha20Rng) -> Pair {
     let bundle = ok("bundle verify", b.bundle.verify_for(&b.identity.public()));
     let (header, sk_a, ad_a) = ok(
         "pqxdh initiate",
-        pqxdh::initiate(rng, &seeker_id, &seeker_mailbox.public(), &bundle, None),
+        pqxdh::initiate(rng, &seeker_id, &seeker_mailbox, &bundle, None),
     );
     let (sk_b, ad_b) = ok(
         "pqxdh respond",
@@ -214,7 +214,7 @@ fn pqxdh_setup() -> Operation {
     let mut rng = rng(1);
     let b = responder(&mut rng);
     let seeker = IdentityKeyPair::generate(&mut rng);
-    let mailbox = MailboxKeyPair::generate(&mut rng).public();
+    let mailbox = MailboxKeyPair::generate(&mut rng);
     let expected = b.identity.public();
     let mut otk_id = 100u32;
     Box::new(move || {

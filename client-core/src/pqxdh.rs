@@ -32,9 +32,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{DecodeError, Error};
 use crate::keys::{
-    IdentityKeyPair, IdentityPublic, KeyError, MailboxPublic, MlKemCiphertext, MlKemPublic,
-    OneTimePreKey, OneTimePreKeyPublic, PqPreKey, SharedSecret32, Signature, SignedPreKey,
-    X25519Public, X25519Secret,
+    IdentityKeyPair, IdentityPublic, KeyError, MailboxKeyPair, MailboxPublic, MlKemCiphertext,
+    MlKemPublic, OneTimePreKey, OneTimePreKeyPublic, PqPreKey, SharedSecret32, Signature,
+    SignedPreKey, X25519Public, X25519Secret,
 };
 use crate::wire::{Reader, Writer};
 
@@ -50,8 +50,12 @@ pub const PQ_PREKEY_SIG_CONTEXT: &[u8] = b"northstar/v1/pqxdh/pq-prekey";
 /// Version byte of [`SignedPreKeyBundle`].
 pub const BUNDLE_VERSION: u8 = 1;
 
-/// Version byte of [`InitialHeader`].
-pub const INITIAL_HEADER_VERSION: u8 = 1;
+/// Version byte of [`InitialHeader`] (2: carries the mailbox proof).
+pub const INITIAL_HEADER_VERSION: u8 = 2;
+
+/// Context of the initiator's proof that it holds the mailbox it names
+/// (`MB_A`): an Ed25519 signature by the mailbox's auth key.
+pub const MAILBOX_PROOF_CONTEXT: &[u8] = b"northstar/v2/pqxdh/mailbox-proof";
 
 /// Exact length of an encoded [`SignedPreKeyBundle`]: version, identity
 /// (64), signed prekey (id 4, key 32, signature 64), PQ prekey (id 4, key
@@ -65,7 +69,7 @@ pub const MAX_SIGNED_BUNDLE_LEN: usize = SIGNED_BUNDLE_LEN;
 
 /// Length of an [`InitialHeader`] without a one-time prekey id.
 pub const INITIAL_HEADER_MIN_LEN: usize =
-    1 + IdentityPublic::LEN + MailboxPublic::LEN + 32 + 4 + 4 + 1 + MlKemCiphertext::LEN;
+    1 + IdentityPublic::LEN + MailboxPublic::LEN + 32 + 4 + 4 + 1 + MlKemCiphertext::LEN + 64;
 
 /// Length of an [`InitialHeader`] with a one-time prekey id (the largest).
 pub const INITIAL_HEADER_MAX_LEN: usize = INITIAL_HEADER_MIN_LEN + 4;
@@ -100,6 +104,11 @@ pub enum PqxdhError {
     /// ML-KEM encapsulation or decapsulation failed.
     #[error("ML-KEM operation failed")]
     Kem,
+    /// The initiator did not prove it holds the mailbox it names: a session
+    /// start that would file replies (and the conversation) under someone
+    /// else's mailbox.
+    #[error("the initiator's mailbox proof does not verify")]
+    BadMailboxProof,
     /// HKDF refused the output length (cannot happen for 32 bytes; kept
     /// rather than panicking).
     #[error("key derivation failed")]
@@ -323,9 +332,29 @@ pub struct InitialHeader {
     pq_prekey_id: u32,
     one_time_prekey_id: Option<u32>,
     kem_ciphertext: MlKemCiphertext,
+    /// Ed25519 signature by `MB_A`'s auth key over
+    /// [`InitialHeader::mailbox_proof_message`].
+    mailbox_proof: Signature,
 }
 
 impl InitialHeader {
+    /// What the initiator's mailbox key signs: the context, the responder's
+    /// identity, then every header field before the proof (identity,
+    /// mailbox, ephemeral key, prekey ids, KEM ciphertext), so the proof
+    /// holds for this one session start only.
+    ///
+    /// ```text
+    /// MAILBOX_PROOF_CONTEXT || Encode(IK_B) || header[1 .. len - 64]
+    /// ```
+    pub fn mailbox_proof_message(&self, responder: &IdentityPublic) -> Vec<u8> {
+        let mut w =
+            Writer::with_capacity(MAILBOX_PROOF_CONTEXT.len() + 64 + INITIAL_HEADER_MAX_LEN);
+        w.bytes(MAILBOX_PROOF_CONTEXT);
+        responder.write(&mut w);
+        self.write_fields(&mut w);
+        w.into_bytes()
+    }
+
     /// IK_A (and the initiator's Ed25519 key).
     pub fn initiator(&self) -> &IdentityPublic {
         &self.initiator
@@ -359,10 +388,15 @@ impl InitialHeader {
     ///   || mailbox_auth[32] || mailbox_seal[32] || ek[32]
     ///   || spk_id:u32 || pq_id:u32
     ///   || has_otk:u8 (0 | 1) || [otk_id:u32 if has_otk = 1]
-    ///   || kem_ct[1088]
+    ///   || kem_ct[1088] || mailbox_proof[64]
     /// ```
     pub fn write(&self, w: &mut Writer) {
         w.u8(INITIAL_HEADER_VERSION);
+        self.write_fields(w);
+        w.bytes(&self.mailbox_proof.0);
+    }
+
+    fn write_fields(&self, w: &mut Writer) {
         self.initiator.write(w);
         self.initiator_mailbox.write(w);
         w.bytes(&self.ephemeral.0)
@@ -407,6 +441,7 @@ impl InitialHeader {
         let ct = r.take(MlKemCiphertext::LEN, "kem ciphertext")?;
         let mut arr = Box::new([0u8; MlKemCiphertext::LEN]);
         arr.copy_from_slice(ct);
+        let mailbox_proof = Signature(r.array("mailbox proof")?);
         Ok(InitialHeader {
             initiator,
             initiator_mailbox,
@@ -415,6 +450,7 @@ impl InitialHeader {
             pq_prekey_id,
             one_time_prekey_id,
             kem_ciphertext: MlKemCiphertext(arr),
+            mailbox_proof,
         })
     }
 
@@ -504,11 +540,12 @@ fn same_identity(a: &IdentityPublic, b: &IdentityPublic) -> bool {
 ///
 /// `otk` is the one-time prekey the relay handed out with the bundle, if any
 /// (the relay may have run out). `our_mailbox` is the mailbox the responder
-/// should reply to; it is bound into `AD`.
+/// should reply to; it is bound into `AD`, and its key signs the header to
+/// prove we hold it.
 pub fn initiate(
     rng: &mut impl crate::CryptoRng,
     our: &IdentityKeyPair,
-    our_mailbox: &MailboxPublic,
+    our_mailbox: &MailboxKeyPair,
     bundle: &VerifiedBundle,
     otk: Option<&OneTimePreKeyPublic>,
 ) -> Result<(InitialHeader, SessionSecret, AssociatedData), PqxdhError> {
@@ -527,16 +564,19 @@ pub fn initiate(
         Some(dh4) => kdf(&[&dh1, &dh2, &dh3, dh4, &ss])?,
         None => kdf(&[&dh1, &dh2, &dh3, &ss])?,
     };
-    let header = InitialHeader {
+    let mb_a = our_mailbox.public();
+    let mut header = InitialHeader {
         initiator: ik_a,
-        initiator_mailbox: *our_mailbox,
+        initiator_mailbox: mb_a,
         ephemeral: ek.public(),
         signed_prekey_id: bundle.signed_prekey_id,
         pq_prekey_id: bundle.pq_prekey_id,
         one_time_prekey_id: otk.map(|k| k.id),
         kem_ciphertext: ct,
+        mailbox_proof: Signature([0; 64]),
     };
-    let ad = AssociatedData::new(&ik_a, &ik_b, our_mailbox);
+    header.mailbox_proof = our_mailbox.sign(&header.mailbox_proof_message(&ik_b));
+    let ad = AssociatedData::new(&ik_a, &ik_b, &mb_a);
     Ok((header, sk, ad))
 }
 
@@ -578,6 +618,15 @@ pub fn respond(
     let ik_a = header.initiator;
     if same_identity(&ik_a, &ik_b) {
         return Err(PqxdhError::SameIdentity);
+    }
+    // Checked before any secret is used: only the holder of MB_A's key can
+    // start a session whose replies (and conversation) belong to MB_A.
+    if !header
+        .initiator_mailbox
+        .auth
+        .verify(&header.mailbox_proof_message(&ik_b), &header.mailbox_proof)
+    {
+        return Err(PqxdhError::BadMailboxProof);
     }
     let dh1 = spk.key.diffie_hellman(&ik_a.x25519)?;
     let dh2 = our.x25519.diffie_hellman(&header.ephemeral)?;
@@ -636,7 +685,7 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([1; 32]);
         let b = bob(&mut rng);
         let alice = IdentityKeyPair::generate(&mut rng);
-        let mb = MailboxKeyPair::generate(&mut rng).public();
+        let mb = MailboxKeyPair::generate(&mut rng);
         let vb = b.bundle.verify_for(&b.identity.public()).unwrap();
 
         let otk_pub = b.otk.public();
@@ -715,7 +764,7 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([3; 32]);
         let b = bob(&mut rng);
         let alice = IdentityKeyPair::generate(&mut rng);
-        let mb = MailboxKeyPair::generate(&mut rng).public();
+        let mb = MailboxKeyPair::generate(&mut rng);
         let vb = b.bundle.verify().unwrap();
         let (h, sk_a, ad_a) = initiate(&mut rng, &alice, &mb, &vb, None).unwrap();
         let sk_a = sk_a.into_bytes();
@@ -742,7 +791,7 @@ mod tests {
     fn identity_misuse_and_prekey_mismatch_rejected() {
         let mut rng = ChaCha20Rng::from_seed([4; 32]);
         let b = bob(&mut rng);
-        let mb = MailboxKeyPair::generate(&mut rng).public();
+        let mb = MailboxKeyPair::generate(&mut rng);
         let vb = b.bundle.verify().unwrap();
         // Bob initiating to himself.
         assert_eq!(
@@ -778,6 +827,7 @@ mod tests {
         // A small-order ephemeral key.
         let mut zero = h.clone();
         zero.ephemeral = X25519Public([0; 32]);
+        zero.mailbox_proof = mb.sign(&zero.mailbox_proof_message(&b.identity.public()));
         let otk4 = OneTimePreKey::generate(42, &mut rng);
         assert_eq!(
             respond(&b.identity, &b.spk, &b.pq, Some(otk4), &zero).unwrap_err(),
@@ -790,14 +840,59 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([5; 32]);
         let b = bob(&mut rng);
         let alice = IdentityKeyPair::generate(&mut rng);
-        let mb = MailboxKeyPair::generate(&mut rng).public();
+        let mb = MailboxKeyPair::generate(&mut rng);
         let vb = b.bundle.verify().unwrap();
         let (h1, sk1, _) = initiate(&mut rng, &alice, &mb, &vb, None).unwrap();
         let (h2, _, _) = initiate(&mut rng, &alice, &mb, &vb, None).unwrap();
         let mut mixed = h1.clone();
         mixed.kem_ciphertext = h2.kem_ciphertext.clone();
+        // Refused as it stands (the proof covers the ciphertext)...
+        assert_eq!(
+            respond(&b.identity, &b.spk, &b.pq, None, &mixed).unwrap_err(),
+            PqxdhError::BadMailboxProof
+        );
+        // ...and, signed again by the mailbox holder, a different secret.
+        mixed.mailbox_proof = mb.sign(&mixed.mailbox_proof_message(&b.identity.public()));
         let (sk, _) = respond(&b.identity, &b.spk, &b.pq, None, &mixed).unwrap();
         assert!(!eq(&sk, &sk1));
+    }
+
+    /// The attack: someone who knows a victim's mailbox public keys (the
+    /// relay, any current or removed device) starts a session under their own
+    /// identity naming the victim's mailbox, to be filed into the victim's
+    /// conversation. Without the mailbox's secret key the proof fails.
+    #[test]
+    fn forged_opening_naming_a_victims_mailbox_is_refused() {
+        let mut rng = ChaCha20Rng::from_seed([6; 32]);
+        let b = bob(&mut rng);
+        let victim = MailboxKeyPair::generate(&mut rng);
+        let forger = IdentityKeyPair::generate(&mut rng);
+        let forger_mb = MailboxKeyPair::generate(&mut rng);
+        let vb = b.bundle.verify().unwrap();
+        let (mut h, _, _) = initiate(&mut rng, &forger, &forger_mb, &vb, None).unwrap();
+        // Name the victim's mailbox, keep the forger's own proof.
+        h.initiator_mailbox = victim.public();
+        assert_eq!(
+            respond(&b.identity, &b.spk, &b.pq, None, &h).unwrap_err(),
+            PqxdhError::BadMailboxProof
+        );
+        // A proof made for another responder does not transfer either.
+        let other = bob(&mut rng);
+        let (h2, _, _) = initiate(
+            &mut rng,
+            &forger,
+            &forger_mb,
+            &other.bundle.verify().unwrap(),
+            None,
+        )
+        .unwrap();
+        let mut moved = h2.clone();
+        moved.signed_prekey_id = b.spk.id;
+        moved.pq_prekey_id = b.pq.id;
+        assert_eq!(
+            respond(&b.identity, &b.spk, &b.pq, None, &moved).unwrap_err(),
+            PqxdhError::BadMailboxProof
+        );
     }
 
     #[test]
@@ -813,7 +908,7 @@ mod tests {
         let mb = MailboxKeyPair::generate(&mut rng);
         let otk = b.otk.public();
         let vb = b.bundle.verify_for(&b.identity.public()).unwrap();
-        let (h, sk, ad) = initiate(&mut rng, &alice, &mb.public(), &vb, Some(&otk)).unwrap();
+        let (h, sk, ad) = initiate(&mut rng, &alice, &mb, &vb, Some(&otk)).unwrap();
         serde_json::json!({
             "description": "PQXDH (docs/PROTOCOL.md §2). Generated from ChaCha20Rng seed 0x9d*32 by client-core/src/pqxdh.rs tests; regenerate with NORTHSTAR_WRITE_VECTORS=1. Secrets use the secret-key encodings (version, kind, bytes).",
             "responder_identity_secret": hex::encode(&*b.identity.encode()),
@@ -860,7 +955,7 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([8; 32]);
         let b = bob(&mut rng);
         let alice = IdentityKeyPair::generate(&mut rng);
-        let mb = MailboxKeyPair::generate(&mut rng).public();
+        let mb = MailboxKeyPair::generate(&mut rng);
         let otk = b.otk.public();
         let (h, sk, ad) = initiate(
             &mut rng,
@@ -893,8 +988,8 @@ mod tests {
         for k in [
             b.identity.public().x25519.0,
             b.identity.public().ed25519.0,
-            mb.auth.0,
-            mb.seal.0,
+            mb.public().auth.0,
+            mb.public().seal.0,
         ] {
             ad_expect.extend(k);
         }
@@ -918,7 +1013,7 @@ mod tests {
             let mut rng = ChaCha20Rng::from_seed([6; 32]);
             let b = bob(&mut rng);
             let alice = IdentityKeyPair::generate(&mut rng);
-            let mb = MailboxKeyPair::generate(&mut rng).public();
+            let mb = MailboxKeyPair::generate(&mut rng);
             let otk = b.otk.public();
             let (h, _, _) = initiate(&mut rng, &alice, &mb, &b.bundle.verify().unwrap(), Some(&otk)).unwrap();
             let mut e = h.encode();

@@ -252,7 +252,18 @@ impl Counselor {
     /// Takes in an envelope from this device's mailbox.
     pub fn receive(&mut self, env: &Envelope) -> Result<Option<Event>, Error> {
         let dir = self.directory.as_ref().ok_or(ClientError::NoDirectory)?;
-        let Some(received) = self.endpoint.open(env)? else {
+        let conversations = &self.conversations;
+        let known_devices = dir;
+        let Some(received) = self.endpoint.open_checked(env, |r| {
+            // A seeker message naming a known conversation's mailbox from
+            // another identity is refused before any session is kept.
+            let colleague = known_devices.device_by_identity(&r.from).is_some();
+            match conversations.get(&r.from_mailbox.id()) {
+                Some(c) if !colleague && c.seeker != r.from => Err(ClientError::WrongSeeker.into()),
+                _ => Ok(()),
+            }
+        })?
+        else {
             return Ok(None);
         };
         let colleague = dir.device_by_identity(&received.from).map(|d| d.id);
@@ -272,6 +283,16 @@ impl Counselor {
                         language,
                         text,
                     } => {
+                        // A conversation is the seeker's identity *and*
+                        // mailbox: another identity naming a known mailbox
+                        // (even one holding its key) is refused.
+                        if self
+                            .conversations
+                            .get(&conv_id)
+                            .is_some_and(|c| c.seeker != received.from)
+                        {
+                            return Err(ClientError::WrongSeeker.into());
+                        }
                         let is_new = !self.conversations.contains_key(&conv_id);
                         if is_new && self.conversations.len() >= MAX_CONVERSATIONS {
                             return Err(crate::ApiMisuse::InboxFull {
@@ -310,7 +331,7 @@ impl Counselor {
                             .get_mut(&conv_id)
                             .ok_or(ClientError::UnknownConversation)?;
                         if conv.seeker != received.from {
-                            return Err(ClientError::UnknownSender.into());
+                            return Err(ClientError::WrongSeeker.into());
                         }
                         let entry = Entry {
                             id: msg.id,
@@ -329,14 +350,16 @@ impl Counselor {
                         )
                     }
                     Body::DeleteRequest => {
-                        if self
-                            .conversations
-                            .get(&conv_id)
-                            .is_some_and(|c| c.seeker == received.from)
-                        {
-                            self.conversations.remove(&conv_id);
-                            self.endpoint.forget(&received.from);
+                        match self.conversations.get(&conv_id) {
+                            Some(c) if c.seeker != received.from => {
+                                return Err(ClientError::WrongSeeker.into());
+                            }
+                            Some(_) => {
+                                self.conversations.remove(&conv_id);
+                            }
+                            None => {}
                         }
+                        self.endpoint.forget(&received.from);
                         Ok(Some(Event::Deleted {
                             conversation: conv_id,
                         }))

@@ -268,7 +268,7 @@ impl Endpoint {
         let ratchet_message = session.encrypt(&plaintext, rng)?;
         let body = match &peer.pending_header {
             Some(header) => SealedBody::PreKey {
-                header: header.clone(),
+                header: Box::new(header.clone()),
                 ratchet_message,
             },
             None => SealedBody::Ratchet { ratchet_message },
@@ -302,13 +302,8 @@ impl Endpoint {
             .as_ref()
             .map(|b| OneTimePreKeyPublic::decode(b))
             .transpose()?;
-        let (header, sk, ad) = pqxdh::initiate(
-            rng,
-            &self.identity,
-            &self.mailbox.public(),
-            &bundle,
-            otk.as_ref(),
-        )?;
+        let (header, sk, ad) =
+            pqxdh::initiate(rng, &self.identity, &self.mailbox, &bundle, otk.as_ref())?;
         let session = Session::initiate(
             sk.into_bytes(),
             ad.as_bytes().to_vec(),
@@ -346,6 +341,19 @@ impl Endpoint {
     /// `Ok(None)` for a duplicate (a message id already seen, or a ratchet
     /// message whose key was already used); nothing changes on any error.
     pub fn open(&mut self, env: &Envelope) -> Result<Option<Received>, Error> {
+        self.open_checked(env, |_| Ok(()))
+    }
+
+    /// [`Endpoint::open`], with `accept` deciding, before a new session is
+    /// kept or a one-time prekey spent, whether the message may be taken at
+    /// all (a counselor refuses another identity naming a known
+    /// conversation's mailbox). A refusal changes nothing a session start
+    /// would have changed.
+    pub fn open_checked(
+        &mut self,
+        env: &Envelope,
+        accept: impl FnOnce(&Received) -> Result<(), Error>,
+    ) -> Result<Option<Received>, Error> {
         let content = sealed::open(&self.mailbox, env)?;
         let sender = content.sender;
         let (plaintext, commit) = match &content.body {
@@ -370,16 +378,27 @@ impl Endpoint {
         };
         let message = AppMessage::decode(&plaintext)?;
         let duplicate = self.seen_set.contains(&message.id);
-        let from_mailbox = self.apply(sender, commit);
-        if duplicate {
-            return Ok(None);
-        }
-        self.remember(message.id);
-        Ok(Some(Received {
+        let from_mailbox = match &commit {
+            Commit::New { mailbox, .. } => *mailbox,
+            Commit::Existing { .. } => self
+                .peers
+                .get(&peer_key(&sender.identity))
+                .map_or(sender.mailbox, |p| p.mailbox),
+        };
+        let received = Received {
             from: sender.identity,
             from_mailbox,
             message,
-        }))
+        };
+        if !duplicate {
+            accept(&received)?;
+        }
+        self.apply(sender, commit);
+        if duplicate {
+            return Ok(None);
+        }
+        self.remember(received.message.id);
+        Ok(Some(received))
     }
 
     /// Tries each session kept for `peer`; a session that fails is left

@@ -72,6 +72,11 @@ pub enum ClientError {
     /// Another device has claimed the conversation.
     #[error("the conversation is claimed by device {by}")]
     ClaimedByOther { by: u32 },
+    /// A message about a conversation from another seeker identity than the
+    /// one the conversation belongs to (conversations are keyed by identity
+    /// and mailbox together).
+    #[error("message from another identity than the conversation's seeker")]
+    WrongSeeker,
     /// The message is not allowed from this sender (e.g. a seeker sending team events).
     #[error("message type not allowed from this sender")]
     NotAllowed,

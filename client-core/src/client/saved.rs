@@ -56,7 +56,10 @@ impl UnreadableReason {
                 UnreadableReason::NoSession
             }
             Error::Ratchet(_) => UnreadableReason::Ratchet,
-            Error::Decode(_) | Error::Client(ClientError::NotAllowed) => UnreadableReason::Invalid,
+            Error::Decode(_)
+            | Error::Client(ClientError::NotAllowed | ClientError::WrongSeeker) => {
+                UnreadableReason::Invalid
+            }
             _ => UnreadableReason::Other,
         }
     }

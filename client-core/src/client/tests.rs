@@ -453,3 +453,186 @@ fn outsiders_and_tampering_are_refused_without_changing_state() {
     ));
     assert!(fresh.conversation().is_none());
 }
+
+// ---------------------------------------------------------------------------
+// Attacks on who a conversation belongs to (PROTOCOL.md §2.4, §6.3).
+// ---------------------------------------------------------------------------
+
+/// An opening from `identity` claiming `mailbox` (whose keys it holds), to
+/// device `to`, as an `Endpoint` would seal it.
+fn opening_from(
+    identity: crate::keys::IdentityKeyPair,
+    mailbox: crate::keys::MailboxKeyPair,
+    to: &mut Counselor,
+    rng: &mut ChaCha20Rng,
+    text: &str,
+) -> Envelope {
+    use crate::ids::MessageId;
+    use crate::message::{AppMessage, Body, MessageText};
+    let bundle = bundle_of(to, rng, false);
+    let mut ep = super::endpoint::Endpoint::without_prekeys(identity, mailbox);
+    let msg = AppMessage::new(
+        MessageId::random(rng),
+        NOW,
+        Body::Opening {
+            team: TeamId(1),
+            language: Language::En,
+            text: MessageText::new(text),
+        },
+    );
+    let p = to.public();
+    ep.seal_to(&p.identity, &p.mailbox, Some(&bundle), &msg, rng)
+        .unwrap()
+}
+
+/// Re-addresses a session start to another mailbox (header and sender info
+/// changed consistently, re-sealed): what the relay or a removed device,
+/// knowing only the victim's *public* mailbox keys, can forge.
+fn claiming(
+    env: &Envelope,
+    sender_mailbox: &crate::keys::MailboxKeyPair,
+    victim: crate::keys::MailboxPublic,
+    to: &Counselor,
+    rng: &mut ChaCha20Rng,
+) -> Envelope {
+    use crate::pqxdh::InitialHeader;
+    use crate::sealed::{self, SealedBody, SealedContent, SenderInfo};
+    // The forger made this content itself; the test reads it back with the
+    // recipient's key only for convenience.
+    let _ = sender_mailbox;
+    let content = sealed::open(to.mailbox(), env).unwrap();
+    let SealedBody::PreKey {
+        header,
+        ratchet_message,
+    } = content.body
+    else {
+        panic!("a session start");
+    };
+    let mut h = header.encode();
+    h[65..97].copy_from_slice(&victim.auth.0);
+    h[97..129].copy_from_slice(&victim.seal.0);
+    let forged = SealedContent {
+        sender: SenderInfo {
+            identity: content.sender.identity,
+            mailbox: victim,
+        },
+        body: SealedBody::PreKey {
+            header: Box::new(InitialHeader::decode(&h).unwrap()),
+            ratchet_message,
+        },
+    };
+    sealed::seal(&to.public().mailbox, &forged, rng).unwrap()
+}
+
+#[test]
+fn forged_opening_naming_a_victims_mailbox_changes_nothing() {
+    let mut w = world();
+    let victim = Codename::generate(&mut w.rng)
+        .derive(w.org.public().as_ed25519())
+        .unwrap();
+    // The victim's conversation exists.
+    let genuine = opening_from(
+        victim.identity_keys(),
+        victim.mailbox_keys(),
+        &mut w.a,
+        &mut w.rng,
+        "I need help.",
+    );
+    w.a.receive(&genuine).unwrap();
+    let before = w.a.encode().unwrap();
+    // A forger with its own identity and mailbox names the victim's mailbox.
+    let forger_mb = crate::keys::MailboxKeyPair::generate(&mut w.rng);
+    let own = opening_from(
+        crate::keys::IdentityKeyPair::generate(&mut w.rng),
+        crate::keys::MailboxKeyPair::decode(&forger_mb.encode()).unwrap(),
+        &mut w.a,
+        &mut w.rng,
+        "Forget everything I said.",
+    );
+    let forged = claiming(
+        &own,
+        &forger_mb,
+        victim.mailbox_keys().public(),
+        &w.a,
+        &mut w.rng,
+    );
+    let err = w.a.receive(&forged).unwrap_err();
+    assert_eq!(err, Error::Pqxdh(crate::pqxdh::PqxdhError::BadMailboxProof));
+    assert!(
+        *w.a.encode().unwrap() == *before,
+        "a refused opening changes nothing"
+    );
+    let conv = w.a.conversation(&victim.mailbox_keys().id()).unwrap();
+    assert_eq!(conv.history.len(), 1);
+}
+
+#[test]
+fn relay_delivering_a_forged_opening_first_cannot_take_the_conversation_over() {
+    let mut w = world();
+    let victim = Codename::generate(&mut w.rng)
+        .derive(w.org.public().as_ed25519())
+        .unwrap();
+    let forger_mb = crate::keys::MailboxKeyPair::generate(&mut w.rng);
+    let own = opening_from(
+        crate::keys::IdentityKeyPair::generate(&mut w.rng),
+        crate::keys::MailboxKeyPair::decode(&forger_mb.encode()).unwrap(),
+        &mut w.a,
+        &mut w.rng,
+        "first, forged",
+    );
+    let forged = claiming(
+        &own,
+        &forger_mb,
+        victim.mailbox_keys().public(),
+        &w.a,
+        &mut w.rng,
+    );
+    // The forged opening arrives before the seeker's own.
+    assert!(w.a.receive(&forged).is_err());
+    assert!(w.a.conversation(&victim.mailbox_keys().id()).is_none());
+    let genuine = opening_from(
+        victim.identity_keys(),
+        victim.mailbox_keys(),
+        &mut w.a,
+        &mut w.rng,
+        "I need help.",
+    );
+    w.a.receive(&genuine).unwrap();
+    let conv = w.a.conversation(&victim.mailbox_keys().id()).unwrap();
+    assert_eq!(conv.seeker, victim.identity_keys().public());
+    assert_eq!(conv.history.len(), 1);
+}
+
+#[test]
+fn an_opening_from_another_identity_for_a_known_mailbox_is_refused() {
+    let mut w = world();
+    let victim = Codename::generate(&mut w.rng)
+        .derive(w.org.public().as_ed25519())
+        .unwrap();
+    let genuine = opening_from(
+        victim.identity_keys(),
+        victim.mailbox_keys(),
+        &mut w.a,
+        &mut w.rng,
+        "I need help.",
+    );
+    w.a.receive(&genuine).unwrap();
+    let before = w.a.encode().unwrap();
+    // Even holding the mailbox key, another identity cannot write into the
+    // conversation (conversations are identity and mailbox together).
+    let other = opening_from(
+        crate::keys::IdentityKeyPair::generate(&mut w.rng),
+        victim.mailbox_keys(),
+        &mut w.a,
+        &mut w.rng,
+        "someone else",
+    );
+    assert_eq!(
+        w.a.receive(&other).unwrap_err(),
+        Error::Client(ClientError::WrongSeeker)
+    );
+    assert!(
+        *w.a.encode().unwrap() == *before,
+        "a refused opening changes nothing"
+    );
+}
