@@ -321,6 +321,7 @@ pub fn explain(e: &DriverError) -> String {
             "the message is too long: {len} bytes, and at most {max} bytes (about {} characters) fit in one message",
             max / 2
         ),
+        DriverError::OtherOrganisation => "this device belongs to another organisation (check NORTHSTAR_ORG and --home)".into(),
         DriverError::Misuse { what } => (*what).into(),
         e => e.to_string(),
     }

@@ -24,7 +24,7 @@ type St = Rc<RefCell<ClientState>>;
 pub const DIRECTORY_FRESH_SECS: u64 = 60;
 
 /// Queues the sealed device state for the shell to store.
-fn persist(io: &Io, st: &St) -> Result<(), DriverError> {
+pub(super) fn persist(io: &Io, st: &St) -> Result<(), DriverError> {
     let s = st.borrow();
     let dev = s.device.as_ref().ok_or(DriverError::Misuse {
         what: "not a counselor device",
@@ -190,6 +190,7 @@ pub(super) async fn act(
         // this device holds in use.
         if fetch_directory(io, st).await.is_ok() {
             st.borrow_mut().directory_at = Some(now);
+            persist(io, st)?;
         }
     }
     let missing = {

@@ -252,6 +252,10 @@ pub enum DriverError {
     /// The message is longer than the protocol carries.
     #[error("the message is {len} bytes long, at most {max} allowed")]
     MessageTooLong { len: usize, max: usize },
+    /// The device's saved state belongs to another organisation than the
+    /// configured one.
+    #[error("this device belongs to another organisation")]
+    OtherOrganisation,
     /// A command that needs something first (an open conversation, a
     /// counselor device, an administrator key): caller misuse.
     #[error("misuse: {what}")]
@@ -425,9 +429,7 @@ impl Driver {
     ) -> Result<Self, DriverError> {
         let state = DeviceState::open(&key, sealed)?;
         if state.org != config.org {
-            return Err(DriverError::Misuse {
-                what: "the device belongs to another organisation",
-            });
+            return Err(DriverError::OtherOrganisation);
         }
         let d = Driver::new(config, seed);
         d.st.borrow_mut().directory = state.counselor.directory().cloned();
@@ -444,9 +446,7 @@ impl Driver {
         })?;
         let state = DeviceState::open(&dev.key, sealed)?;
         if state.org != dev.state.org {
-            return Err(DriverError::Misuse {
-                what: "the device belongs to another organisation",
-            });
+            return Err(DriverError::OtherOrganisation);
         }
         dev.state = state;
         Ok(())
@@ -660,6 +660,20 @@ impl Driver {
             .device
             .as_ref()
             .map(|d| f(&d.state.counselor))
+    }
+
+    /// How many messages the seeker wrote that wait to be sent (next visit).
+    pub fn seeker_pending(&self) -> usize {
+        self.st.borrow().seeker.as_ref().map_or(0, |s| s.pending())
+    }
+
+    /// How many envelopes of team actions wait in the device's outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.st
+            .borrow()
+            .device
+            .as_ref()
+            .map_or(0, |d| d.state.outbox.len())
     }
 
     /// How many unreadable envelopes the device keeps in quarantine, and

@@ -61,6 +61,11 @@ pub(super) async fn fetch_directory(io: &Io, st: &St) -> Result<VerifiedDirector
 
 pub(super) async fn directory(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     fetch_directory(io, st).await?;
+    if st.borrow().device.is_some() {
+        // A counselor device keeps the newer directory it accepted.
+        st.borrow_mut().directory_at = Some(io.now());
+        super::counselor::persist(io, st)?;
+    }
     Ok(Outcome::Directory)
 }
 
