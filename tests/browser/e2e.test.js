@@ -8,6 +8,9 @@
 //
 // The relay serves a temporary copy of web-client/static whose config.json
 // pins the organisation key `northstar admin init` just created.
+//
+// A second suite starts its own relay with `--max-batch 8` for an
+// organisation of more devices than one deposit may carry.
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -44,12 +47,15 @@ let org; // {org_key, fingerprint}
 let strings;
 const logs = []; // every console message of every page: no secret may appear there
 
-/** Runs the real CLI with `stdin`; resolves with stdout, rejects with stderr on failure. */
-function cli(args, stdin = "") {
+/**
+ * Runs the real CLI with `stdin`; resolves with stdout, rejects with stderr on failure.
+ * `home`: its NORTHSTAR_HOME; `relay`: the server it talks to.
+ */
+function cli(args, stdin = "", { home = path.join(tmp, "home"), relay = server } = {}) {
   return new Promise((resolve, reject) => {
-    const env = { ...process.env, NORTHSTAR_HOME: path.join(tmp, "home") };
+    const env = { ...process.env, NORTHSTAR_HOME: home };
     delete env.NORTHSTAR_ORG;
-    if (server) env.NORTHSTAR_RELAY = `${server.origin.replace(/^http/, "ws")}/ws`;
+    if (relay) env.NORTHSTAR_RELAY = `${relay.origin.replace(/^http/, "ws")}/ws`;
     const child = spawn(CLI, args, { env, stdio: ["pipe", "pipe", "pipe"] });
     let out = "";
     let err = "";
@@ -85,14 +91,17 @@ after(async () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-/** A fresh browser context on the real relay; requests off 127.0.0.1 are aborted and fail the test. */
-async function open(pathname, { viewport = PHONE, locale = "en-US" } = {}) {
+/**
+ * A fresh browser context on the real relay (`relay`, the suite's by
+ * default); requests off 127.0.0.1 are aborted and fail the test.
+ */
+async function open(pathname, { viewport = PHONE, locale = "en-US", relay = server } = {}) {
   const context = await browser.newContext({ viewport, locale, serviceWorkers: "block", reducedMotion: "reduce" });
   const offHost = [];
   const neutral = [];
   await context.route("**/*", async (route) => {
     const req = route.request();
-    if (new URL(req.url()).origin === server.origin) return route.continue();
+    if (new URL(req.url()).origin === relay.origin) return route.continue();
     if (req.url().startsWith(NEUTRAL)) {
       neutral.push({ url: req.url(), referer: req.headers().referer ?? null });
       return route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>Weather</title><p>Sunny</p>" });
@@ -110,13 +119,13 @@ async function open(pathname, { viewport = PHONE, locale = "en-US" } = {}) {
   const sockets = [];
   page.on("websocket", (ws) => {
     sockets.push(ws.url());
-    if (!ws.url().startsWith(server.origin.replace(/^http/, "ws"))) offHost.push(ws.url());
+    if (!ws.url().startsWith(relay.origin.replace(/^http/, "ws"))) offHost.push(ws.url());
   });
   const urls = [];
   page.on("framenavigated", (f) => {
     if (f === page.mainFrame()) urls.push(f.url());
   });
-  await page.goto(server.origin + pathname);
+  await page.goto(relay.origin + pathname);
   await page.waitForFunction(() => document.body.dataset.screen);
   return {
     context,
@@ -517,10 +526,179 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     assert.deepEqual(counselor.errors, []);
   });
 
+  test("two tabs of one counselor device take turns: each continues from the state the other saved", async () => {
+    const a = counselor.page;
+    // A second tab of the same browser profile: the same IndexedDB device.
+    const b = await counselor.context.newPage();
+    const errors = [];
+    b.on("console", (m) => {
+      logs.push(m.text());
+      if (m.type() === "error") errors.push(m.text());
+    });
+    b.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+    await b.goto(`${server.origin}/counselor.html`);
+    if (await a.isVisible("#lock")) await a.click("#lock");
+    for (const page of [a, b]) {
+      await page.bringToFront();
+      await visible(page, "#screen-unlock");
+      await page.fill("#passphrase", COUNSELOR_PASS);
+      await page.click("#unlock-button");
+      await visible(page, "#screen-inbox", 30_000);
+    }
+    const s = await open("/", { locale: "es-ES" });
+    try {
+      const { page } = s;
+      await page.click("#start");
+      await visible(page, "#topic-list .choice");
+      await page.locator("#topic-list .choice").first().click();
+      await page.click("#topic-form button[type=submit]");
+      await page.fill("#message", "¿Hay alguien ahí? Necesito ayuda.");
+      await page.click("#write-form button[type=submit]");
+      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 7);
+      await page.check("#wrote-it-down");
+      await page.click("#send-first");
+      await visible(page, "#screen-conversation", 60_000);
+      // Both tabs receive it live.
+      for (const tab of [a, b]) await tab.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1, null, { timeout: 30_000 });
+      // Tab A claims and answers; tab B, which saved nothing since, answers next.
+      // Had B kept its own older state, its answer would reuse a ratchet key
+      // and the seeker's page would refuse it.
+      await a.bringToFront(); // (a background tab gets no animation frames: Playwright's clicks wait for them)
+      await a.click("#case-list .case-item");
+      await visible(a, "#case");
+      await a.click("#claim");
+      await a.waitForFunction(() => document.getElementById("case-status").textContent === "Claimed", null, { timeout: 30_000 });
+      await a.fill("#reply", "Aquí estamos. ¿Dónde estás ahora?");
+      await a.click("#reply-form button[type=submit]");
+      await a.waitForFunction(() => document.querySelectorAll("#entries .from-you").length === 1, null, { timeout: 30_000 });
+      await b.bringToFront();
+      await b.click("#case-list .case-item");
+      await visible(b, "#case");
+      assert.equal(await b.textContent("#case-status"), "Claimed", "tab B shows tab A's claim");
+      await b.waitForFunction(() => document.querySelectorAll("#entries .from-you").length === 1, null, { timeout: 30_000 });
+      await b.fill("#reply", "Puedes escribirnos cuando quieras.");
+      await b.click("#reply-form button[type=submit]");
+      await b.waitForFunction(() => document.querySelectorAll("#entries .from-you").length === 2, null, { timeout: 30_000 });
+      await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 3, null, { timeout: 30_000 });
+      assert.deepEqual(await page.locator("#messages li .body").allTextContents(), [
+        "¿Hay alguien ahí? Necesito ayuda.",
+        "Aquí estamos. ¿Dónde estás ahora?",
+        "Puedes escribirnos cuando quieras.",
+      ]);
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+    await b.click("#lock");
+    await b.close();
+    await a.bringToFront();
+    await a.click("#lock");
+    assert.deepEqual(errors, []);
+    assert.deepEqual(counselor.errors, []);
+  });
+
   test("no secret ever reached a console", () => {
     assert.ok(codename);
     for (const line of logs) {
       assert.ok(!line.includes(codename) && !line.includes(COUNSELOR_PASS), `console: ${line}`);
+    }
+  });
+});
+
+/** Runs `fn` over `items`, at most `width` at a time; resolves with the results in order. */
+async function inTurn(items, width, fn) {
+  const results = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+  return results;
+}
+
+describe("a relay that takes at most 8 envelopes per deposit, an organisation of many devices", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+  // More devices than one deposit may carry, so the seeker's opening goes
+  // out in several batches (each with its own proof of work); as many as
+  // keep the test within about 20 s on two cores (every CLI step runs
+  // Argon2id on a passphrase).
+  const DEVICES = 15;
+  const MAX_BATCH = 8;
+  const DEVICE_PASS = "device passphrase 1234\n";
+  const LONG = Array.from({ length: 40 }, (_, i) => `${i + 1}. Crucé el río con mi hermana menor y ahora estamos en un refugio en Texas; nuestra madre vive en Montreal y tiene papeles.`).join("\n");
+  let dir;
+  let relay;
+  let orgKey;
+
+  before(async () => {
+    if (missing.length) return;
+    dir = path.join(tmp, "many-devices");
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home: path.join(dir, "admin"), relay: null }));
+    const webRoot = path.join(dir, "web");
+    cpSync(WEB_ROOT, webRoot, { recursive: true });
+    writeFileSync(path.join(webRoot, "config.json"), JSON.stringify({ org_key: orgKey.org_key, fingerprint: orgKey.fingerprint }));
+    relay = await startRealRelay(webRoot, { args: ["--max-batch", String(MAX_BATCH)] });
+  });
+
+  after(async () => {
+    await relay?.stop();
+  });
+
+  test(`a seeker's long first message reaches all ${DEVICES} devices, deposited ${MAX_BATCH} envelopes at a time`, async () => {
+    const admin = { home: path.join(dir, "admin"), relay };
+    const device = (i) => ({ home: path.join(dir, `device-${i}`), relay });
+    const all = [...Array(DEVICES).keys()];
+    const keys = await inTurn(all, 4, async (i) => JSON.parse(await cli(["--json", "counselor", "init", "--org", orgKey.org_key], DEVICE_PASS, device(i))).device);
+    for (const i of all) {
+      const team = i % 2 ? "crossing-the-border" : "unaccompanied-minors";
+      await cli(["admin", "add-device", "--team", team, "--label", `device ${i}`, "--device", keys[i]], ADMIN_PASS, admin);
+    }
+    await cli(["admin", "publish"], ADMIN_PASS, admin);
+    await inTurn(all, 4, (i) => cli(["counselor", "sync"], DEVICE_PASS, device(i)));
+
+    const s = await open("/", { relay });
+    try {
+      const { page } = s;
+      // Every deposit frame the page sends: [version, request id ×4, tag 0x01, pow flag, nonce ×8?, count:u16, …].
+      const batches = [];
+      page.on("websocket", (ws) =>
+        ws.on("framesent", ({ payload }) => {
+          if (Buffer.isBuffer(payload) && payload.length > 7 && payload[5] === 0x01) batches.push(payload.readUInt16BE(payload[6] === 1 ? 15 : 7));
+        }),
+      );
+      await page.click("#start");
+      await visible(page, "#topic-list .choice");
+      await page.locator("#topic-list .choice").first().click();
+      await page.click("#topic-form button[type=submit]");
+      await visible(page, "#screen-write");
+      await page.fill("#message", LONG);
+      await page.click("#write-form button[type=submit]");
+      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 7);
+      await page.check("#wrote-it-down");
+      await page.click("#send-first");
+      await visible(page, "#screen-conversation", 60_000);
+      assert.deepEqual(await page.locator("#messages li .body").allTextContents(), [LONG]);
+      // Every counselor device of the organisation is in the intake set: one
+      // envelope each, in frames of at most MAX_BATCH.
+      assert.equal(batches.reduce((a, b) => a + b, 0), DEVICES, `deposit batches: ${batches}`);
+      assert.ok(batches.length >= Math.ceil(DEVICES / MAX_BATCH) && batches.every((n) => n <= MAX_BATCH), `deposit batches: ${batches}`);
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+
+    const first = JSON.parse(await cli(["--json", "counselor", "sync"], DEVICE_PASS, device(0)));
+    const conversation = first.events.find((e) => e.event === "new")?.conversation;
+    assert.ok(conversation, `device 0 got no new conversation: ${JSON.stringify(first)}`);
+    const shown = await inTurn(all, 4, async (i) => JSON.parse(await cli(["--json", "counselor", "show", conversation], DEVICE_PASS, device(i))));
+    for (const [i, c] of shown.entries()) {
+      assert.deepEqual(
+        c.messages.map((m) => m.text),
+        [LONG],
+        `device ${i}`,
+      );
     }
   });
 });

@@ -84,12 +84,12 @@ async function waitForHttp(origin, child, ms = 15_000) {
   throw new Error(`server at ${origin} did not answer: ${lastError?.message}`);
 }
 
-async function startRelay(bin, webRoot = WEB_ROOT) {
+async function startRelay(bin, webRoot = WEB_ROOT, extraArgs = []) {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "northstar-browser-relay-"));
   let stderr = "";
   const launch = () => {
-    const c = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--web-root", webRoot], {
+    const c = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--web-root", webRoot, ...extraArgs], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     c.stderr.on("data", (d) => {
@@ -183,11 +183,14 @@ export async function startServer() {
   return server;
 }
 
-/** The real relay (required) serving `webRoot` (the end-to-end tests). */
-export async function startRealRelay(webRoot) {
+/**
+ * The real relay (required) serving `webRoot` (the end-to-end tests), with
+ * `args` added to its command line (e.g. a limit to exercise).
+ */
+export async function startRealRelay(webRoot, { args = [] } = {}) {
   const bin = relayBinary();
   if (!bin) throw new Error("the relay binary is not built (cargo build --workspace --bins)");
-  const server = await startRelay(bin, webRoot);
+  const server = await startRelay(bin, webRoot, args);
   console.log(`# browser tests: serving web-client/static with ${server.description} at ${server.origin}`);
   return server;
 }

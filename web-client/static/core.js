@@ -2,20 +2,33 @@
 // (web-client/static/pkg/northstar_web.js, written by wasm-bindgen from
 // web-client/src/lib.rs).
 //
-// Every cryptographic and protocol operation happens inside the WebAssembly
-// module: codenames, Argon2id, keys, PQXDH, the Double Ratchet, sealing,
-// padding, proof of work, the signed directory, the encrypted state blobs and
-// the relay frames. This file runs the *sequence* of relay requests (the
-// same as the command-line client, cli/src/{seeker,counselor}.rs) over two
-// kinds of WebSocket (relay.js): "mailbox", authenticated to the holder's
-// mailbox, and "deposit", unauthenticated and opened afresh for each deposit,
-// so the relay cannot tie a deposit to a mailbox. Nothing here fakes a result.
+// What the client *does* is client-core's driver, the same state machine
+// the command-line client runs: the order of relay requests, batching within
+// the relay's limits, proof of work, saving before sending and before
+// acknowledging, reconnection with backoff and failover, the error kinds.
+// This file is its shell (quinn's shape: inputs in, outputs out). Each
+// public function below creates a driver or reuses the open one, issues a
+// command, and lets the pump carry out the driver's outputs in order:
+//   connect → one RelayChannel (relay.js) per connection id, whose opening,
+//             frames and end go back to the driver;
+//   send / close → on that socket;
+//   persist → the sealed counselor state into IndexedDB (keystore.js),
+//             awaited before anything after it is carried out;
+//   work    → the proof of work, solved in slices between ticks of the
+//             event loop (the page stays responsive), then handed back;
+//   event   → settles the command's promise by its id, or goes to the page
+//             (a counselor's message to the seeker, inbox changes).
+// and wakes the driver at its next timeout. Nothing here builds a frame,
+// batches, retries or decides anything about the protocol.
 //
-// The organisation key is pinned in config.json (same origin, written by the
-// operator). The seeker page keeps nothing in browser storage; the counselor
-// page keeps its sealed device in IndexedDB (keystore.js).
+// The organisation key (and optionally the relay URLs) are pinned in
+// config.json (same origin, written by the operator). The seeker page keeps
+// nothing in browser storage; the counselor page keeps its sealed device in
+// IndexedDB (keystore.js), and every input its driver processes runs under
+// the "northstar-counselor" Web Lock, continuing from a newer state another
+// tab saved meanwhile.
 
-import { RelayChannel } from "./relay.js";
+import { RelayChannel, relayUrl } from "./relay.js";
 
 /**
  * @typedef {{id: string, label: string, team: number}} Topic
@@ -64,11 +77,41 @@ export class CoreError extends Error {
   }
 }
 
+/** Relay refusals that mean "try again later". */
+const BUSY = ["rate_limited", "server_busy", "quota_exceeded"];
+
+/**
+ * A driver error (a failed command's event, or an error the bridge threw,
+ * each with the driver's `code` for its kind) in the page's error codes.
+ * The driver's own code stays on the error as `driverCode`. What the driver
+ * saved and sends again next time (`not-sent-yet`) is reported as its
+ * cause, with `kept` set.
+ */
+function driverError(f) {
+  if (f?.code === "not-sent-yet" && f.cause) {
+    const e = driverError({ ...f.cause, message: f.message });
+    e.driverCode = f.code;
+    e.kept = true;
+    return e;
+  }
+  const message = String(f?.message ?? f?.code ?? f);
+  const code = {
+    "no-relay": "network",
+    network: "network",
+    relay: BUSY.includes(f?.relayCode) ? "busy" : "internal",
+    "no-directory": "not-configured",
+    "codename-not-found": "codename-not-found",
+    "state-does-not-open": "codename-not-found",
+  }[f?.code];
+  const e = new CoreError(code ?? f?.code ?? message.split(":")[0].trim(), f?.code === "claimed-by-other" && f.by ? `${f.by} has claimed this conversation` : message);
+  if (f?.code) e.driverCode = f.code;
+  return e;
+}
+
 function toCoreError(e) {
   if (e instanceof CoreError || e instanceof CoreUnavailable) return e;
-  const message = typeof e === "string" ? e : String(e?.message ?? e);
-  const code = (e && typeof e === "object" && e.code) || message.split(":")[0].trim();
-  return new CoreError(code, message);
+  if (e && typeof e === "object") return driverError(e);
+  return new CoreError(String(e).split(":")[0].trim(), String(e));
 }
 
 /** True when this browser runs WebAssembly (Tor Browser "Safer" does not). */
@@ -84,18 +127,7 @@ export function webAssemblySupported() {
   }
 }
 
-const EXPORTS = [
-  "org_fingerprint",
-  "generate_codename",
-  "check_codename",
-  "encode_frame",
-  "decode_frame",
-  "deposit_batch_hash",
-  "pow_solve_range",
-  "SeekerHandle",
-  "CounselorHandle",
-  "DirectoryHandle",
-];
+const EXPORTS = ["org_fingerprint", "generate_codename", "check_codename", "check_new_passphrase", "pow_solve_range", "WebDriver"];
 
 let wasm = null;
 let loading = null;
@@ -126,8 +158,13 @@ export function loadCore() {
   return loading;
 }
 
-/** The pinned organisation key from config.json (hex), checked by the module. */
-async function orgKey() {
+/**
+ * The pinned configuration from config.json: the organisation key (hex,
+ * checked by the module) and the relay URLs (`relays`, else this page's
+ * own origin).
+ * @returns {Promise<{orgKey: string, relays: string[]}>}
+ */
+async function pinned() {
   await loadCore();
   if (!config) {
     let c = null;
@@ -145,9 +182,10 @@ async function orgKey() {
     if (written && written !== wasm.org_fingerprint(key)) {
       throw new CoreError("not-configured", "config.json: the fingerprint does not match the organisation key");
     }
-    config = { orgKey: key.toLowerCase() };
+    const named = Array.isArray(c?.relays) ? c.relays.filter((u) => typeof u === "string" && u.trim()).map((u) => u.trim()) : [];
+    config = { orgKey: key.toLowerCase(), relays: named.length ? named : [relayUrl()] };
   }
-  return config.orgKey;
+  return config;
 }
 
 /** Runs `fn` with the loaded module, mapping every failure to CoreError. */
@@ -160,15 +198,21 @@ async function guard(fn) {
   }
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-/** Capped exponential backoff with jitter: 0.5 s doubling to 30 s. */
-const backoff = (attempt) => {
-  const base = Math.min(30_000, 500 * 2 ** attempt);
-  return base / 2 + Math.random() * (base / 2);
-};
 const iso = (secs) => (secs ? new Date(secs * 1000).toISOString() : undefined);
 const nowSecs = () => Math.floor(Date.now() / 1000);
-const tick = () => new Promise((r) => setTimeout(r, 0));
+/**
+ * Yields to the event loop once (a message to ourselves: unlike a timer,
+ * not slowed down in a background tab).
+ */
+const tick = () =>
+  new Promise((r) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => {
+      ch.port1.close();
+      r();
+    };
+    ch.port2.postMessage(null);
+  });
 /**
  * Resolves after the next paint (or 100 ms in a background tab, where no
  * frame comes): the page shows its progress screen before a long
@@ -177,216 +221,228 @@ const tick = () => new Promise((r) => setTimeout(r, 0));
 const painted = () =>
   Promise.race([new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0))), new Promise((r) => setTimeout(r, 100))]);
 
-// ---------------------------------------------------------------- relay sessions
-
-const REPLY_TIMEOUT_MS = 30_000;
-
-function relayError(code) {
-  if (["rate_limited", "server_busy", "quota_exceeded"].includes(code)) return new CoreError("busy", `relay: ${code}`);
-  return new CoreError("internal", `relay: ${code}`);
+/** Runs `fn` holding the counselor device's lock (shared by every tab of this origin). */
+function withDeviceLock(fn) {
+  return globalThis.navigator?.locks?.request ? navigator.locks.request("northstar-counselor", fn) : fn();
 }
 
+// ---------------------------------------------------------------- the shell
+
+/** Nonces tried per slice of a proof of work before yielding to the page. */
+const POW_SLICE = 8192;
+
 /**
- * One WebSocket to the relay, with request/reply matching on the frame's
- * request id; deliveries (request id 0) go to `onDeliver`, or are buffered
- * until it is set. A dropped connection fails every pending request with
- * "network" and calls `onClosed`; the socket is not reopened underneath
- * (the mailbox session would have to authenticate again): the owner opens a
- * new Session, authenticates and subscribes (see resumeSeeker,
- * resumeCounselor).
+ * The shell around one WebDriver. Every input (a command, a socket's
+ * opening, frame or end, a solved proof of work, the timer) runs in turn:
+ * the driver takes it, then every output it produced is carried out, in
+ * order, before the next input. A counselor device's inputs run under the
+ * device lock, after reloading a newer state another tab saved.
  */
-class Session {
-  constructor(name) {
-    this.nextId = 1;
-    this.pending = new Map();
-    this.buffered = [];
-    this.onDeliver = null;
-    this.onClosed = null;
+class Shell {
+  /**
+   * @param {object} driver a wasm WebDriver (owned: freed by close())
+   * @param {{device?: boolean, generation?: number}} [o] a counselor device and the generation of its stored state
+   */
+  constructor(driver, { device = false, generation = 0 } = {}) {
+    this.driver = driver;
+    this.device = device;
+    this.generation = generation;
+    this.conns = new Map(); // connection id → RelayChannel
+    this.commands = new Map(); // command id → {resolve, reject}
+    this.queue = Promise.resolve();
+    this.timer = null;
     this.closed = false;
-    this.hello = new Promise((resolve, reject) => {
-      this.helloResolve = resolve;
-      this.helloReject = reject;
-    });
-    this.hello.catch(() => {});
-    this.channel = new RelayChannel(
-      name,
-      (bytes) => this.frame(bytes),
-      (state) => {
-        if (state === "closed") this.dropped();
-      },
-    );
+    /** Live events the driver reports (not a command's outcome). */
+    this.onEvent = () => {};
+    /** Proof-of-work progress: `(fraction)` while solving, `(1, true)` when solved. */
+    this.onWork = null;
+    /** The device state was replaced by a newer one another tab saved. */
+    this.onReload = () => {};
   }
 
-  static async open(name) {
-    const s = new Session(name);
-    s.channel.connect();
-    const timer = setTimeout(() => s.dropped(), REPLY_TIMEOUT_MS);
+  /** Runs `fn(driver, now)` as the next input; resolves with what it returned. */
+  input(fn) {
+    const step = this.queue.then(() => (this.device ? withDeviceLock(() => this.step(fn)) : this.step(fn)));
+    this.queue = step.catch(() => {});
+    return step;
+  }
+
+  /** An input nobody waits for (sockets, timer, proof of work). */
+  feed(fn) {
+    this.input(fn).catch(() => {});
+  }
+
+  async step(fn) {
+    if (this.closed) throw new CoreError("internal", "closed");
+    if (this.device) await this.reloadIfNewer();
+    if (this.closed) throw new CoreError("internal", "closed");
     try {
-      await s.hello;
+      return fn(this.driver, nowSecs());
     } finally {
-      clearTimeout(timer);
+      await this.drain();
     }
-    return s;
   }
 
-  frame(bytes) {
-    let f;
+  /** Issues a command (`issue(driver, now)` returns its id); resolves with its outcome. */
+  run(issue) {
+    return new Promise((resolve, reject) => {
+      this.input((d, now) => this.commands.set(issue(d, now), { resolve, reject })).catch((e) => reject(toCoreError(e)));
+    });
+  }
+
+  /** Another tab saved a newer device state: continue from it. */
+  async reloadIfNewer() {
+    const ks = await import("./keystore.js");
+    if ((await ks.loadGeneration()) <= this.generation) return;
+    const stored = await ks.loadState();
+    if (this.closed || !stored || stored.generation <= this.generation) return;
+    this.generation = stored.generation;
     try {
-      f = wasm.decode_frame(bytes);
+      this.driver.reload(stored.state);
     } catch {
-      return; // a malformed frame changes nothing
+      // Not this device's state any more (enrolled anew in another tab):
+      // going on would overwrite it.
+      console.warn("Northstar: the device state another tab saved is not this device's; locked");
+      this.close();
+      throw new CoreError("internal", "the device changed in another tab");
     }
-    if (f.type === "hello") {
-      this.powChallenge = f.powChallenge;
-      this.powDifficulty = f.powDifficulty;
-      this.helloResolve();
-      return;
+    try {
+      this.onReload();
+    } catch {
+      // the page's handler failed: the driver goes on
     }
-    if (f.requestId === 0) {
-      if (f.type === "deliver") {
-        if (this.onDeliver) this.onDeliver(f);
-        else this.buffered.push(f);
-      } else if (f.type === "error") {
-        // A failure the relay could not tie to a request fails them all (as the CLI does).
-        for (const p of this.pending.values()) {
-          clearTimeout(p.timer);
-          p.reject(relayError(f.code), f.code);
+  }
+
+  /** Carries out every output in order, then sets the timer. */
+  async drain() {
+    try {
+      while (!this.closed) {
+        const outs = this.driver.outputs();
+        if (!outs.length) break;
+        for (const o of outs) {
+          if (this.closed) return;
+          await this.carryOut(o);
         }
-        this.pending.clear();
       }
+    } catch {
+      // A save that failed: nothing after it may go out.
+      console.error("Northstar: the device state could not be saved; disconnected");
+      this.close();
       return;
     }
-    const p = this.pending.get(f.requestId);
-    if (!p) return;
-    this.pending.delete(f.requestId);
-    clearTimeout(p.timer);
-    if (f.type === "error") p.reject(relayError(f.code), f.code);
-    else p.resolve(f);
+    this.schedule();
   }
 
-  /** Sends live deliveries to `fn`, starting with any that arrived while nobody listened. */
-  setDeliver(fn) {
-    this.onDeliver = fn;
-    for (const d of this.buffered.splice(0)) fn(d);
-  }
-
-  dropped() {
-    if (this.closed) return;
-    this.closed = true;
-    this.channel.close();
-    const err = new CoreError("network", "the connection to the relay was lost");
-    this.helloReject(err);
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(err);
+  async carryOut(o) {
+    switch (o.type) {
+      case "connect":
+        return this.connect(o.conn, o.url);
+      case "send":
+        return this.conns.get(o.conn)?.send(o.frame);
+      case "close": {
+        const ch = this.conns.get(o.conn);
+        this.conns.delete(o.conn);
+        return ch?.close();
+      }
+      case "persist":
+        return this.persist(o.sealed);
+      case "work":
+        this.solve(o);
+        return;
+      case "event":
+        return this.event(o);
     }
-    this.pending.clear();
-    if (this.onClosed) this.onClosed();
+  }
+
+  connect(conn, url) {
+    const ch = new RelayChannel(url, {
+      onOpen: () => this.feed((d, now) => d.connected(conn, now)),
+      onFrame: (bytes) => this.feed((d, now) => d.frame(conn, bytes, now)),
+      onClose: () => {
+        if (this.conns.get(conn) !== ch) return;
+        this.conns.delete(conn);
+        this.feed((d, now) => d.closed(conn, now));
+      },
+    });
+    this.conns.set(conn, ch);
+  }
+
+  async persist(sealed) {
+    if (!this.device) throw new Error("the driver asked to save state this page does not keep");
+    const ks = await import("./keystore.js");
+    await ks.saveState(sealed, this.generation + 1);
+    this.generation += 1;
+  }
+
+  /** Solves a proof of work in slices, yielding between them, then hands the nonce back. */
+  async solve({ work, challenge, batchHash, difficulty }) {
+    const expected = 2 ** difficulty;
+    let nonce;
+    for (let start = 0; nonce === undefined; start += POW_SLICE) {
+      if (this.closed) return;
+      nonce = wasm.pow_solve_range(challenge, batchHash, difficulty, start, POW_SLICE);
+      this.onWork?.(Math.min(0.95, 1 - Math.exp(-(start + POW_SLICE) / expected)), false);
+      if (nonce === undefined) await tick();
+    }
+    if (this.closed) return;
+    this.onWork?.(1, true);
+    this.feed((d, now) => d.workDone(work, nonce, now));
+  }
+
+  event(ev) {
+    try {
+      if (ev.event === "done" || ev.event === "failed") {
+        const c = this.commands.get(ev.command);
+        if (!c) return;
+        this.commands.delete(ev.command);
+        if (ev.event === "done") c.resolve(ev.outcome);
+        else c.reject(driverError(ev));
+      } else {
+        this.onEvent(ev);
+      }
+    } catch {
+      // the page's handler failed: the driver goes on
+    }
+  }
+
+  /** Wakes the driver at its next timeout. */
+  schedule() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (this.closed) return;
+    const at = this.driver.nextTimeout();
+    if (at === undefined) return;
+    const delay = Math.max(0, at * 1000 - Date.now()) + 10;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.feed((d, now) => d.timeout(now));
+    }, delay);
   }
 
   /**
-   * Sends one request and waits for its reply. `build(id)` returns (or
-   * resolves to) the frame bytes. Relay errors reject with `{code}` kept as `relayCode`.
+   * Stops at once: closes every socket, fails every pending command and
+   * frees the driver (its secrets are zeroized). Never throws.
    */
-  async request(build) {
-    if (this.closed) throw new CoreError("network", "not connected");
-    const id = this.nextId;
-    this.nextId = (this.nextId % 0xffffffff) + 1;
-    const bytes = await build(id);
-    if (this.closed) throw new CoreError("network", "not connected");
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new CoreError("network", "the relay did not answer"));
-      }, REPLY_TIMEOUT_MS);
-      this.pending.set(id, {
-        resolve,
-        reject: (e, relayCode) => {
-          if (relayCode) e.relayCode = relayCode;
-          reject(e);
-        },
-        timer,
-      });
-      this.channel.send(bytes).catch(() => this.dropped());
-    });
-  }
-
-  /** A request from a plain frame description (see `encode_frame` in the bridge). */
-  ask(frame) {
-    return this.request((id) => wasm.encode_frame(id, frame));
-  }
-
-  async challenge() {
-    return (await this.ask({ type: "challenge" })).challenge;
-  }
-
-  async fetchDirectory(org) {
-    try {
-      return (await this.ask({ type: "fetch_directory", org })).directory;
-    } catch (e) {
-      if (e.relayCode === "not_found") throw new CoreError("not-configured", "the relay has no directory for this organisation yet");
-      throw e;
-    }
-  }
-
-  async fetchPrekeys(mailbox) {
-    const f = await this.ask({ type: "fetch_prekeys", mailbox });
-    return { mailbox, signedBundle: f.signedBundle, oneTime: f.oneTime };
-  }
-
-  /** Subscribes; resolves with the deliveries stored so far (live ones then go to onDeliver). */
-  async subscribe() {
-    const { pending } = await this.ask({ type: "subscribe" });
-    while (this.buffered.length < pending && !this.closed) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return this.buffered.splice(0);
-  }
-
-  ack(ids) {
-    return ids.length ? this.ask({ type: "ack", ids }) : Promise.resolve();
-  }
-
   close() {
-    this.onClosed = null;
-    this.dropped();
-  }
-}
-
-/**
- * Deposits envelopes over a fresh, unauthenticated connection, with the
- * proof of work solved in slices (the page stays responsive and shows
- * progress). `progress(fraction)` goes from 0 to 1 across the work.
- */
-async function deposit(envelopes, progress = () => {}) {
-  if (!envelopes.length) return;
-  const s = await Session.open("deposit");
-  try {
-    const BATCH = 64;
-    for (let i = 0; i < envelopes.length; i += BATCH) {
-      const batch = envelopes.slice(i, i + BATCH);
-      const hash = wasm.deposit_batch_hash(batch);
-      const expected = 2 ** s.powDifficulty;
-      const SLICE = 8192;
-      let nonce;
-      for (let start = 0; nonce === undefined; start += SLICE) {
-        nonce = wasm.pow_solve_range(s.powChallenge, hash, s.powDifficulty, start, SLICE);
-        progress(Math.min(0.95, 1 - Math.exp(-(start + SLICE) / expected)));
-        if (nonce === undefined) await tick();
-      }
-      const done = await s.ask({ type: "deposit", nonce, envelopes: batch });
-      s.powChallenge = done.powChallenge;
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.timer = null;
+    for (const ch of this.conns.values()) ch.close();
+    this.conns.clear();
+    const pending = [...this.commands.values()];
+    this.commands.clear();
+    for (const c of pending) c.reject(new CoreError("internal", "closed"));
+    try {
+      this.driver.close();
+      this.driver.free();
+    } catch {
+      // already freed
     }
-    progress(1);
-  } finally {
-    s.close();
   }
 }
 
 // ---------------------------------------------------------------- seeker
-
-/** How long the relay keeps a seeker's saved conversation after each visit (30 days). */
-const STATE_TTL_HOURS = 30 * 24;
 
 // Directory slugs → the seeker-facing topic ids with translations (i18n.js "topic.<id>").
 const TOPIC_IDS = {
@@ -398,102 +454,43 @@ const TOPIC_IDS = {
   "newcomer-services-canada": "newcomers",
 };
 const topicId = (slug) => TOPIC_IDS[slug] ?? slug;
+const topicSlug = (id) => Object.keys(TOPIC_IDS).find((slug) => TOPIC_IDS[slug] === id) ?? id;
 
-let directory = null; // DirectoryHandle (public data)
-let seeker = null; // {handle, session, expiresAt, onMessage, queue}
+let seeker = null; // {shell, onMessage}
 
-async function verifiedDirectory(session) {
-  const org = await orgKey();
-  const bytes = await session.fetchDirectory(org);
-  const dir = wasm.DirectoryHandle.verify(bytes, org);
-  if (directory) directory.free();
-  directory = dir;
-  return dir;
-}
+const messageOf = (m) => ({ id: m.id, from: m.from, text: m.text, at: iso(m.at) });
 
-function conversationOf(s, dir) {
-  const c = s.handle.conversation(dir);
-  const topic = dir.topics("en").find((t) => t.id === c?.team);
+function conversationOf(s) {
+  const c = s.shell.driver.conversation();
   return {
-    topic: topic ? topicId(topic.slug) : "",
-    topicLabel: topic?.label,
-    expiresAt: iso(s.expiresAt),
+    topic: c?.topic ? topicId(c.topic) : "",
+    topicLabel: c?.topicLabel,
+    expiresAt: iso(c?.expiresAt),
     messages: (c?.messages ?? []).map(messageOf),
   };
 }
 
-const messageOf = (m) => ({ id: m.id, from: m.from, text: m.text, at: iso(m.at) });
-
-async function saveSeeker(s) {
-  const blob = s.handle.save();
-  const f = await s.session.ask({ type: "put_state", ttlHours: STATE_TTL_HOURS, blob });
-  s.expiresAt = f.expiresAt;
+/** A seeker's driver, its live messages going to `onSeekerMessage`'s callback. */
+async function openSeeker() {
+  forgetSeeker();
+  const { orgKey, relays } = await pinned();
+  const s = { shell: new Shell(wasm.WebDriver.seeker(relays, orgKey)), onMessage: null };
+  s.shell.onEvent = (ev) => {
+    if (ev.event === "seekerMessage" && seeker === s) s.onMessage?.(messageOf(ev.message));
+  };
+  seeker = s;
+  return s;
 }
 
-/** Live deliveries: open, save the state on the relay, then acknowledge (one at a time). */
-function seekerLive(s) {
-  s.session.setDeliver((d) => {
-    s.queue = s.queue.then(async () => {
-      if (seeker !== s) return;
-      let m = null;
-      try {
-        m = s.handle.receive(d.envelope, directory);
-      } catch {
-        m = null; // unreadable: dropped, as the CLI does
-      }
-      await saveSeeker(s);
-      await s.session.ack([d.id]);
-      if (m && s.onMessage) s.onMessage(messageOf(m));
-    }).catch(() => {});
-  });
-}
-
-/**
- * Reopens a dropped mailbox connection: waits with capped backoff, opens,
- * authenticates with `authFrame(requestId, challenge)`, then hands the
- * session to `attach`; retries until it works or `current()` turns false
- * (the conversation was closed or the inbox locked).
- * @param {(id: number, challenge: Uint8Array) => Uint8Array} authFrame
- * @param {() => boolean} current
- * @param {(session: Session) => Promise<void>} attach
- */
-async function reopenMailbox(authFrame, current, attach, attempt = 0) {
-  await sleep(backoff(attempt));
-  if (!current()) return;
-  let session = null;
-  try {
-    session = await Session.open("mailbox");
-    const challenge = await session.challenge();
-    await session.request((id) => authFrame(id, challenge));
-    if (!current()) return session.close();
-    await attach(session);
-  } catch {
-    session?.close();
-    if (current()) reopenMailbox(authFrame, current, attach, attempt + 1);
-  }
-}
-
-/**
- * The mailbox connection of an open conversation dropped: reconnect,
- * authenticate, subscribe and read what arrived meanwhile.
- */
-function resumeSeeker(s) {
-  return reopenMailbox(
-    (id, challenge) => s.handle.auth_frame(id, challenge),
-    () => seeker === s,
-    async (session) => {
-      s.session = session;
-      const stored = await session.subscribe();
-      session.buffered.unshift(...stored);
-      seekerLive(s);
-      session.onClosed = () => resumeSeeker(s);
-    },
-  );
+function forgetSeeker() {
+  const s = seeker;
+  seeker = null;
+  s?.shell.close();
 }
 
 /** @returns {Promise<string>} the organisation's short fingerprint, to compare with the published one */
 export function orgFingerprint() {
-  return guard(async () => wasm.org_fingerprint(await orgKey()));
+  return guard(async () => wasm.org_fingerprint((await pinned()).orgKey));
 }
 
 /** @returns {Promise<string>} a fresh codename (seven words), generated on this device */
@@ -507,74 +504,45 @@ export function generateCodename() {
  */
 export function listTopics() {
   return guard(async () => {
-    const s = await Session.open("mailbox");
+    const { orgKey, relays } = await pinned();
+    const shell = new Shell(wasm.WebDriver.seeker(relays, orgKey));
     try {
-      const dir = await verifiedDirectory(s);
+      await shell.run((d, now) => d.directory(now));
       return {
-        topics: dir.topics("en").map((t) => ({ id: topicId(t.slug), label: t.label, team: t.id })),
-        topicVisibleToRelay: dir.topic_visible_to_relay(),
+        topics: shell.driver.topics("en").map((t) => ({ id: topicId(t.slug), label: t.label, team: t.id })),
+        topicVisibleToRelay: shell.driver.topicVisibleToRelay(),
       };
     } finally {
-      s.close();
+      shell.close();
     }
   });
 }
 
-function forgetSeeker() {
-  if (!seeker) return;
-  const s = seeker;
-  seeker = null;
-  try {
-    s.session?.close();
-  } catch {
-    // closing must not fail
-  }
-  try {
-    s.handle?.free();
-  } catch {
-    // already freed
-  }
-}
-
 /**
  * First contact: derives the seeker's keys from the codename (Argon2id),
- * registers the mailbox, fetches a prekey bundle per intake device, saves
- * the encrypted state on the relay, then deposits the opening message with
- * proof of work over a second connection.
+ * then the driver registers the mailbox, fetches a prekey bundle per intake
+ * device, saves the encrypted state on the relay and deposits the opening
+ * message with proof of work over a second connection.
  * @param {{codename: string, topic: string, language: string, text: string, onProgress: Progress}} a
  * @returns {Promise<Conversation>}
  */
 export function startConversation({ codename, topic, language, text, onProgress = () => {} }) {
   return guard(async () => {
-    forgetSeeker();
-    const org = await orgKey();
-    onProgress("derive", 0.05);
+    const s = await openSeeker();
+    let shown = 0; // the bar never goes back
+    const progress = (stage, f) => onProgress(stage, (shown = Math.max(shown, f)));
+    progress("derive", 0.05);
     await painted();
-    const handle = wasm.SeekerHandle.derive(codename, org);
-    const s = { handle, session: null, expiresAt: 0, onMessage: null, queue: Promise.resolve() };
-    seeker = s;
+    s.shell.onWork = (f, solved) => (solved ? progress("send", 0.95) : progress("pow", 0.35 + 0.55 * f));
     try {
-      onProgress("derive", 0.3);
-      s.session = await Session.open("mailbox");
-      const dir = await verifiedDirectory(s.session);
-      const t = dir.topics("en").find((x) => topicId(x.slug) === topic);
-      if (!t) throw new CoreError("internal", "that topic is not in the directory");
-      const challenge = await s.session.challenge();
-      await s.session.request((id) => handle.register_frame(id, challenge));
-      const bundles = [];
-      for (const mailbox of dir.intake_mailboxes(t.id)) bundles.push(await s.session.fetchPrekeys(mailbox));
-      const envelopes = handle.start(dir, t.id, language, text, bundles, nowSecs());
-      // Saved before the deposit: a ratchet key is never used twice.
-      await saveSeeker(s);
-      onProgress("pow", 0.35);
-      await deposit(envelopes, (f) => onProgress("pow", 0.35 + 0.55 * f));
-      onProgress("send", 0.95);
-      const stored = await s.session.subscribe();
-      s.session.buffered.unshift(...stored);
-      seekerLive(s);
-      s.session.onClosed = () => resumeSeeker(s);
-      onProgress("send", 1);
-      return conversationOf(s, dir);
+      await s.shell.run((d, now) => {
+        const id = d.seekerStart(codename, topicSlug(topic), language, text, now);
+        progress("derive", 0.3);
+        return id;
+      });
+      s.shell.onWork = null;
+      progress("send", 1);
+      return conversationOf(s);
     } catch (e) {
       if (seeker === s) forgetSeeker();
       throw e;
@@ -583,8 +551,9 @@ export function startConversation({ codename, topic, language, text, onProgress 
 }
 
 /**
- * Comes back with a codename (any browser): derives the keys, authenticates
- * to the mailbox, restores the saved state and reads what arrived since.
+ * Comes back with a codename (any browser): derives the keys, then the
+ * driver authenticates to the mailbox, restores the saved state and reads
+ * what arrived since.
  * @param {string} codename
  * @param {Progress} onProgress
  * @returns {Promise<Conversation>} rejects CoreError "codename-invalid" | "codename-not-found"
@@ -592,52 +561,19 @@ export function startConversation({ codename, topic, language, text, onProgress 
 export function comeBack(codename, onProgress = () => {}) {
   return guard(async () => {
     forgetSeeker();
-    const org = await orgKey();
+    await pinned();
     wasm.check_codename(codename);
+    const s = await openSeeker();
     onProgress("derive", 0.05);
     await painted();
-    const handle = wasm.SeekerHandle.derive(codename, org);
-    const s = { handle, session: null, expiresAt: 0, onMessage: null, queue: Promise.resolve() };
-    seeker = s;
     try {
-      onProgress("open", 0.4);
-      s.session = await Session.open("mailbox");
-      const dir = await verifiedDirectory(s.session);
-      const challenge = await s.session.challenge();
-      try {
-        await s.session.request((id) => handle.auth_frame(id, challenge));
-      } catch (e) {
-        if (["unknown_mailbox", "auth_failed"].includes(e.relayCode)) {
-          throw new CoreError("codename-not-found", "no conversation for this codename");
-        }
-        throw e;
-      }
-      let state;
-      try {
-        state = await s.session.ask({ type: "get_state" });
-      } catch (e) {
-        if (e.relayCode === "not_found") throw new CoreError("codename-not-found", "no saved conversation");
-        throw e;
-      }
-      handle.restore(state.blob);
-      s.expiresAt = state.expiresAt;
-      onProgress("open", 0.7);
-      const stored = await s.session.subscribe();
-      const ids = [];
-      for (const d of stored) {
-        try {
-          handle.receive(d.envelope, dir);
-        } catch {
-          // unreadable: skipped, as the CLI does
-        }
-        ids.push(d.id);
-      }
-      await saveSeeker(s);
-      await s.session.ack(ids);
-      seekerLive(s);
-      s.session.onClosed = () => resumeSeeker(s);
+      await s.shell.run((d, now) => {
+        const id = d.seekerOpen(codename, now);
+        onProgress("open", 0.4);
+        return id;
+      });
       onProgress("open", 1);
-      return conversationOf(s, dir);
+      return conversationOf(s);
     } catch (e) {
       if (seeker === s) forgetSeeker();
       throw e;
@@ -649,12 +585,14 @@ export function comeBack(codename, onProgress = () => {}) {
 export function sendReply(text) {
   return guard(async () => {
     const s = seeker;
-    if (!s?.session) throw new CoreError("internal", "no conversation open");
-    const envelopes = s.handle.write(text, nowSecs());
-    await saveSeeker(s);
-    await deposit(envelopes);
-    const msgs = s.handle.conversation(directory)?.messages ?? [];
-    return messageOf(msgs[msgs.length - 1]);
+    if (!s) throw new CoreError("internal", "no conversation open");
+    let sent;
+    await s.shell.run((d, now) => {
+      const id = d.seekerWrite(text, now);
+      sent = d.conversation()?.messages.at(-1);
+      return id;
+    });
+    return messageOf(sent);
   });
 }
 
@@ -667,10 +605,9 @@ export async function onSeekerMessage(onMessage) {
 export function deleteEverything() {
   return guard(async () => {
     const s = seeker;
-    if (!s?.session) throw new CoreError("internal", "no conversation open");
-    await deposit(s.handle.request_deletion(nowSecs()));
-    await s.session.ask({ type: "delete_mailbox" });
-    forgetSeeker();
+    if (!s) throw new CoreError("internal", "no conversation open");
+    await s.shell.run((d, now) => d.seekerDelete(now));
+    if (seeker === s) forgetSeeker();
   });
 }
 
@@ -685,17 +622,27 @@ export function closeSeeker() {
 
 // ---------------------------------------------------------------- counselor
 
-/** Below this many one-time prekeys on the relay, unlocking uploads more. */
-const PREKEY_LOW_WATER = 20;
-/** Unlocking tops the relay up to this many one-time prekeys. */
-const PREKEY_TARGET = 100;
-
-let counselor = null; // {handle, session, onEvent, queue, saving}
+let counselor = null; // {shell, onEvent}
 
 /** @returns {Promise<boolean>} whether this browser holds a counselor device */
 export async function counselorHasKeyStore() {
   const ks = await import("./keystore.js");
   return (await ks.loadDevice()) !== null;
+}
+
+/**
+ * Checks a new passphrase at once with the core's rule (counted in
+ * characters), when the module is loaded; `counselorEnrol` checks it in any case.
+ * @param {string} passphrase
+ * @throws {CoreError} "passphrase-short"
+ */
+export function checkNewPassphrase(passphrase) {
+  if (!wasm) return;
+  try {
+    wasm.check_new_passphrase(passphrase);
+  } catch (e) {
+    throw toCoreError(e);
+  }
 }
 
 /**
@@ -706,98 +653,17 @@ export async function counselorHasKeyStore() {
 export function counselorEnrol(passphrase) {
   return guard(async () => {
     const ks = await import("./keystore.js");
-    const handle = wasm.CounselorHandle.generate(await orgKey());
-    try {
-      const keyStore = handle.create_key_store(passphrase);
-      await ks.saveDevice({ keyStore, state: handle.seal_state() });
-      return handle.public_hex();
-    } finally {
-      handle.free();
-    }
+    const { keyStore, sealed, publicKeys } = wasm.WebDriver.enrol((await pinned()).orgKey, passphrase);
+    await ks.saveDevice({ keyStore, state: sealed });
+    return publicKeys;
   });
-}
-
-function persistCounselor(c) {
-  c.saving = c.saving.then(async () => {
-    if (counselor !== c) return;
-    const ks = await import("./keystore.js");
-    await ks.saveState(c.handle.seal_state());
-  });
-  return c.saving;
-}
-
-/** Opens deliveries, saves, then acknowledges them (a crash means a redelivery, dropped as a duplicate). */
-async function counselorReceive(c, deliveries) {
-  const events = [];
-  for (const d of deliveries) {
-    try {
-      const ev = c.handle.receive(d.envelope);
-      if (ev) events.push(ev);
-    } catch {
-      // unreadable: skipped, as the CLI does
-    }
-  }
-  if (deliveries.length) {
-    await persistCounselor(c);
-    await c.session.ack(deliveries.map((d) => d.id));
-  }
-  return events;
-}
-
-/**
- * Fetches the directory again so colleagues and partners the administrator
- * added since unlocking are known. The module refuses a rollback or a
- * forgery; then, as when the relay cannot be reached, the directory held
- * stays in use (it is verified).
- */
-async function refreshDirectory(c) {
-  try {
-    const bytes = await c.session.fetchDirectory(c.handle.org_hex());
-    if (counselor === c) c.handle.set_directory(bytes);
-  } catch {
-    // keep the verified directory already held
-  }
-}
-
-/** Subscribes the unlocked device's session: stored deliveries, then live ones. */
-async function counselorSubscribe(c) {
-  const session = c.session;
-  const pending = await session.subscribe();
-  await counselorReceive(c, pending);
-  session.setDeliver((d) => {
-    c.queue = c.queue
-      .then(async () => {
-        if (counselor !== c || c.session !== session) return;
-        const events = await counselorReceive(c, [d]);
-        for (const ev of events) c.onEvent?.(ev);
-      })
-      .catch(() => {});
-  });
-  session.onClosed = () => {
-    if (counselor !== c) return;
-    c.onEvent?.({ type: "connection", state: "reconnecting" });
-    resumeCounselor(c);
-  };
-}
-
-/** The unlocked device's connection dropped: reconnect with backoff, authenticate, subscribe. */
-function resumeCounselor(c) {
-  return reopenMailbox(
-    (id, challenge) => c.handle.auth_frame(id, challenge),
-    () => counselor === c,
-    async (session) => {
-      c.session = session;
-      await counselorSubscribe(c);
-      c.onEvent?.({ type: "connection", state: "open" });
-    },
-  );
 }
 
 /**
  * Unlocks the device (key store in IndexedDB, opened by the module with the
- * passphrase) and syncs: verified directory, register (proof of work
+ * passphrase) and syncs: verified directory, registration (proof of work
  * required from depositors), prekeys topped up, everything stored read,
- * live deliveries subscribed.
+ * live deliveries from then on.
  * @param {string} passphrase
  * @returns {Promise<Counselor>} rejects CoreError "passphrase-wrong" | "no-key-store" | "not-in-directory"
  */
@@ -807,42 +673,33 @@ export function counselorUnlock(passphrase) {
     const stored = await ks.loadDevice();
     if (stored === null) throw new CoreError("no-key-store");
     counselorLock();
+    const { orgKey, relays } = await pinned();
     await painted();
-    const handle = wasm.CounselorHandle.unlock(stored.keyStore, stored.state, passphrase);
-    const c = { handle, session: null, onEvent: null, queue: Promise.resolve(), saving: Promise.resolve() };
+    const driver = wasm.WebDriver.unlock(relays, orgKey, stored.keyStore, stored.state, passphrase);
+    const publicKeys = driver.publicKeys();
+    const c = { shell: new Shell(driver, { device: true, generation: stored.generation }), onEvent: null };
+    c.shell.onEvent = (ev) => {
+      if (counselor !== c || !c.onEvent) return;
+      if (ev.event === "team") c.onEvent({ type: ev.kind, id: ev.id, topic: ev.topic, topicLabel: ev.topicLabel });
+      else if (ev.event === "connection") c.onEvent({ type: "connection", state: ev.state });
+    };
+    // Another tab of this device saved changes (what arrived there, its
+    // actions): the inbox may differ.
+    c.shell.onReload = () => {
+      if (counselor === c) c.onEvent?.({ type: "update" });
+    };
     counselor = c;
     try {
-      c.session = await Session.open("mailbox");
-      const org = handle.org_hex();
-      let dirBytes;
-      try {
-        dirBytes = await c.session.fetchDirectory(org);
-      } catch (e) {
-        if (e.code !== "not-configured") throw e;
-      }
-      if (dirBytes) handle.set_directory(dirBytes);
-      if (!dirBytes || !handle.in_directory()) {
-        const err = new CoreError("not-in-directory", "this device is not in the team directory yet");
-        err.publicKeys = handle.public_hex();
-        throw err;
-      }
-      const challenge = await c.session.challenge();
-      await c.session.request((id) => handle.register_frame(id, challenge));
-      const held = (await c.session.request((id) => handle.prekeys_frame(id, 0))).oneTimeCount;
-      if (held < PREKEY_LOW_WATER) {
-        await c.session.request(async (id) => {
-          const bytes = handle.prekeys_frame(id, PREKEY_TARGET - held);
-          // The new one-time prekey secrets are kept before the relay can hand them out.
-          await persistCounselor(c);
-          return bytes;
-        });
-      }
-      await persistCounselor(c);
-      await counselorSubscribe(c);
-      const me = handle.whoami();
+      await c.shell.run((d, now) => d.sync(now));
+      const me = c.shell.driver.whoami();
       return { name: me.name, teams: me.teams };
     } catch (e) {
       if (counselor === c) counselorLock();
+      if (e.driverCode === "not-in-directory" || e.driverCode === "no-directory") {
+        const err = new CoreError("not-in-directory", "this device is not in the team directory yet");
+        err.publicKeys = publicKeys;
+        throw err;
+      }
       throw e;
     }
   });
@@ -852,25 +709,22 @@ export function counselorUnlock(passphrase) {
 export function counselorLock() {
   const c = counselor;
   counselor = null;
-  if (!c) return;
   try {
-    c.session?.close();
+    c?.shell.close();
   } catch {
     // locking must not fail
   }
-  // Let a pending save finish with the handle before freeing it.
-  c.saving.finally(() => {
-    try {
-      c.handle.free();
-    } catch {
-      // already freed
-    }
-  });
 }
 
 function unlocked() {
   if (!counselor) throw new CoreError("internal", "the inbox is locked");
   return counselor;
+}
+
+/** After an await: the same device is still unlocked. */
+function still(c) {
+  if (counselor !== c) throw new CoreError("internal", "the inbox was locked");
+  return c.shell.driver;
 }
 
 const itemOf = (x) => ({ ...x, updatedAt: iso(x.updatedAt) });
@@ -886,7 +740,7 @@ export function listInbox(filter = "all") {
       mine: (x) => x.mine,
       resolved: (x) => x.status === "resolved",
     }[filter] ?? (() => true);
-    return unlocked().handle.inbox().filter(keep).map(itemOf);
+    return unlocked().shell.driver.inbox().filter(keep).map(itemOf);
   });
 }
 
@@ -894,60 +748,52 @@ export function listInbox(filter = "all") {
 export function openCase(id) {
   return guard(async () => {
     const c = unlocked();
-    const x = c.handle.open_case(id);
-    persistCounselor(c).catch(() => {});
+    await c.shell.input((d) => d.markRead(id));
+    const x = still(c).openCase(id);
     return { ...itemOf(x), entries: x.entries.map((e) => ({ ...e, at: iso(e.at) })) };
   });
 }
 
-/** A team action: bundles for colleagues without a session, the action, save, deposit. */
-function act(id, run) {
+/** A team action, run by the driver: bundles for colleagues without a session, the action, save, deposit. */
+function act(issue) {
   return guard(async () => {
-    const c = unlocked();
-    await refreshDirectory(c);
-    const bundles = [];
-    for (const mailbox of c.handle.missing_bundles(id)) bundles.push(await c.session.fetchPrekeys(mailbox));
-    const envelopes = run(c.handle, bundles, nowSecs());
-    if (counselor !== c) throw new CoreError("internal", "the inbox was locked");
-    // Saved before sending: a ratchet key is never used twice.
-    await persistCounselor(c);
-    await deposit(envelopes);
+    await unlocked().shell.run(issue);
   });
 }
 
 /** @param {string} id */
 export function claimCase(id) {
-  return act(id, (h, b, now) => h.claim(id, b, now));
+  return act((d, now) => d.claim(id, now));
 }
 
 /** @param {string} id @param {string} text */
 export function replyToCase(id, text) {
-  return act(id, (h, b, now) => h.reply(id, text, b, now));
+  return act((d, now) => d.reply(id, text, now));
 }
 
 /** @param {string} id @param {string} counselorId */
 export function handOffCase(id, counselorId) {
-  return act(id, (h, b, now) => h.hand_off(id, Number(counselorId), b, now));
+  return act((d, now) => d.handOff(id, Number(counselorId), now));
 }
 
 /** @param {string} id @param {string} text private note, team only */
 export function addNote(id, text) {
-  return act(id, (h, b, now) => h.note(id, text, b, now));
+  return act((d, now) => d.note(id, text, now));
 }
 
 /** @param {string} id @param {string} partnerId @param {string} message shown to the seeker */
 export function referCase(id, partnerId, message) {
-  return act(id, (h, b, now) => h.refer(id, Number(partnerId), message, b, now));
+  return act((d, now) => d.refer(id, Number(partnerId), message, now));
 }
 
 /** @param {string} id */
 export function resolveCase(id) {
-  return act(id, (h, b, now) => h.resolve(id, b, now));
+  return act((d, now) => d.resolve(id, now));
 }
 
 /** @param {string} id */
 export function reopenCase(id) {
-  return act(id, (h, b, now) => h.reopen(id, b, now));
+  return act((d, now) => d.reopen(id, now));
 }
 
 /**
@@ -956,7 +802,7 @@ export function reopenCase(id) {
  * @returns {Promise<{id: string, title: string, text: string}[]>}
  */
 export function cannedAnswers() {
-  return guard(async () => unlocked().handle.canned());
+  return guard(async () => unlocked().shell.driver.canned());
 }
 
 /**
@@ -964,25 +810,29 @@ export function cannedAnswers() {
  * @param {string} id @param {string} title @param {string} text
  */
 export function saveCannedAnswer(id, title, text) {
-  return act(id, (h, b, now) => h.add_canned(id, title, text, b, now));
+  return act((d, now) => d.saveCanned(id, title, text, now));
 }
 
-/** @returns {Promise<{id: string, name: string}[]>} the other devices of the directory (fetched afresh) */
+/**
+ * @returns {Promise<{id: string, name: string}[]>} the other devices of the
+ *   directory, fetched afresh (a relay that cannot be reached, or serves an
+ *   older directory, leaves the verified one held in use)
+ */
 export function colleagues() {
   return guard(async () => {
     const c = unlocked();
-    await refreshDirectory(c);
-    return c.handle.colleagues();
+    await c.shell.run((d, now) => d.directory(now)).catch(() => {});
+    return still(c).colleagues();
   });
 }
 
 /** @returns {Promise<{id: string, name: string}[]>} */
 export function partners() {
-  return guard(async () => unlocked().handle.partners());
+  return guard(async () => unlocked().shell.driver.partners());
 }
 
 /**
- * @param {(ev: {type: "message"|"update"|"connection", id?: string, topicLabel?: string, state?: "reconnecting"|"open"}) => void} onEvent
+ * @param {(ev: {type: "message"|"update"|"canned"|"connection", id?: string, topic?: string, topicLabel?: string, state?: "reconnecting"|"open"}) => void} onEvent
  *   called when a message or a team-state change arrives over the WebSocket,
  *   and when the connection drops ("reconnecting") and is back ("open")
  */

@@ -140,8 +140,10 @@ async function enrol(ev) {
   if (busy) return;
   const [p1, p2] = [$("enrol-pass"), $("enrol-pass2")];
   clearMsg($("enrol-error"));
-  if (p1.value.length < 8) {
-    showMsg($("enrol-error"), "c.passphraseShort");
+  try {
+    core.checkNewPassphrase(p1.value);
+  } catch (e) {
+    showMsg($("enrol-error"), errorKey(e));
     p1.focus();
     return;
   }
