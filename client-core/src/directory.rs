@@ -866,6 +866,9 @@ impl VerifiedDirectory {
                 }
             }
         }
+        // One canonical order that depends on nothing secret (not on the
+        // chosen team): prekeys are fetched and envelopes deposited in it.
+        out.sort_by_key(|r| r.device.mailbox.id());
         Ok(out)
     }
 }
@@ -1078,8 +1081,21 @@ pub(crate) mod tests {
         let mut d = sample(&org, 1);
         let v = d.sign(&org).unwrap().verify(&org.public(), None).unwrap();
         let set = v.intake_set(TeamId(2)).unwrap();
-        let ids: Vec<(u32, u16)> = set.iter().map(|r| (r.device.id.0, r.team.0)).collect();
-        assert_eq!(ids, vec![(2, 2), (3, 2), (1, 1), (4, 3)]);
+        let mut ids: Vec<(u32, u16)> = set.iter().map(|r| (r.device.id.0, r.team.0)).collect();
+        // In one canonical order (by mailbox id), the same whatever the topic.
+        let order: Vec<MailboxId> = set.iter().map(|r| r.device.mailbox.id()).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted);
+        let other: Vec<MailboxId> = v
+            .intake_set(TeamId(1))
+            .unwrap()
+            .iter()
+            .map(|r| r.device.mailbox.id())
+            .collect();
+        assert_eq!(order, other, "the order must not reveal the topic");
+        ids.sort();
+        assert_eq!(ids, vec![(1, 1), (2, 2), (3, 2), (4, 3)]);
         // A team with no devices still fans out to everyone by default.
         assert_eq!(v.intake_set(TeamId(6)).unwrap().len(), 4);
         assert_eq!(
@@ -1088,12 +1104,13 @@ pub(crate) mod tests {
         );
         d.intake = IntakePolicy::TeamOnly;
         let v = d.sign(&org).unwrap().verify(&org.public(), None).unwrap();
-        let ids: Vec<u32> = v
+        let mut ids: Vec<u32> = v
             .intake_set(TeamId(2))
             .unwrap()
             .iter()
             .map(|r| r.device.id.0)
             .collect();
+        ids.sort();
         assert_eq!(ids, vec![2, 3]);
     }
 

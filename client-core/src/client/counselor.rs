@@ -486,13 +486,19 @@ impl Counselor {
                 kind,
             }),
         );
-        let mut out = Vec::with_capacity(colleagues.len());
+        let mut out = Vec::with_capacity(colleagues.len() + 1);
         for d in &colleagues {
             let bundle = bundles.iter().find(|b| b.mailbox == d.mailbox.id());
             out.push(
                 self.endpoint
                     .seal_to(&d.identity, &d.mailbox, bundle, &msg, rng)?,
             );
+        }
+        // The acting device is in the fan-out too, so the set of recipients
+        // is the same whoever acts.
+        if let Some(like) = out.iter().max_by_key(|e| e.ciphertext().len()) {
+            let copy = self.endpoint.self_copy(like, rng)?;
+            out.push(copy);
         }
         Ok(out)
     }

@@ -35,6 +35,10 @@ use crate::ratchet::{RatchetError, Session};
 use crate::sealed::{self, Envelope, SealedBody, SealedContent, SenderInfo};
 use crate::wire::{Reader, Writer};
 
+/// Sealed-content bytes of a self copy besides its filler: version, sender
+/// identity and mailbox, tag, and the ratchet message's length prefix.
+const SELF_COPY_OVERHEAD: usize = 1 + 64 + 64 + 1 + 4;
+
 /// Sessions kept per peer. Two is enough for two devices that start
 /// sessions with each other at the same moment; four leaves room for a peer
 /// that restarted from saved state, without letting a peer make us try an
@@ -337,6 +341,41 @@ impl Endpoint {
         Ok(())
     }
 
+    /// An envelope to this endpoint's own mailbox, padded to the same size
+    /// bucket as `like`, that this endpoint drops on receipt. A fan-out that
+    /// includes it goes to the full set of devices, the acting one too, so
+    /// the recipients of a batch do not tell the relay who acted
+    /// (PROTOCOL.md §6.3). Its body is random bytes under a `Ratchet` tag,
+    /// sealed like any other envelope.
+    pub fn self_copy(&self, like: &Envelope, rng: &mut impl CryptoRng) -> Result<Envelope, Error> {
+        use crate::padding::BUCKETS;
+        let bucket = like
+            .ciphertext()
+            .len()
+            .saturating_sub(sealed::HPKE_ENC_LEN + sealed::AEAD_TAG_LEN);
+        // The smallest content that still lands in `bucket`: just above the
+        // previous one (sealed content = 134 bytes of header + filler).
+        let previous = BUCKETS
+            .iter()
+            .copied()
+            .take_while(|b| *b < bucket)
+            .last()
+            .unwrap_or(0);
+        let filler_len = previous.saturating_sub(SELF_COPY_OVERHEAD);
+        let mut filler = vec![0u8; filler_len];
+        rng.fill_bytes(&mut filler);
+        let content = SealedContent {
+            sender: SenderInfo {
+                identity: self.identity.public(),
+                mailbox: self.mailbox.public(),
+            },
+            body: SealedBody::Ratchet {
+                ratchet_message: filler,
+            },
+        };
+        sealed::seal(&self.mailbox.public(), &content, rng)
+    }
+
     /// Opens an envelope addressed to this endpoint's mailbox. Returns
     /// `Ok(None)` for a duplicate (a message id already seen, or a ratchet
     /// message whose key was already used); nothing changes on any error.
@@ -356,6 +395,10 @@ impl Endpoint {
     ) -> Result<Option<Received>, Error> {
         let content = sealed::open(&self.mailbox, env)?;
         let sender = content.sender;
+        // Our own copy of a fan-out (see `self_copy`): nothing to read.
+        if sender.identity == self.identity.public() {
+            return Ok(None);
+        }
         let (plaintext, commit) = match &content.body {
             SealedBody::Ratchet { ratchet_message } => {
                 match self.decrypt_existing(&sender.identity, ratchet_message)? {

@@ -533,7 +533,10 @@ impl Io {
     /// in batches within the relay's announced count *and* frame size, each
     /// with its proof of work. A lost connection moves on to a new one (the
     /// next relay of the list when it failed to open) for the batches left.
-    pub(crate) async fn deposit(&self, envelopes: Vec<Envelope>) -> Result<(), DriverError> {
+    pub(crate) async fn deposit(&self, mut envelopes: Vec<Envelope>) -> Result<(), DriverError> {
+        // One canonical order, by recipient: the order of a batch says
+        // nothing about who wrote it or why.
+        envelopes.sort_by(|a, b| a.recipient().cmp(b.recipient()));
         let mut left: VecDeque<Envelope> = envelopes.into();
         let mut attempts = 0;
         while !left.is_empty() {

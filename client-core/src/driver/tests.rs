@@ -2297,8 +2297,12 @@ fn a_counselor_reply_whose_deposit_is_cut_off_is_kept_and_sent_at_the_next_sync(
         reply
     );
     let to: BTreeSet<MailboxId> = saved.outbox.iter().map(|e| *e.recipient()).collect();
-    assert_eq!(saved.outbox.len(), 2, "{to:?}");
-    assert_eq!(to, BTreeSet::from([conv, devices[1].mailbox]));
+    // To the seeker, to B, and A's own copy (the full set, whoever acts).
+    assert_eq!(saved.outbox.len(), 3, "{to:?}");
+    assert_eq!(
+        to,
+        BTreeSet::from([conv, devices[1].mailbox, devices[0].mailbox])
+    );
 
     // A's process exits; the relay is reachable again; A's next sync (from
     // what it saved) sends them.
@@ -2310,7 +2314,7 @@ fn a_counselor_reply_whose_deposit_is_cut_off_is_kept_and_sent_at_the_next_sync(
         .iter()
         .map(|d| d.envelope_lens.len())
         .collect();
-    assert_eq!(flushed, vec![2], "the saved envelopes, deposited once");
+    assert_eq!(flushed, vec![3], "the saved envelopes, deposited once");
     assert!(
         net.saved_state(a, &devices[0]).outbox.is_empty(),
         "the outbox is empty once deposited"
@@ -2653,5 +2657,165 @@ fn messages_stored_but_unconfirmed_are_read_once_after_they_are_sent_again() {
         net.relay.mailboxes[&conv].stored.is_empty(),
         "{} left for the seeker",
         net.relay.mailboxes[&conv].stored.len()
+    );
+}
+
+// ------------------------------------------------ what the relay can tell
+
+/// What a frame shows the relay beyond its bytes' secrecy: its kind, the
+/// mailbox a prekey fetch names, and each deposited envelope's recipient and
+/// size (a seeker's own mailbox, which differs by design, written as None).
+#[derive(Debug, PartialEq, Eq)]
+enum Shape {
+    Kind(&'static str),
+    Fetch(MailboxId),
+    Deposit(Vec<(Option<MailboxId>, usize)>),
+}
+
+fn shapes(frames: &[&ClientFrame], seekers: &[MailboxId]) -> Vec<Shape> {
+    let who = |m: &MailboxId| (!seekers.contains(m)).then_some(*m);
+    frames
+        .iter()
+        .map(|f| match f {
+            ClientFrame::FetchPrekeys { mailbox } => Shape::Fetch(*mailbox),
+            ClientFrame::Deposit { envelopes, .. } => Shape::Deposit(
+                envelopes
+                    .iter()
+                    .map(|e| (who(e.recipient()), e.encoded_len()))
+                    .collect(),
+            ),
+            f => Shape::Kind(f.name()),
+        })
+        .collect()
+}
+
+/// Two teams of two devices each, every device in the default intake set.
+fn two_teams(seed: u8) -> (OrgSigningKey, Vec<Device>, SignedDirectory) {
+    let (org, devices, directory) = org_with_devices(4, seed);
+    let mut dir = directory
+        .verify(&org.public(), None)
+        .unwrap()
+        .directory()
+        .clone();
+    let moved: Vec<DeviceEntry> = dir.teams[0].devices.drain(2..).collect();
+    dir.teams[1].devices = moved;
+    let signed = dir.sign(&org).unwrap();
+    (org, devices, signed)
+}
+
+#[test]
+fn the_topic_a_seeker_chose_does_not_show_in_what_the_relay_receives() {
+    let (org, devices, directory) = two_teams(41);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    for d in &devices {
+        synced(&mut net, d);
+    }
+    let slugs: Vec<String> = net.clients[1]
+        .driver
+        .directory()
+        .unwrap()
+        .teams()
+        .iter()
+        .take(2)
+        .map(|t| t.slug.clone())
+        .collect();
+    let mut seen = Vec::new();
+    for (n, slug) in slugs.iter().enumerate() {
+        let (_, secrets) = secrets_for(&org, 42 + n as u8);
+        let mailbox = secrets.mailbox_keys().id();
+        let seeker = net.plain();
+        let mark = net.mark(seeker);
+        let started = net.exec(
+            seeker,
+            Command::SeekerStart {
+                secrets: Box::new(secrets),
+                team_slug: slug.clone(),
+                language: Language::Es,
+                text: "¿Puedo pedir asilo en Canadá?".into(),
+            },
+        );
+        assert!(
+            matches!(started, Ok(Outcome::Started { .. })),
+            "{started:?}"
+        );
+        seen.push(shapes(&net.sent_since(seeker, mark), &[mailbox]));
+    }
+    assert!(seen[0].iter().any(|s| matches!(s, Shape::Deposit(_))));
+    assert_eq!(
+        seen[0], seen[1],
+        "two topics: the same prekey fetches in the same order, the same recipients and sizes"
+    );
+}
+
+#[test]
+fn who_answered_does_not_show_in_what_the_relay_receives() {
+    let (org, devices, directory) = org_with_devices(3, 51);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let ids: Vec<usize> = devices.iter().map(|d| synced(&mut net, d)).collect();
+    let mut convs = Vec::new();
+    for n in 0..2u8 {
+        let (_, secrets) = secrets_for(&org, 52 + n);
+        convs.push(secrets.mailbox_keys().id());
+        let seeker = net.plain();
+        assert!(matches!(
+            net.exec(seeker, start_cmd(secrets, "hola")),
+            Ok(Outcome::Started { .. })
+        ));
+    }
+    // Every device has written to every other, so all sessions are
+    // established both ways (a first message carries a session start).
+    for (n, i) in ids.iter().enumerate() {
+        let note = TeamAction::Note {
+            text: format!("note {n}"),
+        };
+        assert_eq!(
+            net.exec(
+                *i,
+                Command::Team {
+                    conversation: convs[0],
+                    action: note
+                }
+            ),
+            Ok(Outcome::Acted)
+        );
+    }
+    // Two different counselors answer two seekers with texts of one length.
+    let mut seen = Vec::new();
+    for (n, i) in [ids[0], ids[1]].into_iter().enumerate() {
+        let mark = net.mark(i);
+        let action = TeamAction::Reply {
+            text: format!("respuesta {n}"),
+        };
+        assert_eq!(
+            net.exec(
+                i,
+                Command::Team {
+                    conversation: convs[n],
+                    action
+                }
+            ),
+            Ok(Outcome::Acted)
+        );
+        seen.push(shapes(&net.sent_since(i, mark), &convs));
+    }
+    let deposits: Vec<&Shape> = seen[0]
+        .iter()
+        .filter(|s| matches!(s, Shape::Deposit(_)))
+        .collect();
+    assert!(!deposits.is_empty());
+    // The acting device is among the recipients too: the full set.
+    for d in &deposits {
+        let Shape::Deposit(to) = d else {
+            unreachable!()
+        };
+        for dev in &devices {
+            assert!(to.iter().any(|(m, _)| *m == Some(dev.mailbox)));
+        }
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "replies by two counselors: the same recipients, order and sizes"
     );
 }
