@@ -11,9 +11,13 @@
 //! - [`config`] — flags, `NORTHSTAR_*` environment and TOML file; every limit.
 //! - [`server`] — the axum router on one port (`/ws`, static files, `/health`),
 //!   connection cap, sweeper, graceful shutdown.
-//! - [`connection`] — one WebSocket: frames in, replies and deliveries out,
-//!   rate limit, frame-size limit.
-//! - [`command`] — one file per command: check, apply, reply.
+//! - [`handler`] — one connection's loop: read, decode, [`command::execute`],
+//!   pings and idle timeout, rate limit, live deliveries, shutdown.
+//! - [`connection`] — one WebSocket as bytes: messages in, frames out, size
+//!   caps and send timeout.
+//! - [`frame`] — bytes to and from frames (client-core's codec).
+//! - [`command`] — one file per command: check, apply, reply; deposit
+//!   pipelining and the delivery window live with their commands.
 //! - [`store`] — the storage trait; [`store::sqlite`] (default) and
 //!   [`store::memory`] (tests).
 //! - [`notify`] — wakes subscribers after a deposit commits.
@@ -42,6 +46,8 @@
 pub mod command;
 pub mod config;
 pub mod connection;
+pub mod frame;
+pub mod handler;
 pub mod limits;
 pub mod notify;
 pub mod server;

@@ -1,10 +1,11 @@
-//! The HTTP side: one port serves the WebSocket protocol (`/ws`), the web
-//! client's static files (with a strict Content-Security-Policy) and
-//! `GET /health`. Caps TCP connections and times out silent peers
-//! ([`crate::limits::socket`]), caps WebSockets with a semaphore (excess gets HTTP 503),
-//! sweeps expired data periodically, and shuts down gracefully: stop
-//! accepting, let every connection finish its current command, wait for
-//! the writer to commit everything queued, close the store.
+//! The HTTP side: one port serves the WebSocket protocol (`/ws`, one
+//! [`Handler`] per socket), the web client's static files (with a strict
+//! Content-Security-Policy) and `GET /health`. Caps TCP connections and
+//! times out silent peers ([`crate::limits::socket`]), caps WebSockets with
+//! a semaphore (excess gets HTTP 503), sweeps expired data periodically, and
+//! shuts down gracefully: stop accepting, tell every handler (a `watch`
+//! channel), let each finish its current command, wait for the writer to
+//! commit everything queued, close the store.
 //!
 //! No remote address is ever extracted, so none can be logged.
 
@@ -26,6 +27,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::command::{self, Relay};
 use crate::config::Config;
 use crate::connection;
+use crate::handler::Handler;
 use crate::limits::socket::GuardedListener;
 use crate::notify::Notifier;
 use crate::store::Store;
@@ -37,13 +39,6 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 /// The path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/ws";
-
-/// Bytes a connection reads from its socket at a time. The WebSocket
-/// library zeroes this much on every read and keeps it per connection, so
-/// its 128 KiB default cost 128 KiB of memory per idle connection and a
-/// 128 KiB memset per read; larger frames still arrive whole (the buffer
-/// grows to the frame being read).
-pub const WS_READ_BUFFER_BYTES: usize = 4096;
 
 #[derive(Clone)]
 struct AppState {
@@ -62,19 +57,12 @@ async fn ws_handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> Resp
         tracing::debug!("connection refused: at capacity");
         return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
     };
-    // Frames between the configured limit and twice it get a
-    // `frame_too_large` error frame; beyond that the socket itself refuses
-    // (and the connection closes) before buffering more.
-    let hard = state.relay.config.max_frame_bytes.saturating_mul(2);
     let relay = state.relay.clone();
     let stop = state.stop.clone();
-    ws.max_message_size(hard)
-        .max_frame_size(hard)
-        .read_buffer_size(WS_READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| async move {
-            connection::handle(socket, relay, stop).await;
-            drop(permit);
-        })
+    connection::limits(ws, relay.config.max_frame_bytes).on_upgrade(move |socket| async move {
+        Handler::new(relay, socket, stop).run().await;
+        drop(permit);
+    })
 }
 
 async fn health() -> &'static str {

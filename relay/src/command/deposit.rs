@@ -10,48 +10,162 @@
 //! recipients are then handed the new envelopes (`notify`). An accepted proof rotates the connection's
 //! challenge, so it cannot be replayed.
 //!
-//! [`check`] and [`commit`] are the two halves: the connection checks the
-//! deposits a client pipelined one after another and commits them together
-//! (see `connection`), but never checks a deposit against a challenge that
-//! an earlier proof in the same group has used up.
+//! Pipelining: the deposits a client sent behind this one and the relay has
+//! already received (at most `pipeline_deposits`, and about
+//! `max_frame_bytes` of frames, each taking a rate-limit token) are checked
+//! one after another (`check`) and committed together (`commit`), so one
+//! connection's deposits share a group commit instead of waiting for one
+//! commit each. Each still gets its reply only after its commit, in order,
+//! and none is checked against a challenge that an earlier proof in the
+//! group has used up. The first other message read ahead waits for the
+//! handler's next turn.
 
 use northstar_core::UnixTime;
-use northstar_core::frame::{ErrorCode, PUSH_REQUEST_ID, ServerFrame, deposit_batch_hash};
+use northstar_core::frame::{
+    ClientFrame, ErrorCode, PUSH_REQUEST_ID, ServerFrame, deposit_batch_hash,
+};
 use northstar_core::ids::{EnvelopeId, MailboxId};
 use northstar_core::pow;
 use northstar_core::sealed::Envelope;
 
 use super::{Relay, Session, expiry_after_hours, random32, store_code};
+use crate::connection::{Closed, Connection, Incoming};
+use crate::frame::{self, Request};
+use crate::limits::rate;
 use crate::notify::Push;
 use crate::store::{NewEnvelope, Quotas};
 
 /// A deposit that passed every check and awaits its commit.
 #[derive(Debug)]
-pub struct Checked {
+struct Checked {
     batch: Vec<NewEnvelope>,
     recipients: Vec<MailboxId>,
     /// It carried an accepted proof of work: the challenge rotates on commit.
-    pub pow_used: bool,
+    pow_used: bool,
 }
 
-pub async fn apply(
+/// One deposit frame of a pipelined group.
+#[derive(Debug)]
+pub struct Pipelined {
+    pub request_id: u32,
+    pub pow_nonce: Option<u64>,
+    pub envelopes: Vec<Envelope>,
+}
+
+/// Executes `first` (a frame of `wire_len` bytes) with the deposits the
+/// client pipelined behind it, and writes their replies with one flush.
+pub async fn execute(
     relay: &Relay,
     session: &mut Session,
-    pow_nonce: Option<u64>,
-    envelopes: Vec<Envelope>,
+    dst: &mut Connection,
+    first: Pipelined,
+    wire_len: usize,
     now: UnixTime,
-) -> Result<ServerFrame, ErrorCode> {
-    let checked = check(relay, session, pow_nonce, envelopes, now).await?;
-    let pow_used = checked.pow_used;
-    let reply = commit(relay, checked).await;
-    if pow_used && reply.is_ok() {
-        session.pow_challenge = random32();
+) -> Result<(), Closed> {
+    let cfg = &relay.config;
+    let mut group = vec![first];
+    let mut held = wire_len;
+    while group.len() < cfg.pipeline_deposits && held < cfg.max_frame_bytes {
+        let Some(next) = dst.read_ready() else {
+            break;
+        };
+        if let Incoming::Frame(bytes) = &next
+            && bytes.len() <= cfg.max_frame_bytes
+            && let Ok(Request {
+                id,
+                frame:
+                    ClientFrame::Deposit {
+                        pow_nonce,
+                        envelopes,
+                    },
+                wire_len,
+            }) = Request::decode(bytes)
+            && session.rate.try_take(rate::now())
+        {
+            held += wire_len;
+            group.push(Pipelined {
+                request_id: id,
+                pow_nonce,
+                envelopes,
+            });
+            continue;
+        }
+        // Anything else waits its turn in the handler's loop.
+        dst.unread(next);
+        break;
     }
-    reply.map(|accepted| deposited(session, accepted))
+    let replies = commit_group(relay, session, group, now).await;
+    let frames = replies
+        .into_iter()
+        .map(|(request_id, reply)| frame::encode_reply(request_id, reply))
+        .collect::<Option<Vec<_>>>()
+        .ok_or(Closed)?;
+    dst.write_frames(frames).await
+}
+
+/// Checks pipelined deposits in order and commits them together. A deposit
+/// whose proof of work is accepted is committed (with those staged before
+/// it) before the next is checked, so the next is checked against the
+/// rotated challenge, exactly as if they had come one at a time.
+async fn commit_group(
+    relay: &Relay,
+    session: &mut Session,
+    group: Vec<Pipelined>,
+    now: UnixTime,
+) -> Vec<(u32, Result<ServerFrame, ErrorCode>)> {
+    let mut replies: Vec<(u32, Result<ServerFrame, ErrorCode>)> = Vec::with_capacity(group.len());
+    let mut staged: Vec<(usize, Checked)> = Vec::new();
+    for d in group {
+        let at = replies.len();
+        match check(relay, session, d.pow_nonce, d.envelopes, now).await {
+            Ok(checked) => {
+                replies.push((d.request_id, Err(ErrorCode::Internal)));
+                let pow_used = checked.pow_used;
+                staged.push((at, checked));
+                if pow_used {
+                    commit_staged(relay, session, &mut staged, &mut replies).await;
+                }
+            }
+            Err(code) => replies.push((d.request_id, Err(code))),
+        }
+    }
+    commit_staged(relay, session, &mut staged, &mut replies).await;
+    replies
+}
+
+async fn commit_one(
+    relay: &Relay,
+    at: usize,
+    checked: Checked,
+) -> (usize, bool, Result<u16, ErrorCode>) {
+    let pow_used = checked.pow_used;
+    (at, pow_used, commit(relay, checked).await)
+}
+
+/// Commits the staged deposits concurrently (the store groups them into
+/// one commit) and fills in their replies.
+async fn commit_staged(
+    relay: &Relay,
+    session: &mut Session,
+    staged: &mut Vec<(usize, Checked)>,
+    replies: &mut [(u32, Result<ServerFrame, ErrorCode>)],
+) {
+    let mut commits = Vec::with_capacity(staged.len());
+    for (at, checked) in std::mem::take(staged) {
+        commits.push(commit_one(relay, at, checked));
+    }
+    for (at, pow_used, result) in futures_util::future::join_all(commits).await {
+        if pow_used && result.is_ok() {
+            session.pow_challenge = random32();
+        }
+        if let Some(slot) = replies.get_mut(at) {
+            slot.1 = result.map(|accepted| deposited(session, accepted));
+        }
+    }
 }
 
 /// The reply to a committed deposit.
-pub fn deposited(session: &Session, accepted: u16) -> ServerFrame {
+fn deposited(session: &Session, accepted: u16) -> ServerFrame {
     ServerFrame::Deposited {
         accepted,
         next_pow_challenge: session.pow_challenge,
@@ -59,7 +173,7 @@ pub fn deposited(session: &Session, accepted: u16) -> ServerFrame {
 }
 
 /// Checks batch size, recipients and proof of work; changes nothing.
-pub async fn check(
+async fn check(
     relay: &Relay,
     session: &Session,
     pow_nonce: Option<u64>,
@@ -114,7 +228,7 @@ pub async fn check(
 
 /// Stores a checked deposit and wakes its recipients' subscribers; returns
 /// the count accepted. The caller rotates the challenge if `pow_used`.
-pub async fn commit(relay: &Relay, checked: Checked) -> Result<u16, ErrorCode> {
+async fn commit(relay: &Relay, checked: Checked) -> Result<u16, ErrorCode> {
     let cfg = &relay.config;
     let count = checked.batch.len();
     let quotas = Quotas {

@@ -1,8 +1,12 @@
 //! One file per command: check, apply to the store, build the reply.
 //!
-//! Every command returns `Result<ServerFrame, ErrorCode>`; an error is sent
-//! as an error frame carrying the request id, and never changes anything
-//! stored (store operations are all-or-nothing).
+//! [`execute`] is the one dispatch point: the handler hands it every
+//! decoded request, and it writes the reply (a command's error becomes an
+//! error frame carrying the request id, and never changes anything stored:
+//! store operations are all-or-nothing). Two commands do more than answer:
+//! a deposit takes the deposits pipelined behind it along
+//! ([`deposit::execute`]), and a subscription pushes deliveries
+//! ([`subscribe::Deliveries`]).
 
 use std::sync::Arc;
 
@@ -12,6 +16,9 @@ use northstar_core::ids::MailboxId;
 use rand_core::{OsRng, RngCore};
 
 use crate::config::Config;
+use crate::connection::{Closed, Connection};
+use crate::frame::{self, Request};
+use crate::limits::rate::{self, TokenBucket};
 use crate::notify::Notifier;
 use crate::store::{Store, StoreError};
 
@@ -37,7 +44,7 @@ impl core::fmt::Debug for Relay {
     }
 }
 
-/// Per-connection protocol state.
+/// Per-connection state: the protocol's and the limits'.
 #[derive(Debug)]
 pub struct Session {
     /// Proof-of-work challenge of this connection (sent in the hello,
@@ -48,14 +55,25 @@ pub struct Session {
     pub auth_challenge: Option<[u8; 32]>,
     /// The mailbox this connection has proven it owns.
     pub mailbox: Option<MailboxId>,
+    /// The subscription, and what it pushed and awaits acknowledgement for.
+    pub deliveries: subscribe::Deliveries,
+    /// The message-rate limit: every frame takes a token, those read ahead
+    /// with a deposit too.
+    pub rate: TokenBucket,
 }
 
 impl Session {
-    pub fn new() -> Self {
+    pub fn new(config: &Config) -> Self {
         Session {
             pow_challenge: random32(),
             auth_challenge: None,
             mailbox: None,
+            deliveries: subscribe::Deliveries::default(),
+            rate: TokenBucket::new(
+                config.messages_per_second,
+                config.message_burst,
+                rate::now(),
+            ),
         }
     }
 
@@ -63,11 +81,10 @@ impl Session {
     pub fn require_mailbox(&self) -> Result<MailboxId, ErrorCode> {
         self.mailbox.ok_or(ErrorCode::NotAuthenticated)
     }
-}
 
-impl Default for Session {
-    fn default() -> Self {
-        Self::new()
+    /// Ends the session: its subscription, if any, stops.
+    pub fn end(&mut self, relay: &Relay) {
+        self.deliveries.unsubscribe(relay);
     }
 }
 
@@ -116,19 +133,38 @@ pub fn store_code(e: StoreError) -> ErrorCode {
     }
 }
 
-/// Executes one decoded request (all but `Subscribe`, which the connection
-/// handles because it attaches a live feed; see [`subscribe`]).
+/// Executes one decoded request and writes its reply (and, for a
+/// deposit, those of the deposits pipelined behind it; for a subscription
+/// or an acknowledgement, the deliveries that may then go out). `Err` only
+/// when the connection is over.
 pub async fn execute(
     relay: &Relay,
     session: &mut Session,
-    frame: ClientFrame,
+    dst: &mut Connection,
+    request: Request,
     now: UnixTime,
-) -> Result<ServerFrame, ErrorCode> {
-    match frame {
+) -> Result<(), Closed> {
+    let Request {
+        id,
+        frame,
+        wire_len,
+    } = request;
+    let name = frame.name();
+    let before = session.mailbox;
+    let reply = match frame {
         ClientFrame::Deposit {
             pow_nonce,
             envelopes,
-        } => deposit::apply(relay, session, pow_nonce, envelopes, now).await,
+        } => {
+            let first = deposit::Pipelined {
+                request_id: id,
+                pow_nonce,
+                envelopes,
+            };
+            return deposit::execute(relay, session, dst, first, wire_len, now).await;
+        }
+        ClientFrame::Subscribe => return subscribe::subscribe(relay, session, dst, id, now).await,
+        ClientFrame::Ack { ids } => return subscribe::ack(relay, session, dst, id, ids).await,
         ClientFrame::Register {
             keys,
             pow_required,
@@ -138,8 +174,6 @@ pub async fn execute(
         ClientFrame::Auth { mailbox, signature } => {
             auth::apply(relay, session, mailbox, signature).await
         }
-        ClientFrame::Subscribe => Err(ErrorCode::Internal),
-        ClientFrame::Ack { ids } => subscribe::ack(relay, session, ids).await,
         ClientFrame::PublishDirectory { directory } => directory::publish(relay, directory).await,
         ClientFrame::FetchDirectory { org_key } => directory::fetch(relay, org_key).await,
         ClientFrame::UploadPrekeys {
@@ -153,8 +187,25 @@ pub async fn execute(
         ClientFrame::GetState => state::get(relay, session, now).await,
         ClientFrame::DeleteState => state::delete(relay, session).await,
         ClientFrame::DeleteMailbox => delete::apply(relay, session).await,
-        _ => Err(ErrorCode::Malformed),
+    };
+    // A subscription belongs to the mailbox it was made on.
+    if session.mailbox != before {
+        session.deliveries.unsubscribe(relay);
     }
+    if reply.is_ok() {
+        tracing::debug!(command = name, "ok");
+    }
+    write_reply(dst, id, reply).await
+}
+
+/// Writes a command's reply, or its error frame.
+pub async fn write_reply(
+    dst: &mut Connection,
+    request_id: u32,
+    reply: Result<ServerFrame, ErrorCode>,
+) -> Result<(), Closed> {
+    dst.write_frame(frame::encode_reply(request_id, reply).ok_or(Closed)?)
+        .await
 }
 
 #[cfg(test)]

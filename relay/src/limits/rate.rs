@@ -6,6 +6,12 @@
 
 use std::time::{Duration, Instant};
 
+/// The bucket's clock: tokio's, so a test that pauses time moves it too
+/// (without paused time it is `Instant::now()`).
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The bucket.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {

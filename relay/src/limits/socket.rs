@@ -5,7 +5,7 @@
 //! nothing arrives from the peer for `idle_timeout_secs` (a peer that opens a
 //! connection and goes silent mid-request — slowloris — or stops answering
 //! pings, is cut). WebSocket peers are pinged every third of the idle
-//! timeout (see `connection`), so live idle subscribers are never cut.
+//! timeout (see `handler`), so live idle subscribers are never cut.
 
 use std::io;
 use std::pin::Pin;
