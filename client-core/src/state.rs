@@ -53,6 +53,12 @@ pub const MAX_LOCAL_STATE_BLOB_LEN: usize = 64 << 20;
 /// Largest plaintext of a locally kept state blob.
 pub const MAX_LOCAL_STATE_PLAINTEXT_LEN: usize = MAX_LOCAL_STATE_BLOB_LEN - STATE_OVERHEAD;
 
+/// A seeker's state blob (the one the relay stores) is always a whole
+/// number of these steps long, so its size tells the relay nothing finer
+/// than 16 KiB about how long the conversation is. The plaintext is padded
+/// (`0x80` then zeros, as `padding`) before it is sealed.
+pub const SEEKER_STATE_STEP: usize = 16 * 1024;
+
 /// XChaCha20-Poly1305 nonce length. 24 random bytes: safe to draw at random
 /// for every seal under one long-lived key (the seeker's state key is reused
 /// across every save).
@@ -137,6 +143,12 @@ pub enum StateKind {
 
 impl StateKind {
     /// The wire tag.
+    /// Whether blobs of this kind are padded to [`SEEKER_STATE_STEP`]: the
+    /// seeker's, which the relay stores.
+    pub fn padded(self) -> bool {
+        self == StateKind::Seeker
+    }
+
     /// The largest blob of this kind: the relay's limit for the seeker's
     /// state, the local one for the others.
     pub fn max_blob_len(self) -> usize {
@@ -251,7 +263,7 @@ impl StateKey {
         plaintext: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, Error> {
-        let max = kind.max_blob_len() - STATE_OVERHEAD;
+        let max = kind.max_blob_len() - STATE_OVERHEAD - usize::from(kind.padded());
         if plaintext.len() > max {
             return Err(Error::TooLongToEncode {
                 what: "state plaintext",
@@ -259,6 +271,19 @@ impl StateKey {
                 got: plaintext.len(),
             });
         }
+        let padded;
+        let plaintext = if kind.padded() {
+            // To the next whole step of the *blob*, marker included.
+            let blob = (STATE_OVERHEAD + plaintext.len() + 1).next_multiple_of(SEEKER_STATE_STEP);
+            let mut p = Zeroizing::new(Vec::with_capacity(blob - STATE_OVERHEAD));
+            p.extend_from_slice(plaintext);
+            p.push(crate::padding::PADDING_MARKER);
+            p.resize(blob - STATE_OVERHEAD, 0);
+            padded = p;
+            &padded[..]
+        } else {
+            plaintext
+        };
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let aad = [STATE_VERSION, kind.tag()];
@@ -309,10 +334,28 @@ impl StateKey {
         }
         let aad = [STATE_VERSION, kind.tag()];
         let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(self.0.as_ref()));
-        let pt = cipher
-            .decrypt(XNonce::from_slice(&nonce), Payload { msg: ct, aad: &aad })
-            .map_err(|_| StateError::WrongKeyOrCorrupt)?;
-        Ok(Zeroizing::new(pt))
+        if kind.padded() && blob.len() % SEEKER_STATE_STEP != 0 {
+            return Err(DecodeError::Invalid {
+                what: "state blob length (not a whole padding step)",
+            }
+            .into());
+        }
+        let mut pt = Zeroizing::new(
+            cipher
+                .decrypt(XNonce::from_slice(&nonce), Payload { msg: ct, aad: &aad })
+                .map_err(|_| StateError::WrongKeyOrCorrupt)?,
+        );
+        if kind.padded() {
+            let end = pt
+                .iter()
+                .rposition(|b| *b != 0)
+                .filter(|i| pt[*i] == crate::padding::PADDING_MARKER)
+                .ok_or(DecodeError::Invalid {
+                    what: "state padding",
+                })?;
+            pt.truncate(end);
+        }
+        Ok(pt)
     }
 }
 
@@ -657,7 +700,7 @@ mod tests {
         let mut rng = rng();
         let k = StateKey::generate(&mut rng);
         let blob = k.seal(StateKind::Seeker, b"hello state", &mut rng).unwrap();
-        assert_eq!(blob.len(), STATE_OVERHEAD + 11);
+        assert_eq!(blob.len(), SEEKER_STATE_STEP, "padded to a whole step");
         assert_eq!(&blob[..2], &[1, 1]);
         assert_eq!(
             k.open(StateKind::Seeker, &blob).unwrap().as_slice(),
@@ -700,20 +743,57 @@ mod tests {
         }
     }
 
+    /// The attack: the relay, which stores a seeker's state at every save,
+    /// reads the conversation's length (and so each message's) from the
+    /// blob's size. Blobs come in 16 KiB steps only.
+    #[test]
+    fn a_seeker_states_size_reveals_no_message_length() {
+        let mut rng = rng();
+        let k = StateKey::generate(&mut rng);
+        let sizes: Vec<usize> = [
+            0usize,
+            1,
+            300,
+            4_000,
+            SEEKER_STATE_STEP - STATE_OVERHEAD - 1,
+        ]
+        .iter()
+        .map(|n| {
+            k.seal(StateKind::Seeker, &vec![7u8; *n], &mut rng)
+                .unwrap()
+                .len()
+        })
+        .collect();
+        assert!(sizes.iter().all(|l| *l == SEEKER_STATE_STEP), "{sizes:?}");
+        let next = k
+            .seal(
+                StateKind::Seeker,
+                &vec![7u8; SEEKER_STATE_STEP - STATE_OVERHEAD],
+                &mut rng,
+            )
+            .unwrap();
+        assert_eq!(next.len(), 2 * SEEKER_STATE_STEP);
+        // Trailing zeros of the plaintext itself survive; a blob cut to
+        // another length, or with its padding removed, is refused.
+        let z = k.seal(StateKind::Seeker, b"ends\0\0", &mut rng).unwrap();
+        assert_eq!(
+            k.open(StateKind::Seeker, &z).unwrap().as_slice(),
+            b"ends\0\0"
+        );
+        assert!(k.open(StateKind::Seeker, &z[..z.len() - 16]).is_err());
+    }
+
     #[test]
     fn state_size_limits() {
         let mut rng = rng();
         let k = StateKey::generate(&mut rng);
-        let max = vec![0u8; MAX_STATE_PLAINTEXT_LEN];
+        // The seeker's plaintext gives one byte to the padding marker.
+        let max = vec![0u8; MAX_STATE_PLAINTEXT_LEN - 1];
         let blob = k.seal(StateKind::Seeker, &max, &mut rng).unwrap();
         assert_eq!(blob.len(), MAX_STATE_BLOB_LEN);
         assert_eq!(k.open(StateKind::Seeker, &blob).unwrap().len(), max.len());
         assert!(matches!(
-            k.seal(
-                StateKind::Seeker,
-                &[0u8; MAX_STATE_PLAINTEXT_LEN + 1],
-                &mut rng
-            ),
+            k.seal(StateKind::Seeker, &[0u8; MAX_STATE_PLAINTEXT_LEN], &mut rng),
             Err(Error::TooLongToEncode { .. })
         ));
         let mut big = blob;

@@ -13,7 +13,7 @@
 //! [`Counselor::missing_bundles`] says which to fetch, and each operation
 //! takes the fetched bundles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::endpoint::{Endpoint, PrekeyStore};
 use super::{Author, ClientError, Entry, EntryKind, FetchedBundle, push_entry};
@@ -36,8 +36,13 @@ use crate::sealed::Envelope;
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, UnixTime};
 
-/// Saved-state format version of a counselor device.
-pub const COUNSELOR_STATE_VERSION: u8 = 1;
+/// Saved-state format version of a counselor device (2: tombstones).
+pub const COUNSELOR_STATE_VERSION: u8 = 2;
+
+/// Most deleted conversations a device remembers, so that a replayed
+/// opening cannot bring one back. Kept well beyond the relay's retention of
+/// the envelopes a replay would need, in practice every deletion.
+pub const MAX_TOMBSTONES: usize = 8192;
 
 /// Most conversations a device keeps (bounds saved state; resolved ones can
 /// be archived by the shell).
@@ -130,6 +135,9 @@ pub struct Counselor {
     directory: Option<VerifiedDirectory>,
     conversations: BTreeMap<MailboxId, Conversation>,
     canned: Vec<CannedAnswer>,
+    /// Mailboxes of conversations the seeker deleted, oldest first: a
+    /// session start naming one is refused.
+    tombstones: VecDeque<MailboxId>,
 }
 
 impl core::fmt::Debug for Counselor {
@@ -181,6 +189,7 @@ impl Counselor {
             directory: None,
             conversations: BTreeMap::new(),
             canned: Vec::new(),
+            tombstones: VecDeque::new(),
         }
     }
 
@@ -253,11 +262,17 @@ impl Counselor {
     pub fn receive(&mut self, env: &Envelope) -> Result<Option<Event>, Error> {
         let dir = self.directory.as_ref().ok_or(ClientError::NoDirectory)?;
         let conversations = &self.conversations;
+        let tombstones = &self.tombstones;
         let known_devices = dir;
         let Some(received) = self.endpoint.open_checked(env, |r| {
             // A seeker message naming a known conversation's mailbox from
             // another identity is refused before any session is kept.
             let colleague = known_devices.device_by_identity(&r.from).is_some();
+            if !colleague && tombstones.contains(&r.from_mailbox.id()) {
+                // The seeker deleted this conversation: a replay of its
+                // opening (or anything else naming it) brings nothing back.
+                return Err(ClientError::Deleted.into());
+            }
             match conversations.get(&r.from_mailbox.id()) {
                 Some(c) if !colleague && c.seeker != r.from => Err(ClientError::WrongSeeker.into()),
                 _ => Ok(()),
@@ -358,6 +373,12 @@ impl Counselor {
                                 self.conversations.remove(&conv_id);
                             }
                             None => {}
+                        }
+                        if !self.tombstones.contains(&conv_id) {
+                            if self.tombstones.len() >= MAX_TOMBSTONES {
+                                self.tombstones.pop_front();
+                            }
+                            self.tombstones.push_back(conv_id);
                         }
                         self.endpoint.forget(&received.from);
                         Ok(Some(Event::Deleted {
@@ -773,12 +794,13 @@ impl Counselor {
     /// The shell encrypts it (see [`crate::state`]).
     ///
     /// ```text
-    /// version:u8 (=1) || endpoint:vec32 || has_dir:u8 || [signed_directory:vec32]
+    /// version:u8 (=2) || endpoint:vec32 || has_dir:u8 || [signed_directory:vec32]
     ///   || conversations:u16 || conversation*
     /// conversation = seeker_identity[64] || seeker_mailbox[64] || team:u16 || language:u8
     ///   || status:u8 (0 open, 1 claimed, 2 resolved) || [device:u32] || unread:u8
     ///   || history:u16 || entry* || notes:u16 || (by:u32 || at:u64 || text:str16)*
     /// then: canned:u16 || (title:str16 || text:str16)*
+    ///   || tombstones:u16 || mailbox_id[32]*
     /// ```
     pub fn encode(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
         let mut w = Writer::new();
@@ -836,6 +858,10 @@ impl Counselor {
                 "canned title",
             )?;
             w.vec_u16(c.text.as_str().as_bytes(), MAX_TEXT_LEN, "canned text")?;
+        }
+        w.count_u16(self.tombstones.len(), MAX_TOMBSTONES, "tombstones")?;
+        for t in &self.tombstones {
+            w.bytes(t.as_bytes());
         }
         Ok(zeroize::Zeroizing::new(w.into_bytes()))
     }
@@ -925,12 +951,18 @@ impl Counselor {
             let text = MessageText::new(r.str_u16(MAX_TEXT_LEN, "canned text")?);
             canned.push(CannedAnswer { title, text });
         }
+        let t = r.count_u16(MAX_TOMBSTONES, "tombstones")?;
+        let mut tombstones = VecDeque::with_capacity(t);
+        for _ in 0..t {
+            tombstones.push_back(MailboxId::from_bytes(r.array("tombstone")?));
+        }
         r.finish("counselor state")?;
         Ok(Counselor {
             canned,
             endpoint,
             directory,
             conversations,
+            tombstones,
         })
     }
 }

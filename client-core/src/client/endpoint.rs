@@ -433,9 +433,9 @@ impl Endpoint {
             from_mailbox,
             message,
         };
-        if !duplicate {
-            accept(&received)?;
-        }
+        // Asked for duplicates too: a replayed session start is refused
+        // before its session could be kept again.
+        accept(&received)?;
         self.apply(sender, commit);
         if duplicate {
             return Ok(None);

@@ -77,6 +77,9 @@ pub enum ClientError {
     /// and mailbox together).
     #[error("message from another identity than the conversation's seeker")]
     WrongSeeker,
+    /// A message for a conversation the seeker deleted (a replayed opening).
+    #[error("message for a deleted conversation")]
+    Deleted,
     /// The message is not allowed from this sender (e.g. a seeker sending team events).
     #[error("message type not allowed from this sender")]
     NotAllowed,

@@ -636,3 +636,48 @@ fn an_opening_from_another_identity_for_a_known_mailbox_is_refused() {
         "a refused opening changes nothing"
     );
 }
+
+/// The attack: the relay logged a seeker's opening (sent without a one-time
+/// prekey, which the relay can withhold) and replays it after the seeker
+/// deleted everything, to bring the conversation back onto the devices.
+#[test]
+fn a_replayed_opening_cannot_bring_back_a_deleted_conversation() {
+    let mut w = world();
+    let secrets = Codename::generate(&mut w.rng)
+        .derive(w.org.public().as_ed25519())
+        .unwrap();
+    let mut seeker = Seeker::new(&secrets);
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, false),
+        bundle_of(&mut w.b, &mut w.rng, false),
+        bundle_of(&mut w.c, &mut w.rng, false),
+    ];
+    let opening = seeker
+        .start(
+            &w.dir,
+            TeamId(1),
+            Language::En,
+            "help",
+            &bundles,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    deliver(&opening, &mut w.a);
+    let conv = seeker.mailbox().id();
+    assert!(w.a.conversation(&conv).is_some());
+    let delete = seeker.request_deletion(NOW, &mut w.rng).unwrap();
+    deliver(&delete, &mut w.a);
+    assert!(w.a.conversation(&conv).is_none());
+    let before = w.a.encode().unwrap();
+    for env in to(&opening, &w.a) {
+        assert_eq!(
+            w.a.receive(env).unwrap_err(),
+            Error::Client(ClientError::Deleted)
+        );
+    }
+    assert!(w.a.conversation(&conv).is_none(), "nothing came back");
+    // The tombstone survives a save and a restore.
+    let again = Counselor::decode(&w.a.encode().unwrap(), &w.org.public()).unwrap();
+    assert!(*again.encode().unwrap() == *before);
+}

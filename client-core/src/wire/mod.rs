@@ -130,12 +130,44 @@ impl<'a> Reader<'a> {
 }
 
 /// Appends encoded fields to a byte vector.
+///
+/// Secrets are encoded through it (key stores, saved states), so it never
+/// leaves a copy behind: when the buffer must grow, the bytes move to a
+/// larger allocation and the old one is zeroized before it is freed (a
+/// plain `Vec` would hand the old allocation back with the bytes in it), and
+/// a writer dropped without [`Writer::into_bytes`] zeroizes its buffer. The
+/// caller keeps what `into_bytes` returns in a `Zeroizing` when it is secret.
 #[derive(Debug, Default)]
 pub struct Writer {
     buf: Vec<u8>,
 }
 
+impl Drop for Writer {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf);
+    }
+}
+
 impl Writer {
+    /// Makes room for `extra` more bytes without leaving the old bytes in a
+    /// freed allocation.
+    fn reserve(&mut self, extra: usize) {
+        let need = self.buf.len().saturating_add(extra);
+        if need <= self.buf.capacity() {
+            return;
+        }
+        let cap = need.max(self.buf.capacity().saturating_mul(2)).max(64);
+        let mut bigger = Vec::with_capacity(cap);
+        bigger.extend_from_slice(&self.buf);
+        zeroize::Zeroize::zeroize(&mut self.buf);
+        self.buf = bigger;
+    }
+
+    fn put(&mut self, b: &[u8]) {
+        self.reserve(b.len());
+        self.buf.extend_from_slice(b);
+    }
+
     pub fn new() -> Self {
         Writer { buf: Vec::new() }
     }
@@ -145,24 +177,24 @@ impl Writer {
         }
     }
     pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.buf.push(v);
+        self.put(&[v]);
         self
     }
     pub fn u16(&mut self, v: u16) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        self.put(&v.to_be_bytes());
         self
     }
     pub fn u32(&mut self, v: u32) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        self.put(&v.to_be_bytes());
         self
     }
     pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        self.put(&v.to_be_bytes());
         self
     }
     /// Raw bytes, no length prefix (fixed-size fields).
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(b);
+        self.put(b);
         self
     }
     /// A `u16`-length-prefixed byte string; errors if longer than `max`.
@@ -220,8 +252,8 @@ impl Writer {
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.buf
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        core::mem::take(&mut self.buf)
     }
 }
 
