@@ -334,7 +334,7 @@ impl StateKey {
         }
         let aad = [STATE_VERSION, kind.tag()];
         let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(self.0.as_ref()));
-        if kind.padded() && blob.len() % SEEKER_STATE_STEP != 0 {
+        if kind.padded() && !blob.len().is_multiple_of(SEEKER_STATE_STEP) {
             return Err(DecodeError::Invalid {
                 what: "state blob length (not a whole padding step)",
             }
