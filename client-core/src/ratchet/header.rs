@@ -9,7 +9,7 @@
 //!   enc_header     [u8; 56]  XChaCha20-Poly1305(HK, header_nonce, aad = version, Header)
 //!   body_len       u32 BE    16 ..= MAX_BODY_LEN
 //!   body           [u8; body_len]
-//!                            ChaCha20-Poly1305(key, nonce from mk,
+//!                            ChaCha20-Poly1305(key, nonce from HKDF(salt = header_nonce, mk),
 //!                              aad = u32 BE len(AD) || AD || version || header_nonce || enc_header,
 //!                              plaintext)
 //! Header (40 bytes, inside enc_header) = dh_pub [u8; 32] || pn u32 BE || n u32 BE
@@ -181,7 +181,9 @@ pub(crate) fn encrypt_body(
     ad: &[u8],
     prefix: &[u8],
 ) -> Result<Vec<u8>, RatchetError> {
-    let (key, nonce) = mk.aead_key();
+    // prefix = version || header_nonce || enc_header.
+    let header_nonce = prefix.get(1..1 + HEADER_NONCE_LEN).unwrap_or_default();
+    let (key, nonce) = mk.aead_key(header_nonce);
     drop(mk);
     let cipher = ChaCha20Poly1305::new((&*key).into());
     cipher
@@ -203,7 +205,7 @@ pub(crate) fn decrypt_body(
     parsed: &ParsedMessage<'_>,
     ad: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, (MessageKey, RatchetError)> {
-    let (key, nonce) = mk.aead_key();
+    let (key, nonce) = mk.aead_key(parsed.header_nonce);
     let cipher = ChaCha20Poly1305::new((&*key).into());
     match cipher.decrypt(
         (&nonce).into(),

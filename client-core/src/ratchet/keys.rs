@@ -8,9 +8,7 @@
 
 use std::fmt;
 
-use std::sync::LazyLock;
-
-use hkdf::{Hkdf, HkdfExtract};
+use hkdf::Hkdf;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -25,7 +23,7 @@ pub const INFO_INIT: &[u8] = b"northstar/v1/ratchet-init";
 /// HKDF info string of `KDF_RK`.
 pub const INFO_ROOT: &[u8] = b"northstar/v1/ratchet-root";
 /// HKDF info string that turns a message key into an AEAD key and nonce.
-pub const INFO_MESSAGE: &[u8] = b"northstar/v1/ratchet-message";
+pub const INFO_MESSAGE: &[u8] = b"northstar/v2/ratchet-message";
 /// HMAC input that derives a message key from a chain key.
 pub const CK_MESSAGE_INPUT: u8 = 0x01;
 /// HMAC input that derives the next chain key from a chain key.
@@ -193,11 +191,6 @@ fn hmac_finish(mut mac: Hmac<Sha256>, input: u8) -> Box<[u8; KEY_LEN]> {
     out
 }
 
-/// HKDF-Extract's HMAC keyed with the all-zero salt of the message-key
-/// derivation, set up once (it holds no secret).
-static ZERO_SALT: LazyLock<HkdfExtract<Sha256>> =
-    LazyLock::new(|| HkdfExtract::new(Some(&[0u8; KEY_LEN])));
-
 impl ChainKey {
     /// `KDF_CK(ck)`: `mk = HMAC-SHA256(ck, 0x01)`, `ck' = HMAC-SHA256(ck, 0x02)`.
     /// Returns `(ck', mk)`. One HMAC key set-up serves both.
@@ -209,14 +202,19 @@ impl ChainKey {
 }
 
 impl MessageKey {
-    /// `HKDF-SHA256(salt = 0^32, ikm = mk, info = "northstar/v1/ratchet-message",
-    /// L = 44)` = ChaCha20-Poly1305 key (32) || nonce (12). Callers own the
-    /// key by value and drop it right after use (see `header.rs`).
-    pub(crate) fn aead_key(&self) -> (Zeroizing<[u8; 32]>, [u8; 12]) {
-        let mut extract = ZERO_SALT.clone();
-        extract.input_ikm(self.as_bytes());
-        let (mut prk, hk) = extract.finalize();
-        prk.as_mut_slice().zeroize();
+    /// `HKDF-SHA256(salt = header_nonce, ikm = mk, info =
+    /// "northstar/v2/ratchet-message", L = 44)` = ChaCha20-Poly1305 key (32)
+    /// || nonce (12). Callers own the key by value and drop it right after
+    /// use (see `header.rs`).
+    ///
+    /// The salt is the message's random header nonce (24 fresh bytes, sent
+    /// with it and bound into its AAD). The specification salts with zeros;
+    /// Northstar salts with per-message randomness so that a sender whose
+    /// saved state was rolled back — the relay stores a seeker's state and
+    /// can serve an old copy — never encrypts two plaintexts under one key
+    /// and nonce, even though it reuses a chain position (PROTOCOL.md §3.4).
+    pub(crate) fn aead_key(&self, header_nonce: &[u8]) -> (Zeroizing<[u8; 32]>, [u8; 12]) {
+        let hk = Hkdf::<Sha256>::new(Some(header_nonce), self.as_bytes());
         let mut okm = Zeroizing::new([0u8; 44]);
         // 44 bytes is far below HKDF-SHA256's 255 * 32 limit: never fails.
         let _ = hk.expand(INFO_MESSAGE, okm.as_mut());
@@ -250,8 +248,8 @@ mod tests {
         assert_eq!(next.as_bytes()[..], prk[..]);
         let (prk, _) = Hkdf::<Sha256>::extract(Some(&[3u8; 32]), &[CK_MESSAGE_INPUT]);
         assert_eq!(mk.as_bytes()[..], prk[..]);
-        let want = hkdf::<44>(&[0u8; KEY_LEN], mk.as_bytes(), INFO_MESSAGE);
-        let (key, nonce) = mk.aead_key();
+        let want = hkdf::<44>(&[9u8; 24], mk.as_bytes(), INFO_MESSAGE);
+        let (key, nonce) = mk.aead_key(&[9u8; 24]);
         assert_eq!(key[..], want[..32]);
         assert_eq!(nonce[..], want[32..]);
     }
