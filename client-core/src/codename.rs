@@ -367,6 +367,22 @@ mod tests {
     }
 
     #[test]
+    fn word_list_digest_is_the_one_protocol_md_gives() {
+        // SHA-256 of the 7776 words, each followed by one "\n", in list order.
+        let mut h = Sha256::new();
+        for w in EFF_LONG_WORDLIST.iter() {
+            h.update(w.as_bytes());
+            h.update(b"\n");
+        }
+        let got: [u8; 32] = h.finalize().into();
+        assert_eq!(hex::encode(got), WORD_LIST_SHA256);
+    }
+
+    /// The digest docs/PROTOCOL.md §5.1 states for the word list.
+    const WORD_LIST_SHA256: &str =
+        "6d557f0693958fb5e650b68b5bee585eb82cf4da32965505c789e924743bc522";
+
+    #[test]
     fn word_list_is_the_eff_large_list_and_sorted() {
         assert_eq!(EFF_LONG_WORDLIST.len(), WORD_LIST_LEN);
         assert!(EFF_LONG_WORDLIST.windows(2).all(|w| w[0] < w[1]));

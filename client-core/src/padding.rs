@@ -13,19 +13,22 @@
 //! 0x80 marker), and applicable to any plaintext, including one that itself
 //! ends in zeros or 0x80.
 //!
-//! Why these buckets: factors of four from 256 bytes to 64 KiB. A short text
-//! message with its ratchet header fits the first (256) bucket, so most chat
-//! traffic is indistinguishable; the first message of a session (it carries
-//! the ~1.3 KB PQXDH header) lands in 4096; long messages and team-state
-//! updates use the larger ones. Factor four keeps the worst-case overhead
-//! under 4x while leaving only five observable sizes; 65 536 is
+//! Why these buckets: factors of four from 512 bytes to 32 KiB, then 64 KiB.
+//! The smallest sealed ratchet message is about 265 bytes (sealed-sender
+//! header 134, ratchet overhead 101, application message header ~28), so a
+//! short text message — up to about 240 bytes of text — fits the first
+//! (512) bucket, and most chat traffic is indistinguishable; the first
+//! message of a session (it carries the ~1.3 KB PQXDH header) lands in 2048
+//! for texts up to about 450 bytes; long messages and team-state updates use
+//! the larger ones. Factor four keeps the worst-case overhead under 4x
+//! while leaving only five observable sizes; 65 536 is
 //! [`crate::sealed::MAX_PADDED_PLAINTEXT`], the largest envelope a relay accepts.
 
 use crate::error::{DecodeError, Error};
 use crate::sealed::MAX_PADDED_PLAINTEXT;
 
 /// The padded sizes, ascending. The last is [`MAX_PADDED_PLAINTEXT`].
-pub const BUCKETS: [usize; 5] = [256, 1024, 4096, 16_384, MAX_PADDED_PLAINTEXT];
+pub const BUCKETS: [usize; 5] = [512, 2048, 8192, 32_768, MAX_PADDED_PLAINTEXT];
 
 /// The padding marker (ISO/IEC 7816-4).
 pub const PADDING_MARKER: u8 = 0x80;
@@ -78,9 +81,9 @@ mod tests {
 
     #[test]
     fn bucket_edges() {
-        assert_eq!(pad(&[]).unwrap().len(), 256);
-        assert_eq!(pad(&[1; 255]).unwrap().len(), 256);
-        assert_eq!(pad(&[1; 256]).unwrap().len(), 1024);
+        assert_eq!(pad(&[]).unwrap().len(), 512);
+        assert_eq!(pad(&[1; 511]).unwrap().len(), 512);
+        assert_eq!(pad(&[1; 512]).unwrap().len(), 2048);
         assert_eq!(
             pad(&[1; MAX_UNPADDED_LEN]).unwrap().len(),
             MAX_PADDED_PLAINTEXT
@@ -91,11 +94,11 @@ mod tests {
 
     #[test]
     fn unpad_rejects_bad_padding() {
-        assert!(unpad(&[0; 256]).is_err()); // no marker
+        assert!(unpad(&[0; 512]).is_err()); // no marker
         let mut p = pad(b"hi").unwrap();
-        p[255] = 1; // trailing non-zero that is not the marker
+        p[511] = 1; // trailing non-zero that is not the marker
         assert!(unpad(&p).is_err());
-        assert!(unpad(&pad(b"hi").unwrap()[..255]).is_err()); // not a bucket
+        assert!(unpad(&pad(b"hi").unwrap()[..511]).is_err()); // not a bucket
         assert!(unpad(&[]).is_err());
         // Plaintexts that end like padding survive.
         for pt in [&b"\x80"[..], b"\x80\x00", b"a\x00\x00"] {

@@ -1096,7 +1096,8 @@ fn seeker_start_then_come_back_reads_the_counselors_reply() {
     assert!(net.relay.mailboxes[&conv].stored.is_empty());
 }
 
-/// 16 KiB of text: an opening this long lands in the largest padding bucket.
+/// 16 KiB of text (the most one message carries): an opening this long
+/// lands in the 32 KiB padding bucket.
 fn long_text() -> String {
     let mut t = "Necesito ayuda. ".repeat(MAX_TEXT_LEN / 16 + 1);
     t.truncate(MAX_TEXT_LEN);
@@ -1139,7 +1140,7 @@ fn fan_out_to_forty_devices_with_max_batch_8_and_1_mib_frames_reaches_every_devi
         );
         assert!(d.frame_len <= MIB as usize, "{} bytes", d.frame_len);
         for len in &d.envelope_lens {
-            assert!(*len > BUCKETS[3], "padded to the largest bucket: {len}");
+            assert!(*len > BUCKETS[2], "padded to the 32 KiB bucket: {len}");
         }
     }
     assert_eq!(
@@ -1174,12 +1175,12 @@ fn fan_out_to_forty_devices_with_max_batch_8_and_1_mib_frames_reaches_every_devi
 #[test]
 fn deposits_split_by_the_announced_frame_bytes_when_they_bind_before_the_count() {
     let (org, devices, directory) = org_with_devices(5, 5);
-    // Three ~64 KiB envelopes fit 200 000 bytes, four do not.
+    // Three ~32 KiB envelopes fit 100 000 bytes, four do not.
     let mut net = Net::new(
         &org,
         Limits {
             pow_difficulty: 0,
-            max_frame_len: 200_000,
+            max_frame_len: 100_000,
             max_batch: 64,
         },
     );
@@ -1199,7 +1200,7 @@ fn deposits_split_by_the_announced_frame_bytes_when_they_bind_before_the_count()
         .map(|d| d.envelope_lens.len())
         .collect();
     assert_eq!(counts, vec![3, 2]);
-    assert!(net.relay.deposits.iter().all(|d| d.frame_len <= 200_000));
+    assert!(net.relay.deposits.iter().all(|d| d.frame_len <= 100_000));
     for i in counselors {
         assert_eq!(new_conversations(&net, i).len(), 1);
     }
@@ -1208,12 +1209,12 @@ fn deposits_split_by_the_announced_frame_bytes_when_they_bind_before_the_count()
 #[test]
 fn an_envelope_larger_than_the_relay_frame_limit_fails_before_anything_is_registered() {
     let (org, devices, directory) = org_with_devices(2, 7);
-    // Room for every request but not for one ~64 KiB envelope.
+    // Room for every request but not for one ~32 KiB envelope.
     let mut net = Net::new(
         &org,
         Limits {
             pow_difficulty: 0,
-            max_frame_len: 60_000,
+            max_frame_len: 30_000,
             max_batch: 8,
         },
     );
@@ -1224,7 +1225,7 @@ fn an_envelope_larger_than_the_relay_frame_limit_fails_before_anything_is_regist
     let failed = net.exec(seeker, start_cmd(secrets, &long_text()));
     match failed {
         Err(DriverError::TooLargeForRelay { size, max }) => {
-            assert_eq!(max, 60_000);
+            assert_eq!(max, 30_000);
             assert!(size > max, "{size}");
         }
         other => panic!("expected TooLargeForRelay, got {other:?}"),

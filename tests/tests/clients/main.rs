@@ -67,17 +67,18 @@ fn conversations(v: &Value) -> &Vec<Value> {
     v["conversations"].as_array().unwrap()
 }
 
-/// The relay announces at most 8 envelopes and 300 KiB per frame; a long
-/// message (each envelope in the 64 KiB bucket) to 12 devices must be split
-/// by count *and* by bytes, and still reach every device.
+/// The relay announces at most 8 envelopes and 150 000 bytes per frame; a
+/// long message (each envelope in the 32 KiB bucket, four to a frame) to 12
+/// devices must be split by count *and* by bytes, and still reach every
+/// device.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_message_reaches_every_device_through_small_batches_and_frames() {
-    let relay = RelayProcess::start(&["--max-batch", "8", "--max-frame-bytes", "307200"])
+    let relay = RelayProcess::start(&["--max-batch", "8", "--max-frame-bytes", "150000"])
         .await
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (_admin, devices, seeker) = organisation(&relay, tmp.path(), 12).await;
-    let long = "Necesito ayuda. ".repeat(1000); // 16,000 bytes: the 64 KiB bucket
+    let long = "Necesito ayuda. ".repeat(1000); // 16,000 bytes: the 32 KiB bucket
     let started = seeker.seeker_start("unaccompanied-minors", &long).await;
     assert!(started["codename"].is_string());
     let inboxes = join_all(
