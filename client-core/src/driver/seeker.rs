@@ -348,12 +348,7 @@ pub(super) async fn open(
     // is dropped there as a duplicate).
     let waiting = st.borrow().seeker.as_ref().map_or(0, |s| s.pending());
     if waiting > 0 {
-        let envelopes = {
-            let mut s = st.borrow_mut();
-            let seeker = s.seeker.as_mut().ok_or(DriverError::Protocol)?;
-            let mut l = io.0.borrow_mut();
-            seeker.reseal_pending(&mut l.rng)?
-        };
+        let envelopes = seal(io, st, |seeker, _, rng| seeker.reseal_pending(rng))?;
         save(io, st, conn).await?;
         io.deposit(envelopes).await?;
         sent(st);
@@ -365,15 +360,7 @@ pub(super) async fn open(
 
 pub(super) async fn write(io: &Io, st: &St, text: &str) -> Result<Outcome, DriverError> {
     let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
-    let envelopes = {
-        let mut s = st.borrow_mut();
-        let seeker = s.seeker.as_mut().ok_or(DriverError::Misuse {
-            what: "no conversation is open",
-        })?;
-        let mut l = io.0.borrow_mut();
-        let now = l.now;
-        seeker.write(text, now, &mut l.rng)?
-    };
+    let envelopes = seal(io, st, |seeker, now, rng| seeker.write(text, now, rng))?;
     // Saved with the message pending before the deposit.
     let expires_at = save(io, st, conn).await?;
     io.deposit(envelopes)
@@ -386,15 +373,7 @@ pub(super) async fn write(io: &Io, st: &St, text: &str) -> Result<Outcome, Drive
 
 pub(super) async fn delete(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
-    let envelopes = {
-        let mut s = st.borrow_mut();
-        let seeker = s.seeker.as_mut().ok_or(DriverError::Misuse {
-            what: "no conversation is open",
-        })?;
-        let mut l = io.0.borrow_mut();
-        let now = l.now;
-        seeker.request_deletion(now, &mut l.rng)?
-    };
+    let envelopes = seal(io, st, |seeker, now, rng| seeker.request_deletion(now, rng))?;
     io.deposit(envelopes).await?;
     match io.request(conn, ClientFrame::DeleteMailbox).await? {
         ServerFrame::Ok => {}
@@ -402,6 +381,25 @@ pub(super) async fn delete(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     }
     forget(io, st);
     Ok(Outcome::Deleted)
+}
+
+/// Seals with the open conversation, the time and the driver's RNG.
+fn seal(
+    io: &Io,
+    st: &St,
+    f: impl FnOnce(
+        &mut Seeker,
+        UnixTime,
+        &mut rand_chacha::ChaCha20Rng,
+    ) -> Result<Vec<crate::sealed::Envelope>, crate::Error>,
+) -> Result<Vec<crate::sealed::Envelope>, DriverError> {
+    let mut s = st.borrow_mut();
+    let seeker = s.seeker.as_mut().ok_or(DriverError::Misuse {
+        what: "no conversation is open",
+    })?;
+    let mut l = io.0.borrow_mut();
+    let now = l.now;
+    Ok(f(seeker, now, &mut l.rng)?)
 }
 
 /// The relay stored every waiting message.
