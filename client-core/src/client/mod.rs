@@ -77,6 +77,14 @@ pub enum ClientError {
     /// and mailbox together).
     #[error("message from another identity than the conversation's seeker")]
     WrongSeeker,
+    /// A message from a counselor device the current directory does not
+    /// list (removed by the administrator, or never added): a seeker takes
+    /// nothing from it, a device no team event.
+    #[error("message from a device the directory does not list")]
+    UnlistedSender,
+    /// The directory lists no device that would receive the seeker's message.
+    #[error("no counselor device receives this conversation now")]
+    NoRecipients,
     /// The message is not allowed from this sender (e.g. a seeker sending team events).
     #[error("message type not allowed from this sender")]
     NotAllowed,
