@@ -357,7 +357,10 @@ fn directory_verify() -> Operation {
     let (bytes, org) = ok("directory", sample_directory());
     Box::new(move || {
         let signed = ok("directory decode", SignedDirectory::decode(&bytes));
-        black_box(ok("directory verify", signed.verify(&org, None)));
+        black_box(ok(
+            "directory verify",
+            signed.verify(&org, None, UnixTime(1_800_000_000)),
+        ));
     })
 }
 

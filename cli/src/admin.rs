@@ -7,7 +7,8 @@ use anyhow::{Result, anyhow, bail};
 use northstar_core::client::counselor::DevicePublic;
 use northstar_core::client::saved::AdminState;
 use northstar_core::directory::{
-    DeviceEntry, DeviceId, Directory, OrgSigningKey, Partner, PartnerId,
+    DEFAULT_DIRECTORY_LIFETIME_SECS, DeviceEntry, DeviceId, Directory, MAX_DIRECTORY_LIFETIME_SECS,
+    OrgSigningKey, Partner, PartnerId,
 };
 use northstar_core::driver::{Command, Config, Driver};
 use northstar_core::state::{StateKind, check_new_passphrase};
@@ -60,8 +61,20 @@ enum Cmd {
         contact: String,
     },
     /// Sign the directory (next version) and publish it to the relay.
-    Publish,
+    ///
+    /// Every client refuses a directory once it expires, so run this again
+    /// well before then (a timer; see docs/DEPLOY.md), even when nothing
+    /// changed.
+    Publish {
+        /// Days until clients refuse this directory (1 to 366). The choice
+        /// is kept for later publishes; the first default is 30 days.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_DIRECTORY_LIFETIME_SECS / DAY))]
+        lifetime_days: Option<u64>,
+    },
 }
+
+const DAY: u64 = 24 * 3600;
+const _: () = assert!(DEFAULT_DIRECTORY_LIFETIME_SECS == 30 * DAY);
 
 pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     let home = Home::new(args.home.unwrap_or_else(|| crate::default_home("admin")));
@@ -110,13 +123,22 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 .map(|p| json!({"id": p.id.0, "name": p.name, "contact": p.contact}))
                 .collect();
             out.print(
-                json!({ "serial": d.serial, "teams": teams, "partners": partners }),
+                json!({ "serial": d.serial, "expires_at": (d.serial > 0).then_some(d.expires_at.0),
+                    "lifetime_days": d.lifetime_secs() / DAY, "teams": teams, "partners": partners }),
                 || {
                     let mut s = format!(
-                        "Directory version {} (publish makes {})\n",
+                        "Directory version {} (publish makes {}, valid for {} days)\n",
                         d.serial,
-                        d.serial + 1
+                        d.serial + 1,
+                        d.lifetime_secs() / DAY
                     );
+                    if d.serial > 0 {
+                        s += &format!(
+                            "Version {} expires {}: publish again before then.\n",
+                            d.serial,
+                            crate::utc(d.expires_at.0)
+                        );
+                    }
                     for t in &d.teams {
                         s += &format!("team {:<3} {:<28} {}\n", t.id.0, t.slug, t.names.en);
                         for x in &t.devices {
@@ -229,11 +251,14 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             });
             Ok(())
         }
-        Cmd::Publish => {
-            let next = state
+        Cmd::Publish { lifetime_days } => {
+            let mut next = state
                 .draft
                 .successor(now())
                 .ok_or_else(|| anyhow!("the directory version cannot grow further"))?;
+            if let Some(days) = lifetime_days {
+                next.set_lifetime(days * DAY);
+            }
             let signed = next
                 .sign(&state.key)
                 .map_err(|e| anyhow!("cannot sign the directory: {e}"))?;
@@ -258,9 +283,16 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 &mut OsRng,
             )?;
             let serial = state.draft.serial;
-            out.print(json!({ "published": serial }), || {
-                format!("Published directory version {serial}.")
-            });
+            let expires_at = state.draft.expires_at;
+            out.print(
+                json!({ "published": serial, "expires_at": expires_at.0 }),
+                || {
+                    format!(
+                        "Published directory version {serial}. Clients refuse it from {}: publish again before then.",
+                        crate::utc(expires_at.0)
+                    )
+                },
+            );
             Ok(())
         }
     }

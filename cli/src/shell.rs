@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use futures_util::{SinkExt, StreamExt};
 use northstar_core::UnixTime;
+use northstar_core::directory::DirectoryError;
 use northstar_core::driver::{
     CommandId, ConnId, Driver, DriverError, Event, Outcome, Output, Work, WorkId,
 };
@@ -293,6 +294,10 @@ pub fn explain(e: &DriverError) -> String {
         DriverError::NoDirectory => {
             "the relay has no directory for this organisation yet (the administrator must publish one)".into()
         }
+        DriverError::DirectoryRefused(DirectoryError::Expired { expires_at }) => format!(
+            "the organisation's team directory expired on {}, and the relay offers no newer one, so nothing was sent or read. The organisation must sign a new one (its administrator runs `northstar admin publish`); if it has, this relay is withholding it — try again later or through another relay",
+            crate::utc(*expires_at)
+        ),
         DriverError::DirectoryRefused(e) => format!(
             "the relay's directory was refused ({e}); the relay may be serving a forged or outdated one — do not continue"
         ),
@@ -353,4 +358,27 @@ fn explain_code(code: ErrorCode) -> &'static str {
 /// Maps a driver failure to the command's error.
 pub fn fail(e: DriverError) -> anyhow::Error {
     anyhow::anyhow!(explain(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_directory_is_explained_apart_from_a_forged_one() {
+        let expired = explain(&DriverError::DirectoryRefused(DirectoryError::Expired {
+            expires_at: 1_798_394_400,
+        }));
+        assert!(
+            expired.contains("expired on 2026-12-27 18:00 UTC"),
+            "{expired}"
+        );
+        assert!(expired.contains("northstar admin publish"), "{expired}");
+        assert!(!expired.contains('\n'));
+        let rollback = explain(&DriverError::DirectoryRefused(DirectoryError::Rollback {
+            got: 1,
+            previous: 2,
+        }));
+        assert!(rollback.contains("do not continue"), "{rollback}");
+    }
 }

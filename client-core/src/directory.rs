@@ -7,8 +7,11 @@
 //! The relay stores the newest signed directory per organisation key and
 //! hands it to anyone; clients accept it only through
 //! [`SignedDirectory::verify`], which refuses a wrong key, a bad signature,
-//! a rollback to an older serial and a second, different directory under a
-//! serial already seen.
+//! a rollback to an older serial, a second, different directory under a
+//! serial already seen, and an expired directory. The expiry is signed: a
+//! relay that keeps serving an old directory (one still listing a device
+//! the administrator removed) can do so at most until it expires, so the
+//! administrator re-signs before then (`northstar admin publish`).
 //!
 //! The directory is **public** (the relay and every seeker can read it):
 //! device labels must be pseudonyms, never a counselor's name.
@@ -32,8 +35,8 @@ use crate::keys::{IdentityPublic, MailboxPublic, Signature};
 pub use crate::keys::{OrgPublicKey, OrgSigningKey};
 use crate::wire::{Reader, Writer};
 
-/// Version byte of an encoded [`Directory`].
-pub const DIRECTORY_VERSION: u8 = 1;
+/// Version byte of an encoded [`Directory`] (2: with a signed expiry).
+pub const DIRECTORY_VERSION: u8 = 2;
 /// Version byte of an encoded [`SignedDirectory`].
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
 /// Version byte of an encoded [`DirectoryVersion`].
@@ -75,9 +78,18 @@ pub const MAX_DIRECTORY_LEN: usize = 64 * 1024;
 pub const MAX_SIGNED_DIRECTORY_LEN: usize = 1 + 4 + MAX_DIRECTORY_LEN + 64;
 /// Directory `issued_at` precision: the hour, like every time the relay sees.
 pub const ISSUED_AT_PRECISION_SECS: u64 = 3600;
+/// How long a directory the administrator signs stays valid unless they
+/// choose otherwise (30 days): clients refuse it from its `expires_at` on,
+/// so a relay can freeze a client on an old directory (one still listing a
+/// removed device) for at most this long. The administrator re-signs well
+/// before (a timer running `northstar admin publish`, docs/DEPLOY.md).
+pub const DEFAULT_DIRECTORY_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+/// Longest lifetime a directory may carry (a year): beyond it the expiry
+/// would no longer bound how long a relay can serve a stale directory.
+pub const MAX_DIRECTORY_LIFETIME_SECS: u64 = 366 * 24 * 3600;
 
 const WORST_CASE_LEN: usize = {
-    let header = 1 + 32 + 8 + 8 + 1 + 2 + 2;
+    let header = 1 + 32 + 8 + 8 + 8 + 1 + 2 + 2;
     let team = 2 + (2 + MAX_SLUG_LEN) + 4 * (2 + MAX_TEAM_NAME_LEN) + 2;
     let device = 4 + (2 + MAX_DEVICE_LABEL_LEN) + IdentityPublic::LEN + MailboxPublic::LEN;
     let partner = 2 + (2 + MAX_PARTNER_NAME_LEN) + (2 + MAX_PARTNER_CONTACT_LEN);
@@ -101,6 +113,10 @@ pub enum DirectoryError {
     /// Same serial as the directory already accepted, different contents.
     #[error("a different directory with serial {serial} was already accepted")]
     ConflictingSerial { serial: u64 },
+    /// The directory's signed expiry has passed: the administrator has not
+    /// signed a newer one, or the relay withholds it.
+    #[error("the directory expired at {expires_at} (Unix time) and no newer one was served")]
+    Expired { expires_at: u64 },
     /// A team id the directory does not list.
     #[error("team {team} is not in the directory")]
     UnknownTeam { team: u16 },
@@ -191,6 +207,9 @@ pub struct Directory {
     pub serial: u64,
     /// When it was signed, on the hour.
     pub issued_at: UnixTime,
+    /// From when clients refuse it, on the hour: after `issued_at`, at most
+    /// [`MAX_DIRECTORY_LIFETIME_SECS`] later.
+    pub expires_at: UnixTime,
     pub intake: IntakePolicy,
     pub teams: Vec<Team>,
     pub partners: Vec<Partner>,
@@ -202,25 +221,42 @@ mod intake_tag {
 }
 
 impl Directory {
-    /// An empty directory (`issued_at` is floored to the hour).
+    /// An empty directory (`issued_at` is floored to the hour), valid for
+    /// [`DEFAULT_DIRECTORY_LIFETIME_SECS`].
     pub fn new(org: OrgPublicKey, serial: u64, issued_at: UnixTime) -> Self {
+        let issued_at = issued_at.floor_hour();
         Directory {
             org,
             serial,
-            issued_at: issued_at.floor_hour(),
+            issued_at,
+            expires_at: UnixTime(issued_at.0.saturating_add(DEFAULT_DIRECTORY_LIFETIME_SECS)),
             intake: IntakePolicy::default(),
             teams: Vec::new(),
             partners: Vec::new(),
         }
     }
 
+    /// How long the directory is valid after it is issued, in seconds.
+    pub fn lifetime_secs(&self) -> u64 {
+        self.expires_at.0.saturating_sub(self.issued_at.0)
+    }
+
+    /// Sets the expiry `secs` after `issued_at` (the administrator's
+    /// choice; [`Directory::validate`] refuses one that is not a whole
+    /// number of hours, zero, or longer than [`MAX_DIRECTORY_LIFETIME_SECS`]).
+    pub fn set_lifetime(&mut self, secs: u64) {
+        self.expires_at = UnixTime(self.issued_at.0.saturating_add(secs));
+    }
+
     /// The next version for the administrator to edit and sign: same
-    /// content, serial + 1, issued at `now` (floored to the hour). `None`
-    /// when the serial is exhausted.
+    /// content and lifetime, serial + 1, issued at `now` (floored to the
+    /// hour) and so expiring one lifetime after `now`. `None` when the
+    /// serial is exhausted.
     pub fn successor(&self, now: UnixTime) -> Option<Directory> {
         let mut next = self.clone();
         next.serial = self.serial.checked_add(1)?;
         next.issued_at = now.floor_hour();
+        next.set_lifetime(self.lifetime_secs());
         Some(next)
     }
 
@@ -315,7 +351,8 @@ impl Directory {
 
     /// Checks every rule a directory must satisfy (both when signing and
     /// when decoding): counts and lengths within their maxima, `issued_at`
-    /// on the hour, unique team ids and slugs, slugs in `[a-z0-9-]+`, an
+    /// and `expires_at` on the hour, `expires_at` after `issued_at` by at
+    /// most [`MAX_DIRECTORY_LIFETIME_SECS`], unique team ids and slugs, slugs in `[a-z0-9-]+`, an
     /// English name for every team, unique device ids per team, one device
     /// id ↔ one set of keys across teams, no two devices sharing a mailbox
     /// or identity key, unique partner ids, non-empty partner names.
@@ -323,6 +360,15 @@ impl Directory {
         let invalid = |what| Err(DirectoryError::Invalid { what });
         if !self.issued_at.0.is_multiple_of(ISSUED_AT_PRECISION_SECS) {
             return invalid("issued_at is not on the hour");
+        }
+        if !self.expires_at.0.is_multiple_of(ISSUED_AT_PRECISION_SECS) {
+            return invalid("expires_at is not on the hour");
+        }
+        if self.expires_at <= self.issued_at {
+            return invalid("expires_at is not after issued_at");
+        }
+        if self.lifetime_secs() > MAX_DIRECTORY_LIFETIME_SECS {
+            return invalid("lifetime too long");
         }
         if self.teams.len() > MAX_TEAMS {
             return invalid("too many teams");
@@ -410,8 +456,8 @@ impl Directory {
     /// Encodes the directory (after [`Directory::validate`]).
     ///
     /// ```text
-    /// directory = version:u8 (=1) || org_pk[32] || serial:u64 || issued_at:u64
-    ///             || intake:u8 (1 all devices, 2 team only)
+    /// directory = version:u8 (=2) || org_pk[32] || serial:u64 || issued_at:u64
+    ///             || expires_at:u64 || intake:u8 (1 all devices, 2 team only)
     ///             || team_count:u16 || team*  || partner_count:u16 || partner*
     /// team      = id:u16 || slug:str16 || name_en:str16 || name_es:str16
     ///             || name_fr:str16 || name_ht:str16 || device_count:u16 || device*
@@ -426,6 +472,7 @@ impl Directory {
             .bytes(self.org.as_bytes())
             .u64(self.serial)
             .u64(self.issued_at.0)
+            .u64(self.expires_at.0)
             .u8(self.intake as u8);
         w.count_u16(self.teams.len(), MAX_TEAMS, "teams")?;
         for team in &self.teams {
@@ -477,6 +524,7 @@ impl Directory {
         let org = OrgPublicKey::from_bytes(r.array("organisation key")?)?;
         let serial = r.u64("serial")?;
         let issued_at = UnixTime(r.u64("issued_at")?);
+        let expires_at = UnixTime(r.u64("expires_at")?);
         let intake = match r.u8("intake policy")? {
             intake_tag::ALL_DEVICES => IntakePolicy::AllDevices,
             intake_tag::TEAM_ONLY => IntakePolicy::TeamOnly,
@@ -542,6 +590,7 @@ impl Directory {
             org,
             serial,
             issued_at,
+            expires_at,
             intake,
             teams,
             partners,
@@ -699,12 +748,28 @@ impl SignedDirectory {
     }
 
     /// Verifies against the pinned organisation key and the last accepted
-    /// version: refuses another organisation, a bad signature, a rollback and
-    /// a different directory under an accepted serial.
+    /// version, at `now`: refuses another organisation, a bad signature, a
+    /// rollback, a different directory under an accepted serial, and (last)
+    /// a directory whose signed expiry has passed.
     pub fn verify(
         &self,
         pinned: &OrgPublicKey,
         previous: Option<&DirectoryVersion>,
+        now: UnixTime,
+    ) -> Result<VerifiedDirectory, DirectoryError> {
+        let verified = self.verify_stored(pinned)?;
+        verified.version.check_successor_of(previous)?;
+        verified.check_not_expired(now)?;
+        Ok(verified)
+    }
+
+    /// Verifies a directory this client accepted before and reads back from
+    /// its own saved state: organisation and signature only. Its expiry is
+    /// checked where it is used (a counselor device's state must open after
+    /// its directory expired, to be refreshed by the next sync).
+    pub(crate) fn verify_stored(
+        &self,
+        pinned: &OrgPublicKey,
     ) -> Result<VerifiedDirectory, DirectoryError> {
         if self.dir.org != *pinned {
             return Err(DirectoryError::WrongOrganisation);
@@ -712,11 +777,9 @@ impl SignedDirectory {
         if !self.signature_ok() {
             return Err(DirectoryError::BadSignature);
         }
-        let version = self.version();
-        version.check_successor_of(previous)?;
         Ok(VerifiedDirectory {
             signed: self.clone(),
-            version,
+            version: self.version(),
             _checked: SignatureChecked(()),
         })
     }
@@ -780,6 +843,21 @@ impl VerifiedDirectory {
 
     pub fn serial(&self) -> u64 {
         self.signed.dir.serial
+    }
+
+    /// From when clients refuse this directory.
+    pub fn expires_at(&self) -> UnixTime {
+        self.signed.dir.expires_at
+    }
+
+    /// [`DirectoryError::Expired`] from `expires_at` on.
+    pub fn check_not_expired(&self, now: UnixTime) -> Result<(), DirectoryError> {
+        if now >= self.expires_at() {
+            return Err(DirectoryError::Expired {
+                expires_at: self.expires_at().0,
+            });
+        }
+        Ok(())
     }
 
     pub fn intake_policy(&self) -> IntakePolicy {
@@ -882,6 +960,9 @@ pub(crate) mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
+    /// When the tests verify: the hour the sample directories are issued.
+    const NOW: UnixTime = UnixTime(1_800_000_000);
+
     fn ed_pub(seed: u8) -> Ed25519Public {
         Ed25519Public(
             ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
@@ -938,7 +1019,7 @@ pub(crate) mod tests {
         let enc = signed.encode();
         let dec = SignedDirectory::decode(&enc).unwrap();
         assert_eq!(dec, signed);
-        let v = dec.verify(&org.public(), None).unwrap();
+        let v = dec.verify(&org.public(), None, NOW).unwrap();
         assert_eq!(v.directory(), &d);
         assert_eq!(v.serial(), 1);
         assert_eq!(v.teams().len(), 6);
@@ -955,7 +1036,7 @@ pub(crate) mod tests {
             DeviceId(4)
         );
         // The same directory again is accepted.
-        dec.verify(&org.public(), Some(&v.version())).unwrap();
+        dec.verify(&org.public(), Some(&v.version()), NOW).unwrap();
         assert_eq!(
             DirectoryVersion::decode(&v.version().encode()).unwrap(),
             v.version()
@@ -988,7 +1069,7 @@ pub(crate) mod tests {
             contact: "https://shelter.example".into(),
         }];
         let signed = d.sign(&org).unwrap();
-        let v = signed.verify(&org.public(), None).unwrap();
+        let v = signed.verify(&org.public(), None, NOW).unwrap();
         let mut older = d.clone();
         older.serial = 6;
         let older = older.sign(&org).unwrap();
@@ -1006,13 +1087,16 @@ pub(crate) mod tests {
             .map(|r| serde_json::json!([r.device.id.0, r.team.0]))
             .collect();
         let json = serde_json::json!({
-            "description": "Signed team directory. Org signing seed 0x0a * 32; device keys from ChaCha20Rng::from_seed(0xd1 * 32) (identity x25519, identity ed25519, mailbox auth, mailbox seal per device, in order). Verify each `reject` case against `previous` (the accepted version of `signed`).",
+            "description": "Signed team directory. Org signing seed 0x0a * 32; device keys from ChaCha20Rng::from_seed(0xd1 * 32) (identity x25519, identity ed25519, mailbox auth, mailbox seal per device, in order). Verify `signed` and each `reject` case at `verify_at` (Unix seconds) unless the case names its own `now`, against `previous` (the accepted version of `signed`).",
             "org_signing_seed": "0a".repeat(32),
             "org_public": hex::encode(org.public().as_bytes()),
             "fingerprint": org.public().fingerprint(),
             "directory": hex::encode(d.encode().unwrap()),
             "signed": hex::encode(signed.encode()),
             "serial": v.serial(),
+            "issued_at": d.issued_at.0,
+            "expires_at": d.expires_at.0,
+            "verify_at": NOW.0,
             "digest": hex::encode(v.version().digest),
             "version_record": hex::encode(v.version().encode()),
             "intake_set_team_4": intake,
@@ -1021,29 +1105,40 @@ pub(crate) mod tests {
                 { "case": "same serial, different contents", "signed": hex::encode(conflicting.encode()), "error": "ConflictingSerial { serial: 7 }" },
                 { "case": "last signature byte flipped", "signed": hex::encode(&bad_sig), "error": "BadSignature" },
                 { "case": "verified against org seed 0x0b * 32", "signed": hex::encode(signed.encode()), "pinned": hex::encode(other.public().as_bytes()), "error": "WrongOrganisation" },
+                { "case": "verified at its expiry", "signed": hex::encode(signed.encode()), "now": d.expires_at.0, "error": format!("Expired {{ expires_at: {} }}", d.expires_at.0) },
             ],
         });
         let prev = v.version();
         assert_eq!(
-            older.verify(&org.public(), Some(&prev)),
+            older.verify(&org.public(), Some(&prev), NOW),
             Err(DirectoryError::Rollback {
                 got: 6,
                 previous: 7
             })
         );
         assert_eq!(
-            conflicting.verify(&org.public(), Some(&prev)),
+            conflicting.verify(&org.public(), Some(&prev), NOW),
             Err(DirectoryError::ConflictingSerial { serial: 7 })
         );
         assert_eq!(
             SignedDirectory::decode(&bad_sig)
                 .unwrap()
-                .verify(&org.public(), Some(&prev)),
+                .verify(&org.public(), Some(&prev), NOW),
             Err(DirectoryError::BadSignature)
         );
         assert_eq!(
-            signed.verify(&other.public(), None),
+            signed.verify(&other.public(), None, NOW),
             Err(DirectoryError::WrongOrganisation)
+        );
+        assert_eq!(
+            d.expires_at.0,
+            1_800_000_000 + DEFAULT_DIRECTORY_LIFETIME_SECS
+        );
+        assert_eq!(
+            signed.verify(&org.public(), Some(&prev), d.expires_at),
+            Err(DirectoryError::Expired {
+                expires_at: d.expires_at.0
+            })
         );
         crate::state::vectors::check("directory.json", &json);
     }
@@ -1055,6 +1150,16 @@ pub(crate) mod tests {
         let mut next = d.successor(UnixTime(1_900_000_123)).unwrap();
         assert_eq!(next.serial, 2);
         assert_eq!(next.issued_at.0 % 3600, 0);
+        // The same lifetime, from the new issue time.
+        assert_eq!(next.lifetime_secs(), DEFAULT_DIRECTORY_LIFETIME_SECS);
+        assert_eq!(
+            next.expires_at.0,
+            next.issued_at.0 + DEFAULT_DIRECTORY_LIFETIME_SECS
+        );
+        let mut week = d.clone();
+        week.set_lifetime(7 * 24 * 3600);
+        let after = week.successor(UnixTime(1_900_000_123)).unwrap();
+        assert_eq!(after.expires_at.0, after.issued_at.0 + 7 * 24 * 3600);
         assert!(next.remove_device(DeviceId(2)));
         assert!(!next.remove_device(DeviceId(2)));
         assert!(next.add_device(TeamId(6), device(9)).is_ok());
@@ -1062,11 +1167,15 @@ pub(crate) mod tests {
             next.add_device(TeamId(60), device(10)),
             Err(DirectoryError::UnknownTeam { team: 60 })
         );
-        let v1 = d.sign(&org).unwrap().verify(&org.public(), None).unwrap();
+        let v1 = d
+            .sign(&org)
+            .unwrap()
+            .verify(&org.public(), None, NOW)
+            .unwrap();
         let v2 = next
             .sign(&org)
             .unwrap()
-            .verify(&org.public(), Some(&v1.version()))
+            .verify(&org.public(), Some(&v1.version()), UnixTime(1_900_000_123))
             .unwrap();
         assert!(v2.device(DeviceId(2)).is_none());
         assert_eq!(v2.teams_of(DeviceId(9)), vec![TeamId(6)]);
@@ -1079,7 +1188,11 @@ pub(crate) mod tests {
     fn intake_sets() {
         let (org, _) = keys();
         let mut d = sample(&org, 1);
-        let v = d.sign(&org).unwrap().verify(&org.public(), None).unwrap();
+        let v = d
+            .sign(&org)
+            .unwrap()
+            .verify(&org.public(), None, NOW)
+            .unwrap();
         let set = v.intake_set(TeamId(2)).unwrap();
         let mut ids: Vec<(u32, u16)> = set.iter().map(|r| (r.device.id.0, r.team.0)).collect();
         // In one canonical order (by mailbox id), the same whatever the topic.
@@ -1103,7 +1216,11 @@ pub(crate) mod tests {
             Err(DirectoryError::UnknownTeam { team: 99 })
         );
         d.intake = IntakePolicy::TeamOnly;
-        let v = d.sign(&org).unwrap().verify(&org.public(), None).unwrap();
+        let v = d
+            .sign(&org)
+            .unwrap()
+            .verify(&org.public(), None, NOW)
+            .unwrap();
         let mut ids: Vec<u32> = v
             .intake_set(TeamId(2))
             .unwrap()
@@ -1119,7 +1236,7 @@ pub(crate) mod tests {
         let (org, other) = keys();
         let signed = sample(&org, 1).sign(&org).unwrap();
         assert_eq!(
-            signed.verify(&other.public(), None),
+            signed.verify(&other.public(), None, NOW),
             Err(DirectoryError::WrongOrganisation)
         );
         // Another key cannot sign this org's directory.
@@ -1134,7 +1251,7 @@ pub(crate) mod tests {
         spliced[n - 64..].copy_from_slice(&signed.signature.0);
         let spliced = SignedDirectory::decode(&spliced).unwrap();
         assert_eq!(
-            spliced.verify(&other.public(), None),
+            spliced.verify(&other.public(), None, NOW),
             Err(DirectoryError::BadSignature)
         );
         assert_eq!(
@@ -1147,7 +1264,7 @@ pub(crate) mod tests {
             let mut t = enc.clone();
             t[i] ^= 0x04;
             if let Ok(d) = SignedDirectory::decode(&t) {
-                assert!(d.verify(&org.public(), None).is_err(), "byte {i}");
+                assert!(d.verify(&org.public(), None, NOW).is_err(), "byte {i}");
                 assert!(d.verify_self_signed(None).is_err(), "byte {i}");
             }
         }
@@ -1157,10 +1274,10 @@ pub(crate) mod tests {
     fn refuses_rollback_and_conflicting_serial() {
         let (org, _) = keys();
         let v5 = sample(&org, 5).sign(&org).unwrap();
-        let seen = v5.verify(&org.public(), None).unwrap().version();
+        let seen = v5.verify(&org.public(), None, NOW).unwrap().version();
         let v4 = sample(&org, 4).sign(&org).unwrap();
         assert_eq!(
-            v4.verify(&org.public(), Some(&seen)),
+            v4.verify(&org.public(), Some(&seen), NOW),
             Err(DirectoryError::Rollback {
                 got: 4,
                 previous: 5
@@ -1177,7 +1294,7 @@ pub(crate) mod tests {
         other5.partners.clear();
         let other5 = other5.sign(&org).unwrap();
         assert_eq!(
-            other5.verify(&org.public(), Some(&seen)),
+            other5.verify(&org.public(), Some(&seen), NOW),
             Err(DirectoryError::ConflictingSerial { serial: 5 })
         );
         assert_eq!(
@@ -1186,7 +1303,66 @@ pub(crate) mod tests {
         );
         let v6 = sample(&org, 6).sign(&org).unwrap();
         assert_eq!(v6.verify_self_signed(Some(&seen)).unwrap().serial, 6);
-        v6.verify(&org.public(), Some(&seen)).unwrap();
+        v6.verify(&org.public(), Some(&seen), NOW).unwrap();
+    }
+
+    #[test]
+    fn an_expired_directory_is_refused() {
+        let (org, _) = keys();
+        let d = sample(&org, 5);
+        let signed = d.sign(&org).unwrap();
+        let last_second = UnixTime(d.expires_at.0 - 1);
+        let v = signed.verify(&org.public(), None, last_second).unwrap();
+        assert_eq!(v.expires_at(), d.expires_at);
+        assert_eq!(v.check_not_expired(last_second), Ok(()));
+        let expired = DirectoryError::Expired {
+            expires_at: d.expires_at.0,
+        };
+        assert_eq!(v.check_not_expired(d.expires_at), Err(expired.clone()));
+        // Refused from its expiry on, even as the very directory accepted
+        // before: a relay cannot keep a client on it for longer.
+        for now in [d.expires_at, UnixTime(d.expires_at.0 + 3600 * 24 * 365)] {
+            assert_eq!(
+                signed.verify(&org.public(), None, now),
+                Err(expired.clone())
+            );
+            assert_eq!(
+                signed.verify(&org.public(), Some(&v.version()), now),
+                Err(expired.clone())
+            );
+        }
+        // The expiry is signed (it follows issued_at in the directory
+        // bytes): a later expiry under the old signature does not verify.
+        let enc = signed.encode();
+        let at = 5 + 1 + 32 + 8 + 8;
+        assert_eq!(enc[at..at + 8], d.expires_at.0.to_be_bytes());
+        let mut later = d.clone();
+        later.expires_at = UnixTime(d.expires_at.0 + 24 * 3600);
+        let mut spliced = later.sign(&org).unwrap().encode();
+        let n = spliced.len();
+        spliced[n - 64..].copy_from_slice(&signed.encode()[n - 64..]);
+        assert_eq!(
+            SignedDirectory::decode(&spliced)
+                .unwrap()
+                .verify(&org.public(), None, NOW),
+            Err(DirectoryError::BadSignature)
+        );
+        // A stale, expired directory offered after a newer one: the
+        // rollback is what is reported.
+        let v6 = sample(&org, 6).sign(&org).unwrap();
+        let seen = v6.verify(&org.public(), None, NOW).unwrap().version();
+        assert_eq!(
+            signed.verify(&org.public(), Some(&seen), d.expires_at),
+            Err(DirectoryError::Rollback {
+                got: 5,
+                previous: 6
+            })
+        );
+        // What a client saved is read back whatever the time (its expiry is
+        // checked where it is used).
+        assert!(signed.verify_stored(&org.public()).is_ok());
+        // The relay, which pins nothing, stores it regardless.
+        assert!(signed.verify_self_signed(None).is_ok());
     }
 
     #[test]
@@ -1200,6 +1376,12 @@ pub(crate) mod tests {
         };
         assert!(check(&|_| {}).is_ok());
         assert!(check(&|d| d.issued_at = UnixTime(1)).is_err());
+        assert!(check(&|d| d.expires_at = UnixTime(d.expires_at.0 + 1)).is_err());
+        assert!(check(&|d| d.expires_at = d.issued_at).is_err());
+        assert!(check(&|d| d.expires_at = UnixTime(d.issued_at.0 - 3600)).is_err());
+        assert!(check(&|d| d.set_lifetime(3600)).is_ok());
+        assert!(check(&|d| d.set_lifetime(MAX_DIRECTORY_LIFETIME_SECS)).is_ok());
+        assert!(check(&|d| d.set_lifetime(MAX_DIRECTORY_LIFETIME_SECS + 3600)).is_err());
         assert!(check(&|d| d.teams[1].id = TeamId(1)).is_err());
         assert!(check(&|d| d.teams[1].slug = d.teams[0].slug.clone()).is_err());
         assert!(check(&|d| d.teams[0].slug = "Minors".into()).is_err());
@@ -1297,7 +1479,7 @@ pub(crate) mod tests {
         assert_eq!(enc.len(), 5 + WORST_CASE_LEN + 64);
         SignedDirectory::decode(&enc)
             .unwrap()
-            .verify(&org.public(), None)
+            .verify(&org.public(), None, UnixTime(0))
             .unwrap();
         // One more team does not.
         d.teams.push(Team {
@@ -1355,17 +1537,19 @@ pub(crate) mod tests {
             enc[i] = byte;
             enc.truncate(enc.len() - cut % 8);
             if let Ok(d) = SignedDirectory::decode(&enc) {
-                let _ = d.verify(&org.public(), None);
+                let _ = d.verify(&org.public(), None, NOW);
             }
         }
 
         #[test]
-        fn round_trips(serial in any::<u64>(), hours in 0u64..1_000_000, team_only in any::<bool>(),
+        fn round_trips(serial in any::<u64>(), hours in 0u64..1_000_000,
+                       lifetime_hours in 1u64..=MAX_DIRECTORY_LIFETIME_SECS / 3600, team_only in any::<bool>(),
                        label in "\\PC{0,12}", contact in "\\PC{0,40}") {
             let mut rng = ChaCha20Rng::from_seed([5; 32]);
             let org = OrgSigningKey::generate(&mut rng);
             let mut d = sample(&org, serial);
             d.issued_at = UnixTime(hours * 3600);
+            d.set_lifetime(lifetime_hours * 3600);
             d.intake = if team_only { IntakePolicy::TeamOnly } else { IntakePolicy::AllDevices };
             d.teams[2].devices[0].label = label;
             d.partners[0].contact = contact;

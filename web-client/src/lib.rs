@@ -39,7 +39,7 @@ use northstar_core::client::counselor::{self as team, Counselor, Status};
 use northstar_core::client::saved::DeviceState;
 use northstar_core::client::{Author, Entry, EntryKind};
 use northstar_core::codename::Codename;
-use northstar_core::directory::{IntakePolicy, VerifiedDirectory};
+use northstar_core::directory::{DirectoryError, IntakePolicy, VerifiedDirectory};
 use northstar_core::driver::{
     Command, Config, ConnId, ConnKind, Connection, Driver, DriverError, Event, Outcome, Output,
     TeamAction, Work, WorkId,
@@ -172,6 +172,9 @@ pub fn driver_error_code(e: &DriverError) -> &'static str {
         DriverError::Relay { .. } => "relay",
         DriverError::TooLargeForRelay { .. } => "too-large-for-relay",
         DriverError::NoDirectory => "no-directory",
+        // Not a forgery: the organisation has not re-signed in time, or the
+        // relay withholds the newer directory. The page says so plainly.
+        DriverError::DirectoryRefused(DirectoryError::Expired { .. }) => "directory-expired",
         DriverError::DirectoryRefused(_) => "directory-refused",
         DriverError::CodenameNotFound => "codename-not-found",
         DriverError::StateDoesNotOpen => "state-does-not-open",

@@ -63,6 +63,7 @@ export const ERROR_CODES = Object.freeze([
   "not-in-directory", // this counselor device is not in the signed directory yet
   "claimed-by-other", // a colleague holds the conversation
   "not-configured", // config.json holds no organisation key
+  "directory-expired", // the signed directory expired and the relay serves no newer one
   "network", // relay unreachable
   "busy", // rate limited or over a limit: try later
   "internal",

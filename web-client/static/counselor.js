@@ -42,6 +42,8 @@ function errorKey(e) {
       return "c.notInDirectory";
     case "claimed-by-other":
       return "c.claimedByOther";
+    case "directory-expired":
+      return "err.directoryExpired";
     case "network":
       return "err.network";
     case "busy":

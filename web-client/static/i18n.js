@@ -130,6 +130,7 @@ const en = {
   "err.core": "The secure module could not load, so this page cannot protect your messages right now. Nothing was sent. Please reload the page or try again later.",
   "err.network": "We cannot reach the service right now. Please check your connection and try again. Nothing was lost.",
   "err.busy": "The service is busy. Please wait a minute and try again.",
+  "err.directoryExpired": "The organisation’s list of counselors has expired, so this page stopped before sending or reading anything, to keep you safe. Nothing was lost. Please try again later.",
   "err.generic": "Something went wrong. Please try again.",
 
   "nowasm.title": "This page needs WebAssembly",
@@ -330,6 +331,7 @@ const es = {
   "err.core": "El módulo seguro no se pudo cargar, así que esta página no puede proteger sus mensajes en este momento. No se envió nada. Vuelva a cargar la página o inténtelo más tarde.",
   "err.network": "No podemos conectar con el servicio en este momento. Revise su conexión y vuelva a intentarlo. No se perdió nada.",
   "err.busy": "El servicio está ocupado. Espere un minuto y vuelva a intentarlo.",
+  "err.directoryExpired": "La lista de consejeros de la organización ha vencido, así que esta página se detuvo antes de enviar o leer nada, para protegerle. No se perdió nada. Vuelva a intentarlo más tarde.",
   "err.generic": "Algo salió mal. Por favor, inténtelo de nuevo.",
 
   "nowasm.title": "Esta página necesita WebAssembly",
@@ -530,6 +532,7 @@ const fr = {
   "err.core": "Le module sécurisé n’a pas pu se charger : cette page ne peut donc pas protéger vos messages pour le moment. Rien n’a été envoyé. Rechargez la page ou réessayez plus tard.",
   "err.network": "Impossible de joindre le service pour le moment. Vérifiez votre connexion et réessayez. Rien n’a été perdu.",
   "err.busy": "Le service est occupé. Patientez une minute et réessayez.",
+  "err.directoryExpired": "La liste des conseillers de l’organisation a expiré : pour votre sécurité, cette page s’est arrêtée avant d’envoyer ou de lire quoi que ce soit. Rien n’a été perdu. Réessayez plus tard.",
   "err.generic": "Un problème est survenu. Veuillez réessayer.",
 
   "nowasm.title": "Cette page a besoin de WebAssembly",
@@ -730,6 +733,7 @@ const ht = {
   "err.core": "Modil sekirite a pa t ka chaje, kidonk paj sa a pa ka pwoteje mesaj ou yo kounye a. Anyen pa t voye. Tanpri rechaje paj la oswa eseye ankò pita.",
   "err.network": "Nou pa ka jwenn sèvis la kounye a. Tanpri verifye koneksyon ou epi eseye ankò. Anyen pa pèdi.",
   "err.busy": "Sèvis la okipe. Tanpri tann yon minit epi eseye ankò.",
+  "err.directoryExpired": "Lis konseye òganizasyon an ekspire, kidonk pou pwoteje ou, paj sa a sispann anvan li voye oswa li anyen. Anyen pa pèdi. Tanpri eseye ankò pita.",
   "err.generic": "Gen yon bagay ki pa mache. Tanpri eseye ankò.",
 
   "nowasm.title": "Paj sa a bezwen WebAssembly",

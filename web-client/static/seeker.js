@@ -50,6 +50,8 @@ function errorKey(e) {
       return "err.codenameInvalid";
     case "codename-not-found":
       return "err.codenameNotFound";
+    case "directory-expired":
+      return "err.directoryExpired";
     case "network":
       return "err.network";
     case "busy":

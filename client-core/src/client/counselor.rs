@@ -222,12 +222,27 @@ impl Counselor {
     }
 
     /// Loads a directory fetched from the relay, checked against the pinned
-    /// organisation key and refusing a rollback from the one held.
-    pub fn set_directory(&mut self, signed: &[u8], pinned: &OrgPublicKey) -> Result<(), Error> {
+    /// organisation key at `now`, refusing a rollback from the one held and
+    /// an expired one (the one held is then kept, and refused in turn by
+    /// every team operation once it has expired).
+    pub fn set_directory(
+        &mut self,
+        signed: &[u8],
+        pinned: &OrgPublicKey,
+        now: UnixTime,
+    ) -> Result<(), Error> {
         let previous: Option<DirectoryVersion> = self.directory.as_ref().map(|d| d.version());
-        let verified = SignedDirectory::decode(signed)?.verify(pinned, previous.as_ref())?;
+        let verified = SignedDirectory::decode(signed)?.verify(pinned, previous.as_ref(), now)?;
         self.directory = Some(verified);
         Ok(())
+    }
+
+    /// The directory held, refused once expired: nothing is sent to the
+    /// devices of a directory a relay may be freezing this device on.
+    fn live_directory(&self, now: UnixTime) -> Result<&VerifiedDirectory, Error> {
+        let dir = self.directory.as_ref().ok_or(ClientError::NoDirectory)?;
+        dir.check_not_expired(now)?;
+        Ok(dir)
     }
 
     pub fn directory(&self) -> Option<&VerifiedDirectory> {
@@ -265,9 +280,15 @@ impl Counselor {
         let tombstones = &self.tombstones;
         let known_devices = dir;
         let Some(received) = self.endpoint.open_checked(env, |r| {
+            let colleague = known_devices.device_by_identity(&r.from).is_some();
+            // Team events only from devices the directory lists now: a
+            // device the administrator removed is refused before any
+            // session with it is kept.
+            if !colleague && matches!(r.message.body, Body::Team(_)) {
+                return Err(ClientError::UnlistedSender.into());
+            }
             // A seeker message naming a known conversation's mailbox from
             // another identity is refused before any session is kept.
-            let colleague = known_devices.device_by_identity(&r.from).is_some();
             if !colleague && tombstones.contains(&r.from_mailbox.id()) {
                 // The seeker deleted this conversation: a replay of its
                 // opening (or anything else naming it) brings nothing back.
@@ -496,6 +517,7 @@ impl Counselor {
         now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
+        self.live_directory(now)?;
         let by = self.device()?.id;
         let colleagues = self.colleagues(conversation)?;
         let msg = AppMessage::new(
@@ -744,6 +766,7 @@ impl Counselor {
         now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
+        self.live_directory(now)?;
         self.check_not_claimed_by_other(conversation)?;
         let me = self.device()?.id;
         let mut out = Vec::new();
@@ -867,7 +890,8 @@ impl Counselor {
     }
 
     /// Restores what [`Counselor::encode`] saved; the directory is verified
-    /// again against the pinned key.
+    /// again against the pinned key (whatever its expiry: an expired one is
+    /// refused when used, and replaced at the next sync).
     pub fn decode(bytes: &[u8], pinned: &OrgPublicKey) -> Result<Self, Error> {
         let mut r = Reader::new(bytes);
         r.version(COUNSELOR_STATE_VERSION, "counselor state")?;
@@ -877,7 +901,7 @@ impl Counselor {
             0 => None,
             1 => Some(
                 SignedDirectory::decode(r.vec_u32(crate::limits::MAX_DIRECTORY_LEN, "directory")?)?
-                    .verify(pinned, None)?,
+                    .verify_stored(pinned)?,
             ),
             tag => {
                 return Err(DecodeError::UnknownTag {

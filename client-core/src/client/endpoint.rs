@@ -393,12 +393,34 @@ impl Endpoint {
         env: &Envelope,
         accept: impl FnOnce(&Received) -> Result<(), Error>,
     ) -> Result<Option<Received>, Error> {
+        self.open_inner(env, |_| Ok(()), accept)
+    }
+
+    /// [`Endpoint::open`], refusing an envelope whose sealed sender is not
+    /// `allowed` before any ratchet is touched (a seeker hears only the
+    /// devices the directory lists now). A sender that passes is then
+    /// authenticated by its session, as always.
+    pub fn open_from(
+        &mut self,
+        env: &Envelope,
+        allowed: impl FnOnce(&IdentityPublic) -> Result<(), Error>,
+    ) -> Result<Option<Received>, Error> {
+        self.open_inner(env, allowed, |_| Ok(()))
+    }
+
+    fn open_inner(
+        &mut self,
+        env: &Envelope,
+        sender_ok: impl FnOnce(&IdentityPublic) -> Result<(), Error>,
+        accept: impl FnOnce(&Received) -> Result<(), Error>,
+    ) -> Result<Option<Received>, Error> {
         let content = sealed::open(&self.mailbox, env)?;
         let sender = content.sender;
         // Our own copy of a fan-out (see `self_copy`): nothing to read.
         if sender.identity == self.identity.public() {
             return Ok(None);
         }
+        sender_ok(&sender.identity)?;
         let (plaintext, commit) = match &content.body {
             SealedBody::Ratchet { ratchet_message } => {
                 match self.decrypt_existing(&sender.identity, ratchet_message)? {

@@ -80,6 +80,14 @@ pub enum ClientError {
     /// A message for a conversation the seeker deleted (a replayed opening).
     #[error("message for a deleted conversation")]
     Deleted,
+    /// A message from a counselor device the current directory does not
+    /// list (removed by the administrator, or never added): a seeker takes
+    /// nothing from it, a device no team event.
+    #[error("message from a device the directory does not list")]
+    UnlistedSender,
+    /// The directory lists no device that would receive the seeker's message.
+    #[error("no counselor device receives this conversation now")]
+    NoRecipients,
     /// The message is not allowed from this sender (e.g. a seeker sending team events).
     #[error("message type not allowed from this sender")]
     NotAllowed,

@@ -57,9 +57,9 @@ impl UnreadableReason {
             }
             Error::Ratchet(_) => UnreadableReason::Ratchet,
             Error::Decode(_)
-            | Error::Client(ClientError::NotAllowed | ClientError::WrongSeeker) => {
-                UnreadableReason::Invalid
-            }
+            | Error::Client(
+                ClientError::NotAllowed | ClientError::WrongSeeker | ClientError::UnlistedSender,
+            ) => UnreadableReason::Invalid,
             _ => UnreadableReason::Other,
         }
     }

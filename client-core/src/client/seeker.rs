@@ -11,14 +11,22 @@
 //! counselor device, [`crate::directory::VerifiedDirectory::intake_set`]),
 //! one pairwise session per device; the chosen team travels inside the
 //! ciphertext, in the opening message.
+//!
+//! The recipients follow the directory: the saved state keeps the version
+//! of the last directory accepted, and every visit hands the directory just
+//! fetched to [`Seeker::accept_directory`], which refuses one that cannot
+//! follow it (a relay rolling the seeker back) and rebuilds the recipients
+//! from its intake set. A device the administrator removed gets nothing
+//! more and is not listened to; one added since is sent the conversation's
+//! opening (the message being written, as an `Opening`) with a new session.
 
 use super::endpoint::Endpoint;
 use super::{Author, ClientError, Entry, EntryKind, FetchedBundle, push_entry};
 use crate::codename::SeekerSecrets;
-use crate::directory::{DeviceId, TeamId, VerifiedDirectory};
+use crate::directory::{DeviceEntry, DeviceId, DirectoryVersion, TeamId, VerifiedDirectory};
 use crate::error::{DecodeError, Error};
 use crate::ids::Language;
-use crate::ids::MessageId;
+use crate::ids::{MailboxId, MessageId};
 use crate::keys::{IdentityPublic, MailboxKeyPair, MailboxPublic};
 use crate::message::{AppMessage, Body, MessageText};
 use crate::sealed::Envelope;
@@ -26,8 +34,8 @@ use crate::state::{StateKey, StateKind};
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, UnixTime};
 
-/// Saved-state format version of a seeker.
-pub const SEEKER_STATE_VERSION: u8 = 2;
+/// Saved-state format version of a seeker (3: with the directory version).
+pub const SEEKER_STATE_VERSION: u8 = 3;
 
 /// Most messages written but not yet deposited: a seeker who writes while
 /// the relay cannot be reached keeps at most this many to send next visit.
@@ -50,6 +58,8 @@ pub struct Counterpart {
 pub struct Conversation {
     pub team: TeamId,
     pub language: Language,
+    /// The devices written to and listened to: the intake set of `team` in
+    /// the directory accepted last ([`Seeker::accept_directory`]).
     pub counselors: Vec<Counterpart>,
     pub history: Vec<Entry>,
 }
@@ -64,6 +74,8 @@ pub struct Seeker {
     /// off is sealed and sent again on the next visit (same message id, so a
     /// counselor who got the first copy drops the second), never lost.
     pending: Vec<AppMessage>,
+    /// The directory accepted last: a later one must be able to follow it.
+    directory: Option<DirectoryVersion>,
 }
 
 impl Seeker {
@@ -74,6 +86,7 @@ impl Seeker {
             state_key: secrets.state_key(),
             conversation: None,
             pending: Vec::new(),
+            directory: None,
         }
     }
 
@@ -89,6 +102,20 @@ impl Seeker {
         if endpoint.mailbox().id() != secrets.mailbox_keys().id() {
             return Err(ClientError::BadState.into());
         }
+        let directory = match r.u8("has directory")? {
+            0 => None,
+            1 => {
+                let b: [u8; DirectoryVersion::LEN] = r.array("directory version")?;
+                Some(DirectoryVersion::decode(&b)?)
+            }
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "has directory",
+                    tag,
+                }
+                .into());
+            }
+        };
         let conversation = match r.u8("has conversation")? {
             0 => None,
             1 => Some(read_conversation(&mut r)?),
@@ -113,6 +140,7 @@ impl Seeker {
             state_key,
             conversation,
             pending,
+            directory,
         })
     }
 
@@ -125,6 +153,14 @@ impl Seeker {
             crate::state::MAX_STATE_BLOB_LEN,
             "endpoint",
         )?;
+        match &self.directory {
+            None => {
+                w.u8(0);
+            }
+            Some(v) => {
+                w.u8(1).bytes(&v.encode());
+            }
+        }
         match &self.conversation {
             None => {
                 w.u8(0);
@@ -152,12 +188,17 @@ impl Seeker {
     }
 
     /// Seals every waiting message again (fresh ratchet keys, same message
-    /// ids), to deposit after the state is saved.
-    pub fn reseal_pending(&mut self, rng: &mut impl CryptoRng) -> Result<Vec<Envelope>, Error> {
+    /// ids) to the current recipients, to deposit after the state is saved.
+    /// `bundles`: as for [`Seeker::write`].
+    pub fn reseal_pending(
+        &mut self,
+        bundles: &[FetchedBundle],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
         let pending = self.pending.clone();
         let mut out = Vec::new();
         for m in &pending {
-            out.extend(self.fan_out(m, rng)?);
+            out.extend(self.fan_out(m, bundles, rng)?);
         }
         Ok(out)
     }
@@ -174,6 +215,46 @@ impl Seeker {
 
     pub fn conversation(&self) -> Option<&Conversation> {
         self.conversation.as_ref()
+    }
+
+    /// The version of the directory accepted last (kept in the saved state).
+    pub fn directory_version(&self) -> Option<DirectoryVersion> {
+        self.directory
+    }
+
+    /// Takes the directory just fetched (verified against the pinned key at
+    /// the current time): refuses one that cannot follow the version
+    /// accepted last — an older serial ([`DirectoryError::Rollback`]) or
+    /// another directory under the same serial — and rebuilds the
+    /// conversation's recipients from its intake set. Returns whether the
+    /// version changed (the state should then be saved).
+    ///
+    /// [`DirectoryError::Rollback`]: crate::directory::DirectoryError::Rollback
+    pub fn accept_directory(&mut self, directory: &VerifiedDirectory) -> Result<bool, Error> {
+        let version = directory.version();
+        version.check_successor_of(self.directory.as_ref())?;
+        if let Some(c) = self.conversation.as_mut() {
+            c.counselors = recipients(directory, c.team)?;
+        }
+        let changed = self.directory != Some(version);
+        self.directory = Some(version);
+        Ok(changed)
+    }
+
+    /// Mailboxes of recipients with no session yet (devices added since
+    /// the conversation started): fetch their prekey bundles before
+    /// [`Seeker::write`] or [`Seeker::reseal_pending`].
+    pub fn missing_bundles(&self) -> Vec<MailboxId> {
+        self.conversation
+            .as_ref()
+            .map(|c| {
+                c.counselors
+                    .iter()
+                    .filter(|k| !self.endpoint.has_session(&k.identity))
+                    .map(|k| k.mailbox.id())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Starts the conversation: the opening message (with the chosen team
@@ -193,14 +274,10 @@ impl Seeker {
         if self.conversation.is_some() {
             return Err(ClientError::ConversationExists.into());
         }
-        let intake = directory.intake_set(team)?;
-        if intake.len() > MAX_INTAKE_DEVICES {
-            return Err(crate::ApiMisuse::IntakeTooLarge {
-                max: MAX_INTAKE_DEVICES,
-                got: intake.len(),
-            }
-            .into());
-        }
+        // The chosen team must be listed (a team that left the directory
+        // later is handled by `recipients`).
+        directory.intake_set(team)?;
+        let intake = recipients(directory, team)?;
         let msg = AppMessage::new(
             MessageId::random(rng),
             now,
@@ -211,19 +288,17 @@ impl Seeker {
             },
         );
         // Every bundle must be there before any session is started.
-        if let Some(r) = intake
+        if let Some(d) = intake
             .iter()
-            .find(|r| !bundles.iter().any(|b| b.mailbox == r.device.mailbox.id()))
+            .find(|d| !bundles.iter().any(|b| b.mailbox == d.mailbox.id()))
         {
             return Err(ClientError::MissingBundle {
-                mailbox: r.device.mailbox.id(),
+                mailbox: d.mailbox.id(),
             }
             .into());
         }
         let mut envelopes = Vec::with_capacity(intake.len());
-        let mut counselors = Vec::with_capacity(intake.len());
-        for r in &intake {
-            let d = r.device;
+        for d in &intake {
             let bundle = bundles.iter().find(|b| b.mailbox == d.mailbox.id()).ok_or(
                 ClientError::MissingBundle {
                     mailbox: d.mailbox.id(),
@@ -236,27 +311,29 @@ impl Seeker {
                 &msg,
                 rng,
             )?);
-            counselors.push(Counterpart {
-                device: d.id,
-                identity: d.identity,
-                mailbox: d.mailbox,
-            });
         }
         let mut history = Vec::new();
         push_entry(&mut history, entry_of(&msg, Author::Seeker, text));
         self.conversation = Some(Conversation {
             team,
             language,
-            counselors,
+            counselors: intake,
             history,
         });
+        self.directory = Some(directory.version());
         Ok(envelopes)
     }
 
-    /// Writes to every counselor device of the conversation.
+    /// Writes to every counselor device of the conversation. A device added
+    /// since the conversation started (no session yet) gets the message as
+    /// the conversation's `Opening`, with a session from its bundle in
+    /// `bundles` (see [`Seeker::missing_bundles`]); one whose bundle is not
+    /// given is left out of this message. Refused when no device at all
+    /// would receive it ([`ClientError::NoRecipients`]).
     pub fn write(
         &mut self,
         text: &str,
+        bundles: &[FetchedBundle],
         now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
@@ -270,7 +347,13 @@ impl Seeker {
         if self.pending.len() >= MAX_PENDING {
             return Err(crate::ApiMisuse::OutboxFull { max: MAX_PENDING }.into());
         }
-        let envelopes = self.fan_out(&msg, rng)?;
+        self.conversation
+            .as_ref()
+            .ok_or(ClientError::NoConversation)?;
+        if !self.reaches_anyone(bundles) {
+            return Err(ClientError::NoRecipients.into());
+        }
+        let envelopes = self.fan_out(&msg, bundles, rng)?;
         if let Some(c) = self.conversation.as_mut() {
             push_entry(&mut c.history, entry_of(&msg, Author::Seeker, text));
         }
@@ -279,54 +362,100 @@ impl Seeker {
     }
 
     /// Asks the team to delete the conversation (sent before the seeker
-    /// deletes their mailbox and state on the relay).
+    /// deletes their mailbox and state on the relay) — to every recipient
+    /// that has the conversation (a session with this seeker).
     pub fn request_deletion(
         &mut self,
         now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
         let msg = AppMessage::new(MessageId::random(rng), now, Body::DeleteRequest);
-        self.fan_out(&msg, rng)
+        self.fan_out(&msg, &[], rng)
     }
 
+    /// Whether a message now would reach at least one device.
+    fn reaches_anyone(&self, bundles: &[FetchedBundle]) -> bool {
+        self.conversation.as_ref().is_some_and(|c| {
+            c.counselors.iter().any(|k| {
+                self.endpoint.has_session(&k.identity)
+                    || bundles.iter().any(|b| b.mailbox == k.mailbox.id())
+            })
+        })
+    }
+
+    /// Seals `msg` to every recipient with a session; a recipient without
+    /// one (added since the conversation started) gets a text as the
+    /// conversation's `Opening` (same id and time) if its bundle is given,
+    /// and nothing otherwise.
     fn fan_out(
         &mut self,
         msg: &AppMessage,
+        bundles: &[FetchedBundle],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
-        let counselors = self
+        let conv = self
             .conversation
             .as_ref()
-            .ok_or(ClientError::NoConversation)?
-            .counselors
-            .clone();
+            .ok_or(ClientError::NoConversation)?;
+        let (team, language) = (conv.team, conv.language);
+        let counselors = conv.counselors.clone();
         let mut out = Vec::with_capacity(counselors.len());
         for c in &counselors {
-            out.push(
-                self.endpoint
-                    .seal_to(&c.identity, &c.mailbox, None, msg, rng)?,
-            );
+            if self.endpoint.has_session(&c.identity) {
+                out.push(
+                    self.endpoint
+                        .seal_to(&c.identity, &c.mailbox, None, msg, rng)?,
+                );
+                continue;
+            }
+            let Some(bundle) = bundles.iter().find(|b| b.mailbox == c.mailbox.id()) else {
+                continue;
+            };
+            let Body::Text { text } = &msg.body else {
+                continue;
+            };
+            let opening = AppMessage {
+                id: msg.id,
+                sent_at: msg.sent_at,
+                body: Body::Opening {
+                    team,
+                    language,
+                    text: text.clone(),
+                },
+            };
+            out.push(self.endpoint.seal_to(
+                &c.identity,
+                &c.mailbox,
+                Some(bundle),
+                &opening,
+                rng,
+            )?);
         }
         Ok(out)
     }
 
     /// Takes in an envelope from the seeker's mailbox. Returns the new entry,
     /// or `None` for a duplicate. Only the conversation's counselor devices
-    /// can write here, and only texts and referrals.
+    /// — those the directory accepted last lists — can write here, and only
+    /// texts and referrals; anything from another sender
+    /// ([`ClientError::UnlistedSender`]) is refused before it changes any
+    /// session.
     pub fn receive(&mut self, env: &Envelope) -> Result<Option<Entry>, Error> {
         let conv = self
             .conversation
             .as_ref()
             .ok_or(ClientError::NoConversation)?;
-        let Some(received) = self.endpoint.open(env)? else {
+        let listed = |from: &IdentityPublic| conv.counselors.iter().find(|c| c.identity == *from);
+        let Some(received) = self.endpoint.open_from(env, |from| match listed(from) {
+            Some(_) => Ok(()),
+            None => Err(ClientError::UnlistedSender.into()),
+        })?
+        else {
             return Ok(None);
         };
-        let device = conv
-            .counselors
-            .iter()
-            .find(|c| c.identity == received.from)
+        let device = listed(&received.from)
             .map(|c| c.device)
-            .ok_or(ClientError::UnknownSender)?;
+            .ok_or(ClientError::UnlistedSender)?;
         let entry = Entry::of_message(received.message, Author::Counselor(device))
             .ok_or(ClientError::NotAllowed)?;
         let conv = self
@@ -335,6 +464,31 @@ impl Seeker {
             .ok_or(ClientError::NoConversation)?;
         Ok(push_entry(&mut conv.history, entry.clone()).then_some(entry))
     }
+}
+
+/// The devices a conversation about `team` goes to under `directory`: its
+/// intake set, in directory order; every device if the team has left the
+/// directory (as a counselor device does for team events).
+fn recipients(directory: &VerifiedDirectory, team: TeamId) -> Result<Vec<Counterpart>, Error> {
+    let devices: Vec<&DeviceEntry> = match directory.intake_set(team) {
+        Ok(set) => set.into_iter().map(|r| r.device).collect(),
+        Err(_) => directory.devices(),
+    };
+    if devices.len() > MAX_INTAKE_DEVICES {
+        return Err(crate::ApiMisuse::IntakeTooLarge {
+            max: MAX_INTAKE_DEVICES,
+            got: devices.len(),
+        }
+        .into());
+    }
+    Ok(devices
+        .into_iter()
+        .map(|d| Counterpart {
+            device: d.id,
+            identity: d.identity,
+            mailbox: d.mailbox,
+        })
+        .collect())
 }
 
 fn entry_of(msg: &AppMessage, author: Author, text: &str) -> Entry {

@@ -72,7 +72,7 @@ fn world() -> World {
     let dir_bytes = signed.encode();
     let verified = SignedDirectory::decode(&dir_bytes)
         .unwrap()
-        .verify(&org.public(), None)
+        .verify(&org.public(), None, NOW)
         .unwrap();
     let mut w = World {
         rng,
@@ -84,7 +84,7 @@ fn world() -> World {
         c,
     };
     for k in [&mut w.a, &mut w.b, &mut w.c] {
-        k.set_directory(&w.dir_bytes, &w.org.public()).unwrap();
+        k.set_directory(&w.dir_bytes, &w.org.public(), NOW).unwrap();
     }
     w
 }
@@ -195,7 +195,9 @@ fn whole_conversation() {
     let secrets2 = again.derive(w.org.public().as_ed25519()).unwrap();
     let mut seeker = Seeker::restore(&secrets2, &blob).unwrap();
     assert_eq!(seeker.conversation().unwrap().history.len(), 2);
-    let follow = seeker.write("¿Qué debo llevar?", NOW, &mut w.rng).unwrap();
+    let follow = seeker
+        .write("¿Qué debo llevar?", &[], NOW, &mut w.rng)
+        .unwrap();
     assert_eq!(follow.len(), 3);
     for k in [&mut w.a, &mut w.b, &mut w.c] {
         let ev = deliver(&follow, k);
@@ -417,7 +419,7 @@ fn outsiders_and_tampering_are_refused_without_changing_state() {
     // seeker cannot be sent a session start.
     let mut stranger = Counselor::generate(&mut w.rng);
     stranger
-        .set_directory(&w.dir_bytes, &w.org.public())
+        .set_directory(&w.dir_bytes, &w.org.public(), NOW)
         .unwrap();
     assert!(stranger.claim(&conv, &[], NOW, &mut w.rng).is_err());
 
@@ -432,7 +434,7 @@ fn outsiders_and_tampering_are_refused_without_changing_state() {
             .unwrap(),
     );
     assert_eq!(
-        fresh.write("x", NOW, &mut w.rng).unwrap_err(),
+        fresh.write("x", &[], NOW, &mut w.rng).unwrap_err(),
         Error::Client(ClientError::NoConversation)
     );
     // Missing bundle for an intake device: a clear error, nothing sent.
@@ -635,6 +637,306 @@ fn an_opening_from_another_identity_for_a_known_mailbox_is_refused() {
         *w.a.encode().unwrap() == *before,
         "a refused opening changes nothing"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Attacks with the directory: a removed (seized) device, a relay serving an
+// old or expired directory (PROTOCOL.md §5.2, §6.2, §6.3).
+// ---------------------------------------------------------------------------
+
+/// The administrator's next directory: `edit` applied to `dir`'s content,
+/// serial + 1, issued at `now`; verified as a client at `now` would after
+/// `dir`.
+fn next_directory(
+    w: &World,
+    dir: &VerifiedDirectory,
+    now: UnixTime,
+    edit: impl FnOnce(&mut Directory),
+) -> (VerifiedDirectory, Vec<u8>) {
+    let mut next = dir.directory().successor(now).unwrap();
+    edit(&mut next);
+    let bytes = next.sign(&w.org).unwrap().encode();
+    let verified = SignedDirectory::decode(&bytes)
+        .unwrap()
+        .verify(&w.org.public(), Some(&dir.version()), now)
+        .unwrap();
+    (verified, bytes)
+}
+
+/// A seeker who opened a conversation with team 1 (every device: a, b, c),
+/// each device holding it.
+fn seeker_with_conversation(w: &mut World) -> (Seeker, crate::codename::SeekerSecrets) {
+    let secrets = Codename::generate(&mut w.rng)
+        .derive(w.org.public().as_ed25519())
+        .unwrap();
+    let mut seeker = Seeker::new(&secrets);
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, true),
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let envs = seeker
+        .start(
+            &w.dir,
+            TeamId(1),
+            Language::Es,
+            "Necesito ayuda.",
+            &bundles,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        deliver(&envs, k);
+    }
+    assert_eq!(seeker.directory_version(), Some(w.dir.version()));
+    (seeker, secrets)
+}
+
+/// The devices the seeker writes to, as a sorted set of ids (their order on
+/// the wire is the canonical mailbox order, checked in directory.rs).
+fn recipients(seeker: &Seeker) -> Vec<u32> {
+    let mut ids: Vec<u32> = seeker
+        .conversation()
+        .unwrap()
+        .counselors
+        .iter()
+        .map(|c| c.device.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_removed_devices_message_to_the_seeker_is_refused() {
+    let mut w = world();
+    let (mut seeker, secrets) = seeker_with_conversation(&mut w);
+    let conv = seeker.mailbox().id();
+    // Ben's device is seized; whoever holds it answers the seeker.
+    let colleagues = vec![
+        bundle_of(&mut w.a, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let from_ben: Vec<Envelope> =
+        w.b.reply(&conv, "Soy Ben.", &colleagues, NOW, &mut w.rng)
+            .unwrap()
+            .into_iter()
+            .filter(|e| *e.recipient() == conv)
+            .collect();
+    assert_eq!(from_ben.len(), 1);
+    // The administrator removes it; the seeker's next visit takes the
+    // directory and rebuilds its recipients.
+    let (v2, _) = next_directory(&w, &w.dir, NOW, |d| assert!(d.remove_device(DeviceId(2))));
+    assert_eq!(recipients(&seeker), vec![1, 2, 3]);
+    assert!(seeker.accept_directory(&v2).unwrap(), "a newer version");
+    assert_eq!(recipients(&seeker), vec![1, 3]);
+    // Ben's message is refused, and changes nothing.
+    assert_eq!(
+        seeker.receive(&from_ben[0]).unwrap_err(),
+        Error::Client(ClientError::UnlistedSender)
+    );
+    assert_eq!(seeker.conversation().unwrap().history.len(), 1);
+    assert_eq!(
+        seeker.receive(&from_ben[0]).unwrap_err(),
+        Error::Client(ClientError::UnlistedSender),
+        "refused again: nothing was consumed"
+    );
+    // Ana's still reaches the seeker.
+    let colleagues = vec![
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let from_ana: Vec<Envelope> =
+        w.a.reply(&conv, "Soy Ana.", &colleagues, NOW, &mut w.rng)
+            .unwrap()
+            .into_iter()
+            .filter(|e| *e.recipient() == conv)
+            .collect();
+    let entry = seeker.receive(&from_ana[0]).unwrap().unwrap();
+    assert_eq!(entry.author, Author::Counselor(DeviceId(1)));
+    // The next message goes to Ana and Cy only.
+    let next = seeker.write("¿Hay alguien?", &[], NOW, &mut w.rng).unwrap();
+    assert_eq!(next.len(), 2);
+    assert!(to(&next, &w.b).is_empty(), "nothing for the removed device");
+    assert_eq!(to(&next, &w.a).len(), 1);
+    assert_eq!(to(&next, &w.c).len(), 1);
+    // Saved and restored, the seeker keeps the version it accepted.
+    let blob = seeker.save(&mut w.rng).unwrap();
+    let restored = Seeker::restore(&secrets, &blob).unwrap();
+    assert_eq!(restored.directory_version(), Some(v2.version()));
+    assert_eq!(recipients(&restored), vec![1, 3]);
+    // Listed again (the device recovered and re-added), the very same
+    // message opens: refusing it had not touched the session.
+    let (v3, _) = next_directory(&w, &v2, NOW, |d| {
+        let ben = w.dir.device(DeviceId(2)).unwrap().clone();
+        d.add_device(TeamId(1), ben).unwrap();
+    });
+    assert!(seeker.accept_directory(&v3).unwrap());
+    let entry = seeker.receive(&from_ben[0]).unwrap().unwrap();
+    assert_eq!(entry.author, Author::Counselor(DeviceId(2)));
+}
+
+#[test]
+fn the_seeker_refuses_a_rolled_back_directory() {
+    let mut w = world();
+    let (mut seeker, _) = seeker_with_conversation(&mut w);
+    let (v2, _) = next_directory(&w, &w.dir, NOW, |d| assert!(d.remove_device(DeviceId(2))));
+    assert!(seeker.accept_directory(&v2).unwrap());
+    // The same directory again is no change.
+    assert!(!seeker.accept_directory(&v2).unwrap());
+    // The version before it (still listing the removed device) is refused,
+    // and the recipients stay those of version 2.
+    assert_eq!(
+        seeker.accept_directory(&w.dir).unwrap_err(),
+        Error::Directory(crate::directory::DirectoryError::Rollback {
+            got: 1,
+            previous: 2
+        })
+    );
+    assert_eq!(recipients(&seeker), vec![1, 3]);
+    assert_eq!(seeker.directory_version(), Some(v2.version()));
+    // So is another directory under serial 2.
+    let (other2, _) = next_directory(&w, &w.dir, NOW, |d| d.partners.clear());
+    assert_eq!(
+        seeker.accept_directory(&other2).unwrap_err(),
+        Error::Directory(crate::directory::DirectoryError::ConflictingSerial { serial: 2 })
+    );
+}
+
+#[test]
+fn a_device_added_later_is_sent_the_conversation_with_the_seekers_next_message() {
+    let mut w = world();
+    let (mut seeker, _) = seeker_with_conversation(&mut w);
+    let conv = seeker.mailbox().id();
+    let mut dee = Counselor::generate(&mut w.rng);
+    let (v2, bytes) = next_directory(&w, &w.dir, NOW, |d| {
+        d.add_device(
+            TeamId(1),
+            DeviceEntry {
+                id: DeviceId(4),
+                label: "dee".into(),
+                identity: dee.public().identity,
+                mailbox: dee.public().mailbox,
+            },
+        )
+        .unwrap();
+    });
+    dee.set_directory(&bytes, &w.org.public(), NOW).unwrap();
+    assert!(seeker.accept_directory(&v2).unwrap());
+    assert_eq!(recipients(&seeker), vec![1, 2, 3, 4]);
+    assert_eq!(seeker.missing_bundles(), vec![dee.mailbox().id()]);
+    // Without its bundle (no keys uploaded yet) the new device is left out.
+    let without = seeker.write("uno", &[], NOW, &mut w.rng).unwrap();
+    assert_eq!(without.len(), 3);
+    assert!(to(&without, &dee).is_empty());
+    // With it, the new device gets a session and the conversation: the
+    // message arrives as its opening.
+    let bundle = bundle_of(&mut dee, &mut w.rng, true);
+    let with = seeker.write("dos", &[bundle], NOW, &mut w.rng).unwrap();
+    assert_eq!(with.len(), 4);
+    assert_eq!(
+        deliver(&with, &mut dee),
+        vec![Event::NewConversation { conversation: conv }]
+    );
+    let c = dee.conversation(&conv).unwrap();
+    assert_eq!((c.team, c.language), (TeamId(1), Language::Es));
+    assert!(matches!(&c.history[0].kind, EntryKind::Text(t) if t.as_str() == "dos"));
+    assert!(seeker.missing_bundles().is_empty());
+    // Later messages are plain messages of that conversation.
+    let three = seeker.write("tres", &[], NOW, &mut w.rng).unwrap();
+    let ev = deliver(&three, &mut dee);
+    assert!(matches!(&ev[..], [Event::Message { conversation, .. }] if *conversation == conv));
+    // The others got every message once, as messages.
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        let mut all = without.clone();
+        all.extend(with.iter().cloned());
+        all.extend(three.iter().cloned());
+        let ev = deliver(&all, k);
+        assert_eq!(ev.len(), 3);
+        assert!(ev.iter().all(|e| matches!(e, Event::Message { .. })));
+    }
+}
+
+#[test]
+fn a_removed_devices_team_event_is_refused() {
+    let mut w = world();
+    let (seeker, _) = seeker_with_conversation(&mut w);
+    let conv = seeker.mailbox().id();
+    // Ben's seized device, still holding the old directory, claims.
+    let colleagues = vec![
+        bundle_of(&mut w.a, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let claim = w.b.claim(&conv, &colleagues, NOW, &mut w.rng).unwrap();
+    let (_, bytes) = next_directory(&w, &w.dir, NOW, |d| assert!(d.remove_device(DeviceId(2))));
+    w.a.set_directory(&bytes, &w.org.public(), NOW).unwrap();
+    let before = w.a.encode().unwrap();
+    let for_a = to(&claim, &w.a)[0].clone();
+    assert_eq!(
+        w.a.receive(&for_a).unwrap_err(),
+        Error::Client(ClientError::UnlistedSender)
+    );
+    assert!(
+        *w.a.encode().unwrap() == *before,
+        "no session kept, no one-time prekey spent, no status changed"
+    );
+    assert_eq!(w.a.conversation(&conv).unwrap().status, Status::Open);
+    // Cy, who has not fetched the new directory yet, still takes it.
+    assert_eq!(deliver(&claim, &mut w.c).len(), 1);
+}
+
+#[test]
+fn an_expired_directory_is_refused() {
+    let mut w = world();
+    let (seeker, _) = seeker_with_conversation(&mut w);
+    let conv = seeker.mailbox().id();
+    let expiry = w.dir.expires_at();
+    assert_eq!(
+        expiry.0,
+        NOW.0 + crate::directory::DEFAULT_DIRECTORY_LIFETIME_SECS
+    );
+    let expired = Error::Directory(crate::directory::DirectoryError::Expired {
+        expires_at: expiry.0,
+    });
+    // A device offered the directory it holds, after its expiry, refuses it
+    // — and refuses to act on the one it holds.
+    assert_eq!(
+        w.a.set_directory(&w.dir_bytes, &w.org.public(), expiry)
+            .unwrap_err(),
+        expired
+    );
+    let bundles = vec![
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let before = w.a.encode().unwrap();
+    assert_eq!(
+        w.a.claim(&conv, &bundles, expiry, &mut w.rng).unwrap_err(),
+        expired
+    );
+    assert_eq!(
+        w.a.reply(&conv, "hola", &bundles, expiry, &mut w.rng)
+            .unwrap_err(),
+        expired
+    );
+    assert!(*w.a.encode().unwrap() == *before, "nothing sealed");
+    // The state still opens (the next sync replaces the directory).
+    let again = Counselor::decode(&before, &w.org.public()).unwrap();
+    assert_eq!(again.directory().unwrap().expires_at(), expiry);
+    // A seeker cannot be handed one either: verification refuses it.
+    assert_eq!(
+        SignedDirectory::decode(&w.dir_bytes)
+            .unwrap()
+            .verify(&w.org.public(), seeker.directory_version().as_ref(), expiry)
+            .unwrap_err(),
+        crate::directory::DirectoryError::Expired {
+            expires_at: expiry.0
+        }
+    );
+    // A fresh one, signed later, is taken and acted on.
+    let (_, bytes) = next_directory(&w, &w.dir, expiry, |_| {});
+    w.a.set_directory(&bytes, &w.org.public(), expiry).unwrap();
+    assert!(w.a.claim(&conv, &bundles, expiry, &mut w.rng).is_ok());
 }
 
 /// The attack: the relay logged a seeker's opening (sent without a one-time

@@ -185,9 +185,9 @@ pub(super) async fn act(
         .directory_at
         .is_none_or(|t| t.0 + DIRECTORY_FRESH_SECS <= now.0);
     if stale {
-        // Colleagues the administrator added since; a relay that cannot be
-        // reached, or serves an older directory, leaves the verified one
-        // this device holds in use.
+        // Colleagues the administrator added or removed since; a relay that
+        // cannot be reached, or serves an older directory, leaves the
+        // verified one this device holds in use — until it expires.
         if fetch_directory(io, st).await.is_ok() {
             st.borrow_mut().directory_at = Some(now);
             persist(io, st)?;
@@ -198,6 +198,12 @@ pub(super) async fn act(
         let dev = s.device.as_ref().ok_or(DriverError::Misuse {
             what: "not a counselor device",
         })?;
+        // An expired directory (the relay served no newer one) is not
+        // acted on: it may still list a device the administrator removed.
+        if let Some(dir) = dev.state.counselor.directory() {
+            dir.check_not_expired(now)
+                .map_err(DriverError::DirectoryRefused)?;
+        }
         dev.state.counselor.missing_bundles(&conversation)?
     };
     let bundles = fetch_bundles(io, &missing).await?;

@@ -218,7 +218,9 @@ pub enum DriverError {
     #[error("the relay has no directory for this organisation yet")]
     NoDirectory,
     /// The relay's directory is not signed by the pinned organisation key,
-    /// or is older than one already accepted.
+    /// is older than one already accepted (a rollback), or has expired
+    /// (`DirectoryError::Expired`: the administrator has not re-signed it,
+    /// or the relay withholds the newer one).
     #[error("the relay's directory was refused: {0}")]
     DirectoryRefused(crate::directory::DirectoryError),
     /// No conversation under this codename (never started, expired or deleted).
@@ -273,6 +275,7 @@ impl From<crate::Error> for DriverError {
                 DriverError::ClaimedByOther { by: DeviceId(by) }
             }
             crate::Error::Client(ClientError::NotInDirectory) => DriverError::NotInDirectory,
+            crate::Error::Client(ClientError::NoRecipients) => DriverError::NobodyAnswers,
             crate::Error::Directory(d) => DriverError::DirectoryRefused(d),
             e => DriverError::Core(e),
         }

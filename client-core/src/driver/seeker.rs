@@ -18,9 +18,12 @@ use crate::keys::MailboxKeyPair;
 type St = Rc<RefCell<ClientState>>;
 
 /// Fetches the organisation's newest directory over an anonymous
-/// connection and verifies it against the pinned key (and, for a counselor
-/// device, against the version it accepted last).
+/// connection and verifies it against the pinned key at the current time
+/// (an expired one is refused) and against the version accepted last: a
+/// counselor device's, or this driver's. (A seeker's saved version is
+/// checked once the state is restored, [`Seeker::accept_directory`].)
 pub(super) async fn fetch_directory(io: &Io, st: &St) -> Result<VerifiedDirectory, DriverError> {
+    let now = io.now();
     let org = st.borrow().org;
     let (conn, _) = io.open(ConnKind::Anonymous).await?;
     let reply = io
@@ -40,7 +43,7 @@ pub(super) async fn fetch_directory(io: &Io, st: &St) -> Result<VerifiedDirector
     };
     let mut s = st.borrow_mut();
     if let Some(dev) = s.device.as_mut() {
-        dev.state.counselor.set_directory(&bytes, &org)?;
+        dev.state.counselor.set_directory(&bytes, &org, now)?;
         let dir = dev
             .state
             .counselor
@@ -53,7 +56,7 @@ pub(super) async fn fetch_directory(io: &Io, st: &St) -> Result<VerifiedDirector
     let previous = s.directory.as_ref().map(|d| d.version());
     let dir = SignedDirectory::decode(&bytes)
         .map_err(DriverError::from)?
-        .verify(&org, previous.as_ref())
+        .verify(&org, previous.as_ref(), now)
         .map_err(DriverError::DirectoryRefused)?;
     s.directory = Some(dir.clone());
     Ok(dir)
@@ -74,6 +77,16 @@ pub(super) async fn directory(io: &Io, st: &St) -> Result<Outcome, DriverError> 
 pub(super) async fn fetch_bundles(
     io: &Io,
     mailboxes: &[MailboxId],
+) -> Result<Vec<FetchedBundle>, DriverError> {
+    fetch_some_bundles(io, mailboxes, false).await
+}
+
+/// [`fetch_bundles`]; with `skip_missing`, a device that has uploaded no
+/// keys yet is left out instead of failing the whole fetch.
+async fn fetch_some_bundles(
+    io: &Io,
+    mailboxes: &[MailboxId],
+    skip_missing: bool,
 ) -> Result<Vec<FetchedBundle>, DriverError> {
     if mailboxes.is_empty() {
         return Ok(Vec::new());
@@ -98,6 +111,7 @@ pub(super) async fn fetch_bundles(
                 result = Err(DriverError::Protocol);
                 break;
             }
+            Err(e) if expect_code(&e, ErrorCode::NotFound) && skip_missing => {}
             Err(e) if expect_code(&e, ErrorCode::NotFound) => {
                 result = Err(DriverError::DeviceWithoutKeys);
                 break;
@@ -306,7 +320,7 @@ pub(super) async fn open(
     secrets: &SeekerSecrets,
 ) -> Result<Outcome, DriverError> {
     forget(io, st);
-    fetch_directory(io, st).await?;
+    let dir = fetch_directory(io, st).await?;
     // The codename's keys prove the mailbox; the conversation itself comes
     // from the saved state below.
     st.borrow_mut().seeker = Some(Seeker::new(secrets));
@@ -329,7 +343,14 @@ pub(super) async fn open(
         Err(e) if expect_code(&e, ErrorCode::NotFound) => Err(DriverError::CodenameNotFound),
         Err(e) => Err(e),
     };
-    let (seeker, expires_at) = match restored {
+    // The directory served must follow the one the seeker accepted last
+    // (a relay serving an older one is refused), and the recipients are
+    // rebuilt from it: a removed device is not written to or listened to.
+    let restored = restored.and_then(|(mut seeker, expires_at)| {
+        let changed = seeker.accept_directory(&dir).map_err(DriverError::from)?;
+        Ok((seeker, expires_at, changed))
+    });
+    let (seeker, expires_at, changed) = match restored {
         Ok(x) => x,
         Err(e) => {
             io.close(conn);
@@ -342,25 +363,56 @@ pub(super) async fn open(
         s.seeker = Some(seeker);
         s.expires_at = Some(expires_at);
     }
+    if changed {
+        // The newer version is kept before anything else: from now on the
+        // relay cannot serve this seeker an older one.
+        if let Err(e) = save(io, st, conn).await {
+            io.close(conn);
+            forget(io, st);
+            return Err(e);
+        }
+    }
     receive(io, st, conn).await?;
-    // What an earlier visit saved but could not deposit goes now (a copy
-    // the relay did store is stored once; a copy a counselor already read
-    // is dropped there as a duplicate).
+    // What an earlier visit saved but could not deposit goes now, to the
+    // current recipients (a copy the relay did store is stored once; a copy
+    // a counselor already read is dropped there as a duplicate).
     let waiting = st.borrow().seeker.as_ref().map_or(0, |s| s.pending());
     if waiting > 0 {
-        let envelopes = seal(io, st, |seeker, _, rng| seeker.reseal_pending(rng))?;
-        save(io, st, conn).await?;
-        io.deposit(envelopes).await?;
-        sent(st);
-        save(io, st, conn).await?;
+        let bundles = newcomer_bundles(io, st).await?;
+        let envelopes = seal(io, st, |seeker, _, rng| {
+            seeker.reseal_pending(&bundles, rng)
+        })?;
+        // Nobody to send them to (every device removed): they wait.
+        if !envelopes.is_empty() {
+            save(io, st, conn).await?;
+            io.deposit(envelopes).await?;
+            sent(st);
+            save(io, st, conn).await?;
+        }
     }
     let expires_at = st.borrow().expires_at.unwrap_or(expires_at);
     Ok(Outcome::Opened { expires_at })
 }
 
+/// Prekey bundles for the recipients the seeker has no session with yet
+/// (devices added since the conversation started); one that has uploaded
+/// no keys yet is left out (it gets a later message).
+async fn newcomer_bundles(io: &Io, st: &St) -> Result<Vec<FetchedBundle>, DriverError> {
+    let missing = st
+        .borrow()
+        .seeker
+        .as_ref()
+        .map(|s| s.missing_bundles())
+        .unwrap_or_default();
+    fetch_some_bundles(io, &missing, true).await
+}
+
 pub(super) async fn write(io: &Io, st: &St, text: &str) -> Result<Outcome, DriverError> {
     let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
-    let envelopes = seal(io, st, |seeker, now, rng| seeker.write(text, now, rng))?;
+    let bundles = newcomer_bundles(io, st).await?;
+    let envelopes = seal(io, st, |seeker, now, rng| {
+        seeker.write(text, &bundles, now, rng)
+    })?;
     // Saved with the message pending before the deposit.
     let expires_at = save(io, st, conn).await?;
     io.deposit(envelopes)

@@ -26,7 +26,9 @@ use crate::client::saved::{DeviceState, UnreadableReason};
 use crate::client::seeker::Seeker;
 use crate::client::{Author, EntryKind};
 use crate::codename::{Codename, SeekerSecrets};
-use crate::directory::{DeviceEntry, DeviceId, Directory, OrgSigningKey, SignedDirectory};
+use crate::directory::{
+    DeviceEntry, DeviceId, Directory, DirectoryError, OrgSigningKey, SignedDirectory,
+};
 use crate::frame::{self, ClientFrame, ErrorCode, OneTimePrekey, PUSH_REQUEST_ID, ServerFrame};
 use crate::ids::{EnvelopeId, Language, MailboxId};
 use crate::keys::MailboxPublic;
@@ -908,10 +910,46 @@ fn org_with_devices(n: u32, seed: u8) -> (OrgSigningKey, Vec<Device>, SignedDire
 /// The administrator publishes the directory through a driver.
 fn publish(net: &mut Net, directory: SignedDirectory) {
     let admin = net.plain();
+    let serial = directory.version().serial;
     assert_eq!(
         net.exec(admin, Command::Publish { directory }),
-        Ok(Outcome::Published { serial: 1 })
+        Ok(Outcome::Published { serial })
     );
+}
+
+/// The administrator's next directory: `edit` applied to `previous`,
+/// serial + 1, issued at `now` (and expiring one lifetime later).
+fn next_directory(
+    org: &OrgSigningKey,
+    previous: &SignedDirectory,
+    now: UnixTime,
+    edit: impl FnOnce(&mut Directory),
+) -> SignedDirectory {
+    let verified = previous.verify_stored(&org.public()).unwrap();
+    let mut next = verified.directory().successor(now).unwrap();
+    edit(&mut next);
+    next.sign(org).unwrap()
+}
+
+/// A new counselor device (not yet in any directory) and its entry.
+fn new_device(org: &OrgSigningKey, id: u32, seed: u8) -> (Device, DeviceEntry) {
+    let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+    let state = DeviceState::generate(org.public(), &mut rng);
+    let key = StateKey::generate(&mut rng);
+    let public = state.counselor.public();
+    let device = Device {
+        id: DeviceId(id),
+        key: Zeroizing::new(*key.as_bytes()),
+        sealed: state.seal(&key, &mut rng).unwrap(),
+        mailbox: public.mailbox.id(),
+    };
+    let entry = DeviceEntry {
+        id: DeviceId(id),
+        label: format!("device-{id}"),
+        identity: public.identity,
+        mailbox: public.mailbox,
+    };
+    (device, entry)
 }
 
 /// A device's driver that has synced (registered, prekeys up, receiving).
@@ -2661,6 +2699,439 @@ fn messages_stored_but_unconfirmed_are_read_once_after_they_are_sent_again() {
     );
 }
 
+// ------------------------------------------------ the directory over time
+
+/// Every envelope the client deposited since `mark`, by recipient.
+fn deposited_to(net: &Net, i: usize, mark: usize) -> Vec<MailboxId> {
+    net.sent_since(i, mark)
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::Deposit { envelopes, .. } => Some(envelopes),
+            _ => None,
+        })
+        .flatten()
+        .map(|e| *e.recipient())
+        .collect()
+}
+
+fn open_cmd(org: &OrgSigningKey, codename: &Codename) -> Command {
+    let again = Codename::parse(&codename.to_zeroizing_string()).unwrap();
+    Command::SeekerOpen {
+        secrets: Box::new(again.derive(org.public().as_ed25519()).unwrap()),
+    }
+}
+
+/// The version of the directory the seeker's saved state (on the relay) holds.
+fn saved_directory_serial(
+    net: &Net,
+    org: &OrgSigningKey,
+    codename: &Codename,
+    conv: &MailboxId,
+) -> u64 {
+    let blob = net.relay.mailboxes[conv].state.clone().unwrap().1;
+    let secrets = codename.derive(org.public().as_ed25519()).unwrap();
+    Seeker::restore(&secrets, &blob)
+        .unwrap()
+        .directory_version()
+        .unwrap()
+        .serial
+}
+
+#[test]
+fn a_removed_device_no_longer_receives_the_seekers_next_message() {
+    let (org, devices, first) = org_with_devices(2, 50);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, first.clone());
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (codename, secrets) = secrets_for(&org, 51);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    assert_eq!(new_conversations(&net, b), vec![conv]);
+    net.close(seeker);
+    // Device B is seized; the administrator removes it and publishes.
+    net.close(b);
+    let second = next_directory(&org, &first, net.now, |d| {
+        assert!(d.remove_device(devices[1].id))
+    });
+    publish(&mut net, second);
+
+    // The seeker's next visit: recipients rebuilt from the new directory,
+    // and its version saved.
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(back, open_cmd(&org, &codename)),
+        Ok(Outcome::Opened { .. })
+    ));
+    let listed: Vec<DeviceId> = net.clients[back]
+        .driver
+        .seeker_conversation()
+        .unwrap()
+        .counselors
+        .iter()
+        .map(|c| c.device)
+        .collect();
+    assert_eq!(listed, vec![devices[0].id]);
+    assert_eq!(saved_directory_serial(&net, &org, &codename, &conv), 2);
+    let mark = net.mark(back);
+    let text = "¿Siguen ahí?";
+    assert!(matches!(
+        net.exec(back, Command::SeekerWrite { text: text.into() }),
+        Ok(Outcome::Sent { .. })
+    ));
+    assert_eq!(deposited_to(&net, back, mark), vec![devices[0].mailbox]);
+    assert!(
+        net.relay.mailboxes[&devices[1].mailbox].stored.is_empty(),
+        "nothing waits for the removed device"
+    );
+    assert_eq!(times_in_history(&net, a, &conv, text), 1);
+}
+
+#[test]
+fn a_removed_devices_message_to_the_seeker_is_refused() {
+    let (org, devices, first) = org_with_devices(2, 52);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, first.clone());
+    let _a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (codename, secrets) = secrets_for(&org, 53);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, b)[0];
+    net.close(seeker);
+    // B is removed, but whoever holds it answers with the directory it
+    // fetched a moment ago.
+    let second = next_directory(&org, &first, net.now, |d| {
+        assert!(d.remove_device(devices[1].id))
+    });
+    publish(&mut net, second);
+    assert_eq!(
+        net.exec(
+            b,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply {
+                    text: "Mándeme su dirección.".into()
+                },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    assert_eq!(net.relay.mailboxes[&conv].stored.len(), 1);
+
+    let back = net.plain();
+    let opened = net.exec(back, open_cmd(&org, &codename));
+    assert!(matches!(opened, Ok(Outcome::Opened { .. })), "{opened:?}");
+    assert_eq!(
+        net.events(back)
+            .into_iter()
+            .filter(|e| !matches!(e, Event::Done { .. }))
+            .collect::<Vec<_>>(),
+        vec![Event::Unreadable {
+            reason: UnreadableReason::Invalid
+        }]
+    );
+    assert!(seeker_messages(&net, back).is_empty());
+    assert_eq!(
+        net.clients[back]
+            .driver
+            .seeker_conversation()
+            .unwrap()
+            .history
+            .len(),
+        1
+    );
+    // Not acknowledged: it stays on the relay, unread.
+    assert!(!net.sent_since(back, 0).into_iter().any(is_ack));
+    assert_eq!(net.relay.mailboxes[&conv].stored.len(), 1);
+}
+
+#[test]
+fn a_removed_devices_team_event_is_refused() {
+    let (org, devices, first) = org_with_devices(2, 54);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, first.clone());
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (_, secrets) = secrets_for(&org, 55);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    let second = next_directory(&org, &first, net.now, |d| {
+        assert!(d.remove_device(devices[1].id))
+    });
+    publish(&mut net, second);
+    // A takes the new directory; B, still holding the old one, claims.
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    let mark = net.mark(a);
+    assert_eq!(
+        net.exec(
+            b,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Claim,
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    assert_eq!(
+        net.events_since(a, mark),
+        vec![Event::Unreadable {
+            reason: UnreadableReason::Invalid
+        }]
+    );
+    let status = net.clients[a]
+        .driver
+        .with_counselor(|c| c.conversation(&conv).unwrap().status)
+        .unwrap();
+    assert_eq!(status, Status::Open);
+    assert_eq!(net.clients[a].driver.quarantine(), Some((1, 0)));
+}
+
+#[test]
+fn a_relay_serving_the_previous_directory_is_detected() {
+    let (org, devices, first) = org_with_devices(2, 56);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, first.clone());
+    let a = synced(&mut net, &devices[0]);
+    let _b = synced(&mut net, &devices[1]);
+    let (codename, secrets) = secrets_for(&org, 57);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    assert_eq!(saved_directory_serial(&net, &org, &codename, &conv), 1);
+    net.close(seeker);
+    // B is removed in version 2; the seeker's visit accepts it.
+    let second = next_directory(&org, &first, net.now, |d| {
+        assert!(d.remove_device(devices[1].id))
+    });
+    publish(&mut net, second);
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(back, open_cmd(&org, &codename)),
+        Ok(Outcome::Opened { .. })
+    ));
+    assert_eq!(saved_directory_serial(&net, &org, &codename, &conv), 2);
+    net.close(back);
+
+    // A compelled relay serves version 1 again (B listed): a fresh driver,
+    // with nothing but the codename, still notices.
+    net.relay
+        .directories
+        .insert(*org.public().as_bytes(), first.encode());
+    let state_before = net.relay.mailboxes[&conv].state.clone();
+    let again = net.plain();
+    let mark = net.mark(again);
+    assert_eq!(
+        net.exec(again, open_cmd(&org, &codename)),
+        Err(DriverError::DirectoryRefused(DirectoryError::Rollback {
+            got: 1,
+            previous: 2
+        }))
+    );
+    let sent = net.sent_since(again, mark);
+    assert!(
+        !sent.iter().any(|f| matches!(
+            f,
+            ClientFrame::Subscribe
+                | ClientFrame::PutState { .. }
+                | ClientFrame::Deposit { .. }
+                | ClientFrame::Ack { .. }
+        )),
+        "nothing read, saved or sent: {sent:?}"
+    );
+    assert_eq!(net.relay.mailboxes[&conv].state, state_before);
+    assert!(net.clients[again].open.is_empty());
+    assert!(net.clients[again].driver.seeker_conversation().is_none());
+}
+
+#[test]
+fn an_expired_directory_is_refused() {
+    let (org, devices, first) = org_with_devices(1, 58);
+    let expires_at = first.verify_stored(&org.public()).unwrap().expires_at();
+    assert_eq!(
+        expires_at.0,
+        T0.0 + crate::directory::DEFAULT_DIRECTORY_LIFETIME_SECS
+    );
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, first.clone());
+    let a = synced(&mut net, &devices[0]);
+    let (codename, secrets) = secrets_for(&org, 59);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    net.close(seeker);
+    // The administrator does not re-sign in time (or the relay withholds
+    // the new directory): from the expiry on, every client refuses.
+    net.now = expires_at;
+    let expired = Err(DriverError::DirectoryRefused(DirectoryError::Expired {
+        expires_at: expires_at.0,
+    }));
+    let back = net.plain();
+    let mark = net.mark(back);
+    assert_eq!(net.exec(back, open_cmd(&org, &codename)), expired);
+    assert!(
+        !net.sent_since(back, mark)
+            .iter()
+            .any(|f| matches!(f, ClientFrame::Auth { .. } | ClientFrame::Subscribe)),
+        "the seeker stops before its mailbox"
+    );
+    let seeker_look_up = net.plain();
+    assert_eq!(net.exec(seeker_look_up, Command::Directory), expired);
+    // The device: a team action is refused, nothing deposited ...
+    let deposits = net.relay.deposits.len();
+    assert_eq!(
+        net.exec(
+            a,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply {
+                    text: "hola".into()
+                },
+            }
+        ),
+        expired
+    );
+    assert_eq!(net.relay.deposits.len(), deposits);
+    // ... and so is a sync, by this process or a new one.
+    assert_eq!(net.exec(a, Command::Sync), expired);
+    let mut device = devices[0].clone();
+    keep(&net, a, &mut device);
+    net.close(a);
+    let a = net.counselor(&device);
+    assert_eq!(net.exec(a, Command::Sync), expired);
+
+    // A directory signed now works again, for both.
+    let renewed = next_directory(&org, &first, net.now, |_| {});
+    publish(&mut net, renewed);
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(back, open_cmd(&org, &codename)),
+        Ok(Outcome::Opened { .. })
+    ));
+    assert_eq!(
+        net.exec(
+            a,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply {
+                    text: "hola".into()
+                },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    assert_eq!(seeker_messages(&net, back), vec!["hola".to_owned()]);
+}
+
+#[test]
+fn a_device_added_later_gets_the_seekers_next_message() {
+    let (org, devices, first) = org_with_devices(1, 60);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, first.clone());
+    let a = synced(&mut net, &devices[0]);
+    let (codename, secrets) = secrets_for(&org, 61);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    net.close(seeker);
+    let (newcomer, entry) = new_device(&org, 2, 62);
+    let second = next_directory(&org, &first, net.now, |d| {
+        d.add_device(d.teams[0].id, entry).unwrap()
+    });
+    publish(&mut net, second);
+    let n = synced(&mut net, &newcomer);
+
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(back, open_cmd(&org, &codename)),
+        Ok(Outcome::Opened { .. })
+    ));
+    let mark = net.mark(back);
+    let text = "Sigo necesitando ayuda.";
+    assert!(matches!(
+        net.exec(back, Command::SeekerWrite { text: text.into() }),
+        Ok(Outcome::Sent { .. })
+    ));
+    // A bundle for the new device only, fetched before the write is saved.
+    let sent = net.sent_since(back, mark);
+    let fetched: Vec<MailboxId> = sent
+        .iter()
+        .filter_map(|f| match f {
+            ClientFrame::FetchPrekeys { mailbox } => Some(*mailbox),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fetched, vec![newcomer.mailbox]);
+    let fetch = sent
+        .iter()
+        .position(|f| matches!(f, ClientFrame::FetchPrekeys { .. }))
+        .unwrap();
+    let put = sent
+        .iter()
+        .position(|f| matches!(f, ClientFrame::PutState { .. }))
+        .unwrap();
+    assert!(fetch < put);
+    assert_eq!(
+        deposited_to(&net, back, mark),
+        vec![devices[0].mailbox, newcomer.mailbox]
+    );
+    // The new device files the conversation, under the seeker's team.
+    assert_eq!(new_conversations(&net, n), vec![conv]);
+    assert_eq!(times_in_history(&net, n, &conv, text), 1);
+    assert_eq!(times_in_history(&net, a, &conv, text), 1);
+    // And it can answer.
+    assert_eq!(
+        net.exec(
+            n,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply {
+                    text: "Bienvenida.".into()
+                },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    assert_eq!(seeker_messages(&net, back), vec!["Bienvenida.".to_owned()]);
+    // A second message needs no bundle.
+    let mark = net.mark(back);
+    assert!(matches!(
+        net.exec(
+            back,
+            Command::SeekerWrite {
+                text: "Gracias.".into()
+            }
+        ),
+        Ok(Outcome::Sent { .. })
+    ));
+    assert!(
+        !net.sent_since(back, mark)
+            .iter()
+            .any(|f| matches!(f, ClientFrame::FetchPrekeys { .. }))
+    );
+}
+
 // ------------------------------------------------ what the relay can tell
 
 /// What a frame shows the relay beyond its bytes' secrecy: its kind, the
@@ -2694,7 +3165,7 @@ fn shapes(frames: &[&ClientFrame], seekers: &[MailboxId]) -> Vec<Shape> {
 fn two_teams(seed: u8) -> (OrgSigningKey, Vec<Device>, SignedDirectory) {
     let (org, devices, directory) = org_with_devices(4, seed);
     let mut dir = directory
-        .verify(&org.public(), None)
+        .verify(&org.public(), None, T0)
         .unwrap()
         .directory()
         .clone();
