@@ -114,46 +114,81 @@ async fn watch_and_a_claim_from_another_process_lose_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
-    // The watcher starts, syncs and keeps the device open for a while.
-    let watch = ana.run(
-        &["--json", "counselor", "watch", "--seconds", "12"],
+    // The watcher starts, syncs and stays live until it has printed the
+    // seeker's second message (or a generous deadline on a loaded machine).
+    let mut watch = tokio::process::Command::new(northstar_e2e::bin_dir().join("northstar"))
+        .args(["--json", "counselor", "watch", "--seconds", "300"])
+        .env("NORTHSTAR_RELAY", &ana.relay)
+        .env("NORTHSTAR_HOME", &ana.home)
+        .env("NORTHSTAR_ORG", ana.org.as_deref().unwrap())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = watch.stdin.take().unwrap();
+        stdin.write_all(DEVICE_PASS.as_bytes()).await.unwrap();
+    }
+    let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut r = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = r.next_line().await {
+            let _ = line_tx.send(l);
+        }
+    });
+    // Synced: it printed the conversation it found.
+    let first = tokio::time::timeout(Duration::from_secs(120), lines.recv())
+        .await
+        .expect("watch started")
+        .expect("a first line");
+    assert!(first.contains("\"new\""), "{first}");
+    let inbox = ana
+        .ok(&["--json", "counselor", "inbox"], DEVICE_PASS)
+        .await
+        .json();
+    let id = conversations(&inbox)[0]["id"].as_str().unwrap().to_owned();
+    ana.ok(&["counselor", "claim", &id], DEVICE_PASS).await;
+    ana.ok(
+        &[
+            "counselor",
+            "reply",
+            &id,
+            "--message",
+            "Hola. Hay opciones.",
+        ],
         DEVICE_PASS,
-    );
-    let actions = async {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let inbox = ana
-            .ok(&["--json", "counselor", "inbox"], DEVICE_PASS)
-            .await
-            .json();
-        let id = conversations(&inbox)[0]["id"].as_str().unwrap().to_owned();
-        ana.ok(&["counselor", "claim", &id], DEVICE_PASS).await;
-        ana.ok(
-            &[
-                "counselor",
-                "reply",
-                &id,
-                "--message",
-                "Hola. Hay opciones.",
-            ],
-            DEVICE_PASS,
+    )
+    .await;
+    // The seeker writes again while the watcher is live.
+    seeker
+        .ok(
+            &["seeker", "write", "--message", "Gracias. Estoy en Texas."],
+            &format!("{codename}\n"),
         )
         .await;
-        // The seeker writes again while the watcher is live.
-        seeker
-            .ok(
-                &["seeker", "write", "--message", "Gracias. Estoy en Texas."],
-                &format!("{codename}\n"),
-            )
-            .await;
-        id
-    };
-    let (watched, id) = tokio::join!(watch, actions);
-    assert!(watched.ok, "watch failed: {}", watched.stderr);
+    let mut seen = Vec::new();
+    let saw_it = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(l) = lines.recv().await {
+            let hit = l.contains("Estoy en Texas");
+            seen.push(l);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
     assert!(
-        watched.stdout.contains("Estoy en Texas"),
-        "the watcher did not see the seeker's second message: {}",
-        watched.stdout
+        saw_it,
+        "the watcher did not see the seeker's second message: {seen:?}"
     );
+    watch.kill().await.unwrap();
     // Afterwards the device holds the claim, the reply and both seeker messages.
     let show = ana
         .ok(&["--json", "counselor", "show", &id], DEVICE_PASS)
