@@ -224,3 +224,130 @@ async fn watch_and_a_claim_from_another_process_lose_nothing() {
         .json();
     assert!(read.to_string().contains("Hola. Hay opciones."));
 }
+
+/// The relay's SQLite file, read while it runs; `None` on a PostgreSQL relay.
+fn relay_db(relay: &RelayProcess) -> Option<rusqlite::Connection> {
+    relay
+        .uses_sqlite_file()
+        .then(|| rusqlite::Connection::open(relay.db_path()).unwrap())
+}
+
+/// The ids of the envelopes the relay holds for `mailbox` (acknowledged
+/// ones are deleted, so a new id is a new deposit).
+fn held_for(
+    db: &rusqlite::Connection,
+    mailbox: &northstar_core::ids::MailboxId,
+) -> std::collections::BTreeSet<Vec<u8>> {
+    let mut q = db
+        .prepare("SELECT id FROM envelopes WHERE mailbox = ?1")
+        .unwrap();
+    q.query_map([&mailbox.as_bytes()[..]], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Issue 17, item 3: once the administrator removes a device (seized, say)
+/// and publishes, the seeker's next message is not deposited for it at all
+/// — the relay holds nothing for it — while its colleague reads it; the
+/// removed device cannot even sync any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_no_longer_receives_the_seekers_next_message() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (admin, devices, seeker) = organisation(&relay, tmp.path(), 2).await;
+    let (kept, seized) = (&devices[0], &devices[1]);
+    let mailbox_of = |export: Value| {
+        let hex = export["device"].as_str().unwrap().to_owned();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        northstar_core::client::counselor::DevicePublic::decode(&bytes)
+            .unwrap()
+            .mailbox
+            .id()
+    };
+    let kept_mailbox = mailbox_of(
+        kept.ok(&["--json", "counselor", "export"], DEVICE_PASS)
+            .await
+            .json(),
+    );
+    let seized_mailbox = mailbox_of(
+        seized
+            .ok(&["--json", "counselor", "export"], DEVICE_PASS)
+            .await
+            .json(),
+    );
+    let codename = seeker
+        .seeker_start("unaccompanied-minors", "Tengo miedo.")
+        .await["codename"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    join_all(
+        devices
+            .iter()
+            .map(|d| d.ok(&["counselor", "sync"], DEVICE_PASS)),
+    )
+    .await;
+
+    // The administrator removes the seized device and publishes.
+    let shown = admin
+        .ok(&["--json", "admin", "show"], ADMIN_PASS)
+        .await
+        .json();
+    let id = shown["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["devices"].as_array().unwrap())
+        .find(|d| d["label"] == "c1")
+        .unwrap()["id"]
+        .to_string();
+    admin
+        .ok(&["admin", "remove-device", "--device", &id], ADMIN_PASS)
+        .await;
+    let published = admin
+        .ok(&["--json", "admin", "publish"], ADMIN_PASS)
+        .await
+        .json();
+    assert_eq!(published["published"], 2);
+    assert!(published["expires_at"].as_u64().unwrap() > 0);
+
+    // The seeker's next visit takes the new directory; what it writes goes
+    // to the remaining device only.
+    let db = relay_db(&relay);
+    let before = db
+        .as_ref()
+        .map(|db| (held_for(db, &seized_mailbox), held_for(db, &kept_mailbox)));
+    let text = "¿Me escuchan todavía?";
+    seeker
+        .ok(
+            &["seeker", "write", "--message", text],
+            &format!("{codename}\n"),
+        )
+        .await;
+    if let (Some(db), Some((seized_before, kept_before))) = (&db, before) {
+        let new = |now: std::collections::BTreeSet<Vec<u8>>, then| now.difference(&then).count();
+        assert_eq!(
+            new(held_for(db, &seized_mailbox), seized_before),
+            0,
+            "nothing was deposited for the removed device"
+        );
+        assert_eq!(
+            new(held_for(db, &kept_mailbox), kept_before),
+            1,
+            "the remaining device's copy"
+        );
+    }
+    let sync = kept.ok(&["--json", "counselor", "sync"], DEVICE_PASS).await;
+    assert!(sync.stdout.contains(text), "{}", sync.stdout);
+    seized
+        .fails(
+            &["counselor", "sync"],
+            DEVICE_PASS,
+            "not in the team directory",
+        )
+        .await;
+}
