@@ -17,7 +17,8 @@ use super::{
 #[derive(Default)]
 struct Mailbox {
     record: Option<MailboxRecord>,
-    /// Envelopes in deposit order: sequence number → envelope.
+    /// Envelopes in deposit order: this mailbox's own sequence number
+    /// (one above its highest stored) → envelope.
     envelopes: BTreeMap<u64, StoredEnvelope>,
     signed_bundle: Option<Vec<u8>>,
     one_time: BTreeMap<u32, OneTimePrekey>,
@@ -28,7 +29,6 @@ struct Mailbox {
 struct Inner {
     mailboxes: HashMap<MailboxId, Mailbox>,
     directories: HashMap<[u8; 32], DirectoryRecord>,
-    next_seq: u64,
     closed: bool,
 }
 
@@ -111,11 +111,11 @@ impl Store for MemoryStore {
             let mut stored = 0;
             for e in batch {
                 let to = *e.envelope.recipient();
-                let seq = i.next_seq;
                 let m = registered(i, to)?;
                 if m.envelopes.values().any(|s| s.id == e.id) {
                     continue;
                 }
+                let seq = m.envelopes.last_key_value().map_or(1, |(k, _)| k + 1);
                 m.envelopes.insert(
                     seq,
                     StoredEnvelope {
@@ -124,7 +124,6 @@ impl Store for MemoryStore {
                         envelope: e.envelope,
                     },
                 );
-                i.next_seq += 1;
                 stored += 1;
             }
             Ok(stored)

@@ -53,7 +53,8 @@ use super::{
 };
 
 /// Schema migrations; entry `n` moves `schema_version` from `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE mailboxes (
         id             bytea PRIMARY KEY,
         auth_pk        bytea NOT NULL,
@@ -111,7 +112,36 @@ const MIGRATIONS: &[&str] = &["
     END $$;
     CREATE TRIGGER envelopes_count AFTER INSERT OR DELETE ON envelopes
         FOR EACH ROW EXECUTE FUNCTION envelopes_count();
-"];
+",
+    MIGRATION_PER_MAILBOX_SEQ,
+];
+
+/// Migration: per-mailbox sequence numbers (issue 17). A separate step so a
+/// merge with other migrations only renumbers it.
+const MIGRATION_PER_MAILBOX_SEQ: &str = "
+    -- Per-mailbox sequence numbers: no global sequence numbers envelopes
+    -- across mailboxes any more. The key is (mailbox, seq), seq counting
+    -- from 1 within each mailbox (one above the mailbox's highest stored,
+    -- taken under the mailbox's row lock). The old numbers are renumbered
+    -- per mailbox in their order; the global sequence (whose counter told
+    -- how many envelopes were ever deposited) is dropped.
+    ALTER TABLE envelopes DROP CONSTRAINT envelopes_pkey;
+    ALTER TABLE envelopes ALTER COLUMN seq DROP DEFAULT;
+    DROP SEQUENCE envelopes_seq_seq;
+    UPDATE envelopes SET seq = renumbered.n
+        FROM (SELECT mailbox AS m, id AS i,
+                     row_number() OVER (PARTITION BY mailbox ORDER BY seq) AS n
+              FROM envelopes) AS renumbered
+        WHERE envelopes.mailbox = renumbered.m AND envelopes.id = renumbered.i;
+    ALTER TABLE envelopes ADD PRIMARY KEY (mailbox, seq);
+    DROP INDEX envelopes_mailbox_seq;
+";
+
+/// Stores one envelope under the next sequence number of its mailbox (the
+/// caller holds the mailbox's row lock); a copy already held is ignored.
+const INSERT_ENVELOPE_SQL: &str = "INSERT INTO envelopes (mailbox, seq, id, expires_at, ciphertext)
+     VALUES ($1, COALESCE((SELECT MAX(seq) FROM envelopes WHERE mailbox = $1), 0) + 1, $2, $3, $4)
+     ON CONFLICT (mailbox, id) DO NOTHING";
 
 /// The notification channel deposits signal on (payload: a mailbox id in hex).
 pub const NOTIFY_CHANNEL: &str = "northstar_deposit";
@@ -426,13 +456,7 @@ impl Store for PostgresStore {
                         return Err(StoreError::UnknownMailbox);
                     }
                 }
-                let insert = tx
-                    .prepare_cached(
-                        "INSERT INTO envelopes (mailbox, id, expires_at, ciphertext)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (mailbox, id) DO NOTHING",
-                    )
-                    .await
-                    .map_err(db)?;
+                let insert = tx.prepare_cached(INSERT_ENVELOPE_SQL).await.map_err(db)?;
                 let mut stored = 0u64;
                 for e in &batch {
                     stored += tx
@@ -941,6 +965,157 @@ mod tests {
         assert_eq!(b.pending(k.id(), UnixTime(0), 100).await.unwrap().len(), 25);
         a.close().await.unwrap();
         b.close().await.unwrap();
+    }
+
+    /// `(mailbox, seq)` of every stored envelope, sorted.
+    async fn stored_seqs(s: &PostgresStore) -> Vec<(Vec<u8>, i64)> {
+        let client = s.client().await.unwrap();
+        client
+            .query(
+                "SELECT mailbox, seq FROM envelopes ORDER BY mailbox, seq",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn envelopes_are_numbered_per_mailbox() {
+        use super::super::contract::{keys, new_env};
+        let url = database_or_skip!();
+        let s = PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let (a, b) = (keys(1).id(), keys(2).id());
+        s.register(keys(1), false).await.unwrap();
+        s.register(keys(2), false).await.unwrap();
+        let q = Quotas {
+            max_envelopes: 100,
+            max_bytes: 1 << 20,
+        };
+        s.deposit(vec![new_env(a, 1, 60, 7200)], q).await.unwrap();
+        s.deposit(vec![new_env(b, 2, 60, 7200), new_env(a, 3, 60, 7200)], q)
+            .await
+            .unwrap();
+        s.deposit(vec![new_env(b, 4, 60, 7200)], q).await.unwrap();
+        s.deposit(vec![new_env(a, 5, 60, 7200)], q).await.unwrap();
+        let (av, bv) = (a.as_bytes().to_vec(), b.as_bytes().to_vec());
+        let mut want = vec![
+            (av.clone(), 1),
+            (av.clone(), 2),
+            (av, 3),
+            (bv.clone(), 1),
+            (bv, 2),
+        ];
+        want.sort();
+        assert_eq!(stored_seqs(&s).await, want);
+        let fills: Vec<u8> = s
+            .pending(a, UnixTime(0), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.envelope.ciphertext()[0])
+            .collect();
+        assert_eq!(fills, vec![1, 3, 5], "deposit order within the mailbox");
+        let client = s.client().await.unwrap();
+        let sequences: i64 = client
+            .query_one("SELECT COUNT(*) FROM pg_class WHERE relkind = 'S'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(sequences, 0, "no global sequence counts deposits");
+        drop(client);
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_per_mailbox_migration_renumbers_and_keeps_order_and_counters() {
+        use super::super::contract::keys;
+        let url = database_or_skip!();
+        let (a, b) = (keys(1), keys(2));
+        {
+            // A database as the relay left it before per-mailbox numbering.
+            let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+            let task = tokio::spawn(conn);
+            let before = MIGRATIONS
+                .iter()
+                .position(|m| *m == MIGRATION_PER_MAILBOX_SEQ)
+                .unwrap();
+            client
+                .batch_execute("CREATE TABLE schema_version (version integer NOT NULL)")
+                .await
+                .unwrap();
+            for sql in &MIGRATIONS[..before] {
+                client.batch_execute(sql).await.unwrap();
+            }
+            client
+                .execute(
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[&(before as i32)],
+                )
+                .await
+                .unwrap();
+            for k in [a, b] {
+                client
+                    .execute(
+                        "INSERT INTO mailboxes (id, auth_pk, seal_pk, pow_required) VALUES ($1, $2, $3, false)",
+                        &[&&k.id().as_bytes()[..], &&k.auth.0[..], &&k.seal.0[..]],
+                    )
+                    .await
+                    .unwrap();
+            }
+            for (i, k) in [a, b, a, b, a].iter().enumerate() {
+                client
+                    .execute(
+                        "INSERT INTO envelopes (mailbox, id, expires_at, ciphertext) VALUES ($1, $2, 7200, $3)",
+                        &[&&k.id().as_bytes()[..], &&[i as u8; 32][..], &vec![i as u8; 50]],
+                    )
+                    .await
+                    .unwrap();
+            }
+            drop(client);
+            let _ = task.await;
+        }
+        let s = PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let fills = |m: MailboxId| {
+            let s = &s;
+            async move {
+                s.pending(m, UnixTime(0), 10)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.envelope.ciphertext()[0])
+                    .collect::<Vec<u8>>()
+            }
+        };
+        assert_eq!(fills(a.id()).await, vec![0, 2, 4]);
+        assert_eq!(fills(b.id()).await, vec![1, 3]);
+        let (av, bv) = (a.id().as_bytes().to_vec(), b.id().as_bytes().to_vec());
+        let mut want = vec![
+            (av.clone(), 1),
+            (av.clone(), 2),
+            (av, 3),
+            (bv.clone(), 1),
+            (bv, 2),
+        ];
+        want.sort();
+        assert_eq!(stored_seqs(&s).await, want);
+        s.deposit(
+            vec![super::super::contract::new_env(b.id(), 9, 50, 7200)],
+            Quotas {
+                max_envelopes: 3,
+                max_bytes: 1 << 20,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(fills(b.id()).await, vec![1, 3, 9]);
+        s.close().await.unwrap();
     }
 
     #[tokio::test]

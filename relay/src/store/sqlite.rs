@@ -95,9 +95,55 @@ const MIGRATIONS: &[&str] = &["
     -- without it every delivery read sorted the mailbox's whole backlog
     -- (ciphertext included) in a temporary b-tree.
     CREATE INDEX envelopes_mailbox_seq ON envelopes(mailbox, seq);
-"];
+", MIGRATION_PER_MAILBOX_SEQ];
 
-/// A mailbox's pending envelopes, oldest first (read along `envelopes_mailbox_seq`).
+/// Migration: per-mailbox sequence numbers (issue 17). A separate step so a
+/// merge with other migrations only renumbers it.
+const MIGRATION_PER_MAILBOX_SEQ: &str = "
+    -- Per-mailbox sequence numbers: nothing on disk orders envelopes across
+    -- mailboxes. The table has no rowid (a rowid table numbers every insert
+    -- in one global order); its key is (mailbox, seq), seq counting from 1
+    -- within each mailbox (one above the mailbox's highest stored, so it
+    -- starts over once a mailbox is emptied). Delivery order within a
+    -- mailbox is unchanged. The old numbers are renumbered per mailbox in
+    -- their order; DROP TABLE fires no trigger, so the counters stand.
+    CREATE TABLE envelopes_per_mailbox (
+        mailbox    BLOB NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        seq        INTEGER NOT NULL,
+        id         BLOB NOT NULL,
+        expires_at INTEGER NOT NULL,
+        ciphertext BLOB NOT NULL,
+        PRIMARY KEY (mailbox, seq),
+        UNIQUE (mailbox, id)
+    ) WITHOUT ROWID;
+    INSERT INTO envelopes_per_mailbox (mailbox, seq, id, expires_at, ciphertext)
+        SELECT mailbox, ROW_NUMBER() OVER (PARTITION BY mailbox ORDER BY seq),
+               id, expires_at, ciphertext
+        FROM envelopes;
+    DROP TABLE envelopes;
+    ALTER TABLE envelopes_per_mailbox RENAME TO envelopes;
+    CREATE INDEX envelopes_expiry ON envelopes(expires_at);
+    CREATE TRIGGER envelopes_count_insert AFTER INSERT ON envelopes BEGIN
+        UPDATE mailboxes SET envelope_count = envelope_count + 1,
+                             envelope_bytes = envelope_bytes + LENGTH(NEW.ciphertext)
+        WHERE id = NEW.mailbox;
+    END;
+    CREATE TRIGGER envelopes_count_delete AFTER DELETE ON envelopes BEGIN
+        UPDATE mailboxes SET envelope_count = envelope_count - 1,
+                             envelope_bytes = envelope_bytes - LENGTH(OLD.ciphertext)
+        WHERE id = OLD.mailbox;
+    END;
+";
+
+/// Stores one envelope under the next sequence number of its mailbox
+/// (per mailbox: see the last migration); a copy the mailbox already holds
+/// is ignored.
+const INSERT_ENVELOPE_SQL: &str =
+    "INSERT OR IGNORE INTO envelopes (mailbox, seq, id, expires_at, ciphertext)
+     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM envelopes WHERE mailbox = ?1), ?2, ?3, ?4)";
+
+/// A mailbox's pending envelopes, oldest first (read along the primary key,
+/// `(mailbox, seq)`).
 const PENDING_SQL: &str = "SELECT id, expires_at, ciphertext FROM envelopes
      WHERE mailbox = ?1 AND expires_at > ?2 ORDER BY seq LIMIT ?3";
 
@@ -478,10 +524,7 @@ impl Store for SqliteStore {
                     }
                 };
                 let added = c
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO envelopes (mailbox, id, expires_at, ciphertext)
-                     VALUES (?1, ?2, ?3, ?4)",
-                    )?
+                    .prepare_cached(INSERT_ENVELOPE_SQL)?
                     .execute(params![
                         &to.as_bytes()[..],
                         &e.id.as_bytes()[..],
@@ -840,8 +883,13 @@ mod tests {
                 let mut n = 0;
                 for e in &batch {
                     n += c.execute(
-                        "INSERT OR IGNORE INTO envelopes (mailbox, id, expires_at, ciphertext) VALUES (?1, ?2, ?3, ?4)",
-                        params![&e.envelope.recipient().as_bytes()[..], &e.id.as_bytes()[..], 9, e.envelope.ciphertext()],
+                        INSERT_ENVELOPE_SQL,
+                        params![
+                            &e.envelope.recipient().as_bytes()[..],
+                            &e.id.as_bytes()[..],
+                            9,
+                            e.envelope.ciphertext()
+                        ],
                     )? as u64;
                 }
                 let count: i64 = c.query_row(
@@ -901,11 +949,177 @@ mod tests {
             .map(Result::unwrap)
             .collect()
         };
+        // The primary key is (mailbox, seq) since per-mailbox numbering.
         assert!(
-            plan.iter().any(|d| d.contains("envelopes_mailbox_seq")),
+            plan.iter()
+                .any(|d| d.contains("USING PRIMARY KEY (mailbox=?")),
             "{plan:?}"
         );
         assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:?}");
+        s.close().await.unwrap();
+    }
+
+    /// `(mailbox, seq)` of every stored envelope, in the table's own order.
+    fn stored_seqs(c: &Connection) -> Vec<(Vec<u8>, i64)> {
+        let mut stmt = c.prepare("SELECT mailbox, seq FROM envelopes").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn envelopes_are_numbered_per_mailbox_and_the_table_has_no_rowid() {
+        use super::super::contract::{keys, new_env};
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (a, b) = (keys(1).id(), keys(2).id());
+        s.register(keys(1), false).await.unwrap();
+        s.register(keys(2), false).await.unwrap();
+        let q = Quotas {
+            max_envelopes: 100,
+            max_bytes: 1 << 20,
+        };
+        // Interleaved: a, b, a, b, a (one batch holds both).
+        s.deposit(vec![new_env(a, 1, 60, 7200)], q).await.unwrap();
+        s.deposit(vec![new_env(b, 2, 60, 7200), new_env(a, 3, 60, 7200)], q)
+            .await
+            .unwrap();
+        s.deposit(vec![new_env(b, 4, 60, 7200)], q).await.unwrap();
+        s.deposit(vec![new_env(a, 5, 60, 7200)], q).await.unwrap();
+        {
+            let c = s.reader.lock().unwrap();
+            let mut rows = stored_seqs(&c);
+            rows.sort();
+            let mut want = vec![
+                (a.as_bytes().to_vec(), 1),
+                (a.as_bytes().to_vec(), 2),
+                (a.as_bytes().to_vec(), 3),
+                (b.as_bytes().to_vec(), 1),
+                (b.as_bytes().to_vec(), 2),
+            ];
+            want.sort();
+            assert_eq!(rows, want);
+            assert!(
+                c.prepare("SELECT rowid FROM envelopes").is_err(),
+                "no rowid: no hidden global insertion order"
+            );
+        }
+        // Delivery order within a mailbox is deposit order.
+        let fills: Vec<u8> = s
+            .pending(a, UnixTime(0), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.envelope.ciphertext()[0])
+            .collect();
+        assert_eq!(fills, vec![1, 3, 5]);
+        // An emptied mailbox starts over at 1.
+        let ids: Vec<_> = s
+            .pending(b, UnixTime(0), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(s.ack(b, ids).await.unwrap(), 2);
+        s.deposit(vec![new_env(b, 6, 60, 7200)], q).await.unwrap();
+        let b_rows: Vec<i64> = stored_seqs(&s.reader.lock().unwrap())
+            .into_iter()
+            .filter(|(m, _)| m[..] == b.as_bytes()[..])
+            .map(|(_, seq)| seq)
+            .collect();
+        assert_eq!(b_rows, vec![1]);
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_per_mailbox_migration_renumbers_and_keeps_order_and_counters() {
+        use super::super::contract::keys;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (a, b) = (keys(1), keys(2));
+        {
+            // A database as the relay left it before per-mailbox numbering.
+            let conn = Connection::open(&path).unwrap();
+            configure(&conn).unwrap();
+            let before = MIGRATIONS
+                .iter()
+                .position(|m| *m == MIGRATION_PER_MAILBOX_SEQ)
+                .unwrap();
+            for sql in &MIGRATIONS[..before] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", before as i64)
+                .unwrap();
+            for k in [a, b] {
+                conn.execute(
+                    "INSERT INTO mailboxes (id, auth_pk, seal_pk, pow_required) VALUES (?1, ?2, ?3, 0)",
+                    params![&k.id().as_bytes()[..], &k.auth.0[..], &k.seal.0[..]],
+                )
+                .unwrap();
+            }
+            // Global numbers, interleaved across the two mailboxes.
+            for (i, k) in [a, b, a, b, a].iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO envelopes (mailbox, id, expires_at, ciphertext) VALUES (?1, ?2, 7200, ?3)",
+                    params![&k.id().as_bytes()[..], &[i as u8; 32][..], &vec![i as u8; 50]],
+                )
+                .unwrap();
+            }
+        }
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let fills = |m: MailboxId| {
+            let s = &s;
+            async move {
+                s.pending(m, UnixTime(0), 10)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.envelope.ciphertext()[0])
+                    .collect::<Vec<u8>>()
+            }
+        };
+        assert_eq!(fills(a.id()).await, vec![0, 2, 4]);
+        assert_eq!(fills(b.id()).await, vec![1, 3]);
+        let (mut rows, counts) = {
+            let c = s.reader.lock().unwrap();
+            let mut stmt = c
+                .prepare(
+                    "SELECT envelope_count, envelope_bytes FROM mailboxes ORDER BY envelope_count",
+                )
+                .unwrap();
+            let counts: Vec<(i64, i64)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            (stored_seqs(&c), counts)
+        };
+        rows.sort();
+        let a_id = a.id().as_bytes().to_vec();
+        let b_id = b.id().as_bytes().to_vec();
+        let mut want = vec![
+            (a_id.clone(), 1),
+            (a_id.clone(), 2),
+            (a_id, 3),
+            (b_id.clone(), 1),
+            (b_id, 2),
+        ];
+        want.sort();
+        assert_eq!(rows, want);
+        assert_eq!(counts, vec![(2, 100), (3, 150)]);
+        // The triggers are back: a new deposit counts.
+        s.deposit(
+            vec![super::super::contract::new_env(b.id(), 9, 50, 7200)],
+            Quotas {
+                max_envelopes: 3,
+                max_bytes: 1 << 20,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(fills(b.id()).await, vec![1, 3, 9]);
         s.close().await.unwrap();
     }
 

@@ -12,6 +12,7 @@ mod limits;
 mod nodes;
 mod pressure;
 mod protocol;
+mod seized;
 
 use northstar_core::UnixTime;
 
