@@ -89,10 +89,12 @@ pub(super) async fn fetch_bundles(
             Ok(ServerFrame::Prekeys {
                 signed_bundle,
                 one_time,
+                one_time_pq,
             }) => out.push(FetchedBundle {
                 mailbox: *mailbox,
                 signed_bundle,
                 one_time: one_time.map(|k| k.to_bytes()),
+                one_time_pq: one_time_pq.map(|k| k.to_bytes()),
             }),
             Ok(_) => {
                 result = Err(DriverError::Protocol);
