@@ -43,7 +43,8 @@ pub const PUSH_REQUEST_ID: u32 = 0;
 
 pub use crate::limits::{
     FRAME_HEADER_LEN, MAX_ACK_IDS, MAX_BATCH_ENVELOPES, MAX_DIRECTORY_LEN, MAX_FRAME_LEN,
-    MAX_PREKEY_BUNDLE_LEN, MAX_PREKEYS_PER_UPLOAD, MAX_STATE_LEN, ONE_TIME_PREKEY_LEN,
+    MAX_PQ_PREKEYS_PER_UPLOAD, MAX_PREKEY_BUNDLE_LEN, MAX_PREKEYS_PER_UPLOAD, MAX_STATE_LEN,
+    ONE_TIME_PQ_PREKEY_LEN, ONE_TIME_PREKEY_LEN,
 };
 
 /// Domain separation of the mailbox authentication signature.
@@ -84,6 +85,58 @@ impl OneTimePrekey {
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self::from_bytes(&r.array("one-time prekey")?))
+    }
+}
+
+/// A one-time ML-KEM prekey: `id:u32 || pk[1184] || sig[64]`
+/// ([`crate::pqxdh::OneTimePqPreKeyPublic`]), opaque to the relay (the
+/// client that uses it checks the key and the device's signature), handed
+/// out once, then deleted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OneTimePqPrekey {
+    pub id: u32,
+    /// `pk[1184] || sig[64]`.
+    pub public: Box<[u8; ONE_TIME_PQ_PREKEY_LEN - 4]>,
+}
+
+impl core::fmt::Debug for OneTimePqPrekey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "OneTimePqPrekey({})", self.id)
+    }
+}
+
+impl OneTimePqPrekey {
+    /// `id:u32 || pk[1184] || sig[64]`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ONE_TIME_PQ_PREKEY_LEN);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        out.extend_from_slice(&self.public[..]);
+        out
+    }
+
+    /// From exactly [`ONE_TIME_PQ_PREKEY_LEN`] bytes.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let k = Self::read(&mut r)?;
+        r.finish("one-time pq prekey")?;
+        Ok(k)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let id = r.u32("one-time pq prekey id")?;
+        let body = r.take(ONE_TIME_PQ_PREKEY_LEN - 4, "one-time pq prekey")?;
+        let mut public = Box::new([0u8; ONE_TIME_PQ_PREKEY_LEN - 4]);
+        public.copy_from_slice(body);
+        Ok(OneTimePqPrekey { id, public })
+    }
+}
+
+impl From<&crate::pqxdh::OneTimePqPreKeyPublic> for OneTimePqPrekey {
+    fn from(k: &crate::pqxdh::OneTimePqPreKeyPublic) -> Self {
+        let mut public = Box::new([0u8; ONE_TIME_PQ_PREKEY_LEN - 4]);
+        public[..crate::keys::MlKemPublic::LEN].copy_from_slice(&k.key.0[..]);
+        public[crate::keys::MlKemPublic::LEN..].copy_from_slice(&k.signature.0);
+        OneTimePqPrekey { id: k.id, public }
     }
 }
 
@@ -264,12 +317,17 @@ pub enum ClientFrame {
     PublishDirectory { directory: Vec<u8> },
     /// Fetch the newest directory signed by an organisation key.
     FetchDirectory { org_key: Ed25519Public },
-    /// Replace the session mailbox's signed prekey bundle and add one-time prekeys.
+    /// Replace the session mailbox's signed prekey bundle and add one-time
+    /// prekeys of both kinds; with `replace`, the one-time prekeys the
+    /// relay held for the mailbox (of both kinds) are dropped first.
     UploadPrekeys {
         signed_bundle: Vec<u8>,
         one_time: Vec<OneTimePrekey>,
+        one_time_pq: Vec<OneTimePqPrekey>,
+        replace: bool,
     },
-    /// Fetch a mailbox's prekey bundle (consumes one one-time prekey).
+    /// Fetch a mailbox's prekey bundle (consumes one one-time prekey of
+    /// each kind).
     FetchPrekeys { mailbox: MailboxId },
     /// Store the session mailbox's encrypted state blob, kept `ttl_hours`
     /// (capped by the relay, rounded up to the hour).
@@ -365,12 +423,23 @@ impl ClientFrame {
             ClientFrame::UploadPrekeys {
                 signed_bundle,
                 one_time,
+                one_time_pq,
+                replace,
             } => {
                 w.vec_u16(signed_bundle, MAX_PREKEY_BUNDLE_LEN, "prekey bundle")?;
                 w.count_u16(one_time.len(), MAX_PREKEYS_PER_UPLOAD, "one-time prekeys")?;
                 for k in one_time {
                     w.bytes(&k.to_bytes());
                 }
+                w.count_u16(
+                    one_time_pq.len(),
+                    MAX_PQ_PREKEYS_PER_UPLOAD,
+                    "one-time pq prekeys",
+                )?;
+                for k in one_time_pq {
+                    w.u32(k.id).bytes(&k.public[..]);
+                }
+                w.u8(u8::from(*replace));
             }
             ClientFrame::FetchPrekeys { mailbox } => {
                 w.bytes(mailbox.as_bytes());
@@ -459,9 +528,22 @@ impl ClientFrame {
                 for _ in 0..n {
                     one_time.push(OneTimePrekey::read(r)?);
                 }
+                let n = r.count_u16(MAX_PQ_PREKEYS_PER_UPLOAD, "one-time pq prekeys")?;
+                if r.remaining() < n * ONE_TIME_PQ_PREKEY_LEN {
+                    return Err(DecodeError::UnexpectedEnd {
+                        what: "one-time pq prekeys",
+                    }
+                    .into());
+                }
+                let mut one_time_pq = Vec::with_capacity(n);
+                for _ in 0..n {
+                    one_time_pq.push(OneTimePqPrekey::read(r)?);
+                }
                 ClientFrame::UploadPrekeys {
                     signed_bundle,
                     one_time,
+                    one_time_pq,
+                    replace: read_bool(r, "replace flag")?,
                 }
             }
             0x0A => ClientFrame::FetchPrekeys {
@@ -529,12 +611,16 @@ pub enum ServerFrame {
     Acked { deleted: u32 },
     /// The newest stored directory of the requested organisation.
     Directory { directory: Vec<u8> },
-    /// The prekeys were stored; one-time prekeys now held.
-    PrekeysStored { one_time_count: u32 },
-    /// A prekey bundle, with one one-time prekey while any remain.
+    /// The prekeys were stored; one-time prekeys of each kind now held.
+    PrekeysStored {
+        one_time_count: u32,
+        one_time_pq_count: u32,
+    },
+    /// A prekey bundle, with one one-time prekey of each kind while any remain.
     Prekeys {
         signed_bundle: Vec<u8>,
         one_time: Option<OneTimePrekey>,
+        one_time_pq: Option<OneTimePqPrekey>,
     },
     /// The state blob is stored until `expires_at` (on the hour).
     StateStored { expires_at: UnixTime },
@@ -626,17 +712,25 @@ impl ServerFrame {
             ServerFrame::Directory { directory } => {
                 w.vec_u32(directory, MAX_DIRECTORY_LEN, "directory")?;
             }
-            ServerFrame::PrekeysStored { one_time_count } => {
-                w.u32(*one_time_count);
+            ServerFrame::PrekeysStored {
+                one_time_count,
+                one_time_pq_count,
+            } => {
+                w.u32(*one_time_count).u32(*one_time_pq_count);
             }
             ServerFrame::Prekeys {
                 signed_bundle,
                 one_time,
+                one_time_pq,
             } => {
                 w.vec_u16(signed_bundle, MAX_PREKEY_BUNDLE_LEN, "prekey bundle")?;
                 match one_time {
                     None => w.u8(0),
                     Some(k) => w.u8(1).bytes(&k.to_bytes()),
+                };
+                match one_time_pq {
+                    None => w.u8(0),
+                    Some(k) => w.u8(1).u32(k.id).bytes(&k.public[..]),
                 };
             }
             ServerFrame::StateStored { expires_at } => {
@@ -708,6 +802,7 @@ impl ServerFrame {
             },
             0x88 => ServerFrame::PrekeysStored {
                 one_time_count: r.u32("one-time prekey count")?,
+                one_time_pq_count: r.u32("one-time pq prekey count")?,
             },
             0x89 => {
                 let signed_bundle = r.vec_u16(MAX_PREKEY_BUNDLE_LEN, "prekey bundle")?.to_vec();
@@ -721,9 +816,20 @@ impl ServerFrame {
                         });
                     }
                 };
+                let one_time_pq = match r.u8("one-time pq prekey flag")? {
+                    0 => None,
+                    1 => Some(OneTimePqPrekey::read(r)?),
+                    t => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "one-time pq prekey flag",
+                            tag: t,
+                        });
+                    }
+                };
                 ServerFrame::Prekeys {
                     signed_bundle,
                     one_time,
+                    one_time_pq,
                 }
             }
             0x8A => ServerFrame::StateStored {
@@ -889,6 +995,13 @@ mod tests {
         }
     }
 
+    fn pq_otk(id: u32) -> OneTimePqPrekey {
+        OneTimePqPrekey {
+            id,
+            public: Box::new([id as u8; ONE_TIME_PQ_PREKEY_LEN - 4]),
+        }
+    }
+
     fn all_client_frames() -> Vec<ClientFrame> {
         vec![
             ClientFrame::Deposit {
@@ -928,6 +1041,14 @@ mod tests {
                     };
                     5
                 ],
+                one_time_pq: vec![pq_otk(2), pq_otk(3)],
+                replace: true,
+            },
+            ClientFrame::UploadPrekeys {
+                signed_bundle: vec![11; 1500],
+                one_time: Vec::new(),
+                one_time_pq: Vec::new(),
+                replace: false,
             },
             ClientFrame::FetchPrekeys {
                 mailbox: MailboxId::from_bytes([13; 32]),
@@ -967,10 +1088,14 @@ mod tests {
             ServerFrame::Directory {
                 directory: vec![6; 10],
             },
-            ServerFrame::PrekeysStored { one_time_count: 7 },
+            ServerFrame::PrekeysStored {
+                one_time_count: 7,
+                one_time_pq_count: 8,
+            },
             ServerFrame::Prekeys {
                 signed_bundle: vec![8; 20],
                 one_time: None,
+                one_time_pq: None,
             },
             ServerFrame::Prekeys {
                 signed_bundle: vec![8; 20],
@@ -978,6 +1103,12 @@ mod tests {
                     id: 9,
                     public: X25519Public([9; 32]),
                 }),
+                one_time_pq: Some(pq_otk(10)),
+            },
+            ServerFrame::Prekeys {
+                signed_bundle: vec![8; 20],
+                one_time: None,
+                one_time_pq: Some(pq_otk(11)),
             },
             ServerFrame::StateStored {
                 expires_at: UnixTime(7200),
@@ -1043,6 +1174,29 @@ mod tests {
         b[6] ^= 1;
         assert!(ServerFrame::decode(&b).is_err());
         assert!(ServerFrame::decode(&[1, 0, 0, 0, 0, 0xFF, 0, 99]).is_err());
+        // Prekey frames of protocol version 1 (no one-time ML-KEM prekeys,
+        // no replace flag) do not decode; nor do flags other than 0 or 1.
+        assert!(ClientFrame::decode(&[1, 0, 0, 0, 1, 0x09, 0, 1, 0xAA, 0, 0]).is_err());
+        assert!(ServerFrame::decode(&[1, 0, 0, 0, 1, 0x89, 0, 1, 0xAA, 0]).is_err());
+        assert!(ServerFrame::decode(&[1, 0, 0, 0, 1, 0x89, 0, 1, 0xAA, 0, 2]).is_err());
+        assert!(ServerFrame::decode(&[1, 0, 0, 0, 1, 0x88, 0, 0, 0, 1]).is_err());
+        let mut up = ClientFrame::UploadPrekeys {
+            signed_bundle: vec![1],
+            one_time: Vec::new(),
+            one_time_pq: vec![pq_otk(1)],
+            replace: true,
+        }
+        .encode(1)
+        .unwrap();
+        *up.last_mut().unwrap() = 2;
+        assert!(ClientFrame::decode(&up).is_err());
+        up.pop();
+        assert!(ClientFrame::decode(&up).is_err());
+        // A count of one-time ML-KEM prekeys with fewer bytes than it says.
+        let mut short = vec![1, 0, 0, 0, 1, 0x09, 0, 1, 0xAA, 0, 0, 0, 2];
+        short.extend_from_slice(&[0; ONE_TIME_PQ_PREKEY_LEN]);
+        short.push(0);
+        assert!(ClientFrame::decode(&short).is_err());
     }
 
     #[test]
@@ -1109,6 +1263,10 @@ mod tests {
             id: 7,
             public: X25519Public([0x77; 32]),
         };
+        let pq_otk = OneTimePqPrekey {
+            id: 8,
+            public: Box::new([0x88; ONE_TIME_PQ_PREKEY_LEN - 4]),
+        };
         let client = vec![
             (
                 "deposit",
@@ -1157,6 +1315,8 @@ mod tests {
                 ClientFrame::UploadPrekeys {
                     signed_bundle: vec![0xb0; 4],
                     one_time: vec![otk],
+                    one_time_pq: vec![pq_otk.clone()],
+                    replace: true,
                 },
             ),
             ("fetch_prekeys", ClientFrame::FetchPrekeys { mailbox: id }),
@@ -1219,7 +1379,10 @@ mod tests {
             (
                 "prekeys_stored",
                 1,
-                ServerFrame::PrekeysStored { one_time_count: 1 },
+                ServerFrame::PrekeysStored {
+                    one_time_count: 1,
+                    one_time_pq_count: 1,
+                },
             ),
             (
                 "prekeys",
@@ -1227,6 +1390,7 @@ mod tests {
                 ServerFrame::Prekeys {
                     signed_bundle: vec![0xb0; 4],
                     one_time: Some(otk),
+                    one_time_pq: Some(pq_otk.clone()),
                 },
             ),
             (
@@ -1235,6 +1399,7 @@ mod tests {
                 ServerFrame::Prekeys {
                     signed_bundle: vec![0xb0; 4],
                     one_time: None,
+                    one_time_pq: None,
                 },
             ),
             (

@@ -11,11 +11,12 @@
 //! |---|---|---|
 //! | [`IdentityKeyPair`] | X25519 + Ed25519 | PQXDH identity `IK`, signs prekeys |
 //! | [`MailboxKeyPair`] | Ed25519 `auth` + X25519 `seal` | relay ownership proofs, opening sealed envelopes |
-//! | [`SignedPreKey`], [`OneTimePreKey`], [`PqPreKey`] | X25519 / X25519 / ML-KEM-768 | PQXDH `SPK`, `OPK`, `PQSPK` |
+//! | [`SignedPreKey`], [`OneTimePreKey`], [`PqPreKey`], [`OneTimePqPreKey`] | X25519 / X25519 / ML-KEM-768 / ML-KEM-768 | PQXDH `SPK`, `OPK`, `PQSPK` (last resort), `PQOPK` |
 //! | [`OrgSigningKey`] / [`OrgPublicKey`] | Ed25519 | the organisation's root of trust: signs the directory |
 //!
-//! The public bundle format ([`SignedPreKeyBundle`]) lives in [`crate::pqxdh`]
-//! and is re-exported here.
+//! The public bundle format ([`SignedPreKeyBundle`]) and the signed public
+//! half of a one-time ML-KEM prekey ([`OneTimePqPreKeyPublic`]) live in
+//! [`crate::pqxdh`], which defines their signatures, and are re-exported here.
 
 use crate::error::DecodeError;
 
@@ -140,7 +141,10 @@ use crate::ids::MailboxId;
 use crate::wire::Reader;
 
 /// The public prekey bundle lives with PQXDH, which defines its signatures.
-pub use crate::pqxdh::{MAX_SIGNED_BUNDLE_LEN, SignedPreKeyBundle, VerifiedBundle};
+pub use crate::pqxdh::{
+    MAX_SIGNED_BUNDLE_LEN, ONE_TIME_PQ_PREKEY_PUBLIC_LEN, OneTimePqPreKeyPublic,
+    SignedPreKeyBundle, VerifiedBundle,
+};
 
 /// Version byte of every secret-key encoding (saved state, key store).
 pub const SECRET_ENCODING_VERSION: u8 = 1;
@@ -158,6 +162,7 @@ enum SecretKind {
     SignedPreKey = 6,
     OneTimePreKey = 7,
     PqPreKey = 8,
+    OneTimePqPreKey = 9,
 }
 
 /// Why a key operation failed. Carries no key material.
@@ -565,6 +570,20 @@ impl MlKemSecret {
         MlKemSecret(Box::new(dk))
     }
 
+    /// The key pair FIPS 203 `ML-KEM.KeyGen_internal(d, z)` derives from
+    /// `seed = d[32] || z[32]` (what [`MlKemSecret::generate`] does with
+    /// fresh random `d` and `z`).
+    pub fn from_seed(seed: &[u8; 64]) -> Self {
+        let mut d = ml_kem::B32::default();
+        let mut z = ml_kem::B32::default();
+        d.copy_from_slice(&seed[..32]);
+        z.copy_from_slice(&seed[32..]);
+        let (dk, _ek) = MlKem768::generate_deterministic(&d, &z);
+        d.as_mut_slice().zeroize();
+        z.as_mut_slice().zeroize();
+        MlKemSecret(Box::new(dk))
+    }
+
     /// The matching encapsulation key.
     pub fn public(&self) -> MlKemPublic {
         let enc = self.0.encapsulation_key().as_bytes();
@@ -658,6 +677,26 @@ pub struct OneTimePreKey {
 pub struct PqPreKey {
     pub id: u32,
     pub key: MlKemSecret,
+}
+
+/// A one-time ML-KEM-768 prekey (PQOPK_B): handed out once by the relay
+/// (with its signature, [`OneTimePqPreKeyPublic`]), used for one session,
+/// then deleted. Kept as its 64-byte FIPS 203 seed `d || z`, from which the
+/// decapsulation key is derived again when loaded, so a device's supply of
+/// them costs little saved state.
+pub struct OneTimePqPreKey {
+    pub id: u32,
+    seed: Zeroizing<[u8; 64]>,
+    key: MlKemSecret,
+}
+
+impl core::fmt::Debug for OneTimePqPreKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OneTimePqPreKey")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .finish()
+    }
 }
 
 /// The public half of a one-time prekey as uploaded to and handed out by
@@ -814,8 +853,55 @@ impl PqPreKey {
     }
 }
 
-/// Compares freshly generated vectors with the committed file, or rewrites
-/// the file when `NORTHSTAR_WRITE_VECTORS=1` (so vectors cannot drift).
+impl OneTimePqPreKey {
+    /// Encoded length of [`OneTimePqPreKey::encode`].
+    pub const ENCODED_LEN: usize = 2 + 4 + 64;
+
+    /// A fresh key from 64 random seed bytes.
+    pub fn generate(id: u32, rng: &mut impl crate::CryptoRng) -> Self {
+        let mut seed = Zeroizing::new([0u8; 64]);
+        rng.fill_bytes(seed.as_mut());
+        Self::from_seed(id, seed)
+    }
+
+    fn from_seed(id: u32, seed: Zeroizing<[u8; 64]>) -> Self {
+        let key = MlKemSecret::from_seed(&seed);
+        OneTimePqPreKey { id, seed, key }
+    }
+
+    /// The decapsulation key.
+    pub fn key(&self) -> &MlKemSecret {
+        &self.key
+    }
+
+    /// `version:u8 (=1) || kind:u8 (=9) || id:u32 || d[32] || z[32]`.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        encode_secret(
+            SecretKind::OneTimePqPreKey,
+            &[&self.id.to_be_bytes(), &self.seed[..]],
+        )
+    }
+
+    /// Strict inverse of [`OneTimePqPreKey::encode`] (derives the key again).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let id = Self::decode_id(bytes)?;
+        let mut seed = Zeroizing::new([0u8; 64]);
+        seed.copy_from_slice(&bytes[6..]);
+        Ok(Self::from_seed(id, seed))
+    }
+
+    /// Checks an encoding strictly and returns its id, without deriving the
+    /// key (loading saved state need not run a key generation per key).
+    pub fn decode_id(bytes: &[u8]) -> Result<u32, DecodeError> {
+        let mut r = Reader::new(bytes);
+        read_secret_header(&mut r, SecretKind::OneTimePqPreKey)?;
+        let id = r.u32("one-time pq prekey id")?;
+        r.take(64, "ml-kem seed")?;
+        r.finish("one-time pq prekey")?;
+        Ok(id)
+    }
+}
+
 /// Version byte of an encoded [`OrgSigningKey`].
 pub const ORG_KEY_VERSION: u8 = 1;
 
@@ -911,6 +997,8 @@ impl OrgPublicKey {
     }
 }
 
+/// Compares freshly generated vectors with the committed file, or rewrites
+/// the file when `NORTHSTAR_WRITE_VECTORS=1` (so vectors cannot drift).
 #[cfg(test)]
 pub(crate) fn check_vector_file(name: &str, committed: &str, generated: &serde_json::Value) {
     if std::env::var("NORTHSTAR_WRITE_VECTORS").as_deref() == Ok("1") {
@@ -1017,6 +1105,21 @@ mod tests {
         assert_eq!((pq2.id, pq2.key.public()), (7, pq.key.public()));
         let ml = MlKemSecret::decode(&pq.key.encode()).unwrap();
         assert_eq!(ml.public(), pq.key.public());
+        let opq = OneTimePqPreKey::generate(8, &mut rng);
+        let enc = opq.encode();
+        assert_eq!(enc.len(), OneTimePqPreKey::ENCODED_LEN);
+        let opq2 = OneTimePqPreKey::decode(&enc).unwrap();
+        assert_eq!((opq2.id, opq2.key().public()), (8, opq.key().public()));
+        // The seed is what FIPS 203 key generation takes: the same seed, the
+        // same key; the expanded key passes the FIPS 203 §7.3 checks.
+        assert_eq!(
+            MlKemSecret::decode(&opq.key().encode()).unwrap().public(),
+            opq.key().public()
+        );
+        assert!(OneTimePqPreKey::decode(&pq.encode()).is_err());
+        assert!(PqPreKey::decode(&enc).is_err());
+        assert!(OneTimePqPreKey::decode(&enc[..enc.len() - 1]).is_err());
+        assert!(OneTimePqPreKey::decode(&[&enc[..], &[0]].concat()).is_err());
 
         // A key of one kind does not load as another; trailing bytes, short
         // input and other versions are refused.
@@ -1102,15 +1205,17 @@ mod tests {
         let pq = PqPreKey::generate(1, &mut rng);
         let spk = SignedPreKey::generate(2, &mut rng);
         let otk = OneTimePreKey::generate(3, &mut rng);
+        let opq = OneTimePqPreKey::generate(4, &mut rng);
         let ss = SharedSecret32::new([0xAB; 32]);
-        let all = format!("{id:?} {mb:?} {pq:?} {spk:?} {otk:?} {ss:?}");
+        let all = format!("{id:?} {mb:?} {pq:?} {spk:?} {otk:?} {opq:?} {ss:?}");
         assert_eq!(
             all,
             "IdentityKeyPair { x25519: X25519Secret(..), ed25519: Ed25519Secret(..) } \
              MailboxKeyPair { auth: Ed25519Secret(..), seal: X25519Secret(..) } \
              PqPreKey { id: 1, key: MlKemSecret(..) } \
              SignedPreKey { id: 2, key: X25519Secret(..) } \
-             OneTimePreKey { id: 3, key: X25519Secret(..) } SharedSecret32(..)"
+             OneTimePreKey { id: 3, key: X25519Secret(..) } \
+             OneTimePqPreKey { id: 4, key: MlKemSecret(..) } SharedSecret32(..)"
         );
     }
 
@@ -1123,6 +1228,7 @@ mod tests {
             let _ = MailboxKeyPair::decode(&bytes);
             let _ = SignedPreKey::decode(&bytes);
             let _ = OneTimePreKey::decode(&bytes);
+            let _ = OneTimePqPreKey::decode(&bytes);
             let _ = OneTimePreKeyPublic::decode(&bytes);
             let mut r = Reader::new(&bytes);
             let _ = MailboxPublic::read(&mut r);

@@ -6,7 +6,7 @@
 //! copy.
 
 use crate::directory::MAX_SIGNED_DIRECTORY_LEN;
-use crate::pqxdh::MAX_SIGNED_BUNDLE_LEN;
+use crate::pqxdh::{MAX_SIGNED_BUNDLE_LEN, ONE_TIME_PQ_PREKEY_PUBLIC_LEN};
 use crate::sealed::{ENVELOPE_HEADER_LEN, MAX_CIPHERTEXT_LEN};
 use crate::state::MAX_STATE_BLOB_LEN;
 
@@ -43,6 +43,15 @@ pub const ONE_TIME_PREKEY_LEN: usize = 36;
 /// Most one-time prekeys in one upload (the relay's per-mailbox cap may be lower).
 pub const MAX_PREKEYS_PER_UPLOAD: usize = 1000;
 
+/// A one-time ML-KEM prekey on the wire: `id:u32 || pk[1184] || sig[64]`
+/// (`pqxdh::ONE_TIME_PQ_PREKEY_PUBLIC_LEN`).
+pub const ONE_TIME_PQ_PREKEY_LEN: usize = ONE_TIME_PQ_PREKEY_PUBLIC_LEN;
+
+/// Most one-time ML-KEM prekeys in one upload (1.25 MB at most; the relay's
+/// per-mailbox cap and frame limit may be lower, and clients split an
+/// upload into frames that fit the relay's announced limit).
+pub const MAX_PQ_PREKEYS_PER_UPLOAD: usize = 1000;
+
 /// Largest encrypted seeker-state blob a frame carries: exactly the state
 /// blob's own maximum (`state::MAX_STATE_BLOB_LEN`); a relay may configure
 /// a lower cap.
@@ -50,6 +59,9 @@ pub const MAX_STATE_LEN: usize = MAX_STATE_BLOB_LEN;
 
 /// Largest encoded envelope.
 pub const MAX_ENVELOPE_LEN: usize = ENVELOPE_HEADER_LEN + MAX_CIPHERTEXT_LEN;
+
+/// The `replace` flag that ends an `UploadPrekeys` body.
+const REPLACE_FLAG_LEN: usize = 1;
 
 // Every structure fits the frame that carries it.
 const _: () = assert!(MAX_PREKEY_BUNDLE_LEN >= MAX_SIGNED_BUNDLE_LEN);
@@ -59,7 +71,14 @@ const _: () =
     assert!(FRAME_HEADER_LEN + 1 + 8 + 2 + MAX_BATCH_ENVELOPES * MAX_ENVELOPE_LEN <= MAX_FRAME_LEN);
 const _: () = assert!(FRAME_HEADER_LEN + 2 + MAX_ACK_IDS * 32 <= MAX_FRAME_LEN);
 const _: () = assert!(
-    FRAME_HEADER_LEN + 2 + MAX_PREKEY_BUNDLE_LEN + 2 + MAX_PREKEYS_PER_UPLOAD * ONE_TIME_PREKEY_LEN
+    FRAME_HEADER_LEN
+        + 2
+        + MAX_PREKEY_BUNDLE_LEN
+        + 2
+        + MAX_PREKEYS_PER_UPLOAD * ONE_TIME_PREKEY_LEN
+        + 2
+        + MAX_PQ_PREKEYS_PER_UPLOAD * ONE_TIME_PQ_PREKEY_LEN
+        + REPLACE_FLAG_LEN
         <= MAX_FRAME_LEN
 );
 // A seeker's whole fan-out fits one maximal batch.

@@ -4,16 +4,19 @@
 //! sender" (source: `docs/PROTOCOL.md §2`).
 //!
 //! A counselor device (Bob, the responder) publishes a [`SignedPreKeyBundle`]
-//! (identity keys, a signed X25519 prekey, a signed ML-KEM-768 prekey) and
-//! one-time prekeys ([`OneTimePreKeyPublic`]). A seeker (Alice, the
-//! initiator) fetches them from the relay, checks the signatures
-//! ([`SignedPreKeyBundle::verify_for`]) and runs [`initiate`]:
+//! (identity keys, a signed X25519 prekey, a signed "last resort"
+//! ML-KEM-768 prekey), one-time X25519 prekeys ([`OneTimePreKeyPublic`]) and
+//! signed one-time ML-KEM-768 prekeys ([`OneTimePqPreKeyPublic`]). A seeker
+//! (Alice, the initiator) fetches the bundle with at most one of each
+//! one-time kind from the relay, checks the signatures
+//! ([`SignedPreKeyBundle::verify_for`], [`VerifiedBundle::with_one_time_pq`])
+//! and runs [`initiate`]:
 //!
 //! ```text
 //! EK_A            = fresh X25519 key
 //! DH1 = DH(IK_A, SPK_B)   DH2 = DH(EK_A, IK_B)   DH3 = DH(EK_A, SPK_B)
 //! DH4 = DH(EK_A, OPK_B)   (only when a one-time prekey was handed out)
-//! (CT, SS)        = ML-KEM-768.Encaps(PQSPK_B)
+//! (CT, SS)        = ML-KEM-768.Encaps(PQOPK_B if one was handed out, else PQSPK_B)
 //! SK = HKDF-SHA256(salt = 0x00*32, ikm = 0xFF*32 || DH1 || DH2 || DH3 [|| DH4] || SS,
 //!                  info = "Northstar_PQXDH_CURVE25519_SHA-256_ML-KEM-768", L = 32)
 //! AD = Encode(IK_A) || Encode(IK_B) || Encode(MB_A)
@@ -33,8 +36,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::error::{DecodeError, Error};
 use crate::keys::{
     IdentityKeyPair, IdentityPublic, KeyError, MailboxKeyPair, MailboxPublic, MlKemCiphertext,
-    MlKemPublic, OneTimePreKey, OneTimePreKeyPublic, PqPreKey, SharedSecret32, Signature,
-    SignedPreKey, X25519Public, X25519Secret,
+    MlKemPublic, MlKemSecret, OneTimePqPreKey, OneTimePreKey, OneTimePreKeyPublic, PqPreKey,
+    SharedSecret32, Signature, SignedPreKey, X25519Public, X25519Secret,
 };
 use crate::wire::{Reader, Writer};
 
@@ -47,11 +50,16 @@ pub const SIGNED_PREKEY_SIG_CONTEXT: &[u8] = b"northstar/v1/pqxdh/signed-prekey"
 /// Domain separator of the signature over the signed ML-KEM prekey.
 pub const PQ_PREKEY_SIG_CONTEXT: &[u8] = b"northstar/v1/pqxdh/pq-prekey";
 
+/// Domain separator of the signature over a one-time ML-KEM prekey (its own,
+/// so a one-time key can never pass for the last-resort key or back).
+pub const ONE_TIME_PQ_PREKEY_SIG_CONTEXT: &[u8] = b"northstar/v2/pqxdh/one-time-pq-prekey";
+
 /// Version byte of [`SignedPreKeyBundle`].
 pub const BUNDLE_VERSION: u8 = 1;
 
-/// Version byte of [`InitialHeader`] (2: carries the mailbox proof).
-pub const INITIAL_HEADER_VERSION: u8 = 2;
+/// Version byte of [`InitialHeader`] (2: carries the mailbox proof; 3: names
+/// which kind of ML-KEM prekey was used, last resort or one-time).
+pub const INITIAL_HEADER_VERSION: u8 = 3;
 
 /// Context of the initiator's proof that it holds the mailbox it names
 /// (`MB_A`): an Ed25519 signature by the mailbox's auth key.
@@ -67,9 +75,13 @@ pub const SIGNED_BUNDLE_LEN: usize =
 /// limit is that length: anything longer cannot be a valid bundle.
 pub const MAX_SIGNED_BUNDLE_LEN: usize = SIGNED_BUNDLE_LEN;
 
+/// Exact length of an encoded [`OneTimePqPreKeyPublic`]: id, ML-KEM-768
+/// encapsulation key, signature.
+pub const ONE_TIME_PQ_PREKEY_PUBLIC_LEN: usize = 4 + MlKemPublic::LEN + 64;
+
 /// Length of an [`InitialHeader`] without a one-time prekey id.
 pub const INITIAL_HEADER_MIN_LEN: usize =
-    1 + IdentityPublic::LEN + MailboxPublic::LEN + 32 + 4 + 4 + 1 + MlKemCiphertext::LEN + 64;
+    1 + IdentityPublic::LEN + MailboxPublic::LEN + 32 + 4 + (1 + 4) + 1 + MlKemCiphertext::LEN + 64;
 
 /// Length of an [`InitialHeader`] with a one-time prekey id (the largest).
 pub const INITIAL_HEADER_MAX_LEN: usize = INITIAL_HEADER_MIN_LEN + 4;
@@ -87,6 +99,10 @@ pub enum PqxdhError {
     /// The signature over the ML-KEM prekey does not verify.
     #[error("PQ prekey signature does not verify")]
     BadPqPreKeySignature,
+    /// The signature over the one-time ML-KEM prekey the relay handed out
+    /// does not verify (a relay substituting its own key).
+    #[error("one-time PQ prekey signature does not verify")]
+    BadOneTimePqPreKeySignature,
     /// The bundle is signed by an identity other than the expected one
     /// (the one the signed directory lists).
     #[error("bundle identity is not the expected identity")]
@@ -269,6 +285,7 @@ impl SignedPreKeyBundle {
             signed_prekey: self.signed_prekey,
             pq_prekey_id: self.pq_prekey_id,
             pq_prekey: self.pq_prekey.clone(),
+            one_time_pq: None,
         })
     }
 
@@ -293,9 +310,29 @@ pub struct VerifiedBundle {
     signed_prekey: X25519Public,
     pq_prekey_id: u32,
     pq_prekey: MlKemPublic,
+    /// A one-time ML-KEM prekey whose signature was checked, if the relay
+    /// handed one out: used instead of the last-resort key.
+    one_time_pq: Option<(u32, MlKemPublic)>,
 }
 
 impl VerifiedBundle {
+    /// Adds the one-time ML-KEM prekey the relay handed out with the
+    /// bundle, after checking it is signed by the bundle's identity.
+    pub fn with_one_time_pq(mut self, k: &OneTimePqPreKeyPublic) -> Result<Self, PqxdhError> {
+        k.verify(&self.identity)?;
+        self.one_time_pq = Some((k.id, k.key.clone()));
+        Ok(self)
+    }
+
+    /// The ML-KEM prekey a session started from this bundle encapsulates
+    /// to: the one-time key if there is one, else the last-resort key.
+    pub fn pq_prekey_used(&self) -> PqPrekeyId {
+        match &self.one_time_pq {
+            Some((id, _)) => PqPrekeyId::OneTime(*id),
+            None => PqPrekeyId::LastResort(self.pq_prekey_id),
+        }
+    }
+
     /// The identity that signed the prekeys.
     pub fn identity(&self) -> &IdentityPublic {
         &self.identity
@@ -317,9 +354,143 @@ impl VerifiedBundle {
     }
 }
 
+/// The public half of a one-time ML-KEM-768 prekey as uploaded to and
+/// handed out by the relay, signed by the device's identity Ed25519 key
+/// (as PQXDH requires of every PQ prekey: the relay must not be able to
+/// substitute a key of its own). Exactly [`ONE_TIME_PQ_PREKEY_PUBLIC_LEN`]
+/// bytes: `id:u32 || pk[1184] || sig[64]`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OneTimePqPreKeyPublic {
+    pub id: u32,
+    pub key: MlKemPublic,
+    pub signature: Signature,
+}
+
+impl OneTimePqPreKeyPublic {
+    /// The signed public half of `key`.
+    pub fn build(identity: &IdentityKeyPair, key: &OneTimePqPreKey) -> Self {
+        let pk = key.key().public();
+        let signature = identity.ed25519.sign(&prekey_sig_message(
+            ONE_TIME_PQ_PREKEY_SIG_CONTEXT,
+            &identity.x25519.public(),
+            key.id,
+            &pk.0[..],
+        ));
+        OneTimePqPreKeyPublic {
+            id: key.id,
+            key: pk,
+            signature,
+        }
+    }
+
+    /// Checks the signature against `identity` (the bundle's).
+    pub fn verify(&self, identity: &IdentityPublic) -> Result<(), PqxdhError> {
+        let msg = prekey_sig_message(
+            ONE_TIME_PQ_PREKEY_SIG_CONTEXT,
+            &identity.x25519,
+            self.id,
+            &self.key.0[..],
+        );
+        if !identity.ed25519.verify(&msg, &self.signature) {
+            return Err(PqxdhError::BadOneTimePqPreKeySignature);
+        }
+        Ok(())
+    }
+
+    /// `id:u32 || pk[1184] || sig[64]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(ONE_TIME_PQ_PREKEY_PUBLIC_LEN);
+        w.u32(self.id)
+            .bytes(&self.key.0[..])
+            .bytes(&self.signature.0);
+        w.into_bytes()
+    }
+
+    /// Reads one (checks the ML-KEM modulus; not the signature).
+    pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let id = r.u32("one-time pq prekey id")?;
+        let key = MlKemPublic::read(r)?;
+        let signature = Signature(r.array("one-time pq prekey signature")?);
+        Ok(OneTimePqPreKeyPublic { id, key, signature })
+    }
+
+    /// Strictly decodes exactly [`ONE_TIME_PQ_PREKEY_PUBLIC_LEN`] bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        let k = Self::read(&mut r)?;
+        r.finish("one-time pq prekey")?;
+        Ok(k)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Initial header, session secret, associated data.
 // ---------------------------------------------------------------------------
+
+/// Which ML-KEM prekey a session start encapsulated to: the signed
+/// last-resort key of the bundle, or a one-time key. On the wire
+/// `kind:u8 (1 last resort, 2 one-time) || id:u32`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum PqPrekeyId {
+    LastResort(u32),
+    OneTime(u32),
+}
+
+impl PqPrekeyId {
+    fn write(&self, w: &mut Writer) {
+        match self {
+            PqPrekeyId::LastResort(id) => w.u8(1).u32(*id),
+            PqPrekeyId::OneTime(id) => w.u8(2).u32(*id),
+        };
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("pq prekey kind")? {
+            1 => Ok(PqPrekeyId::LastResort(r.u32("pq prekey id")?)),
+            2 => Ok(PqPrekeyId::OneTime(r.u32("pq prekey id")?)),
+            tag => Err(DecodeError::UnknownTag {
+                what: "pq prekey kind",
+                tag,
+            }),
+        }
+    }
+}
+
+/// The responder's ML-KEM secret for a session start: the one the header
+/// names ([`InitialHeader::pq_prekey`]).
+#[derive(Clone, Copy, Debug)]
+pub enum PqSecret<'a> {
+    LastResort(&'a PqPreKey),
+    OneTime(&'a OneTimePqPreKey),
+}
+
+impl PqSecret<'_> {
+    fn id(&self) -> PqPrekeyId {
+        match self {
+            PqSecret::LastResort(k) => PqPrekeyId::LastResort(k.id),
+            PqSecret::OneTime(k) => PqPrekeyId::OneTime(k.id),
+        }
+    }
+
+    fn key(&self) -> &MlKemSecret {
+        match self {
+            PqSecret::LastResort(k) => &k.key,
+            PqSecret::OneTime(k) => k.key(),
+        }
+    }
+}
+
+impl<'a> From<&'a PqPreKey> for PqSecret<'a> {
+    fn from(k: &'a PqPreKey) -> Self {
+        PqSecret::LastResort(k)
+    }
+}
+
+impl<'a> From<&'a OneTimePqPreKey> for PqSecret<'a> {
+    fn from(k: &'a OneTimePqPreKey) -> Self {
+        PqSecret::OneTime(k)
+    }
+}
 
 /// What the initiator sends (inside the sealed envelope) so the responder
 /// can derive the same secret.
@@ -329,7 +500,7 @@ pub struct InitialHeader {
     initiator_mailbox: MailboxPublic,
     ephemeral: X25519Public,
     signed_prekey_id: u32,
-    pq_prekey_id: u32,
+    pq_prekey: PqPrekeyId,
     one_time_prekey_id: Option<u32>,
     kem_ciphertext: MlKemCiphertext,
     /// Ed25519 signature by `MB_A`'s auth key over
@@ -370,8 +541,9 @@ impl InitialHeader {
     pub fn signed_prekey_id(&self) -> u32 {
         self.signed_prekey_id
     }
-    pub fn pq_prekey_id(&self) -> u32 {
-        self.pq_prekey_id
+    /// The ML-KEM prekey encapsulated to (one-time or last resort).
+    pub fn pq_prekey(&self) -> PqPrekeyId {
+        self.pq_prekey
     }
     /// The one-time prekey used, if the relay handed one out.
     pub fn one_time_prekey_id(&self) -> Option<u32> {
@@ -384,9 +556,9 @@ impl InitialHeader {
     /// Appends the encoding:
     ///
     /// ```text
-    /// version:u8 (=1) || ik_x25519[32] || ik_ed25519[32]
+    /// version:u8 (=3) || ik_x25519[32] || ik_ed25519[32]
     ///   || mailbox_auth[32] || mailbox_seal[32] || ek[32]
-    ///   || spk_id:u32 || pq_id:u32
+    ///   || spk_id:u32 || pq_kind:u8 (1 last resort | 2 one-time) || pq_id:u32
     ///   || has_otk:u8 (0 | 1) || [otk_id:u32 if has_otk = 1]
     ///   || kem_ct[1088] || mailbox_proof[64]
     /// ```
@@ -399,9 +571,8 @@ impl InitialHeader {
     fn write_fields(&self, w: &mut Writer) {
         self.initiator.write(w);
         self.initiator_mailbox.write(w);
-        w.bytes(&self.ephemeral.0)
-            .u32(self.signed_prekey_id)
-            .u32(self.pq_prekey_id);
+        w.bytes(&self.ephemeral.0).u32(self.signed_prekey_id);
+        self.pq_prekey.write(w);
         match self.one_time_prekey_id {
             None => {
                 w.u8(0);
@@ -427,7 +598,7 @@ impl InitialHeader {
         let initiator_mailbox = MailboxPublic::read(r)?;
         let ephemeral = X25519Public(r.array("ephemeral key")?);
         let signed_prekey_id = r.u32("signed prekey id")?;
-        let pq_prekey_id = r.u32("pq prekey id")?;
+        let pq_prekey = PqPrekeyId::read(r)?;
         let one_time_prekey_id = match r.u8("one-time prekey flag")? {
             0 => None,
             1 => Some(r.u32("one-time prekey id")?),
@@ -447,7 +618,7 @@ impl InitialHeader {
             initiator_mailbox,
             ephemeral,
             signed_prekey_id,
-            pq_prekey_id,
+            pq_prekey,
             one_time_prekey_id,
             kem_ciphertext: MlKemCiphertext(arr),
             mailbox_proof,
@@ -539,7 +710,9 @@ fn same_identity(a: &IdentityPublic, b: &IdentityPublic) -> bool {
 /// to send with the first message.
 ///
 /// `otk` is the one-time prekey the relay handed out with the bundle, if any
-/// (the relay may have run out). `our_mailbox` is the mailbox the responder
+/// (the relay may have run out); a one-time ML-KEM prekey, if one was
+/// handed out, is part of `bundle` ([`VerifiedBundle::with_one_time_pq`])
+/// and is used instead of the last-resort one. `our_mailbox` is the mailbox the responder
 /// should reply to; it is bound into `AD`, and its key signs the header to
 /// prove we hold it.
 pub fn initiate(
@@ -559,7 +732,11 @@ pub fn initiate(
     let dh2 = ek.diffie_hellman(&ik_b.x25519)?;
     let dh3 = ek.diffie_hellman(&bundle.signed_prekey)?;
     let dh4 = otk.map(|k| ek.diffie_hellman(&k.key)).transpose()?;
-    let (ct, ss) = bundle.pq_prekey.encapsulate(rng)?;
+    let pq_pk = match &bundle.one_time_pq {
+        Some((_, k)) => k,
+        None => &bundle.pq_prekey,
+    };
+    let (ct, ss) = pq_pk.encapsulate(rng)?;
     let sk = match &dh4 {
         Some(dh4) => kdf(&[&dh1, &dh2, &dh3, dh4, &ss])?,
         None => kdf(&[&dh1, &dh2, &dh3, &ss])?,
@@ -570,7 +747,7 @@ pub fn initiate(
         initiator_mailbox: mb_a,
         ephemeral: ek.public(),
         signed_prekey_id: bundle.signed_prekey_id,
-        pq_prekey_id: bundle.pq_prekey_id,
+        pq_prekey: bundle.pq_prekey_used(),
         one_time_prekey_id: otk.map(|k| k.id),
         kem_ciphertext: ct,
         mailbox_proof: Signature([0; 64]),
@@ -581,8 +758,9 @@ pub fn initiate(
 }
 
 /// Bob's side: derives the same SK and AD from `header`, using the prekeys
-/// the header names. The one-time prekey is taken by value and destroyed
-/// here, used or not. Anyone can seal a header naming a one-time prekey id,
+/// the header names (`pq` is the last-resort or one-time ML-KEM key it
+/// names; a `&PqPreKey` or `&OneTimePqPreKey` converts). The one-time
+/// X25519 prekey is taken by value and destroyed here, used or not. Anyone can seal a header naming a one-time prekey id,
 /// so the caller should delete the prekey from its store only once the
 /// first ratchet message has decrypted under the derived SK (reloading it
 /// from its saved encoding for this call).
@@ -590,19 +768,20 @@ pub fn initiate(
 /// A wrong KEM ciphertext does not fail here (ML-KEM's implicit rejection):
 /// it yields a different SK, and the first ratchet message then fails to
 /// decrypt — the caller must not keep the session until it does.
-pub fn respond(
+pub fn respond<'a>(
     our: &IdentityKeyPair,
     spk: &SignedPreKey,
-    pq: &PqPreKey,
+    pq: impl Into<PqSecret<'a>>,
     otk: Option<OneTimePreKey>,
     header: &InitialHeader,
 ) -> Result<(SessionSecret, AssociatedData), PqxdhError> {
+    let pq = pq.into();
     if header.signed_prekey_id != spk.id {
         return Err(PqxdhError::PreKeyMismatch {
             which: "signed prekey",
         });
     }
-    if header.pq_prekey_id != pq.id {
+    if header.pq_prekey != pq.id() {
         return Err(PqxdhError::PreKeyMismatch { which: "pq prekey" });
     }
     match (header.one_time_prekey_id, &otk) {
@@ -636,7 +815,7 @@ pub fn respond(
         .map(|k| k.key.diffie_hellman(&header.ephemeral))
         .transpose()?;
     drop(otk);
-    let ss = pq.key.decapsulate(&header.kem_ciphertext)?;
+    let ss = pq.key().decapsulate(&header.kem_ciphertext)?;
     let sk = match &dh4 {
         Some(dh4) => kdf(&[&dh1, &dh2, &dh3, dh4, &ss])?,
         None => kdf(&[&dh1, &dh2, &dh3, &ss])?,
@@ -658,6 +837,7 @@ mod tests {
         pub spk: SignedPreKey,
         pub pq: PqPreKey,
         pub otk: OneTimePreKey,
+        pub opq: OneTimePqPreKey,
         pub bundle: SignedPreKeyBundle,
     }
 
@@ -666,12 +846,14 @@ mod tests {
         let spk = SignedPreKey::generate(7, rng);
         let pq = PqPreKey::generate(9, rng);
         let otk = OneTimePreKey::generate(42, rng);
+        let opq = OneTimePqPreKey::generate(43, rng);
         let bundle = SignedPreKeyBundle::build(&identity, &spk, &pq);
         Bob {
             identity,
             spk,
             pq,
             otk,
+            opq,
             bundle,
         }
     }
@@ -703,6 +885,100 @@ mod tests {
         let (sk_b2, _) = respond(&b.identity, &b.spk, &b.pq, None, &h2).unwrap();
         assert!(eq(&sk_a2, &sk_b2));
         assert!(!eq(&sk_a, &sk_a2));
+        assert_eq!(h.pq_prekey(), PqPrekeyId::LastResort(9));
+    }
+
+    #[test]
+    fn a_one_time_pq_prekey_is_used_instead_of_the_last_resort_one() {
+        let mut rng = ChaCha20Rng::from_seed([11; 32]);
+        let b = bob(&mut rng);
+        let alice = IdentityKeyPair::generate(&mut rng);
+        let mb = MailboxKeyPair::generate(&mut rng);
+        let opq_pub = OneTimePqPreKeyPublic::build(&b.identity, &b.opq);
+        let enc = opq_pub.encode();
+        assert_eq!(enc.len(), ONE_TIME_PQ_PREKEY_PUBLIC_LEN);
+        assert_eq!(OneTimePqPreKeyPublic::decode(&enc).unwrap(), opq_pub);
+        assert!(OneTimePqPreKeyPublic::decode(&enc[..enc.len() - 1]).is_err());
+        let vb = b
+            .bundle
+            .verify_for(&b.identity.public())
+            .unwrap()
+            .with_one_time_pq(&opq_pub)
+            .unwrap();
+        assert_eq!(vb.pq_prekey_used(), PqPrekeyId::OneTime(43));
+        let otk_pub = b.otk.public();
+        let (h, sk_a, _) = initiate(&mut rng, &alice, &mb, &vb, Some(&otk_pub)).unwrap();
+        let h = InitialHeader::decode(&h.encode()).unwrap();
+        assert_eq!(h.pq_prekey(), PqPrekeyId::OneTime(43));
+        assert_eq!(h.encode().len(), INITIAL_HEADER_MAX_LEN);
+        // Only the one-time ML-KEM key opens it: the last-resort key (even
+        // one with the same id) is refused.
+        let otk2 = OneTimePreKey::decode(&b.otk.encode()).unwrap();
+        assert_eq!(
+            respond(&b.identity, &b.spk, &b.pq, Some(otk2), &h).unwrap_err(),
+            PqxdhError::PreKeyMismatch { which: "pq prekey" }
+        );
+        let last_resort_43 = PqPreKey::generate(43, &mut rng);
+        let otk3 = OneTimePreKey::decode(&b.otk.encode()).unwrap();
+        assert_eq!(
+            respond(&b.identity, &b.spk, &last_resort_43, Some(otk3), &h).unwrap_err(),
+            PqxdhError::PreKeyMismatch { which: "pq prekey" }
+        );
+        assert_eq!(
+            respond(&b.identity, &b.spk, &b.opq, None, &h).unwrap_err(),
+            PqxdhError::PreKeyMismatch {
+                which: "one-time prekey"
+            }
+        );
+        let (sk_b, _) = respond(&b.identity, &b.spk, &b.opq, Some(b.otk), &h).unwrap();
+        assert!(eq(&sk_a, &sk_b));
+        // The saved seed derives the same key.
+        let again = OneTimePqPreKey::decode(&b.opq.encode()).unwrap();
+        assert_eq!(again.key().public(), b.opq.key().public());
+        assert_eq!(OneTimePqPreKey::decode_id(&b.opq.encode()).unwrap(), 43);
+    }
+
+    /// The attack: a relay hands out an ML-KEM key of its own as the
+    /// one-time key (to decapsulate what seekers encapsulate to it). Alice
+    /// refuses it unless the device's identity signed it, for that id.
+    #[test]
+    fn a_one_time_pq_prekey_not_signed_by_the_device_is_refused() {
+        let mut rng = ChaCha20Rng::from_seed([12; 32]);
+        let b = bob(&mut rng);
+        let relay_key = OneTimePqPreKey::generate(43, &mut rng);
+        let relay_identity = IdentityKeyPair::generate(&mut rng);
+        let vb = b.bundle.verify_for(&b.identity.public()).unwrap();
+        // Signed by another identity.
+        let forged = OneTimePqPreKeyPublic::build(&relay_identity, &relay_key);
+        assert_eq!(
+            vb.clone().with_one_time_pq(&forged).unwrap_err(),
+            PqxdhError::BadOneTimePqPreKeySignature
+        );
+        // The device's genuine signature, over a substituted key or id.
+        let genuine = OneTimePqPreKeyPublic::build(&b.identity, &b.opq);
+        let mut swapped = genuine.clone();
+        swapped.key = relay_key.key().public();
+        assert!(vb.clone().with_one_time_pq(&swapped).is_err());
+        let mut renumbered = genuine.clone();
+        renumbered.id ^= 1;
+        assert!(vb.clone().with_one_time_pq(&renumbered).is_err());
+        // The last-resort key's signature does not pass for a one-time key
+        // (separate signing contexts), nor a one-time key's for the bundle.
+        let as_one_time = OneTimePqPreKeyPublic {
+            id: b.bundle.pq_prekey_id,
+            key: b.bundle.pq_prekey.clone(),
+            signature: b.bundle.pq_prekey_sig,
+        };
+        assert!(vb.clone().with_one_time_pq(&as_one_time).is_err());
+        let mut as_last_resort = b.bundle.clone();
+        as_last_resort.pq_prekey_id = genuine.id;
+        as_last_resort.pq_prekey = genuine.key.clone();
+        as_last_resort.pq_prekey_sig = genuine.signature;
+        assert_eq!(
+            as_last_resort.verify(),
+            Err(PqxdhError::BadPqPreKeySignature)
+        );
+        vb.with_one_time_pq(&genuine).unwrap();
     }
 
     #[test]
@@ -888,7 +1164,7 @@ mod tests {
         .unwrap();
         let mut moved = h2.clone();
         moved.signed_prekey_id = b.spk.id;
-        moved.pq_prekey_id = b.pq.id;
+        moved.pq_prekey = PqPrekeyId::LastResort(b.pq.id);
         assert_eq!(
             respond(&b.identity, &b.spk, &b.pq, None, &moved).unwrap_err(),
             PqxdhError::BadMailboxProof
@@ -907,21 +1183,35 @@ mod tests {
         let alice = IdentityKeyPair::generate(&mut rng);
         let mb = MailboxKeyPair::generate(&mut rng);
         let otk = b.otk.public();
+        let opq = OneTimePqPreKeyPublic::build(&b.identity, &b.opq);
         let vb = b.bundle.verify_for(&b.identity.public()).unwrap();
-        let (h, sk, ad) = initiate(&mut rng, &alice, &mb, &vb, Some(&otk)).unwrap();
+        let (h, sk, ad) = initiate(
+            &mut rng,
+            &alice,
+            &mb,
+            &vb.clone().with_one_time_pq(&opq).unwrap(),
+            Some(&otk),
+        )
+        .unwrap();
+        // The relay had no one-time prekey of either kind left.
+        let (h_lr, sk_lr, _) = initiate(&mut rng, &alice, &mb, &vb, None).unwrap();
         serde_json::json!({
-            "description": "PQXDH (docs/PROTOCOL.md §2). Generated from ChaCha20Rng seed 0x9d*32 by client-core/src/pqxdh.rs tests; regenerate with NORTHSTAR_WRITE_VECTORS=1. Secrets use the secret-key encodings (version, kind, bytes).",
+            "description": "PQXDH (docs/PROTOCOL.md §2). Generated from ChaCha20Rng seed 0x9d*32 by client-core/src/pqxdh.rs tests; regenerate with NORTHSTAR_WRITE_VECTORS=1. Secrets use the secret-key encodings (version, kind, bytes). `initial_header` uses both one-time prekeys (X25519 and ML-KEM); `initial_header_last_resort` neither (the signed last-resort ML-KEM prekey).",
             "responder_identity_secret": hex::encode(&*b.identity.encode()),
             "responder_signed_prekey_secret": hex::encode(&*b.spk.encode()),
             "responder_pq_prekey_secret": hex::encode(&*b.pq.encode()),
             "responder_one_time_prekey_secret": hex::encode(&*b.otk.encode()),
+            "responder_one_time_pq_prekey_secret": hex::encode(&*b.opq.encode()),
             "responder_bundle": hex::encode(b.bundle.encode()),
             "responder_one_time_prekey_public": hex::encode(otk.encode()),
+            "responder_one_time_pq_prekey_public": hex::encode(opq.encode()),
             "initiator_identity_secret": hex::encode(&*alice.encode()),
             "initiator_mailbox_secret": hex::encode(&*mb.encode()),
             "initial_header": hex::encode(h.encode()),
             "session_secret": hex::encode(*sk.into_bytes()),
             "associated_data": hex::encode(ad.as_bytes()),
+            "initial_header_last_resort": hex::encode(h_lr.encode()),
+            "session_secret_last_resort": hex::encode(*sk_lr.into_bytes()),
         })
     }
 
@@ -940,12 +1230,23 @@ mod tests {
         let spk = SignedPreKey::decode(&d("responder_signed_prekey_secret")).unwrap();
         let pq = PqPreKey::decode(&d("responder_pq_prekey_secret")).unwrap();
         let otk = OneTimePreKey::decode(&d("responder_one_time_prekey_secret")).unwrap();
+        let opq = OneTimePqPreKey::decode(&d("responder_one_time_pq_prekey_secret")).unwrap();
         let bundle = SignedPreKeyBundle::decode(&d("responder_bundle")).unwrap();
-        bundle.verify_for(&id.public()).unwrap();
+        let opq_pub =
+            OneTimePqPreKeyPublic::decode(&d("responder_one_time_pq_prekey_public")).unwrap();
+        assert_eq!(opq_pub.key, opq.key().public());
+        bundle
+            .verify_for(&id.public())
+            .unwrap()
+            .with_one_time_pq(&opq_pub)
+            .unwrap();
         let h = InitialHeader::decode(&d("initial_header")).unwrap();
-        let (sk, ad) = respond(&id, &spk, &pq, Some(otk), &h).unwrap();
+        let (sk, ad) = respond(&id, &spk, &opq, Some(otk), &h).unwrap();
         assert_eq!(sk.into_bytes().to_vec(), d("session_secret"));
         assert_eq!(ad.as_bytes(), &d("associated_data")[..]);
+        let h = InitialHeader::decode(&d("initial_header_last_resort")).unwrap();
+        let (sk, _) = respond(&id, &spk, &pq, None, &h).unwrap();
+        assert_eq!(sk.into_bytes().to_vec(), d("session_secret_last_resort"));
     }
 
     /// Recomputes SK from the documented formula with raw primitives, so the

@@ -161,8 +161,8 @@ pub const BODY_TAG_RATCHET: u8 = 2;
 
 /// Largest ratchet message a sealed envelope carries: 62 KiB. The largest
 /// bucket (65 536) less the padding marker (1), content version (1), sender
-/// (128), body tag (1), the largest initial header (1262) and the length
-/// prefix (4) leaves 64 139 bytes; 62 KiB keeps the rest as headroom for
+/// (128), body tag (1), the largest initial header (1327) and the length
+/// prefix (4) leaves 64 074 bytes; 62 KiB keeps the rest as headroom for
 /// future fields without changing the bucket set.
 pub const MAX_RATCHET_MESSAGE_LEN: usize = 62 * 1024;
 

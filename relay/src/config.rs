@@ -47,6 +47,10 @@ pub const DEFAULT_STATE_MAX_HOURS: u32 = 90 * 24;
 pub const DEFAULT_MAX_STATE_BYTES: usize = 1024 * 1024;
 /// Default one-time prekeys held per mailbox.
 pub const DEFAULT_MAX_ONE_TIME_PREKEYS: u64 = 500;
+/// Default one-time ML-KEM prekeys held per mailbox (1252 bytes each, so
+/// fewer than X25519 ones: 200 is about 250 KB per device, twice what a
+/// device keeps on the relay).
+pub const DEFAULT_MAX_ONE_TIME_PQ_PREKEYS: u64 = 200;
 /// Default sweep interval for expired envelopes and state.
 pub const DEFAULT_SWEEP_INTERVAL_SECS: u64 = 300;
 /// Default writes per group commit.
@@ -165,6 +169,8 @@ config! {
     max_state_bytes: usize = DEFAULT_MAX_STATE_BYTES, "NORTHSTAR_MAX_STATE_BYTES";
     /// Most one-time prekeys held per mailbox [default: 500].
     max_one_time_prekeys: u64 = DEFAULT_MAX_ONE_TIME_PREKEYS, "NORTHSTAR_MAX_ONE_TIME_PREKEYS";
+    /// Most one-time ML-KEM prekeys held per mailbox [default: 200].
+    max_one_time_pq_prekeys: u64 = DEFAULT_MAX_ONE_TIME_PQ_PREKEYS, "NORTHSTAR_MAX_ONE_TIME_PQ_PREKEYS";
     /// Seconds between sweeps of expired envelopes and state [default: 300].
     sweep_interval_secs: u64 = DEFAULT_SWEEP_INTERVAL_SECS, "NORTHSTAR_SWEEP_INTERVAL_SECS";
     /// Most writes committed in one SQLite transaction (group commit) [default: 256].
@@ -356,6 +362,12 @@ impl Config {
             self.max_one_time_prekeys,
             0,
             100_000,
+        )?;
+        range(
+            "max_one_time_pq_prekeys",
+            self.max_one_time_pq_prekeys,
+            0,
+            10_000,
         )?;
         range("sweep_interval_secs", self.sweep_interval_secs, 1, 86_400)?;
         range("write_batch", self.write_batch as u64, 1, 100_000)?;

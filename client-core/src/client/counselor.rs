@@ -25,7 +25,8 @@ use crate::error::{DecodeError, Error};
 use crate::ids::Language;
 use crate::ids::{MailboxId, MessageId};
 use crate::keys::{
-    IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePreKeyPublic,
+    IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePqPreKeyPublic,
+    OneTimePreKeyPublic,
 };
 use crate::message::{
     AppMessage, Body, Direction, MAX_CANNED_TITLE_LEN, MAX_NOTE_LEN, MAX_TEXT_LEN, MessageText,
@@ -129,6 +130,21 @@ pub enum Event {
     CannedAnswer { title: MessageText, by: DeviceId },
 }
 
+/// A device's prekeys at a glance (no secret).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrekeyStatus {
+    /// When the current signed prekeys were made (0 before the first sync).
+    pub signed_prekey_created_at: UnixTime,
+    /// Signed prekey pairs held: the current one and those in their grace period.
+    pub signed_prekey_generations: usize,
+    /// Unused one-time X25519 prekeys held.
+    pub one_time: usize,
+    /// Unused one-time ML-KEM prekeys held.
+    pub one_time_pq: usize,
+    /// When the newest one-time prekey held was made (the last fresh set).
+    pub newest_one_time_at: Option<UnixTime>,
+}
+
 /// A counselor device.
 pub struct Counselor {
     endpoint: Endpoint,
@@ -211,14 +227,58 @@ impl Counselor {
         Ok(store.bundle(self.endpoint.identity()))
     }
 
-    /// New one-time prekeys to upload.
+    /// New one-time X25519 prekeys to upload, dated `now`.
     pub fn new_one_time_prekeys(
         &mut self,
         count: usize,
+        now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<OneTimePreKeyPublic>, Error> {
         let store = self.endpoint.prekeys_mut().ok_or(ClientError::NoPrekeys)?;
-        Ok(store.generate_one_time(count, rng))
+        Ok(store.generate_one_time(count, now, rng))
+    }
+
+    /// New one-time ML-KEM prekeys to upload (each signed by this device's
+    /// identity), dated `now`.
+    pub fn new_one_time_pq_prekeys(
+        &mut self,
+        count: usize,
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<OneTimePqPreKeyPublic>, Error> {
+        self.endpoint.new_one_time_pq_prekeys(count, now, rng)
+    }
+
+    /// Replaces the signed prekeys when they are
+    /// [`SIGNED_PREKEY_ROTATION_SECS`](super::endpoint::SIGNED_PREKEY_ROTATION_SECS)
+    /// old (the old ones stay for the grace period). Says whether it did:
+    /// the new bundle must then be uploaded.
+    pub fn rotate_prekeys_if_due(
+        &mut self,
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<bool, Error> {
+        let store = self.endpoint.prekeys_mut().ok_or(ClientError::NoPrekeys)?;
+        Ok(store.rotate_if_due(now, rng))
+    }
+
+    /// Deletes the signed prekeys whose grace period is over and the
+    /// one-time prekeys past their maximum age. Says whether any were.
+    pub fn expire_prekeys(&mut self, now: UnixTime) -> Result<bool, Error> {
+        let store = self.endpoint.prekeys_mut().ok_or(ClientError::NoPrekeys)?;
+        Ok(store.expire(now))
+    }
+
+    /// What this device holds of its prekeys.
+    pub fn prekey_status(&self) -> Result<PrekeyStatus, Error> {
+        let store = self.endpoint.prekeys().ok_or(ClientError::NoPrekeys)?;
+        Ok(PrekeyStatus {
+            signed_prekey_created_at: store.signed_prekey_created_at(),
+            signed_prekey_generations: store.generations(),
+            one_time: store.one_time_count(),
+            one_time_pq: store.one_time_pq_count(),
+            newest_one_time_at: store.newest_one_time_at(),
+        })
     }
 
     /// Loads a directory fetched from the relay, checked against the pinned

@@ -22,18 +22,18 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use zeroize::Zeroizing;
 
 use super::{ClientError, FetchedBundle};
-use crate::CryptoRng;
 use crate::error::{DecodeError, Error};
 use crate::ids::MessageId;
 use crate::keys::{
-    IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePreKey,
-    OneTimePreKeyPublic, PqPreKey, SignedPreKey,
+    IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePqPreKey,
+    OneTimePqPreKeyPublic, OneTimePreKey, OneTimePreKeyPublic, PqPreKey, SignedPreKey,
 };
 use crate::message::AppMessage;
-use crate::pqxdh::{self, InitialHeader, SignedPreKeyBundle};
+use crate::pqxdh::{self, InitialHeader, PqPrekeyId, PqSecret, SignedPreKeyBundle};
 use crate::ratchet::{RatchetError, Session};
 use crate::sealed::{self, Envelope, SealedBody, SealedContent, SenderInfo};
 use crate::wire::{Reader, Writer};
+use crate::{CryptoRng, UnixTime};
 
 /// Sealed-content bytes of a self copy besides its filler: version, sender
 /// identity and mailbox, tag, and the ratchet message's length prefix.
@@ -54,101 +54,392 @@ pub const MAX_SEEN_IDS: usize = 4096;
 /// conversation plus colleagues). Bounds the saved state.
 pub const MAX_PEERS: usize = 8192;
 
-/// Most one-time prekeys a device keeps unused (bounds saved state; the
-/// relay's own per-mailbox cap is of the same order).
-pub const MAX_ONE_TIME_PREKEYS: usize = 1000;
+/// How often a counselor device replaces its signed X25519 prekey and its
+/// signed last-resort ML-KEM prekey (weekly; at the first sync after the
+/// period, since a device changes nothing between syncs). Every session
+/// start the relay let through without a one-time prekey depends on these
+/// two keys for its forward secrecy, so they must not live for ever.
+pub const SIGNED_PREKEY_ROTATION_SECS: u64 = 7 * 24 * 3600;
 
-/// Saved-state format version of an endpoint.
-pub const ENDPOINT_STATE_VERSION: u8 = 1;
+/// How long the secrets of a replaced signed prekey pair are kept after the
+/// rotation that replaced them, so that a session start sealed to the
+/// previous bundle while it was still handed out (or still on its way)
+/// opens. Then they are deleted (zeroized): a device state seized later
+/// cannot open an opening logged earlier than the grace.
+pub const SIGNED_PREKEY_GRACE_SECS: u64 = 7 * 24 * 3600;
+
+/// Oldest a one-time prekey secret (either kind) gets before it is deleted,
+/// used or not. A device cannot know which of its one-time prekeys the relay
+/// handed out to someone who never used them (a hostile relay, or someone
+/// draining them); without an end, those secrets would be kept, able to
+/// open a logged session start, for ever. The relay's copies are replaced
+/// by a fresh set at every rotation and every top-up (see the driver), so a
+/// key on the relay is always far younger than this.
+pub const ONE_TIME_PREKEY_MAX_AGE_SECS: u64 = 30 * 24 * 3600;
+
+/// Most one-time prekeys of each kind a device keeps (bounds saved state:
+/// 38 bytes an X25519 one, 70 a one-time ML-KEM seed). When new ones would
+/// pass it, the oldest held are deleted first: a device whose prekeys are
+/// being drained still makes new ones, for ever.
+pub const MAX_ONE_TIME_PREKEYS: usize = 2000;
+
+/// Most signed prekey generations kept: the current one and the replaced
+/// ones still in their grace period (at one rotation a week and a week's
+/// grace, two; more only if rotations come faster).
+pub const MAX_SIGNED_PREKEY_GENERATIONS: usize = 8;
+
+/// Saved-state format version of an endpoint (2: dated signed prekey
+/// generations, dated one-time prekeys of both kinds).
+pub const ENDPOINT_STATE_VERSION: u8 = 2;
+
+/// A signed X25519 prekey and a signed last-resort ML-KEM prekey, made and
+/// uploaded together.
+#[derive(Debug)]
+struct Generation {
+    /// When it was made ([`UNSTAMPED`] for a device's first pair, made before
+    /// the device knew the time; stamped at its first sync).
+    created_at: UnixTime,
+    signed: SignedPreKey,
+    pq: PqPreKey,
+}
+
+/// A one-time prekey secret, kept encoded (so a failed session start can
+/// reload it instead of losing it), with the time it was made.
+#[derive(Debug)]
+struct Held {
+    created_at: UnixTime,
+    encoded: Zeroizing<Vec<u8>>,
+}
+
+/// The creation time of a device's first signed prekeys, before its first
+/// sync said what time it is.
+const UNSTAMPED: UnixTime = UnixTime(0);
 
 /// The prekeys a counselor device answers session starts with.
 #[derive(Debug)]
 pub struct PrekeyStore {
-    signed: SignedPreKey,
-    pq: PqPreKey,
-    /// Unused one-time prekeys, saved encoded so a failed session start can
-    /// reload the key instead of losing it.
-    one_time: BTreeMap<u32, Zeroizing<Vec<u8>>>,
-    next_one_time_id: u32,
+    /// Signed prekey generations, oldest first. The last one is current (in
+    /// the bundle on the relay); the others were replaced less than
+    /// [`SIGNED_PREKEY_GRACE_SECS`] ago.
+    generations: Vec<Generation>,
+    /// Unused one-time X25519 prekeys, by id.
+    one_time: BTreeMap<u32, Held>,
+    /// Unused one-time ML-KEM prekeys (seeds), by id.
+    one_time_pq: BTreeMap<u32, Held>,
+}
+
+/// A random id not in `taken` (ids are random so that they say nothing
+/// about how many sessions a device has had).
+fn fresh_id(taken: impl Fn(u32) -> bool, rng: &mut impl CryptoRng) -> u32 {
+    loop {
+        let id = rng.next_u32();
+        if id != 0 && !taken(id) {
+            return id;
+        }
+    }
+}
+
+/// Deletes the oldest of `held` until `room` more fit under
+/// [`MAX_ONE_TIME_PREKEYS`].
+fn make_room(held: &mut BTreeMap<u32, Held>, room: usize) {
+    let excess = (held.len() + room).saturating_sub(MAX_ONE_TIME_PREKEYS);
+    if excess == 0 {
+        return;
+    }
+    let mut by_age: Vec<(UnixTime, u32)> = held.iter().map(|(id, h)| (h.created_at, *id)).collect();
+    by_age.sort_unstable();
+    for (_, id) in by_age.into_iter().take(excess) {
+        held.remove(&id);
+    }
+}
+
+/// Deletes what is [`ONE_TIME_PREKEY_MAX_AGE_SECS`] old; says whether any was.
+fn expire_held(held: &mut BTreeMap<u32, Held>, now: UnixTime) -> bool {
+    let before = held.len();
+    held.retain(|_, h| h.created_at.0.saturating_add(ONE_TIME_PREKEY_MAX_AGE_SECS) > now.0);
+    held.len() != before
 }
 
 impl PrekeyStore {
-    /// Fresh signed, ML-KEM and no one-time prekeys.
+    /// Fresh signed and ML-KEM prekeys (dated at the first
+    /// [`PrekeyStore::rotate_if_due`]) and no one-time prekeys.
     pub fn generate(rng: &mut impl CryptoRng) -> Self {
-        PrekeyStore {
-            signed: SignedPreKey::generate(1, rng),
-            pq: PqPreKey::generate(1, rng),
+        let mut store = PrekeyStore {
+            generations: Vec::new(),
             one_time: BTreeMap::new(),
-            next_one_time_id: 1,
+            one_time_pq: BTreeMap::new(),
+        };
+        store.push_generation(UNSTAMPED, rng);
+        store
+    }
+
+    fn push_generation(&mut self, now: UnixTime, rng: &mut impl CryptoRng) {
+        let gens = &self.generations;
+        let spk_id = fresh_id(|id| gens.iter().any(|g| g.signed.id == id), rng);
+        let pq_id = fresh_id(|id| gens.iter().any(|g| g.pq.id == id), rng);
+        self.generations.push(Generation {
+            created_at: now,
+            signed: SignedPreKey::generate(spk_id, rng),
+            pq: PqPreKey::generate(pq_id, rng),
+        });
+        if self.generations.len() > MAX_SIGNED_PREKEY_GENERATIONS {
+            self.generations.remove(0);
         }
     }
 
-    /// The bundle to upload (signed by the identity's Ed25519 key).
-    pub fn bundle(&self, identity: &IdentityKeyPair) -> SignedPreKeyBundle {
-        SignedPreKeyBundle::build(identity, &self.signed, &self.pq)
+    fn current(&self) -> &Generation {
+        // Never empty: made with one, and only ever grows before pruning
+        // all but the last.
+        &self.generations[self.generations.len() - 1]
     }
 
-    /// Makes up to `count` new one-time prekeys (bounded by
-    /// [`MAX_ONE_TIME_PREKEYS`] kept) and returns their public halves to upload.
+    /// The bundle to upload (signed by the identity's Ed25519 key): the
+    /// current signed prekeys.
+    pub fn bundle(&self, identity: &IdentityKeyPair) -> SignedPreKeyBundle {
+        let g = self.current();
+        SignedPreKeyBundle::build(identity, &g.signed, &g.pq)
+    }
+
+    /// When the current signed prekeys were made (0 before the first sync).
+    pub fn signed_prekey_created_at(&self) -> UnixTime {
+        self.current().created_at
+    }
+
+    /// Signed prekey generations held (the current one and those in their
+    /// grace period).
+    pub fn generations(&self) -> usize {
+        self.generations.len()
+    }
+
+    /// Replaces the signed X25519 and last-resort ML-KEM prekeys with new
+    /// ones when the current ones are [`SIGNED_PREKEY_ROTATION_SECS`] old;
+    /// the replaced ones are kept for [`SIGNED_PREKEY_GRACE_SECS`] (see
+    /// [`PrekeyStore::expire`]). A device's first prekeys, made before it
+    /// knew the time, are dated now instead. Says whether it rotated (the
+    /// bundle must then be uploaded again).
+    pub fn rotate_if_due(&mut self, now: UnixTime, rng: &mut impl CryptoRng) -> bool {
+        let created = self.current().created_at;
+        if created == UNSTAMPED {
+            let last = self.generations.len() - 1;
+            self.generations[last].created_at = now;
+            return false;
+        }
+        if created.0.saturating_add(SIGNED_PREKEY_ROTATION_SECS) > now.0 {
+            return false;
+        }
+        self.rotate(now, rng);
+        true
+    }
+
+    /// Replaces the signed prekeys now, whatever their age.
+    pub fn rotate(&mut self, now: UnixTime, rng: &mut impl CryptoRng) {
+        self.push_generation(now, rng);
+    }
+
+    /// Deletes the signed prekeys replaced [`SIGNED_PREKEY_GRACE_SECS`] ago
+    /// or more and the one-time prekeys [`ONE_TIME_PREKEY_MAX_AGE_SECS`] old
+    /// (their secrets are zeroized as they are dropped). Says whether
+    /// anything was deleted.
+    pub fn expire(&mut self, now: UnixTime) -> bool {
+        let mut changed = false;
+        // Generation 0 was replaced when generation 1 was made.
+        while self.generations.len() > 1
+            && self.generations[1]
+                .created_at
+                .0
+                .saturating_add(SIGNED_PREKEY_GRACE_SECS)
+                <= now.0
+        {
+            self.generations.remove(0);
+            changed = true;
+        }
+        changed |= expire_held(&mut self.one_time, now);
+        changed |= expire_held(&mut self.one_time_pq, now);
+        changed
+    }
+
+    /// Makes `count` new one-time X25519 prekeys (at most
+    /// [`MAX_ONE_TIME_PREKEYS`]), dated `now`, with random ids not held;
+    /// deletes the oldest held beyond the cap. Returns the public halves to
+    /// upload.
     pub fn generate_one_time(
         &mut self,
         count: usize,
+        now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Vec<OneTimePreKeyPublic> {
-        let room = MAX_ONE_TIME_PREKEYS.saturating_sub(self.one_time.len());
-        let mut out = Vec::new();
-        for _ in 0..count.min(room) {
-            let id = self.next_one_time_id;
-            self.next_one_time_id = self.next_one_time_id.wrapping_add(1).max(1);
+        let count = count.min(MAX_ONE_TIME_PREKEYS);
+        make_room(&mut self.one_time, count);
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let held = &self.one_time;
+            let id = fresh_id(|id| held.contains_key(&id), rng);
             let key = OneTimePreKey::generate(id, rng);
             out.push(key.public());
-            self.one_time.insert(id, key.encode());
+            self.one_time.insert(
+                id,
+                Held {
+                    created_at: now,
+                    encoded: key.encode(),
+                },
+            );
         }
         out
     }
 
-    /// Unused one-time prekeys held.
+    /// As [`PrekeyStore::generate_one_time`], for one-time ML-KEM prekeys,
+    /// each signed by `identity`.
+    pub fn generate_one_time_pq(
+        &mut self,
+        count: usize,
+        now: UnixTime,
+        identity: &IdentityKeyPair,
+        rng: &mut impl CryptoRng,
+    ) -> Vec<OneTimePqPreKeyPublic> {
+        let count = count.min(MAX_ONE_TIME_PREKEYS);
+        make_room(&mut self.one_time_pq, count);
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let held = &self.one_time_pq;
+            let id = fresh_id(|id| held.contains_key(&id), rng);
+            let key = OneTimePqPreKey::generate(id, rng);
+            out.push(OneTimePqPreKeyPublic::build(identity, &key));
+            self.one_time_pq.insert(
+                id,
+                Held {
+                    created_at: now,
+                    encoded: key.encode(),
+                },
+            );
+        }
+        out
+    }
+
+    /// When the newest one-time prekey held (of either kind) was made.
+    pub fn newest_one_time_at(&self) -> Option<UnixTime> {
+        self.one_time
+            .values()
+            .chain(self.one_time_pq.values())
+            .map(|h| h.created_at)
+            .max()
+    }
+
+    /// Unused one-time X25519 prekeys held.
     pub fn one_time_count(&self) -> usize {
         self.one_time.len()
     }
 
+    /// Unused one-time ML-KEM prekeys held.
+    pub fn one_time_pq_count(&self) -> usize {
+        self.one_time_pq.len()
+    }
+
+    fn signed(&self, id: u32) -> Option<&SignedPreKey> {
+        self.generations
+            .iter()
+            .rev()
+            .map(|g| &g.signed)
+            .find(|k| k.id == id)
+    }
+
+    fn last_resort(&self, id: u32) -> Option<&PqPreKey> {
+        self.generations
+            .iter()
+            .rev()
+            .map(|g| &g.pq)
+            .find(|k| k.id == id)
+    }
+
+    /// ```text
+    /// generations:u8 (1..=8) || (created_at:u64 || signed_prekey:vec16 || pq_prekey:vec16)*
+    /// one_time:u16 (≤ 2000)    || (created_at:u64 || one_time_prekey:vec16)*
+    /// one_time_pq:u16 (≤ 2000) || (created_at:u64 || one_time_pq_prekey:vec16)*
+    /// ```
     fn write(&self, w: &mut Writer) -> Result<(), Error> {
-        w.vec_u16(
-            &self.signed.encode(),
-            usize::from(u16::MAX),
-            "signed prekey",
-        )?;
-        w.vec_u16(&self.pq.encode(), usize::from(u16::MAX), "pq prekey")?;
-        w.u32(self.next_one_time_id);
-        w.count_u16(
-            self.one_time.len(),
-            MAX_ONE_TIME_PREKEYS,
-            "one-time prekeys",
-        )?;
-        for v in self.one_time.values() {
-            w.vec_u16(v, 256, "one-time prekey")?;
+        if self.generations.is_empty() || self.generations.len() > MAX_SIGNED_PREKEY_GENERATIONS {
+            return Err(Error::TooLongToEncode {
+                what: "signed prekey generations",
+                max: MAX_SIGNED_PREKEY_GENERATIONS,
+                got: self.generations.len(),
+            });
+        }
+        w.u8(self.generations.len() as u8);
+        for g in &self.generations {
+            w.u64(g.created_at.0);
+            w.vec_u16(&g.signed.encode(), 256, "signed prekey")?;
+            w.vec_u16(&g.pq.encode(), usize::from(u16::MAX), "pq prekey")?;
+        }
+        for (held, what) in [
+            (&self.one_time, "one-time prekeys"),
+            (&self.one_time_pq, "one-time pq prekeys"),
+        ] {
+            w.count_u16(held.len(), MAX_ONE_TIME_PREKEYS, what)?;
+            for h in held.values() {
+                w.u64(h.created_at.0);
+                w.vec_u16(&h.encoded, 256, what)?;
+            }
         }
         Ok(())
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let signed = SignedPreKey::decode(r.vec_u16(usize::from(u16::MAX), "signed prekey")?)?;
-        let pq = PqPreKey::decode(r.vec_u16(usize::from(u16::MAX), "pq prekey")?)?;
-        let next_one_time_id = r.u32("next one-time id")?;
-        let n = r.count_u16(MAX_ONE_TIME_PREKEYS, "one-time prekeys")?;
-        let mut one_time = BTreeMap::new();
-        for _ in 0..n {
-            let bytes = r.vec_u16(256, "one-time prekey")?;
-            let key = OneTimePreKey::decode(bytes)?;
-            one_time.insert(key.id, Zeroizing::new(bytes.to_vec()));
+        let n = usize::from(r.u8("signed prekey generations")?);
+        if n == 0 || n > MAX_SIGNED_PREKEY_GENERATIONS {
+            return Err(DecodeError::Invalid {
+                what: "signed prekey generations",
+            });
         }
+        let mut generations: Vec<Generation> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let created_at = UnixTime(r.u64("signed prekey time")?);
+            let signed = SignedPreKey::decode(r.vec_u16(256, "signed prekey")?)?;
+            let pq = PqPreKey::decode(r.vec_u16(usize::from(u16::MAX), "pq prekey")?)?;
+            if generations
+                .iter()
+                .any(|g| g.signed.id == signed.id || g.pq.id == pq.id)
+            {
+                return Err(DecodeError::Invalid {
+                    what: "signed prekey ids",
+                });
+            }
+            generations.push(Generation {
+                created_at,
+                signed,
+                pq,
+            });
+        }
+        let one_time = read_held(r, "one-time prekeys", |b| Ok(OneTimePreKey::decode(b)?.id))?;
+        let one_time_pq = read_held(r, "one-time pq prekeys", OneTimePqPreKey::decode_id)?;
         Ok(PrekeyStore {
-            signed,
-            pq,
+            generations,
             one_time,
-            next_one_time_id,
+            one_time_pq,
         })
     }
+}
+
+/// Reads a counted list of dated one-time prekey encodings, checking each
+/// (`id_of`) and refusing a repeated id.
+fn read_held(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    id_of: impl Fn(&[u8]) -> Result<u32, DecodeError>,
+) -> Result<BTreeMap<u32, Held>, DecodeError> {
+    let n = r.count_u16(MAX_ONE_TIME_PREKEYS, what)?;
+    let mut held = BTreeMap::new();
+    for _ in 0..n {
+        let created_at = UnixTime(r.u64(what)?);
+        let bytes = r.vec_u16(256, what)?;
+        let id = id_of(bytes)?;
+        let h = Held {
+            created_at,
+            encoded: Zeroizing::new(bytes.to_vec()),
+        };
+        if held.insert(id, h).is_some() {
+            return Err(DecodeError::Invalid { what });
+        }
+    }
+    Ok(held)
 }
 
 /// A peer and the sessions kept with it, newest (or last used) first.
@@ -236,6 +527,18 @@ impl Endpoint {
         self.prekeys.as_mut()
     }
 
+    /// Makes `count` one-time ML-KEM prekeys ([`PrekeyStore::generate_one_time_pq`]),
+    /// signed by this endpoint's identity.
+    pub fn new_one_time_pq_prekeys(
+        &mut self,
+        count: usize,
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<OneTimePqPreKeyPublic>, Error> {
+        let store = self.prekeys.as_mut().ok_or(ClientError::NoPrekeys)?;
+        Ok(store.generate_one_time_pq(count, now, &self.identity, rng))
+    }
+
     /// Whether a session with this peer exists.
     pub fn has_session(&self, peer: &IdentityPublic) -> bool {
         self.peers
@@ -300,7 +603,10 @@ impl Endpoint {
             }
             .into());
         }
-        let bundle = SignedPreKeyBundle::decode(&fetched.signed_bundle)?.verify_for(to)?;
+        let mut bundle = SignedPreKeyBundle::decode(&fetched.signed_bundle)?.verify_for(to)?;
+        if let Some(bytes) = &fetched.one_time_pq {
+            bundle = bundle.with_one_time_pq(&OneTimePqPreKeyPublic::decode(bytes)?)?;
+        }
         let otk = fetched
             .one_time
             .as_ref()
@@ -499,37 +805,51 @@ impl Endpoint {
         ratchet_message: &[u8],
     ) -> Result<Opened, Error> {
         let store = self.prekeys.as_ref().ok_or(ClientError::NoPrekeys)?;
-        if header.signed_prekey_id() != store.signed.id {
-            return Err(ClientError::UnknownPrekey {
+        // The signed prekeys the header names: the current ones or ones
+        // replaced less than the grace period ago.
+        let signed = store
+            .signed(header.signed_prekey_id())
+            .ok_or(ClientError::UnknownPrekey {
                 which: "signed",
                 id: header.signed_prekey_id(),
+            })?;
+        // One-time prekeys are reloaded from their saved copies: they are
+        // deleted from the store only once the first message has decrypted.
+        let one_time_pq;
+        let pq = match header.pq_prekey() {
+            PqPrekeyId::LastResort(id) => {
+                PqSecret::LastResort(store.last_resort(id).ok_or(ClientError::UnknownPrekey {
+                    which: "ml-kem",
+                    id,
+                })?)
             }
-            .into());
-        }
-        if header.pq_prekey_id() != store.pq.id {
-            return Err(ClientError::UnknownPrekey {
-                which: "ml-kem",
-                id: header.pq_prekey_id(),
+            PqPrekeyId::OneTime(id) => {
+                let held = store
+                    .one_time_pq
+                    .get(&id)
+                    .ok_or(ClientError::UnknownPrekey {
+                        which: "one-time ml-kem",
+                        id,
+                    })?;
+                one_time_pq = OneTimePqPreKey::decode(&held.encoded)?;
+                PqSecret::OneTime(&one_time_pq)
             }
-            .into());
-        }
-        // Reload the one-time prekey from its saved copy: it is deleted from
-        // the store only once the first message has decrypted.
+        };
         let otk = match header.one_time_prekey_id() {
             None => None,
             Some(id) => {
-                let bytes = store.one_time.get(&id).ok_or(ClientError::UnknownPrekey {
+                let held = store.one_time.get(&id).ok_or(ClientError::UnknownPrekey {
                     which: "one-time",
                     id,
                 })?;
-                Some(OneTimePreKey::decode(bytes)?)
+                Some(OneTimePreKey::decode(&held.encoded)?)
             }
         };
-        let (sk, ad) = pqxdh::respond(&self.identity, &store.signed, &store.pq, otk, header)?;
+        let (sk, ad) = pqxdh::respond(&self.identity, signed, pq, otk, header)?;
         let mut session = Session::respond(
             sk.into_bytes(),
             ad.as_bytes().to_vec(),
-            store.signed.key.to_bytes(),
+            signed.key.to_bytes(),
         );
         let pt = session.decrypt(ratchet_message)?;
         Ok((
@@ -537,6 +857,10 @@ impl Endpoint {
             Commit::New {
                 session: Box::new(session),
                 one_time_used: header.one_time_prekey_id(),
+                one_time_pq_used: match header.pq_prekey() {
+                    PqPrekeyId::OneTime(id) => Some(id),
+                    PqPrekeyId::LastResort(_) => None,
+                },
                 mailbox: sender.mailbox,
             },
         ))
@@ -561,10 +885,16 @@ impl Endpoint {
             Commit::New {
                 session,
                 one_time_used,
+                one_time_pq_used,
                 mailbox,
             } => {
-                if let (Some(id), Some(store)) = (one_time_used, self.prekeys.as_mut()) {
-                    store.one_time.remove(&id);
+                if let Some(store) = self.prekeys.as_mut() {
+                    if let Some(id) = one_time_used {
+                        store.one_time.remove(&id);
+                    }
+                    if let Some(id) = one_time_pq_used {
+                        store.one_time_pq.remove(&id);
+                    }
                 }
                 // Cannot fail for an existing peer; a new peer over the cap
                 // is dropped (the message was still read).
@@ -588,8 +918,8 @@ impl Endpoint {
     /// Saves everything: keys, prekeys, sessions, recent message ids.
     ///
     /// ```text
-    /// version:u8 (=1) || identity:vec16 || mailbox:vec16
-    ///   || has_prekeys:u8 || [prekey store]
+    /// version:u8 (=2) || identity:vec16 || mailbox:vec16
+    ///   || has_prekeys:u8 || [prekey store (PrekeyStore::write)]
     ///   || peers:u16 || peer*  || seen:u16 || id[16]*
     /// peer = identity[64] || mailbox[64] || has_header:u8 || [header:vec16]
     ///        || sessions:u8 || session_state:vec32*
@@ -717,6 +1047,7 @@ enum Commit {
     New {
         session: Box<Session>,
         one_time_used: Option<u32>,
+        one_time_pq_used: Option<u32>,
         mailbox: MailboxPublic,
     },
 }
@@ -755,6 +1086,7 @@ mod tests {
             mailbox: bob.mailbox().id(),
             signed_bundle: bob.prekeys().unwrap().bundle(bob.identity()).encode(),
             one_time: None,
+            one_time_pq: None,
         };
         let (bob_id, bob_mb) = (bob.identity().public(), bob.mailbox().public());
         let first = alice
@@ -798,5 +1130,130 @@ mod tests {
         // And state round-trips with the mailbox of record.
         let bob2 = Endpoint::decode(&bob.encode().unwrap()).unwrap();
         assert!(bob2.has_session(&alice.identity().public()));
+    }
+
+    fn round_trip(store: &PrekeyStore) -> PrekeyStore {
+        let mut w = Writer::new();
+        store.write(&mut w).unwrap();
+        let bytes = w.into_bytes();
+        let mut r = Reader::new(&bytes);
+        let back = PrekeyStore::read(&mut r).unwrap();
+        r.finish("prekeys").unwrap();
+        back
+    }
+
+    /// One-time prekey ids are random (the lowest id says nothing about how
+    /// many sessions a device had), never repeat an id held, and a device
+    /// past its cap drops its oldest keys instead of making no more.
+    #[test]
+    fn one_time_prekeys_have_random_ids_and_no_lifetime_cap() {
+        let mut rng = ChaCha20Rng::from_seed([10; 32]);
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let mut store = PrekeyStore::generate(&mut rng);
+        let first = store.generate_one_time(100, UnixTime(1000), &mut rng);
+        let ids: BTreeSet<u32> = first.iter().map(|k| k.id).collect();
+        assert_eq!(ids.len(), 100);
+        assert!(
+            *ids.first().unwrap() > 1000,
+            "not a counter: {:?}",
+            ids.first()
+        );
+        let pq = store.generate_one_time_pq(3, UnixTime(1000), &identity, &mut rng);
+        for k in &pq {
+            k.verify(&identity.public()).unwrap();
+        }
+        // Far more than the cap, batch after batch: the store stays at the
+        // cap, keeps the newest, and never stops making keys.
+        let mut newest = Vec::new();
+        for round in 0..(3 * MAX_ONE_TIME_PREKEYS / 100) as u64 {
+            newest = store.generate_one_time(100, UnixTime(2000 + round), &mut rng);
+            assert_eq!(newest.len(), 100);
+        }
+        assert_eq!(store.one_time_count(), MAX_ONE_TIME_PREKEYS);
+        for k in &newest {
+            assert!(store.one_time.contains_key(&k.id));
+        }
+        assert!(first.iter().all(|k| !store.one_time.contains_key(&k.id)));
+        assert_eq!(store.one_time_pq_count(), 3);
+        // Saved and loaded with their dates.
+        let back = round_trip(&store);
+        assert_eq!(back.one_time_count(), MAX_ONE_TIME_PREKEYS);
+        assert_eq!(back.newest_one_time_at(), store.newest_one_time_at());
+        assert_eq!(back.one_time_pq_count(), 3);
+    }
+
+    #[test]
+    fn signed_prekeys_rotate_on_schedule_and_go_after_the_grace() {
+        let mut rng = ChaCha20Rng::from_seed([11; 32]);
+        let mut store = PrekeyStore::generate(&mut rng);
+        // First sync: dated, not replaced.
+        assert!(!store.rotate_if_due(UnixTime(5000), &mut rng));
+        assert_eq!(store.signed_prekey_created_at(), UnixTime(5000));
+        let week = SIGNED_PREKEY_ROTATION_SECS;
+        assert!(!store.rotate_if_due(UnixTime(5000 + week - 1), &mut rng));
+        assert!(store.rotate_if_due(UnixTime(5000 + week), &mut rng));
+        assert!(store.rotate_if_due(UnixTime(5000 + 2 * week), &mut rng));
+        assert_eq!(store.generations(), 3);
+        let back = round_trip(&store);
+        assert_eq!(back.generations(), 3);
+        assert_eq!(back.signed_prekey_created_at(), UnixTime(5000 + 2 * week));
+        // The first pair was replaced at 5000 + week, the second at 5000 + 2 weeks.
+        let grace = SIGNED_PREKEY_GRACE_SECS;
+        assert!(!store.expire(UnixTime(5000 + week + grace - 1)));
+        assert!(store.expire(UnixTime(5000 + week + grace)));
+        assert_eq!(store.generations(), 2);
+        assert!(store.expire(UnixTime(5000 + 2 * week + grace)));
+        assert_eq!(store.generations(), 1);
+        // The current pair stays, however old.
+        assert!(!store.expire(UnixTime(u64::MAX)));
+        assert_eq!(store.generations(), 1);
+        // Rotations faster than the grace keep at most the cap.
+        for i in 0..20 {
+            store.rotate(UnixTime(1_000_000 + i), &mut rng);
+        }
+        assert_eq!(store.generations(), MAX_SIGNED_PREKEY_GENERATIONS);
+    }
+
+    #[test]
+    fn saved_prekeys_are_decoded_strictly() {
+        let mut rng = ChaCha20Rng::from_seed([12; 32]);
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let mut store = PrekeyStore::generate(&mut rng);
+        store.generate_one_time(2, UnixTime(7), &mut rng);
+        store.generate_one_time_pq(2, UnixTime(7), &identity, &mut rng);
+        let mut w = Writer::new();
+        store.write(&mut w).unwrap();
+        let good = w.into_bytes();
+        let read = |b: &[u8]| {
+            let mut r = Reader::new(b);
+            PrekeyStore::read(&mut r).and_then(|s| r.finish("prekeys").map(|()| s))
+        };
+        read(&good).unwrap();
+        // No generation, or more than the cap.
+        let mut none = good.clone();
+        none[0] = 0;
+        assert!(read(&none).is_err());
+        let mut many = good.clone();
+        many[0] = MAX_SIGNED_PREKEY_GENERATIONS as u8 + 1;
+        assert!(read(&many).is_err());
+        // The same one-time prekey twice.
+        let key = OneTimePreKey::generate(9, &mut rng).encode();
+        let mut w = Writer::new();
+        w.u8(1).u64(1);
+        w.vec_u16(&SignedPreKey::generate(1, &mut rng).encode(), 256, "s")
+            .unwrap();
+        w.vec_u16(&PqPreKey::generate(1, &mut rng).encode(), 65535, "p")
+            .unwrap();
+        w.u16(2);
+        for _ in 0..2 {
+            w.u64(1);
+            w.vec_u16(&key, 256, "k").unwrap();
+        }
+        w.u16(0);
+        assert!(read(&w.into_bytes()).is_err());
+        // Trailing bytes.
+        let mut long = good;
+        long.push(0);
+        assert!(read(&long).is_err());
     }
 }

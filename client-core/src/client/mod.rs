@@ -106,7 +106,7 @@ impl ClientError {
 }
 
 /// A prekey bundle as the relay hands it out: the signed bundle and, while
-/// the device has any left, one one-time prekey.
+/// the device has any left, one one-time prekey of each kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchedBundle {
     /// The device mailbox the bundle belongs to.
@@ -115,6 +115,9 @@ pub struct FetchedBundle {
     pub signed_bundle: Vec<u8>,
     /// An encoded [`crate::keys::OneTimePreKeyPublic`] (36 bytes), if any.
     pub one_time: Option<[u8; crate::keys::ONE_TIME_PREKEY_PUBLIC_LEN]>,
+    /// An encoded [`crate::pqxdh::OneTimePqPreKeyPublic`] (1252 bytes,
+    /// signed by the device), if any.
+    pub one_time_pq: Option<Vec<u8>>,
 }
 
 use crate::UnixTime;

@@ -30,19 +30,21 @@ struct World {
     c: Counselor,
 }
 
+/// The bundle the relay hands out, with a one-time prekey of each kind
+/// (`with_otk`) or, as when the relay ran out or withholds them, none.
 fn bundle_of(c: &mut Counselor, rng: &mut ChaCha20Rng, with_otk: bool) -> FetchedBundle {
-    let one_time = if with_otk {
-        c.new_one_time_prekeys(1, rng)
-            .unwrap()
-            .first()
-            .map(|k| k.encode())
+    let (one_time, one_time_pq) = if with_otk {
+        let otk = c.new_one_time_prekeys(1, NOW, rng).unwrap()[0].encode();
+        let opq = c.new_one_time_pq_prekeys(1, NOW, rng).unwrap()[0].encode();
+        (Some(otk), Some(opq))
     } else {
-        None
+        (None, None)
     };
     FetchedBundle {
         mailbox: c.mailbox().id(),
         signed_bundle: c.prekey_bundle().unwrap().encode(),
         one_time,
+        one_time_pq,
     }
 }
 
@@ -637,6 +639,179 @@ fn an_opening_from_another_identity_for_a_known_mailbox_is_refused() {
         *w.a.encode().unwrap() == *before,
         "a refused opening changes nothing"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Forward secrecy of the opening (PROTOCOL.md §2.3, §6.3): what a device
+// state seized later still opens.
+// ---------------------------------------------------------------------------
+
+/// The attack: a compelled relay withholds one-time prekeys (so a seeker's
+/// opening rests on the signed prekeys alone), logs the opening, and the
+/// device's state is seized later. Once the device has rotated its signed
+/// prekeys and the grace period has passed, the seized state no longer
+/// holds the secrets the logged opening needs; within the grace, it still
+/// opens (so openings sealed to the previous bundle while it was still
+/// handed out are not lost).
+#[test]
+fn a_device_state_seized_after_rotation_and_grace_cannot_open_a_logged_opening() {
+    use super::endpoint::{SIGNED_PREKEY_GRACE_SECS, SIGNED_PREKEY_ROTATION_SECS};
+
+    let mut w = world();
+    // The device's first sync dates its signed prekeys: bundle v1.
+    assert!(!w.a.rotate_prekeys_if_due(NOW, &mut w.rng).unwrap());
+    let v1 = w.a.prekey_bundle().unwrap();
+    let mut seeker = Seeker::new(
+        &Codename::generate(&mut w.rng)
+            .derive(w.org.public().as_ed25519())
+            .unwrap(),
+    );
+    // No one-time prekeys handed out, of either kind.
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, false),
+        bundle_of(&mut w.b, &mut w.rng, false),
+        bundle_of(&mut w.c, &mut w.rng, false),
+    ];
+    let envs = seeker
+        .start(
+            &w.dir,
+            TeamId(1),
+            Language::Es,
+            "Tengo 17 años y estoy solo.",
+            &bundles,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    let conv = seeker.mailbox().id();
+    // The relay logs the opening and never delivers it.
+    let logged = to(&envs, &w.a)[0].clone();
+
+    // A week later the device's sync replaces bundle v1 with v2.
+    let rotated_at = UnixTime(NOW.0 + SIGNED_PREKEY_ROTATION_SECS);
+    assert!(
+        !w.a.rotate_prekeys_if_due(UnixTime(rotated_at.0 - 1), &mut w.rng)
+            .unwrap()
+    );
+    assert!(w.a.rotate_prekeys_if_due(rotated_at, &mut w.rng).unwrap());
+    let v2 = w.a.prekey_bundle().unwrap();
+    assert_ne!(v2.signed_prekey_id, v1.signed_prekey_id);
+    assert_ne!(v2.signed_prekey, v1.signed_prekey);
+    assert_ne!(v2.pq_prekey, v1.pq_prekey);
+    assert_eq!(w.a.prekey_status().unwrap().signed_prekey_generations, 2);
+    let seize = |c: &Counselor| {
+        Counselor::decode(&c.encode().unwrap(), &w.org.public()).expect("a saved state decodes")
+    };
+
+    // Seized within the grace period: v1 is still there, the logged
+    // opening still opens (this is the window the threat model states).
+    let in_grace = UnixTime(rotated_at.0 + SIGNED_PREKEY_GRACE_SECS - 1);
+    assert!(!w.a.expire_prekeys(in_grace).unwrap());
+    let mut seized = seize(&w.a);
+    assert_eq!(
+        seized.receive(&logged).unwrap(),
+        Some(Event::NewConversation { conversation: conv })
+    );
+
+    // Seized once the grace has passed: v1's secrets are gone.
+    let after_grace = UnixTime(rotated_at.0 + SIGNED_PREKEY_GRACE_SECS);
+    assert!(w.a.expire_prekeys(after_grace).unwrap());
+    assert_eq!(w.a.prekey_status().unwrap().signed_prekey_generations, 1);
+    let mut seized = seize(&w.a);
+    let err = seized.receive(&logged).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Client(ClientError::UnknownPrekey {
+            which: "signed",
+            id: v1.signed_prekey_id
+        })
+    );
+    assert!(seized.conversation(&conv).is_none());
+    // Nor can the device itself.
+    assert!(w.a.receive(&logged).is_err());
+
+    // The device is fine: an opening sealed to v2 opens.
+    let mut later = Seeker::new(
+        &Codename::generate(&mut w.rng)
+            .derive(w.org.public().as_ed25519())
+            .unwrap(),
+    );
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, false),
+        bundle_of(&mut w.b, &mut w.rng, false),
+        bundle_of(&mut w.c, &mut w.rng, false),
+    ];
+    let envs = later
+        .start(
+            &w.dir,
+            TeamId(1),
+            Language::Es,
+            "hola",
+            &bundles,
+            after_grace,
+            &mut w.rng,
+        )
+        .unwrap();
+    let mut seized = seize(&w.a);
+    assert!(matches!(
+        seized.receive(to(&envs, &w.a)[0]).unwrap(),
+        Some(Event::NewConversation { .. })
+    ));
+}
+
+/// A one-time prekey the relay handed out to someone who never used it (a
+/// drainer, or a relay logging the opening and withholding it) cannot be
+/// known as spent by the device: its secret, of either kind, is deleted
+/// once it is `ONE_TIME_PREKEY_MAX_AGE_SECS` old, and an opening made with
+/// it then no longer opens.
+#[test]
+fn one_time_prekeys_handed_out_but_never_used_are_deleted_at_their_maximum_age() {
+    use super::endpoint::ONE_TIME_PREKEY_MAX_AGE_SECS;
+
+    let mut w = world();
+    assert!(!w.a.rotate_prekeys_if_due(NOW, &mut w.rng).unwrap());
+    let mut seeker = Seeker::new(
+        &Codename::generate(&mut w.rng)
+            .derive(w.org.public().as_ed25519())
+            .unwrap(),
+    );
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, true),
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let envs = seeker
+        .start(
+            &w.dir,
+            TeamId(1),
+            Language::Es,
+            "hola",
+            &bundles,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    let logged = to(&envs, &w.a)[0].clone();
+    let status = w.a.prekey_status().unwrap();
+    assert_eq!((status.one_time, status.one_time_pq), (1, 1));
+    // Within its maximum age (and with the signed prekeys never rotated,
+    // a device that did not sync), the secrets are kept...
+    let old = UnixTime(NOW.0 + ONE_TIME_PREKEY_MAX_AGE_SECS - 1);
+    assert!(!w.a.expire_prekeys(old).unwrap());
+    let mut copy = Counselor::decode(&w.a.encode().unwrap(), &w.org.public()).unwrap();
+    assert!(copy.receive(&logged).unwrap().is_some());
+    // ...then both are deleted, used or not.
+    let expired = UnixTime(NOW.0 + ONE_TIME_PREKEY_MAX_AGE_SECS);
+    assert!(w.a.expire_prekeys(expired).unwrap());
+    let status = w.a.prekey_status().unwrap();
+    assert_eq!((status.one_time, status.one_time_pq), (0, 0));
+    assert!(matches!(
+        w.a.receive(&logged).unwrap_err(),
+        Error::Client(ClientError::UnknownPrekey { .. })
+    ));
+    // The current signed prekeys are never deleted, however old.
+    assert_eq!(status.signed_prekey_generations, 1);
+    assert!(w.a.prekey_bundle().is_ok());
 }
 
 // ---------------------------------------------------------------------------

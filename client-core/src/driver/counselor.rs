@@ -12,9 +12,13 @@ use super::{
 };
 use crate::UnixTime;
 use crate::client::counselor::Counselor;
+use crate::client::endpoint::SIGNED_PREKEY_ROTATION_SECS;
 use crate::client::saved::UnreadableReason;
 use crate::directory::SignedDirectory;
-use crate::frame::{ClientFrame, OneTimePrekey, ServerFrame};
+use crate::frame::{
+    ClientFrame, FRAME_HEADER_LEN, MAX_PQ_PREKEYS_PER_UPLOAD, MAX_PREKEYS_PER_UPLOAD,
+    ONE_TIME_PQ_PREKEY_LEN, ONE_TIME_PREKEY_LEN, OneTimePqPrekey, OneTimePrekey, ServerFrame,
+};
 use crate::ids::MailboxId;
 
 type St = Rc<RefCell<ClientState>>;
@@ -52,7 +56,8 @@ pub(super) fn local_change(
 }
 
 /// Directory, registration (depositors must do proof of work), prekey
-/// top-up, then everything stored is read; the device keeps receiving.
+/// rotation and top-up, then everything stored is read, then expired
+/// prekeys are deleted; the device keeps receiving.
 pub(super) async fn sync(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     fetch_directory(io, st).await?;
     st.borrow_mut().directory_at = Some(io.now());
@@ -80,6 +85,7 @@ pub(super) async fn sync(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     } else {
         topped?;
     }
+    expire_prekeys(io, st)?;
     Ok(Outcome::Synced)
 }
 
@@ -112,63 +118,161 @@ async fn flush_outbox(io: &Io, st: &St) {
     }
 }
 
-/// Uploads the signed bundle and, below the low-water mark, fresh one-time
-/// prekeys — whose secrets are saved before the relay can hand them out.
+/// Runs `f` on the counselor device's state.
+fn with_device<R>(
+    st: &St,
+    f: impl FnOnce(&mut Counselor) -> Result<R, crate::Error>,
+) -> Result<R, DriverError> {
+    let mut s = st.borrow_mut();
+    let dev = s.device.as_mut().ok_or(DriverError::Misuse {
+        what: "not a counselor device",
+    })?;
+    Ok(f(&mut dev.state.counselor)?)
+}
+
+/// Keeps the relay supplied with this device's prekeys:
+///
+/// 1. the signed X25519 and last-resort ML-KEM prekeys are replaced when
+///    they are [`SIGNED_PREKEY_ROTATION_SECS`] old (saved first);
+/// 2. otherwise the bundle alone is uploaded, and the reply says how many
+///    one-time prekeys of each kind the relay still holds;
+/// 3. after a rotation, below [`PREKEY_LOW_WATER`] of either kind, or when
+///    the newest one-time prekey is a rotation period old (the relay's set
+///    may be stale), a fresh set of [`PREKEY_TARGET`] of each kind is made,
+///    **saved**, and uploaded in place of everything the relay held — so
+///    every one-time prekey the relay hands out is recent, and its secret
+///    is on the device until it is used or
+///    [`ONE_TIME_PREKEY_MAX_AGE_SECS`](crate::client::endpoint::ONE_TIME_PREKEY_MAX_AGE_SECS)
+///    old. There is no lifetime cap: a device drained of its one-time
+///    prekeys gets a fresh set at every sync.
 async fn top_up_prekeys(io: &Io, st: &St, conn: ConnId) -> Result<(), DriverError> {
-    let bundle = {
-        let s = st.borrow();
-        let dev = s.device.as_ref().ok_or(DriverError::Misuse {
-            what: "not a counselor device",
-        })?;
-        dev.state.counselor.prekey_bundle()?.encode()
-    };
-    let held = match io
-        .request(
+    let now = io.now();
+    let before = with_device(st, |c| c.prekey_status())?;
+    let rotated = with_device(st, |c| {
+        let mut l = io.0.borrow_mut();
+        c.rotate_prekeys_if_due(now, &mut l.rng)
+    })?;
+    let status = with_device(st, |c| c.prekey_status())?;
+    // A rotation is saved with the fresh one-time set below, before
+    // anything is uploaded; a first pair that was only dated, now.
+    if !rotated && status.signed_prekey_created_at != before.signed_prekey_created_at {
+        persist(io, st)?;
+    }
+    let bundle = with_device(st, |c| Ok(c.prekey_bundle()?.encode()))?;
+    if !rotated {
+        let (held, held_pq) = upload_prekeys(
+            io,
             conn,
             ClientFrame::UploadPrekeys {
                 signed_bundle: bundle.clone(),
                 one_time: Vec::new(),
+                one_time_pq: Vec::new(),
+                replace: false,
             },
         )
-        .await?
-    {
-        ServerFrame::PrekeysStored { one_time_count } => one_time_count,
-        _ => return Err(DriverError::Protocol),
-    };
-    if held >= PREKEY_LOW_WATER {
-        return Ok(());
+        .await?;
+        let stale = status
+            .newest_one_time_at
+            .is_none_or(|t| t.0.saturating_add(SIGNED_PREKEY_ROTATION_SECS) <= now.0);
+        if held >= PREKEY_LOW_WATER && held_pq >= PREKEY_LOW_WATER && !stale {
+            return Ok(());
+        }
     }
-    let fresh = {
-        let mut s = st.borrow_mut();
-        let dev = s.device.as_mut().ok_or(DriverError::Misuse {
-            what: "not a counselor device",
-        })?;
+    let (fresh, fresh_pq) = with_device(st, |c| {
         let mut l = io.0.borrow_mut();
-        dev.state
-            .counselor
-            .new_one_time_prekeys((PREKEY_TARGET - held) as usize, &mut l.rng)?
-    };
+        let target = PREKEY_TARGET as usize;
+        let fresh = c.new_one_time_prekeys(target, now, &mut l.rng)?;
+        let fresh_pq = c.new_one_time_pq_prekeys(target, now, &mut l.rng)?;
+        Ok((fresh, fresh_pq))
+    })?;
     persist(io, st)?;
-    let one_time = fresh
+    let one_time: Vec<OneTimePrekey> = fresh
         .iter()
         .map(|k| OneTimePrekey {
             id: k.id,
             public: k.key,
         })
         .collect();
-    match io
-        .request(
-            conn,
-            ClientFrame::UploadPrekeys {
-                signed_bundle: bundle,
-                one_time,
-            },
-        )
-        .await?
-    {
-        ServerFrame::PrekeysStored { .. } => Ok(()),
+    let one_time_pq: Vec<OneTimePqPrekey> = fresh_pq.iter().map(OneTimePqPrekey::from).collect();
+    upload_replacing(io, conn, bundle, one_time, one_time_pq).await
+}
+
+/// One `UploadPrekeys`; the one-time prekeys of each kind the relay now holds.
+async fn upload_prekeys(io: &Io, conn: ConnId, f: ClientFrame) -> Result<(u32, u32), DriverError> {
+    match io.request(conn, f).await? {
+        ServerFrame::PrekeysStored {
+            one_time_count,
+            one_time_pq_count,
+        } => Ok((one_time_count, one_time_pq_count)),
         _ => Err(DriverError::Protocol),
     }
+}
+
+/// Uploads the bundle with a whole new set of one-time prekeys in place of
+/// the relay's, in as many frames as the relay's announced frame limit
+/// needs: the first replaces, the others add.
+async fn upload_replacing(
+    io: &Io,
+    conn: ConnId,
+    bundle: Vec<u8>,
+    one_time: Vec<OneTimePrekey>,
+    one_time_pq: Vec<OneTimePqPrekey>,
+) -> Result<(), DriverError> {
+    let hello = io.with(|l| l.hello(conn)).ok_or(DriverError::Network)?;
+    let room = (hello.max_frame_len as usize).saturating_sub(UPLOAD_FRAME_OVERHEAD + bundle.len());
+    let mut one_time = one_time.into_iter().peekable();
+    let mut one_time_pq = one_time_pq.into_iter().peekable();
+    let mut first = true;
+    loop {
+        let mut left = room;
+        let mut chunk = Vec::new();
+        while chunk.len() < MAX_PREKEYS_PER_UPLOAD && left >= ONE_TIME_PREKEY_LEN {
+            let Some(k) = one_time.next() else { break };
+            chunk.push(k);
+            left -= ONE_TIME_PREKEY_LEN;
+        }
+        let mut chunk_pq = Vec::new();
+        while chunk_pq.len() < MAX_PQ_PREKEYS_PER_UPLOAD && left >= ONE_TIME_PQ_PREKEY_LEN {
+            let Some(k) = one_time_pq.next() else { break };
+            chunk_pq.push(k);
+            left -= ONE_TIME_PQ_PREKEY_LEN;
+        }
+        if !first && chunk.is_empty() && chunk_pq.is_empty() {
+            // Done, or not even one more key fits a frame of this relay.
+            return Ok(());
+        }
+        upload_prekeys(
+            io,
+            conn,
+            ClientFrame::UploadPrekeys {
+                signed_bundle: bundle.clone(),
+                one_time: chunk,
+                one_time_pq: chunk_pq,
+                replace: first,
+            },
+        )
+        .await?;
+        first = false;
+        if one_time.peek().is_none() && one_time_pq.peek().is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Bytes of an `UploadPrekeys` frame besides the bundle and the keys:
+/// header, bundle length, the two counts and the replace flag.
+const UPLOAD_FRAME_OVERHEAD: usize = FRAME_HEADER_LEN + 2 + 2 + 2 + 1;
+
+/// Deletes the signed prekeys past their grace period and the one-time
+/// prekeys past their maximum age, and saves if any were. Run after the
+/// backlog was read, so a device back after a long absence reads what was
+/// sealed to its old keys first.
+fn expire_prekeys(io: &Io, st: &St) -> Result<(), DriverError> {
+    let now = io.now();
+    if with_device(st, |c| c.expire_prekeys(now))? {
+        persist(io, st)?;
+    }
+    Ok(())
 }
 
 /// A team action: bundles for colleagues without a session, the action,

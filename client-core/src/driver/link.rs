@@ -298,6 +298,14 @@ impl Link {
         });
     }
 
+    /// The hello of an open connection (the relay's announced limits).
+    pub(crate) fn hello(&self, conn: ConnId) -> Option<Hello> {
+        match self.conns.get(&conn).map(|c| &c.phase) {
+            Some(Phase::Ready(h)) => Some(*h),
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_open(&self, conn: ConnId) -> bool {
         self.conns
             .get(&conn)

@@ -102,10 +102,12 @@ async fn fetch_some_bundles(
             Ok(ServerFrame::Prekeys {
                 signed_bundle,
                 one_time,
+                one_time_pq,
             }) => out.push(FetchedBundle {
                 mailbox: *mailbox,
                 signed_bundle,
                 one_time: one_time.map(|k| k.to_bytes()),
+                one_time_pq: one_time_pq.map(|k| k.to_bytes()),
             }),
             Ok(_) => {
                 result = Err(DriverError::Protocol);

@@ -29,7 +29,9 @@ use crate::codename::{Codename, SeekerSecrets};
 use crate::directory::{
     DeviceEntry, DeviceId, Directory, DirectoryError, OrgSigningKey, SignedDirectory,
 };
-use crate::frame::{self, ClientFrame, ErrorCode, OneTimePrekey, PUSH_REQUEST_ID, ServerFrame};
+use crate::frame::{
+    self, ClientFrame, ErrorCode, OneTimePqPrekey, OneTimePrekey, PUSH_REQUEST_ID, ServerFrame,
+};
 use crate::ids::{EnvelopeId, Language, MailboxId};
 use crate::keys::MailboxPublic;
 use crate::message::MAX_TEXT_LEN;
@@ -69,6 +71,7 @@ struct Mailbox {
     stored: Vec<(EnvelopeId, Envelope)>,
     bundle: Option<Vec<u8>>,
     one_time: VecDeque<OneTimePrekey>,
+    one_time_pq: VecDeque<OneTimePqPrekey>,
     state: Option<(UnixTime, Vec<u8>)>,
 }
 
@@ -224,6 +227,7 @@ impl Relay {
                         stored: Vec::new(),
                         bundle: None,
                         one_time: VecDeque::new(),
+                        one_time_pq: VecDeque::new(),
                         state: None,
                     })
                     .pow_required = pow_required;
@@ -339,15 +343,27 @@ impl Relay {
             ClientFrame::UploadPrekeys {
                 signed_bundle,
                 one_time,
+                one_time_pq,
+                replace,
             } => {
                 let m = self
                     .mailboxes
                     .get_mut(&need()?)
                     .ok_or(ErrorCode::UnknownMailbox)?;
                 m.bundle = Some(signed_bundle);
+                if replace {
+                    m.one_time.clear();
+                    m.one_time_pq.clear();
+                }
+                m.one_time
+                    .retain(|k| !one_time.iter().any(|n| n.id == k.id));
                 m.one_time.extend(one_time);
+                m.one_time_pq
+                    .retain(|k| !one_time_pq.iter().any(|n| n.id == k.id));
+                m.one_time_pq.extend(one_time_pq);
                 Ok(ServerFrame::PrekeysStored {
                     one_time_count: m.one_time.len() as u32,
+                    one_time_pq_count: m.one_time_pq.len() as u32,
                 })
             }
             ClientFrame::FetchPrekeys { mailbox } => {
@@ -359,6 +375,7 @@ impl Relay {
                 Ok(ServerFrame::Prekeys {
                     signed_bundle,
                     one_time: m.one_time.pop_front(),
+                    one_time_pq: m.one_time_pq.pop_front(),
                 })
             }
             ClientFrame::PutState { ttl_hours, blob } => {
@@ -1988,9 +2005,259 @@ fn prekeys_below_the_low_water_mark_are_saved_before_they_are_uploaded() {
         net.relay.mailboxes[&devices[0].mailbox].one_time.len(),
         super::PREKEY_TARGET as usize - 1
     );
+    assert_eq!(
+        net.relay.mailboxes[&devices[0].mailbox].one_time_pq.len(),
+        super::PREKEY_TARGET as usize - 1,
+        "a one-time ML-KEM prekey went with it"
+    );
     let a = synced(&mut net, &devices[0]);
     assert_eq!(new_conversations(&net, a).len(), 1);
     assert_eq!(net.clients[a].driver.quarantine(), Some((0, 0)));
+}
+
+/// Hands out every one-time prekey the relay holds for `mailbox`, through
+/// real `FetchPrekeys` frames on a connection of the drainer's own; returns
+/// how many of each kind came out.
+fn drain(net: &mut Net, mailbox: MailboxId, conn: u64) -> (usize, usize) {
+    let key = (usize::MAX, ConnId(conn));
+    net.relay.connect(key);
+    let mut got = (0, 0);
+    for request in 1u32.. {
+        let frame = ClientFrame::FetchPrekeys { mailbox }
+            .encode(request)
+            .unwrap();
+        let replies = net.relay.handle(key, &frame, net.now);
+        match ServerFrame::decode(&replies[0].1).unwrap() {
+            (
+                _,
+                ServerFrame::Prekeys {
+                    one_time,
+                    one_time_pq,
+                    ..
+                },
+            ) => {
+                if one_time.is_none() && one_time_pq.is_none() {
+                    break;
+                }
+                got.0 += usize::from(one_time.is_some());
+                got.1 += usize::from(one_time_pq.is_some());
+            }
+            (_, other) => panic!("{other:?}"),
+        }
+    }
+    net.relay.disconnect(key);
+    got
+}
+
+/// The attack: someone (or the relay itself) fetches every one-time prekey
+/// of a device, again and again, and never uses them. Before, a device
+/// kept every such secret and stopped making new ones past about 1,000;
+/// from then on every opening rested on the signed prekeys alone. Now each
+/// sync replaces the relay's drained set with a fresh one, the device's
+/// own store stays bounded (the oldest secrets go first), and seekers get
+/// one-time prekeys of both kinds however much was drained.
+#[test]
+fn draining_one_time_prekeys_never_leaves_a_device_without_them_for_good() {
+    use crate::client::endpoint::{MAX_ONE_TIME_PREKEYS, SIGNED_PREKEY_ROTATION_SECS};
+
+    let (org, devices, directory) = org_with_devices(1, 48);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let mailbox = devices[0].mailbox;
+    let target = super::PREKEY_TARGET as usize;
+    let mut drained = (0, 0);
+    // Thirty rounds, a sync every eight hours: ten days, so the signed
+    // prekeys rotate on the way.
+    for round in 0..30 {
+        let (x, pq) = drain(&mut net, mailbox, 10_000 + round);
+        drained = (drained.0 + x, drained.1 + pq);
+        net.now = UnixTime(net.now.0 + 8 * 3600);
+        assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+        let m = &net.relay.mailboxes[&mailbox];
+        assert_eq!(
+            (m.one_time.len(), m.one_time_pq.len()),
+            (target, target),
+            "round {round}: topped up again"
+        );
+    }
+    assert_eq!(drained, (30 * target, 30 * target));
+    assert!(drained.0 >= 3 * 1000, "far more than the old ~1,000 cap");
+    // The device made more than it may keep: it kept the newest, at its cap.
+    let status = net
+        .saved_state(a, &devices[0])
+        .counselor
+        .prekey_status()
+        .unwrap();
+    assert_eq!(status.one_time, MAX_ONE_TIME_PREKEYS, "{status:?}");
+    assert_eq!(status.one_time_pq, MAX_ONE_TIME_PREKEYS, "{status:?}");
+    assert!(status.signed_prekey_created_at.0 >= T0.0 + SIGNED_PREKEY_ROTATION_SECS);
+    // A seeker now gets a one-time prekey of each kind, and the device
+    // reads the opening.
+    let (_, secrets) = secrets_for(&org, 49);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let m = &net.relay.mailboxes[&mailbox];
+    assert_eq!(
+        (m.one_time.len(), m.one_time_pq.len()),
+        (target - 1, target - 1)
+    );
+    assert_eq!(new_conversations(&net, a).len(), 1);
+    assert_eq!(net.clients[a].driver.quarantine(), Some((0, 0)));
+    let after = net
+        .saved_state(a, &devices[0])
+        .counselor
+        .prekey_status()
+        .unwrap();
+    assert_eq!(
+        (after.one_time, after.one_time_pq),
+        (status.one_time - 1, status.one_time_pq - 1),
+        "the one-time prekeys the opening used are deleted"
+    );
+}
+
+/// A device away for a week and a day comes back: its sync replaces the
+/// signed prekeys (saved before the new bundle is uploaded, with a fresh
+/// one-time set in place of the relay's old one), still reads the opening
+/// a seeker sealed to the old bundle while it was away, and a sync after
+/// the grace period deletes the old pair.
+#[test]
+fn a_sync_a_week_on_rotates_the_signed_prekeys_and_still_reads_what_was_sealed_to_the_old_ones() {
+    use crate::client::endpoint::{SIGNED_PREKEY_GRACE_SECS, SIGNED_PREKEY_ROTATION_SECS};
+    use crate::pqxdh::SignedPreKeyBundle;
+
+    let (org, mut devices, directory) = org_with_devices(1, 50);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let mailbox = devices[0].mailbox;
+    let bundle_on_relay = |net: &Net| {
+        SignedPreKeyBundle::decode(net.relay.mailboxes[&mailbox].bundle.as_ref().unwrap()).unwrap()
+    };
+    let v1 = bundle_on_relay(&net);
+    let old_ids: BTreeSet<u32> = net.relay.mailboxes[&mailbox]
+        .one_time
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    keep(&net, a, &mut devices[0]);
+    net.close(a);
+    // A seeker writes while the device is away: sealed to v1.
+    net.now = UnixTime(T0.0 + SIGNED_PREKEY_ROTATION_SECS - 3600);
+    let (_, secrets) = secrets_for(&org, 51);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "¿Sigue ahí alguien?")),
+        Ok(Outcome::Started { .. })
+    ));
+    // The device is back a week and a day after its last sync.
+    let back_at = UnixTime(T0.0 + SIGNED_PREKEY_ROTATION_SECS + 24 * 3600);
+    net.now = back_at;
+    let a = net.counselor(&devices[0]);
+    let mark = net.mark(a);
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    let v2 = bundle_on_relay(&net);
+    assert_ne!(v2.signed_prekey_id, v1.signed_prekey_id);
+    assert_ne!(v2.pq_prekey, v1.pq_prekey);
+    assert_eq!(v2.identity, v1.identity);
+    let m = &net.relay.mailboxes[&mailbox];
+    assert_eq!(m.one_time.len(), super::PREKEY_TARGET as usize);
+    assert!(
+        m.one_time.iter().all(|k| !old_ids.contains(&k.id)),
+        "the relay's old one-time set was replaced"
+    );
+    // The new prekeys were saved before the relay could hand them out.
+    let saved = persisted_before(&net.clients[a].log, mark, |f| {
+        matches!(f, ClientFrame::UploadPrekeys { replace: true, .. })
+    });
+    for blob in saved {
+        let state = DeviceState::open(&StateKey::from_bytes(devices[0].key.clone()), blob).unwrap();
+        assert_eq!(state.counselor.prekey_bundle().unwrap(), v2);
+    }
+    // The opening sealed to v1 while the device was away is read.
+    assert_eq!(new_conversations(&net, a).len(), 1);
+    assert_eq!(net.clients[a].driver.quarantine(), Some((0, 0)));
+    let status = |net: &Net, i| {
+        net.saved_state(i, &devices[0])
+            .counselor
+            .prekey_status()
+            .unwrap()
+    };
+    assert_eq!(status(&net, a).signed_prekey_generations, 2);
+    assert_eq!(status(&net, a).signed_prekey_created_at, back_at);
+    // A sync within the grace keeps v1 (and v2 is not due yet); one after
+    // it deletes v1 (and, a week on, replaces v2 with v3).
+    net.now = UnixTime(back_at.0 + SIGNED_PREKEY_GRACE_SECS - 1);
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    assert_eq!(status(&net, a).signed_prekey_generations, 2);
+    assert_eq!(bundle_on_relay(&net), v2, "no rotation before a week is up");
+    net.now = UnixTime(back_at.0 + SIGNED_PREKEY_GRACE_SECS);
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    assert_eq!(SIGNED_PREKEY_GRACE_SECS, SIGNED_PREKEY_ROTATION_SECS);
+    let v3 = bundle_on_relay(&net);
+    assert_ne!(v3.signed_prekey_id, v2.signed_prekey_id);
+    let after = status(&net, a);
+    assert_eq!(
+        (
+            after.signed_prekey_generations,
+            after.signed_prekey_created_at
+        ),
+        (2, net.now),
+        "v2 (in its grace) and v3; v1 is gone"
+    );
+}
+
+/// A hundred one-time ML-KEM prekeys are 125 KB: against a relay that
+/// announces smaller frames, the fresh set goes in several uploads, the
+/// first replacing the relay's set, the others adding to it.
+#[test]
+fn a_fresh_prekey_set_is_split_to_fit_the_relays_frame_limit() {
+    let (org, devices, directory) = org_with_devices(1, 52);
+    let limits = Limits {
+        pow_difficulty: 0,
+        max_frame_len: 60_000,
+        max_batch: 8,
+    };
+    let mut net = Net::new(&org, limits);
+    publish(&mut net, directory);
+    let a = net.counselor(&devices[0]);
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    let uploads: Vec<(usize, usize, bool, usize)> = net.clients[a]
+        .log
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Send {
+                frame:
+                    f @ ClientFrame::UploadPrekeys {
+                        one_time,
+                        one_time_pq,
+                        replace,
+                        ..
+                    },
+                ..
+            } => Some((
+                one_time.len(),
+                one_time_pq.len(),
+                *replace,
+                f.encode(1).unwrap().len(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let target = super::PREKEY_TARGET as usize;
+    // The bundle alone (the relay's counts), then the fresh set in frames.
+    assert_eq!((uploads[0].0, uploads[0].1, uploads[0].2), (0, 0, false));
+    let set = &uploads[1..];
+    assert!(set.len() >= 3, "{uploads:?}");
+    assert!(set[0].2 && set[1..].iter().all(|u| !u.2), "{uploads:?}");
+    assert!(set.iter().all(|u| u.3 <= 60_000), "{uploads:?}");
+    assert_eq!(set.iter().map(|u| u.0).sum::<usize>(), target);
+    assert_eq!(set.iter().map(|u| u.1).sum::<usize>(), target);
+    let m = &net.relay.mailboxes[&devices[0].mailbox];
+    assert_eq!((m.one_time.len(), m.one_time_pq.len()), (target, target));
 }
 
 #[test]

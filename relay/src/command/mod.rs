@@ -179,7 +179,19 @@ pub async fn execute(
         ClientFrame::UploadPrekeys {
             signed_bundle,
             one_time,
-        } => prekeys::upload(relay, session, signed_bundle, one_time).await,
+            one_time_pq,
+            replace,
+        } => {
+            prekeys::upload(
+                relay,
+                session,
+                signed_bundle,
+                one_time,
+                one_time_pq,
+                replace,
+            )
+            .await
+        }
         ClientFrame::FetchPrekeys { mailbox } => prekeys::fetch(relay, mailbox).await,
         ClientFrame::PutState { ttl_hours, blob } => {
             state::put(relay, session, ttl_hours, blob, now).await

@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use northstar_core::UnixTime;
-use northstar_core::frame::OneTimePrekey;
+use northstar_core::frame::{OneTimePqPrekey, OneTimePrekey};
 use northstar_core::ids::{EnvelopeId, MailboxId};
 use northstar_core::keys::MailboxPublic;
 
 use super::{
-    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, Quotas, StateBlob, Store,
-    StoreError, StoreFuture, StoredEnvelope, SweepCounts,
+    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps, PrekeyCounts,
+    PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope, SweepCounts,
 };
 
 #[derive(Default)]
@@ -22,6 +22,7 @@ struct Mailbox {
     envelopes: BTreeMap<u64, StoredEnvelope>,
     signed_bundle: Option<Vec<u8>>,
     one_time: BTreeMap<u32, OneTimePrekey>,
+    one_time_pq: BTreeMap<u32, OneTimePqPrekey>,
     state: Option<StateBlob>,
 }
 
@@ -184,22 +185,33 @@ impl Store for MemoryStore {
     fn put_prekeys(
         &self,
         mailbox: MailboxId,
-        signed_bundle: Vec<u8>,
-        one_time: Vec<OneTimePrekey>,
-        max_one_time: u64,
-    ) -> StoreFuture<'_, u64> {
+        upload: PrekeyUpload,
+        caps: PrekeyCaps,
+    ) -> StoreFuture<'_, PrekeyCounts> {
         self.with(true, move |i| {
             let m = registered(i, mailbox)?;
-            let mut next = m.one_time.clone();
-            for k in one_time {
+            let (mut next, mut next_pq) = if upload.replace {
+                (BTreeMap::new(), BTreeMap::new())
+            } else {
+                (m.one_time.clone(), m.one_time_pq.clone())
+            };
+            for k in upload.one_time {
                 next.insert(k.id, k);
             }
-            if next.len() as u64 > max_one_time {
+            for k in upload.one_time_pq {
+                next_pq.insert(k.id, k);
+            }
+            if next.len() as u64 > caps.max_one_time || next_pq.len() as u64 > caps.max_one_time_pq
+            {
                 return Err(StoreError::QuotaExceeded);
             }
             m.one_time = next;
-            m.signed_bundle = Some(signed_bundle);
-            Ok(m.one_time.len() as u64)
+            m.one_time_pq = next_pq;
+            m.signed_bundle = Some(upload.signed_bundle);
+            Ok(PrekeyCounts {
+                one_time: m.one_time.len() as u64,
+                one_time_pq: m.one_time_pq.len() as u64,
+            })
         })
     }
 
@@ -212,9 +224,11 @@ impl Store for MemoryStore {
                 return Ok(None);
             };
             let one_time = m.one_time.pop_first().map(|(_, k)| k);
+            let one_time_pq = m.one_time_pq.pop_first().map(|(_, k)| k);
             Ok(Some(PrekeyBundle {
                 signed_bundle,
                 one_time,
+                one_time_pq,
             }))
         })
     }

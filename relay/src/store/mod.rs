@@ -18,7 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use northstar_core::UnixTime;
-use northstar_core::frame::OneTimePrekey;
+use northstar_core::frame::{OneTimePqPrekey, OneTimePrekey};
 use northstar_core::ids::{EnvelopeId, MailboxId};
 use northstar_core::keys::MailboxPublic;
 use northstar_core::sealed::Envelope;
@@ -106,11 +106,41 @@ pub struct Quotas {
     pub max_bytes: u64,
 }
 
-/// A prekey bundle as handed out.
+/// A prekey bundle as handed out: the signed bundle with one one-time
+/// prekey of each kind while any remain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrekeyBundle {
     pub signed_bundle: Vec<u8>,
     pub one_time: Option<OneTimePrekey>,
+    pub one_time_pq: Option<OneTimePqPrekey>,
+}
+
+/// What one `UploadPrekeys` stores.
+#[derive(Clone, Debug)]
+pub struct PrekeyUpload {
+    /// Replaces the mailbox's signed bundle.
+    pub signed_bundle: Vec<u8>,
+    /// One-time X25519 prekeys to add (an id already held is replaced).
+    pub one_time: Vec<OneTimePrekey>,
+    /// One-time ML-KEM prekeys to add (likewise).
+    pub one_time_pq: Vec<OneTimePqPrekey>,
+    /// Drop every one-time prekey of both kinds the mailbox held first.
+    pub replace: bool,
+}
+
+/// Per-mailbox caps on held one-time prekeys, checked inside the upload's
+/// transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct PrekeyCaps {
+    pub max_one_time: u64,
+    pub max_one_time_pq: u64,
+}
+
+/// One-time prekeys of each kind a mailbox holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrekeyCounts {
+    pub one_time: u64,
+    pub one_time_pq: u64,
 }
 
 /// An encrypted seeker-state blob.
@@ -167,6 +197,17 @@ pub(crate) fn id32(v: Vec<u8>, what: &'static str) -> Result<[u8; 32], StoreErro
     v.try_into().map_err(|_| StoreError::Corrupt { what })
 }
 
+/// A one-time ML-KEM prekey read back from its id and the stored
+/// `pk || sig`; any other length is corruption.
+pub(crate) fn pq_prekey(id: u32, public: &[u8]) -> Result<OneTimePqPrekey, StoreError> {
+    let mut b = Vec::with_capacity(4 + public.len());
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(public);
+    OneTimePqPrekey::from_bytes(&b).map_err(|_| StoreError::Corrupt {
+        what: "one-time pq prekey",
+    })
+}
+
 /// The relay's storage.
 pub trait Store: Send + Sync + 'static {
     /// Registers a mailbox, or updates its proof-of-work flag.
@@ -191,17 +232,18 @@ pub trait Store: Send + Sync + 'static {
     fn put_directory(&self, dir: DirectoryRecord) -> StoreFuture<'_, ()>;
     /// The newest directory of an organisation.
     fn directory(&self, org_key: [u8; 32]) -> StoreFuture<'_, Option<Vec<u8>>>;
-    /// Replaces the signed bundle and adds one-time prekeys (an id already
-    /// held is replaced). Fails with `QuotaExceeded` beyond `max_one_time`.
-    /// Returns the one-time prekeys now held.
+    /// Replaces the signed bundle and adds one-time prekeys of both kinds
+    /// (an id already held is replaced), after dropping every one held if
+    /// `upload.replace`. Fails with `QuotaExceeded`, changing nothing, when
+    /// either kind would pass its cap. Returns the one-time prekeys now held.
     fn put_prekeys(
         &self,
         mailbox: MailboxId,
-        signed_bundle: Vec<u8>,
-        one_time: Vec<OneTimePrekey>,
-        max_one_time: u64,
-    ) -> StoreFuture<'_, u64>;
-    /// Hands a bundle out, deleting the one-time prekey it includes.
+        upload: PrekeyUpload,
+        caps: PrekeyCaps,
+    ) -> StoreFuture<'_, PrekeyCounts>;
+    /// Hands a bundle out, deleting the one-time prekeys (one of each kind,
+    /// the lowest id) it includes.
     fn take_prekeys(&self, mailbox: MailboxId) -> StoreFuture<'_, Option<PrekeyBundle>>;
     /// Stores (replaces) a mailbox's state blob.
     fn put_state(&self, mailbox: MailboxId, state: StateBlob) -> StoreFuture<'_, ()>;
@@ -234,6 +276,14 @@ pub(crate) mod contract {
             auth: Ed25519Public(sk.verifying_key().to_bytes()),
             seal: X25519Public([seed; 32]),
         }
+    }
+
+    /// A one-time ML-KEM prekey with recognisable bytes (opaque to the store).
+    pub fn pq_otk(id: u32) -> OneTimePqPrekey {
+        let mut b = vec![0u8; northstar_core::frame::ONE_TIME_PQ_PREKEY_LEN];
+        b[..4].copy_from_slice(&id.to_be_bytes());
+        b[4..].fill(id as u8);
+        OneTimePqPrekey::from_bytes(&b).unwrap()
     }
 
     pub fn new_env(to: MailboxId, fill: u8, len: usize, expires: u64) -> NewEnvelope {
@@ -341,22 +391,44 @@ pub(crate) mod contract {
         assert_eq!(store.directory([9; 32]).await.unwrap(), Some(vec![3; 10]));
         assert_eq!(store.directory([8; 32]).await.unwrap(), None);
 
-        // Prekeys: one-time keys handed out once, then the bundle alone.
+        // Prekeys: one-time keys of each kind handed out once (lowest id
+        // first), then the bundle alone.
         let otk = |id| OneTimePrekey {
             id,
             public: X25519Public([id as u8; 32]),
         };
+        let upload = |fill: u8, one_time: Vec<u32>, pq: Vec<u32>, replace: bool| PrekeyUpload {
+            signed_bundle: vec![fill; 50],
+            one_time: one_time.into_iter().map(otk).collect(),
+            one_time_pq: pq.into_iter().map(pq_otk).collect(),
+            replace,
+        };
+        let caps = PrekeyCaps {
+            max_one_time: 3,
+            max_one_time_pq: 2,
+        };
+        let counts = |one_time, one_time_pq| PrekeyCounts {
+            one_time,
+            one_time_pq,
+        };
         assert_eq!(store.take_prekeys(idb).await.unwrap(), None);
         assert_eq!(
             store
-                .put_prekeys(idb, vec![1; 50], vec![otk(1), otk(2)], 3)
+                .put_prekeys(idb, upload(1, vec![2, 1], vec![9, 8], false), caps)
                 .await
                 .unwrap(),
-            2
+            counts(2, 2)
         );
+        // Over either cap: refused, nothing changed.
         assert!(matches!(
             store
-                .put_prekeys(idb, vec![1; 50], vec![otk(3), otk(4)], 3)
+                .put_prekeys(idb, upload(2, vec![3, 4], vec![], false), caps)
+                .await,
+            Err(StoreError::QuotaExceeded)
+        ));
+        assert!(matches!(
+            store
+                .put_prekeys(idb, upload(2, vec![], vec![7], false), caps)
                 .await,
             Err(StoreError::QuotaExceeded)
         ));
@@ -364,11 +436,56 @@ pub(crate) mod contract {
         for _ in 0..3 {
             let bundle = store.take_prekeys(idb).await.unwrap().unwrap();
             assert_eq!(bundle.signed_bundle, vec![1; 50]);
-            got.push(bundle.one_time);
+            got.push((bundle.one_time, bundle.one_time_pq));
         }
-        assert_eq!(got, vec![Some(otk(1)), Some(otk(2)), None]);
+        assert_eq!(
+            got,
+            vec![
+                (Some(otk(1)), Some(pq_otk(8))),
+                (Some(otk(2)), Some(pq_otk(9))),
+                (None, None)
+            ]
+        );
+        // A replacing upload drops what was held, of both kinds; a plain
+        // one adds (the same id again replaces its key).
+        store
+            .put_prekeys(idb, upload(3, vec![5, 6], vec![5], false), caps)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .put_prekeys(idb, upload(4, vec![7, 8, 9], vec![6, 7], true), caps)
+                .await
+                .unwrap(),
+            counts(3, 2)
+        );
+        let mut changed = otk(9);
+        changed.public = X25519Public([0xEE; 32]);
+        let mut plain = upload(4, vec![], vec![], false);
+        plain.one_time = vec![changed];
+        assert_eq!(
+            store.put_prekeys(idb, plain, caps).await.unwrap(),
+            counts(3, 2)
+        );
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let bundle = store.take_prekeys(idb).await.unwrap().unwrap();
+            assert_eq!(bundle.signed_bundle, vec![4; 50]);
+            got.push((bundle.one_time, bundle.one_time_pq));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (Some(otk(7)), Some(pq_otk(6))),
+                (Some(otk(8)), Some(pq_otk(7))),
+                (Some(changed), None),
+                (None, None)
+            ]
+        );
         assert!(matches!(
-            store.put_prekeys(keys(3).id(), vec![1], vec![], 3).await,
+            store
+                .put_prekeys(keys(3).id(), upload(1, vec![], vec![], false), caps)
+                .await,
             Err(StoreError::UnknownMailbox)
         ));
 
@@ -399,7 +516,7 @@ pub(crate) mod contract {
             .await
             .unwrap();
         store
-            .put_prekeys(idb, vec![1; 50], vec![otk(5)], 3)
+            .put_prekeys(idb, upload(1, vec![5], vec![5], false), caps)
             .await
             .unwrap();
         assert!(store.delete_mailbox(idb).await.unwrap());

@@ -48,8 +48,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls, Transaction};
 
 use super::{
-    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, Quotas, StateBlob, Store,
-    StoreError, StoreFuture, StoredEnvelope, SweepCounts, Wakeup, i64_of, id32, time_of,
+    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps, PrekeyCounts,
+    PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope, SweepCounts,
+    Wakeup, i64_of, id32, pq_prekey, time_of,
 };
 
 /// Schema migrations; entry `n` moves `schema_version` from `n` to `n + 1`.
@@ -114,6 +115,16 @@ const MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION envelopes_count();
 ",
     MIGRATION_PER_MAILBOX_SEQ,
+    "
+    -- One-time ML-KEM prekeys (protocol v2): `public` is the opaque
+    -- `pk[1184] || sig[64]`.
+    CREATE TABLE one_time_pq_prekeys (
+        mailbox   bytea NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        prekey_id bigint NOT NULL,
+        public    bytea NOT NULL,
+        PRIMARY KEY (mailbox, prekey_id)
+    );
+",
 ];
 
 /// Migration: per-mailbox sequence numbers (issue 17). A separate step so a
@@ -591,25 +602,31 @@ impl Store for PostgresStore {
     fn put_prekeys(
         &self,
         mailbox: MailboxId,
-        signed_bundle: Vec<u8>,
-        one_time: Vec<OneTimePrekey>,
-        max_one_time: u64,
-    ) -> StoreFuture<'_, u64> {
+        upload: PrekeyUpload,
+        caps: PrekeyCaps,
+    ) -> StoreFuture<'_, PrekeyCounts> {
         Box::pin(async move {
             let m = &mailbox.as_bytes()[..];
             in_tx!(self, |tx| {
                 // The row lock serialises uploads for one mailbox across
-                // nodes, so the cap below cannot be passed by racing.
+                // nodes, so the caps below cannot be passed by racing.
                 if !lock_mailbox(&tx, &mailbox).await? {
                     return Err(StoreError::UnknownMailbox);
                 }
                 tx.execute(
                     "INSERT INTO signed_prekeys (mailbox, bundle) VALUES ($1, $2)
                      ON CONFLICT (mailbox) DO UPDATE SET bundle = excluded.bundle",
-                    &[&m, &signed_bundle],
+                    &[&m, &upload.signed_bundle],
                 )
                 .await
                 .map_err(db)?;
+                if upload.replace {
+                    for table in ["one_time_prekeys", "one_time_pq_prekeys"] {
+                        tx.execute(&format!("DELETE FROM {table} WHERE mailbox = $1"), &[&m])
+                            .await
+                            .map_err(db)?;
+                    }
+                }
                 let insert = tx
                     .prepare_cached(
                         "INSERT INTO one_time_prekeys (mailbox, prekey_id, public) VALUES ($1, $2, $3)
@@ -617,23 +634,41 @@ impl Store for PostgresStore {
                     )
                     .await
                     .map_err(db)?;
-                for k in &one_time {
+                for k in &upload.one_time {
                     tx.execute(&insert, &[&m, &i64::from(k.id), &&k.public.0[..]])
                         .await
                         .map_err(db)?;
                 }
-                let n: i64 = tx
+                let insert = tx
+                    .prepare_cached(
+                        "INSERT INTO one_time_pq_prekeys (mailbox, prekey_id, public) VALUES ($1, $2, $3)
+                         ON CONFLICT (mailbox, prekey_id) DO UPDATE SET public = excluded.public",
+                    )
+                    .await
+                    .map_err(db)?;
+                for k in &upload.one_time_pq {
+                    tx.execute(&insert, &[&m, &i64::from(k.id), &&k.public[..]])
+                        .await
+                        .map_err(db)?;
+                }
+                let row = tx
                     .query_one(
-                        "SELECT COUNT(*) FROM one_time_prekeys WHERE mailbox = $1",
+                        "SELECT (SELECT COUNT(*) FROM one_time_prekeys WHERE mailbox = $1),
+                                (SELECT COUNT(*) FROM one_time_pq_prekeys WHERE mailbox = $1)",
                         &[&m],
                     )
                     .await
-                    .map_err(db)?
-                    .get(0);
-                if n as u64 > max_one_time {
+                    .map_err(db)?;
+                let counts = PrekeyCounts {
+                    one_time: row.get::<_, i64>(0) as u64,
+                    one_time_pq: row.get::<_, i64>(1) as u64,
+                };
+                // Over a cap: the error rolls the whole upload back.
+                if counts.one_time > caps.max_one_time || counts.one_time_pq > caps.max_one_time_pq
+                {
                     return Err(StoreError::QuotaExceeded);
                 }
-                Ok::<u64, StoreError>(n as u64)
+                Ok::<PrekeyCounts, StoreError>(counts)
             })
         })
     }
@@ -655,31 +690,47 @@ impl Store for PostgresStore {
                 let signed_bundle: Vec<u8> = row.get(0);
                 // Exactly once across nodes: a row another transaction is
                 // taking is skipped, and the one we take is deleted.
-                let taken = tx
-                    .query_opt(
-                        "DELETE FROM one_time_prekeys WHERE (mailbox, prekey_id) = (
-                             SELECT mailbox, prekey_id FROM one_time_prekeys
-                             WHERE mailbox = $1 ORDER BY prekey_id LIMIT 1
-                             FOR UPDATE SKIP LOCKED)
-                         RETURNING prekey_id, public",
-                        &[&m],
-                    )
-                    .await
-                    .map_err(db)?;
-                let one_time = match taken {
+                let mut taken = Vec::with_capacity(2);
+                for table in ["one_time_prekeys", "one_time_pq_prekeys"] {
+                    let row = tx
+                        .query_opt(
+                            &format!(
+                                "DELETE FROM {table} WHERE (mailbox, prekey_id) = (
+                                     SELECT mailbox, prekey_id FROM {table}
+                                     WHERE mailbox = $1 ORDER BY prekey_id LIMIT 1
+                                     FOR UPDATE SKIP LOCKED)
+                                 RETURNING prekey_id, public"
+                            ),
+                            &[&m],
+                        )
+                        .await
+                        .map_err(db)?;
+                    taken.push(match row {
+                        None => None,
+                        Some(r) => {
+                            let id = u32::try_from(r.get::<_, i64>(0))
+                                .map_err(|_| StoreError::Corrupt { what: "prekey id" })?;
+                            Some((id, r.get::<_, Vec<u8>>(1)))
+                        }
+                    });
+                }
+                let one_time_pq = match taken.pop().flatten() {
                     None => None,
-                    Some(r) => {
-                        let id = u32::try_from(r.get::<_, i64>(0))
-                            .map_err(|_| StoreError::Corrupt { what: "prekey id" })?;
+                    Some((id, public)) => Some(pq_prekey(id, &public)?),
+                };
+                let one_time = match taken.pop().flatten() {
+                    None => None,
+                    Some((id, pk)) => {
                         let mut b = [0u8; ONE_TIME_PREKEY_LEN];
                         b[..4].copy_from_slice(&id.to_be_bytes());
-                        b[4..].copy_from_slice(&id32(r.get(1), "one-time prekey")?);
+                        b[4..].copy_from_slice(&id32(pk, "one-time prekey")?);
                         Some(OneTimePrekey::from_bytes(&b))
                     }
                 };
                 Ok::<Option<PrekeyBundle>, StoreError>(Some(PrekeyBundle {
                     signed_bundle,
                     one_time,
+                    one_time_pq,
                 }))
             })
         })
@@ -823,6 +874,8 @@ pub(crate) async fn test_database() -> Option<String> {
 mod tests {
     use std::sync::Arc;
 
+    use northstar_core::frame::OneTimePqPrekey;
+
     use super::*;
 
     /// Skips (loudly) when no throwaway server is configured; `scripts/test`
@@ -871,6 +924,101 @@ mod tests {
         b.close().await.unwrap();
     }
 
+    /// A database written before one-time ML-KEM prekeys existed (schema 1)
+    /// migrates on open and keeps what it held.
+    #[tokio::test]
+    async fn a_schema_1_database_gains_one_time_pq_prekeys_and_keeps_its_prekeys() {
+        let url = database_or_skip!();
+        let k = super::super::contract::keys(1);
+        let m = k.id();
+        {
+            let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+            let task = tokio::spawn(conn);
+            client
+                .batch_execute(&format!(
+                    "{}
+                     CREATE TABLE schema_version (version integer NOT NULL);
+                     INSERT INTO schema_version (version) VALUES (1);",
+                    MIGRATIONS[0]
+                ))
+                .await
+                .unwrap();
+            client
+                .execute(
+                    "INSERT INTO mailboxes (id, auth_pk, seal_pk, pow_required) VALUES ($1, $2, $3, true)",
+                    &[&&m.as_bytes()[..], &&k.auth.0[..], &&k.seal.0[..]],
+                )
+                .await
+                .unwrap();
+            client
+                .execute(
+                    "INSERT INTO signed_prekeys (mailbox, bundle) VALUES ($1, $2)",
+                    &[&&m.as_bytes()[..], &&[7u8; 40][..]],
+                )
+                .await
+                .unwrap();
+            client
+                .execute(
+                    "INSERT INTO one_time_prekeys (mailbox, prekey_id, public) VALUES ($1, 5, $2)",
+                    &[&&m.as_bytes()[..], &&[5u8; 32][..]],
+                )
+                .await
+                .unwrap();
+            drop(client);
+            let _ = task.await;
+        }
+        let s = PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let v: i32 = s
+            .client()
+            .await
+            .unwrap()
+            .query_one("SELECT version FROM schema_version", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v as usize, MIGRATIONS.len());
+        let b = s.take_prekeys(m).await.unwrap().unwrap();
+        assert_eq!(b.signed_bundle, vec![7; 40]);
+        assert_eq!(b.one_time.map(|k| (k.id, k.public.0)), Some((5, [5; 32])));
+        assert_eq!(b.one_time_pq, None);
+        let counts = s
+            .put_prekeys(
+                m,
+                PrekeyUpload {
+                    signed_bundle: vec![8; 40],
+                    one_time: vec![],
+                    one_time_pq: vec![super::super::contract::pq_otk(3)],
+                    replace: false,
+                },
+                PrekeyCaps {
+                    max_one_time: 10,
+                    max_one_time_pq: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            counts,
+            PrekeyCounts {
+                one_time: 0,
+                one_time_pq: 1
+            }
+        );
+        assert!(s.delete_mailbox(m).await.unwrap());
+        let left: i64 = s
+            .client()
+            .await
+            .unwrap()
+            .query_one("SELECT COUNT(*) FROM one_time_pq_prekeys", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0);
+        s.close().await.unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn racing_nodes_take_each_one_time_prekey_once() {
         let url = database_or_skip!();
@@ -892,22 +1040,45 @@ mod tests {
                 public: X25519Public([id as u8; 32]),
             })
             .collect();
-        a.put_prekeys(k.id(), vec![1; 50], keys, 100).await.unwrap();
+        let pq: Vec<OneTimePqPrekey> = (0..40u32).map(super::super::contract::pq_otk).collect();
+        a.put_prekeys(
+            k.id(),
+            PrekeyUpload {
+                signed_bundle: vec![1; 50],
+                one_time: keys,
+                one_time_pq: pq,
+                replace: false,
+            },
+            PrekeyCaps {
+                max_one_time: 100,
+                max_one_time_pq: 100,
+            },
+        )
+        .await
+        .unwrap();
         let mut tasks = Vec::new();
         for i in 0..60 {
             let s = if i % 2 == 0 { a.clone() } else { b.clone() };
             tasks.push(tokio::spawn(async move {
-                s.take_prekeys(k.id()).await.unwrap().unwrap().one_time
+                let b = s.take_prekeys(k.id()).await.unwrap().unwrap();
+                (b.one_time, b.one_time_pq)
             }));
         }
-        let mut got = Vec::new();
+        let (mut got, mut got_pq) = (Vec::new(), Vec::new());
         for t in tasks {
-            if let Some(otk) = t.await.unwrap() {
+            let (otk, pq) = t.await.unwrap();
+            if let Some(otk) = otk {
                 got.push(otk.id);
+            }
+            if let Some(pq) = pq {
+                assert_eq!(pq, super::super::contract::pq_otk(pq.id));
+                got_pq.push(pq.id);
             }
         }
         got.sort_unstable();
+        got_pq.sort_unstable();
         assert_eq!(got, (0..40).collect::<Vec<_>>(), "each key handed out once");
+        assert_eq!(got_pq, got, "each ML-KEM key handed out once");
 
         // Racing directory publishers: the newest serial wins, whatever the order.
         let mut tasks = Vec::new();

@@ -31,8 +31,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, Quotas, StateBlob, Store,
-    StoreError, StoreFuture, StoredEnvelope, SweepCounts, i64_of, id32, time_of,
+    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps, PrekeyCounts,
+    PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope, SweepCounts,
+    i64_of, id32, pq_prekey, time_of,
 };
 
 /// Schema migrations; entry `n` moves `user_version` from `n` to `n + 1`.
@@ -95,7 +96,17 @@ const MIGRATIONS: &[&str] = &["
     -- without it every delivery read sorted the mailbox's whole backlog
     -- (ciphertext included) in a temporary b-tree.
     CREATE INDEX envelopes_mailbox_seq ON envelopes(mailbox, seq);
-", MIGRATION_PER_MAILBOX_SEQ];
+", MIGRATION_PER_MAILBOX_SEQ, "
+    -- One-time ML-KEM prekeys (protocol v2): `public` is the opaque
+    -- `pk[1184] || sig[64]`. A rowid table, not WITHOUT ROWID: rows of
+    -- 1.2 KB are far past the size where clustering on the key pays.
+    CREATE TABLE one_time_pq_prekeys (
+        mailbox   BLOB NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        prekey_id INTEGER NOT NULL,
+        public    BLOB NOT NULL,
+        PRIMARY KEY (mailbox, prekey_id)
+    );
+"];
 
 /// Migration: per-mailbox sequence numbers (issue 17). A separate step so a
 /// merge with other migrations only renumbers it.
@@ -636,10 +647,9 @@ impl Store for SqliteStore {
     fn put_prekeys(
         &self,
         mailbox: MailboxId,
-        signed_bundle: Vec<u8>,
-        one_time: Vec<OneTimePrekey>,
-        max_one_time: u64,
-    ) -> StoreFuture<'_, u64> {
+        upload: PrekeyUpload,
+        caps: PrekeyCaps,
+    ) -> StoreFuture<'_, PrekeyCounts> {
         self.write(move |c| {
             let m = &mailbox.as_bytes()[..];
             if !exists(c, &mailbox)? {
@@ -647,23 +657,41 @@ impl Store for SqliteStore {
             }
             c.execute(
                 "INSERT OR REPLACE INTO signed_prekeys (mailbox, bundle) VALUES (?1, ?2)",
-                params![m, &signed_bundle],
+                params![m, &upload.signed_bundle],
             )?;
+            if upload.replace {
+                c.execute("DELETE FROM one_time_prekeys WHERE mailbox = ?1", [m])?;
+                c.execute("DELETE FROM one_time_pq_prekeys WHERE mailbox = ?1", [m])?;
+            }
             let mut stmt = c.prepare_cached(
                 "INSERT OR REPLACE INTO one_time_prekeys (mailbox, prekey_id, public) VALUES (?1, ?2, ?3)",
             )?;
-            for k in &one_time {
+            for k in &upload.one_time {
                 stmt.execute(params![m, k.id, &k.public.0[..]])?;
             }
-            let n: i64 = c.query_row(
-                "SELECT COUNT(*) FROM one_time_prekeys WHERE mailbox = ?1",
-                [m],
-                |r| r.get(0),
+            let mut stmt = c.prepare_cached(
+                "INSERT OR REPLACE INTO one_time_pq_prekeys (mailbox, prekey_id, public) VALUES (?1, ?2, ?3)",
             )?;
-            if n as u64 > max_one_time {
+            for k in &upload.one_time_pq {
+                stmt.execute(params![m, k.id, &k.public[..]])?;
+            }
+            let count = |table: &str| -> Result<u64, StoreError> {
+                let n: i64 = c.query_row(
+                    &format!("SELECT COUNT(*) FROM {table} WHERE mailbox = ?1"),
+                    [m],
+                    |r| r.get(0),
+                )?;
+                Ok(n as u64)
+            };
+            let counts = PrekeyCounts {
+                one_time: count("one_time_prekeys")?,
+                one_time_pq: count("one_time_pq_prekeys")?,
+            };
+            // Over a cap: the error rolls the whole upload back.
+            if counts.one_time > caps.max_one_time || counts.one_time_pq > caps.max_one_time_pq {
                 return Err(StoreError::QuotaExceeded);
             }
-            Ok(n as u64)
+            Ok(counts)
         })
     }
 
@@ -680,30 +708,42 @@ impl Store for SqliteStore {
             else {
                 return Ok(None);
             };
-            let otk: Option<(u32, Vec<u8>)> = c
-                .query_row(
-                    "SELECT prekey_id, public FROM one_time_prekeys WHERE mailbox = ?1
-                     ORDER BY prekey_id LIMIT 1",
-                    [m],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let one_time = match otk {
-                None => None,
-                Some((id, pk)) => {
+            let take = |table: &str| -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+                let row: Option<(u32, Vec<u8>)> = c
+                    .query_row(
+                        &format!(
+                            "SELECT prekey_id, public FROM {table} WHERE mailbox = ?1
+                             ORDER BY prekey_id LIMIT 1"
+                        ),
+                        [m],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                if let Some((id, _)) = &row {
                     c.execute(
-                        "DELETE FROM one_time_prekeys WHERE mailbox = ?1 AND prekey_id = ?2",
+                        &format!("DELETE FROM {table} WHERE mailbox = ?1 AND prekey_id = ?2"),
                         params![m, id],
                     )?;
+                }
+                Ok(row)
+            };
+            let one_time = match take("one_time_prekeys")? {
+                None => None,
+                Some((id, pk)) => {
                     let mut b = [0u8; ONE_TIME_PREKEY_LEN];
                     b[..4].copy_from_slice(&id.to_be_bytes());
                     b[4..].copy_from_slice(&id32(pk, "one-time prekey")?);
                     Some(OneTimePrekey::from_bytes(&b))
                 }
             };
+            let one_time_pq = match take("one_time_pq_prekeys")? {
+                None => None,
+                Some((id, public)) => Some(pq_prekey(id, &public)?),
+            };
             Ok(Some(PrekeyBundle {
                 signed_bundle,
                 one_time,
+                one_time_pq,
             }))
         })
     }
@@ -794,6 +834,84 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
         super::super::contract::run(&store).await;
+    }
+
+    /// A database written before one-time ML-KEM prekeys existed (schema 3)
+    /// migrates on open and keeps what it held.
+    #[tokio::test]
+    async fn a_schema_3_database_gains_one_time_pq_prekeys_and_keeps_its_prekeys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let k = super::super::contract::keys(1);
+        let m = k.id();
+        {
+            let c = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 3).unwrap();
+            c.execute(
+                "INSERT INTO mailboxes (id, auth_pk, seal_pk, pow_required) VALUES (?1, ?2, ?3, 1)",
+                params![&m.as_bytes()[..], &k.auth.0[..], &k.seal.0[..]],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO signed_prekeys (mailbox, bundle) VALUES (?1, ?2)",
+                params![&m.as_bytes()[..], &[7u8; 40][..]],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO one_time_prekeys (mailbox, prekey_id, public) VALUES (?1, 5, ?2)",
+                params![&m.as_bytes()[..], &[5u8; 32][..]],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let v: i64 = s
+            .reader
+            .lock()
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let b = s.take_prekeys(m).await.unwrap().unwrap();
+        assert_eq!(b.signed_bundle, vec![7; 40]);
+        assert_eq!(b.one_time.map(|k| (k.id, k.public.0)), Some((5, [5; 32])));
+        assert_eq!(b.one_time_pq, None);
+        let caps = PrekeyCaps {
+            max_one_time: 10,
+            max_one_time_pq: 10,
+        };
+        let counts = s
+            .put_prekeys(
+                m,
+                PrekeyUpload {
+                    signed_bundle: vec![8; 40],
+                    one_time: vec![],
+                    one_time_pq: vec![super::super::contract::pq_otk(3)],
+                    replace: false,
+                },
+                caps,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            counts,
+            PrekeyCounts {
+                one_time: 0,
+                one_time_pq: 1
+            }
+        );
+        // Deleting the mailbox takes its one-time ML-KEM prekeys with it.
+        assert!(s.delete_mailbox(m).await.unwrap());
+        let left: i64 = s
+            .reader
+            .lock()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM one_time_pq_prekeys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        s.close().await.unwrap();
     }
 
     #[tokio::test]

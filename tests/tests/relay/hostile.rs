@@ -222,6 +222,8 @@ async fn signatures_challenges_and_foreign_mailboxes() {
         ClientFrame::UploadPrekeys {
             signed_bundle: vec![1],
             one_time: vec![],
+            one_time_pq: vec![],
+            replace: true,
         },
     ] {
         eve.expect_error(f, ErrorCode::NotAuthenticated)

@@ -2,10 +2,27 @@
 
 use std::time::Duration;
 
-use northstar_core::frame::{self, ClientFrame, ErrorCode, OneTimePrekey, ServerFrame};
+use northstar_core::frame::{
+    self, ClientFrame, ErrorCode, ONE_TIME_PQ_PREKEY_LEN, OneTimePqPrekey, OneTimePrekey,
+    ServerFrame,
+};
 use northstar_core::keys::X25519Public;
 use northstar_core::pow;
 use northstar_e2e::{Mailbox, RelayProcess, seal};
+
+fn otk(id: u32) -> OneTimePrekey {
+    OneTimePrekey {
+        id,
+        public: X25519Public([id as u8; 32]),
+    }
+}
+
+/// A one-time ML-KEM prekey as the relay sees it: opaque bytes.
+fn pq_otk(id: u32) -> OneTimePqPrekey {
+    let mut b = vec![id as u8; ONE_TIME_PQ_PREKEY_LEN];
+    b[..4].copy_from_slice(&id.to_be_bytes());
+    OneTimePqPrekey::from_bytes(&b).unwrap()
+}
 
 #[tokio::test]
 async fn proof_of_work_is_required_checked_and_not_replayable() {
@@ -271,6 +288,8 @@ async fn batch_state_and_prekey_caps() {
         "1000",
         "--max-one-time-prekeys",
         "5",
+        "--max-one-time-pq-prekeys",
+        "2",
     ])
     .await
     .unwrap();
@@ -321,37 +340,58 @@ async fn batch_state_and_prekey_caps() {
         .unwrap(),
         ServerFrame::StateStored { .. }
     ));
-    let otk = |id: u32| OneTimePrekey {
-        id,
-        public: X25519Public([1; 32]),
-    };
-    c.expect_error(
-        ClientFrame::UploadPrekeys {
+    let upload =
+        |one_time: Vec<u32>, one_time_pq: Vec<u32>, replace: bool| ClientFrame::UploadPrekeys {
             signed_bundle: vec![1; 10],
-            one_time: (0..6).map(otk).collect(),
-        },
+            one_time: one_time.into_iter().map(otk).collect(),
+            one_time_pq: one_time_pq.into_iter().map(pq_otk).collect(),
+            replace,
+        };
+    c.expect_error(
+        upload((0..6).collect(), vec![], false),
         ErrorCode::QuotaExceeded,
     )
     .await
     .unwrap();
     assert_eq!(
-        c.request(ClientFrame::UploadPrekeys {
-            signed_bundle: vec![1; 10],
-            one_time: (0..5).map(otk).collect(),
-        })
-        .await
-        .unwrap(),
-        ServerFrame::PrekeysStored { one_time_count: 5 }
+        c.request(upload((0..5).collect(), vec![], false))
+            .await
+            .unwrap(),
+        ServerFrame::PrekeysStored {
+            one_time_count: 5,
+            one_time_pq_count: 0
+        }
     );
+    c.expect_error(upload(vec![9], vec![], false), ErrorCode::QuotaExceeded)
+        .await
+        .unwrap();
+    // One-time ML-KEM prekeys have their own cap (here 2).
     c.expect_error(
-        ClientFrame::UploadPrekeys {
-            signed_bundle: vec![1; 10],
-            one_time: vec![otk(9)],
-        },
+        upload(vec![], vec![1, 2, 3], false),
         ErrorCode::QuotaExceeded,
     )
     .await
     .unwrap();
+    assert_eq!(
+        c.request(upload(vec![], vec![1, 2], false)).await.unwrap(),
+        ServerFrame::PrekeysStored {
+            one_time_count: 5,
+            one_time_pq_count: 2
+        }
+    );
+    c.expect_error(upload(vec![], vec![3], false), ErrorCode::QuotaExceeded)
+        .await
+        .unwrap();
+    // A replacing upload counts against the caps after dropping what was held.
+    assert_eq!(
+        c.request(upload(vec![10, 11, 12, 13, 14], vec![4, 5], true))
+            .await
+            .unwrap(),
+        ServerFrame::PrekeysStored {
+            one_time_count: 5,
+            one_time_pq_count: 2
+        }
+    );
 }
 
 #[tokio::test]

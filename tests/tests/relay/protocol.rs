@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use northstar_core::UnixTime;
 use northstar_core::directory::OrgSigningKey;
-use northstar_core::frame::{self, ClientFrame, ErrorCode, OneTimePrekey, ServerFrame};
+use northstar_core::frame::{
+    self, ClientFrame, ErrorCode, ONE_TIME_PQ_PREKEY_LEN, OneTimePqPrekey, OneTimePrekey,
+    ServerFrame,
+};
 use northstar_core::ids::EnvelopeId;
 use northstar_core::keys::{Ed25519Public, X25519Public};
 use northstar_core::pow;
@@ -12,6 +15,13 @@ use northstar_e2e::{Client, Mailbox, RelayProcess, forged_directory, seal, signe
 use rand_core::OsRng;
 
 use crate::now;
+
+/// A one-time ML-KEM prekey as the relay sees it: opaque bytes.
+fn pq_otk(id: u32) -> OneTimePqPrekey {
+    let mut b = vec![id as u8; ONE_TIME_PQ_PREKEY_LEN];
+    b[..4].copy_from_slice(&id.to_be_bytes());
+    OneTimePqPrekey::from_bytes(&b).unwrap()
+}
 
 #[tokio::test]
 async fn health_and_static_files_carry_strict_headers() {
@@ -368,6 +378,8 @@ async fn one_time_prekeys_are_handed_out_once() {
         ClientFrame::UploadPrekeys {
             signed_bundle: vec![1; 100],
             one_time: vec![otk(1)],
+            one_time_pq: vec![pq_otk(1)],
+            replace: false,
         },
         ErrorCode::NotAuthenticated,
     )
@@ -377,11 +389,16 @@ async fn one_time_prekeys_are_handed_out_once() {
     assert_eq!(
         c.request(ClientFrame::UploadPrekeys {
             signed_bundle: vec![7; 1500],
-            one_time: vec![otk(1), otk(2), otk(3)],
+            one_time: vec![otk(3), otk(1), otk(2)],
+            one_time_pq: vec![pq_otk(5), pq_otk(4)],
+            replace: false,
         })
         .await
         .unwrap(),
-        ServerFrame::PrekeysStored { one_time_count: 3 }
+        ServerFrame::PrekeysStored {
+            one_time_count: 3,
+            one_time_pq_count: 2
+        }
     );
     let mut seeker = relay.client().await.unwrap();
     let mut seen = Vec::new();
@@ -396,14 +413,24 @@ async fn one_time_prekeys_are_handed_out_once() {
             ServerFrame::Prekeys {
                 signed_bundle,
                 one_time,
+                one_time_pq,
             } => {
                 assert_eq!(signed_bundle, vec![7; 1500]);
-                seen.push(one_time);
+                seen.push((one_time, one_time_pq));
             }
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(seen, vec![Some(otk(1)), Some(otk(2)), Some(otk(3)), None]);
+    // One of each kind, lowest id first, each once; the bundle alone after.
+    assert_eq!(
+        seen,
+        vec![
+            (Some(otk(1)), Some(pq_otk(4))),
+            (Some(otk(2)), Some(pq_otk(5))),
+            (Some(otk(3)), None),
+            (None, None)
+        ]
+    );
     seeker
         .expect_error(
             ClientFrame::FetchPrekeys {
@@ -413,6 +440,67 @@ async fn one_time_prekeys_are_handed_out_once() {
         )
         .await
         .unwrap();
+}
+
+/// A device deletes one-time prekey secrets past their maximum age, and
+/// cannot know which the relay still holds: it uploads a fresh set in place
+/// of everything the relay held, of both kinds, so the relay never hands out
+/// a key whose secret is gone (an opening nobody could read).
+#[tokio::test]
+async fn a_replacing_upload_leaves_only_the_new_one_time_prekeys() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let counselor = Mailbox::random();
+    let mut c = relay.client().await.unwrap();
+    c.register(&counselor, true).await.unwrap();
+    let otk = |id: u32| OneTimePrekey {
+        id,
+        public: X25519Public([id as u8; 32]),
+    };
+    let upload = |bundle: u8, ids: std::ops::Range<u32>, replace| ClientFrame::UploadPrekeys {
+        signed_bundle: vec![bundle; 1417],
+        one_time: ids.clone().map(otk).collect(),
+        one_time_pq: ids.map(pq_otk).collect(),
+        replace,
+    };
+    c.request(upload(1, 1..6, false)).await.unwrap();
+    c.request(upload(1, 6..9, false)).await.unwrap();
+    assert_eq!(
+        c.request(upload(2, 100..103, true)).await.unwrap(),
+        ServerFrame::PrekeysStored {
+            one_time_count: 3,
+            one_time_pq_count: 3
+        }
+    );
+    let mut seeker = relay.client().await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        match seeker
+            .request(ClientFrame::FetchPrekeys {
+                mailbox: counselor.id(),
+            })
+            .await
+            .unwrap()
+        {
+            ServerFrame::Prekeys {
+                signed_bundle,
+                one_time,
+                one_time_pq,
+            } => {
+                assert_eq!(signed_bundle, vec![2; 1417], "the new bundle");
+                seen.push((one_time.map(|k| k.id), one_time_pq.map(|k| k.id)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (Some(100), Some(100)),
+            (Some(101), Some(101)),
+            (Some(102), Some(102)),
+            (None, None)
+        ]
+    );
 }
 
 #[tokio::test]
