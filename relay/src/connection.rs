@@ -332,6 +332,14 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
         return;
     }
     let mut bucket = TokenBucket::new(cfg.messages_per_second, cfg.message_burst, Instant::now());
+    // Prekey fetches cost a token of their own: a fetch hands out (and
+    // deletes) one-time prekeys, so a connection draining them is slowed
+    // far below the general rate.
+    let mut fetches = TokenBucket::per_minute(
+        cfg.prekey_fetches_per_minute,
+        cfg.prekey_fetch_burst,
+        Instant::now(),
+    );
     let mut strikes = 0u32;
     let mut deliveries = Deliveries::default();
     let mut stash: Stashed = None;
@@ -394,6 +402,7 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                     }
                     continue;
                 }
+                let strikes_before = strikes;
                 strikes = 0;
                 if bytes.len() > cfg.max_frame_bytes {
                     if !send_error(&mut socket, request_id, ErrorCode::FrameTooLarge).await {
@@ -410,6 +419,20 @@ pub async fn handle(ws: WebSocket, relay: Arc<Relay>, mut shutdown: watch::Recei
                         continue;
                     }
                 };
+                if matches!(frame, ClientFrame::FetchPrekeys { .. })
+                    && !fetches.try_take(Instant::now())
+                {
+                    // Counts as a rate-limited frame: a client that keeps
+                    // fetching past its limit is closed like any other.
+                    strikes = strikes_before + 1;
+                    let ok = send_error(&mut socket, request_id, ErrorCode::RateLimited).await;
+                    if !ok || strikes >= cfg.rate_limit_strikes {
+                        tracing::info!("closing a connection over its prekey fetch limit");
+                        close(&mut socket, CLOSE_POLICY, "rate limit").await;
+                        break;
+                    }
+                    continue;
+                }
                 let frame_len = bytes.len();
                 drop(bytes);
                 let name = frame.name();
