@@ -23,7 +23,7 @@ use northstar_core::directory::{Directory, DirectoryVersion, OrgSigningKey, Sign
 use northstar_core::frame::{ClientFrame, ServerFrame};
 use northstar_core::keys::MailboxKeyPair;
 use northstar_core::message::AppMessage;
-use northstar_core::pqxdh::{InitialHeader, SignedPreKeyBundle};
+use northstar_core::pqxdh::{InitialHeader, OneTimePqPreKeyPublic, SignedPreKeyBundle};
 use northstar_core::ratchet::Session;
 use northstar_core::sealed::{self, Envelope, SealedContent};
 use northstar_core::state::{KeyStore, StateKey, StateKind, StateRecords};
@@ -244,10 +244,25 @@ pub fn app_message(data: &[u8]) {
     }
 }
 
-/// Prekey bundles (fetched from the relay) and the public-key records in them.
+/// Prekey bundles (fetched from the relay) and the public-key records in them,
+/// and the signed one-time ML-KEM prekeys handed out with them.
 pub fn prekey_bundle(data: &[u8]) {
     if let Ok(b) = SignedPreKeyBundle::decode(data) {
         assert_eq!(b.encode(), data, "prekey bundle: one encoding");
         let _ = b.verify();
     }
+    if let Ok(k) = OneTimePqPreKeyPublic::decode(data) {
+        assert_eq!(k.encode(), data, "one-time pq prekey: one encoding");
+        let _ = k.verify(&pinned_identity());
+    }
+}
+
+/// Any fixed identity: a one-time ML-KEM prekey must verify under the
+/// bundle's identity, and a fuzzed one is (almost surely) refused.
+fn pinned_identity() -> northstar_core::keys::IdentityPublic {
+    northstar_core::keys::IdentityKeyPair::from_seeds(
+        Zeroizing::new([0x11; 32]),
+        Zeroizing::new([0x22; 32]),
+    )
+    .public()
 }

@@ -51,6 +51,14 @@ pub const DEFAULT_MAX_ONE_TIME_PREKEYS: u64 = 500;
 /// fewer than X25519 ones: 200 is about 250 KB per device, twice what a
 /// device keeps on the relay).
 pub const DEFAULT_MAX_ONE_TIME_PQ_PREKEYS: u64 = 200;
+/// Default prekey fetches one connection may make at once: a seeker
+/// fetches one bundle per intake device (at most 64) over one connection.
+pub const DEFAULT_PREKEY_FETCH_BURST: u32 = 64;
+/// Default prekey fetches a connection gets back per minute once its burst
+/// is spent: one every ten seconds, nothing an honest client needs (it
+/// fetches a few bundles, then closes the connection), and a drain of
+/// one-time prekeys on one connection then runs at a crawl.
+pub const DEFAULT_PREKEY_FETCHES_PER_MINUTE: u32 = 6;
 /// Default sweep interval for expired envelopes and state.
 pub const DEFAULT_SWEEP_INTERVAL_SECS: u64 = 300;
 /// Default writes per group commit.
@@ -171,6 +179,10 @@ config! {
     max_one_time_prekeys: u64 = DEFAULT_MAX_ONE_TIME_PREKEYS, "NORTHSTAR_MAX_ONE_TIME_PREKEYS";
     /// Most one-time ML-KEM prekeys held per mailbox [default: 200].
     max_one_time_pq_prekeys: u64 = DEFAULT_MAX_ONE_TIME_PQ_PREKEYS, "NORTHSTAR_MAX_ONE_TIME_PQ_PREKEYS";
+    /// Prekey fetches a connection may make at once; more get `rate_limited` [default: 64].
+    prekey_fetch_burst: u32 = DEFAULT_PREKEY_FETCH_BURST, "NORTHSTAR_PREKEY_FETCH_BURST";
+    /// Prekey fetches a connection gets back per minute after its burst [default: 6].
+    prekey_fetches_per_minute: u32 = DEFAULT_PREKEY_FETCHES_PER_MINUTE, "NORTHSTAR_PREKEY_FETCHES_PER_MINUTE";
     /// Seconds between sweeps of expired envelopes and state [default: 300].
     sweep_interval_secs: u64 = DEFAULT_SWEEP_INTERVAL_SECS, "NORTHSTAR_SWEEP_INTERVAL_SECS";
     /// Most writes committed in one SQLite transaction (group commit) [default: 256].
@@ -368,6 +380,18 @@ impl Config {
             self.max_one_time_pq_prekeys,
             0,
             10_000,
+        )?;
+        range(
+            "prekey_fetch_burst",
+            u64::from(self.prekey_fetch_burst),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "prekey_fetches_per_minute",
+            u64::from(self.prekey_fetches_per_minute),
+            1,
+            60_000_000,
         )?;
         range("sweep_interval_secs", self.sweep_interval_secs, 1, 86_400)?;
         range("write_batch", self.write_batch as u64, 1, 100_000)?;

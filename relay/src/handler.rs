@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::WebSocket;
-use northstar_core::frame::{ErrorCode, PUSH_REQUEST_ID, ServerFrame};
+use northstar_core::frame::{ClientFrame, ErrorCode, PUSH_REQUEST_ID, ServerFrame};
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
 
@@ -145,6 +145,7 @@ impl Handler {
             }
             return Ok(());
         }
+        let strikes_before = self.strikes;
         self.strikes = 0;
         if bytes.len() > self.relay.config.max_frame_bytes {
             return self.error(request_id, ErrorCode::FrameTooLarge).await;
@@ -153,6 +154,20 @@ impl Handler {
             Ok(r) => r,
             Err(e) => return self.error(e.request_id, e.code()).await,
         };
+        if matches!(request.frame, ClientFrame::FetchPrekeys { .. })
+            && !self.session.fetches.try_take(rate::now())
+        {
+            // Counts as a rate-limited frame: a client that keeps fetching
+            // past its limit is closed like any other.
+            self.strikes = strikes_before + 1;
+            let sent = self.error(request.id, ErrorCode::RateLimited).await;
+            if sent.is_err() || self.strikes >= self.relay.config.rate_limit_strikes {
+                tracing::info!("closing a connection over its prekey fetch limit");
+                self.connection.close(CLOSE_POLICY, "rate limit").await;
+                return Err(Closed);
+            }
+            return Ok(());
+        }
         // The decoded request holds its own copy.
         drop(bytes);
         command::execute(

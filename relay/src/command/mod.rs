@@ -60,6 +60,10 @@ pub struct Session {
     /// The message-rate limit: every frame takes a token, those read ahead
     /// with a deposit too.
     pub rate: TokenBucket,
+    /// Prekey fetches cost a token of their own: a fetch hands out (and
+    /// deletes) one-time prekeys, so a connection draining them is slowed
+    /// far below the general rate (`prekey_fetches_per_minute`).
+    pub fetches: TokenBucket,
 }
 
 impl Session {
@@ -72,6 +76,11 @@ impl Session {
             rate: TokenBucket::new(
                 config.messages_per_second,
                 config.message_burst,
+                rate::now(),
+            ),
+            fetches: TokenBucket::per_minute(
+                config.prekey_fetches_per_minute,
+                config.prekey_fetch_burst,
                 rate::now(),
             ),
         }

@@ -33,6 +33,14 @@ impl TokenBucket {
         }
     }
 
+    /// A full bucket refilled at `per_minute` tokens a minute (for limits
+    /// far below one a second, such as prekey fetches).
+    pub fn per_minute(per_minute: u32, burst: u32, now: Instant) -> Self {
+        let mut b = Self::new(0, burst, now);
+        b.per_second = f64::from(per_minute) / 60.0;
+        b
+    }
+
     /// Takes one token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
         let elapsed: Duration = now.saturating_duration_since(self.last);
@@ -69,6 +77,19 @@ mod tests {
             assert!(b.try_take(t2));
         }
         assert!(!b.try_take(t2));
+    }
+
+    #[test]
+    fn per_minute_refills_slowly() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::per_minute(6, 2, t0);
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        assert!(!b.try_take(t0));
+        // Six a minute: one every ten seconds.
+        assert!(!b.try_take(t0 + Duration::from_secs(9)));
+        assert!(b.try_take(t0 + Duration::from_secs(10)));
+        assert!(!b.try_take(t0 + Duration::from_secs(10)));
     }
 
     #[test]

@@ -394,6 +394,94 @@ async fn batch_state_and_prekey_caps() {
     );
 }
 
+/// The attack: whoever can reach the relay drains a counselor device's
+/// one-time prekeys (each fetch hands one of each kind out, for ever lost
+/// to real seekers). A fetch costs a token of a per-connection bucket of its
+/// own: past the burst, fetches are refused (`rate_limited`, nothing handed
+/// out) while everything else on the connection goes on; a client that
+/// keeps fetching is closed like any other rate-limit abuser.
+#[tokio::test]
+async fn prekey_fetches_are_rate_limited_per_connection() {
+    let relay = RelayProcess::start(&[
+        "--prekey-fetch-burst",
+        "3",
+        "--prekey-fetches-per-minute",
+        "1",
+        "--rate-limit-strikes",
+        "4",
+    ])
+    .await
+    .unwrap();
+    let counselor = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    owner.register(&counselor, true).await.unwrap();
+    let upload = |replace| ClientFrame::UploadPrekeys {
+        signed_bundle: vec![7; 100],
+        one_time: (1..=10).map(otk).collect(),
+        one_time_pq: (1..=10).map(pq_otk).collect(),
+        replace,
+    };
+    owner.request(upload(true)).await.unwrap();
+    let fetch = ClientFrame::FetchPrekeys {
+        mailbox: counselor.id(),
+    };
+    let mut drainer = relay.client().await.unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            drainer.request(fetch.clone()).await.unwrap(),
+            ServerFrame::Prekeys {
+                one_time: Some(_),
+                one_time_pq: Some(_),
+                ..
+            }
+        ));
+    }
+    drainer
+        .expect_error(fetch.clone(), ErrorCode::RateLimited)
+        .await
+        .unwrap();
+    // The refused fetch handed nothing out.
+    let held = owner
+        .request(ClientFrame::UploadPrekeys {
+            signed_bundle: vec![7; 100],
+            one_time: vec![],
+            one_time_pq: vec![],
+            replace: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        held,
+        ServerFrame::PrekeysStored {
+            one_time_count: 7,
+            one_time_pq_count: 7
+        }
+    );
+    // Other requests on the connection are not affected (and end the run
+    // of rate-limited frames).
+    drainer.challenge().await.unwrap();
+    // The limit is per connection: a seeker's own connection fetches.
+    let mut seeker = relay.client().await.unwrap();
+    assert!(matches!(
+        seeker.request(fetch.clone()).await.unwrap(),
+        ServerFrame::Prekeys {
+            one_time: Some(_),
+            ..
+        }
+    ));
+    // Fetching on past the limit: `rate_limit_strikes` refusals in a row
+    // close the connection.
+    for _ in 0..3 {
+        drainer
+            .expect_error(fetch.clone(), ErrorCode::RateLimited)
+            .await
+            .unwrap();
+    }
+    let _ = drainer.request(fetch.clone()).await;
+    assert!(drainer.is_closed_within(Duration::from_secs(5)).await);
+    seeker.challenge().await.unwrap();
+}
+
 #[tokio::test]
 async fn settings_come_from_flags_then_environment_then_file() {
     let dir = tempfile::tempdir().unwrap();
