@@ -83,6 +83,10 @@ pub const DEFAULT_SEND_TIMEOUT_SECS: u64 = 20;
 /// `max_connections`, so handshakes in progress cannot crowd out the
 /// sockets (excess connections are closed at once).
 pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 0;
+/// Default bound, in seconds, on how long data deleted from the SQLite
+/// database (acknowledged or expired envelopes, replaced or deleted state,
+/// deleted mailboxes) stays anywhere in its files.
+pub const DEFAULT_ERASE_WITHIN_SECS: u64 = crate::store::sqlite::DEFAULT_ERASE_WITHIN.as_secs();
 /// Default database size cap in bytes; 0 means none beyond the disk. Set it
 /// below the free space of the data directory's disk: when reached, writes
 /// get `server_busy` and nothing stored changes, instead of the disk filling.
@@ -201,6 +205,8 @@ config! {
     max_tcp_connections: usize = DEFAULT_MAX_TCP_CONNECTIONS, "NORTHSTAR_MAX_TCP_CONNECTIONS";
     /// Largest database, bytes (SQLite `max_page_count`); 0 = no cap beyond the disk [default: 0].
     max_database_bytes: u64 = DEFAULT_MAX_DATABASE_BYTES, "NORTHSTAR_MAX_DATABASE_BYTES";
+    /// Seconds within which data deleted from the SQLite database is gone from its files (the WAL is checkpointed and truncated; 0 = after each commit that deleted something) [default: 5].
+    erase_within_secs: u64 = DEFAULT_ERASE_WITHIN_SECS, "NORTHSTAR_ERASE_WITHIN_SECS";
 }
 
 /// Where data lives.
@@ -403,6 +409,7 @@ impl Config {
         )?;
         range("pipeline_deposits", self.pipeline_deposits as u64, 1, 1024)?;
         range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 3600)?;
+        range("erase_within_secs", self.erase_within_secs, 0, 3600)?;
         if self.max_tcp_connections != 0 {
             range(
                 "max_tcp_connections",

@@ -362,6 +362,26 @@ impl RelayProcess {
         self.data_dir.join("northstar.db")
     }
 
+    /// The SQLite database file and the two SQLite keeps beside it.
+    pub fn sqlite_files(&self) -> [PathBuf; 3] {
+        let db = self.db_path();
+        [
+            db.clone(),
+            db.with_extension("db-wal"),
+            db.with_extension("db-shm"),
+        ]
+    }
+
+    /// A copy of the live SQLite files (database, WAL, shared memory) as
+    /// someone seizing the running machine would take it, concatenated.
+    pub fn copy_of_sqlite_files(&self) -> Vec<u8> {
+        self.sqlite_files()
+            .iter()
+            .filter_map(|f| std::fs::read(f).ok())
+            .flatten()
+            .collect()
+    }
+
     /// What the relay's store holds now, as `(label, bytes, is_sqlite_wal)`:
     /// on SQLite the database file and its WAL (if any); on PostgreSQL a
     /// `pg_dump` of its database with bytea values decoded to raw bytes.
@@ -757,6 +777,14 @@ pub mod scan {
     /// Whether `needle` occurs in `hay`.
     pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
         !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// Whether any 16-byte piece of `secret` (cut at multiples of 16)
+    /// occurs anywhere in `hay`: for random bytes such as ciphertext, a
+    /// piece found is a piece left behind.
+    pub fn holds_a_piece_of(hay: &[u8], secret: &[u8]) -> bool {
+        let pieces: std::collections::HashSet<&[u8]> = secret.chunks_exact(16).collect();
+        hay.windows(16).any(|w| pieces.contains(w))
     }
 
     /// Overwrites every occurrence of each opaque value the clients sent

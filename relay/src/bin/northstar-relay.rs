@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
             let options = SqliteOptions {
                 write_batch: config.write_batch,
                 max_database_bytes: config.max_database_bytes,
+                erase_within: std::time::Duration::from_secs(config.erase_within_secs),
             };
             Arc::new(SqliteStore::open(path, options).context("opening the database")?)
         }

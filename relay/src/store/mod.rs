@@ -54,6 +54,13 @@ pub enum StoreError {
     /// file system): refused at start rather than failing every write.
     #[error("the database is read-only: check the data directory's permissions and file system")]
     ReadOnly,
+    /// The database files cannot be created or made private to the relay's
+    /// user (mode `0600`): refused at start rather than left readable.
+    #[error("cannot make the database files private to the relay's user")]
+    Files {
+        #[source]
+        source: std::io::Error,
+    },
     /// The storage engine failed (disk full, corruption, …).
     #[error("storage backend failed")]
     Sqlite {

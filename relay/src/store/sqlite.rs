@@ -15,12 +15,20 @@
 //! - **Reads** use a second, read-only connection (WAL readers do not block
 //!   the writer).
 //! - **Deletion** uses `secure_delete`, so deleted ciphertext is overwritten
-//!   rather than left in free pages.
+//!   rather than left in free pages; and since the WAL keeps the pages a
+//!   deletion overwrote until it is checkpointed, a write that deleted
+//!   something makes the writer checkpoint the WAL and truncate it within
+//!   [`SqliteOptions::erase_within`] (one checkpoint for all the deletions
+//!   of that span, between group commits).
+//! - **Files** are the relay user's own: the database is created `0600`
+//!   (SQLite gives its `-wal` and `-shm` the database file's mode) and an
+//!   existing one loses any group or other permission on open.
 //! - **Migrations** are numbered; `PRAGMA user_version` records the last applied.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use northstar_core::UnixTime;
 use northstar_core::frame::{ONE_TIME_PREKEY_LEN, OneTimePrekey};
@@ -167,6 +175,15 @@ pub const DEFAULT_WRITE_BATCH: usize = 256;
 /// when it is full.
 const WRITE_QUEUE_DEPTH: usize = 4096;
 
+/// Default bound on how long deleted data stays in the database files: the
+/// writer checkpoints and truncates the WAL at most this long after a write
+/// that deleted something (acknowledged or expired envelopes, a replaced or
+/// deleted state blob, a deleted mailbox).
+pub const DEFAULT_ERASE_WITHIN: Duration = Duration::from_secs(5);
+
+/// A checkpoint readers kept from finishing is tried again after this.
+const CHECKPOINT_RETRY: Duration = Duration::from_millis(500);
+
 /// Tuning of the SQLite store.
 #[derive(Clone, Copy, Debug)]
 pub struct SqliteOptions {
@@ -176,6 +193,11 @@ pub struct SqliteOptions {
     /// `max_page_count`: a write that would grow past it fails with
     /// `SQLITE_FULL`, is rolled back and answered [`StoreError::Full`].
     pub max_database_bytes: u64,
+    /// At most this long after a write that deleted something, the WAL is
+    /// checkpointed into the database file (where `secure_delete` already
+    /// zeroed what was deleted) and truncated to nothing, so no copy of
+    /// deleted data is left in either file. Zero: after the group commit.
+    pub erase_within: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -183,6 +205,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             write_batch: DEFAULT_WRITE_BATCH,
             max_database_bytes: 0,
+            erase_within: DEFAULT_ERASE_WITHIN,
         }
     }
 }
@@ -192,14 +215,23 @@ trait WriteJob: Send {
     /// Runs inside the transaction; says whether it succeeded. It may run
     /// twice: a first run whose transaction was rolled back changed nothing.
     fn run(&mut self, conn: &Connection) -> bool;
+    /// Whether its (last) run deleted or replaced stored data.
+    fn erased(&self) -> bool;
     /// Answers the caller: its result if the transaction committed.
     fn finish(self: Box<Self>, committed: bool);
 }
 
 struct Write<T, F> {
     f: F,
+    /// Says from a successful result whether the write deleted something.
+    erases: fn(&T) -> bool,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+/// For writes that never delete.
+fn erases_nothing<T>(_: &T) -> bool {
+    false
 }
 
 impl<T, F> WriteJob for Write<T, F>
@@ -212,6 +244,10 @@ where
         let ok = result.is_ok();
         self.result = Some(result);
         ok
+    }
+
+    fn erased(&self) -> bool {
+        matches!(&self.result, Some(Ok(v)) if (self.erases)(v))
     }
 
     fn finish(self: Box<Self>, committed: bool) {
@@ -244,7 +280,7 @@ impl core::fmt::Debug for SqliteStore {
 }
 
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -275,9 +311,62 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
+/// The database file and the two SQLite keeps beside it.
+fn database_files(path: &Path) -> [std::path::PathBuf; 3] {
+    let with = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    [path.to_path_buf(), with("-wal"), with("-shm")]
+}
+
+/// Makes the database files the relay user's own: a new database file is
+/// created `0600` before SQLite opens it (SQLite creates its `-wal` and
+/// `-shm` with the database file's mode), and existing files lose every
+/// group and other permission (the owner's are left as they are: a file
+/// the operator made read-only stays so, and is refused below).
+#[cfg(unix)]
+fn owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let refused = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            StoreError::ReadOnly
+        }
+        _ => StoreError::Files { source },
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(refused(e)),
+    }
+    for file in database_files(path) {
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(|source| StoreError::Files { source })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        owner_only(path)?;
         let writer = Connection::open(path)?;
         // SQLite quietly opens a file it may not write read-only.
         if writer.is_readonly(rusqlite::DatabaseName::Main)? {
@@ -304,9 +393,10 @@ impl SqliteStore {
         reader.pragma_update(None, "query_only", "ON")?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let batch = options.write_batch.max(1);
+        let erase_within = options.erase_within;
         let thread = std::thread::Builder::new()
             .name("northstar-writer".into())
-            .spawn(move || writer_loop(writer, rx, batch))
+            .spawn(move || writer_loop(writer, rx, batch, erase_within))
             .map_err(|_| StoreError::Closed)?;
         Ok(SqliteStore {
             writer: tx,
@@ -319,10 +409,21 @@ impl SqliteStore {
         &self,
         f: impl Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
+        self.write_erasing(erases_nothing, f)
+    }
+
+    /// A write that may delete stored data; `erases` says from its result
+    /// whether it did (then the WAL is checkpointed within `erase_within`).
+    fn write_erasing<T: Send + 'static>(
+        &self,
+        erases: fn(&T) -> bool,
+        f: impl Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
         Box::pin(async move {
             let (reply, rx) = oneshot::channel();
             let job: Job = Box::new(Write {
                 f,
+                erases,
                 result: None,
                 reply,
             });
@@ -362,11 +463,59 @@ fn full(e: StoreError) -> StoreError {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, batch: usize) {
+/// Waits for the next message, at most until `deadline`; `Err(())` when
+/// the deadline passed first.
+fn next_message(
+    rt: &tokio::runtime::Runtime,
+    rx: &mut mpsc::Receiver<Msg>,
+    deadline: Option<Instant>,
+) -> Result<Option<Msg>, ()> {
+    match deadline {
+        None => Ok(rt.block_on(rx.recv())),
+        // The timer is made inside the runtime (it needs its time driver).
+        Some(at) => rt
+            .block_on(async {
+                tokio::time::timeout_at(tokio::time::Instant::from_std(at), rx.recv()).await
+            })
+            .map_err(|_| ()),
+    }
+}
+
+/// Copies the WAL into the database file and truncates it to zero bytes,
+/// so pages a deletion overwrote survive in neither file. Fails (to be
+/// tried again) while a reader still needs the WAL.
+fn checkpoint_truncate(conn: &Connection) -> bool {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .is_ok_and(|busy| busy == 0)
+}
+
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    batch: usize,
+    erase_within: Duration,
+) {
+    // A timer for the erase deadline; the thread runs nothing else on it.
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return;
+    };
     let mut closing: Option<oneshot::Sender<()>> = None;
+    // When the WAL must be checkpointed: set by the first committed
+    // deletion since the last checkpoint.
+    let mut erase_by: Option<Instant> = None;
     while closing.is_none() {
-        let Some(first) = rx.blocking_recv() else {
-            break;
+        let first = match next_message(&rt, &mut rx, erase_by) {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(()) => {
+                erase_by = (!checkpoint_truncate(&conn)).then(|| Instant::now() + CHECKPOINT_RETRY);
+                continue;
+            }
         };
         let mut msgs = vec![first];
         while msgs.len() < batch {
@@ -389,8 +538,16 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, batch: usize) {
             continue;
         }
         let committed = run_group(&conn, &mut jobs);
+        if committed && erase_by.is_none() && jobs.iter().any(|j| j.erased()) {
+            erase_by = Some(Instant::now() + erase_within);
+        }
         for job in jobs {
             job.finish(committed);
+        }
+        // Under steady load the queue never empties: the deadline is
+        // checked between groups too.
+        if erase_by.is_some_and(|at| Instant::now() >= at) {
+            erase_by = (!checkpoint_truncate(&conn)).then(|| Instant::now() + CHECKPOINT_RETRY);
         }
     }
     // Refuse what is still queued, then checkpoint the WAL into the main file.
@@ -596,15 +753,18 @@ impl Store for SqliteStore {
     }
 
     fn ack(&self, mailbox: MailboxId, ids: Vec<EnvelopeId>) -> StoreFuture<'_, u64> {
-        self.write(move |c| {
-            let mut n = 0u64;
-            let mut stmt =
-                c.prepare_cached("DELETE FROM envelopes WHERE mailbox = ?1 AND id = ?2")?;
-            for id in &ids {
-                n += stmt.execute(params![&mailbox.as_bytes()[..], &id.as_bytes()[..]])? as u64;
-            }
-            Ok(n)
-        })
+        self.write_erasing(
+            |deleted| *deleted > 0,
+            move |c| {
+                let mut n = 0u64;
+                let mut stmt =
+                    c.prepare_cached("DELETE FROM envelopes WHERE mailbox = ?1 AND id = ?2")?;
+                for id in &ids {
+                    n += stmt.execute(params![&mailbox.as_bytes()[..], &id.as_bytes()[..]])? as u64;
+                }
+                Ok(n)
+            },
+        )
     }
 
     fn put_directory(&self, dir: DirectoryRecord) -> StoreFuture<'_, ()> {
@@ -749,20 +909,27 @@ impl Store for SqliteStore {
     }
 
     fn put_state(&self, mailbox: MailboxId, state: StateBlob) -> StoreFuture<'_, ()> {
-        self.write(move |c| {
-            if !exists(c, &mailbox)? {
-                return Err(StoreError::UnknownMailbox);
-            }
-            c.execute(
-                "INSERT OR REPLACE INTO states (mailbox, expires_at, blob) VALUES (?1, ?2, ?3)",
-                params![
-                    &mailbox.as_bytes()[..],
-                    i64_of(state.expires_at),
-                    &state.blob
-                ],
-            )?;
-            Ok(())
-        })
+        // Replacing a blob deletes the old one: it is erased like one.
+        let replaced = self.write_erasing(
+            |replaced| *replaced,
+            move |c| {
+                if !exists(c, &mailbox)? {
+                    return Err(StoreError::UnknownMailbox);
+                }
+                let m = &mailbox.as_bytes()[..];
+                let replaced = c
+                    .prepare_cached("SELECT 1 FROM states WHERE mailbox = ?1")?
+                    .query_row([m], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                c.execute(
+                    "INSERT OR REPLACE INTO states (mailbox, expires_at, blob) VALUES (?1, ?2, ?3)",
+                    params![m, i64_of(state.expires_at), &state.blob],
+                )?;
+                Ok(replaced)
+            },
+        );
+        Box::pin(async move { replaced.await.map(|_| ()) })
     }
 
     fn state(&self, mailbox: MailboxId, now: UnixTime) -> StoreFuture<'_, Option<StateBlob>> {
@@ -782,32 +949,42 @@ impl Store for SqliteStore {
     }
 
     fn delete_state(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
-        self.write(move |c| {
-            Ok(c.execute(
-                "DELETE FROM states WHERE mailbox = ?1",
-                [&mailbox.as_bytes()[..]],
-            )? > 0)
-        })
+        self.write_erasing(
+            |deleted| *deleted,
+            move |c| {
+                Ok(c.execute(
+                    "DELETE FROM states WHERE mailbox = ?1",
+                    [&mailbox.as_bytes()[..]],
+                )? > 0)
+            },
+        )
     }
 
     fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
         // Foreign keys cascade to envelopes, prekeys and state.
-        self.write(move |c| {
-            Ok(c.execute(
-                "DELETE FROM mailboxes WHERE id = ?1",
-                [&mailbox.as_bytes()[..]],
-            )? > 0)
-        })
+        self.write_erasing(
+            |deleted| *deleted,
+            move |c| {
+                Ok(c.execute(
+                    "DELETE FROM mailboxes WHERE id = ?1",
+                    [&mailbox.as_bytes()[..]],
+                )? > 0)
+            },
+        )
     }
 
     fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts> {
-        self.write(move |c| {
-            let t = i64_of(now);
-            Ok(SweepCounts {
-                envelopes: c.execute("DELETE FROM envelopes WHERE expires_at <= ?1", [t])? as u64,
-                states: c.execute("DELETE FROM states WHERE expires_at <= ?1", [t])? as u64,
-            })
-        })
+        self.write_erasing(
+            |swept| swept.envelopes + swept.states > 0,
+            move |c| {
+                let t = i64_of(now);
+                Ok(SweepCounts {
+                    envelopes: c.execute("DELETE FROM envelopes WHERE expires_at <= ?1", [t])?
+                        as u64,
+                    states: c.execute("DELETE FROM states WHERE expires_at <= ?1", [t])? as u64,
+                })
+            },
+        )
     }
 
     fn close(&self) -> StoreFuture<'_, ()> {
@@ -962,6 +1139,7 @@ mod tests {
             let (reply, rx) = oneshot::channel();
             jobs.push(Box::new(Write {
                 f,
+                erases: erases_nothing,
                 result: None,
                 reply,
             }));
@@ -1238,6 +1416,144 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(fills(b.id()).await, vec![1, 3, 9]);
+        s.close().await.unwrap();
+    }
+
+    /// Whether any 16-byte piece of `secret` (at a multiple of 16) occurs
+    /// anywhere in `hay`.
+    fn holds_a_piece_of(hay: &[u8], secret: &[u8]) -> bool {
+        let pieces: std::collections::HashSet<&[u8]> = secret.chunks_exact(16).collect();
+        hay.windows(16).any(|w| pieces.contains(w))
+    }
+
+    /// The database, WAL and shared-memory files, read as they are now.
+    fn files_now(path: &Path) -> Vec<u8> {
+        database_files(path)
+            .iter()
+            .filter_map(|f| std::fs::read(f).ok())
+            .flatten()
+            .collect()
+    }
+
+    fn random_envelope(to: MailboxId, len: usize) -> NewEnvelope {
+        use rand_core::RngCore;
+        let mut ct = vec![0u8; len];
+        rand_core::OsRng.fill_bytes(&mut ct);
+        let envelope = Envelope::from_parts(to, ct).unwrap();
+        NewEnvelope {
+            id: EnvelopeId::of(&envelope.encode()),
+            expires_at: UnixTime(7200),
+            envelope,
+        }
+    }
+
+    #[tokio::test]
+    async fn deleted_data_leaves_the_files_within_the_erase_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let erase_within = Duration::from_millis(300);
+        let s = SqliteStore::open(
+            &path,
+            SqliteOptions {
+                erase_within,
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap();
+        let k = super::super::contract::keys(1);
+        s.register(k, false).await.unwrap();
+        let q = Quotas {
+            max_envelopes: 100,
+            max_bytes: 1 << 24,
+        };
+        // Small, page-sized and overflowing ciphertexts; one is kept.
+        let gone: Vec<NewEnvelope> = [100, 1000, 3000, 9000, 30_000]
+            .iter()
+            .map(|len| random_envelope(k.id(), *len))
+            .collect();
+        let kept = random_envelope(k.id(), 2000);
+        for e in gone.iter().chain([&kept]) {
+            s.deposit(vec![e.clone()], q).await.unwrap();
+        }
+        let old_state = random_envelope(k.id(), 5000).envelope.ciphertext().to_vec();
+        let blob = |b: &[u8]| StateBlob {
+            expires_at: UnixTime(7200),
+            blob: b.to_vec(),
+        };
+        s.put_state(k.id(), blob(&old_state)).await.unwrap();
+        let files = files_now(&path);
+        for e in &gone {
+            assert!(
+                holds_a_piece_of(&files, e.envelope.ciphertext()),
+                "the scan sees stored data"
+            );
+        }
+        assert!(holds_a_piece_of(&files, &old_state));
+        // Acknowledged, and a state blob replaced by a newer one.
+        let ids = gone.iter().map(|e| e.id).collect();
+        assert_eq!(s.ack(k.id(), ids).await.unwrap(), gone.len() as u64);
+        s.put_state(k.id(), blob(&[7; 64])).await.unwrap();
+        let done = Instant::now();
+        let clean = |files: &[u8]| {
+            gone.iter()
+                .all(|e| !holds_a_piece_of(files, e.envelope.ciphertext()))
+                && !holds_a_piece_of(files, &old_state)
+        };
+        // When the first clean copy was read (not counting the scan).
+        let mut took = done.elapsed();
+        let mut files = files_now(&path);
+        while !clean(&files) && done.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            took = done.elapsed();
+            files = files_now(&path);
+        }
+        assert!(
+            clean(&files),
+            "deleted data is still in the files after {took:?}"
+        );
+        assert!(
+            took <= erase_within + Duration::from_secs(2),
+            "took {took:?}"
+        );
+        assert!(
+            holds_a_piece_of(&files, kept.envelope.ciphertext()),
+            "what is kept stays"
+        );
+        assert_eq!(
+            std::fs::metadata(&database_files(&path)[1]).unwrap().len(),
+            0,
+            "the WAL is truncated"
+        );
+        s.close().await.unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_files_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // A new database.
+        let path = dir.path().join("new.db");
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        s.register(super::super::contract::keys(1), false)
+            .await
+            .unwrap();
+        for f in database_files(&path) {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+        s.close().await.unwrap();
+        // One an older relay left readable to everyone.
+        let path = dir.path().join("old.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        s.register(super::super::contract::keys(1), false)
+            .await
+            .unwrap();
+        for f in database_files(&path) {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
         s.close().await.unwrap();
     }
 

@@ -1,8 +1,12 @@
 //! What a seized data directory still shows (issue 17): the order of
-//! envelopes across mailboxes, file modes, and ciphertext that was deleted.
+//! envelopes across mailboxes, who may read the files, and ciphertext that
+//! was deleted.
 
-use northstar_core::frame::ServerFrame;
-use northstar_e2e::{RelayProcess, seal};
+use std::time::{Duration, Instant};
+
+use northstar_core::frame::{ClientFrame, ServerFrame};
+use northstar_core::sealed::Envelope;
+use northstar_e2e::{Mailbox, RelayProcess, scan, seal};
 
 use crate::durability::registered;
 
@@ -74,4 +78,110 @@ async fn stored_envelopes_are_numbered_per_mailbox_with_no_order_across_mailboxe
     let order: Vec<&[u8]> = rows.iter().map(|(m, _)| m.as_slice()).collect();
     let switches = order.windows(2).filter(|w| w[0] != w[1]).count();
     assert_eq!(switches, 1, "rows come grouped by mailbox");
+}
+
+#[tokio::test]
+async fn every_file_the_relay_creates_is_its_users_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let relay = RelayProcess::start_in(&data, &[]).await.unwrap();
+    if !relay.uses_sqlite_file() {
+        println!("skipped: the database files of SQLite (PostgreSQL keeps its own)");
+        return;
+    }
+    let mb = registered(&relay).await;
+    let mut d = relay.client().await.unwrap();
+    d.deposit(vec![seal(mb.id(), b"x")], false).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for f in relay.sqlite_files() {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    // A database an older relay left readable to everyone is tightened.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let data2 = tmp2.path().join("data");
+    std::fs::create_dir(&data2).unwrap();
+    let db = data2.join("northstar.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let relay2 = RelayProcess::start_in(&data2, &[]).await.unwrap();
+    registered(&relay2).await;
+    for f in relay2.sqlite_files() {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_ciphertext_leaves_a_copy_of_the_live_files_within_the_bound() {
+    const ERASE_WITHIN: Duration = Duration::from_secs(1);
+    let relay = RelayProcess::start(&["--erase-within-secs", "1"])
+        .await
+        .unwrap();
+    if !relay.uses_sqlite_file() {
+        println!("skipped: the SQLite files (PostgreSQL: see docs/THREAT_MODEL.md)");
+        return;
+    }
+    let mb = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    owner.register(&mb, false).await.unwrap();
+    let mut d = relay.client().await.unwrap();
+    // Small, page-sized and overflowing envelopes; the last one is kept.
+    let sizes = [40usize, 900, 3000, 9000, 30_000, 2000];
+    let envelopes: Vec<Envelope> = sizes.iter().map(|n| seal(mb.id(), &vec![7; *n])).collect();
+    for e in &envelopes {
+        d.deposit(vec![e.clone()], false).await.unwrap();
+    }
+    let (gone, kept) = envelopes.split_at(sizes.len() - 1);
+    let copy = relay.copy_of_sqlite_files();
+    for e in &envelopes {
+        assert!(
+            scan::holds_a_piece_of(&copy, e.ciphertext()),
+            "the scan sees stored ciphertext"
+        );
+    }
+    owner.request(ClientFrame::Subscribe).await.unwrap();
+    let got = owner.deliveries(envelopes.len()).await.unwrap();
+    let ids: Vec<_> = got
+        .iter()
+        .filter(|(_, e)| gone.contains(e))
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        owner.request(ClientFrame::Ack { ids }).await.unwrap(),
+        ServerFrame::Acked {
+            deleted: gone.len() as u32
+        }
+    );
+    let acked = Instant::now();
+    let clean = |copy: &[u8]| {
+        gone.iter()
+            .all(|e| !scan::holds_a_piece_of(copy, e.ciphertext()))
+    };
+    // When the first clean copy was taken (scanning a copy takes a while
+    // in a debug build: it does not count).
+    let mut took = acked.elapsed();
+    let mut copy = relay.copy_of_sqlite_files();
+    while !clean(&copy) && acked.elapsed() < ERASE_WITHIN + Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        took = acked.elapsed();
+        copy = relay.copy_of_sqlite_files();
+    }
+    println!(
+        "acknowledged ciphertext gone from a copy of the live files after {took:?} (bound {ERASE_WITHIN:?})"
+    );
+    assert!(
+        clean(&copy),
+        "acknowledged ciphertext is still in the files after {took:?}"
+    );
+    assert!(
+        took <= ERASE_WITHIN + Duration::from_secs(2),
+        "took {took:?}, bound {ERASE_WITHIN:?}"
+    );
+    assert!(
+        scan::holds_a_piece_of(&copy, kept[0].ciphertext()),
+        "the envelope not acknowledged is still there"
+    );
 }
