@@ -299,6 +299,7 @@ impl Relay {
                 Ok(ServerFrame::Deposited {
                     accepted,
                     next_pow_challenge: self.session(key).pow_challenge,
+                    refused: Vec::new(),
                 })
             }
             ClientFrame::Ack { ids } => {
