@@ -4,7 +4,9 @@
 //! Steps: every recipient must be registered; if any requires proof of work,
 //! the batch must carry a nonce with
 //! `SHA-256("northstar/v1/pow" || pow_challenge || deposit_batch_hash || nonce)`
-//! ≥ difficulty leading zero bits; the batch is stored in one transaction
+//! ≥ `pow_difficulty + ceil(log2(envelopes))` leading zero bits
+//! (`pow::batch_difficulty`: a batch costs what its envelopes would one by
+//! one); the batch is stored in one transaction
 //! with an expiry of now + retention rounded up to the hour, each
 //! recipient's envelopes stored if they fit its quotas and refused (by
 //! position, in the reply) if not, so one full mailbox holds up no other;
@@ -212,7 +214,7 @@ async fn check(
         pow::verify(
             &session.pow_challenge,
             &deposit_batch_hash(&envelopes),
-            cfg.pow_difficulty,
+            pow::batch_difficulty(cfg.pow_difficulty, envelopes.len()),
             nonce,
         )
         .map_err(|_| ErrorCode::PowInvalid)?;

@@ -482,3 +482,71 @@ async fn one_full_counselor_mailbox_does_not_block_a_seeker_from_the_rest_of_the
     ));
     assert_eq!(conns[full].deliveries(1).await.unwrap()[0].1, next[at]);
 }
+
+#[tokio::test]
+async fn a_batch_of_n_envelopes_with_the_single_envelope_difficulty_is_refused() {
+    let relay = RelayProcess::start(&["--pow-difficulty", "8"])
+        .await
+        .unwrap();
+    let devices: Vec<Mailbox> = (0..4).map(|_| Mailbox::random()).collect();
+    let mut owner = relay.client().await.unwrap();
+    for d in &devices {
+        owner.register(d, true).await.unwrap();
+    }
+    let mut seeker = relay.client().await.unwrap();
+    let batch: Vec<_> = devices.iter().map(|d| seal(d.id(), b"fan-out")).collect();
+    let hash = frame::deposit_batch_hash(&batch);
+    // 4 envelopes: 8 + ceil(log2 4) = 10 bits. A nonce that meets the
+    // single-envelope 8 bits but not 10 pays for one envelope, not four.
+    let need = pow::batch_difficulty(8, batch.len());
+    assert_eq!(need, 10);
+    let cheap = (0u64..)
+        .find(|n| {
+            pow::verify(&seeker.pow_challenge, &hash, 8, *n).is_ok()
+                && pow::verify(&seeker.pow_challenge, &hash, need, *n).is_err()
+        })
+        .unwrap();
+    seeker
+        .expect_error(
+            ClientFrame::Deposit {
+                pow_nonce: Some(cheap),
+                envelopes: batch.clone(),
+            },
+            ErrorCode::PowInvalid,
+        )
+        .await
+        .unwrap();
+    // Nothing was stored and the challenge did not move: the right proof
+    // for the same batch is accepted.
+    let nonce = pow::solve(&seeker.pow_challenge, &hash, need).unwrap();
+    assert!(matches!(
+        seeker
+            .request(ClientFrame::Deposit {
+                pow_nonce: Some(nonce),
+                envelopes: batch,
+            })
+            .await
+            .unwrap(),
+        ServerFrame::Deposited { accepted: 4, ref refused, .. } if refused.is_empty()
+    ));
+    // A single envelope still needs only the announced difficulty.
+    let one = vec![seal(devices[0].id(), b"one")];
+    let mut fresh = relay.client().await.unwrap();
+    let hash = frame::deposit_batch_hash(&one);
+    let nonce = (0u64..)
+        .find(|n| {
+            pow::verify(&fresh.pow_challenge, &hash, 8, *n).is_ok()
+                && pow::verify(&fresh.pow_challenge, &hash, 9, *n).is_err()
+        })
+        .unwrap();
+    assert!(matches!(
+        fresh
+            .request(ClientFrame::Deposit {
+                pow_nonce: Some(nonce),
+                envelopes: one,
+            })
+            .await
+            .unwrap(),
+        ServerFrame::Deposited { accepted: 1, .. }
+    ));
+}
