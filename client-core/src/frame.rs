@@ -140,6 +140,17 @@ impl From<&crate::pqxdh::OneTimePqPreKeyPublic> for OneTimePqPrekey {
     }
 }
 
+/// An envelope of a deposit batch the relay did not store, and why: a
+/// batch is stored for every recipient with room, and the sender learns
+/// which envelopes were refused (PROTOCOL.md §4.4).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Refused {
+    /// The envelope's position in the batch, from 0.
+    pub index: u16,
+    /// Why (`quota_exceeded`: the recipient's mailbox is full).
+    pub code: ErrorCode,
+}
+
 /// What a relay error frame says went wrong. Codes are stable on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 #[repr(u16)]
@@ -592,11 +603,15 @@ pub enum ServerFrame {
     Ok,
     /// A fresh single-use authentication challenge.
     Challenge { challenge: [u8; 32] },
-    /// The batch is durably stored. The proof-of-work challenge for the next
-    /// deposit on this connection (rotated after every accepted proof).
+    /// The batch is durably stored for every recipient with room:
+    /// `accepted` envelopes are held (stored now or already), the ones in
+    /// `refused` (by position, ascending) are not. The proof-of-work
+    /// challenge for the next deposit on this connection (rotated after
+    /// every accepted proof).
     Deposited {
         accepted: u16,
         next_pow_challenge: [u8; CHALLENGE_LEN],
+        refused: Vec<Refused>,
     },
     /// Subscription started; `pending` stored envelopes follow as deliveries.
     Subscribed { pending: u32 },
@@ -691,8 +706,16 @@ impl ServerFrame {
             ServerFrame::Deposited {
                 accepted,
                 next_pow_challenge,
+                refused,
             } => {
-                w.u16(*accepted).bytes(next_pow_challenge);
+                w.u16(*accepted).bytes(next_pow_challenge).count_u16(
+                    refused.len(),
+                    MAX_BATCH_ENVELOPES,
+                    "refused envelopes",
+                )?;
+                for r in refused {
+                    w.u16(r.index).u16(r.code.to_u16());
+                }
             }
             ServerFrame::Subscribed { pending } => {
                 w.u32(*pending);
@@ -772,10 +795,41 @@ impl ServerFrame {
             0x82 => ServerFrame::Challenge {
                 challenge: r.array("auth challenge")?,
             },
-            0x83 => ServerFrame::Deposited {
-                accepted: r.u16("accepted count")?,
-                next_pow_challenge: r.array("pow challenge")?,
-            },
+            0x83 => {
+                let accepted = r.u16("accepted count")?;
+                let next_pow_challenge = r.array("pow challenge")?;
+                let n = r.count_u16(MAX_BATCH_ENVELOPES, "refused envelopes")?;
+                // The batch had `accepted + n` envelopes, at most 64; the
+                // refused ones are named once each, in ascending order.
+                let batch = usize::from(accepted) + n;
+                if batch > MAX_BATCH_ENVELOPES {
+                    return Err(DecodeError::Invalid {
+                        what: "deposit result",
+                    });
+                }
+                let mut refused: Vec<Refused> = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let index = r.u16("refused index")?;
+                    let code = ErrorCode::from_u16(r.u16("refused code")?).ok_or(
+                        DecodeError::Invalid {
+                            what: "refused code",
+                        },
+                    )?;
+                    if usize::from(index) >= batch
+                        || refused.last().is_some_and(|p| p.index >= index)
+                    {
+                        return Err(DecodeError::Invalid {
+                            what: "refused index",
+                        });
+                    }
+                    refused.push(Refused { index, code });
+                }
+                ServerFrame::Deposited {
+                    accepted,
+                    next_pow_challenge,
+                    refused,
+                }
+            }
             0x84 => ServerFrame::Subscribed {
                 pending: r.u32("pending count")?,
             },
@@ -1077,6 +1131,21 @@ mod tests {
             ServerFrame::Deposited {
                 accepted: 3,
                 next_pow_challenge: [3; 32],
+                refused: Vec::new(),
+            },
+            ServerFrame::Deposited {
+                accepted: 2,
+                next_pow_challenge: [3; 32],
+                refused: vec![
+                    Refused {
+                        index: 0,
+                        code: ErrorCode::QuotaExceeded,
+                    },
+                    Refused {
+                        index: 3,
+                        code: ErrorCode::QuotaExceeded,
+                    },
+                ],
             },
             ServerFrame::Subscribed { pending: 4 },
             ServerFrame::Deliver {
@@ -1197,6 +1266,26 @@ mod tests {
         short.extend_from_slice(&[0; ONE_TIME_PQ_PREKEY_LEN]);
         short.push(0);
         assert!(ClientFrame::decode(&short).is_err());
+        // A deposit result names each refused envelope once, in order,
+        // within the batch, with a known code.
+        let deposited = |accepted: u16, refused: &[(u16, u16)]| {
+            let mut b = vec![1, 0, 0, 0, 1, 0x83];
+            b.extend_from_slice(&accepted.to_be_bytes());
+            b.extend_from_slice(&[0; 32]);
+            b.extend_from_slice(&(refused.len() as u16).to_be_bytes());
+            for (i, c) in refused {
+                b.extend_from_slice(&i.to_be_bytes());
+                b.extend_from_slice(&c.to_be_bytes());
+            }
+            ServerFrame::decode(&b)
+        };
+        assert!(deposited(1, &[(1, 10)]).is_ok());
+        assert!(deposited(1, &[(2, 10)]).is_err(), "beyond the batch");
+        assert!(deposited(0, &[(1, 10), (0, 10)]).is_err(), "out of order");
+        assert!(deposited(0, &[(0, 10), (0, 10)]).is_err(), "twice");
+        assert!(deposited(1, &[(0, 99)]).is_err(), "unknown code");
+        assert!(deposited(64, &[(0, 10)]).is_err(), "over 64 in all");
+        assert!(deposited(65, &[]).is_err());
     }
 
     #[test]
@@ -1356,6 +1445,19 @@ mod tests {
                 ServerFrame::Deposited {
                     accepted: 1,
                     next_pow_challenge: [0xcc; 32],
+                    refused: Vec::new(),
+                },
+            ),
+            (
+                "deposited_partly",
+                1,
+                ServerFrame::Deposited {
+                    accepted: 2,
+                    next_pow_challenge: [0xcc; 32],
+                    refused: vec![Refused {
+                        index: 1,
+                        code: ErrorCode::QuotaExceeded,
+                    }],
                 },
             ),
             ("subscribed", 1, ServerFrame::Subscribed { pending: 1 }),

@@ -7,10 +7,13 @@
 //! SHA-256("northstar/v1/pow" || challenge[32] || batch_hash[32] || nonce:u64 BE)
 //! ```
 //!
-//! starts with at least `difficulty` zero bits. `challenge` is the 32 random
-//! bytes the relay sent in its hello (rotated after every accepted proof), and
-//! `batch_hash` is [`crate::frame::deposit_batch_hash`] of the envelopes, so
-//! one proof covers exactly one batch on exactly one connection.
+//! starts with at least [`batch_difficulty`]`(difficulty, count)` zero bits:
+//! the relay's announced `difficulty` plus `ceil(log2(count))` for a batch of
+//! `count` envelopes, so a batch costs at least `count` times the work of one
+//! envelope. `challenge` is the 32 random bytes the relay sent in its hello
+//! (rotated after every accepted proof), and `batch_hash` is
+//! [`crate::frame::deposit_batch_hash`] of the envelopes, so one proof covers
+//! exactly one batch on exactly one connection.
 //!
 //! The proof blunts floods from a single client without identities; it is not
 //! meant to stop a determined attacker with hardware.
@@ -35,6 +38,28 @@ pub const DEFAULT_DIFFICULTY: u8 = 16;
 /// expected hashes (minutes in a browser). Anything above would make deposits
 /// unusable, so a relay asking for more is refused rather than obeyed.
 pub const MAX_DIFFICULTY: u8 = 28;
+
+/// The difficulty a deposit batch of `count` envelopes must meet when the
+/// relay announces `difficulty`: `difficulty + ceil(log2(count))` leading
+/// zero bits (one envelope: `difficulty`; 2: +1; 3–4: +2; 5–8: +3; 9–16: +4;
+/// 17–32: +5; 33–64: +6). The expected work, `2^(difficulty +
+/// ceil(log2(count)))` hashes, is at least `count × 2^difficulty`: filling a
+/// mailbox costs the same whether its envelopes come one by one or 64 to a
+/// batch. Saturates at `u8::MAX` (a count of 0 counts as 1).
+pub fn batch_difficulty(difficulty: u8, count: usize) -> u8 {
+    let extra = match count {
+        0 | 1 => 0,
+        n => usize::BITS - (n - 1).leading_zeros(),
+    };
+    difficulty.saturating_add(u8::try_from(extra).unwrap_or(u8::MAX))
+}
+
+/// The most envelopes one batch may carry when the relay announces
+/// `difficulty` without its [`batch_difficulty`] going over
+/// [`MAX_DIFFICULTY`] (at least 1: a single envelope needs `difficulty`).
+pub fn max_batch_at(difficulty: u8) -> usize {
+    1usize << MAX_DIFFICULTY.saturating_sub(difficulty).min(16)
+}
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -169,6 +194,45 @@ mod tests {
         let h: [u8; 32] = Sha256::digest(&input).into();
         assert!(leading_zero_bits(&h) >= 8);
         assert_eq!(h[0], 0);
+    }
+
+    #[test]
+    fn a_batch_needs_a_bit_more_for_each_doubling_of_its_envelopes() {
+        let table = [
+            (1, 16),
+            (2, 17),
+            (3, 18),
+            (4, 18),
+            (5, 19),
+            (8, 19),
+            (9, 20),
+            (16, 20),
+            (17, 21),
+            (32, 21),
+            (33, 22),
+            (64, 22),
+        ];
+        for (count, bits) in table {
+            assert_eq!(batch_difficulty(16, count), bits, "{count} envelopes");
+        }
+        assert_eq!(batch_difficulty(16, 0), 16);
+        assert_eq!(batch_difficulty(u8::MAX, 64), u8::MAX);
+        // The expected work covers every envelope: 2^extra >= count.
+        for count in 1..=64usize {
+            let extra = batch_difficulty(0, count);
+            assert!(1usize << extra >= count, "{count}");
+            assert!(
+                count == 1 || 1usize << (extra - 1) < count,
+                "the least such"
+            );
+        }
+        assert_eq!(max_batch_at(16), 4096);
+        assert_eq!(max_batch_at(26), 4);
+        assert_eq!(max_batch_at(MAX_DIFFICULTY), 1);
+        assert_eq!(max_batch_at(u8::MAX), 1);
+        for d in 0..=MAX_DIFFICULTY {
+            assert!(batch_difficulty(d, max_batch_at(d).min(64)) <= MAX_DIFFICULTY);
+        }
     }
 
     #[test]

@@ -736,7 +736,8 @@ impl Client {
         .await
     }
 
-    /// Deposits a batch, solving the proof of work when `with_pow`.
+    /// Deposits a batch, solving the proof of work when `with_pow` (at the
+    /// batch's difficulty, `pow::batch_difficulty`).
     pub async fn deposit(
         &mut self,
         envelopes: Vec<Envelope>,
@@ -746,7 +747,7 @@ impl Client {
             Some(pow::solve(
                 &self.pow_challenge,
                 &frame::deposit_batch_hash(&envelopes),
-                self.pow_difficulty,
+                pow::batch_difficulty(self.pow_difficulty, envelopes.len()),
             )?)
         } else {
             None

@@ -203,7 +203,7 @@ async fn serve(
                             .into_iter()
                             .map(|e| (EnvelopeId::of(&e.encode()), e))
                             .collect();
-                        let reply = ServerFrame::Deposited { accepted, next_pow_challenge: [0; 32] };
+                        let reply = ServerFrame::Deposited { accepted, next_pow_challenge: [0; 32], refused: Vec::new() };
                         let Some(store) = &store else {
                             forward(&subs, items);
                             sink.send(encode(rid, &reply)).await?;

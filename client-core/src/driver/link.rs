@@ -23,7 +23,7 @@ use crate::frame::{
     self, ClientFrame, ErrorCode, FRAME_HEADER_LEN, MAX_ACK_IDS, MAX_BATCH_ENVELOPES, ServerFrame,
 };
 use crate::ids::EnvelopeId;
-use crate::pow::CHALLENGE_LEN;
+use crate::pow::{self, CHALLENGE_LEN};
 use crate::sealed::Envelope;
 
 /// How long a request may wait for its reply before the connection is
@@ -60,9 +60,12 @@ pub struct Hello {
 
 impl Hello {
     /// Envelopes per deposit frame: the relay's announced limit, within the
-    /// protocol's.
+    /// protocol's, and few enough that the batch's proof of work stays
+    /// within `pow::MAX_DIFFICULTY`.
     pub fn batch_limit(&self) -> usize {
-        usize::from(self.max_batch).clamp(1, MAX_BATCH_ENVELOPES)
+        usize::from(self.max_batch)
+            .clamp(1, MAX_BATCH_ENVELOPES)
+            .min(pow::max_batch_at(self.pow_difficulty))
     }
 }
 
@@ -582,7 +585,9 @@ impl Io {
             let n = batch_len(left.iter(), hello)?;
             let batch: Vec<Envelope> = left.iter().take(n).cloned().collect();
             let hash = frame::deposit_batch_hash(&batch);
-            let nonce = self.solve_pow(challenge, hash, hello.pow_difficulty).await;
+            // The work grows with the envelopes the frame carries.
+            let difficulty = pow::batch_difficulty(hello.pow_difficulty, batch.len());
+            let nonce = self.solve_pow(challenge, hash, difficulty).await;
             let reply = self
                 .request(
                     conn,

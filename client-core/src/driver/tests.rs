@@ -291,7 +291,7 @@ impl Relay {
                     pow::verify(
                         &challenge,
                         &frame::deposit_batch_hash(&envelopes),
-                        self.limits.pow_difficulty,
+                        pow::batch_difficulty(self.limits.pow_difficulty, envelopes.len()),
                         nonce,
                     )
                     .map_err(|_| ErrorCode::PowInvalid)?;
@@ -305,6 +305,7 @@ impl Relay {
                 Ok(ServerFrame::Deposited {
                     accepted,
                     next_pow_challenge: self.session(key).pow_challenge,
+                    refused: Vec::new(),
                 })
             }
             ClientFrame::Ack { ids } => {
@@ -457,7 +458,9 @@ enum Rec {
     Persist {
         sealed: Vec<u8>,
     },
-    Work,
+    Work {
+        difficulty: u8,
+    },
     Event(Event),
 }
 
@@ -703,12 +706,12 @@ impl Net {
                 self.clients[i].log.push(Rec::Persist { sealed });
             }
             Output::Work { work, job } => {
-                self.clients[i].log.push(Rec::Work);
                 let Work::ProofOfWork {
                     challenge,
                     batch_hash,
                     difficulty,
                 } = job;
+                self.clients[i].log.push(Rec::Work { difficulty });
                 let nonce = pow::solve(&challenge, &batch_hash, difficulty).unwrap();
                 self.clients[i].driver.handle_work(work, nonce, now);
             }
@@ -1056,7 +1059,7 @@ fn seeker_start_then_come_back_reads_the_counselors_reply() {
         net.clients[seeker]
             .log
             .iter()
-            .any(|r| matches!(r, Rec::Work)),
+            .any(|r| matches!(r, Rec::Work { .. })),
         "deposits to devices carried a proof of work"
     );
     // The conversation is saved on the relay before the opening goes out.
@@ -1225,6 +1228,51 @@ fn fan_out_to_forty_devices_with_max_batch_8_and_1_mib_frames_reaches_every_devi
         assert_eq!(text, long_text());
         net.close(i);
     }
+}
+
+#[test]
+fn each_deposit_frame_proves_work_for_as_many_envelopes_as_it_carries() {
+    let (org, mut devices, directory) = org_with_devices(12, 5);
+    let mut net = Net::new(
+        &org,
+        Limits {
+            pow_difficulty: 4,
+            max_batch: 8,
+            ..ROOMY
+        },
+    );
+    publish(&mut net, directory);
+    for d in &mut devices {
+        let i = synced(&mut net, d);
+        keep(&net, i, d);
+        net.close(i);
+    }
+    let (_, secrets) = secrets_for(&org, 6);
+    let seeker = net.plain();
+    let started = net.exec(seeker, start_cmd(secrets, "hola"));
+    assert!(
+        matches!(started, Ok(Outcome::Started { .. })),
+        "{started:?}"
+    );
+    // 12 envelopes in frames of 8 and 4: 4 + 3 and 4 + 2 bits, each
+    // verified by the relay at that difficulty.
+    let works: Vec<u8> = net.clients[seeker]
+        .log
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Work { difficulty } => Some(*difficulty),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(works, vec![7, 6]);
+    let counts: Vec<usize> = net
+        .relay
+        .deposits
+        .iter()
+        .map(|d| d.envelope_lens.len())
+        .collect();
+    assert_eq!(counts, vec![8, 4]);
+    assert!(net.relay.deposits.iter().all(|d| d.refused.is_none()));
 }
 
 #[test]

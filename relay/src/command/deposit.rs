@@ -4,11 +4,16 @@
 //! Steps: every recipient must be registered; if any requires proof of work,
 //! the batch must carry a nonce with
 //! `SHA-256("northstar/v1/pow" || pow_challenge || deposit_batch_hash || nonce)`
-//! ≥ difficulty leading zero bits; the batch is stored in one transaction
-//! (quotas checked inside it) with an expiry of now + retention rounded up
-//! to the hour; the reply is sent only after the commit; subscribers of the
-//! recipients are then handed the new envelopes (`notify`). An accepted proof rotates the connection's
-//! challenge, so it cannot be replayed.
+//! ≥ `pow_difficulty + ceil(log2(envelopes))` leading zero bits
+//! (`pow::batch_difficulty`: a batch costs what its envelopes would one by
+//! one); the batch is stored in one transaction
+//! with an expiry of now + retention rounded up to the hour, each
+//! recipient's envelopes stored if they fit its quotas and refused (by
+//! position, in the reply) if not, so one full mailbox holds up no other;
+//! a batch refused whole is `quota_exceeded` and changes nothing; the reply
+//! is sent only after the commit; subscribers of the recipients that got
+//! their envelopes are then handed them (`notify`). An accepted proof
+//! rotates the connection's challenge, so it cannot be replayed.
 //!
 //! Pipelining: the deposits a client sent behind this one and the relay has
 //! already received (at most `pipeline_deposits`, and about
@@ -22,7 +27,7 @@
 
 use northstar_core::UnixTime;
 use northstar_core::frame::{
-    ClientFrame, ErrorCode, PUSH_REQUEST_ID, ServerFrame, deposit_batch_hash,
+    ClientFrame, ErrorCode, PUSH_REQUEST_ID, Refused, ServerFrame, deposit_batch_hash,
 };
 use northstar_core::ids::{EnvelopeId, MailboxId};
 use northstar_core::pow;
@@ -133,11 +138,14 @@ async fn commit_group(
     replies
 }
 
+/// A committed deposit: the envelopes held, and those refused.
+type Committed = (u16, Vec<Refused>);
+
 async fn commit_one(
     relay: &Relay,
     at: usize,
     checked: Checked,
-) -> (usize, bool, Result<u16, ErrorCode>) {
+) -> (usize, bool, Result<Committed, ErrorCode>) {
     let pow_used = checked.pow_used;
     (at, pow_used, commit(relay, checked).await)
 }
@@ -159,16 +167,17 @@ async fn commit_staged(
             session.pow_challenge = random32();
         }
         if let Some(slot) = replies.get_mut(at) {
-            slot.1 = result.map(|accepted| deposited(session, accepted));
+            slot.1 = result.map(|(accepted, refused)| deposited(session, accepted, refused));
         }
     }
 }
 
 /// The reply to a committed deposit.
-fn deposited(session: &Session, accepted: u16) -> ServerFrame {
+fn deposited(session: &Session, accepted: u16, refused: Vec<Refused>) -> ServerFrame {
     ServerFrame::Deposited {
         accepted,
         next_pow_challenge: session.pow_challenge,
+        refused,
     }
 }
 
@@ -205,7 +214,7 @@ async fn check(
         pow::verify(
             &session.pow_challenge,
             &deposit_batch_hash(&envelopes),
-            cfg.pow_difficulty,
+            pow::batch_difficulty(cfg.pow_difficulty, envelopes.len()),
             nonce,
         )
         .map_err(|_| ErrorCode::PowInvalid)?;
@@ -226,9 +235,11 @@ async fn check(
     })
 }
 
-/// Stores a checked deposit and wakes its recipients' subscribers; returns
-/// the count accepted. The caller rotates the challenge if `pow_used`.
-async fn commit(relay: &Relay, checked: Checked) -> Result<u16, ErrorCode> {
+/// Stores a checked deposit and wakes the subscribers of the recipients
+/// that got their envelopes; returns the count held and the envelopes
+/// refused (a batch refused whole is `quota_exceeded`: nothing changed).
+/// The caller rotates the challenge if `pow_used`.
+async fn commit(relay: &Relay, checked: Checked) -> Result<Committed, ErrorCode> {
     let cfg = &relay.config;
     let count = checked.batch.len();
     let quotas = Quotas {
@@ -243,19 +254,48 @@ async fn commit(relay: &Relay, checked: Checked) -> Result<u16, ErrorCode> {
         .filter(|to| relay.notifier.is_watched(to))
         .map(|to| (*to, pushes_for(to, &checked.batch)))
         .collect();
-    relay
+    let recipient_of: Vec<MailboxId> = checked
+        .batch
+        .iter()
+        .map(|e| *e.envelope.recipient())
+        .collect();
+    let outcome = relay
         .store
         .deposit(checked.batch, quotas)
         .await
         .map_err(store_code)?;
-    for to in &checked.recipients {
+    if outcome.over_quota.len() >= count {
+        return Err(ErrorCode::QuotaExceeded);
+    }
+    // A recipient whose envelopes were refused got nothing stored.
+    let refused_to: Vec<MailboxId> = outcome
+        .over_quota
+        .iter()
+        .filter_map(|&i| recipient_of.get(i).copied())
+        .collect();
+    for to in checked
+        .recipients
+        .iter()
+        .filter(|to| !refused_to.contains(to))
+    {
         match live.iter().position(|(m, _)| m == to) {
             Some(i) => relay.notifier.deliver(to, std::mem::take(&mut live[i].1)),
             // Subscribed since the frames were built: it reads the store.
             None => relay.notifier.notify(to),
         }
     }
-    Ok(u16::try_from(count).unwrap_or(u16::MAX))
+    let refused: Vec<Refused> = outcome
+        .over_quota
+        .iter()
+        .filter_map(|&i| {
+            Some(Refused {
+                index: u16::try_from(i).ok()?,
+                code: ErrorCode::QuotaExceeded,
+            })
+        })
+        .collect();
+    let accepted = count - outcome.over_quota.len();
+    Ok((u16::try_from(accepted).unwrap_or(u16::MAX), refused))
 }
 
 /// The `Deliver` push frames of a batch's envelopes for one recipient.

@@ -10,8 +10,9 @@ use northstar_core::ids::{EnvelopeId, MailboxId};
 use northstar_core::keys::MailboxPublic;
 
 use super::{
-    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps, PrekeyCounts,
-    PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope, SweepCounts,
+    Admit, DepositOutcome, DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps,
+    PrekeyCounts, PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope,
+    SweepCounts, admit, by_recipient,
 };
 
 #[derive(Default)]
@@ -88,46 +89,44 @@ impl Store for MemoryStore {
         })
     }
 
-    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, u64> {
+    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, DepositOutcome> {
         self.with(true, move |i| {
-            // Check everything first, then apply: all or nothing.
-            let mut added: HashMap<MailboxId, (u64, u64, Vec<EnvelopeId>)> = HashMap::new();
-            for e in &batch {
-                let to = *e.envelope.recipient();
+            let parts = by_recipient(&batch);
+            // Every recipient exists, or nothing is stored.
+            for (to, _) in &parts {
+                registered(i, *to)?;
+            }
+            let mut out = DepositOutcome::default();
+            for (to, positions) in parts {
                 let m = registered(i, to)?;
-                let (count, bytes) = m.envelopes.values().fold((0u64, 0u64), |(c, b), s| {
+                let held_now = m.envelopes.values().fold((0u64, 0u64), |(c, b), s| {
                     (c + 1, b + s.envelope.ciphertext().len() as u64)
                 });
-                let entry = added.entry(to).or_insert((count, bytes, Vec::new()));
-                let dup = m.envelopes.values().any(|s| s.id == e.id) || entry.2.contains(&e.id);
-                if !dup {
-                    entry.0 += 1;
-                    entry.1 += e.envelope.ciphertext().len() as u64;
-                    entry.2.push(e.id);
-                    if entry.0 > quotas.max_envelopes || entry.1 > quotas.max_bytes {
-                        return Err(StoreError::QuotaExceeded);
+                let held: Vec<bool> = positions
+                    .iter()
+                    .map(|&p| m.envelopes.values().any(|s| s.id == batch[p].id))
+                    .collect();
+                match admit(&batch, &positions, &held, held_now, quotas) {
+                    Admit::Refuse(at) => out.over_quota.extend(at),
+                    Admit::Store(at) => {
+                        for p in at {
+                            let e = &batch[p];
+                            let seq = m.envelopes.last_key_value().map_or(1, |(k, _)| k + 1);
+                            m.envelopes.insert(
+                                seq,
+                                StoredEnvelope {
+                                    id: e.id,
+                                    expires_at: e.expires_at,
+                                    envelope: e.envelope.clone(),
+                                },
+                            );
+                            out.stored += 1;
+                        }
                     }
                 }
             }
-            let mut stored = 0;
-            for e in batch {
-                let to = *e.envelope.recipient();
-                let m = registered(i, to)?;
-                if m.envelopes.values().any(|s| s.id == e.id) {
-                    continue;
-                }
-                let seq = m.envelopes.last_key_value().map_or(1, |(k, _)| k + 1);
-                m.envelopes.insert(
-                    seq,
-                    StoredEnvelope {
-                        id: e.id,
-                        expires_at: e.expires_at,
-                        envelope: e.envelope,
-                    },
-                );
-                stored += 1;
-            }
-            Ok(stored)
+            out.over_quota.sort_unstable();
+            Ok(out)
         })
     }
 

@@ -113,6 +113,78 @@ pub struct Quotas {
     pub max_bytes: u64,
 }
 
+/// What a deposit did. A full mailbox does not hold up the others: each
+/// recipient's envelopes are stored, or refused, on their own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DepositOutcome {
+    /// Envelopes newly stored (a copy already held is not stored twice).
+    pub stored: u64,
+    /// Positions in the batch of the envelopes not stored because their
+    /// recipient's envelope-count or byte quota would be exceeded, ascending.
+    pub over_quota: Vec<usize>,
+}
+
+/// The positions of a batch's envelopes, grouped by recipient (recipients
+/// in order of first appearance). Shared by the backends.
+pub(crate) fn by_recipient(batch: &[NewEnvelope]) -> Vec<(MailboxId, Vec<usize>)> {
+    let mut parts: Vec<(MailboxId, Vec<usize>)> = Vec::new();
+    for (i, e) in batch.iter().enumerate() {
+        let to = *e.envelope.recipient();
+        match parts.iter_mut().find(|(m, _)| *m == to) {
+            Some((_, at)) => at.push(i),
+            None => parts.push((to, vec![i])),
+        }
+    }
+    parts
+}
+
+/// One recipient's part of a deposit, decided.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Store these positions (each envelope id once, none already held).
+    Store(Vec<usize>),
+    /// The quota does not allow them all: these positions (every one not
+    /// already held) are refused, and nothing of the part is stored.
+    Refuse(Vec<usize>),
+}
+
+/// Decides one recipient's part (`positions`, with `held[k]` saying
+/// whether the mailbox already holds the envelope at `positions[k]`)
+/// against the mailbox's `held_count` envelopes and `held_bytes` bytes:
+/// what it adds is stored whole if it fits both quotas, else refused whole.
+pub(crate) fn admit(
+    batch: &[NewEnvelope],
+    positions: &[usize],
+    held: &[bool],
+    (held_count, held_bytes): (u64, u64),
+    quotas: Quotas,
+) -> Admit {
+    let mut new: Vec<usize> = Vec::new();
+    for (&i, &h) in positions.iter().zip(held) {
+        if !h && !new.iter().any(|&j| batch[j].id == batch[i].id) {
+            new.push(i);
+        }
+    }
+    let bytes: u64 = new
+        .iter()
+        .map(|&i| batch[i].envelope.ciphertext().len() as u64)
+        .sum();
+    if new.is_empty()
+        || (held_count.saturating_add(new.len() as u64) <= quotas.max_envelopes
+            && held_bytes.saturating_add(bytes) <= quotas.max_bytes)
+    {
+        return Admit::Store(new);
+    }
+    Admit::Refuse(
+        positions
+            .iter()
+            .zip(held)
+            .filter(|(_, h)| !**h)
+            .map(|(i, _)| *i)
+            .collect(),
+    )
+}
+
 /// A prekey bundle as handed out: the signed bundle with one one-time
 /// prekey of each kind while any remain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,10 +293,13 @@ pub trait Store: Send + Sync + 'static {
     fn register(&self, keys: MailboxPublic, pow_required: bool) -> StoreFuture<'_, ()>;
     /// Looks a mailbox up.
     fn mailbox(&self, id: MailboxId) -> StoreFuture<'_, Option<MailboxRecord>>;
-    /// Stores a batch atomically: every recipient must exist and stay within
-    /// its quotas, or nothing is stored. A copy already held is not stored
-    /// twice (envelope ids are content addresses). Returns the count newly stored.
-    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, u64>;
+    /// Stores a batch in one transaction: every recipient must exist, or
+    /// nothing is stored (`UnknownMailbox`). Per recipient, the envelopes
+    /// the batch adds to its mailbox are stored together if they fit its
+    /// quotas, else none of them (their positions in `over_quota`); the
+    /// other recipients are not held up. A copy already held is not stored
+    /// twice (envelope ids are content addresses).
+    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, DepositOutcome>;
     /// Unexpired envelopes of a mailbox in deposit order, at most `limit`.
     fn pending(
         &self,
@@ -324,7 +399,16 @@ pub(crate) mod contract {
         assert!(!store.mailbox(idb).await.unwrap().unwrap().pow_required);
         assert_eq!(store.mailbox(keys(3).id()).await.unwrap(), None);
 
-        // Deposits: atomic over recipients, deduplicated, quota-checked.
+        // Deposits: all or nothing over unknown recipients, deduplicated,
+        // quota-checked per recipient.
+        let stored = |n| DepositOutcome {
+            stored: n,
+            over_quota: Vec::new(),
+        };
+        let over_quota = |at: Vec<usize>| DepositOutcome {
+            stored: 0,
+            over_quota: at,
+        };
         let e1 = new_env(ida, 1, 100, 7200);
         let e2 = new_env(idb, 2, 100, 7200);
         assert_eq!(
@@ -332,9 +416,9 @@ pub(crate) mod contract {
                 .deposit(vec![e1.clone(), e2.clone()], Q)
                 .await
                 .unwrap(),
-            2
+            stored(2)
         );
-        assert_eq!(store.deposit(vec![e1.clone()], Q).await.unwrap(), 0);
+        assert_eq!(store.deposit(vec![e1.clone()], Q).await.unwrap(), stored(0));
         let unknown = new_env(keys(3).id(), 3, 100, 7200);
         assert!(matches!(
             store
@@ -344,10 +428,13 @@ pub(crate) mod contract {
         ));
         assert_eq!(store.pending(ida, UnixTime(0), 100).await.unwrap().len(), 1);
         // Byte quota: 100 + 400 > 400.
-        assert!(matches!(
-            store.deposit(vec![new_env(ida, 5, 400, 7200)], Q).await,
-            Err(StoreError::QuotaExceeded)
-        ));
+        assert_eq!(
+            store
+                .deposit(vec![new_env(ida, 5, 400, 7200)], Q)
+                .await
+                .unwrap(),
+            over_quota(vec![0])
+        );
         store
             .deposit(vec![new_env(ida, 6, 50, 3600)], Q)
             .await
@@ -357,10 +444,39 @@ pub(crate) mod contract {
             .await
             .unwrap();
         // Count quota: a fourth envelope.
-        assert!(matches!(
-            store.deposit(vec![new_env(ida, 8, 50, 7200)], Q).await,
-            Err(StoreError::QuotaExceeded)
-        ));
+        assert_eq!(
+            store
+                .deposit(vec![new_env(ida, 8, 50, 7200)], Q)
+                .await
+                .unwrap(),
+            over_quota(vec![0])
+        );
+        // A full mailbox does not hold up the others in its batch: b gets
+        // its envelopes, a's are refused whole (positions 0 and 2, and the
+        // copy of 2 at 3), and a copy a already holds counts as held.
+        let b_new = new_env(idb, 10, 60, 7200);
+        assert_eq!(
+            store
+                .deposit(
+                    vec![
+                        new_env(ida, 11, 50, 7200),
+                        b_new.clone(),
+                        new_env(ida, 12, 50, 7200),
+                        new_env(ida, 12, 50, 7200),
+                        e1.clone(),
+                    ],
+                    Q
+                )
+                .await
+                .unwrap(),
+            DepositOutcome {
+                stored: 1,
+                over_quota: vec![0, 2, 3],
+            }
+        );
+        let pb = store.pending(idb, UnixTime(0), 100).await.unwrap();
+        assert_eq!(pb.len(), 2);
+        assert_eq!(pb[1].id, b_new.id, "b got its envelope");
         let p = store.pending(ida, UnixTime(0), 100).await.unwrap();
         assert_eq!(p.len(), 3);
         assert_eq!(p[0].id, e1.id, "deposit order");
@@ -375,6 +491,7 @@ pub(crate) mod contract {
         assert_eq!(swept.envelopes, 1);
         // Ack deletes only from the acknowledging mailbox.
         assert_eq!(store.ack(idb, vec![e1.id]).await.unwrap(), 0);
+        assert_eq!(store.ack(idb, vec![b_new.id]).await.unwrap(), 1);
         assert_eq!(store.ack(ida, vec![e1.id, e1.id]).await.unwrap(), 1);
         assert_eq!(store.pending(ida, UnixTime(0), 100).await.unwrap().len(), 1);
 

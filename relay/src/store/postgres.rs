@@ -48,9 +48,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls, Transaction};
 
 use super::{
-    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps, PrekeyCounts,
-    PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope, SweepCounts,
-    Wakeup, i64_of, id32, pq_prekey, time_of,
+    Admit, DepositOutcome, DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps,
+    PrekeyCounts, PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope,
+    SweepCounts, Wakeup, admit, by_recipient, i64_of, id32, pq_prekey, time_of,
 };
 
 /// Schema migrations; entry `n` moves `schema_version` from `n` to `n + 1`.
@@ -452,55 +452,80 @@ impl Store for PostgresStore {
         })
     }
 
-    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, u64> {
+    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, DepositOutcome> {
         Box::pin(async move {
-            let mut recipients: Vec<MailboxId> =
-                batch.iter().map(|e| *e.envelope.recipient()).collect();
-            recipients.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            recipients.dedup();
+            let mut parts = by_recipient(&batch);
+            parts.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             in_tx!(self, |tx| {
                 // Lock every recipient in id order: concurrent batches on
                 // other nodes queue behind us instead of deadlocking, and
                 // the quota counters read below cannot move under us.
-                for to in &recipients {
+                for (to, _) in &parts {
                     if !lock_mailbox(&tx, to).await? {
                         return Err(StoreError::UnknownMailbox);
                     }
                 }
                 let insert = tx.prepare_cached(INSERT_ENVELOPE_SQL).await.map_err(db)?;
-                let mut stored = 0u64;
-                for e in &batch {
-                    stored += tx
-                        .execute(
-                            &insert,
-                            &[
-                                &&e.envelope.recipient().as_bytes()[..],
-                                &&e.id.as_bytes()[..],
-                                &i64_of(e.expires_at),
-                                &e.envelope.ciphertext(),
-                            ],
-                        )
-                        .await
-                        .map_err(db)?;
-                }
-                for to in &recipients {
+                let mut out = DepositOutcome::default();
+                for (to, positions) in &parts {
+                    let m = &to.as_bytes()[..];
                     let row = tx
                         .query_one(
                             "SELECT envelope_count, envelope_bytes FROM mailboxes WHERE id = $1",
-                            &[&&to.as_bytes()[..]],
+                            &[&m],
                         )
                         .await
                         .map_err(db)?;
                     let (count, bytes): (i64, i64) = (row.get(0), row.get(1));
-                    if count as u64 > quotas.max_envelopes || bytes as u64 > quotas.max_bytes {
-                        return Err(StoreError::QuotaExceeded);
-                    }
-                    // Delivered to listeners on commit, dropped on rollback.
-                    tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &to.to_hex()])
+                    let ids: Vec<&[u8]> = positions
+                        .iter()
+                        .map(|&i| &batch[i].id.as_bytes()[..])
+                        .collect();
+                    let held_ids: Vec<Vec<u8>> = tx
+                        .query(
+                            "SELECT id FROM envelopes WHERE mailbox = $1 AND id = ANY($2)",
+                            &[&m, &ids],
+                        )
                         .await
-                        .map_err(db)?;
+                        .map_err(db)?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    let held: Vec<bool> = ids
+                        .iter()
+                        .map(|id| held_ids.iter().any(|h| h[..] == id[..]))
+                        .collect();
+                    let held_now = (count.max(0) as u64, bytes.max(0) as u64);
+                    match admit(&batch, positions, &held, held_now, quotas) {
+                        Admit::Refuse(at) => out.over_quota.extend(at),
+                        Admit::Store(at) => {
+                            for i in at {
+                                let e = &batch[i];
+                                out.stored += tx
+                                    .execute(
+                                        &insert,
+                                        &[
+                                            &m,
+                                            &&e.id.as_bytes()[..],
+                                            &i64_of(e.expires_at),
+                                            &e.envelope.ciphertext(),
+                                        ],
+                                    )
+                                    .await
+                                    .map_err(db)?;
+                            }
+                            // Delivered to listeners on commit, dropped on rollback.
+                            tx.execute(
+                                "SELECT pg_notify($1, $2)",
+                                &[&NOTIFY_CHANNEL, &to.to_hex()],
+                            )
+                            .await
+                            .map_err(db)?;
+                        }
+                    }
                 }
-                Ok::<u64, StoreError>(stored)
+                out.over_quota.sort_unstable();
+                Ok::<DepositOutcome, StoreError>(out)
             })
         })
     }
@@ -1127,8 +1152,8 @@ mod tests {
         let mut ok = 0;
         for t in tasks {
             match t.await.unwrap() {
-                Ok(_) => ok += 1,
-                Err(StoreError::QuotaExceeded) => {}
+                Ok(o) if o.over_quota.is_empty() => ok += 1,
+                Ok(o) => assert_eq!(o.over_quota, vec![0]),
                 Err(e) => panic!("unexpected {e}"),
             }
         }

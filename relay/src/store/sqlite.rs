@@ -39,9 +39,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps, PrekeyCounts,
-    PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope, SweepCounts,
-    i64_of, id32, pq_prekey, time_of,
+    Admit, DepositOutcome, DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps,
+    PrekeyCounts, PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope,
+    SweepCounts, admit, by_recipient, i64_of, id32, pq_prekey, time_of,
 };
 
 /// Schema migrations; entry `n` moves `user_version` from `n` to `n + 1`.
@@ -669,50 +669,48 @@ impl Store for SqliteStore {
         })
     }
 
-    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, u64> {
+    fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, DepositOutcome> {
         self.write(move |c| {
-            let mut stored = 0u64;
-            // Per recipient: envelopes and bytes held before this batch
-            // (reading them also proves the mailbox exists), plus what it adds.
-            let mut held: Vec<(MailboxId, u64, u64)> = Vec::new();
-            for e in &batch {
-                let to = *e.envelope.recipient();
-                let at = match held.iter().position(|(m, _, _)| *m == to) {
-                    Some(at) => at,
-                    None => {
-                        let (count, bytes): (i64, i64) = c
-                            .prepare_cached(
-                                "SELECT envelope_count, envelope_bytes FROM mailboxes WHERE id = ?1",
-                            )?
-                            .query_row([&to.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+            let mut out = DepositOutcome::default();
+            for (to, positions) in by_recipient(&batch) {
+                let m = &to.as_bytes()[..];
+                // Envelopes and bytes it holds (reading them also proves the
+                // mailbox exists: an unknown recipient fails the whole job).
+                let (count, bytes): (i64, i64) = c
+                    .prepare_cached(
+                        "SELECT envelope_count, envelope_bytes FROM mailboxes WHERE id = ?1",
+                    )?
+                    .query_row([m], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                    .ok_or(StoreError::UnknownMailbox)?;
+                let mut held = Vec::with_capacity(positions.len());
+                for &i in &positions {
+                    held.push(
+                        c.prepare_cached("SELECT 1 FROM envelopes WHERE mailbox = ?1 AND id = ?2")?
+                            .query_row(params![m, &batch[i].id.as_bytes()[..]], |_| Ok(()))
                             .optional()?
-                            .ok_or(StoreError::UnknownMailbox)?;
-                        held.push((to, count.max(0) as u64, bytes.max(0) as u64));
-                        held.len() - 1
+                            .is_some(),
+                    );
+                }
+                let held_now = (count.max(0) as u64, bytes.max(0) as u64);
+                match admit(&batch, &positions, &held, held_now, quotas) {
+                    Admit::Refuse(at) => out.over_quota.extend(at),
+                    Admit::Store(at) => {
+                        let mut insert = c.prepare_cached(INSERT_ENVELOPE_SQL)?;
+                        for i in at {
+                            let e = &batch[i];
+                            out.stored += insert.execute(params![
+                                m,
+                                &e.id.as_bytes()[..],
+                                i64_of(e.expires_at),
+                                e.envelope.ciphertext()
+                            ])? as u64;
+                        }
                     }
-                };
-                let added = c
-                    .prepare_cached(INSERT_ENVELOPE_SQL)?
-                    .execute(params![
-                        &to.as_bytes()[..],
-                        &e.id.as_bytes()[..],
-                        i64_of(e.expires_at),
-                        e.envelope.ciphertext()
-                    ])? as u64;
-                stored += added;
-                if let Some(h) = held.get_mut(at) {
-                    h.1 += added;
-                    h.2 += added * e.envelope.ciphertext().len() as u64;
                 }
             }
-            // A quota breach fails the job: the writer rolls it back whole.
-            if held
-                .iter()
-                .any(|(_, count, bytes)| *count > quotas.max_envelopes || *bytes > quotas.max_bytes)
-            {
-                return Err(StoreError::QuotaExceeded);
-            }
-            Ok(stored)
+            out.over_quota.sort_unstable();
+            Ok(out)
         })
     }
 

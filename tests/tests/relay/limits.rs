@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use northstar_core::frame::{
-    self, ClientFrame, ErrorCode, ONE_TIME_PQ_PREKEY_LEN, OneTimePqPrekey, OneTimePrekey,
+    self, ClientFrame, ErrorCode, ONE_TIME_PQ_PREKEY_LEN, OneTimePqPrekey, OneTimePrekey, Refused,
     ServerFrame,
 };
 use northstar_core::keys::X25519Public;
 use northstar_core::pow;
+use northstar_core::sealed::Envelope;
 use northstar_e2e::{Mailbox, RelayProcess, seal};
 
 fn otk(id: u32) -> OneTimePrekey {
@@ -515,4 +516,165 @@ async fn settings_come_from_flags_then_environment_then_file() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn one_full_counselor_mailbox_does_not_block_a_seeker_from_the_rest_of_the_team() {
+    let relay = RelayProcess::start(&["--mailbox-max-envelopes", "3", "--pow-difficulty", "8"])
+        .await
+        .unwrap();
+    // The intake set: four counselor devices (proof of work required).
+    let devices: Vec<Mailbox> = (0..4).map(|_| Mailbox::random()).collect();
+    let mut conns = Vec::new();
+    for d in &devices {
+        let mut c = relay.client().await.unwrap();
+        assert_eq!(c.register(d, true).await.unwrap(), ServerFrame::Ok);
+        conns.push(c);
+    }
+    // One device is offline and someone fills its mailbox to the quota.
+    let full = 2;
+    let mut flooder = relay.client().await.unwrap();
+    for i in 0..3u8 {
+        let r = flooder
+            .deposit(vec![seal(devices[full].id(), &[i; 20])], true)
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, ServerFrame::Deposited { accepted: 1, .. }),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        flooder
+            .deposit(vec![seal(devices[full].id(), b"more")], true)
+            .await
+            .unwrap(),
+        ServerFrame::Error {
+            code: ErrorCode::QuotaExceeded
+        },
+        "a batch refused whole is an error and stores nothing"
+    );
+    // A seeker's fan-out: one batch to the whole set, in canonical order.
+    let mut seeker = relay.client().await.unwrap();
+    let mut batch: Vec<Envelope> = devices
+        .iter()
+        .map(|d| seal(d.id(), b"is Canada an option for me?"))
+        .collect();
+    batch.sort_by(|a, b| a.recipient().cmp(b.recipient()));
+    let at = batch
+        .iter()
+        .position(|e| *e.recipient() == devices[full].id())
+        .unwrap();
+    let challenge = seeker.pow_challenge;
+    let reply = seeker.deposit(batch.clone(), true).await.unwrap();
+    assert_eq!(
+        reply,
+        ServerFrame::Deposited {
+            accepted: 3,
+            next_pow_challenge: seeker.pow_challenge,
+            refused: vec![Refused {
+                index: at as u16,
+                code: ErrorCode::QuotaExceeded
+            }],
+        }
+    );
+    assert_ne!(seeker.pow_challenge, challenge, "the proof was used");
+    // The rest of the team has it; the full mailbox holds only the flood.
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.request(ClientFrame::Subscribe).await.unwrap();
+        if i == full {
+            let got = c.deliveries(3).await.unwrap();
+            assert!(got.iter().all(|(_, e)| !batch.contains(e)));
+            assert!(
+                c.next_push(Duration::from_millis(300))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            let ids = got.iter().map(|(id, _)| *id).collect();
+            c.request(ClientFrame::Ack { ids }).await.unwrap();
+        } else {
+            let got = c.deliveries(1).await.unwrap();
+            assert_eq!(*got[0].1.recipient(), devices[i].id());
+            assert!(batch.contains(&got[0].1));
+        }
+    }
+    // Once its owner has read it, the next message reaches it too.
+    let next: Vec<Envelope> = batch
+        .iter()
+        .map(|e| seal(*e.recipient(), b"and for my brother?"))
+        .collect();
+    assert!(matches!(
+        seeker.deposit(next.clone(), true).await.unwrap(),
+        ServerFrame::Deposited { accepted: 4, ref refused, .. } if refused.is_empty()
+    ));
+    assert_eq!(conns[full].deliveries(1).await.unwrap()[0].1, next[at]);
+}
+
+#[tokio::test]
+async fn a_batch_of_n_envelopes_with_the_single_envelope_difficulty_is_refused() {
+    let relay = RelayProcess::start(&["--pow-difficulty", "8"])
+        .await
+        .unwrap();
+    let devices: Vec<Mailbox> = (0..4).map(|_| Mailbox::random()).collect();
+    let mut owner = relay.client().await.unwrap();
+    for d in &devices {
+        owner.register(d, true).await.unwrap();
+    }
+    let mut seeker = relay.client().await.unwrap();
+    let batch: Vec<_> = devices.iter().map(|d| seal(d.id(), b"fan-out")).collect();
+    let hash = frame::deposit_batch_hash(&batch);
+    // 4 envelopes: 8 + ceil(log2 4) = 10 bits. A nonce that meets the
+    // single-envelope 8 bits but not 10 pays for one envelope, not four.
+    let need = pow::batch_difficulty(8, batch.len());
+    assert_eq!(need, 10);
+    let cheap = (0u64..)
+        .find(|n| {
+            pow::verify(&seeker.pow_challenge, &hash, 8, *n).is_ok()
+                && pow::verify(&seeker.pow_challenge, &hash, need, *n).is_err()
+        })
+        .unwrap();
+    seeker
+        .expect_error(
+            ClientFrame::Deposit {
+                pow_nonce: Some(cheap),
+                envelopes: batch.clone(),
+            },
+            ErrorCode::PowInvalid,
+        )
+        .await
+        .unwrap();
+    // Nothing was stored and the challenge did not move: the right proof
+    // for the same batch is accepted.
+    let nonce = pow::solve(&seeker.pow_challenge, &hash, need).unwrap();
+    assert!(matches!(
+        seeker
+            .request(ClientFrame::Deposit {
+                pow_nonce: Some(nonce),
+                envelopes: batch,
+            })
+            .await
+            .unwrap(),
+        ServerFrame::Deposited { accepted: 4, ref refused, .. } if refused.is_empty()
+    ));
+    // A single envelope still needs only the announced difficulty.
+    let one = vec![seal(devices[0].id(), b"one")];
+    let mut fresh = relay.client().await.unwrap();
+    let hash = frame::deposit_batch_hash(&one);
+    let nonce = (0u64..)
+        .find(|n| {
+            pow::verify(&fresh.pow_challenge, &hash, 8, *n).is_ok()
+                && pow::verify(&fresh.pow_challenge, &hash, 9, *n).is_err()
+        })
+        .unwrap();
+    assert!(matches!(
+        fresh
+            .request(ClientFrame::Deposit {
+                pow_nonce: Some(nonce),
+                envelopes: one,
+            })
+            .await
+            .unwrap(),
+        ServerFrame::Deposited { accepted: 1, .. }
+    ));
 }

@@ -247,7 +247,8 @@ async fn pipelined_deposits_commit_together_but_a_proof_is_used_once() {
         ServerFrame::Deposited {
             accepted: 1,
             next_pow_challenge,
-        } => *next_pow_challenge,
+            refused,
+        } if refused.is_empty() => *next_pow_challenge,
         other => panic!("expected the first proof accepted, got {other:?}"),
     };
     assert_ne!(
