@@ -203,6 +203,12 @@ impl Shell {
                     if matches!(e, Event::Unreadable { .. }) {
                         self.unreadable += 1;
                     }
+                    if let Event::PartlyRefused { refused, of, code } = &e {
+                        eprintln!(
+                            "northstar: sent, but {refused} of its {of} copies did not get through ({})",
+                            explain_code(*code)
+                        );
+                    }
                     events.push(e);
                 }
             }
