@@ -274,7 +274,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             sh.run(id, &mut |_, _| {})
                 .await
                 .map_err(|e| anyhow!("publishing the directory failed: {}", shell::explain(&e)))?;
-            sh.close()?;
+            sh.close().await?;
             state.draft = next;
             home.save(
                 &skey,

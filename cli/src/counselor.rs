@@ -322,7 +322,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             .await?
         }
     }
-    sh.close()?;
+    sh.close().await?;
     crate::report_unreadable(sh.unreadable, "kept in this device's quarantine")
 }
 

@@ -108,7 +108,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             let Outcome::Started { expires_at } = outcome else {
                 bail!("unexpected outcome");
             };
-            sh.close()?;
+            sh.close().await?;
             let expires = expires_at.0;
             let words = codename.to_zeroizing_string();
             let narrowed = sh
@@ -212,7 +212,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                     );
                 }
             }
-            sh.close()?;
+            sh.close().await?;
         }
     }
     crate::report_unreadable(sh.unreadable, "left on the relay until they expire")

@@ -21,6 +21,9 @@ use zeroize::Zeroizing;
 
 use crate::home::DeviceFile;
 
+/// How long closing waits for the sockets to send what is still queued.
+const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+
 /// How long opening one WebSocket may take before the driver is told it failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -35,6 +38,9 @@ enum Input {
 pub struct Shell {
     pub driver: Driver,
     conns: HashMap<ConnId, mpsc::UnboundedSender<Vec<u8>>>,
+    /// The socket tasks, awaited on close so that what was queued last (the
+    /// acknowledgements) reaches the relay before the process exits.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     tx: mpsc::UnboundedSender<Input>,
     rx: mpsc::UnboundedReceiver<Input>,
     /// A counselor device's state file, with its lock.
@@ -76,6 +82,7 @@ impl Shell {
         Shell {
             driver,
             conns: HashMap::new(),
+            tasks: Vec::new(),
             tx,
             rx,
             device,
@@ -138,9 +145,14 @@ impl Shell {
 
     /// Closes every connection, carrying out what the driver still queued
     /// (a last save).
-    pub fn close(&mut self) -> Result<()> {
+    pub async fn close(&mut self) -> Result<()> {
         self.driver.close();
-        self.drain(&mut |_, _| {})
+        self.drain(&mut |_, _| {})?;
+        // Each socket task sends what is still queued, then closes; give
+        // them a bounded time to do so before the process ends.
+        let tasks = std::mem::take(&mut self.tasks);
+        let _ = tokio::time::timeout(CLOSE_FLUSH, futures_util::future::join_all(tasks)).await;
+        Ok(())
     }
 
     /// Waits for one input (a socket, a solved proof of work, or the
@@ -204,6 +216,12 @@ impl Shell {
                     if matches!(e, Event::Unreadable { .. }) {
                         self.unreadable += 1;
                     }
+                    if let Event::PartlyRefused { refused, of, code } = &e {
+                        eprintln!(
+                            "northstar: sent, but {refused} of its {of} copies did not get through ({})",
+                            explain_code(*code)
+                        );
+                    }
                     events.push(e);
                 }
             }
@@ -237,7 +255,7 @@ impl Shell {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         self.conns.insert(conn, out_tx);
         let tx = self.tx.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let ws = match tokio::time::timeout(
                 CONNECT_TIMEOUT,
                 tokio_tungstenite::connect_async(url.as_str()),
@@ -276,6 +294,8 @@ impl Shell {
             }
             let _ = tx.send(Input::Closed(conn));
         });
+        self.tasks.retain(|t| !t.is_finished());
+        self.tasks.push(task);
     }
 }
 

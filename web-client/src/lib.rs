@@ -744,6 +744,12 @@ impl WebDriver {
                 set(o, "event", "unreadable");
                 set(o, "reason", reason.name());
             }
+            Event::PartlyRefused { refused, of, code } => {
+                set(o, "event", "partlyRefused");
+                set(o, "refused", refused as f64);
+                set(o, "of", of as f64);
+                set(o, "code", code.name());
+            }
             Event::Connection(c) => {
                 set(o, "event", "connection");
                 let state = match c {

@@ -69,6 +69,17 @@ impl Hello {
     }
 }
 
+/// How a deposit went, over all its frames and connections.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Envelopes the relay holds (stored now, or already).
+    held: usize,
+    /// Envelopes the relay refused (their recipients' mailboxes are full).
+    refused: usize,
+    /// The first refusal's code.
+    code: Option<ErrorCode>,
+}
+
 /// A stored envelope the relay pushed to the mailbox connection.
 #[derive(Clone, Debug)]
 pub struct Delivery {
@@ -544,15 +555,25 @@ impl Io {
     /// in batches within the relay's announced count *and* frame size, each
     /// with its proof of work. A lost connection moves on to a new one (the
     /// next relay of the list when it failed to open) for the batches left.
+    ///
+    /// A full mailbox does not stop the rest: the relay stores a batch for
+    /// every recipient with room and names the envelopes it refused (a
+    /// frame refused whole is `quota_exceeded`, and the next frames go on).
+    /// Every envelope the relay holds counts as sent; the refused ones are
+    /// not sent again. When some were refused and some stored, the deposit
+    /// succeeds and says so with [`Event::PartlyRefused`]; when the relay
+    /// stored none of them, it fails with `Relay { code }`, as it always did.
     pub(crate) async fn deposit(&self, mut envelopes: Vec<Envelope>) -> Result<(), DriverError> {
         // One canonical order, by recipient: the order of a batch says
         // nothing about who wrote it or why.
         envelopes.sort_by(|a, b| a.recipient().cmp(b.recipient()));
+        let total = envelopes.len();
         let mut left: VecDeque<Envelope> = envelopes.into();
+        let mut tally = Tally::default();
         let mut attempts = 0;
         while !left.is_empty() {
             attempts += 1;
-            match self.deposit_on_one_connection(&mut left).await {
+            match self.deposit_on_one_connection(&mut left, &mut tally).await {
                 Ok(()) => {}
                 Err(DriverError::Network) if attempts < DEPOSIT_ATTEMPTS => {
                     let wait = backoff_secs(attempts - 1, &mut self.0.borrow_mut().rng);
@@ -561,15 +582,29 @@ impl Io {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        match tally.code {
+            None => Ok(()),
+            Some(code) if tally.held == 0 => Err(DriverError::Relay { code }),
+            Some(code) => {
+                self.with(|l| {
+                    l.event(Event::PartlyRefused {
+                        refused: tally.refused,
+                        of: total,
+                        code,
+                    })
+                });
+                Ok(())
+            }
+        }
     }
 
     async fn deposit_on_one_connection(
         &self,
         left: &mut VecDeque<Envelope>,
+        tally: &mut Tally,
     ) -> Result<(), DriverError> {
         let (conn, hello) = self.open(ConnKind::Anonymous).await?;
-        let result = self.deposit_batches(conn, hello, left).await;
+        let result = self.deposit_batches(conn, hello, left, tally).await;
         self.close(conn);
         result
     }
@@ -579,6 +614,7 @@ impl Io {
         conn: ConnId,
         hello: Hello,
         left: &mut VecDeque<Envelope>,
+        tally: &mut Tally,
     ) -> Result<(), DriverError> {
         let mut challenge = hello.pow_challenge;
         while !left.is_empty() {
@@ -596,15 +632,40 @@ impl Io {
                         envelopes: batch,
                     },
                 )
-                .await?;
+                .await;
             match reply {
-                ServerFrame::Deposited {
-                    next_pow_challenge, ..
-                } => {
+                Ok(ServerFrame::Deposited {
+                    accepted,
+                    next_pow_challenge,
+                    refused,
+                }) => {
+                    // Every envelope of the frame is accounted for once
+                    // (the codec checked the positions are distinct).
+                    if usize::from(accepted) + refused.len() != n
+                        || refused.iter().any(|r| usize::from(r.index) >= n)
+                    {
+                        return Err(DriverError::Protocol);
+                    }
                     challenge = next_pow_challenge;
                     left.drain(..n);
+                    tally.held += usize::from(accepted);
+                    tally.refused += refused.len();
+                    if let Some(r) = refused.first() {
+                        tally.code.get_or_insert(r.code);
+                    }
                 }
-                _ => return Err(DriverError::Protocol),
+                // Refused whole for its recipients' quotas: nothing changed
+                // (the challenge neither), and the next frames may reach
+                // other mailboxes.
+                Err(DriverError::Relay {
+                    code: ErrorCode::QuotaExceeded,
+                }) => {
+                    left.drain(..n);
+                    tally.refused += n;
+                    tally.code.get_or_insert(ErrorCode::QuotaExceeded);
+                }
+                Ok(_) => return Err(DriverError::Protocol),
+                Err(e) => return Err(e),
             }
         }
         Ok(())

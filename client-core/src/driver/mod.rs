@@ -192,6 +192,20 @@ pub enum Event {
     Unreadable { reason: UnreadableReason },
     /// The mailbox connection's state changed.
     Connection(Connection),
+    /// A deposit reached some of its recipients, but the relay refused
+    /// `refused` of its `of` envelopes (`code`: `quota_exceeded`, their
+    /// mailboxes are full). The command goes on: every envelope the relay
+    /// stored counts as sent — a seeker still reaches the rest of the team —
+    /// and the refused ones are not sent again (a counselor's outbox does
+    /// not keep them: a mailbox full for weeks would fill it and stop every
+    /// team action). When the relay refuses every envelope, the command
+    /// fails instead (`Relay { code }`, or `NotSentYet` where a message is
+    /// kept for later).
+    PartlyRefused {
+        refused: usize,
+        of: usize,
+        code: ErrorCode,
+    },
 }
 
 /// Why a command failed. Each shell explains these in its own words and

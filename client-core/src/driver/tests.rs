@@ -100,6 +100,8 @@ struct Relay {
     directories: BTreeMap<[u8; 32], Vec<u8>>,
     sessions: BTreeMap<Key, Session>,
     deposits: Vec<DepositSeen>,
+    /// Envelopes one mailbox may hold (the relay's `mailbox_max_envelopes`).
+    mailbox_max: usize,
 }
 
 /// How long the fake relay keeps an envelope.
@@ -114,6 +116,7 @@ impl Relay {
             directories: BTreeMap::new(),
             sessions: BTreeMap::new(),
             deposits: Vec::new(),
+            mailbox_max: usize::MAX,
         }
     }
 
@@ -295,17 +298,48 @@ impl Relay {
                         nonce,
                     )
                     .map_err(|_| ErrorCode::PowInvalid)?;
+                }
+                // Per recipient: what the batch adds must fit its mailbox,
+                // or all of that recipient's new envelopes are refused.
+                let held = |m: &Mailbox, e: &Envelope| {
+                    m.stored
+                        .iter()
+                        .any(|(id, _)| *id == EnvelopeId::of(&e.encode()))
+                };
+                let mut refused = Vec::new();
+                for (i, e) in envelopes.iter().enumerate() {
+                    let m = &self.mailboxes[e.recipient()];
+                    let mut new: Vec<EnvelopeId> = envelopes
+                        .iter()
+                        .filter(|x| x.recipient() == e.recipient() && !held(m, x))
+                        .map(|x| EnvelopeId::of(&x.encode()))
+                        .collect();
+                    new.sort();
+                    new.dedup();
+                    if !held(m, e) && m.stored.len() + new.len() > self.mailbox_max {
+                        refused.push(frame::Refused {
+                            index: i as u16,
+                            code: ErrorCode::QuotaExceeded,
+                        });
+                    }
+                }
+                if refused.len() == envelopes.len() {
+                    return Err(ErrorCode::QuotaExceeded);
+                }
+                if pow_required && self.limits.pow_difficulty > 0 {
                     let next = self.random32();
                     self.session(key).pow_challenge = next;
                 }
-                let accepted = envelopes.len() as u16;
-                for e in envelopes {
-                    pushes.extend(self.store(e, now));
+                let accepted = (envelopes.len() - refused.len()) as u16;
+                for (i, e) in envelopes.into_iter().enumerate() {
+                    if !refused.iter().any(|r| usize::from(r.index) == i) {
+                        pushes.extend(self.store(e, now));
+                    }
                 }
                 Ok(ServerFrame::Deposited {
                     accepted,
                     next_pow_challenge: self.session(key).pow_challenge,
-                    refused: Vec::new(),
+                    refused,
                 })
             }
             ClientFrame::Ack { ids } => {
@@ -1273,6 +1307,163 @@ fn each_deposit_frame_proves_work_for_as_many_envelopes_as_it_carries() {
         .collect();
     assert_eq!(counts, vec![8, 4]);
     assert!(net.relay.deposits.iter().all(|d| d.refused.is_none()));
+}
+
+/// Fills `mailbox` on the relay with garbage up to `n` envelopes.
+fn fill(net: &mut Net, mailbox: MailboxId, n: usize) {
+    let m = net.relay.mailboxes.get_mut(&mailbox).unwrap();
+    let mut k = 0u8;
+    while m.stored.len() < n {
+        let g = Envelope::from_parts(mailbox, vec![k; 32 + 256 + 16]).unwrap();
+        m.stored.push((EnvelopeId::of(&g.encode()), g));
+        k += 1;
+    }
+}
+
+#[test]
+fn one_full_counselor_mailbox_does_not_keep_a_seeker_from_the_rest_of_the_team() {
+    let quota = ErrorCode::QuotaExceeded;
+    // One frame partly refused (max batch 64), or one frame refused whole
+    // among frames that are stored (max batch 1).
+    for (max_batch, seed) in [(64u16, 60u8), (1, 70)] {
+        let (org, mut devices, directory) = org_with_devices(4, seed);
+        let mut net = Net::new(
+            &org,
+            Limits {
+                pow_difficulty: 2,
+                max_batch,
+                ..ROOMY
+            },
+        );
+        publish(&mut net, directory);
+        for d in &mut devices {
+            let i = synced(&mut net, d);
+            keep(&net, i, d);
+            net.close(i);
+        }
+        // Device 3 is offline and its mailbox is at the relay's quota.
+        net.relay.mailbox_max = 3;
+        let full = devices[2].mailbox;
+        fill(&mut net, full, 3);
+        let (_, secrets) = secrets_for(&org, seed + 1);
+        let seeker = net.plain();
+        let started = net.exec(seeker, start_cmd(secrets, "hola"));
+        assert!(
+            matches!(started, Ok(Outcome::Started { .. })),
+            "{started:?}"
+        );
+        let partly = Event::PartlyRefused {
+            refused: 1,
+            of: 4,
+            code: quota,
+        };
+        assert!(
+            net.events(seeker).contains(&partly),
+            "max batch {max_batch}"
+        );
+        assert_eq!(net.relay.mailboxes[&full].stored.len(), 3);
+        // The rest of the team has the conversation.
+        for d in devices.iter().filter(|d| d.mailbox != full) {
+            let i = synced(&mut net, d);
+            assert_eq!(new_conversations(&net, i).len(), 1, "device {:?}", d.id);
+            net.close(i);
+        }
+        // Writing again: sent (not kept for later), the same notice.
+        let mark = net.mark(seeker);
+        let write = |text: &str| Command::SeekerWrite { text: text.into() };
+        assert!(matches!(
+            net.exec(seeker, write("¿sigue ahí?")),
+            Ok(Outcome::Sent { .. })
+        ));
+        assert!(net.events_since(seeker, mark).contains(&partly));
+        // When every mailbox is full, nothing went out: the message is kept.
+        net.relay.mailbox_max = 0;
+        assert_eq!(
+            net.exec(seeker, write("¿hola?")),
+            Err(DriverError::NotSentYet {
+                cause: Box::new(DriverError::Relay { code: quota })
+            })
+        );
+    }
+}
+
+#[test]
+fn a_team_action_reaches_the_colleagues_with_room_and_keeps_no_refused_copy() {
+    let (org, devices, directory) = org_with_devices(3, 80);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let c = synced(&mut net, &devices[2]);
+    let (_, secrets) = secrets_for(&org, 81);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    // Device C goes offline and its mailbox fills up.
+    net.close(c);
+    net.relay.mailbox_max = 10;
+    fill(&mut net, devices[2].mailbox, 10);
+    let mark = net.mark(a);
+    let b_mark = net.mark(b);
+    let seeker_mark = net.mark(seeker);
+    assert_eq!(
+        net.exec(
+            a,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply {
+                    text: "Estamos aquí.".into()
+                },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    // Every copy for C is refused, every other one stored.
+    let (mut for_c, mut all) = (0, 0);
+    for f in net.sent_since(a, mark) {
+        if let ClientFrame::Deposit { envelopes, .. } = f {
+            all += envelopes.len();
+            for_c += envelopes
+                .iter()
+                .filter(|e| *e.recipient() == devices[2].mailbox)
+                .count();
+        }
+    }
+    assert!(for_c > 0 && all > for_c);
+    let notice = net
+        .events_since(a, mark)
+        .into_iter()
+        .find(|e| matches!(e, Event::PartlyRefused { .. }));
+    assert_eq!(
+        notice,
+        Some(Event::PartlyRefused {
+            refused: for_c,
+            of: all,
+            code: ErrorCode::QuotaExceeded,
+        })
+    );
+    assert_eq!(
+        net.clients[a].driver.outbox_len(),
+        0,
+        "the refused copy is not kept"
+    );
+    assert_eq!(net.relay.mailboxes[&devices[2].mailbox].stored.len(), 10);
+    // B and the seeker have the reply.
+    assert!(
+        net.events_since(b, b_mark)
+            .iter()
+            .any(|e| matches!(e, Event::Team(TeamEvent::Message { .. }))),
+        "B saw the reply"
+    );
+    assert!(
+        net.events_since(seeker, seeker_mark)
+            .iter()
+            .any(|e| matches!(e, Event::SeekerMessage(_))),
+        "the seeker got the reply"
+    );
 }
 
 #[test]

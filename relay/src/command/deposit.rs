@@ -6,14 +6,14 @@
 //! `SHA-256("northstar/v1/pow" || pow_challenge || deposit_batch_hash || nonce)`
 //! ≥ `pow_difficulty + ceil(log2(envelopes))` leading zero bits
 //! (`pow::batch_difficulty`: a batch costs what its envelopes would one by
-//! one); the batch is stored in one transaction
-//! with an expiry of now + retention rounded up to the hour, each
-//! recipient's envelopes stored if they fit its quotas and refused (by
-//! position, in the reply) if not, so one full mailbox holds up no other;
-//! a batch refused whole is `quota_exceeded` and changes nothing; the reply
-//! is sent only after the commit; subscribers of the recipients that got
-//! their envelopes are then handed them (`notify`). An accepted proof
-//! rotates the connection's challenge, so it cannot be replayed.
+//! one); the batch is stored in one transaction with an expiry of now +
+//! retention rounded up to the hour, each recipient's envelopes stored if
+//! they fit its quotas and refused (by position, in the reply) if not, so
+//! one full mailbox holds up no other; a batch refused whole is
+//! `quota_exceeded` and changes nothing; the reply is sent only after the
+//! commit; subscribers of the recipients that got their envelopes are then
+//! handed them (`notify`). An accepted proof rotates the connection's
+//! challenge, so it cannot be replayed.
 //!
 //! Pipelining: the deposits a client sent behind this one and the relay has
 //! already received (at most `pipeline_deposits`, and about

@@ -1465,38 +1465,54 @@ mod tests {
             max_bytes: 1 << 24,
         };
         // Small, page-sized and overflowing ciphertexts; one is kept.
-        let gone: Vec<NewEnvelope> = [100, 1000, 3000, 9000, 30_000]
+        let acked: Vec<NewEnvelope> = [100, 1000, 3000, 9000, 30_000]
             .iter()
             .map(|len| random_envelope(k.id(), *len))
             .collect();
         let kept = random_envelope(k.id(), 2000);
-        for e in gone.iter().chain([&kept]) {
+        let expired = NewEnvelope {
+            expires_at: UnixTime(3600),
+            ..random_envelope(k.id(), 1500)
+        };
+        for e in acked.iter().chain([&kept, &expired]) {
             s.deposit(vec![e.clone()], q).await.unwrap();
         }
-        let old_state = random_envelope(k.id(), 5000).envelope.ciphertext().to_vec();
+        let random = |len| random_envelope(k.id(), len).envelope.ciphertext().to_vec();
         let blob = |b: &[u8]| StateBlob {
             expires_at: UnixTime(7200),
             blob: b.to_vec(),
         };
+        let old_state = random(5000);
         s.put_state(k.id(), blob(&old_state)).await.unwrap();
+        // A second mailbox with an envelope and a state blob, deleted whole.
+        let k2 = super::super::contract::keys(2);
+        s.register(k2, false).await.unwrap();
+        let k2_envelope = random_envelope(k2.id(), 4000);
+        s.deposit(vec![k2_envelope.clone()], q).await.unwrap();
+        let k2_state = random(3000);
+        s.put_state(k2.id(), blob(&k2_state)).await.unwrap();
+        let mut gone: Vec<Vec<u8>> = acked
+            .iter()
+            .chain([&expired, &k2_envelope])
+            .map(|e| e.envelope.ciphertext().to_vec())
+            .collect();
+        gone.extend([old_state, k2_state]);
         let files = files_now(&path);
-        for e in &gone {
-            assert!(
-                holds_a_piece_of(&files, e.envelope.ciphertext()),
-                "the scan sees stored data"
-            );
+        for g in &gone {
+            assert!(holds_a_piece_of(&files, g), "the scan sees stored data");
         }
-        assert!(holds_a_piece_of(&files, &old_state));
-        // Acknowledged, and a state blob replaced by a newer one.
-        let ids = gone.iter().map(|e| e.id).collect();
-        assert_eq!(s.ack(k.id(), ids).await.unwrap(), gone.len() as u64);
+        // Acknowledged, replaced by a newer blob, expired and swept, and
+        // deleted with its mailbox.
+        let ids = acked.iter().map(|e| e.id).collect();
+        assert_eq!(s.ack(k.id(), ids).await.unwrap(), acked.len() as u64);
         s.put_state(k.id(), blob(&[7; 64])).await.unwrap();
+        assert_eq!(s.sweep(UnixTime(3600)).await.unwrap().envelopes, 1);
+        assert!(s.delete_mailbox(k2.id()).await.unwrap());
         let done = Instant::now();
-        let clean = |files: &[u8]| {
-            gone.iter()
-                .all(|e| !holds_a_piece_of(files, e.envelope.ciphertext()))
-                && !holds_a_piece_of(files, &old_state)
-        };
+        // One pass over the files for every piece of everything deleted.
+        let pieces: std::collections::HashSet<&[u8]> =
+            gone.iter().flat_map(|g| g.chunks_exact(16)).collect();
+        let clean = |files: &[u8]| !files.windows(16).any(|w| pieces.contains(w));
         // When the first clean copy was read (not counting the scan).
         let mut took = done.elapsed();
         let mut files = files_now(&path);

@@ -351,3 +351,88 @@ async fn a_removed_device_no_longer_receives_the_seekers_next_message() {
         )
         .await;
 }
+
+/// The relay keeps at most 2 envelopes per mailbox; one counselor device is
+/// offline and its mailbox fills up. A new seeker's opening still reaches
+/// the rest of the team: the command succeeds, says how many copies did not
+/// get through, and the full device simply misses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_full_counselor_mailbox_does_not_block_a_seeker_from_the_rest_of_the_team() {
+    let relay = RelayProcess::start(&["--mailbox-max-envelopes", "2"])
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_admin, devices, seeker) = organisation(&relay, tmp.path(), 3).await;
+    let (online, offline) = (&devices[..2], &devices[2]);
+    // Two seekers write; the two online devices read, the third is away.
+    for (i, text) in ["Primera pregunta.", "Segunda pregunta."]
+        .iter()
+        .enumerate()
+    {
+        let s = Cli {
+            relay: relay.url(),
+            home: tmp.path().join(format!("earlier-seeker-{i}")),
+            org: seeker.org.clone(),
+        };
+        s.seeker_start("unaccompanied-minors", text).await;
+    }
+    // (A watch, not a one-shot sync: a one-shot command exits without
+    // waiting for the relay to take its acknowledgements, §7.5.)
+    join_all(
+        online
+            .iter()
+            .map(|d| d.ok(&["counselor", "watch", "--seconds", "2"], DEVICE_PASS)),
+    )
+    .await;
+    // The offline device's mailbox is full: a third seeker writes.
+    let start = seeker
+        .run(
+            &[
+                "--json",
+                "seeker",
+                "start",
+                "--team",
+                "unaccompanied-minors",
+                "--language",
+                "es",
+                "--message",
+                "Tercera pregunta.",
+            ],
+            "",
+        )
+        .await;
+    assert!(start.ok, "the seeker must reach the rest: {}", start.stderr);
+    assert!(start.json()["codename"].is_string());
+    assert!(
+        start
+            .stderr
+            .contains("1 of its 3 copies did not get through"),
+        "the seeker is told: {:?}",
+        start.stderr
+    );
+    for d in online {
+        let inbox = d
+            .ok(&["--json", "counselor", "inbox"], DEVICE_PASS)
+            .await
+            .json();
+        assert_eq!(
+            conversations(&inbox).len(),
+            3,
+            "an online device has all three"
+        );
+    }
+    let inbox = offline
+        .ok(&["--json", "counselor", "inbox"], DEVICE_PASS)
+        .await
+        .json();
+    let texts: Vec<&str> = conversations(&inbox)
+        .iter()
+        .map(|c| c["messages"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts.len(),
+        2,
+        "the full device missed only the third: {texts:?}"
+    );
+    assert!(!texts.contains(&"Tercera pregunta."));
+}
