@@ -207,12 +207,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             )
             .map_err(|e| anyhow!("{e}"))?;
             d.validate().map_err(|e| anyhow!("{e}"))?;
-            home.save(
-                &skey,
-                StateKind::Admin,
-                &state.encode().map_err(|e| anyhow!("{e}"))?,
-                &mut OsRng,
-            )?;
+            save(&home, &skey, &state)?;
             out.print(json!({ "device": id.0, "team": team }), || format!("Added device {} ({label}) to {team}. Run `northstar admin publish` to make it live.", id.0));
             Ok(())
         }
@@ -220,12 +215,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             if !state.draft.remove_device(DeviceId(device)) {
                 bail!("no device {device} in the directory");
             }
-            home.save(
-                &skey,
-                StateKind::Admin,
-                &state.encode().map_err(|e| anyhow!("{e}"))?,
-                &mut OsRng,
-            )?;
+            save(&home, &skey, &state)?;
             out.print(json!({ "removed": device }), || {
                 format!("Removed device {device}. Run `northstar admin publish` to make it live.")
             });
@@ -240,12 +230,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 contact,
             });
             d.validate().map_err(|e| anyhow!("{e}"))?;
-            home.save(
-                &skey,
-                StateKind::Admin,
-                &state.encode().map_err(|e| anyhow!("{e}"))?,
-                &mut OsRng,
-            )?;
+            save(&home, &skey, &state)?;
             out.print(json!({ "partner": id.0 }), || {
                 format!("Added partner {} ({name}).", id.0)
             });
@@ -276,12 +261,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 .map_err(|e| anyhow!("publishing the directory failed: {}", shell::explain(&e)))?;
             sh.close().await?;
             state.draft = next;
-            home.save(
-                &skey,
-                StateKind::Admin,
-                &state.encode().map_err(|e| anyhow!("{e}"))?,
-                &mut OsRng,
-            )?;
+            save(&home, &skey, &state)?;
             let serial = state.draft.serial;
             let expires_at = state.draft.expires_at;
             out.print(
@@ -306,4 +286,10 @@ fn print_fingerprint(state: &AdminState, out: &Out) -> Result<()> {
         format!("Organisation key: {hexkey}\nFingerprint:      {fp}\nPublish both on the organisation's own channels; every client pins the key.")
     });
     Ok(())
+}
+
+/// Seals and writes the administrator's state.
+fn save(home: &Home, key: &northstar_core::state::StateKey, state: &AdminState) -> Result<()> {
+    let plain = state.encode().map_err(|e| anyhow!("{e}"))?;
+    home.save(key, StateKind::Admin, &plain, &mut OsRng)
 }
