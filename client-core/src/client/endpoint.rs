@@ -590,7 +590,11 @@ impl Endpoint {
         sealed::seal(&peer.mailbox, &content, rng)
     }
 
-    fn start_session(
+    /// Starts a new session with `to` from its fetched prekey bundle (PQXDH
+    /// `initiate`), in front of any kept: the next messages to `to` go on it,
+    /// as `PreKey` bodies until the peer answers. Older sessions are kept
+    /// (up to [`MAX_SESSIONS_PER_PEER`]) to read what the peer sent on them.
+    pub fn start_session(
         &mut self,
         to: &IdentityPublic,
         to_mailbox: &MailboxPublic,

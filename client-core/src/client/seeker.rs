@@ -19,6 +19,17 @@
 //! from its intake set. A device the administrator removed gets nothing
 //! more and is not listened to; one added since is sent the conversation's
 //! opening (the message being written, as an `Opening`) with a new session.
+//!
+//! A restored state may be an old copy: the relay stores it and can serve
+//! any version it once held. Its sessions may then stand at chain positions
+//! the seeker already used, whose keys the counselor devices have deleted
+//! (they cannot keep them without losing forward secrecy). So after
+//! [`Seeker::restore`] the first message to each recipient opens a *new*
+//! session from a freshly fetched prekey bundle (the recipient files it in
+//! the same conversation: a conversation is the seeker's identity and
+//! mailbox); the restored sessions are kept only to read replies sent on
+//! them. A message sent from a rolled-back state is therefore read like any
+//! other, and never encrypted under a key used before (PROTOCOL.md §6.2).
 
 use super::endpoint::Endpoint;
 use super::{Author, ClientError, Entry, EntryKind, FetchedBundle, push_entry};
@@ -76,6 +87,12 @@ pub struct Seeker {
     pending: Vec<AppMessage>,
     /// The directory accepted last: a later one must be able to follow it.
     directory: Option<DirectoryVersion>,
+    /// Whether this state came from a saved blob (which the relay may have
+    /// rolled back): sessions restored with it are not sent on.
+    restored: bool,
+    /// Recipients this process has started a session with since the
+    /// restore: those it sends on. Not saved — every restore starts over.
+    renewed: Vec<IdentityPublic>,
 }
 
 impl Seeker {
@@ -87,6 +104,8 @@ impl Seeker {
             conversation: None,
             pending: Vec::new(),
             directory: None,
+            restored: false,
+            renewed: Vec::new(),
         }
     }
 
@@ -141,6 +160,8 @@ impl Seeker {
             conversation,
             pending,
             directory,
+            restored: true,
+            renewed: Vec::new(),
         })
     }
 
@@ -241,20 +262,29 @@ impl Seeker {
         Ok(changed)
     }
 
-    /// Mailboxes of recipients with no session yet (devices added since
-    /// the conversation started): fetch their prekey bundles before
-    /// [`Seeker::write`] or [`Seeker::reseal_pending`].
+    /// Mailboxes of the recipients to fetch prekey bundles for before
+    /// [`Seeker::write`], [`Seeker::reseal_pending`] or
+    /// [`Seeker::request_deletion`]: those with no session yet (devices
+    /// added since the conversation started) and, after a restore, those
+    /// not yet written to on a new session.
     pub fn missing_bundles(&self) -> Vec<MailboxId> {
         self.conversation
             .as_ref()
             .map(|c| {
                 c.counselors
                     .iter()
-                    .filter(|k| !self.endpoint.has_session(&k.identity))
+                    .filter(|k| self.needs_new_session(&k.identity))
                     .map(|k| k.mailbox.id())
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Whether the next message to `peer` must open a new session: there is
+    /// none, or the ones there are came with a restored (perhaps rolled
+    /// back) state.
+    fn needs_new_session(&self, peer: &IdentityPublic) -> bool {
+        !self.endpoint.has_session(peer) || (self.restored && !self.renewed.contains(peer))
     }
 
     /// Starts the conversation: the opening message (with the chosen team
@@ -363,14 +393,17 @@ impl Seeker {
 
     /// Asks the team to delete the conversation (sent before the seeker
     /// deletes their mailbox and state on the relay) — to every recipient
-    /// that has the conversation (a session with this seeker).
+    /// that has the conversation (a session with this seeker). `bundles`: as
+    /// for [`Seeker::write`] (after a restore the request goes on new
+    /// sessions, so a rolled-back state cannot get it dropped as a replay).
     pub fn request_deletion(
         &mut self,
+        bundles: &[FetchedBundle],
         now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
         let msg = AppMessage::new(MessageId::random(rng), now, Body::DeleteRequest);
-        self.fan_out(&msg, &[], rng)
+        self.fan_out(&msg, bundles, rng)
     }
 
     /// Whether a message now would reach at least one device.
@@ -386,7 +419,11 @@ impl Seeker {
     /// Seals `msg` to every recipient with a session; a recipient without
     /// one (added since the conversation started) gets a text as the
     /// conversation's `Opening` (same id and time) if its bundle is given,
-    /// and nothing otherwise.
+    /// and nothing otherwise. After a restore, a recipient whose bundle is
+    /// given is written to on a new session; one whose bundle could not be
+    /// fetched, on the restored session (its body key is salted per message,
+    /// §3.1, so even a reused chain position reveals nothing; the recipient
+    /// may refuse it as a replay).
     fn fan_out(
         &mut self,
         msg: &AppMessage,
@@ -401,14 +438,21 @@ impl Seeker {
         let counselors = conv.counselors.clone();
         let mut out = Vec::with_capacity(counselors.len());
         for c in &counselors {
-            if self.endpoint.has_session(&c.identity) {
+            let has_session = self.endpoint.has_session(&c.identity);
+            let bundle = bundles.iter().find(|b| b.mailbox == c.mailbox.id());
+            if has_session {
+                if let Some(bundle) = bundle.filter(|_| self.needs_new_session(&c.identity)) {
+                    self.endpoint
+                        .start_session(&c.identity, &c.mailbox, bundle, rng)?;
+                    self.renewed.push(c.identity);
+                }
                 out.push(
                     self.endpoint
                         .seal_to(&c.identity, &c.mailbox, None, msg, rng)?,
                 );
                 continue;
             }
-            let Some(bundle) = bundles.iter().find(|b| b.mailbox == c.mailbox.id()) else {
+            let Some(bundle) = bundle else {
                 continue;
             };
             let Body::Text { text } = &msg.body else {
@@ -430,6 +474,7 @@ impl Seeker {
                 &opening,
                 rng,
             )?);
+            self.renewed.push(c.identity);
         }
         Ok(out)
     }

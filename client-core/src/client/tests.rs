@@ -320,7 +320,7 @@ fn whole_conversation() {
     assert_eq!(a2.canned_answers(), w.a.canned_answers());
 
     // Delete everything: every device forgets the conversation.
-    let del = seeker.request_deletion(NOW, &mut w.rng).unwrap();
+    let del = seeker.request_deletion(&[], NOW, &mut w.rng).unwrap();
     for k in [&mut w.a, &mut w.b, &mut w.c] {
         assert_eq!(
             deliver(&del, k),
@@ -1143,7 +1143,7 @@ fn a_replayed_opening_cannot_bring_back_a_deleted_conversation() {
     deliver(&opening, &mut w.a);
     let conv = seeker.mailbox().id();
     assert!(w.a.conversation(&conv).is_some());
-    let delete = seeker.request_deletion(NOW, &mut w.rng).unwrap();
+    let delete = seeker.request_deletion(&[], NOW, &mut w.rng).unwrap();
     deliver(&delete, &mut w.a);
     assert!(w.a.conversation(&conv).is_none());
     let before = w.a.encode().unwrap();
@@ -1157,4 +1157,128 @@ fn a_replayed_opening_cannot_bring_back_a_deleted_conversation() {
     // The tombstone survives a save and a restore.
     let again = Counselor::decode(&w.a.encode().unwrap(), &w.org.public()).unwrap();
     assert!(*again.encode().unwrap() == *before);
+}
+
+/// Issue 17, item 5: the relay stores the seeker's state and serves an old
+/// copy. The restored sessions stand at chain positions already used (the
+/// counselor devices deleted those keys). The first message after the
+/// restore goes on new sessions, so it is read, and it reuses no key.
+#[test]
+fn a_seeker_state_rolled_back_by_the_relay_still_gets_its_next_message_read() {
+    use crate::sealed::{self, SealedBody};
+    let mut w = world();
+    let (mut seeker, secrets) = seeker_with_conversation(&mut w);
+    let conv = seeker.mailbox().id();
+    // A reply, so the sessions are established (plain ratchet messages).
+    let colleagues = vec![
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    let reply =
+        w.a.reply(&conv, "¿Dónde está?", &colleagues, NOW, &mut w.rng)
+            .unwrap();
+    for env in &reply {
+        if *env.recipient() == conv {
+            seeker.receive(env).unwrap();
+        }
+    }
+    let old_blob = seeker.save(&mut w.rng).unwrap();
+    let live = Seeker::restore(&secrets, &old_blob).unwrap();
+    // Visit one: the seeker writes; every device reads it.
+    let mut visit_one = live;
+    let bundles: Vec<FetchedBundle> = [&mut w.a, &mut w.b, &mut w.c]
+        .into_iter()
+        .map(|k| bundle_of(k, &mut w.rng, true))
+        .collect();
+    assert_eq!(visit_one.missing_bundles().len(), 3);
+    let first = visit_one
+        .write("I am seventeen and alone here.", &bundles, NOW, &mut w.rng)
+        .unwrap();
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        let ev = deliver(&first, k);
+        assert!(matches!(&ev[..], [Event::Message { conversation, .. }] if *conversation == conv));
+    }
+    // Visit two: the relay serves the older blob again.
+    let mut rolled_back = Seeker::restore(&secrets, &old_blob).unwrap();
+    assert_eq!(
+        rolled_back.missing_bundles().len(),
+        3,
+        "a restored state opens new sessions"
+    );
+    let bundles: Vec<FetchedBundle> = [&mut w.a, &mut w.b, &mut w.c]
+        .into_iter()
+        .map(|k| bundle_of(k, &mut w.rng, true))
+        .collect();
+    let second = rolled_back
+        .write("my aunt lives in Montreal, QC.", &bundles, NOW, &mut w.rng)
+        .unwrap();
+    assert!(rolled_back.missing_bundles().is_empty());
+    // Both arrive, at every device, in the one conversation.
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        let ev = deliver(&second, k);
+        assert!(
+            matches!(&ev[..], [Event::Message { conversation, .. }] if *conversation == conv),
+            "the message from the rolled-back state is read: {ev:?}"
+        );
+        let texts: Vec<String> = k
+            .conversation(&conv)
+            .unwrap()
+            .history
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::Text(t) => Some(t.as_str().to_owned()),
+                _ => None,
+            })
+            .collect();
+        assert!(texts.contains(&"I am seventeen and alone here.".to_owned()));
+        assert!(texts.contains(&"my aunt lives in Montreal, QC.".to_owned()));
+    }
+    // No key was reused: each message started its own session (its own
+    // PQXDH secret and ratchet), so neither ratchet message shares a
+    // message key with the other.
+    let header_of = |env: &Envelope| match sealed::open(w.a.mailbox(), env).unwrap().body {
+        SealedBody::PreKey { header, .. } => header.encode(),
+        SealedBody::Ratchet { .. } => panic!("sent on a restored session"),
+    };
+    let (h1, h2) = (
+        header_of(to(&first, &w.a)[0]),
+        header_of(to(&second, &w.a)[0]),
+    );
+    assert_ne!(h1, h2, "two different session starts");
+    // Messages after the first on a new session are sent on it, and the
+    // counselor's reply goes there and is read.
+    let third = rolled_back.write("gracias", &[], NOW, &mut w.rng).unwrap();
+    assert_eq!(deliver(&third, &mut w.a).len(), 1);
+    let reply =
+        w.a.reply(&conv, "Le escribimos mañana.", &[], NOW, &mut w.rng)
+            .unwrap();
+    let got: Vec<_> = reply
+        .iter()
+        .filter(|e| *e.recipient() == conv)
+        .filter_map(|e| rolled_back.receive(e).unwrap())
+        .collect();
+    assert_eq!(got.len(), 1);
+}
+
+/// Without a bundle (the relay withholds it) a restored state falls back to
+/// its restored session; the counselor refuses the reused position as a
+/// replay and nothing is readable from it (the body key is salted per
+/// message: `ratchet::tests::a_rolled_back_state_never_reuses_a_body_key_with_a_nonce`).
+#[test]
+fn a_relay_withholding_bundles_from_a_rolled_back_seeker_gets_only_a_refused_replay() {
+    let mut w = world();
+    let (mut seeker, secrets) = seeker_with_conversation(&mut w);
+    let conv = seeker.mailbox().id();
+    let old_blob = seeker.save(&mut w.rng).unwrap();
+    let first = seeker.write("uno", &[], NOW, &mut w.rng).unwrap();
+    assert_eq!(deliver(&first, &mut w.a).len(), 1);
+    let mut rolled_back = Seeker::restore(&secrets, &old_blob).unwrap();
+    let second = rolled_back.write("dos", &[], NOW, &mut w.rng).unwrap();
+    assert_eq!(second.len(), 3, "still written to every device");
+    let before = w.a.encode().unwrap();
+    for env in to(&second, &w.a) {
+        assert_eq!(w.a.receive(env).unwrap(), None, "dropped as a replay");
+    }
+    assert!(*w.a.encode().unwrap() == *before);
+    assert_eq!(w.a.conversation(&conv).unwrap().history.len(), 2);
 }

@@ -396,9 +396,11 @@ pub(super) async fn open(
     Ok(Outcome::Opened { expires_at })
 }
 
-/// Prekey bundles for the recipients the seeker has no session with yet
-/// (devices added since the conversation started); one that has uploaded
-/// no keys yet is left out (it gets a later message).
+/// Prekey bundles for the recipients the next message opens a session with
+/// ([`Seeker::missing_bundles`]: devices added since the conversation
+/// started and, after coming back, every recipient not yet written to on a
+/// new session); one that has uploaded no keys yet is left out (it gets a
+/// later message, or, with a session, the message on the restored one).
 async fn newcomer_bundles(io: &Io, st: &St) -> Result<Vec<FetchedBundle>, DriverError> {
     let missing = st
         .borrow()
@@ -427,7 +429,10 @@ pub(super) async fn write(io: &Io, st: &St, text: &str) -> Result<Outcome, Drive
 
 pub(super) async fn delete(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
-    let envelopes = seal(io, st, |seeker, now, rng| seeker.request_deletion(now, rng))?;
+    let bundles = newcomer_bundles(io, st).await?;
+    let envelopes = seal(io, st, |seeker, now, rng| {
+        seeker.request_deletion(&bundles, now, rng)
+    })?;
     io.deposit(envelopes).await?;
     match io.request(conn, ClientFrame::DeleteMailbox).await? {
         ServerFrame::Ok => {}

@@ -3579,16 +3579,21 @@ fn a_device_added_later_gets_the_seekers_next_message() {
         net.exec(back, Command::SeekerWrite { text: text.into() }),
         Ok(Outcome::Sent { .. })
     ));
-    // A bundle for the new device only, fetched before the write is saved.
+    // A bundle for every recipient, fetched before the write is saved: the
+    // new device, and the old one too, since a state restored from the
+    // relay (perhaps an old copy) writes on new sessions (issue 17 item 5).
     let sent = net.sent_since(back, mark);
-    let fetched: Vec<MailboxId> = sent
+    let mut fetched: Vec<MailboxId> = sent
         .iter()
         .filter_map(|f| match f {
             ClientFrame::FetchPrekeys { mailbox } => Some(*mailbox),
             _ => None,
         })
         .collect();
-    assert_eq!(fetched, vec![newcomer.mailbox]);
+    fetched.sort();
+    let mut expected = vec![devices[0].mailbox, newcomer.mailbox];
+    expected.sort();
+    assert_eq!(fetched, expected);
     let fetch = sent
         .iter()
         .position(|f| matches!(f, ClientFrame::FetchPrekeys { .. }))
@@ -3795,5 +3800,76 @@ fn who_answered_does_not_show_in_what_the_relay_receives() {
     assert_eq!(
         seen[0], seen[1],
         "replies by two counselors: the same recipients, order and sizes"
+    );
+}
+
+/// Issue 17, item 5, through the driver: the relay keeps an old copy of the
+/// seeker's state and serves it on the next visit. The message written then
+/// opens new sessions (bundles fetched first), and the team reads both it
+/// and the one written from the state the relay threw away.
+#[test]
+fn a_seeker_state_rolled_back_by_the_relay_still_gets_its_next_message_read() {
+    let (org, devices, first) = org_with_devices(2, 70);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, first);
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (codename, secrets) = secrets_for(&org, 71);
+    let mailbox = secrets.mailbox_keys().id();
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    let old = net.relay.mailboxes[&mailbox].state.clone();
+    assert!(matches!(
+        net.exec(
+            seeker,
+            Command::SeekerWrite {
+                text: "I am seventeen and alone here.".into()
+            }
+        ),
+        Ok(Outcome::Sent { .. })
+    ));
+    net.close(seeker);
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    // The relay serves the older blob.
+    net.relay.mailboxes.get_mut(&mailbox).unwrap().state = old;
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(back, open_cmd(&org, &codename)),
+        Ok(Outcome::Opened { .. })
+    ));
+    let mark = net.mark(back);
+    assert!(matches!(
+        net.exec(
+            back,
+            Command::SeekerWrite {
+                text: "my aunt lives in Montreal, QC.".into()
+            }
+        ),
+        Ok(Outcome::Sent { .. })
+    ));
+    let fetched = net
+        .sent_since(back, mark)
+        .iter()
+        .filter(|f| matches!(f, ClientFrame::FetchPrekeys { .. }))
+        .count();
+    assert_eq!(fetched, 2, "a bundle per device: new sessions");
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    assert_eq!(
+        times_in_history(&net, a, &conv, "I am seventeen and alone here."),
+        1
+    );
+    assert_eq!(
+        times_in_history(&net, a, &conv, "my aunt lives in Montreal, QC."),
+        1,
+        "the message from the rolled-back state is read"
+    );
+    assert_eq!(net.exec(b, Command::Sync), Ok(Outcome::Synced));
+    assert_eq!(
+        times_in_history(&net, b, &conv, "my aunt lives in Montreal, QC."),
+        1
     );
 }
