@@ -368,7 +368,7 @@ fn directory_verify() -> Operation {
 fn codename_derive() -> Operation {
     let mut rng = rng(6);
     let org = OrgSigningKey::generate(&mut rng).public();
-    let codename = Codename::generate(&mut rng);
+    let codename = Codename::generate(northstar_core::ids::Language::En, &mut rng);
     Box::new(move || {
         let s: SeekerSecrets = ok("codename derive", codename.derive(org.as_ed25519()));
         black_box(s);

@@ -85,7 +85,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 .ok_or_else(|| anyhow!("--language must be en, es, fr or ht"))?;
             let text = input.message(message)?;
             check_message(&text).map_err(fail)?;
-            let codename = Codename::generate(&mut OsRng);
+            let codename = Codename::generate(language, &mut OsRng);
             let secrets = derive(&codename, &org)?;
             let id = sh
                 .driver

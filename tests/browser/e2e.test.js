@@ -14,7 +14,7 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -256,7 +256,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     await page.fill("#message", QUESTION);
     await shot(page, "seeker-03-write");
     await page.click("#write-form button[type=submit]");
-    await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 7);
+    await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length >= 9);
     codename = (await page.locator("#codename-words li").allTextContents()).join(" ");
     await page.click("#send-first");
     assert.equal(await page.textContent("#codename-error"), t.es["codename.mustConfirm"]);
@@ -428,15 +428,41 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     assert.deepEqual(benCanned.canned, [{ title: "Documentos", text: "Lleva tu pasaporte y cualquier papel de la corte." }]);
   });
 
+  test("a Haitian Creole codename is shown in Kreyòl, and one miscopied word is caught and its position named", async () => {
+    const s = await open("/", { viewport: { width: 320, height: 740 }, locale: "ht-HT" });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      await page.click("[data-lang-button=ht]");
+      // Generated on the page: eleven words of the Kreyòl list.
+      const words = (await page.evaluate(async () => (await import("/core.js")).generateCodename("ht"))).split(" ");
+      assert.equal(words.length, 11);
+      const list = readFileSync(path.join(REPO, "client-core/src/codename/lists/ht.txt"), "utf8").split("\n");
+      for (const w of words) assert.ok(list.includes(w), `${w} is not in the Kreyòl list`);
+      // The spec's vector: word 4 of a Kreyòl codename replaced by the next
+      // list word. The page names word 4, never echoing it.
+      const vectors = JSON.parse(readFileSync(path.join(REPO, "docs/vectors/codename.json"), "utf8"));
+      const miscopied = vectors.parse_failures.find((f) => f.error === "WrongWord { position: 4 }");
+      assert.ok(miscopied, "the vector file has the miscopied-word case");
+      await comeBack(page, miscopied.input);
+      const expected = t.ht["err.codenameWrongWord"].replace("{position}", "4");
+      await page.waitForFunction((m) => document.getElementById("comeback-error").textContent === m, expected, { timeout: 30_000 });
+      await shot(page, "seeker-07b-comeback-miscopied-ht");
+    } finally {
+      await s.close();
+    }
+  });
+
   test("a wrong or unknown codename gets a clear message", async () => {
     const s = await open("/", { viewport: DESKTOP });
     try {
       const { page } = s;
       const t = await loadStrings(page);
       await comeBack(page, "harbor lantern");
-      await page.waitForFunction((m) => document.getElementById("comeback-error").textContent === m, t.en["err.codenameInvalid"], { timeout: 30_000 });
+      const count = t.en["err.codenameWordCount"].replace("{expected}", "9").replace("{got}", "2");
+      await page.waitForFunction((m) => document.getElementById("comeback-error").textContent === m, count, { timeout: 30_000 });
       assert.equal(await page.getAttribute("#codename-input", "aria-invalid"), "true");
-      const unknown = await page.evaluate(async () => (await import("/core.js")).generateCodename());
+      const unknown = await page.evaluate(async () => (await import("/core.js")).generateCodename("en"));
       await page.fill("#codename-input", unknown);
       await page.click("#comeback-form button[type=submit]");
       await page.waitForFunction((m) => document.getElementById("comeback-error").textContent === m, t.en["err.codenameNotFound"], { timeout: 60_000 });
@@ -554,7 +580,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
       await page.click("#topic-form button[type=submit]");
       await page.fill("#message", "¿Hay alguien ahí? Necesito ayuda.");
       await page.click("#write-form button[type=submit]");
-      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 7);
+      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length >= 9);
       await page.check("#wrote-it-down");
       await page.click("#send-first");
       await visible(page, "#screen-conversation", 60_000);
@@ -675,7 +701,7 @@ describe("a relay that takes at most 8 envelopes per deposit, an organisation of
       await visible(page, "#screen-write");
       await page.fill("#message", LONG);
       await page.click("#write-form button[type=submit]");
-      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 7);
+      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length >= 9);
       await page.check("#wrote-it-down");
       await page.click("#send-first");
       await visible(page, "#screen-conversation", 60_000);

@@ -6,7 +6,9 @@
 // documents. Everything protocol-related is tested against the real module
 // and the real relay in e2e.test.js. It is never part of the site.
 
-const CODENAME = "harbor lantern meadow copper violet summit orchard";
+// Nine words of nine letters: the longest English codename words, to test
+// that the page never breaks one.
+const CODENAME = "abdominal backtrack dashboard education fireplace gladiator hamburger important landscape";
 const wait = (ms) => new Promise((r) => setTimeout(r, ms));
 const gate = () => globalThis.__northstarTestGate ?? Promise.resolve();
 
@@ -45,7 +47,7 @@ export async function orgFingerprint() {
   return "FAKE 0000 TEST 0000 · DOUBLE 0000";
 }
 
-export async function generateCodename() {
+export async function generateCodename(_language) {
   return CODENAME;
 }
 

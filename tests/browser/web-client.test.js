@@ -23,7 +23,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const FAKE_CORE = readFileSync(path.join(here, "fake-core.js"), "utf8");
 const SHOTS = path.join(process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target"), "screenshots");
 const NEUTRAL = "https://weather.com/";
-const CODENAME = "harbor lantern meadow copper violet summit orchard";
+const CODENAME = "abdominal backtrack dashboard education fireplace gladiator hamburger important landscape";
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 800 };
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
@@ -147,7 +147,7 @@ async function toWrite(page, text = "I am 17 and alone in Texas. Can someone hel
 async function toCodename(page) {
   await toWrite(page);
   await page.click("#write-form button[type=submit]");
-  await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 7);
+  await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 9);
 }
 async function toConversation(page) {
   await page.click("[data-goto=screen-comeback]");
@@ -353,6 +353,37 @@ describe("seeker page", () => {
     }
   });
 
+  test("no codename word is ever broken across lines, at 320 px and 360 px, at 100 % and 200 % text size", async () => {
+    for (const width of [320, 360]) {
+      for (const textSize of ["100%", "200%"]) {
+        const s = await open("/", { viewport: { width, height: 740 } });
+        try {
+          const { page } = s;
+          await page.evaluate((size) => (document.documentElement.style.fontSize = size), textSize);
+          await toCodename(page);
+          const words = await page.$$eval("#codename-words li", (lis) =>
+            lis.map((li) => {
+              const range = document.createRange();
+              range.selectNodeContents(li);
+              // Lines the word's text occupies, and whether it overflows its box.
+              const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+              return { text: li.textContent, lines: lines.size, overflow: li.scrollWidth > li.clientWidth + 1 };
+            }),
+          );
+          assert.equal(words.length, 9);
+          for (const w of words) {
+            assert.equal(w.lines, 1, `"${w.text}" spans ${w.lines} lines at ${width} px, ${textSize}`);
+            assert.equal(w.overflow, false, `"${w.text}" overflows at ${width} px, ${textSize}`);
+          }
+          const listOverflow = await page.$eval("#codename-words", (ol) => ol.scrollWidth > ol.clientWidth + 1 || ol.getBoundingClientRect().right > window.innerWidth);
+          assert.equal(listOverflow, false, `the codename runs off the screen at ${width} px, ${textSize}`);
+        } finally {
+          await s.close();
+        }
+      }
+    }
+  });
+
   test("the codename must be confirmed; sending shows progress; the page then forgets it", async () => {
     const s = await open("/", {
       init: () => {
@@ -379,7 +410,7 @@ describe("seeker page", () => {
       await visible(page, "#conv-sent");
       assert.equal(await page.locator("#codename-words li").count(), 0);
       assert.equal(await page.inputValue("#message"), "");
-      assert.doesNotMatch(await page.content(), /harbor lantern/);
+      assert.doesNotMatch(await page.content(), /abdominal backtrack/);
     } finally {
       await s.close();
     }
@@ -416,7 +447,7 @@ describe("seeker page", () => {
       await page.keyboard.type("Typed with the keyboard only.");
       await tabTo("#write-form button[type=submit]");
       await page.keyboard.press("Enter");
-      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 7);
+      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 9);
       await tabTo("#wrote-it-down");
       await page.keyboard.press("Space");
       await tabTo("#send-first");

@@ -38,7 +38,7 @@ use northstar_core::UnixTime;
 use northstar_core::client::counselor::{self as team, Counselor, Status};
 use northstar_core::client::saved::DeviceState;
 use northstar_core::client::{Author, Entry, EntryKind};
-use northstar_core::codename::Codename;
+use northstar_core::codename::{Codename, CodenameError};
 use northstar_core::directory::{DirectoryError, IntakePolicy, VerifiedDirectory};
 use northstar_core::driver::{
     Command, Config, ConnId, ConnKind, Connection, Driver, DriverError, Event, Outcome, Output,
@@ -328,21 +328,55 @@ pub fn org_fingerprint(org_hex: &str) -> Result<String, JsValue> {
     Ok(parse_org(org_hex)?.fingerprint())
 }
 
-/// A fresh codename (seven words), from the browser's CSPRNG.
+/// A fresh codename in the seeker's language (`"en"`, `"es"`, `"fr"` or
+/// `"ht"`: that language's word list, nine or eleven words with the two
+/// check words), from the browser's CSPRNG.
 #[wasm_bindgen]
-pub fn generate_codename() -> String {
-    Codename::generate(&mut OsRng)
+pub fn generate_codename(language: &str) -> Result<String, JsValue> {
+    let language = Language::from_tag(language).ok_or_else(|| {
+        fail(
+            "misuse",
+            format_args!("unknown language {language:?} (en, es, fr or ht)"),
+        )
+    })?;
+    Ok(Codename::generate(language, &mut OsRng)
         .to_zeroizing_string()
         .as_str()
-        .to_owned()
+        .to_owned())
 }
 
 /// Checks a typed codename without deriving keys (cheap).
 #[wasm_bindgen]
 pub fn check_codename(codename: &str) -> Result<(), JsValue> {
-    Codename::parse(codename)
-        .map(|_| ())
-        .map_err(|e| fail("codename-invalid", e))
+    Codename::parse(codename).map(|_| ()).map_err(codename_fail)
+}
+
+/// A codename that does not parse, as an error the page can explain in
+/// the seeker's language: `code` is `codename-invalid` and `reason` one of
+/// `word-count` (with `expected`, `got`), `unknown-word` or `wrong-word`
+/// (with a 1-based `position`), `mismatch` or `too-long`. No word is echoed.
+fn codename_fail(e: CodenameError) -> JsValue {
+    let v = fail("codename-invalid", &e);
+    let o: &Object = v.unchecked_ref();
+    match e {
+        CodenameError::WrongWordCount { expected, got } => {
+            set(o, "reason", "word-count");
+            set(o, "expected", expected as u32);
+            set(o, "got", got as u32);
+        }
+        CodenameError::UnknownWord { position } => {
+            set(o, "reason", "unknown-word");
+            set(o, "position", position as u32);
+        }
+        CodenameError::WrongWord { position } => {
+            set(o, "reason", "wrong-word");
+            set(o, "position", position as u32);
+        }
+        CodenameError::Mismatch => set(o, "reason", "mismatch"),
+        CodenameError::InputTooLong { .. } => set(o, "reason", "too-long"),
+        _ => set(o, "reason", "invalid"),
+    }
+    v
 }
 
 /// Checks a new counselor passphrase against the core's one rule (at
@@ -496,7 +530,7 @@ impl WebDriver {
 
     fn derive(&self, codename: &str) -> Result<northstar_core::codename::SeekerSecrets, JsValue> {
         Codename::parse(codename)
-            .map_err(|e| fail("codename-invalid", e))?
+            .map_err(codename_fail)?
             .derive(self.org.as_ed25519())
             .map_err(|e| fail("codename-invalid", e))
     }

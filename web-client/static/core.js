@@ -55,7 +55,7 @@ export class CoreUnavailable extends Error {
 }
 
 export const ERROR_CODES = Object.freeze([
-  "codename-invalid", // not seven words of the list
+  "codename-invalid", // not a codename of any word list (see its reason)
   "codename-not-found", // well formed, but no saved conversation (expired or deleted)
   "passphrase-wrong", // counselor key store did not decrypt
   "passphrase-short", // a new counselor passphrase under 8 characters
@@ -106,6 +106,10 @@ function driverError(f) {
   }[f?.code];
   const e = new CoreError(code ?? f?.code ?? message.split(":")[0].trim(), f?.code === "claimed-by-other" && f.by ? `${f.by} has claimed this conversation` : message);
   if (f?.code) e.driverCode = f.code;
+  // What is wrong with a codename (never the words): reason, position, counts.
+  if (f?.code === "codename-invalid") {
+    for (const k of ["reason", "position", "expected", "got"]) if (f[k] !== undefined) e[k] = f[k];
+  }
   return e;
 }
 
@@ -494,9 +498,14 @@ export function orgFingerprint() {
   return guard(async () => wasm.org_fingerprint((await pinned()).orgKey));
 }
 
-/** @returns {Promise<string>} a fresh codename (seven words), generated on this device */
-export function generateCodename() {
-  return guard(() => wasm.generate_codename());
+/**
+ * @param {string} language "en", "es", "fr" or "ht": the word list
+ * @returns {Promise<string>} a fresh codename in that language (nine words in
+ *   English, eleven in the others, the last two check words), generated on
+ *   this device
+ */
+export function generateCodename(language) {
+  return guard(() => wasm.generate_codename(language));
 }
 
 /**

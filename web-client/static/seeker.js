@@ -19,7 +19,7 @@ const $ = (id) => document.getElementById(id);
 let state = freshState();
 
 function freshState() {
-  return { topics: null, topicsLoading: false, topic: null, codename: null, conversation: null, busy: false };
+  return { topics: null, topicsLoading: false, topic: null, codename: null, codenameLanguage: null, conversation: null, busy: false };
 }
 
 // -------------------------------------------------------------- messages
@@ -40,6 +40,24 @@ function clearMsg(el) {
   delete el.dataset.i18n;
   el.textContent = "";
   el.hidden = true;
+}
+
+/** Shows the translated message for an error from the core in `el`. */
+function showError(el, e) {
+  if (e?.code === "codename-invalid") {
+    // The core names what is wrong, never the words themselves.
+    switch (e.reason) {
+      case "word-count":
+        return showMsg(el, "err.codenameWordCount", { expected: e.expected, got: e.got });
+      case "unknown-word":
+        return showMsg(el, "err.codenameUnknownWord", { position: e.position });
+      case "wrong-word":
+        return showMsg(el, "err.codenameWrongWord", { position: e.position });
+      case "mismatch":
+        return showMsg(el, "err.codenameMismatch");
+    }
+  }
+  showMsg(el, errorKey(e));
 }
 
 /** The message key for an error from the core. */
@@ -129,10 +147,16 @@ function renderCodename() {
 
 async function prepareCodename() {
   clearMsg($("codename-error"));
-  if (state.codename) return;
+  // The codename is in the page's language; a new one if the language
+  // changed before it was used (it is only shown, never kept, until sent).
+  if (state.codename && state.codenameLanguage === currentLanguage()) return;
+  state.codename = null;
+  renderCodename();
   $("codename-status").hidden = false;
   try {
-    state.codename = await core.generateCodename();
+    const language = currentLanguage();
+    state.codename = await core.generateCodename(language);
+    state.codenameLanguage = language;
     renderCodename();
   } catch (e) {
     $("codename-status").hidden = true;
@@ -347,7 +371,7 @@ function wire() {
       enterConversation(conv, false);
     } catch (e) {
       showScreen("screen-comeback");
-      showMsg($("comeback-error"), errorKey(e));
+      showError($("comeback-error"), e);
       input.setAttribute("aria-invalid", "true");
       coreFailed(e);
     } finally {
@@ -412,6 +436,13 @@ function start() {
     if (state.topics) renderTopics();
     if (state.topic) $("write-topic").textContent = t("write.topic", { topic: topicLabel(state.topic) });
     refreshConversationText();
+    // A codename shown but not yet used follows the language: new words,
+    // to be written down again.
+    if (!$("screen-codename").hidden && !state.busy && state.codename && state.codenameLanguage !== currentLanguage()) {
+      $("wrote-it-down").checked = false;
+      syncSendEnabled();
+      prepareCodename();
+    }
   });
 
   if (!core.webAssemblySupported()) {

@@ -105,7 +105,7 @@ fn deliver(envs: &[Envelope], c: &mut Counselor) -> Vec<Event> {
 #[test]
 fn whole_conversation() {
     let mut w = world();
-    let codename = Codename::generate(&mut w.rng);
+    let codename = Codename::generate(Language::En, &mut w.rng);
     let secrets = codename.derive(w.org.public().as_ed25519()).unwrap();
     let mut seeker = Seeker::new(&secrets);
     let bundles = vec![
@@ -209,7 +209,7 @@ fn whole_conversation() {
     }
 
     // A wrong codename cannot open the blob.
-    let other = Codename::generate(&mut w.rng)
+    let other = Codename::generate(Language::En, &mut w.rng)
         .derive(w.org.public().as_ed25519())
         .unwrap();
     assert!(Seeker::restore(&other, &blob).is_err());
@@ -333,7 +333,7 @@ fn whole_conversation() {
 #[test]
 fn colleagues_starting_sessions_at_once_converge() {
     let mut w = world();
-    let codename = Codename::generate(&mut w.rng);
+    let codename = Codename::generate(Language::En, &mut w.rng);
     let mut seeker = Seeker::new(&codename.derive(w.org.public().as_ed25519()).unwrap());
     let bundles = vec![
         bundle_of(&mut w.a, &mut w.rng, true),
@@ -385,7 +385,7 @@ fn colleagues_starting_sessions_at_once_converge() {
 fn outsiders_and_tampering_are_refused_without_changing_state() {
     let mut w = world();
     let mut seeker = Seeker::new(
-        &Codename::generate(&mut w.rng)
+        &Codename::generate(Language::En, &mut w.rng)
             .derive(w.org.public().as_ed25519())
             .unwrap(),
     );
@@ -431,7 +431,7 @@ fn outsiders_and_tampering_are_refused_without_changing_state() {
 
     // A seeker who has not started cannot write.
     let mut fresh = Seeker::new(
-        &Codename::generate(&mut w.rng)
+        &Codename::generate(Language::En, &mut w.rng)
             .derive(w.org.public().as_ed25519())
             .unwrap(),
     );
@@ -531,7 +531,7 @@ fn claiming(
 #[test]
 fn forged_opening_naming_a_victims_mailbox_changes_nothing() {
     let mut w = world();
-    let victim = Codename::generate(&mut w.rng)
+    let victim = Codename::generate(Language::En, &mut w.rng)
         .derive(w.org.public().as_ed25519())
         .unwrap();
     // The victim's conversation exists.
@@ -573,7 +573,7 @@ fn forged_opening_naming_a_victims_mailbox_changes_nothing() {
 #[test]
 fn relay_delivering_a_forged_opening_first_cannot_take_the_conversation_over() {
     let mut w = world();
-    let victim = Codename::generate(&mut w.rng)
+    let victim = Codename::generate(Language::En, &mut w.rng)
         .derive(w.org.public().as_ed25519())
         .unwrap();
     let forger_mb = crate::keys::MailboxKeyPair::generate(&mut w.rng);
@@ -610,7 +610,7 @@ fn relay_delivering_a_forged_opening_first_cannot_take_the_conversation_over() {
 #[test]
 fn an_opening_from_another_identity_for_a_known_mailbox_is_refused() {
     let mut w = world();
-    let victim = Codename::generate(&mut w.rng)
+    let victim = Codename::generate(Language::En, &mut w.rng)
         .derive(w.org.public().as_ed25519())
         .unwrap();
     let genuine = opening_from(
@@ -662,7 +662,7 @@ fn a_device_state_seized_after_rotation_and_grace_cannot_open_a_logged_opening()
     assert!(!w.a.rotate_prekeys_if_due(NOW, &mut w.rng).unwrap());
     let v1 = w.a.prekey_bundle().unwrap();
     let mut seeker = Seeker::new(
-        &Codename::generate(&mut w.rng)
+        &Codename::generate(Language::En, &mut w.rng)
             .derive(w.org.public().as_ed25519())
             .unwrap(),
     );
@@ -732,7 +732,7 @@ fn a_device_state_seized_after_rotation_and_grace_cannot_open_a_logged_opening()
 
     // The device is fine: an opening sealed to v2 opens.
     let mut later = Seeker::new(
-        &Codename::generate(&mut w.rng)
+        &Codename::generate(Language::En, &mut w.rng)
             .derive(w.org.public().as_ed25519())
             .unwrap(),
     );
@@ -771,7 +771,7 @@ fn one_time_prekeys_handed_out_but_never_used_are_deleted_at_their_maximum_age()
     let mut w = world();
     assert!(!w.a.rotate_prekeys_if_due(NOW, &mut w.rng).unwrap());
     let mut seeker = Seeker::new(
-        &Codename::generate(&mut w.rng)
+        &Codename::generate(Language::En, &mut w.rng)
             .derive(w.org.public().as_ed25519())
             .unwrap(),
     );
@@ -841,7 +841,7 @@ fn next_directory(
 /// A seeker who opened a conversation with team 1 (every device: a, b, c),
 /// each device holding it.
 fn seeker_with_conversation(w: &mut World) -> (Seeker, crate::codename::SeekerSecrets) {
-    let secrets = Codename::generate(&mut w.rng)
+    let secrets = Codename::generate(Language::En, &mut w.rng)
         .derive(w.org.public().as_ed25519())
         .unwrap();
     let mut seeker = Seeker::new(&secrets);
@@ -1120,7 +1120,7 @@ fn an_expired_directory_is_refused() {
 #[test]
 fn a_replayed_opening_cannot_bring_back_a_deleted_conversation() {
     let mut w = world();
-    let secrets = Codename::generate(&mut w.rng)
+    let secrets = Codename::generate(Language::En, &mut w.rng)
         .derive(w.org.public().as_ed25519())
         .unwrap();
     let mut seeker = Seeker::new(&secrets);

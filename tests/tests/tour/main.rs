@@ -93,7 +93,8 @@ async fn quick_tour_and_every_path() {
     assert_eq!(topics["topics"][0]["slug"], "unaccompanied-minors");
     let start = seeker.seeker_start("unaccompanied-minors", QUESTION).await;
     let codename = start["codename"].as_str().unwrap().to_owned();
-    assert_eq!(codename.split(' ').count(), 7);
+    // A Spanish codename: nine words of the BIP-39 Spanish list, two check words.
+    assert_eq!(codename.split(' ').count(), 11);
     assert_eq!(start["relay_learns_topic"], false);
 
     // Ana sees it, claims it; Ben sees it claimed by Ana and cannot answer over her.
@@ -238,9 +239,33 @@ async fn quick_tour_and_every_path() {
             "codename is not valid",
         )
         .await;
-    let other = "abacus abdomen abdominal abide abiding ability ablaze\n";
+    // A valid codename nobody started (fixed draw, so the test is repeatable).
+    let other = northstar_core::codename::Codename::generate(
+        northstar_core::ids::Language::Es,
+        &mut <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed([7; 32]),
+    )
+    .to_string();
     seeker
-        .fails(&["seeker", "read"], other, "no conversation found")
+        .fails(
+            &["seeker", "read"],
+            &format!("{other}\n"),
+            "no conversation found",
+        )
+        .await;
+    // One word miscopied into another list word: caught, and named.
+    let mut words: Vec<String> = other.split(' ').map(str::to_owned).collect();
+    words[3] = if words[3] == "ábaco" {
+        "abeja"
+    } else {
+        "ábaco"
+    }
+    .to_owned();
+    seeker
+        .fails(
+            &["seeker", "read"],
+            &format!("{}\n", words.join(" ")),
+            "word 4 does not match the others",
+        )
         .await;
     ana.fails(
         &["counselor", "inbox"],
