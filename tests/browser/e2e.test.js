@@ -728,3 +728,72 @@ describe("a relay that takes at most 8 envelopes per deposit, an organisation of
     }
   });
 });
+
+describe("a relay whose mailboxes hold one envelope, one counselor device offline", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+  const DEVICE_PASS = "device passphrase 1234\n";
+  let dir;
+  let relay;
+  let orgKey;
+
+  before(async () => {
+    if (missing.length) return;
+    dir = path.join(tmp, "full-mailbox");
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home: path.join(dir, "admin"), relay: null }));
+    const webRoot = path.join(dir, "web");
+    cpSync(WEB_ROOT, webRoot, { recursive: true });
+    writeFileSync(path.join(webRoot, "config.json"), JSON.stringify({ org_key: orgKey.org_key, fingerprint: orgKey.fingerprint }));
+    relay = await startRealRelay(webRoot, { args: ["--mailbox-max-envelopes", "1"] });
+  });
+
+  after(async () => {
+    await relay?.stop();
+  });
+
+  test("a seeker whose message one full mailbox refused is told the others have it, in Spanish", async () => {
+    const admin = { home: path.join(dir, "admin"), relay };
+    const device = (i) => ({ home: path.join(dir, `device-${i}`), relay });
+    for (const i of [0, 1]) {
+      const key = JSON.parse(await cli(["--json", "counselor", "init", "--org", orgKey.org_key], DEVICE_PASS, device(i))).device;
+      await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", `device ${i}`, "--device", key], ADMIN_PASS, admin);
+    }
+    await cli(["admin", "publish"], ADMIN_PASS, admin);
+    for (const i of [0, 1]) await cli(["counselor", "sync"], DEVICE_PASS, device(i));
+
+    const s = await open("/", { relay, locale: "es-ES" });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      await page.click("#start");
+      await visible(page, "#topic-list .choice");
+      await page.locator("#topic-list .choice").first().click();
+      await page.click("#topic-form button[type=submit]");
+      await page.fill("#message", "Tengo 16 años y estoy solo.");
+      await page.click("#write-form button[type=submit]");
+      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 11);
+      await page.check("#wrote-it-down");
+      await page.click("#send-first");
+      await visible(page, "#screen-conversation", 60_000);
+      // Both devices' mailboxes took the opening; nothing was refused.
+      assert.equal(await page.isVisible("#conv-partly"), false);
+      // Device 0 reads (its mailbox empties); device 1 stays offline, full.
+      await cli(["counselor", "sync"], DEVICE_PASS, device(0));
+      await page.fill("#reply", "¿Alguien puede ayudarme?");
+      await page.click("#reply-form button[type=submit]");
+      const expected = t.es["conv.partlyRefused"].replace("{refused}", "1").replace("{of}", "2");
+      await page.waitForFunction((m) => document.getElementById("conv-partly").textContent === m, expected, { timeout: 60_000 });
+      assert.equal(await page.isVisible("#conv-partly"), true);
+      await shot(page, "seeker-06b-partly-refused");
+    } finally {
+      await s.close();
+    }
+    // Device 0 has both messages; device 1 only the opening.
+    const show = async (i) => {
+      const sync = JSON.parse(await cli(["--json", "counselor", "sync"], DEVICE_PASS, device(i)));
+      const inbox = JSON.parse(await cli(["--json", "counselor", "inbox"], DEVICE_PASS, device(i)));
+      const id = inbox.conversations?.[0]?.id ?? sync.events.find((e) => e.event === "new")?.conversation;
+      return JSON.parse(await cli(["--json", "counselor", "show", id], DEVICE_PASS, device(i))).messages.map((m) => m.text);
+    };
+    assert.deepEqual(await show(0), ["Tengo 16 años y estoy solo.", "¿Alguien puede ayudarme?"]);
+    assert.deepEqual(await show(1), ["Tengo 16 años y estoy solo."]);
+  });
+});

@@ -290,6 +290,9 @@ class Shell {
 
   /** Issues a command (`issue(driver, now)` returns its id); resolves with its outcome. */
   run(issue) {
+    // Set by the driver's partlyRefused event: some copies were refused by
+    // the relay (a full mailbox), the others stored.
+    this.partlyRefused = null;
     return new Promise((resolve, reject) => {
       this.input((d, now) => this.commands.set(issue(d, now), { resolve, reject })).catch((e) => reject(toCoreError(e)));
     });
@@ -403,6 +406,7 @@ class Shell {
         if (ev.event === "done") c.resolve(ev.outcome);
         else c.reject(driverError(ev));
       } else {
+        if (ev.event === "partlyRefused") this.partlyRefused = { refused: ev.refused, of: ev.of, code: ev.code };
         this.onEvent(ev);
       }
     } catch {
@@ -552,7 +556,9 @@ export function startConversation({ codename, topic, language, text, onProgress 
       });
       s.shell.onWork = null;
       progress("send", 1);
-      return conversationOf(s);
+      const conv = conversationOf(s);
+      if (s.shell.partlyRefused) conv.partlyRefused = s.shell.partlyRefused;
+      return conv;
     } catch (e) {
       if (seeker === s) forgetSeeker();
       throw e;
@@ -602,7 +608,9 @@ export function sendReply(text) {
       sent = d.conversation()?.messages.at(-1);
       return id;
     });
-    return messageOf(sent);
+    const m = messageOf(sent);
+    if (s.shell.partlyRefused) m.partlyRefused = s.shell.partlyRefused;
+    return m;
   });
 }
 
@@ -765,9 +773,12 @@ export function openCase(id) {
 }
 
 /** A team action, run by the driver: bundles for colleagues without a session, the action, save, deposit. */
+/** Runs a team action; resolves to `{ partlyRefused }` when some copies were refused. */
 function act(issue) {
   return guard(async () => {
-    await unlocked().shell.run(issue);
+    const shell = unlocked().shell;
+    await shell.run(issue);
+    return { partlyRefused: shell.partlyRefused };
   });
 }
 

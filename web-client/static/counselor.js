@@ -301,13 +301,16 @@ async function act(fn, doneKey, after) {
   busy = true;
   clearMsg($("case-error"));
   try {
-    await fn(current.id);
+    const done = await fn(current.id);
     if (after) after();
     announce(t(doneKey));
     const id = current.id;
     await loadInbox();
     current = await core.openCase(id);
     renderCase();
+    // Some colleagues' (or the seeker's) mailboxes were full: say so.
+    const partly = done?.partlyRefused;
+    if (partly?.refused > 0) showMsg($("case-error"), "c.partlyRefused", { refused: partly.refused, of: partly.of });
   } catch (e) {
     showMsg($("case-error"), errorKey(e));
   } finally {

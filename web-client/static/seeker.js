@@ -60,6 +60,16 @@ function showError(el, e) {
   showMsg(el, errorKey(e));
 }
 
+/**
+ * Some of the team's devices could not take the message now (their mailbox
+ * on the server is full); the others have it. Said plainly, or hidden.
+ */
+function showPartlyRefused(partly) {
+  const el = $("conv-partly");
+  if (partly && partly.refused > 0) showMsg(el, "conv.partlyRefused", { refused: partly.refused, of: partly.of });
+  else clearMsg(el);
+}
+
 /** The message key for an error from the core. */
 function errorKey(e) {
   if (e instanceof core.CoreUnavailable) return "err.core";
@@ -238,6 +248,7 @@ function refreshConversationText() {
 function enterConversation(conv, justSent) {
   state.conversation = conv;
   $("conv-sent").hidden = !justSent;
+  showPartlyRefused(justSent ? conv.partlyRefused : null);
   renderConversation();
   showScreen("screen-conversation");
   core
@@ -398,6 +409,7 @@ function wire() {
       $("messages").append(renderMessage(m));
       $("reply").value = "";
       announce(t("reply.sent"));
+      showPartlyRefused(m.partlyRefused);
     } catch (e) {
       showMsg($("reply-error"), errorKey(e));
     } finally {
