@@ -19,6 +19,7 @@ use rand_chacha::ChaCha20Rng;
 
 use super::{ConnId, ConnKind, DriverError, Event, Output, WorkId};
 use crate::UnixTime;
+use crate::error::DecodeError;
 use crate::frame::{
     self, ClientFrame, ErrorCode, FRAME_HEADER_LEN, MAX_ACK_IDS, MAX_BATCH_ENVELOPES, ServerFrame,
 };
@@ -128,6 +129,10 @@ pub(crate) struct Link {
     next_work: u64,
     timers: BTreeMap<u64, (UnixTime, bool)>,
     next_timer: u64,
+    /// The frame version a relay spoke instead of ours, if one did: every
+    /// relay failing to open then says why (`UnsupportedVersion`), not
+    /// merely that none could be reached.
+    other_version: Option<u8>,
 }
 
 impl core::fmt::Debug for Link {
@@ -153,6 +158,7 @@ impl Link {
             next_work: 1,
             timers: BTreeMap::new(),
             next_timer: 1,
+            other_version: None,
         }
     }
 
@@ -191,9 +197,24 @@ impl Link {
         };
         let (request, f) = match ServerFrame::decode(bytes) {
             Ok(x) => x,
-            Err(_) => {
+            Err(e) => {
+                // A relay of another protocol version: its very hello does
+                // not decode. Said plainly, and the next relay is tried.
+                let err = match e.error {
+                    DecodeError::UnsupportedVersion { got, .. } => {
+                        self.other_version = Some(got);
+                        DriverError::UnsupportedVersion {
+                            relay: got,
+                            ours: frame::FRAME_VERSION,
+                        }
+                    }
+                    _ => DriverError::Protocol,
+                };
+                if matches!(c.phase, Phase::Opening { .. }) {
+                    self.relay_cursor = self.relay_cursor.wrapping_add(1);
+                }
                 c.phase = Phase::Closed;
-                Self::fail_pending(c, &DriverError::Protocol);
+                Self::fail_pending(c, &err);
                 self.out.push_back(Output::Close { conn });
                 return;
             }
@@ -447,7 +468,13 @@ impl Io {
             }
             self.with(|l| l.close(conn));
         }
-        Err(DriverError::Network)
+        Err(self.with(|l| match l.other_version.take() {
+            Some(relay) => DriverError::UnsupportedVersion {
+                relay,
+                ours: frame::FRAME_VERSION,
+            },
+            None => DriverError::Network,
+        }))
     }
 
     pub(crate) fn close(&self, conn: ConnId) {

@@ -222,6 +222,13 @@ pub enum DriverError {
     /// The relay answered something that makes no sense for the request.
     #[error("the relay answered unexpectedly")]
     Protocol,
+    /// The relay speaks another version of the relay protocol (its frames
+    /// carry frame version `relay`; this client speaks `ours`): one of the
+    /// two must be updated. Version 1 and 2 do not interoperate.
+    #[error(
+        "unsupported version: the relay speaks protocol version {relay}, this client version {ours}"
+    )]
+    UnsupportedVersion { relay: u8, ours: u8 },
     /// The relay refused the request.
     #[error("the relay refused the request ({})", code.name())]
     Relay { code: ErrorCode },

@@ -540,6 +540,8 @@ struct Net {
     down: BTreeSet<String>,
     /// Relay URLs that accept the connection and then never say hello.
     silent: BTreeSet<String>,
+    /// Relay URLs that speak frame version 1 (their hello says so).
+    version_1: BTreeSet<String>,
     /// Decides the fate of every frame a driver sends (all pass if `None`).
     fault: Option<FaultFn>,
     /// Decides which connections cannot be opened (all open if `None`).
@@ -564,6 +566,7 @@ impl Net {
             inbox: VecDeque::new(),
             down: BTreeSet::new(),
             silent: BTreeSet::new(),
+            version_1: BTreeSet::new(),
             fault: None,
             refuse: None,
             next_seed: 1,
@@ -683,7 +686,10 @@ impl Net {
                 if self.silent.contains(&url) {
                     return;
                 }
-                let hello = self.relay.connect((i, conn));
+                let mut hello = self.relay.connect((i, conn));
+                if self.version_1.contains(&url) {
+                    hello[0] = 1;
+                }
                 self.inbox.push_back((i, conn, hello));
             }
             Output::Send { conn, frame } => {
@@ -2604,6 +2610,41 @@ fn a_relay_that_never_says_hello_is_given_up_after_the_connect_timeout() {
     assert!(urls[1..].iter().all(|u| *u == RELAY), "{urls:?}");
     assert_eq!(net.open_of(a, ConnKind::Mailbox).len(), 1);
     assert_eq!(net.open_of(a, ConnKind::Anonymous).len(), 0);
+}
+
+/// The failure: a relay still on version 1 of the relay protocol (whose
+/// deposit and prekey frames mean other things). Its hello does not decode,
+/// nothing is sent to it, and the command says why instead of "cannot be
+/// reached"; a version 2 relay further down the list is used.
+#[test]
+fn a_version_1_relay_is_refused_with_a_clear_error() {
+    let (org, devices, directory) = org_with_devices(1, 38);
+    let old = "wss://old.test";
+    let mut net = Net::with_relays(&org, ROOMY, &[old]);
+    publish(&mut net, directory.clone());
+    net.version_1.insert(old.into());
+    let a = net.counselor(&devices[0]);
+    let failed = net.exec(a, Command::Sync);
+    assert_eq!(
+        failed,
+        Err(DriverError::UnsupportedVersion { relay: 1, ours: 2 })
+    );
+    assert_eq!(
+        failed.unwrap_err().to_string(),
+        "unsupported version: the relay speaks protocol version 1, this client version 2"
+    );
+    assert!(net.clients[a].open.is_empty(), "the connection is closed");
+    assert!(net.relay.mailboxes.is_empty(), "nothing registered");
+    assert!(
+        net.sent_since(a, 0).is_empty(),
+        "no frame went to the old relay"
+    );
+    // With a version 2 relay next in the list, the command goes there.
+    let mut net = Net::with_relays(&org, ROOMY, &[old, RELAY]);
+    publish(&mut net, directory);
+    net.version_1.insert(old.into());
+    let a = net.counselor(&devices[0]);
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
 }
 
 #[test]

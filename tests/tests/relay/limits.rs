@@ -198,7 +198,7 @@ async fn oversize_frames_get_an_error_then_a_close() {
         .unwrap();
     let mut c = relay.client().await.unwrap();
     assert_eq!(c.max_frame_len, 65536);
-    let mut big = vec![1, 0, 0, 0, 42, 0x07];
+    let mut big = vec![2, 0, 0, 0, 42, 0x07];
     big.resize(70_000, 0);
     c.send_raw(big).await.unwrap();
     assert_eq!(
@@ -212,7 +212,7 @@ async fn oversize_frames_get_an_error_then_a_close() {
     );
     c.challenge().await.unwrap();
     // Beyond twice the limit the socket refuses and closes.
-    let mut huge = vec![1, 0, 0, 0, 43, 0x07];
+    let mut huge = vec![2, 0, 0, 0, 43, 0x07];
     huge.resize(200_000, 0);
     let _ = c.send_raw(huge).await;
     assert!(c.is_closed_within(Duration::from_secs(5)).await);
@@ -309,7 +309,7 @@ async fn batch_state_and_prekey_caps() {
     .await
     .unwrap();
     // Beyond the protocol maximum of 64, the frame itself is refused.
-    let mut raw = vec![1, 0, 0, 0, 99, 0x01, 0, 0, 65];
+    let mut raw = vec![2, 0, 0, 0, 99, 0x01, 0, 0, 65];
     for _ in 0..65 {
         raw.extend_from_slice(&seal(mb.id(), b"x").encode());
     }
