@@ -75,7 +75,8 @@ impl Hello {
 struct Tally {
     /// Envelopes the relay holds (stored now, or already).
     held: usize,
-    /// Envelopes the relay refused (their recipients' mailboxes are full).
+    /// Envelopes the relay refused (their recipients' mailboxes are full,
+    /// or not registered).
     refused: usize,
     /// The first refusal's code.
     code: Option<ErrorCode>,
@@ -583,9 +584,10 @@ impl Io {
     /// with its proof of work. A lost connection moves on to a new one (the
     /// next relay of the list when it failed to open) for the batches left.
     ///
-    /// A full mailbox does not stop the rest: the relay stores a batch for
-    /// every recipient with room and names the envelopes it refused (a
-    /// frame refused whole is `quota_exceeded`, and the next frames go on).
+    /// A full or unknown (deleted) mailbox does not stop the rest: the
+    /// relay stores a batch for every registered recipient with room and
+    /// names the envelopes it refused (a frame refused whole is
+    /// `quota_exceeded` or `unknown_mailbox`, and the next frames go on).
     /// Every envelope the relay holds counts as sent; the refused ones are
     /// not sent again. When some were refused and some stored, the deposit
     /// succeeds and says so with [`Event::PartlyRefused`]; when the relay
@@ -681,15 +683,15 @@ impl Io {
                         tally.code.get_or_insert(r.code);
                     }
                 }
-                // Refused whole for its recipients' quotas: nothing changed
-                // (the challenge neither), and the next frames may reach
-                // other mailboxes.
+                // Refused whole, its recipients' mailboxes full or unknown
+                // (a deleted device): nothing changed (the challenge
+                // neither), and the next frames may reach other mailboxes.
                 Err(DriverError::Relay {
-                    code: ErrorCode::QuotaExceeded,
+                    code: code @ (ErrorCode::QuotaExceeded | ErrorCode::UnknownMailbox),
                 }) => {
                     left.drain(..n);
                     tally.refused += n;
-                    tally.code.get_or_insert(ErrorCode::QuotaExceeded);
+                    tally.code.get_or_insert(code);
                 }
                 Ok(_) => return Err(DriverError::Protocol),
                 Err(e) => return Err(e),

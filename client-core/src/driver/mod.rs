@@ -193,8 +193,9 @@ pub enum Event {
     /// The mailbox connection's state changed.
     Connection(Connection),
     /// A deposit reached some of its recipients, but the relay refused
-    /// `refused` of its `of` envelopes (`code`: `quota_exceeded`, their
-    /// mailboxes are full). The command goes on: every envelope the relay
+    /// `refused` of its `of` envelopes (`code`, the first refusal's:
+    /// `quota_exceeded`, their mailboxes are full, or `unknown_mailbox`,
+    /// a device whose mailbox was deleted). The command goes on: every envelope the relay
     /// stored counts as sent — a seeker still reaches the rest of the team —
     /// and the refused ones are not sent again (a counselor's outbox does
     /// not keep them: a mailbox full for weeks would fill it and stop every
