@@ -20,6 +20,9 @@ MAP = {
     "state.json": ["state_blob"],
     "message.json": ["app_message"],
     "saved.json": ["saved_state"],
+    "end_to_end.json": ["envelope", "ratchet_message", "prekey_bundle", "app_message"],
+    "negative.json": ["client_frame", "server_frame", "envelope", "ratchet_message",
+                      "prekey_bundle", "directory"],
 }
 
 def hexes(x):

@@ -307,6 +307,9 @@ pub fn explain(e: &DriverError) -> String {
             "cannot reach the relay (check --relay and the network, then try again)".into()
         }
         DriverError::Protocol => "the relay answered something unexpected; try again".into(),
+        DriverError::UnsupportedVersion { relay, ours } => format!(
+            "unsupported version: the relay speaks protocol version {relay} and this northstar version {ours}; one of the two must be updated"
+        ),
         DriverError::Relay { code } => explain_code(*code).into(),
         DriverError::TooLargeForRelay { size, max } => format!(
             "this message is too large for the relay ({size} bytes; it accepts {max} bytes in one frame)"

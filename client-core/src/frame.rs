@@ -4,7 +4,7 @@
 //! Every frame is one binary WebSocket message:
 //!
 //! ```text
-//! frame = version:u8 (=1) || request_id:u32 || tag:u8 || body
+//! frame = version:u8 (=2) || request_id:u32 || tag:u8 || body
 //! ```
 //!
 //! A reply echoes the request id of the request it answers. Frames the relay
@@ -17,11 +17,11 @@
 //! use northstar_core::frame::{ClientFrame, ErrorCode, ServerFrame};
 //!
 //! let bytes = ClientFrame::Challenge.encode(7)?;
-//! assert_eq!(bytes, [1, 0, 0, 0, 7, 0x03]);
+//! assert_eq!(bytes, [2, 0, 0, 0, 7, 0x03]);
 //! assert_eq!(ClientFrame::decode(&bytes)?, (7, ClientFrame::Challenge));
 //!
 //! let reply = ServerFrame::Error { code: ErrorCode::RateLimited }.encode(7)?;
-//! assert_eq!(reply, [1, 0, 0, 0, 7, 0xFF, 0, 4]);
+//! assert_eq!(reply, [2, 0, 0, 0, 7, 0xFF, 0, 4]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -36,7 +36,7 @@ use crate::sealed::Envelope;
 use crate::wire::{Reader, Writer};
 
 /// Frame format version.
-pub const FRAME_VERSION: u8 = 1;
+pub const FRAME_VERSION: u8 = 2;
 
 /// Request id of frames the relay sends unasked (hello, deliveries).
 pub const PUSH_REQUEST_ID: u32 = 0;
@@ -1204,12 +1204,67 @@ mod tests {
         }
     }
 
+    /// The failure: a version 1 client and a version 2 relay (the deposit
+    /// and prekey frames changed meaning between them) talk past each
+    /// other. Each side refuses the other's frames by their version byte,
+    /// before anything else is read, with `unsupported_version`.
+    #[test]
+    fn a_version_1_frame_is_refused_with_a_clear_error() {
+        let v1_challenge = [1, 0, 0, 0, 7, 0x03];
+        let e = ClientFrame::decode(&v1_challenge).unwrap_err();
+        assert_eq!((e.request_id, e.code()), (7, ErrorCode::UnsupportedVersion));
+        assert_eq!(
+            e.error,
+            DecodeError::UnsupportedVersion {
+                what: "frame",
+                expected: 2,
+                got: 1
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "frame (request 7): unsupported frame version 1, expected 2"
+        );
+        // The relay's answer, to the request it could read the id of.
+        let reply = ServerFrame::Error { code: e.code() }
+            .encode(e.request_id)
+            .unwrap();
+        assert_eq!(reply, [2, 0, 0, 0, 7, 0xFF, 0, 2]);
+        assert_eq!(ErrorCode::UnsupportedVersion.name(), "unsupported_version");
+        // A version 1 relay's hello, as a version 2 client reads it.
+        let mut hello = ServerFrame::Hello {
+            pow_challenge: [0; 32],
+            pow_difficulty: 16,
+            max_frame_len: 1 << 20,
+            max_batch: 64,
+        }
+        .encode(PUSH_REQUEST_ID)
+        .unwrap();
+        hello[0] = 1;
+        let e = ServerFrame::decode(&hello).unwrap_err();
+        assert_eq!(
+            e.error,
+            DecodeError::UnsupportedVersion {
+                what: "frame",
+                expected: 2,
+                got: 1
+            }
+        );
+        // Every frame is written as version 2.
+        for f in all_client_frames() {
+            assert_eq!(f.encode(1).unwrap()[0], 2);
+        }
+        for f in all_server_frames() {
+            assert_eq!(f.encode(1).unwrap()[0], 2);
+        }
+    }
+
     #[test]
     fn strictness() {
         let good = ClientFrame::Subscribe.encode(42).unwrap();
-        assert_eq!(good, [1, 0, 0, 0, 42, 5]);
+        assert_eq!(good, [2, 0, 0, 0, 42, 5]);
         let mut bad = good.clone();
-        bad[0] = 2;
+        bad[0] = 1;
         let e = ClientFrame::decode(&bad).unwrap_err();
         assert_eq!(
             (e.request_id, e.code()),
@@ -1219,16 +1274,16 @@ mod tests {
         trailing.push(0);
         let e = ClientFrame::decode(&trailing).unwrap_err();
         assert_eq!((e.request_id, e.code()), (42, ErrorCode::Malformed));
-        assert_eq!(ClientFrame::decode(&[1, 0]).unwrap_err().request_id, 0);
+        assert_eq!(ClientFrame::decode(&[2, 0]).unwrap_err().request_id, 0);
         let mut unknown = good.clone();
         unknown[5] = 0x7F;
         assert!(ClientFrame::decode(&unknown).is_err());
         // Empty batch, bad pow flag, too many envelopes.
-        assert!(ClientFrame::decode(&[1, 0, 0, 0, 1, 1, 0, 0, 0]).is_err());
-        assert!(ClientFrame::decode(&[1, 0, 0, 0, 1, 1, 2, 0, 1]).is_err());
-        let e = ClientFrame::decode(&[1, 0, 0, 0, 1, 1, 0, 0, 65]).unwrap_err();
+        assert!(ClientFrame::decode(&[2, 0, 0, 0, 1, 1, 0, 0, 0]).is_err());
+        assert!(ClientFrame::decode(&[2, 0, 0, 0, 1, 1, 2, 0, 1]).is_err());
+        let e = ClientFrame::decode(&[2, 0, 0, 0, 1, 1, 0, 0, 65]).unwrap_err();
         assert_eq!(e.code(), ErrorCode::BatchTooLarge);
-        let huge = vec![1u8; MAX_FRAME_LEN + 1];
+        let huge = vec![2u8; MAX_FRAME_LEN + 1];
         let e = ClientFrame::decode(&huge).unwrap_err();
         assert_eq!(e.code(), ErrorCode::FrameTooLarge);
         // A deliver whose id does not match its envelope.
@@ -1242,13 +1297,13 @@ mod tests {
         .unwrap();
         b[6] ^= 1;
         assert!(ServerFrame::decode(&b).is_err());
-        assert!(ServerFrame::decode(&[1, 0, 0, 0, 0, 0xFF, 0, 99]).is_err());
+        assert!(ServerFrame::decode(&[2, 0, 0, 0, 0, 0xFF, 0, 99]).is_err());
         // Prekey frames of protocol version 1 (no one-time ML-KEM prekeys,
         // no replace flag) do not decode; nor do flags other than 0 or 1.
-        assert!(ClientFrame::decode(&[1, 0, 0, 0, 1, 0x09, 0, 1, 0xAA, 0, 0]).is_err());
-        assert!(ServerFrame::decode(&[1, 0, 0, 0, 1, 0x89, 0, 1, 0xAA, 0]).is_err());
-        assert!(ServerFrame::decode(&[1, 0, 0, 0, 1, 0x89, 0, 1, 0xAA, 0, 2]).is_err());
-        assert!(ServerFrame::decode(&[1, 0, 0, 0, 1, 0x88, 0, 0, 0, 1]).is_err());
+        assert!(ClientFrame::decode(&[2, 0, 0, 0, 1, 0x09, 0, 1, 0xAA, 0, 0]).is_err());
+        assert!(ServerFrame::decode(&[2, 0, 0, 0, 1, 0x89, 0, 1, 0xAA, 0]).is_err());
+        assert!(ServerFrame::decode(&[2, 0, 0, 0, 1, 0x89, 0, 1, 0xAA, 0, 2]).is_err());
+        assert!(ServerFrame::decode(&[2, 0, 0, 0, 1, 0x88, 0, 0, 0, 1]).is_err());
         let mut up = ClientFrame::UploadPrekeys {
             signed_bundle: vec![1],
             one_time: Vec::new(),
@@ -1262,14 +1317,14 @@ mod tests {
         up.pop();
         assert!(ClientFrame::decode(&up).is_err());
         // A count of one-time ML-KEM prekeys with fewer bytes than it says.
-        let mut short = vec![1, 0, 0, 0, 1, 0x09, 0, 1, 0xAA, 0, 0, 0, 2];
+        let mut short = vec![2, 0, 0, 0, 1, 0x09, 0, 1, 0xAA, 0, 0, 0, 2];
         short.extend_from_slice(&[0; ONE_TIME_PQ_PREKEY_LEN]);
         short.push(0);
         assert!(ClientFrame::decode(&short).is_err());
         // A deposit result names each refused envelope once, in order,
         // within the batch, with a known code.
         let deposited = |accepted: u16, refused: &[(u16, u16)]| {
-            let mut b = vec![1, 0, 0, 0, 1, 0x83];
+            let mut b = vec![2, 0, 0, 0, 1, 0x83];
             b.extend_from_slice(&accepted.to_be_bytes());
             b.extend_from_slice(&[0; 32]);
             b.extend_from_slice(&(refused.len() as u16).to_be_bytes());
@@ -1584,7 +1639,7 @@ mod tests {
 
         #[test]
         fn decode_with_valid_header_never_panics(tag in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let mut b = vec![1, 0, 0, 0, 9, tag];
+            let mut b = vec![2, 0, 0, 0, 9, tag];
             b.extend_from_slice(&body);
             let _ = ClientFrame::decode(&b);
             let _ = ServerFrame::decode(&b);

@@ -69,6 +69,8 @@ pub mod pqxdh;
 pub mod ratchet;
 pub mod sealed;
 pub mod state;
+#[cfg(test)]
+mod vectors;
 mod wire;
 
 /// Not API: the strict codec, for the fuzz targets only (as rustls's

@@ -83,6 +83,6 @@ mod tests {
         let r = Request::decode(&bytes).unwrap();
         assert_eq!((r.id, r.frame, r.wire_len), (7, ClientFrame::Challenge, 6));
         let e = encode_reply(7, Err(ErrorCode::RateLimited)).unwrap();
-        assert_eq!(&e[..], [1, 0, 0, 0, 7, 0xFF, 0, 4]);
+        assert_eq!(&e[..], [2, 0, 0, 0, 7, 0xFF, 0, 4]);
     }
 }

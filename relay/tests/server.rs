@@ -528,18 +528,18 @@ async fn bad_frames_get_error_frames_and_oversize_ones_a_close() {
     c.send_messages(vec![Message::Text("hello".into())]).await;
     assert_eq!(c.recv().await, (0, error(ErrorCode::Malformed)));
     // A broken frame is answered under the request id in its header.
-    c.send_messages(vec![Message::Binary(vec![1, 0, 0, 0, 9, 0xEE].into())])
+    c.send_messages(vec![Message::Binary(vec![2, 0, 0, 0, 9, 0xEE].into())])
         .await;
     assert_eq!(c.recv().await, (9, error(ErrorCode::Malformed)));
     // Between the limit and twice it: an error frame, and the connection lives.
-    let mut big = vec![1, 0, 0, 0, 42, 0x07];
+    let mut big = vec![2, 0, 0, 0, 42, 0x07];
     big.resize(70_000, 0);
     c.send_messages(vec![Message::Binary(big.into())]).await;
     assert_eq!(c.recv().await, (42, error(ErrorCode::FrameTooLarge)));
     c.challenge().await;
     // Beyond twice the limit the WebSocket library refuses it while reading,
     // and the connection closes.
-    let mut huge = vec![1, 0, 0, 0, 43, 0x07];
+    let mut huge = vec![2, 0, 0, 0, 43, 0x07];
     huge.resize(200_000, 0);
     let _ = c.ws.send(Message::Binary(huge.into())).await;
     assert!(

@@ -169,6 +169,7 @@ pub fn driver_error_code(e: &DriverError) -> &'static str {
         DriverError::NoRelay => "no-relay",
         DriverError::Network => "network",
         DriverError::Protocol => "protocol",
+        DriverError::UnsupportedVersion { .. } => "unsupported-version",
         DriverError::Relay { .. } => "relay",
         DriverError::TooLargeForRelay { .. } => "too-large-for-relay",
         DriverError::NoDirectory => "no-directory",

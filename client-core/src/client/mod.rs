@@ -21,7 +21,7 @@ pub mod endpoint;
 pub mod saved;
 pub mod seeker;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::directory::{DeviceId, PartnerId};
 use crate::ids::MailboxId;

@@ -1114,6 +1114,43 @@ fn an_expired_directory_is_refused() {
     assert!(w.a.claim(&conv, &bundles, expiry, &mut w.rng).is_ok());
 }
 
+/// The replayed-opening negative vector (`crate::vectors`): a counselor
+/// device's state (§6.3) that holds the tombstone of a deleted
+/// conversation, its organisation key, and the conversation's logged
+/// opening, sent without one-time prekeys.
+pub(crate) fn replayed_opening_case() -> (
+    zeroize::Zeroizing<Vec<u8>>,
+    crate::directory::OrgPublicKey,
+    Vec<u8>,
+) {
+    let mut w = world();
+    let secrets = Codename::generate(&mut w.rng)
+        .derive(w.org.public().as_ed25519())
+        .unwrap();
+    let mut seeker = Seeker::new(&secrets);
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, false),
+        bundle_of(&mut w.b, &mut w.rng, false),
+        bundle_of(&mut w.c, &mut w.rng, false),
+    ];
+    let opening = seeker
+        .start(
+            &w.dir,
+            TeamId(1),
+            Language::En,
+            "help",
+            &bundles,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    deliver(&opening, &mut w.a);
+    let delete = seeker.request_deletion(&[], NOW, &mut w.rng).unwrap();
+    deliver(&delete, &mut w.a);
+    let replay = to(&opening, &w.a)[0].encode();
+    (w.a.encode().unwrap(), w.org.public(), replay)
+}
+
 /// The attack: the relay logged a seeker's opening (sent without a one-time
 /// prekey, which the relay can withhold) and replays it after the seeker
 /// deleted everything, to bring the conversation back onto the devices.

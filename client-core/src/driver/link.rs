@@ -19,6 +19,7 @@ use rand_chacha::ChaCha20Rng;
 
 use super::{ConnId, ConnKind, DriverError, Event, Output, WorkId};
 use crate::UnixTime;
+use crate::error::DecodeError;
 use crate::frame::{
     self, ClientFrame, ErrorCode, FRAME_HEADER_LEN, MAX_ACK_IDS, MAX_BATCH_ENVELOPES, ServerFrame,
 };
@@ -74,7 +75,8 @@ impl Hello {
 struct Tally {
     /// Envelopes the relay holds (stored now, or already).
     held: usize,
-    /// Envelopes the relay refused (their recipients' mailboxes are full).
+    /// Envelopes the relay refused (their recipients' mailboxes are full,
+    /// or not registered).
     refused: usize,
     /// The first refusal's code.
     code: Option<ErrorCode>,
@@ -128,6 +130,10 @@ pub(crate) struct Link {
     next_work: u64,
     timers: BTreeMap<u64, (UnixTime, bool)>,
     next_timer: u64,
+    /// The frame version a relay spoke instead of ours, if one did: every
+    /// relay failing to open then says why (`UnsupportedVersion`), not
+    /// merely that none could be reached.
+    other_version: Option<u8>,
 }
 
 impl core::fmt::Debug for Link {
@@ -153,6 +159,7 @@ impl Link {
             next_work: 1,
             timers: BTreeMap::new(),
             next_timer: 1,
+            other_version: None,
         }
     }
 
@@ -191,9 +198,24 @@ impl Link {
         };
         let (request, f) = match ServerFrame::decode(bytes) {
             Ok(x) => x,
-            Err(_) => {
+            Err(e) => {
+                // A relay of another protocol version: its very hello does
+                // not decode. Said plainly, and the next relay is tried.
+                let err = match e.error {
+                    DecodeError::UnsupportedVersion { got, .. } => {
+                        self.other_version = Some(got);
+                        DriverError::UnsupportedVersion {
+                            relay: got,
+                            ours: frame::FRAME_VERSION,
+                        }
+                    }
+                    _ => DriverError::Protocol,
+                };
+                if matches!(c.phase, Phase::Opening { .. }) {
+                    self.relay_cursor = self.relay_cursor.wrapping_add(1);
+                }
                 c.phase = Phase::Closed;
-                Self::fail_pending(c, &DriverError::Protocol);
+                Self::fail_pending(c, &err);
                 self.out.push_back(Output::Close { conn });
                 return;
             }
@@ -447,7 +469,13 @@ impl Io {
             }
             self.with(|l| l.close(conn));
         }
-        Err(DriverError::Network)
+        Err(self.with(|l| match l.other_version.take() {
+            Some(relay) => DriverError::UnsupportedVersion {
+                relay,
+                ours: frame::FRAME_VERSION,
+            },
+            None => DriverError::Network,
+        }))
     }
 
     pub(crate) fn close(&self, conn: ConnId) {
@@ -556,9 +584,10 @@ impl Io {
     /// with its proof of work. A lost connection moves on to a new one (the
     /// next relay of the list when it failed to open) for the batches left.
     ///
-    /// A full mailbox does not stop the rest: the relay stores a batch for
-    /// every recipient with room and names the envelopes it refused (a
-    /// frame refused whole is `quota_exceeded`, and the next frames go on).
+    /// A full or unknown (deleted) mailbox does not stop the rest: the
+    /// relay stores a batch for every registered recipient with room and
+    /// names the envelopes it refused (a frame refused whole is
+    /// `quota_exceeded` or `unknown_mailbox`, and the next frames go on).
     /// Every envelope the relay holds counts as sent; the refused ones are
     /// not sent again. When some were refused and some stored, the deposit
     /// succeeds and says so with [`Event::PartlyRefused`]; when the relay
@@ -654,15 +683,15 @@ impl Io {
                         tally.code.get_or_insert(r.code);
                     }
                 }
-                // Refused whole for its recipients' quotas: nothing changed
-                // (the challenge neither), and the next frames may reach
-                // other mailboxes.
+                // Refused whole, its recipients' mailboxes full or unknown
+                // (a deleted device): nothing changed (the challenge
+                // neither), and the next frames may reach other mailboxes.
                 Err(DriverError::Relay {
-                    code: ErrorCode::QuotaExceeded,
+                    code: code @ (ErrorCode::QuotaExceeded | ErrorCode::UnknownMailbox),
                 }) => {
                     left.drain(..n);
                     tally.refused += n;
-                    tally.code.get_or_insert(ErrorCode::QuotaExceeded);
+                    tally.code.get_or_insert(code);
                 }
                 Ok(_) => return Err(DriverError::Protocol),
                 Err(e) => return Err(e),

@@ -193,8 +193,9 @@ pub enum Event {
     /// The mailbox connection's state changed.
     Connection(Connection),
     /// A deposit reached some of its recipients, but the relay refused
-    /// `refused` of its `of` envelopes (`code`: `quota_exceeded`, their
-    /// mailboxes are full). The command goes on: every envelope the relay
+    /// `refused` of its `of` envelopes (`code`, the first refusal's:
+    /// `quota_exceeded`, their mailboxes are full, or `unknown_mailbox`,
+    /// a device whose mailbox was deleted). The command goes on: every envelope the relay
     /// stored counts as sent — a seeker still reaches the rest of the team —
     /// and the refused ones are not sent again (a counselor's outbox does
     /// not keep them: a mailbox full for weeks would fill it and stop every
@@ -222,6 +223,13 @@ pub enum DriverError {
     /// The relay answered something that makes no sense for the request.
     #[error("the relay answered unexpectedly")]
     Protocol,
+    /// The relay speaks another version of the relay protocol (its frames
+    /// carry frame version `relay`; this client speaks `ours`): one of the
+    /// two must be updated. Version 1 and 2 do not interoperate.
+    #[error(
+        "unsupported version: the relay speaks protocol version {relay}, this client version {ours}"
+    )]
+    UnsupportedVersion { relay: u8, ours: u8 },
     /// The relay refused the request.
     #[error("the relay refused the request ({})", code.name())]
     Relay { code: ErrorCode },

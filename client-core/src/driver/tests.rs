@@ -280,13 +280,18 @@ impl Relay {
                 if envelopes.len() > usize::from(self.limits.max_batch) {
                     return Err(ErrorCode::BatchTooLarge);
                 }
+                // An unknown recipient's envelopes are refused; a batch
+                // for unknown recipients only is refused whole.
                 let mut pow_required = false;
+                let mut known = false;
                 for e in &envelopes {
-                    pow_required |= self
-                        .mailboxes
-                        .get(e.recipient())
-                        .ok_or(ErrorCode::UnknownMailbox)?
-                        .pow_required;
+                    if let Some(m) = self.mailboxes.get(e.recipient()) {
+                        pow_required |= m.pow_required;
+                        known = true;
+                    }
+                }
+                if !known {
+                    return Err(ErrorCode::UnknownMailbox);
                 }
                 if pow_required && self.limits.pow_difficulty > 0 {
                     let nonce = pow_nonce.ok_or(ErrorCode::PowRequired)?;
@@ -308,7 +313,13 @@ impl Relay {
                 };
                 let mut refused = Vec::new();
                 for (i, e) in envelopes.iter().enumerate() {
-                    let m = &self.mailboxes[e.recipient()];
+                    let Some(m) = self.mailboxes.get(e.recipient()) else {
+                        refused.push(frame::Refused {
+                            index: i as u16,
+                            code: ErrorCode::UnknownMailbox,
+                        });
+                        continue;
+                    };
                     let mut new: Vec<EnvelopeId> = envelopes
                         .iter()
                         .filter(|x| x.recipient() == e.recipient() && !held(m, x))
@@ -326,6 +337,7 @@ impl Relay {
                 if refused.len() == envelopes.len() {
                     return Err(ErrorCode::QuotaExceeded);
                 }
+                debug_assert!(refused.is_sorted_by_key(|r| r.index));
                 if pow_required && self.limits.pow_difficulty > 0 {
                     let next = self.random32();
                     self.session(key).pow_challenge = next;
@@ -540,6 +552,8 @@ struct Net {
     down: BTreeSet<String>,
     /// Relay URLs that accept the connection and then never say hello.
     silent: BTreeSet<String>,
+    /// Relay URLs that speak frame version 1 (their hello says so).
+    version_1: BTreeSet<String>,
     /// Decides the fate of every frame a driver sends (all pass if `None`).
     fault: Option<FaultFn>,
     /// Decides which connections cannot be opened (all open if `None`).
@@ -564,6 +578,7 @@ impl Net {
             inbox: VecDeque::new(),
             down: BTreeSet::new(),
             silent: BTreeSet::new(),
+            version_1: BTreeSet::new(),
             fault: None,
             refuse: None,
             next_seed: 1,
@@ -683,7 +698,10 @@ impl Net {
                 if self.silent.contains(&url) {
                     return;
                 }
-                let hello = self.relay.connect((i, conn));
+                let mut hello = self.relay.connect((i, conn));
+                if self.version_1.contains(&url) {
+                    hello[0] = 1;
+                }
                 self.inbox.push_back((i, conn, hello));
             }
             Output::Send { conn, frame } => {
@@ -1382,6 +1400,98 @@ fn one_full_counselor_mailbox_does_not_keep_a_seeker_from_the_rest_of_the_team()
             net.exec(seeker, write("¿hola?")),
             Err(DriverError::NotSentYet {
                 cause: Box::new(DriverError::Relay { code: quota })
+            })
+        );
+    }
+}
+
+/// The attack (or accident): one counselor device of a conversation is
+/// deleted from the relay (its mailbox deleted, its directory entry not yet
+/// removed). Before, the one unknown mailbox failed every deposit naming
+/// it, so the seeker reached nobody and the message stayed pending. Now the
+/// relay refuses that envelope alone: the message is sent, the seeker is
+/// told one copy did not get through, and the rest of the team reads it.
+#[test]
+fn a_deleted_counselor_mailbox_does_not_keep_a_seeker_from_the_rest_of_the_team() {
+    let unknown = ErrorCode::UnknownMailbox;
+    // One frame partly refused (max batch 64), or one frame refused whole
+    // among frames that are stored (max batch 1).
+    for (max_batch, seed) in [(64u16, 80u8), (1, 90)] {
+        let (org, mut devices, directory) = org_with_devices(4, seed);
+        let mut net = Net::new(
+            &org,
+            Limits {
+                pow_difficulty: 2,
+                max_batch,
+                ..ROOMY
+            },
+        );
+        publish(&mut net, directory);
+        for d in &mut devices {
+            let i = synced(&mut net, d);
+            keep(&net, i, d);
+            net.close(i);
+        }
+        let (_, secrets) = secrets_for(&org, seed + 1);
+        let seeker = net.plain();
+        assert!(matches!(
+            net.exec(seeker, start_cmd(secrets, "hola")),
+            Ok(Outcome::Started { .. })
+        ));
+        // Device 2's mailbox is deleted on the relay.
+        let gone = devices[2].mailbox;
+        net.relay.mailboxes.remove(&gone).unwrap();
+        let mark = net.mark(seeker);
+        let write = |text: &str| Command::SeekerWrite { text: text.into() };
+        assert!(
+            matches!(
+                net.exec(seeker, write("¿alguien me lee?")),
+                Ok(Outcome::Sent { .. })
+            ),
+            "max batch {max_batch}"
+        );
+        assert!(
+            net.events_since(seeker, mark)
+                .contains(&Event::PartlyRefused {
+                    refused: 1,
+                    of: 4,
+                    code: unknown
+                })
+        );
+        assert!(
+            !net.relay.mailboxes.contains_key(&gone),
+            "nothing brought it back"
+        );
+        // The rest of the team reads it.
+        for d in devices.iter().filter(|d| d.mailbox != gone) {
+            let i = synced(&mut net, d);
+            let conv = new_conversations(&net, i)[0];
+            let texts: Vec<String> = net.clients[i]
+                .driver
+                .with_counselor(|c| {
+                    c.conversation(&conv)
+                        .unwrap()
+                        .history
+                        .iter()
+                        .map(|e| text_of(&e.kind).to_owned())
+                        .collect()
+                })
+                .unwrap();
+            assert!(
+                texts.iter().any(|t| t == "¿alguien me lee?"),
+                "device {:?}: {texts:?}",
+                d.id
+            );
+            net.close(i);
+        }
+        // When no recipient is left at all, nothing went out: it is kept.
+        net.relay
+            .mailboxes
+            .retain(|id, _| !devices.iter().any(|d| d.mailbox == *id));
+        assert_eq!(
+            net.exec(seeker, write("¿hola?")),
+            Err(DriverError::NotSentYet {
+                cause: Box::new(DriverError::Relay { code: unknown })
             })
         );
     }
@@ -2604,6 +2714,41 @@ fn a_relay_that_never_says_hello_is_given_up_after_the_connect_timeout() {
     assert!(urls[1..].iter().all(|u| *u == RELAY), "{urls:?}");
     assert_eq!(net.open_of(a, ConnKind::Mailbox).len(), 1);
     assert_eq!(net.open_of(a, ConnKind::Anonymous).len(), 0);
+}
+
+/// The failure: a relay still on version 1 of the relay protocol (whose
+/// deposit and prekey frames mean other things). Its hello does not decode,
+/// nothing is sent to it, and the command says why instead of "cannot be
+/// reached"; a version 2 relay further down the list is used.
+#[test]
+fn a_version_1_relay_is_refused_with_a_clear_error() {
+    let (org, devices, directory) = org_with_devices(1, 38);
+    let old = "wss://old.test";
+    let mut net = Net::with_relays(&org, ROOMY, &[old]);
+    publish(&mut net, directory.clone());
+    net.version_1.insert(old.into());
+    let a = net.counselor(&devices[0]);
+    let failed = net.exec(a, Command::Sync);
+    assert_eq!(
+        failed,
+        Err(DriverError::UnsupportedVersion { relay: 1, ours: 2 })
+    );
+    assert_eq!(
+        failed.unwrap_err().to_string(),
+        "unsupported version: the relay speaks protocol version 1, this client version 2"
+    );
+    assert!(net.clients[a].open.is_empty(), "the connection is closed");
+    assert!(net.relay.mailboxes.is_empty(), "nothing registered");
+    assert!(
+        net.sent_since(a, 0).is_empty(),
+        "no frame went to the old relay"
+    );
+    // With a version 2 relay next in the list, the command goes there.
+    let mut net = Net::with_relays(&org, ROOMY, &[old, RELAY]);
+    publish(&mut net, directory);
+    net.version_1.insert(old.into());
+    let a = net.counselor(&devices[0]);
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! `Deposit`: store a batch of sealed envelopes for their recipients.
 //!
 //! No session is needed (a depositor must not be tied to its own mailbox).
-//! Steps: every recipient must be registered; if any requires proof of work,
+//! Steps: the envelopes of a recipient that is not registered (never, or
+//! deleted) are refused by position (`unknown_mailbox`) and the rest go on
+//! (a batch with no registered recipient is refused whole, changing
+//! nothing); if any registered recipient requires proof of work,
 //! the batch must carry a nonce with
 //! `SHA-256("northstar/v1/pow" || pow_challenge || deposit_batch_hash || nonce)`
 //! ≥ `pow_difficulty + ceil(log2(envelopes))` leading zero bits
@@ -43,7 +46,15 @@ use crate::store::{NewEnvelope, Quotas};
 /// A deposit that passed every check and awaits its commit.
 #[derive(Debug)]
 struct Checked {
+    /// The envelopes for registered recipients, in batch order.
     batch: Vec<NewEnvelope>,
+    /// The position in the deposited batch of each of `batch`'s envelopes.
+    positions: Vec<usize>,
+    /// The envelopes' count in the deposited batch.
+    count: usize,
+    /// Positions whose recipient is not registered: refused, never stored.
+    unknown: Vec<usize>,
+    /// The registered recipients.
     recipients: Vec<MailboxId>,
     /// It carried an accepted proof of work: the challenge rotates on commit.
     pow_used: bool,
@@ -193,21 +204,28 @@ async fn check(
     if envelopes.len() > cfg.max_batch {
         return Err(ErrorCode::BatchTooLarge);
     }
+    // Every distinct recipient is looked up once; an unknown one's
+    // envelopes are refused (a seeker whose counselor device was deleted
+    // still reaches the rest), and a batch for unknown recipients only is
+    // refused whole.
     let mut recipients: Vec<MailboxId> = Vec::new();
+    let mut unknown_to: Vec<MailboxId> = Vec::new();
     let mut pow_required = false;
     for e in &envelopes {
         let to = *e.recipient();
-        if recipients.contains(&to) {
+        if recipients.contains(&to) || unknown_to.contains(&to) {
             continue;
         }
-        let record = relay
-            .store
-            .mailbox(to)
-            .await
-            .map_err(store_code)?
-            .ok_or(ErrorCode::UnknownMailbox)?;
-        pow_required |= record.pow_required;
-        recipients.push(to);
+        match relay.store.mailbox(to).await.map_err(store_code)? {
+            Some(record) => {
+                pow_required |= record.pow_required;
+                recipients.push(to);
+            }
+            None => unknown_to.push(to),
+        }
+    }
+    if recipients.is_empty() {
+        return Err(ErrorCode::UnknownMailbox);
     }
     if pow_required {
         let nonce = pow_nonce.ok_or(ErrorCode::PowRequired)?;
@@ -220,16 +238,27 @@ async fn check(
         .map_err(|_| ErrorCode::PowInvalid)?;
     }
     let expires_at = expiry_after_hours(now, cfg.retention_hours);
-    let batch = envelopes
-        .into_iter()
-        .map(|envelope| NewEnvelope {
+    let count = envelopes.len();
+    let mut batch = Vec::with_capacity(count);
+    let mut positions = Vec::with_capacity(count);
+    let mut unknown = Vec::new();
+    for (i, envelope) in envelopes.into_iter().enumerate() {
+        if unknown_to.contains(envelope.recipient()) {
+            unknown.push(i);
+            continue;
+        }
+        positions.push(i);
+        batch.push(NewEnvelope {
             id: EnvelopeId::of(&envelope.encode()),
             expires_at,
             envelope,
-        })
-        .collect();
+        });
+    }
     Ok(Checked {
         batch,
+        positions,
+        count,
+        unknown,
         recipients,
         pow_used: pow_required,
     })
@@ -237,64 +266,77 @@ async fn check(
 
 /// Stores a checked deposit and wakes the subscribers of the recipients
 /// that got their envelopes; returns the count held and the envelopes
-/// refused (a batch refused whole is `quota_exceeded`: nothing changed).
-/// The caller rotates the challenge if `pow_used`.
+/// refused, by position in the deposited batch: over quota, or for a
+/// recipient not registered (at the check, or deleted since). A batch
+/// refused whole is `unknown_mailbox` when every recipient is unknown, else
+/// `quota_exceeded`, and changed nothing. The caller rotates the challenge
+/// if `pow_used`.
 async fn commit(relay: &Relay, checked: Checked) -> Result<Committed, ErrorCode> {
     let cfg = &relay.config;
-    let count = checked.batch.len();
+    let Checked {
+        batch,
+        positions,
+        count,
+        mut unknown,
+        recipients,
+        ..
+    } = checked;
     let quotas = Quotas {
         max_envelopes: cfg.mailbox_max_envelopes,
         max_bytes: cfg.mailbox_max_bytes,
     };
     // Frames for the recipients someone is subscribed to, built before the
     // batch moves into the store; handed over only after the commit.
-    let mut live: Vec<(MailboxId, Vec<Push>)> = checked
-        .recipients
+    let mut live: Vec<(MailboxId, Vec<Push>)> = recipients
         .iter()
         .filter(|to| relay.notifier.is_watched(to))
-        .map(|to| (*to, pushes_for(to, &checked.batch)))
+        .map(|to| (*to, pushes_for(to, &batch)))
         .collect();
-    let recipient_of: Vec<MailboxId> = checked
-        .batch
-        .iter()
-        .map(|e| *e.envelope.recipient())
-        .collect();
+    let recipient_of: Vec<MailboxId> = batch.iter().map(|e| *e.envelope.recipient()).collect();
     let outcome = relay
         .store
-        .deposit(checked.batch, quotas)
+        .deposit(batch, quotas)
         .await
         .map_err(store_code)?;
-    if outcome.over_quota.len() >= count {
-        return Err(ErrorCode::QuotaExceeded);
+    // Positions in the store's batch, back to positions in the deposit.
+    let at = |i: &usize| positions.get(*i).copied();
+    unknown.extend(outcome.unknown.iter().filter_map(at));
+    unknown.sort_unstable();
+    let over_quota: Vec<usize> = outcome.over_quota.iter().filter_map(at).collect();
+    if unknown.len() + over_quota.len() >= count {
+        return Err(if over_quota.is_empty() {
+            ErrorCode::UnknownMailbox
+        } else {
+            ErrorCode::QuotaExceeded
+        });
     }
     // A recipient whose envelopes were refused got nothing stored.
     let refused_to: Vec<MailboxId> = outcome
         .over_quota
         .iter()
+        .chain(&outcome.unknown)
         .filter_map(|&i| recipient_of.get(i).copied())
         .collect();
-    for to in checked
-        .recipients
-        .iter()
-        .filter(|to| !refused_to.contains(to))
-    {
+    for to in recipients.iter().filter(|to| !refused_to.contains(to)) {
         match live.iter().position(|(m, _)| m == to) {
             Some(i) => relay.notifier.deliver(to, std::mem::take(&mut live[i].1)),
             // Subscribed since the frames were built: it reads the store.
             None => relay.notifier.notify(to),
         }
     }
-    let refused: Vec<Refused> = outcome
-        .over_quota
+    let mut refused: Vec<Refused> = over_quota
         .iter()
-        .filter_map(|&i| {
+        .map(|&i| (i, ErrorCode::QuotaExceeded))
+        .chain(unknown.iter().map(|&i| (i, ErrorCode::UnknownMailbox)))
+        .filter_map(|(i, code)| {
             Some(Refused {
                 index: u16::try_from(i).ok()?,
-                code: ErrorCode::QuotaExceeded,
+                code,
             })
         })
         .collect();
-    let accepted = count - outcome.over_quota.len();
+    refused.sort_unstable_by_key(|r| r.index);
+    let accepted = count - refused.len();
     Ok((u16::try_from(accepted).unwrap_or(u16::MAX), refused))
 }
 

@@ -92,13 +92,13 @@ impl Store for MemoryStore {
     fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, DepositOutcome> {
         self.with(true, move |i| {
             let parts = by_recipient(&batch);
-            // Every recipient exists, or nothing is stored.
-            for (to, _) in &parts {
-                registered(i, *to)?;
-            }
             let mut out = DepositOutcome::default();
             for (to, positions) in parts {
-                let m = registered(i, to)?;
+                // An unknown recipient's envelopes are refused; the others go on.
+                let Ok(m) = registered(i, to) else {
+                    out.unknown.extend(positions);
+                    continue;
+                };
                 let held_now = m.envelopes.values().fold((0u64, 0u64), |(c, b), s| {
                     (c + 1, b + s.envelope.ciphertext().len() as u64)
                 });
@@ -126,6 +126,7 @@ impl Store for MemoryStore {
                 }
             }
             out.over_quota.sort_unstable();
+            out.unknown.sort_unstable();
             Ok(out)
         })
     }

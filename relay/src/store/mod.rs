@@ -122,6 +122,9 @@ pub struct DepositOutcome {
     /// Positions in the batch of the envelopes not stored because their
     /// recipient's envelope-count or byte quota would be exceeded, ascending.
     pub over_quota: Vec<usize>,
+    /// Positions in the batch of the envelopes not stored because their
+    /// recipient is not registered (never, or deleted), ascending.
+    pub unknown: Vec<usize>,
 }
 
 /// The positions of a batch's envelopes, grouped by recipient (recipients
@@ -293,12 +296,13 @@ pub trait Store: Send + Sync + 'static {
     fn register(&self, keys: MailboxPublic, pow_required: bool) -> StoreFuture<'_, ()>;
     /// Looks a mailbox up.
     fn mailbox(&self, id: MailboxId) -> StoreFuture<'_, Option<MailboxRecord>>;
-    /// Stores a batch in one transaction: every recipient must exist, or
-    /// nothing is stored (`UnknownMailbox`). Per recipient, the envelopes
-    /// the batch adds to its mailbox are stored together if they fit its
-    /// quotas, else none of them (their positions in `over_quota`); the
-    /// other recipients are not held up. A copy already held is not stored
-    /// twice (envelope ids are content addresses).
+    /// Stores a batch in one transaction, per recipient: the envelopes for
+    /// a recipient that is not registered are not stored (their positions
+    /// in `unknown`); the envelopes the batch adds to a registered mailbox
+    /// are stored together if they fit its quotas, else none of them
+    /// (their positions in `over_quota`). Neither holds up the other
+    /// recipients. A copy already held is not stored twice (envelope ids
+    /// are content addresses).
     fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, DepositOutcome>;
     /// Unexpired envelopes of a mailbox in deposit order, at most `limit`.
     fn pending(
@@ -399,15 +403,15 @@ pub(crate) mod contract {
         assert!(!store.mailbox(idb).await.unwrap().unwrap().pow_required);
         assert_eq!(store.mailbox(keys(3).id()).await.unwrap(), None);
 
-        // Deposits: all or nothing over unknown recipients, deduplicated,
+        // Deposits: refused per unknown recipient, deduplicated,
         // quota-checked per recipient.
         let stored = |n| DepositOutcome {
             stored: n,
-            over_quota: Vec::new(),
+            ..DepositOutcome::default()
         };
         let over_quota = |at: Vec<usize>| DepositOutcome {
-            stored: 0,
             over_quota: at,
+            ..DepositOutcome::default()
         };
         let e1 = new_env(ida, 1, 100, 7200);
         let e2 = new_env(idb, 2, 100, 7200);
@@ -419,13 +423,41 @@ pub(crate) mod contract {
             stored(2)
         );
         assert_eq!(store.deposit(vec![e1.clone()], Q).await.unwrap(), stored(0));
+        // An unknown recipient's envelopes are refused (positions 0 and 2)
+        // and the rest of the batch is stored; nothing is created for it.
+        let c = keys(5);
+        store.register(c, false).await.unwrap();
         let unknown = new_env(keys(3).id(), 3, 100, 7200);
-        assert!(matches!(
+        let for_c = new_env(c.id(), 4, 100, 7200);
+        assert_eq!(
             store
-                .deposit(vec![new_env(ida, 4, 100, 7200), unknown], Q)
-                .await,
-            Err(StoreError::UnknownMailbox)
-        ));
+                .deposit(vec![unknown.clone(), for_c.clone(), unknown.clone()], Q)
+                .await
+                .unwrap(),
+            DepositOutcome {
+                stored: 1,
+                over_quota: Vec::new(),
+                unknown: vec![0, 2],
+            }
+        );
+        let pc = store.pending(c.id(), UnixTime(0), 100).await.unwrap();
+        assert_eq!(pc.len(), 1);
+        assert_eq!(pc[0].id, for_c.id);
+        assert_eq!(store.mailbox(keys(3).id()).await.unwrap(), None);
+        assert!(
+            store
+                .pending(keys(3).id(), UnixTime(0), 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.deposit(vec![unknown.clone()], Q).await.unwrap(),
+            DepositOutcome {
+                unknown: vec![0],
+                ..DepositOutcome::default()
+            }
+        );
         assert_eq!(store.pending(ida, UnixTime(0), 100).await.unwrap().len(), 1);
         // Byte quota: 100 + 400 > 400.
         assert_eq!(
@@ -472,6 +504,7 @@ pub(crate) mod contract {
             DepositOutcome {
                 stored: 1,
                 over_quota: vec![0, 2, 3],
+                unknown: Vec::new(),
             }
         );
         let pb = store.pending(idb, UnixTime(0), 100).await.unwrap();
@@ -655,6 +688,24 @@ pub(crate) mod contract {
         );
         assert_eq!(store.state(idb, UnixTime(0)).await.unwrap(), None);
         assert_eq!(store.take_prekeys(idb).await.unwrap(), None);
+        // A deposit for the deleted mailbox is refused for it alone.
+        assert_eq!(
+            store
+                .deposit(
+                    vec![new_env(ida, 13, 50, 7200), new_env(idb, 14, 60, 7200)],
+                    Quotas {
+                        max_envelopes: 100,
+                        max_bytes: 100_000,
+                    }
+                )
+                .await
+                .unwrap(),
+            DepositOutcome {
+                stored: 1,
+                over_quota: Vec::new(),
+                unknown: vec![1],
+            }
+        );
         // Re-registering gives an empty mailbox.
         store.register(b, true).await.unwrap();
         assert!(

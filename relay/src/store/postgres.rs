@@ -460,14 +460,19 @@ impl Store for PostgresStore {
                 // Lock every recipient in id order: concurrent batches on
                 // other nodes queue behind us instead of deadlocking, and
                 // the quota counters read below cannot move under us.
-                for (to, _) in &parts {
-                    if !lock_mailbox(&tx, to).await? {
-                        return Err(StoreError::UnknownMailbox);
+                // An unknown recipient's envelopes are refused; the others
+                // go on.
+                let mut out = DepositOutcome::default();
+                let mut known = Vec::with_capacity(parts.len());
+                for (to, positions) in &parts {
+                    if lock_mailbox(&tx, to).await? {
+                        known.push((*to, positions.clone()));
+                    } else {
+                        out.unknown.extend(positions.iter().copied());
                     }
                 }
                 let insert = tx.prepare_cached(INSERT_ENVELOPE_SQL).await.map_err(db)?;
-                let mut out = DepositOutcome::default();
-                for (to, positions) in &parts {
+                for (to, positions) in &known {
                     let m = &to.as_bytes()[..];
                     let row = tx
                         .query_one(
@@ -525,6 +530,7 @@ impl Store for PostgresStore {
                     }
                 }
                 out.over_quota.sort_unstable();
+                out.unknown.sort_unstable();
                 Ok::<DepositOutcome, StoreError>(out)
             })
         })

@@ -675,14 +675,18 @@ impl Store for SqliteStore {
             for (to, positions) in by_recipient(&batch) {
                 let m = &to.as_bytes()[..];
                 // Envelopes and bytes it holds (reading them also proves the
-                // mailbox exists: an unknown recipient fails the whole job).
-                let (count, bytes): (i64, i64) = c
+                // mailbox exists: an unknown recipient's envelopes are
+                // refused, and the others go on).
+                let Some((count, bytes)): Option<(i64, i64)> = c
                     .prepare_cached(
                         "SELECT envelope_count, envelope_bytes FROM mailboxes WHERE id = ?1",
                     )?
                     .query_row([m], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
-                    .ok_or(StoreError::UnknownMailbox)?;
+                else {
+                    out.unknown.extend(positions);
+                    continue;
+                };
                 let mut held = Vec::with_capacity(positions.len());
                 for &i in &positions {
                     held.push(
@@ -710,6 +714,7 @@ impl Store for SqliteStore {
                 }
             }
             out.over_quota.sort_unstable();
+            out.unknown.sort_unstable();
             Ok(out)
         })
     }

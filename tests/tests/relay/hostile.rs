@@ -29,7 +29,7 @@ async fn random_bytes_get_one_answer_each_and_change_nothing() {
         OsRng.fill_bytes(&mut b);
         if i % 2 == 0 && len >= 6 {
             // A valid header over a random body reaches the body decoders.
-            b[0] = 1;
+            b[0] = frame::FRAME_VERSION;
             b[5] = (i % 16) as u8;
         }
         c.send_raw(b).await.unwrap();
@@ -67,9 +67,9 @@ async fn random_bytes_get_one_answer_each_and_change_nothing() {
 async fn bad_versions_tags_trailing_bytes_and_text_frames() {
     let relay = RelayProcess::start(&[]).await.unwrap();
     let mut c = relay.client().await.unwrap();
-    let mut v2 = ClientFrame::Challenge.encode(77).unwrap();
-    v2[0] = 2;
-    c.send_raw(v2).await.unwrap();
+    let mut v3 = ClientFrame::Challenge.encode(77).unwrap();
+    v3[0] = 3;
+    c.send_raw(v3).await.unwrap();
     assert_eq!(
         c.recv_frame().await.unwrap(),
         (
@@ -79,7 +79,7 @@ async fn bad_versions_tags_trailing_bytes_and_text_frames() {
             }
         )
     );
-    c.send_raw(vec![1, 0, 0, 0, 78, 0x6E]).await.unwrap();
+    c.send_raw(vec![2, 0, 0, 0, 78, 0x6E]).await.unwrap();
     assert_eq!(
         c.recv_frame().await.unwrap(),
         (
@@ -123,6 +123,57 @@ async fn bad_versions_tags_trailing_bytes_and_text_frames() {
                 code: ErrorCode::Malformed
             }
         )
+    );
+    c.challenge().await.unwrap();
+}
+
+/// The failure: a version 1 client (its deposit and prekey frames mean
+/// other things in version 2) talks to this relay. Its hello already says
+/// version 2; each version 1 request is answered `unsupported_version` to
+/// its own request id and changes nothing, and the connection lives on.
+#[tokio::test]
+async fn a_version_1_frame_is_refused_with_a_clear_error() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    let mb = Mailbox::random();
+    let mut owner = relay.client().await.unwrap();
+    owner.register(&mb, false).await.unwrap();
+    owner.request(ClientFrame::Subscribe).await.unwrap();
+
+    let mut c = relay.client().await.unwrap();
+    let v1 = |f: ClientFrame, id: u32| {
+        let mut b = f.encode(id).unwrap();
+        assert_eq!(b[0], 2, "this client speaks version 2");
+        b[0] = 1;
+        b
+    };
+    let requests = [
+        ClientFrame::Challenge,
+        ClientFrame::Deposit {
+            pow_nonce: None,
+            envelopes: vec![seal(mb.id(), b"from a version 1 client")],
+        },
+        ClientFrame::FetchPrekeys { mailbox: mb.id() },
+    ];
+    for (i, f) in requests.into_iter().enumerate() {
+        let id = 90 + i as u32;
+        c.send_raw(v1(f, id)).await.unwrap();
+        assert_eq!(
+            c.recv_frame().await.unwrap(),
+            (
+                id,
+                ServerFrame::Error {
+                    code: ErrorCode::UnsupportedVersion
+                }
+            )
+        );
+    }
+    // Nothing was stored, and the connection still serves version 2.
+    assert!(
+        owner
+            .next_push(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_none()
     );
     c.challenge().await.unwrap();
 }

@@ -6,6 +6,7 @@ use northstar_core::frame::{
     self, ClientFrame, ErrorCode, ONE_TIME_PQ_PREKEY_LEN, OneTimePqPrekey, OneTimePrekey, Refused,
     ServerFrame,
 };
+use northstar_core::ids::MailboxId;
 use northstar_core::keys::X25519Public;
 use northstar_core::pow;
 use northstar_core::sealed::Envelope;
@@ -198,7 +199,7 @@ async fn oversize_frames_get_an_error_then_a_close() {
         .unwrap();
     let mut c = relay.client().await.unwrap();
     assert_eq!(c.max_frame_len, 65536);
-    let mut big = vec![1, 0, 0, 0, 42, 0x07];
+    let mut big = vec![2, 0, 0, 0, 42, 0x07];
     big.resize(70_000, 0);
     c.send_raw(big).await.unwrap();
     assert_eq!(
@@ -212,7 +213,7 @@ async fn oversize_frames_get_an_error_then_a_close() {
     );
     c.challenge().await.unwrap();
     // Beyond twice the limit the socket refuses and closes.
-    let mut huge = vec![1, 0, 0, 0, 43, 0x07];
+    let mut huge = vec![2, 0, 0, 0, 43, 0x07];
     huge.resize(200_000, 0);
     let _ = c.send_raw(huge).await;
     assert!(c.is_closed_within(Duration::from_secs(5)).await);
@@ -309,7 +310,7 @@ async fn batch_state_and_prekey_caps() {
     .await
     .unwrap();
     // Beyond the protocol maximum of 64, the frame itself is refused.
-    let mut raw = vec![1, 0, 0, 0, 99, 0x01, 0, 0, 65];
+    let mut raw = vec![2, 0, 0, 0, 99, 0x01, 0, 0, 65];
     for _ in 0..65 {
         raw.extend_from_slice(&seal(mb.id(), b"x").encode());
     }
@@ -609,6 +610,116 @@ async fn one_full_counselor_mailbox_does_not_block_a_seeker_from_the_rest_of_the
         ServerFrame::Deposited { accepted: 4, ref refused, .. } if refused.is_empty()
     ));
     assert_eq!(conns[full].deliveries(1).await.unwrap()[0].1, next[at]);
+}
+
+/// The attack (or accident): one counselor device of the intake set is
+/// deleted (`DeleteMailbox`, or a directory entry whose mailbox was never
+/// registered). A seeker's fan-out names it; before, that one unknown
+/// mailbox failed the whole batch and the seeker reached nobody. Now only
+/// its envelope is refused (`unknown_mailbox`, by position); nothing is
+/// stored for it and its mailbox is not brought back.
+#[tokio::test]
+async fn a_deleted_counselor_mailbox_does_not_keep_a_seeker_from_the_rest_of_the_team() {
+    let relay = RelayProcess::start(&["--mailbox-max-envelopes", "3", "--pow-difficulty", "8"])
+        .await
+        .unwrap();
+    let devices: Vec<Mailbox> = (0..4).map(|_| Mailbox::random()).collect();
+    let mut conns = Vec::new();
+    for d in &devices {
+        let mut c = relay.client().await.unwrap();
+        assert_eq!(c.register(d, true).await.unwrap(), ServerFrame::Ok);
+        conns.push(c);
+    }
+    // Device 1 is deleted; device 3's mailbox was never registered.
+    let (deleted, never) = (1, Mailbox::random());
+    assert_eq!(
+        conns[deleted]
+            .request(ClientFrame::DeleteMailbox)
+            .await
+            .unwrap(),
+        ServerFrame::Ok
+    );
+    let mut seeker = relay.client().await.unwrap();
+    let mut batch: Vec<Envelope> = devices
+        .iter()
+        .chain([&never])
+        .map(|d| seal(d.id(), b"I am 17 and alone in the U.S."))
+        .collect();
+    batch.sort_by(|a, b| a.recipient().cmp(b.recipient()));
+    let pos = |id: MailboxId| batch.iter().position(|e| *e.recipient() == id).unwrap() as u16;
+    let mut unknown = [pos(devices[deleted].id()), pos(never.id())];
+    unknown.sort_unstable();
+    let challenge = seeker.pow_challenge;
+    assert_eq!(
+        seeker.deposit(batch.clone(), true).await.unwrap(),
+        ServerFrame::Deposited {
+            accepted: 3,
+            next_pow_challenge: seeker.pow_challenge,
+            refused: unknown
+                .iter()
+                .map(|&index| Refused {
+                    index,
+                    code: ErrorCode::UnknownMailbox
+                })
+                .collect(),
+        }
+    );
+    assert_ne!(seeker.pow_challenge, challenge, "the proof was used");
+    // The rest of the team has it.
+    for (i, c) in conns.iter_mut().enumerate().filter(|(i, _)| *i != deleted) {
+        c.request(ClientFrame::Subscribe).await.unwrap();
+        let got = c.deliveries(1).await.unwrap();
+        assert_eq!(*got[0].1.recipient(), devices[i].id());
+    }
+    // Nothing came back for the unknown mailboxes: they are still unknown,
+    // and a batch for them alone is refused whole, changing nothing (the
+    // challenge neither).
+    for m in [&devices[deleted], &never] {
+        let mut c = relay.client().await.unwrap();
+        assert_eq!(
+            c.auth(m).await.unwrap(),
+            ServerFrame::Error {
+                code: ErrorCode::UnknownMailbox
+            }
+        );
+    }
+    let challenge = seeker.pow_challenge;
+    assert_eq!(
+        seeker
+            .deposit(
+                vec![
+                    seal(devices[deleted].id(), b"again"),
+                    seal(never.id(), b"again")
+                ],
+                true
+            )
+            .await
+            .unwrap(),
+        ServerFrame::Error {
+            code: ErrorCode::UnknownMailbox
+        }
+    );
+    assert_eq!(seeker.pow_challenge, challenge);
+    // Unknown and full together: refused whole, as over quota.
+    let full = 0;
+    for i in 0..2u8 {
+        seeker
+            .deposit(vec![seal(devices[full].id(), &[i; 20])], true)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        seeker
+            .deposit(
+                vec![seal(devices[full].id(), b"over"), seal(never.id(), b"x")],
+                true
+            )
+            .await
+            .unwrap(),
+        ServerFrame::Error {
+            code: ErrorCode::QuotaExceeded
+        }
+    );
 }
 
 #[tokio::test]

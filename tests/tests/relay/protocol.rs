@@ -5,7 +5,7 @@ use std::time::Duration;
 use northstar_core::UnixTime;
 use northstar_core::directory::OrgSigningKey;
 use northstar_core::frame::{
-    self, ClientFrame, ErrorCode, ONE_TIME_PQ_PREKEY_LEN, OneTimePqPrekey, OneTimePrekey,
+    self, ClientFrame, ErrorCode, ONE_TIME_PQ_PREKEY_LEN, OneTimePqPrekey, OneTimePrekey, Refused,
     ServerFrame,
 };
 use northstar_core::ids::EnvelopeId;
@@ -162,14 +162,28 @@ async fn one_proof_covers_a_fan_out_batch() {
         let d = c.deliveries(1).await.unwrap();
         assert_eq!(&d[0].1, e);
     }
-    // A batch with one unknown recipient stores nothing at all.
+    // A batch with one unknown recipient is refused for it alone: the
+    // rest is stored and delivered.
     let stranger = Mailbox::random();
     let mixed = vec![seal(devices[0].id(), b"x"), seal(stranger.id(), b"y")];
+    assert_eq!(
+        seeker.deposit(mixed.clone(), true).await.unwrap(),
+        ServerFrame::Deposited {
+            accepted: 1,
+            next_pow_challenge: seeker.pow_challenge,
+            refused: vec![Refused {
+                index: 1,
+                code: ErrorCode::UnknownMailbox
+            }],
+        }
+    );
+    assert_eq!(conns[0].deliveries(1).await.unwrap()[0].1, mixed[0]);
+    // A batch for unknown recipients only stores nothing at all.
     seeker
         .expect_error(
             ClientFrame::Deposit {
                 pow_nonce: Some(0),
-                envelopes: mixed,
+                envelopes: vec![seal(stranger.id(), b"z")],
             },
             ErrorCode::UnknownMailbox,
         )
