@@ -1124,7 +1124,7 @@ pub(crate) fn replayed_opening_case() -> (
     Vec<u8>,
 ) {
     let mut w = world();
-    let secrets = Codename::generate(&mut w.rng)
+    let secrets = Codename::generate(Language::En, &mut w.rng)
         .derive(w.org.public().as_ed25519())
         .unwrap();
     let mut seeker = Seeker::new(&secrets);
