@@ -353,6 +353,34 @@ describe("seeker page", () => {
     }
   });
 
+  test("the_welcome_page_says_what_a_normal_window_keeps_before_anyone_starts", async () => {
+    const s = await open("/");
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      for (const lang of ["en", "es", "fr", "ht"]) {
+        await page.click(`[data-lang-button=${lang}]`);
+        assert.equal(await page.isVisible("#private-window"), true);
+        assert.equal(await page.textContent("#private-title"), t[lang]["private.title"]);
+        assert.equal(await page.textContent("#private-window p"), t[lang]["private.why"]);
+        // Before the start button, in reading and tab order.
+        const before = await page.evaluate(() => {
+          const notice = document.getElementById("private-window");
+          const start = document.getElementById("start");
+          return Boolean(notice.compareDocumentPosition(start) & Node.DOCUMENT_POSITION_FOLLOWING);
+        });
+        assert.ok(before, `the private-window notice comes after the start button (${lang})`);
+        // The how-to steps, one per browser, open on demand.
+        await page.click("#private-window summary");
+        const steps = await page.locator("#private-window li").allTextContents();
+        assert.deepEqual(steps, ["private.chrome", "private.safari", "private.firefox", "private.samsung", "private.tor"].map((k) => t[lang][k]));
+        await page.click("#private-window summary");
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
   test("no codename word is ever broken across lines, at 320 px and 360 px, at 100 % and 200 % text size", async () => {
     for (const width of [320, 360]) {
       for (const textSize of ["100%", "200%"]) {
