@@ -69,6 +69,7 @@ pub mod pqxdh;
 pub mod ratchet;
 pub mod sealed;
 pub mod state;
+pub mod webrelease;
 mod wire;
 
 /// Not API: the strict codec, for the fuzz targets only (as rustls's
