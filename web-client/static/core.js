@@ -179,7 +179,7 @@ function releaseRefused(reason) {
  * itself alone; code that removes the check is caught only outside the
  * page (WEBCAT's extension, `northstar web verify`). THREAT_MODEL.md says so.
  */
-async function checkLoaded(release) {
+async function checkLoaded(release, wasmHash) {
   const base = new URL(".", location.href);
   const skip = new Set([RELEASE_PATH, ".well-known/webcat/manifest.json"]);
   const urls = [location.href, ...performance.getEntriesByType("resource").map((e) => e.name)];
@@ -199,10 +199,11 @@ async function checkLoaded(release) {
     if (u.origin !== base.origin || !u.pathname.startsWith(base.pathname)) throw releaseRefused(`extra file: ${u.href} is not part of the signed release`);
     const rel = u.pathname.slice(base.pathname.length);
     if (skip.has(rel)) continue;
-    const path = rel === "" ? release.index ?? "/index.html" : `/${rel}`;
+    const path = rel === "" ? release.index : `/${rel}`;
     const want = release.files[path];
     if (!want) throw releaseRefused(`extra file: ${path} is loaded by the page but is not in the signed release`);
-    const got = await sha256b64url(await (await get(u.href)).arrayBuffer());
+    // The module's bytes were hashed as they were compiled; others are fetched again.
+    const got = rel === WASM_PATH ? wasmHash : await sha256b64url(await (await get(u.href)).arrayBuffer());
     if (got !== want) throw releaseRefused(`modified file: ${path} does not match its SHA-256 in the signed release`);
   }
 }
@@ -265,10 +266,11 @@ export function loadCore() {
         } catch (e) {
           throw releaseRefused(String(e?.message ?? e));
         }
-        if (!release.wasm.includes(await sha256b64url(wasmBytes))) {
+        const wasmHash = await sha256b64url(wasmBytes);
+        if (!release.wasm.includes(wasmHash) || release.files[`/${WASM_PATH}`] !== wasmHash) {
           throw releaseRefused("modified file: /pkg/northstar_web_bg.wasm does not match its SHA-256 in the signed release");
         }
-        await checkLoaded(release);
+        await checkLoaded(release, wasmHash);
         config = { orgKey: release.orgKey, relays: release.relays, fingerprint: release.fingerprint };
       }
     })();
