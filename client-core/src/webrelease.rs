@@ -524,13 +524,13 @@ pub fn verify(
     {
         return Err(ReleaseError::BadSignature);
     }
-    if let Some(p) = pinned {
-        if *p != release.org {
-            return Err(ReleaseError::OrgMismatch {
-                pinned: p.fingerprint(),
-                got: release.org.fingerprint(),
-            });
-        }
+    if let Some(p) = pinned
+        && *p != release.org
+    {
+        return Err(ReleaseError::OrgMismatch {
+            pinned: p.fingerprint(),
+            got: release.org.fingerprint(),
+        });
     }
     release.check_time(now)?;
     Ok(release)
