@@ -309,14 +309,13 @@ pub fn references(from: &str, body: &[u8]) -> BTreeSet<String> {
             let mut at = 0;
             while let Some(i) = text[at..].find(marker) {
                 let start = at + i + marker.len();
-                if let Some(v) = quoted(text[start..].trim_start()) {
-                    if v.starts_with("./")
+                if let Some(v) = quoted(text[start..].trim_start())
+                    && (v.starts_with("./")
                         || v.starts_with("../")
                         || v.starts_with('/')
-                        || v.contains("://")
-                    {
-                        refs.push(v.to_owned());
-                    }
+                        || v.contains("://"))
+                {
+                    refs.push(v.to_owned());
                 }
                 at = start;
             }
