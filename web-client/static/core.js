@@ -230,6 +230,9 @@ export function loadCore() {
           releaseText = null;
         }
         if (releaseText !== null) {
+          // Hashing needs a secure context (https, an onion service in Tor
+          // Browser, 127.0.0.1): elsewhere nothing can be checked, so nothing runs.
+          if (!globalThis.crypto?.subtle) throw releaseRefused("the page is not served over https, an onion service or 127.0.0.1, so it cannot be checked");
           // The module's hash, read before the module can check the
           // signature; the signature covers it right after.
           const line = /^wasm ([A-Za-z0-9_-]{43})$/m.exec(releaseText);
