@@ -790,6 +790,27 @@ mod tests {
         assert!(release().sign(&OrgSigningKey::from_seed(&[9; 32])).is_err());
     }
 
+    proptest::proptest! {
+        /// Any text — random, or a signed release with one byte changed —
+        /// parses without panicking, and nothing but the signed bytes verifies.
+        #[test]
+        fn parsing_never_panics_and_only_the_signed_text_verifies(
+            junk in ".{0,300}",
+            at in 0usize..2000,
+            byte in 0x20u8..0x7f,
+        ) {
+            let _ = parse_unverified(&junk);
+            let text = release().sign(&key()).unwrap();
+            let mut b = text.clone().into_bytes();
+            let i = at % b.len();
+            if b[i] != byte {
+                b[i] = byte;
+                let t = String::from_utf8(b).unwrap();
+                proptest::prop_assert!(verify(&t, None, 1_700_000_100).is_err());
+            }
+        }
+    }
+
     #[test]
     fn the_webcat_manifest_lists_the_same_hashes() {
         let r = release();
