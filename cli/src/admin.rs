@@ -71,6 +71,10 @@ enum Cmd {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_DIRECTORY_LIFETIME_SECS / DAY))]
         lifetime_days: Option<u64>,
     },
+    /// Sign a release of the seeker's web page (file hashes, CSP, the
+    /// organisation key and the --relay URLs) and write the directory to
+    /// serve (docs/WEB_CLIENT.md, "Signed releases").
+    WebRelease(crate::web::ReleaseArgs),
 }
 
 const DAY: u64 = 24 * 3600;
@@ -236,6 +240,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             });
             Ok(())
         }
+        Cmd::WebRelease(a) => crate::web::release(&state.key, a, relay_url, out),
         Cmd::Publish { lifetime_days } => {
             let mut next = state
                 .draft

@@ -31,6 +31,9 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Cmd {
+    /// Open the inbox in the browser, served by this binary on 127.0.0.1
+    /// (its key store stays in the browser, for that local address).
+    Web(crate::inbox_web::Args),
     /// Create this device's keys (asks for a passphrase); prints the public keys for the administrator.
     Init {
         /// The organisation's public key (64 hex digits), as the administrator published it.
@@ -105,6 +108,9 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
         args.home
             .unwrap_or_else(|| crate::default_home("counselor")),
     );
+    if let Cmd::Web(w) = args.cmd {
+        return crate::inbox_web::run(w, relay_url, out).await;
+    }
     let mut input = Input::new();
     if let Cmd::Init { org } = &args.cmd {
         let org = parse_org(org)?;
@@ -147,7 +153,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     .await
     .map_err(fail)?;
     match args.cmd {
-        Cmd::Init { .. } | Cmd::Export => unreachable!("handled above"),
+        Cmd::Init { .. } | Cmd::Export | Cmd::Web(_) => unreachable!("handled above"),
         Cmd::Sync => {
             sh.driver.with_counselor(|c| {
                 let shown: Vec<Value> = events.iter().map(|e| event_json(c, e)).collect();

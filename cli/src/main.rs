@@ -9,8 +9,10 @@
 mod admin;
 mod counselor;
 mod home;
+mod inbox_web;
 mod seeker;
 mod shell;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ enum Role {
     Counselor(counselor::Args),
     /// A person asking for advice (no account: a codename).
     Seeker(seeker::Args),
+    /// The web client's signed releases: check what a site serves.
+    Web(web::Args),
 }
 
 /// Output settings shared by the commands.
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
             Role::Admin(a) => admin::run(a, &cli.relay, &out).await,
             Role::Counselor(c) => counselor::run(c, &cli.relay, &out).await,
             Role::Seeker(s) => seeker::run(s, &cli.relay, &out).await,
+            Role::Web(w) => web::run(w, &out).await,
         }
     });
     match result {

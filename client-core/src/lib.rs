@@ -71,6 +71,7 @@ pub mod sealed;
 pub mod state;
 #[cfg(test)]
 mod vectors;
+pub mod webrelease;
 mod wire;
 
 /// Not API: the strict codec, for the fuzz targets only (as rustls's

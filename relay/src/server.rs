@@ -69,22 +69,63 @@ async fn health() -> &'static str {
     "ok"
 }
 
+/// The counselor inbox's own files: it runs only from the binary a
+/// counselor installed (`northstar counselor web`), never from a relay, so
+/// the relay answers 404 even when its web root holds them.
+pub const NOT_SERVED: &[&str] = &["/counselor.html", "/counselor.js"];
+
+/// The CSP to send: the one in the signed release at the web root
+/// (`.well-known/northstar/release`, whose connect-src names the relay URLs
+/// the organisation signed), else [`CONTENT_SECURITY_POLICY`]. Read on every
+/// response, so a new release takes effect without a restart. The release's
+/// signature is not this server's to check (`northstar web verify` and the
+/// page do); a release whose CSP breaks the rules is ignored, with a warning.
+pub async fn served_csp(web_root: &std::path::Path) -> HeaderValue {
+    let path = web_root.join(&northstar_core::webrelease::RELEASE_PATH[1..]);
+    let Ok(text) = tokio::fs::read_to_string(&path).await else {
+        return HeaderValue::from_static(CONTENT_SECURITY_POLICY);
+    };
+    match northstar_core::webrelease::parse_unverified(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|(r, _, _)| HeaderValue::from_str(&r.csp).map_err(|e| e.to_string()))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "the web root's release is unreadable: sending the default CSP");
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY)
+        }
+    }
+}
+
+async fn not_served() -> StatusCode {
+    StatusCode::NOT_FOUND
+}
+
+async fn set_csp(State(web_root): State<Arc<std::path::PathBuf>>, mut resp: Response) -> Response {
+    let csp = served_csp(&web_root).await;
+    resp.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, csp);
+    resp
+}
+
 fn router(state: AppState) -> Router {
     let web_root = state.relay.config.web_root.clone();
+    let csp_root = Arc::new(web_root.clone());
     let set = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
-    Router::new()
+    let mut router = Router::new();
+    for p in NOT_SERVED {
+        router = router.route(p, get(not_served));
+    }
+    router
         .route(WS_PATH, get(ws_handler))
         .route("/health", get(health))
         // `file.gz` beside a file is sent instead to a browser that accepts
         // gzip: build_web writes one for the wasm module, most of the
         // seeker page's transfer (docs/BENCHMARKS.md).
         .fallback_service(ServeDir::new(web_root).precompressed_gzip())
-        .layer(set(
-            header::CONTENT_SECURITY_POLICY,
-            CONTENT_SECURITY_POLICY,
-        ))
+        .layer(axum::middleware::map_response_with_state(csp_root, set_csp))
         .layer(set(header::REFERRER_POLICY, "no-referrer"))
         .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(set(header::CACHE_CONTROL, "no-store"))

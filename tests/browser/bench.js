@@ -21,7 +21,7 @@
 //
 //   node bench.js <bench-pkg-dir> <core.json> <out.json>   (env: ROUNDS, BATCH_MS, SKIP_OPS, SKIP_SEEKER)
 import { spawn } from "node:child_process";
-import { cpSync, createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -143,10 +143,11 @@ async function seekerTransfer(browser) {
     const desk = path.join(tmp, "desk");
     const org = JSON.parse(await cli(admin, "ws://127.0.0.1:1/ws", ["--json", "admin", "init"], ADMIN));
     const webRoot = path.join(tmp, "web");
-    cpSync(WEB_ROOT, webRoot, { recursive: true });
-    writeFileSync(path.join(webRoot, "config.json"), JSON.stringify({ org_key: org.org_key, fingerprint: org.fingerprint }));
+    mkdirSync(webRoot);
     server = await startRealRelay(webRoot);
     const relay = `${server.origin.replace(/^http/, "ws")}/ws`;
+    // The seeker page as deployed: a release signed for this relay.
+    await cli(admin, relay, ["admin", "web-release", "--from", WEB_ROOT, "--out", webRoot], ADMIN);
     const dev = JSON.parse(await cli(desk, relay, ["--json", "counselor", "init", "--org", org.org_key], COUNSELOR)).device;
     await cli(admin, relay, ["admin", "add-device", "--team", "unaccompanied-minors", "--label", "desk", "--device", dev], ADMIN);
     await cli(admin, relay, ["admin", "publish"], ADMIN);

@@ -6,20 +6,25 @@
 // publishes the device with the CLI, a seeker writes from a second context
 // and comes back from a third with the codename alone.
 //
-// The relay serves a temporary copy of web-client/static whose config.json
-// pins the organisation key `northstar admin init` just created.
+// The relay serves a release of the seeker page that the administrator
+// signed with `northstar admin web-release` (the organisation key and the
+// relay URL inside); the counselor inbox runs only from the binary
+// (`northstar counselor web`, on its own 127.0.0.1 origin).
 //
-// A second suite starts its own relay with `--max-batch 8` for an
-// organisation of more devices than one deposit may carry.
+// A second suite serves the seeker page from a second origin (a static host)
+// against a relay with `--max-batch 8`, for an organisation of more devices
+// than one deposit may carry. A third has a relay cheat in every way the
+// page can see, and the page refuse to run.
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { chromium } from "playwright-core";
-import { REPO, WEB_ROOT, relayBinary, startRealRelay } from "./server.js";
+import { REPO, WEB_ROOT, relayBinary, startRealRelay, startStaticSite } from "./server.js";
 
 const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target");
 const SHOTS = path.join(TARGET, "screenshots");
@@ -42,6 +47,7 @@ if (!relayBinary()) missing.push(["northstar-relay", "the relay binary (cargo bu
 
 let tmp;
 let server;
+let inbox; // `northstar counselor web`, the counselor's own binary
 let browser;
 let org; // {org_key, fingerprint}
 let strings;
@@ -73,11 +79,15 @@ before(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), "northstar-e2e-"));
   // The administrator creates the organisation key (offline, no relay needed).
   org = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS));
-  // The operator pins it in the site's configuration.
+  // The relay starts on an empty web root; the administrator signs a
+  // release of the seeker page for it (key and relay URL inside), which the
+  // operator puts there as it is.
   const webRoot = path.join(tmp, "web");
-  cpSync(WEB_ROOT, webRoot, { recursive: true });
-  writeFileSync(path.join(webRoot, "config.json"), JSON.stringify({ org_key: org.org_key, fingerprint: org.fingerprint }));
+  mkdirSync(webRoot);
   server = await startRealRelay(webRoot);
+  await cli(["admin", "web-release", "--from", WEB_ROOT, "--out", webRoot], ADMIN_PASS);
+  // The counselor's inbox: from the binary, on 127.0.0.1, talking to the relay.
+  inbox = await startInbox(org.org_key, server);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -87,21 +97,60 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  await inbox?.stop();
   await server?.stop();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
 /**
- * A fresh browser context on the real relay (`relay`, the suite's by
- * default); requests off 127.0.0.1 are aborted and fail the test.
+ * `northstar counselor web --no-browser` on a free port, pinned to `orgKey`
+ * and talking to `relay`; resolves once it serves.
  */
-async function open(pathname, { viewport = PHONE, locale = "en-US", relay = server } = {}) {
+async function startInbox(orgKey, relay) {
+  const env = { ...process.env, NORTHSTAR_HOME: path.join(tmp, "inbox-home"), NORTHSTAR_RELAY: `${relay.origin.replace(/^http/, "ws")}/ws` };
+  delete env.NORTHSTAR_ORG;
+  const port = await new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+  const child = spawn(CLI, ["--json", "counselor", "web", "--no-browser", "--port", String(port), "--org", orgKey], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const first = await new Promise((resolve, reject) => {
+    let out = "";
+    let err = "";
+    child.stderr.on("data", (d) => (err += d));
+    child.stdout.on("data", (d) => {
+      out += d;
+      if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0]));
+    });
+    child.on("exit", (code) => reject(new Error(`northstar counselor web exited (${code}): ${err}`)));
+  });
+  const origin = first.url.replace(/\/$/, "");
+  return {
+    origin,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill("SIGTERM");
+        await new Promise((r) => child.once("exit", r));
+      }
+    },
+  };
+}
+
+/**
+ * A fresh browser context on `site` (the relay serving the seeker's release
+ * by default; the inbox binary for the counselor; a static host in a split
+ * deployment); requests to any other origin are aborted and fail the test,
+ * and WebSockets may go to `relay` only.
+ */
+async function open(pathname, { viewport = PHONE, locale = "en-US", relay = server, site = relay } = {}) {
   const context = await browser.newContext({ viewport, locale, serviceWorkers: "block", reducedMotion: "reduce" });
   const offHost = [];
   const neutral = [];
   await context.route("**/*", async (route) => {
     const req = route.request();
-    if (new URL(req.url()).origin === relay.origin) return route.continue();
+    if (new URL(req.url()).origin === site.origin) return route.continue();
     if (req.url().startsWith(NEUTRAL)) {
       neutral.push({ url: req.url(), referer: req.headers().referer ?? null });
       return route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>Weather</title><p>Sunny</p>" });
@@ -125,7 +174,7 @@ async function open(pathname, { viewport = PHONE, locale = "en-US", relay = serv
   page.on("framenavigated", (f) => {
     if (f === page.mainFrame()) urls.push(f.url());
   });
-  await page.goto(relay.origin + pathname);
+  await page.goto(site.origin + pathname);
   await page.waitForFunction(() => document.body.dataset.screen);
   return {
     context,
@@ -194,7 +243,8 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
   });
 
   test("a counselor enrols in the browser; the administrator adds and publishes the device with the CLI; the counselor unlocks and syncs", async () => {
-    counselor = await open("/counselor.html", { viewport: DESKTOP });
+    counselor = await open("/", { viewport: DESKTOP, site: inbox });
+    assert.match(counselor.page.url(), /^http:\/\/127\.0\.0\.1:\d+\/$/, "the inbox runs from the local binary");
     const { page } = counselor;
     const t = await loadStrings(page);
     await visible(page, "#screen-enrol");
@@ -562,7 +612,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
       if (m.type() === "error") errors.push(m.text());
     });
     b.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-    await b.goto(`${server.origin}/counselor.html`);
+    await b.goto(`${inbox.origin}/`);
     if (await a.isVisible("#lock")) await a.click("#lock");
     for (const page of [a, b]) {
       await page.bringToFront();
@@ -645,7 +695,7 @@ async function inTurn(items, width, fn) {
   return results;
 }
 
-describe("a relay that takes at most 8 envelopes per deposit, an organisation of many devices", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+describe("split deployment: the seeker page from a static host, a relay that takes at most 8 envelopes per deposit, an organisation of many devices", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
   // More devices than one deposit may carry, so the seeker's opening goes
   // out in several batches (each with its own proof of work); as many as
   // keep the test within about 20 s on two cores (every CLI step runs
@@ -656,19 +706,26 @@ describe("a relay that takes at most 8 envelopes per deposit, an organisation of
   const LONG = Array.from({ length: 40 }, (_, i) => `${i + 1}. Crucé el río con mi hermana menor y ahora estamos en un refugio en Texas; nuestra madre vive en Montreal y tiene papeles.`).join("\n");
   let dir;
   let relay;
+  let site; // the organisation's static host: a second origin
   let orgKey;
 
   before(async () => {
     if (missing.length) return;
     dir = path.join(tmp, "many-devices");
     orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home: path.join(dir, "admin"), relay: null }));
-    const webRoot = path.join(dir, "web");
-    cpSync(WEB_ROOT, webRoot, { recursive: true });
-    writeFileSync(path.join(webRoot, "config.json"), JSON.stringify({ org_key: orgKey.org_key, fingerprint: orgKey.fingerprint }));
-    relay = await startRealRelay(webRoot, { args: ["--max-batch", String(MAX_BATCH)] });
+    // The relay serves no page at all; the release names it, and the
+    // organisation's own static host serves the release.
+    const empty = path.join(dir, "relay-web");
+    mkdirSync(empty, { recursive: true });
+    relay = await startRealRelay(empty, { args: ["--max-batch", String(MAX_BATCH)] });
+    const release = path.join(dir, "site");
+    await cli(["admin", "web-release", "--from", WEB_ROOT, "--out", release], ADMIN_PASS, { home: path.join(dir, "admin"), relay });
+    site = await startStaticSite(release);
+    assert.notEqual(new URL(site.origin).port, new URL(relay.origin).port);
   });
 
   after(async () => {
+    await site?.stop();
     await relay?.stop();
   });
 
@@ -684,9 +741,13 @@ describe("a relay that takes at most 8 envelopes per deposit, an organisation of
     await cli(["admin", "publish"], ADMIN_PASS, admin);
     await inTurn(all, 4, (i) => cli(["counselor", "sync"], DEVICE_PASS, device(i)));
 
-    const s = await open("/", { relay });
+    const s = await open("/", { relay, site });
     try {
       const { page } = s;
+      // The page came from the static host; its only connections go to the
+      // relay the signed release names, as its CSP allows and nothing else.
+      const csp = (await (await fetch(`${site.origin}/`)).headers.get("content-security-policy")) ?? "";
+      assert.match(csp, new RegExp(`connect-src 'self' ${relay.origin.replace(/^http/, "ws")}/ws;`));
       // Every deposit frame the page sends: [version, request id ×4, tag 0x01, pow flag, nonce ×8?, count:u16, …].
       const batches = [];
       page.on("websocket", (ws) =>
@@ -739,10 +800,11 @@ describe("a relay whose mailboxes hold one envelope, one counselor device offlin
     if (missing.length) return;
     dir = path.join(tmp, "full-mailbox");
     orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home: path.join(dir, "admin"), relay: null }));
+    // The relay serves a release of the page signed for this organisation.
     const webRoot = path.join(dir, "web");
-    cpSync(WEB_ROOT, webRoot, { recursive: true });
-    writeFileSync(path.join(webRoot, "config.json"), JSON.stringify({ org_key: orgKey.org_key, fingerprint: orgKey.fingerprint }));
+    mkdirSync(webRoot, { recursive: true });
     relay = await startRealRelay(webRoot, { args: ["--mailbox-max-envelopes", "1"] });
+    await cli(["admin", "web-release", "--from", WEB_ROOT, "--out", webRoot], ADMIN_PASS, { home: path.join(dir, "admin"), relay });
   });
 
   after(async () => {
@@ -795,5 +857,92 @@ describe("a relay whose mailboxes hold one envelope, one counselor device offlin
     };
     assert.deepEqual(await show(0), ["Tengo 16 años y estoy solo.", "¿Alguien puede ayudarme?"]);
     assert.deepEqual(await show(1), ["Tengo 16 años y estoy solo."]);
+  });
+});
+
+describe("a relay that cheats: the page refuses to run and says why", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+  let dir;
+  let good;
+  let orgKey;
+  before(async () => {
+    if (missing.length) return;
+    dir = path.join(tmp, "cheats");
+    const home = path.join(dir, "admin");
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home, relay: null })).org_key;
+    good = path.join(dir, "good");
+    await cli(["admin", "web-release", "--from", WEB_ROOT, "--out", good], ADMIN_PASS, { home, relay: server });
+  });
+
+  /** Serves a tampered copy of the release; resolves with the console errors once the page has settled. */
+  async function served(name, tamper, { clock } = {}) {
+    const d = path.join(dir, name);
+    cpSync(good, d, { recursive: true });
+    tamper(d);
+    const site = await startStaticSite(d);
+    try {
+      const s = await open("/", { site, relay: server });
+      try {
+        if (clock) await s.page.clock.setFixedTime(clock);
+        if (clock) await s.page.reload();
+        await s.page.waitForFunction(() => document.body.dataset.release === "refused" || document.getElementById("fingerprint").dataset.i18n === undefined, null, { timeout: 30_000 });
+        const refused = await s.page.evaluate(() => document.body.dataset.release === "refused");
+        const banner = await s.page.textContent("#core-banner");
+        if (refused) assert.equal(s.sockets.length, 0, "a page that refuses opens no connection");
+        return { refused, banner, errors: s.errors };
+      } finally {
+        await s.close();
+      }
+    } finally {
+      await site.stop();
+    }
+  }
+
+  const release = (d) => path.join(d, ".well-known/northstar/release");
+
+  test("the untouched release runs", async () => {
+    const r = await served("untouched", () => {});
+    assert.equal(r.refused, false, r.errors.join("\n"));
+  });
+
+  test("a swapped organisation key (the old config.json attack): the signature fails", async () => {
+    const other = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home: path.join(dir, "evil"), relay: null })).org_key;
+    const r = await served("swapped-key", (d) => writeFileSync(release(d), readFileSync(release(d), "utf8").replace(orgKey, other)));
+    assert.ok(r.refused);
+    assert.match(r.banner, /signed release/);
+    assert.ok(r.errors.some((e) => /signature does not verify/.test(e)), r.errors.join("\n"));
+  });
+
+  test("a modified seeker.js", async () => {
+    const r = await served("seeker-js", (d) => writeFileSync(path.join(d, "seeker.js"), `${readFileSync(path.join(d, "seeker.js"), "utf8")}\n// changed\n`));
+    assert.ok(r.refused);
+    assert.ok(r.errors.some((e) => /modified file: \/seeker\.js/.test(e)), r.errors.join("\n"));
+  });
+
+  test("a modified WebAssembly module", async () => {
+    const r = await served("wasm", (d) => {
+      const f = path.join(d, "pkg/northstar_web_bg.wasm");
+      const b = readFileSync(f);
+      b[b.length - 1] ^= 1;
+      writeFileSync(f, b);
+    });
+    assert.ok(r.refused);
+    assert.ok(r.errors.some((e) => /modified file: \/pkg\/northstar_web_bg\.wasm/.test(e)), r.errors.join("\n"));
+  });
+
+  test("an added script", async () => {
+    const r = await served("added-script", (d) => {
+      writeFileSync(path.join(d, "extra.js"), "export const x = 1;\n");
+      writeFileSync(path.join(d, "index.html"), readFileSync(path.join(d, "index.html"), "utf8").replace("</head>", '<script type="module" src="extra.js"></script></head>'));
+    });
+    assert.ok(r.refused);
+    assert.ok(r.errors.some((e) => /(extra file: \/extra\.js|modified file: \/index\.html)/.test(e)), r.errors.join("\n"));
+  });
+
+  test("an old release served back after its expiry", async () => {
+    const text = readFileSync(release(good), "utf8");
+    const expires = Number(/^expires (\d+)$/m.exec(text)[1]);
+    const r = await served("expired", () => {}, { clock: (expires + 3600) * 1000 });
+    assert.ok(r.refused);
+    assert.ok(r.errors.some((e) => /expired/.test(e)), r.errors.join("\n"));
   });
 });

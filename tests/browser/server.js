@@ -67,13 +67,13 @@ export function relayBinary() {
   return null;
 }
 
-async function waitForHttp(origin, child, ms = 15_000) {
+async function waitForHttp(origin, child, ms = 15_000, pathname = "/health") {
   const deadline = Date.now() + ms;
   let lastError;
   while (Date.now() < deadline) {
     if (child && child.exitCode !== null) throw new Error(`relay exited with code ${child.exitCode}`);
     try {
-      const res = await fetch(`${origin}/`);
+      const res = await fetch(`${origin}${pathname}`);
       if (res.ok) return;
       lastError = new Error(`HTTP ${res.status}`);
     } catch (e) {
@@ -137,9 +137,9 @@ async function startRelay(bin, webRoot = WEB_ROOT, extraArgs = []) {
   };
 }
 
-async function startStatic() {
+async function startStatic(root = WEB_ROOT, csp = CSP) {
   const server = createServer((req, res) => {
-    const headers = { ...SECURITY_HEADERS };
+    const headers = { ...SECURITY_HEADERS, "content-security-policy": csp };
     let pathname;
     try {
       pathname = decodeURIComponent(new URL(req.url, "http://127.0.0.1").pathname);
@@ -152,9 +152,9 @@ async function startStatic() {
       return;
     }
     if (pathname.endsWith("/")) pathname += "index.html";
-    const file = path.resolve(WEB_ROOT, `.${pathname}`);
+    const file = path.resolve(root, `.${pathname}`);
     let body = null;
-    if (file.startsWith(WEB_ROOT + path.sep) && existsSync(file) && statSync(file).isFile()) {
+    if (file.startsWith(root + path.sep) && existsSync(file) && statSync(file).isFile()) {
       body = readFileSync(file);
     }
     if (body === null) {
@@ -173,6 +173,18 @@ async function startStatic() {
     description: "the Node static fallback server (relay binary not built or without --web-root)",
     stop: () => new Promise((r) => server.close(r)),
   };
+}
+
+/**
+ * A static host on its own origin serving a signed release directory (the
+ * organisation's site in a split deployment, docs/DEPLOY.md), with the CSP
+ * the release carries.
+ */
+export async function startStaticSite(root) {
+  const text = readFileSync(path.join(root, ".well-known/northstar/release"), "utf8");
+  const csp = /^csp (.*)$/m.exec(text)[1];
+  const server = await startStatic(path.resolve(root), csp);
+  return { ...server, description: "a static host (second origin)" };
 }
 
 /** Starts the relay if it is built, the static fallback otherwise. */

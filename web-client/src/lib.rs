@@ -329,6 +329,47 @@ pub fn org_fingerprint(org_hex: &str) -> Result<String, JsValue> {
     Ok(parse_org(org_hex)?.fingerprint())
 }
 
+/// Verifies a signed web release (docs/WEB_CLIENT.md, "Signed releases")
+/// at `now` (Unix seconds): `{orgKey, fingerprint, relays, csp, version,
+/// issuedAt, expiresAt, files: {path: sha256 base64url}, wasm: [..]}`, or
+/// an `Error` with code `release-invalid` and a one-line reason.
+#[wasm_bindgen]
+pub fn verify_release(text: &str, now: f64) -> Result<JsValue, JsValue> {
+    let now = if now.is_finite() && now > 0.0 {
+        now as u64
+    } else {
+        0
+    };
+    let r = northstar_core::webrelease::verify(text, None, now)
+        .map_err(|e| fail("release-invalid", e))?;
+    let o = Object::new();
+    set(
+        &o,
+        "orgKey",
+        MailboxId::from_bytes(*r.org.as_bytes()).to_hex(),
+    );
+    set(&o, "fingerprint", r.org.fingerprint());
+    let relays: Array = r.relays.iter().map(|u| JsValue::from_str(u)).collect();
+    set(&o, "relays", relays);
+    set(&o, "csp", r.csp.as_str());
+    set(&o, "index", r.index.as_str());
+    set(&o, "version", r.version.as_str());
+    set(&o, "issuedAt", r.issued_at as f64);
+    set(&o, "expiresAt", r.expires_at as f64);
+    let files = Object::new();
+    for (p, h) in &r.files {
+        set(&files, p, northstar_core::webrelease::b64url(h));
+    }
+    set(&o, "files", files);
+    let wasm: Array = r
+        .wasm
+        .iter()
+        .map(|h| JsValue::from_str(&northstar_core::webrelease::b64url(h)))
+        .collect();
+    set(&o, "wasm", wasm);
+    Ok(o.into())
+}
+
 /// A fresh codename in the seeker's language (`"en"`, `"es"`, `"fr"` or
 /// `"ht"`: that language's word list, nine or eleven words with the two
 /// check words), from the browser's CSPRNG.

@@ -21,14 +21,15 @@
 // and wakes the driver at its next timeout. Nothing here builds a frame,
 // batches, retries or decides anything about the protocol.
 //
-// The organisation key (and optionally the relay URLs) are pinned in
-// config.json (same origin, written by the operator). The seeker page keeps
+// The organisation key and the relay URLs come from the signed release
+// (.well-known/northstar/release, verified by the module) on the seeker
+// page, and from the binary serving the counselor inbox on 127.0.0.1. The seeker page keeps
 // nothing in browser storage; the counselor page keeps its sealed device in
 // IndexedDB (keystore.js), and every input its driver processes runs under
 // the "northstar-counselor" Web Lock, continuing from a newer state another
 // tab saved meanwhile.
 
-import { RelayChannel, relayUrl } from "./relay.js";
+import { RelayChannel } from "./relay.js";
 
 /**
  * @typedef {{id: string, label: string, team: number}} Topic
@@ -46,11 +47,12 @@ import { RelayChannel, relayUrl } from "./relay.js";
 
 /** The secure module (or WebAssembly, or one of its exports) is not available. */
 export class CoreUnavailable extends Error {
-  /** @param {"no-webassembly"|"module-missing"|"export-missing"} reason */
+  /** @param {"no-webassembly"|"module-missing"|"export-missing"|"release-invalid"} reason */
   constructor(reason, detail = "") {
     super(`the secure module could not load (${reason}${detail ? `: ${detail}` : ""})`);
     this.name = "CoreUnavailable";
     this.reason = reason;
+    this.detail = detail;
   }
 }
 
@@ -62,7 +64,7 @@ export const ERROR_CODES = Object.freeze([
   "no-key-store", // this browser holds no counselor key store
   "not-in-directory", // this counselor device is not in the signed directory yet
   "claimed-by-other", // a colleague holds the conversation
-  "not-configured", // config.json holds no organisation key
+  "not-configured", // no signed release (seeker) or no local configuration (counselor)
   "directory-expired", // the signed directory expired and the relay serves no newer one
   "network", // relay unreachable
   "busy", // rate limited or over a limit: try later
@@ -132,14 +134,90 @@ export function webAssemblySupported() {
   }
 }
 
-const EXPORTS = ["org_fingerprint", "generate_codename", "check_codename", "check_new_passphrase", "pow_solve_range", "WebDriver"];
+const EXPORTS = ["org_fingerprint", "generate_codename", "check_codename", "check_new_passphrase", "pow_solve_range", "verify_release", "WebDriver"];
 
 let wasm = null;
 let loading = null;
 let config = null;
+let configError = null;
+/** "release": the seeker page, checked against the signed release; "local": the counselor inbox served by `northstar counselor web`. */
+let source = "release";
+
+/** Where the signed release is served, beside the page (docs/WEB_CLIENT.md, "Signed releases"). */
+export const RELEASE_PATH = ".well-known/northstar/release";
+const WASM_PATH = "pkg/northstar_web_bg.wasm";
+
+/**
+ * The counselor inbox calls this before anything else: its configuration
+ * comes from the binary that serves it on 127.0.0.1 (`northstar counselor
+ * web`), not from a release.
+ */
+export function useLocalConfig() {
+  source = "local";
+}
+
+async function sha256b64url(bytes) {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  let bin = "";
+  for (const b of d) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function get(url) {
+  const res = await fetch(url, { cache: "no-store", credentials: "omit" });
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  return res;
+}
+
+/** A page that does not match its signed release: it refuses to run, with the reason. */
+function releaseRefused(reason) {
+  console.error(`Northstar: this page does not match the organisation's signed release and will not run: ${reason}`);
+  return new CoreUnavailable("release-invalid", reason);
+}
+
+/**
+ * Checks what this page loaded against the verified release: every
+ * same-origin resource (the document, scripts, styles, images, the module)
+ * must be a file of the release with the signed SHA-256, and nothing else
+ * may have been loaded. This catches tampering that left the checking code
+ * itself alone; code that removes the check is caught only outside the
+ * page (WEBCAT's extension, `northstar web verify`). THREAT_MODEL.md says so.
+ */
+async function checkLoaded(release, wasmHash) {
+  const base = new URL(".", location.href);
+  const skip = new Set([RELEASE_PATH, ".well-known/webcat/manifest.json"]);
+  const urls = [location.href, ...performance.getEntriesByType("resource").map((e) => e.name)];
+  for (const s of document.querySelectorAll("script")) {
+    if (!s.src) throw releaseRefused("an inline script is in the page");
+    urls.push(s.src);
+  }
+  for (const l of document.querySelectorAll("link[href]")) urls.push(l.href);
+  const seen = new Set();
+  for (const raw of urls) {
+    const u = new URL(raw, location.href);
+    u.hash = "";
+    u.search = "";
+    if (seen.has(u.href)) continue;
+    seen.add(u.href);
+    if (u.protocol === "data:" || u.protocol === "blob:") continue;
+    if (u.origin !== base.origin || !u.pathname.startsWith(base.pathname)) throw releaseRefused(`extra file: ${u.href} is not part of the signed release`);
+    const rel = u.pathname.slice(base.pathname.length);
+    if (skip.has(rel)) continue;
+    const path = rel === "" ? release.index : `/${rel}`;
+    const want = release.files[path];
+    if (!want) throw releaseRefused(`extra file: ${path} is loaded by the page but is not in the signed release`);
+    // The module's bytes were hashed as they were compiled; others are fetched again.
+    const got = rel === WASM_PATH ? wasmHash : await sha256b64url(await (await get(u.href)).arrayBuffer());
+    if (got !== want) throw releaseRefused(`modified file: ${path} does not match its SHA-256 in the signed release`);
+  }
+}
 
 /**
  * Loads and initialises the WebAssembly module and the pinned configuration once.
+ * The seeker page first checks the module's bytes against the signed
+ * release, then has the module verify the release's signature and expiry,
+ * then checks every file the page loaded; any mismatch refuses to run
+ * (CoreUnavailable "release-invalid").
  * @returns {Promise<void>} rejects with CoreUnavailable
  */
 export function loadCore() {
@@ -147,9 +225,35 @@ export function loadCore() {
     loading = (async () => {
       if (!webAssemblySupported()) throw new CoreUnavailable("no-webassembly");
       let mod;
+      let releaseText = null;
+      let wasmBytes = null;
+      if (source === "release") {
+        try {
+          releaseText = await (await get(RELEASE_PATH)).text();
+        } catch {
+          releaseText = null;
+        }
+        if (releaseText !== null) {
+          // Hashing needs a secure context (https, an onion service in Tor
+          // Browser, 127.0.0.1): elsewhere nothing can be checked, so nothing runs.
+          if (!globalThis.crypto?.subtle) throw releaseRefused("the page is not served over https, an onion service or 127.0.0.1, so it cannot be checked");
+          // The module's hash, read before the module can check the
+          // signature; the signature covers it right after.
+          const line = /^wasm ([A-Za-z0-9_-]{43})$/m.exec(releaseText);
+          try {
+            wasmBytes = await (await get(WASM_PATH)).arrayBuffer();
+          } catch (e) {
+            console.error("Northstar: the secure module could not load:", String(e?.message ?? e));
+            throw new CoreUnavailable("module-missing");
+          }
+          if (!line || (await sha256b64url(wasmBytes)) !== line[1]) {
+            throw releaseRefused("modified file: /pkg/northstar_web_bg.wasm does not match its SHA-256 in the signed release");
+          }
+        }
+      }
       try {
         mod = await import("./pkg/northstar_web.js");
-        await mod.default();
+        await mod.default(wasmBytes ? { module_or_path: wasmBytes } : undefined);
       } catch (e) {
         console.error("Northstar: the secure module could not load:", String(e?.message ?? e));
         throw new CoreUnavailable("module-missing");
@@ -158,38 +262,55 @@ export function loadCore() {
         if (!(name in mod)) throw new CoreUnavailable("export-missing", name);
       }
       wasm = mod;
+      if (source === "local") {
+        await localConfig();
+      } else if (releaseText === null) {
+        configError = new CoreError("not-configured", "no signed release is served with this page");
+      } else {
+        let release;
+        try {
+          release = mod.verify_release(releaseText, Date.now() / 1000);
+        } catch (e) {
+          throw releaseRefused(String(e?.message ?? e));
+        }
+        const wasmHash = await sha256b64url(wasmBytes);
+        if (!release.wasm.includes(wasmHash) || release.files[`/${WASM_PATH}`] !== wasmHash) {
+          throw releaseRefused("modified file: /pkg/northstar_web_bg.wasm does not match its SHA-256 in the signed release");
+        }
+        await checkLoaded(release, wasmHash);
+        config = { orgKey: release.orgKey, relays: release.relays, fingerprint: release.fingerprint };
+      }
     })();
   }
   return loading;
 }
 
+/** The counselor inbox's configuration, from the binary serving it. */
+async function localConfig() {
+  let c = null;
+  try {
+    c = await (await get("northstar-local.json")).json();
+  } catch {
+    c = null;
+  }
+  const key = typeof c?.org_key === "string" ? c.org_key.trim() : "";
+  const relays = Array.isArray(c?.relays) ? c.relays.filter((u) => typeof u === "string" && u.trim()) : [];
+  if (!/^[0-9a-fA-F]{64}$/.test(key) || !relays.length) {
+    configError = new CoreError("not-configured", "this inbox is not served by `northstar counselor web`");
+    return;
+  }
+  config = { orgKey: key.toLowerCase(), relays, fingerprint: wasm.org_fingerprint(key) };
+}
+
 /**
- * The pinned configuration from config.json: the organisation key (hex,
- * checked by the module) and the relay URLs (`relays`, else this page's
- * own origin).
+ * The pinned configuration: the organisation key (hex) and the relay URLs,
+ * from the verified signed release (seeker) or from the local binary
+ * (counselor).
  * @returns {Promise<{orgKey: string, relays: string[]}>}
  */
 async function pinned() {
   await loadCore();
-  if (!config) {
-    let c = null;
-    try {
-      const res = await fetch("config.json", { cache: "no-store", credentials: "omit" });
-      if (res.ok) c = await res.json();
-    } catch {
-      c = null;
-    }
-    const key = typeof c?.org_key === "string" ? c.org_key.trim() : "";
-    if (!/^[0-9a-fA-F]{64}$/.test(key)) throw new CoreError("not-configured", "config.json holds no organisation key");
-    // A fingerprint written beside the key must be the key's own: a mismatch
-    // means a mistyped configuration, and nothing should be trusted.
-    const written = typeof c?.fingerprint === "string" ? c.fingerprint.trim() : "";
-    if (written && written !== wasm.org_fingerprint(key)) {
-      throw new CoreError("not-configured", "config.json: the fingerprint does not match the organisation key");
-    }
-    const named = Array.isArray(c?.relays) ? c.relays.filter((u) => typeof u === "string" && u.trim()).map((u) => u.trim()) : [];
-    config = { orgKey: key.toLowerCase(), relays: named.length ? named : [relayUrl()] };
-  }
+  if (!config) throw configError ?? new CoreError("not-configured", "no organisation key");
   return config;
 }
 

@@ -6,6 +6,11 @@ import * as core from "./core.js";
 import { LANGUAGES } from "./i18n.js";
 import { announce, currentLanguage, formatDate, initLanguage, onLanguageChange, showScreen, t } from "./ui.js";
 
+// The inbox runs only from the binary the counselor installed (`northstar
+// counselor web`, on 127.0.0.1), which also gives the organisation key and
+// the relay URLs; never from a page a relay serves.
+core.useLocalConfig();
+
 const $ = (id) => document.getElementById(id);
 
 let me = null; // {name, teams}

@@ -92,7 +92,18 @@ function errorKey(e) {
 function coreFailed(e) {
   if (e instanceof core.CoreUnavailable) {
     if (e.reason === "no-webassembly") showScreen("screen-nowasm");
-    else $("core-banner").hidden = false;
+    else {
+      if (e.reason === "release-invalid") {
+        // The page refuses to run: say so in place of the module message.
+        const span = $("core-banner").querySelector("[data-i18n='err.coreBanner']");
+        if (span) {
+          span.dataset.i18n = "err.releaseBanner";
+          span.textContent = t("err.releaseBanner");
+        }
+        document.body.dataset.release = "refused";
+      }
+      $("core-banner").hidden = false;
+    }
   }
 }
 
