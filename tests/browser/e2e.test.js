@@ -72,7 +72,7 @@ before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   tmp = mkdtempSync(path.join(os.tmpdir(), "northstar-e2e-"));
   // The administrator creates the organisation key (offline, no relay needed).
-  org = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS));
+  org = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2)));
   // The operator pins it in the site's configuration.
   const webRoot = path.join(tmp, "web");
   cpSync(WEB_ROOT, webRoot, { recursive: true });
@@ -635,7 +635,7 @@ describe("a relay that takes at most 8 envelopes per deposit, an organisation of
   before(async () => {
     if (missing.length) return;
     dir = path.join(tmp, "many-devices");
-    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home: path.join(dir, "admin"), relay: null }));
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2), { home: path.join(dir, "admin"), relay: null }));
     const webRoot = path.join(dir, "web");
     cpSync(WEB_ROOT, webRoot, { recursive: true });
     writeFileSync(path.join(webRoot, "config.json"), JSON.stringify({ org_key: orgKey.org_key, fingerprint: orgKey.fingerprint }));
