@@ -8,7 +8,7 @@ use northstar_core::client::counselor::DevicePublic;
 use northstar_core::client::saved::AdminState;
 use northstar_core::directory::{
     DEFAULT_DIRECTORY_LIFETIME_SECS, DeviceEntry, DeviceId, Directory, MAX_DIRECTORY_LIFETIME_SECS,
-    OrgSigningKey, Partner, PartnerId,
+    OrgPublicKey, OrgSigningKey, Partner, PartnerId,
 };
 use northstar_core::driver::{Command, Config, Driver};
 use northstar_core::state::{StateKind, check_new_passphrase};
@@ -37,6 +37,20 @@ enum Cmd {
     Init,
     /// Print the organisation's public key and fingerprint.
     Fingerprint,
+    /// Write the web client's configuration (the organisation key and its
+    /// fingerprint, which the pages pin) to a file.
+    ///
+    /// With --org (or NORTHSTAR_ORG) it needs nothing secret; without, it
+    /// asks for the administrator passphrase to read the key.
+    WebConfig {
+        /// Where to write it, e.g. web-client/static/config.json (default:
+        /// standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The organisation's public key (64 hex digits).
+        #[arg(long, env = "NORTHSTAR_ORG")]
+        org: Option<String>,
+    },
     /// List teams, devices and partners of the directory being prepared.
     Show,
     /// Add a counselor device (its exported public keys) to a team.
@@ -103,6 +117,13 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
         )?;
         return print_fingerprint(&state, out);
     }
+    if let Cmd::WebConfig {
+        out: file,
+        org: Some(org),
+    } = &args.cmd
+    {
+        return web_config(crate::parse_org(org)?, file.as_deref(), out);
+    }
     let pass = input.secret("Administrator passphrase: ")?;
     let skey = home.unlock(pass.as_bytes())?;
     let mut state = AdminState::decode(&home.load(&skey, StateKind::Admin)?)
@@ -110,6 +131,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     match args.cmd {
         Cmd::Init => unreachable!("handled above"),
         Cmd::Fingerprint => print_fingerprint(&state, out),
+        Cmd::WebConfig { out: file, .. } => web_config(state.key.public(), file.as_deref(), out),
         Cmd::Show => {
             let d = &state.draft;
             let teams: Vec<_> = d
@@ -288,6 +310,34 @@ fn print_fingerprint(state: &AdminState, out: &Out) -> Result<()> {
     out.print(json!({ "org_key": hexkey, "fingerprint": fp }), || {
         format!("Organisation key: {hexkey}\nFingerprint:      {fp}\nPublish both on the organisation's own channels; every client pins the key.")
     });
+    Ok(())
+}
+
+/// The web client's config.json for `org`, written to `file` (atomically:
+/// a temporary file, then a rename) or printed.
+fn web_config(org: OrgPublicKey, file: Option<&std::path::Path>, out: &Out) -> Result<()> {
+    let hexkey = hex::encode(org.as_bytes());
+    let fp = org.fingerprint();
+    let config = json!({ "org_key": hexkey, "fingerprint": fp });
+    let Some(file) = file else {
+        println!("{config:#}");
+        return Ok(());
+    };
+    let mut text = serde_json::to_string_pretty(&config)?;
+    text.push('\n');
+    let tmp = file.with_extension("json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .map_err(|e| anyhow!("cannot write {}: {e}", file.display()))?;
+    out.print(
+        json!({ "written": file.display().to_string(), "org_key": hexkey, "fingerprint": fp }),
+        || {
+            format!(
+                "Wrote {}: the web pages now pin organisation key {hexkey}\n(fingerprint {fp}). Reload the pages.",
+                file.display()
+            )
+        },
+    );
     Ok(())
 }
 

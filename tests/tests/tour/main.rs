@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod readme;
+
 use northstar_e2e::RelayProcess;
 use northstar_e2e::cli::Cli;
 
