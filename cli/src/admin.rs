@@ -21,7 +21,7 @@ use crate::shell::{self, Shell, fail, now};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where the encrypted administrator files live (default ~/.northstar/admin).
+    /// Where the encrypted administrator files live (default $NORTHSTAR_HOME/admin, else ~/.northstar/admin).
     #[arg(long, env = "NORTHSTAR_ADMIN_HOME")]
     home: Option<PathBuf>,
     #[command(subcommand)]

@@ -23,7 +23,7 @@ use crate::{Out, parse_org};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where this device's encrypted files live (default ~/.northstar/counselor).
+    /// Where this device's encrypted files live (default $NORTHSTAR_HOME/counselor, else ~/.northstar/counselor).
     #[arg(long, env = "NORTHSTAR_COUNSELOR_HOME")]
     home: Option<PathBuf>,
     #[command(subcommand)]

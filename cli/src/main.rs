@@ -26,6 +26,7 @@ prompt; when standard input is not a terminal, it reads them from standard
 input instead, one per line, in this order:
 
   admin init                   1: new administrator passphrase  2: the same again
+  admin web-config             nothing with --org or NORTHSTAR_ORG, else as below
   admin (every other command)  1: administrator passphrase
   counselor init               1: new device passphrase
   counselor (every other)      1: device passphrase

@@ -448,6 +448,29 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     }
   });
 
+  test("a message over the core's limit is refused before a codename is made, saying the limit in the reader's language", async () => {
+    const s = await open("/", { viewport: DESKTOP });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      await page.click("#start");
+      await visible(page, "#topic-list .choice");
+      await page.locator("#topic-list .choice").first().click();
+      await page.click("#topic-form button[type=submit]");
+      await visible(page, "#screen-write");
+      await page.fill("#message", "x".repeat(16_385));
+      await page.click("#write-form button[type=submit]");
+      const said = t.en["err.messageTooLong"].replaceAll("{max}", "16384");
+      await page.waitForFunction((m) => document.getElementById("write-error").textContent === m, said, { timeout: 30_000 });
+      assert.equal(await page.getAttribute("body", "data-screen"), "screen-write", "still writing: no codename was made");
+      await page.fill("#message", "   ");
+      await page.click("#write-form button[type=submit]");
+      await page.waitForFunction((m) => document.getElementById("write-error").textContent === m, t.en["write.required"]);
+    } finally {
+      await s.close();
+    }
+  });
+
   test("quick exit from an open conversation leaves nothing readable: storage, IndexedDB, history", async () => {
     const s = await open("/");
     try {
