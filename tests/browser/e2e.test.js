@@ -374,6 +374,33 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     }
   });
 
+  test("a seeker's message on a resolved conversation opens it again, and the list and the open case agree", async () => {
+    const { page } = counselor;
+    await page.click("#case-list .case-item");
+    await visible(page, "#case");
+    await page.click("#resolve");
+    await page.waitForFunction(() => document.getElementById("case-status").textContent === "Resolved", null, { timeout: 30_000 });
+    const s = await open("/", { locale: "es-ES" });
+    try {
+      await comeBack(s.page, codename);
+      await visible(s.page, "#screen-conversation", 60_000);
+      await s.page.fill("#reply", "Perdón, una pregunta más.");
+      await s.page.click("#reply-form button[type=submit]");
+      await s.page.waitForFunction(() => document.querySelectorAll("#messages li").length === 6, null, { timeout: 30_000 });
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+    await page.waitForFunction(() => document.getElementById("case-status").textContent === "Open", null, { timeout: 30_000 });
+    await page.waitForFunction(
+      () => document.querySelector("#case-list .case-item .status")?.textContent === document.getElementById("case-status").textContent,
+      null,
+      { timeout: 10_000 },
+    );
+    assert.equal(await page.isVisible("#resolve"), true);
+    assert.equal(await page.isVisible("#reopen"), false);
+  });
+
   test("the counselor refers the seeker to a partner, then hands the conversation to a colleague the administrator added", async () => {
     const { page } = counselor;
     const t = await loadStrings(page);
