@@ -21,7 +21,7 @@ use crate::shell::{self, Shell, fail, now};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where the encrypted administrator files live (default ~/.northstar/admin).
+    /// Where the encrypted administrator files live (default $NORTHSTAR_HOME/admin, else ~/.northstar/admin).
     #[arg(long, env = "NORTHSTAR_ADMIN_HOME")]
     home: Option<PathBuf>,
     #[command(subcommand)]
@@ -30,7 +30,10 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Cmd {
-    /// Create the organisation key (asks for a passphrase) with the default teams.
+    /// Create the organisation key with the default teams.
+    ///
+    /// Asks for a new passphrase twice (when standard input is not a
+    /// terminal: its first two lines, which must match).
     Init,
     /// Print the organisation's public key and fingerprint.
     Fingerprint,
@@ -86,11 +89,11 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     if let Cmd::Init = args.cmd {
         let pass = input.secret("New administrator passphrase: ")?;
         check_new_passphrase(&pass).map_err(|e| anyhow!("{e}"))?;
-        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            let again = input.secret("Repeat the passphrase: ")?;
-            if *again != *pass {
-                bail!("the passphrases differ");
-            }
+        // Asked twice, from a terminal or not: a mistyped passphrase here
+        // locks the organisation key away for good.
+        let again = input.secret("Repeat the passphrase: ")?;
+        if *again != *pass {
+            bail!("the passphrases differ; nothing was created");
         }
         let key = OrgSigningKey::generate(&mut OsRng);
         let mut draft = Directory::new(key.public(), 0, now());

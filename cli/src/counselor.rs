@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use northstar_core::client::counselor::{Conversation, Counselor, Event, Status};
 use northstar_core::client::saved::DeviceState;
 use northstar_core::client::{Author, EntryKind};
-use northstar_core::directory::{DeviceId, PartnerId};
+use northstar_core::directory::{DeviceId, PartnerId, VerifiedDirectory};
 use northstar_core::driver::{
     Command, Config, Driver, DriverError, Event as DriverEvent, TeamAction,
 };
@@ -18,11 +18,12 @@ use serde_json::{Value, json};
 
 use crate::home::{Home, Input};
 use crate::shell::{self, Shell, fail, now};
+use crate::term::{block, one_line};
 use crate::{Out, parse_org};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where this device's encrypted files live (default ~/.northstar/counselor).
+    /// Where this device's encrypted files live (default $NORTHSTAR_HOME/counselor, else ~/.northstar/counselor).
     #[arg(long, env = "NORTHSTAR_COUNSELOR_HOME")]
     home: Option<PathBuf>,
     #[command(subcommand)]
@@ -60,11 +61,12 @@ enum Cmd {
         #[arg(long)]
         message: Option<String>,
     },
-    /// Hand a conversation to a colleague's device.
+    /// Hand a conversation to a colleague (see `colleagues`).
     HandOff {
         conversation: String,
+        /// The colleague's label, or their device number.
         #[arg(long)]
-        to: u32,
+        to: String,
     },
     /// Add a private note for colleagues.
     Note {
@@ -76,16 +78,21 @@ enum Cmd {
     Resolve { conversation: String },
     /// Open a resolved conversation again.
     Reopen { conversation: String },
-    /// Refer the seeker to a partner organisation.
+    /// Refer the seeker to a partner organisation (see `partners`).
     Refer {
         conversation: String,
+        /// The partner's name, or its number.
         #[arg(long)]
-        partner: u16,
+        partner: String,
         #[arg(long)]
         message: Option<String>,
     },
     /// List the team's canned answers.
     Canned,
+    /// List the colleagues' devices (labels and numbers) a conversation can be handed to.
+    Colleagues,
+    /// List the partner organisations a seeker can be referred to.
+    Partners,
     /// Save a canned answer and share it with the team (message from --message or standard input).
     SaveAnswer {
         /// The conversation it was written in.
@@ -101,6 +108,17 @@ enum Cmd {
         #[arg(long)]
         seconds: Option<u64>,
     },
+}
+
+impl Cmd {
+    /// Commands that only read what the device saved: they still work,
+    /// from the last sync, while the relay cannot be reached.
+    fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Inbox { .. } | Cmd::Show { .. } | Cmd::Canned | Cmd::Colleagues | Cmd::Partners
+        )
+    }
 }
 
 pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
@@ -145,13 +163,24 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     let mut sh = Shell::new(driver, Some(file));
     let mut events: Vec<Event> = Vec::new();
     let id = sh.driver.command(Command::Sync, now()).map_err(fail)?;
-    sh.run(id, &mut |_, e| {
-        if let DriverEvent::Team(e) = e {
-            events.push(e.clone());
+    let synced = sh
+        .run(id, &mut |_, e| {
+            if let DriverEvent::Team(e) = e {
+                events.push(e.clone());
+            }
+        })
+        .await;
+    match synced {
+        Ok(_) => {}
+        // What this device saved can be read without the relay.
+        Err(e @ (DriverError::Network | DriverError::NoRelay)) if args.cmd.reads_only() => {
+            eprintln!(
+                "northstar: {}; showing what this device saved at its last sync.",
+                shell::explain(&e)
+            );
         }
-    })
-    .await
-    .map_err(fail)?;
+        Err(e) => return Err(fail(e)),
+    }
     match args.cmd {
         Cmd::Init { .. } | Cmd::Export | Cmd::Web(_) => unreachable!("handled above"),
         Cmd::Sync => {
@@ -184,16 +213,15 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                     "resolved" => conv.status == Status::Resolved,
                     _ => true,
                 };
-                let rows: Vec<(&MailboxId, &Conversation)> =
+                let mut rows: Vec<(&MailboxId, &Conversation)> =
                     c.conversations().iter().filter(|(_, v)| keep(v)).collect();
+                // Newest first, as in the browser.
+                rows.sort_by_key(|(_, v)| core::cmp::Reverse(updated_at(v)));
                 out.print(json!({ "conversations": rows.iter().map(|(id, v)| conv_json(c, id, v)).collect::<Vec<_>>() }), || {
                     if rows.is_empty() {
                         return "No conversations.".into();
                     }
-                    rows.iter()
-                        .map(|(id, v)| format!("{}  {:<16} {:<24} {}{}", short(id), status_text(c, v.status), team_slug(c, v), v.language.tag(), if v.unread { "  (new)" } else { "" }))
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    inbox_text(c, &rows)
                 });
             });
         }
@@ -222,10 +250,56 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                         if list.is_empty() {
                             return "No canned answers yet.".into();
                         }
-                        list.iter().map(|a| format!("{}: {}", a.title.as_str(), a.text.as_str())).collect::<Vec<_>>().join("\n")
+                        list.iter().map(|a| format!("{}: {}", one_line(a.title.as_str()), one_line(a.text.as_str()))).collect::<Vec<_>>().join("\n")
                     },
                 );
             });
+        }
+        Cmd::Colleagues => {
+            sh.driver.with_counselor(|c| {
+                let me = c.device().ok().map(|d| d.id);
+                let list: Vec<_> = c
+                    .directory()
+                    .map(|d| d.devices())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|d| Some(d.id) != me)
+                    .map(|d| (d.id.0, d.label.clone()))
+                    .collect();
+                out.print(
+                    json!({ "colleagues": list.iter().map(|(id, label)| json!({"id": id, "label": label})).collect::<Vec<_>>() }),
+                    || {
+                        if list.is_empty() {
+                            return "No colleagues in the directory yet.".into();
+                        }
+                        let mut s = format!("{:>6}  LABEL", "DEVICE");
+                        for (id, label) in &list {
+                            s += &format!("\n{id:>6}  {}", one_line(label));
+                        }
+                        s
+                    },
+                );
+            });
+        }
+        Cmd::Partners => {
+            let list: Vec<_> = sh
+                .driver
+                .directory()
+                .map(|d| d.partners().to_vec())
+                .unwrap_or_default();
+            out.print(
+                json!({ "partners": list.iter().map(|p| json!({"id": p.id.0, "name": p.name, "contact": p.contact})).collect::<Vec<_>>() }),
+                || {
+                    if list.is_empty() {
+                        return "No partner organisations in the directory yet.".into();
+                    }
+                    let mut s = format!("{:>7}  {:<28} CONTACT", "PARTNER", "NAME");
+                    for p in &list {
+                        s += &format!("\n{:>7}  {:<28} {}", p.id.0, one_line(&p.name), one_line(&p.contact));
+                    }
+                    s
+                },
+            );
         }
         Cmd::Watch { seconds } => {
             sh.driver.with_counselor(|c| {
@@ -259,7 +333,10 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             .await?
         }
         Cmd::HandOff { conversation, to } => {
-            let to = DeviceId(to);
+            let to = sh
+                .driver
+                .with_counselor(|c| colleague(c, &to))
+                .ok_or_else(|| anyhow!("not a counselor device"))??;
             act(
                 &mut sh,
                 out,
@@ -301,8 +378,8 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             partner,
             message,
         } => {
+            let partner = partner_named(sh.driver.directory().as_ref(), &partner)?;
             let text = input.message(message)?;
-            let partner = PartnerId(partner);
             act(
                 &mut sh,
                 out,
@@ -388,6 +465,98 @@ fn find(c: &Counselor, prefix: &str) -> Result<MailboxId> {
     }
 }
 
+/// When a conversation last changed (its newest entry).
+fn updated_at(v: &Conversation) -> u64 {
+    v.history.last().map_or(0, |e| e.at.0)
+}
+
+/// The inbox as a table: a header row, then one row per conversation with
+/// its last message's date and the start of that message.
+fn inbox_text(c: &Counselor, rows: &[(&MailboxId, &Conversation)]) -> String {
+    const PREVIEW: usize = 48;
+    let mut s = format!(
+        "{:<12}  {:<3}  {:<20}  {:<24}  {:<4}  {:<20}  LAST MESSAGE",
+        "ID", "NEW", "STATUS", "TOPIC", "LANG", "UPDATED"
+    );
+    for (id, v) in rows {
+        let preview = v
+            .history
+            .last()
+            .map(|e| {
+                let text = one_line(&entry_text(&e.kind));
+                let mut p: String = text.chars().take(PREVIEW).collect();
+                if text.chars().count() > PREVIEW {
+                    p.push('…');
+                }
+                format!("{}: {p}", one_line(&author_text(c, e.author)))
+            })
+            .unwrap_or_default();
+        s += &format!(
+            "\n{:<12}  {:<3}  {:<20}  {:<24}  {:<4}  {:<20}  {}",
+            short(id),
+            if v.unread { "*" } else { "" },
+            one_line(&status_text(c, v.status)),
+            one_line(&team_slug(c, v)),
+            v.language.tag(),
+            crate::utc(updated_at(v)),
+            preview
+        );
+    }
+    s
+}
+
+/// A colleague named by label (case-insensitive) or device number.
+fn colleague(c: &Counselor, name: &str) -> Result<DeviceId> {
+    let dir = c
+        .directory()
+        .ok_or_else(|| anyhow!("no directory yet: run `northstar counselor sync`"))?;
+    let name = name.trim();
+    if let Ok(n) = name.parse::<u32>() {
+        return dir.device(DeviceId(n)).map(|d| d.id).ok_or_else(|| {
+            anyhow!("no device {n} in the directory (see `northstar counselor colleagues`)")
+        });
+    }
+    let found: Vec<DeviceId> = dir
+        .devices()
+        .into_iter()
+        .filter(|d| {
+            d.label.eq_ignore_ascii_case(name) || d.label.to_lowercase() == name.to_lowercase()
+        })
+        .map(|d| d.id)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no colleague called {name:?} (see `northstar counselor colleagues`)"),
+        _ => bail!(
+            "several devices are called {name:?}; give the device number (see `northstar counselor colleagues`)"
+        ),
+    }
+}
+
+/// A partner named by name (case-insensitive) or number.
+fn partner_named(dir: Option<&VerifiedDirectory>, name: &str) -> Result<PartnerId> {
+    let dir = dir.ok_or_else(|| anyhow!("no directory yet: run `northstar counselor sync`"))?;
+    let name = name.trim();
+    if let Ok(n) = name.parse::<u16>() {
+        return dir.partner(PartnerId(n)).map(|p| p.id).ok_or_else(|| {
+            anyhow!("no partner {n} in the directory (see `northstar counselor partners`)")
+        });
+    }
+    let found: Vec<PartnerId> = dir
+        .partners()
+        .iter()
+        .filter(|p| p.name.to_lowercase() == name.to_lowercase())
+        .map(|p| p.id)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no partner called {name:?} (see `northstar counselor partners`)"),
+        _ => bail!(
+            "several partners are called {name:?}; give the partner number (see `northstar counselor partners`)"
+        ),
+    }
+}
+
 fn short(id: &MailboxId) -> String {
     id.to_hex()[..12].to_owned()
 }
@@ -463,10 +632,20 @@ fn show_text(c: &Counselor, id: &MailboxId, v: &Conversation) -> String {
         status_text(c, v.status)
     );
     for e in &v.history {
-        s += &format!("  {}: {}\n", author_text(c, e.author), entry_text(&e.kind));
+        s += &format!(
+            "  {} {}:\n      {}\n",
+            crate::utc(e.at.0),
+            one_line(&author_text(c, e.author)),
+            block(&entry_text(&e.kind), "      ")
+        );
     }
     for n in &v.notes {
-        s += &format!("  [note by {}] {}\n", label(c, n.by), n.text.as_str());
+        s += &format!(
+            "  {} [note by {}]\n      {}\n",
+            crate::utc(n.at.0),
+            one_line(&label(c, n.by)),
+            block(n.text.as_str(), "      ")
+        );
     }
     s.trim_end().to_owned()
 }
@@ -479,8 +658,9 @@ fn event_json(c: &Counselor, e: &Event) -> Value {
         Event::Message {
             conversation,
             entry,
+            reopened,
         } => {
-            json!({"event": "message", "conversation": conversation.to_hex(), "author": author_text(c, entry.author), "text": entry_text(&entry.kind)})
+            json!({"event": "message", "conversation": conversation.to_hex(), "author": author_text(c, entry.author), "text": entry_text(&entry.kind), "reopened": reopened})
         }
         Event::StatusChanged {
             conversation,
@@ -515,31 +695,41 @@ fn event_text(c: &Counselor, e: &Event) -> String {
         Event::Message {
             conversation,
             entry,
+            reopened,
         } => format!(
-            "{}  {}: {}",
+            "{}  {}: {}{}",
             short(conversation),
-            author_text(c, entry.author),
-            entry_text(&entry.kind)
+            one_line(&author_text(c, entry.author)),
+            one_line(&entry_text(&entry.kind)),
+            if *reopened {
+                "\n    (it was resolved: the seeker wrote again, so it is open again)"
+            } else {
+                ""
+            }
         ),
         Event::StatusChanged {
             conversation,
             status,
             ..
-        } => format!("{}  now {}", short(conversation), status_text(c, *status)),
+        } => format!(
+            "{}  now {}",
+            short(conversation),
+            one_line(&status_text(c, *status))
+        ),
         Event::Note { conversation, note } => format!(
             "{}  note by {}: {}",
             short(conversation),
-            label(c, note.by),
-            note.text.as_str()
+            one_line(&label(c, note.by)),
+            one_line(note.text.as_str())
         ),
         Event::Deleted { conversation } => {
             format!("{}  deleted at the seeker's request", short(conversation))
         }
         Event::CannedAnswer { title, by } => {
             format!(
-                "canned answer {:?} shared by {}",
-                title.as_str(),
-                label(c, *by)
+                "canned answer \"{}\" shared by {}",
+                one_line(title.as_str()),
+                one_line(&label(c, *by))
             )
         }
     }

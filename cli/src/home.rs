@@ -57,6 +57,24 @@ impl Input {
         }
     }
 
+    /// A visible answer (a confirmation): typed after a prompt on a
+    /// terminal, else the next line of standard input.
+    pub fn line(&mut self, prompt: &str) -> Result<Zeroizing<String>> {
+        if io::stdin().is_terminal() {
+            eprint!("{prompt}");
+            io::stderr().flush()?;
+            let mut s = Zeroizing::new(String::new());
+            io::stdin()
+                .read_line(&mut s)
+                .context("cannot read from the terminal")?;
+            return Ok(s);
+        }
+        Ok(self
+            .piped()?
+            .next()
+            .unwrap_or_else(|| Zeroizing::new(String::new())))
+    }
+
     /// The message text: the given one, or the rest of standard input.
     pub fn message(&mut self, given: Option<String>) -> Result<String> {
         if let Some(m) = given {

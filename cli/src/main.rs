@@ -12,6 +12,7 @@ mod home;
 mod inbox_web;
 mod seeker;
 mod shell;
+mod term;
 mod web;
 
 use std::path::PathBuf;
@@ -20,11 +21,45 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use northstar_core::directory::OrgPublicKey;
 
+/// What each command reads, shown by `--help` (and in README.md).
+const AFTER_HELP: &str = "\
+Secrets never go on the command line. A command asks for them at a hidden
+prompt; when standard input is not a terminal, it reads them from standard
+input instead, one per line, in this order:
+
+  admin init                   1: new administrator passphrase  2: the same again
+  admin (every other command)  1: administrator passphrase
+  counselor init               1: new device passphrase
+  counselor (every other)      1: device passphrase
+  seeker start                 (no secret: the codename is made and printed once)
+  seeker read                  1: codename
+  seeker write                 1: codename
+  seeker delete                1: codename  2: yes (or give --yes)
+
+A message (seeker start and write; counselor reply, note, refer and
+save-answer) is the rest of standard input after those lines, or is typed at
+the terminal after the prompt (end it with Ctrl-D). --message also works, but
+puts the text in shell history and in the process list: avoid it for
+anything personal. An empty message is refused, and so is one over 16384
+bytes (about 16,000 letters, or 8,000 in accented or non-Latin scripts).
+
+Environment:
+  NORTHSTAR_RELAY           the relay URL(s) (as --relay)
+  NORTHSTAR_ORG             the organisation key (seeker --org, counselor init --org)
+  NORTHSTAR_HOME            where local files live: <NORTHSTAR_HOME>/admin and
+                            <NORTHSTAR_HOME>/counselor (default ~/.northstar);
+                            --home, NORTHSTAR_ADMIN_HOME and
+                            NORTHSTAR_COUNSELOR_HOME name one role's directory
+
+Exit status: 0 done, 1 failed (one sentence on standard error), 3 done but some
+messages could not be read (kept; never dropped silently).";
+
 #[derive(Parser)]
 #[command(
     name = "northstar",
     version,
-    about = "Northstar command-line client: admin, counselor and seeker"
+    about = "Northstar command-line client: admin, counselor and seeker",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// The relay's WebSocket URL; several, separated by commas, are tried in
@@ -62,14 +97,16 @@ pub struct Out {
 }
 
 impl Out {
-    /// Prints a JSON value (with `--json`) or the text lines.
+    /// Prints a JSON value (with `--json`) or the text lines, with every
+    /// control character escaped ([`term::safe`]): text from the other side
+    /// never reaches the terminal raw.
     pub fn print(&self, value: serde_json::Value, text: impl FnOnce() -> String) {
         if self.json {
             println!("{value}");
         } else {
             let t = text();
             if !t.is_empty() {
-                println!("{t}");
+                println!("{}", term::safe(&t));
             }
         }
     }
@@ -168,7 +205,7 @@ fn main() -> ExitCode {
             if out.json {
                 println!("{}", serde_json::json!({ "error": msg }));
             }
-            eprintln!("northstar: {msg}");
+            eprintln!("northstar: {}", term::safe(&msg));
             ExitCode::FAILURE
         }
     }

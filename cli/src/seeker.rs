@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::home::Input;
 use crate::shell::{self, Shell, fail, now};
+use crate::term::{block, one_line};
 use crate::{Out, parse_org};
 
 #[derive(clap::Args)]
@@ -47,7 +48,14 @@ enum Cmd {
         message: Option<String>,
     },
     /// Delete everything: asks the team to delete the conversation, then removes your mailbox and saved conversation from the relay.
-    Delete,
+    ///
+    /// Asks for the codename, then for confirmation (type `yes`; when
+    /// standard input is not a terminal, its second line). Cannot be undone.
+    Delete {
+        /// Do not ask for confirmation (for scripts).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
@@ -73,7 +81,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 .filter(|t| !t.devices.is_empty())
                 .collect();
             out.print(json!({ "topics": teams.iter().map(|t| json!({"slug": t.slug, "name": t.names.en})).collect::<Vec<_>>() }), || {
-                teams.iter().map(|t| format!("{:<28} {}", t.slug, t.names.en)).collect::<Vec<_>>().join("\n")
+                teams.iter().map(|t| format!("{:<28} {}", one_line(&t.slug), one_line(&t.names.en))).collect::<Vec<_>>().join("\n")
             });
         }
         Cmd::Start {
@@ -124,7 +132,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 s
             });
         }
-        Cmd::Read | Cmd::Write { .. } | Cmd::Delete => {
+        Cmd::Read | Cmd::Write { .. } | Cmd::Delete { .. } => {
             let typed = input.secret("Codename: ")?;
             let codename = Codename::parse(&typed)
                 .map_err(|e| anyhow!("that codename is not valid ({e}); check each word"))?;
@@ -133,6 +141,15 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                     let t = input.message(message.clone())?;
                     check_message(&t).map_err(fail)?;
                     Some(t)
+                }
+                Cmd::Delete { yes: false } => {
+                    let answer = input.line(
+                        "This deletes your conversation for good, here and with the team. Type yes to delete: ",
+                    )?;
+                    if !answer.trim().eq_ignore_ascii_case("yes") {
+                        bail!("nothing was deleted (answer yes, or add --yes)");
+                    }
+                    None
                 }
                 _ => None,
             };
@@ -167,7 +184,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                         "Your message was sent.".into()
                     });
                 }
-                Cmd::Delete => {
+                Cmd::Delete { .. } => {
                     let id = sh
                         .driver
                         .command(Command::SeekerDelete, now())
@@ -198,7 +215,11 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                                     Author::Seeker => "You",
                                     Author::Counselor(_) => "Counselor",
                                 };
-                                s += &format!("{who}: {}\n", entry_text(&dir, &e.kind));
+                                s += &format!(
+                                    "{who} ({}):\n    {}\n",
+                                    crate::utc(e.at.0),
+                                    block(&entry_text(&dir, &e.kind), "    ")
+                                );
                             }
                             if conv.history.iter().all(|e| e.author == Author::Seeker) {
                                 s += "(No answer yet. Come back later.)\n";

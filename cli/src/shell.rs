@@ -346,7 +346,7 @@ pub fn explain(e: &DriverError) -> String {
         ),
         DriverError::EmptyMessage => "the message is empty; write something first".into(),
         DriverError::MessageTooLong { len, max } => format!(
-            "the message is too long: {len} bytes, and at most {max} bytes (about {} characters) fit in one message",
+            "the message is too long: it is {len} bytes, and one message holds at most {max} bytes (about {max} letters of plain English, or {} accented or non-Latin letters); nothing was sent — shorten it or send it in parts",
             max / 2
         ),
         DriverError::OtherOrganisation => "this device belongs to another organisation (check NORTHSTAR_ORG and --home)".into(),

@@ -54,7 +54,7 @@ pub mod server;
 pub mod store;
 
 /// Installs the tracing subscriber: `RUST_LOG` (default `info`), text or
-/// JSON. HTTP internals are held to `warn` so no request line is logged,
+/// JSON, with ANSI colours only when standard error is a terminal. HTTP internals are held to `warn` so no request line is logged,
 /// and the PostgreSQL client too (at `debug` it logs statement parameters,
 /// which carry mailbox ids).
 pub fn init_logging(json: bool) {
@@ -69,9 +69,14 @@ pub fn init_logging(json: bool) {
         .add_directive("postgres_protocol=warn".parse().unwrap_or_default())
         .add_directive("deadpool=warn".parse().unwrap_or_default())
         .add_directive("deadpool_postgres=warn".parse().unwrap_or_default());
+    // Colour codes only on a terminal: in a journal, a file or a pipe they
+    // are noise (and `NO_COLOR` turns them off everywhere).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

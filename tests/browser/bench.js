@@ -141,7 +141,7 @@ async function seekerTransfer(browser) {
   try {
     const admin = path.join(tmp, "admin");
     const desk = path.join(tmp, "desk");
-    const org = JSON.parse(await cli(admin, "ws://127.0.0.1:1/ws", ["--json", "admin", "init"], ADMIN));
+    const org = JSON.parse(await cli(admin, "ws://127.0.0.1:1/ws", ["--json", "admin", "init"], ADMIN.repeat(2)));
     const webRoot = path.join(tmp, "web");
     mkdirSync(webRoot);
     server = await startRealRelay(webRoot);

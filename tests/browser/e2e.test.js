@@ -78,7 +78,7 @@ before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   tmp = mkdtempSync(path.join(os.tmpdir(), "northstar-e2e-"));
   // The administrator creates the organisation key (offline, no relay needed).
-  org = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS));
+  org = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2)));
   // The relay starts on an empty web root; the administrator signs a
   // release of the seeker page for it (key and relay URL inside), which the
   // operator puts there as it is.
@@ -424,6 +424,33 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     }
   });
 
+  test("a seeker's message on a resolved conversation opens it again, and the list and the open case agree", async () => {
+    const { page } = counselor;
+    await page.click("#case-list .case-item");
+    await visible(page, "#case");
+    await page.click("#resolve");
+    await page.waitForFunction(() => document.getElementById("case-status").textContent === "Resolved", null, { timeout: 30_000 });
+    const s = await open("/", { locale: "es-ES" });
+    try {
+      await comeBack(s.page, codename);
+      await visible(s.page, "#screen-conversation", 60_000);
+      await s.page.fill("#reply", "Perdón, una pregunta más.");
+      await s.page.click("#reply-form button[type=submit]");
+      await s.page.waitForFunction(() => document.querySelectorAll("#messages li").length === 6, null, { timeout: 30_000 });
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+    await page.waitForFunction(() => document.getElementById("case-status").textContent === "Open", null, { timeout: 30_000 });
+    await page.waitForFunction(
+      () => document.querySelector("#case-list .case-item .status")?.textContent === document.getElementById("case-status").textContent,
+      null,
+      { timeout: 10_000 },
+    );
+    assert.equal(await page.isVisible("#resolve"), true);
+    assert.equal(await page.isVisible("#reopen"), false);
+  });
+
   test("the counselor refers the seeker to a partner, then hands the conversation to a colleague the administrator added", async () => {
     const { page } = counselor;
     const t = await loadStrings(page);
@@ -519,6 +546,29 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
       await shot(page, "seeker-07-comeback-wrong");
       await page.click("[data-lang-button=ht]");
       assert.equal(await page.textContent("#comeback-error"), t.ht["err.codenameNotFound"]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("a message over the core's limit is refused before a codename is made, saying the limit in the reader's language", async () => {
+    const s = await open("/", { viewport: DESKTOP });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      await page.click("#start");
+      await visible(page, "#topic-list .choice");
+      await page.locator("#topic-list .choice").first().click();
+      await page.click("#topic-form button[type=submit]");
+      await visible(page, "#screen-write");
+      await page.fill("#message", "x".repeat(16_385));
+      await page.click("#write-form button[type=submit]");
+      const said = t.en["err.messageTooLong"].replaceAll("{max}", "16384");
+      await page.waitForFunction((m) => document.getElementById("write-error").textContent === m, said, { timeout: 30_000 });
+      assert.equal(await page.getAttribute("body", "data-screen"), "screen-write", "still writing: no codename was made");
+      await page.fill("#message", "   ");
+      await page.click("#write-form button[type=submit]");
+      await page.waitForFunction((m) => document.getElementById("write-error").textContent === m, t.en["write.required"]);
     } finally {
       await s.close();
     }
@@ -712,7 +762,7 @@ describe("split deployment: the seeker page from a static host, a relay that tak
   before(async () => {
     if (missing.length) return;
     dir = path.join(tmp, "many-devices");
-    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home: path.join(dir, "admin"), relay: null }));
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2), { home: path.join(dir, "admin"), relay: null }));
     // The relay serves no page at all; the release names it, and the
     // organisation's own static host serves the release.
     const empty = path.join(dir, "relay-web");
@@ -799,7 +849,7 @@ describe("a relay whose mailboxes hold one envelope, one counselor device offlin
   before(async () => {
     if (missing.length) return;
     dir = path.join(tmp, "full-mailbox");
-    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home: path.join(dir, "admin"), relay: null }));
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2), { home: path.join(dir, "admin"), relay: null }));
     // The relay serves a release of the page signed for this organisation.
     const webRoot = path.join(dir, "web");
     mkdirSync(webRoot, { recursive: true });
@@ -868,7 +918,7 @@ describe("a relay that cheats: the page refuses to run and says why", { skip: mi
     if (missing.length) return;
     dir = path.join(tmp, "cheats");
     const home = path.join(dir, "admin");
-    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home, relay: null })).org_key;
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2), { home, relay: null })).org_key;
     good = path.join(dir, "good");
     await cli(["admin", "web-release", "--from", WEB_ROOT, "--out", good], ADMIN_PASS, { home, relay: server });
   });
@@ -905,7 +955,7 @@ describe("a relay that cheats: the page refuses to run and says why", { skip: mi
   });
 
   test("a swapped organisation key (the old config.json attack): the signature fails", async () => {
-    const other = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS, { home: path.join(dir, "evil"), relay: null })).org_key;
+    const other = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2), { home: path.join(dir, "evil"), relay: null })).org_key;
     const r = await served("swapped-key", (d) => writeFileSync(release(d), readFileSync(release(d), "utf8").replace(orgKey, other)));
     assert.ok(r.refused);
     assert.match(r.banner, /signed release/);

@@ -43,6 +43,11 @@ const topics = [
   { id: "newcomers", label: "Newcomer services in Canada" },
 ];
 
+/** The core's message rule, as core.js documents it (emptiness only here). */
+export function checkMessage(text) {
+  if (!String(text).trim()) throw new CoreError("empty-message");
+}
+
 export async function orgFingerprint() {
   return "FAKE 0000 TEST 0000 · DOUBLE 0000";
 }

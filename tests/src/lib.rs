@@ -1007,7 +1007,8 @@ pub mod cli {
         }
 
         /// `seeker start` in Spanish to `team`: the JSON it prints (the
-        /// codename among it).
+        /// codename among it). The question goes on standard input, as a
+        /// person's should (never on the command line).
         pub async fn seeker_start(&self, team: &str, message: &str) -> Value {
             self.ok(
                 &[
@@ -1018,10 +1019,8 @@ pub mod cli {
                     team,
                     "--language",
                     "es",
-                    "--message",
-                    message,
                 ],
-                "",
+                &format!("{message}\n"),
             )
             .await
             .json()

@@ -17,7 +17,7 @@
 //!   plain objects; `nextTimeout()` says when to call `timeout`; the getters
 //!   read the state the pages show.
 //! - `org_fingerprint`, `generate_codename`, `check_codename`,
-//!   `check_new_passphrase` — small pure helpers.
+//!   `check_new_passphrase`, `check_message` — small pure helpers.
 //! - `pow_solve_range` — a slice of a proof of work the driver asked for,
 //!   so the page stays responsive between slices.
 //!
@@ -299,11 +299,21 @@ fn outcome(o: &Outcome) -> Object {
     x
 }
 
-/// A team-inbox change: `{kind: "message"|"update"|"canned", id?, topic?, topicLabel?}`.
+/// A team-inbox change: `{kind: "message"|"update"|"canned", id?, topic?,
+/// topicLabel?, reopened?}` (`reopened`: a seeker's message opened a
+/// resolved conversation again).
 fn team_event(o: &Object, e: &team::Event, c: Option<&Counselor>) {
     let (kind, id) = match e {
         team::Event::NewConversation { conversation } => ("message", Some(conversation)),
-        team::Event::Message { conversation, .. } => ("message", Some(conversation)),
+        team::Event::Message {
+            conversation,
+            reopened,
+            ..
+        } => {
+            // The seeker wrote on a resolved conversation: open again.
+            set(o, "reopened", *reopened);
+            ("message", Some(conversation))
+        }
         team::Event::StatusChanged { conversation, .. }
         | team::Event::Note { conversation, .. }
         | team::Event::Deleted { conversation } => ("update", Some(conversation)),
@@ -419,6 +429,15 @@ fn codename_fail(e: CodenameError) -> JsValue {
         _ => set(o, "reason", "invalid"),
     }
     v
+}
+
+/// The core's one rule for a message a person typed (not empty or white
+/// space only, not over the protocol's limit), for a page to check as the
+/// person writes; every command applies it again before anything is sent.
+/// Throws `empty-message`, or `message-too-long` with `len` and `max` (bytes).
+#[wasm_bindgen]
+pub fn check_message(text: &str) -> Result<(), JsValue> {
+    northstar_core::driver::check_message(text).map_err(|e| throw_driver(&e, None))
 }
 
 /// Checks a new counselor passphrase against the core's one rule (at

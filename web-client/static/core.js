@@ -66,6 +66,8 @@ export const ERROR_CODES = Object.freeze([
   "claimed-by-other", // a colleague holds the conversation
   "not-configured", // no signed release (seeker) or no local configuration (counselor)
   "directory-expired", // the signed directory expired and the relay serves no newer one
+  "empty-message", // a message with nothing but white space: nothing was sent
+  "message-too-long", // over the core's limit (`max` bytes): nothing was sent
   "network", // relay unreachable
   "busy", // rate limited or over a limit: try later
   "internal",
@@ -112,6 +114,7 @@ function driverError(f) {
   if (f?.code === "codename-invalid") {
     for (const k of ["reason", "position", "expected", "got"]) if (f[k] !== undefined) e[k] = f[k];
   }
+  if (typeof f?.max === "number") e.max = f.max;
   return e;
 }
 
@@ -134,7 +137,7 @@ export function webAssemblySupported() {
   }
 }
 
-const EXPORTS = ["org_fingerprint", "generate_codename", "check_codename", "check_new_passphrase", "pow_solve_range", "verify_release", "WebDriver"];
+const EXPORTS = ["org_fingerprint", "generate_codename", "check_codename", "check_new_passphrase", "check_message", "pow_solve_range", "verify_release", "WebDriver"];
 
 let wasm = null;
 let loading = null;
@@ -767,6 +770,25 @@ let counselor = null; // {shell, onEvent}
 export async function counselorHasKeyStore() {
   const ks = await import("./keystore.js");
   return (await ks.loadDevice()) !== null;
+}
+
+/**
+ * Checks a message with the core's one rule (not empty, not over the
+ * limit) before anything is made or sent, when the module is loaded; every
+ * command checks it again in the core in any case.
+ * @param {string} text
+ * @throws {CoreError} "empty-message" | "message-too-long" (with `max`, in bytes)
+ */
+export function checkMessage(text) {
+  if (!wasm) {
+    if (!String(text).trim()) throw new CoreError("empty-message");
+    return;
+  }
+  try {
+    wasm.check_message(text);
+  } catch (e) {
+    throw toCoreError(e);
+  }
 }
 
 /**

@@ -53,6 +53,11 @@ function errorKey(e) {
       return "err.network";
     case "busy":
       return "err.busy";
+    case "empty-message":
+      return "err.messageEmpty";
+    case "message-too-long":
+    case "too-large-for-relay":
+      return "err.messageTooLong";
     default:
       return "err.generic";
   }
@@ -202,7 +207,8 @@ function renderInbox() {
     const li = document.createElement("li");
     const b = document.createElement("button");
     b.type = "button";
-    b.className = `case-item${item.status === "unread" ? " is-unread" : ""}`;
+    // Unread whatever the status (a claimed or reopened case with a new message too).
+    b.className = `case-item${item.unread ? " is-unread" : ""}`;
     b.setAttribute("aria-current", String(current?.id === item.id));
     const row = document.createElement("span");
     row.className = "row";
@@ -265,7 +271,8 @@ async function openCase(id) {
   $("case").hidden = false;
   document.body.classList.add("case-open");
   for (const b of document.querySelectorAll(".case-item")) b.setAttribute("aria-current", "false");
-  renderInbox();
+  // Opening marked it read: the list shows the status the pane shows.
+  await loadInbox();
   $("case-title").focus();
 }
 
@@ -317,7 +324,8 @@ async function act(fn, doneKey, after) {
     const partly = done?.partlyRefused;
     if (partly?.refused > 0) showMsg($("case-error"), "c.partlyRefused", { refused: partly.refused, of: partly.of });
   } catch (e) {
-    showMsg($("case-error"), errorKey(e));
+    const key = errorKey(e);
+    showMsg($("case-error"), key, key === "err.messageTooLong" ? { max: e?.max ?? 16384 } : undefined);
   } finally {
     busy = false;
   }
@@ -338,12 +346,19 @@ function onEvent(ev) {
   }
   if (ev?.type === "canned") return void loadLists();
   if (ev?.type === "message") announce(t("c.newMessage", { topic: topicName({ topic: ev.topic, topicLabel: ev.topicLabel }) }));
-  loadInbox();
   if (current && ev?.id === current.id) {
-    core.openCase(current.id).then((c) => {
-      current = c;
-      renderCase();
-    }, () => {});
+    // The open case is read as it is shown; the list is reloaded after
+    // that, so both show the same status.
+    core.openCase(current.id).then(
+      (c) => {
+        current = c;
+        renderCase();
+        loadInbox();
+      },
+      () => loadInbox(),
+    );
+  } else {
+    loadInbox();
   }
 }
 
@@ -420,6 +435,8 @@ function wire() {
     ev.preventDefault();
     const partner = $("partner").value;
     const note = $("refer-note").value;
+    // The core refuses an empty message, a referral's too.
+    if (!note.trim()) return $("refer-note").focus();
     if (partner) act((id) => core.referCase(id, partner, note), "c.referred", () => ($("refer-note").value = ""));
   });
   for (const type of ["pointerdown", "keydown", "scroll", "touchstart"]) {

@@ -147,6 +147,8 @@ const en = {
   "err.busy": "The service is busy. Please wait a minute and try again.",
   "err.directoryExpired": "The organisation’s list of counselors has expired, so this page stopped before sending or reading anything, to keep you safe. Nothing was lost. Please try again later.",
   "err.generic": "Something went wrong. Please try again.",
+  "err.messageEmpty": "Your message is empty. Please write something first. Nothing was sent.",
+  "err.messageTooLong": "Your message is too long: one message can hold {max} bytes — about {max} letters without accents, or half as many with accents or in other alphabets. Please shorten it or send it in two parts. Nothing was sent.",
 
   "nowasm.title": "This page needs WebAssembly",
   "nowasm.text": "Your browser has turned off WebAssembly, which this page uses to encrypt your messages on your device. Nothing was sent.",
@@ -363,6 +365,8 @@ const es = {
   "err.busy": "El servicio está ocupado. Espere un minuto y vuelva a intentarlo.",
   "err.directoryExpired": "La lista de consejeros de la organización ha vencido, así que esta página se detuvo antes de enviar o leer nada, para protegerle. No se perdió nada. Vuelva a intentarlo más tarde.",
   "err.generic": "Algo salió mal. Por favor, inténtelo de nuevo.",
+  "err.messageEmpty": "Su mensaje está vacío. Por favor, escriba algo primero. No se envió nada.",
+  "err.messageTooLong": "Su mensaje es demasiado largo: un mensaje puede tener {max} bytes, unas {max} letras sin acentos o la mitad con acentos o en otros alfabetos. Acórtelo o envíelo en dos partes. No se envió nada.",
 
   "nowasm.title": "Esta página necesita WebAssembly",
   "nowasm.text": "Su navegador tiene desactivado WebAssembly, que esta página usa para cifrar sus mensajes en su dispositivo. No se envió nada.",
@@ -579,6 +583,8 @@ const fr = {
   "err.busy": "Le service est occupé. Patientez une minute et réessayez.",
   "err.directoryExpired": "La liste des conseillers de l’organisation a expiré : pour votre sécurité, cette page s’est arrêtée avant d’envoyer ou de lire quoi que ce soit. Rien n’a été perdu. Réessayez plus tard.",
   "err.generic": "Un problème est survenu. Veuillez réessayer.",
+  "err.messageEmpty": "Votre message est vide. Écrivez d’abord quelque chose. Rien n’a été envoyé.",
+  "err.messageTooLong": "Votre message est trop long : un message peut contenir {max} octets, soit environ {max} lettres sans accents, ou moitié moins avec des accents ou dans d’autres alphabets. Raccourcissez-le ou envoyez-le en deux parties. Rien n’a été envoyé.",
 
   "nowasm.title": "Cette page a besoin de WebAssembly",
   "nowasm.text": "Votre navigateur a désactivé WebAssembly, que cette page utilise pour chiffrer vos messages sur votre appareil. Rien n’a été envoyé.",
@@ -795,6 +801,8 @@ const ht = {
   "err.busy": "Sèvis la okipe. Tanpri tann yon minit epi eseye ankò.",
   "err.directoryExpired": "Lis konseye òganizasyon an ekspire, kidonk pou pwoteje ou, paj sa a sispann anvan li voye oswa li anyen. Anyen pa pèdi. Tanpri eseye ankò pita.",
   "err.generic": "Gen yon bagay ki pa mache. Tanpri eseye ankò.",
+  "err.messageEmpty": "Mesaj ou a vid. Tanpri ekri yon bagay anvan. Anyen pa t voye.",
+  "err.messageTooLong": "Mesaj ou a twò long: yon mesaj ka gen {max} octet, anviwon {max} lèt san aksan, oswa mwatye sa ak aksan oswa nan lòt alfabè. Tanpri fè l pi kout oswa voye l an de pati. Anyen pa t voye.",
 
   "nowasm.title": "Paj sa a bezwen WebAssembly",
   "nowasm.text": "Navigatè ou dezaktive WebAssembly, yon bagay paj sa a sèvi pou chifre mesaj ou yo sou aparèy ou. Anyen pa t voye.",

@@ -84,9 +84,20 @@ function errorKey(e) {
       return "err.network";
     case "busy":
       return "err.busy";
+    case "empty-message":
+      return "err.messageEmpty";
+    case "message-too-long":
+    case "too-large-for-relay":
+      return "err.messageTooLong";
     default:
       return "err.generic";
   }
+}
+
+/** Shows the message for an error from the core in `el`. */
+function showError(el, e) {
+  const key = errorKey(e);
+  showMsg(el, key, key === "err.messageTooLong" ? { max: e?.max ?? 16384 } : undefined);
 }
 
 function coreFailed(e) {
@@ -320,8 +331,12 @@ function wire() {
 
   $("write-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    if (!$("message").value.trim()) {
-      showMsg($("write-error"), "write.required");
+    // The core's rule, before a codename is made or anything is sent.
+    try {
+      core.checkMessage($("message").value);
+    } catch (e) {
+      if (e?.code === "empty-message") showMsg($("write-error"), "write.required");
+      else showError($("write-error"), e);
       $("message").focus();
       return;
     }
@@ -367,7 +382,7 @@ function wire() {
       enterConversation(conv, true);
     } catch (e) {
       showScreen("screen-codename");
-      showMsg($("codename-error"), errorKey(e));
+      showError($("codename-error"), e);
       coreFailed(e);
     } finally {
       state.busy = false;
@@ -422,7 +437,7 @@ function wire() {
       announce(t("reply.sent"));
       showPartlyRefused(m.partlyRefused);
     } catch (e) {
-      showMsg($("reply-error"), errorKey(e));
+      showError($("reply-error"), e);
     } finally {
       state.busy = false;
     }

@@ -64,6 +64,13 @@ pub struct CannedAnswer {
 }
 
 /// Where a conversation stands for the team.
+///
+/// A seeker who writes after a conversation was resolved has not been
+/// answered: their message opens it again ([`Status::Open`], unread), on
+/// every device alike. A resolution counts only if it is not older than
+/// the seeker's last message, so devices that receive the seeker's message
+/// and a colleague's resolution in either order agree. (Message times are
+/// kept to the minute: within one minute, the order of arrival decides.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     /// Nobody has taken it yet.
@@ -96,6 +103,15 @@ pub struct Conversation {
     pub unread: bool,
 }
 
+/// When the seeker last wrote in `conv`.
+fn last_from_seeker(conv: &Conversation) -> Option<UnixTime> {
+    conv.history
+        .iter()
+        .filter(|e| e.author == Author::Seeker)
+        .map(|e| e.at)
+        .max()
+}
+
 impl Conversation {
     /// Keeps a note, dropping the oldest beyond [`MAX_NOTES`].
     fn push_note(&mut self, note: Note) {
@@ -115,6 +131,9 @@ pub enum Event {
     Message {
         conversation: MailboxId,
         entry: Entry,
+        /// The seeker wrote on a resolved conversation, which is open
+        /// (and unread) again: see [`Status`].
+        reopened: bool,
     },
     /// A colleague changed the conversation's status.
     StatusChanged {
@@ -415,7 +434,9 @@ impl Counselor {
                             author: Author::Seeker,
                             kind: EntryKind::Text(text),
                         };
-                        push_entry(&mut conv.history, entry);
+                        if push_entry(&mut conv.history, entry) && conv.status == Status::Resolved {
+                            conv.status = Status::Open;
+                        }
                         conv.unread = true;
                         Ok(Some(Event::NewConversation {
                             conversation: conv_id,
@@ -435,15 +456,19 @@ impl Counselor {
                             author: Author::Seeker,
                             kind: EntryKind::Text(text),
                         };
+                        if !push_entry(&mut conv.history, entry.clone()) {
+                            return Ok(None);
+                        }
                         conv.unread = true;
-                        Ok(
-                            push_entry(&mut conv.history, entry.clone()).then_some(
-                                Event::Message {
-                                    conversation: conv_id,
-                                    entry,
-                                },
-                            ),
-                        )
+                        let reopened = conv.status == Status::Resolved;
+                        if reopened {
+                            conv.status = Status::Open;
+                        }
+                        Ok(Some(Event::Message {
+                            conversation: conv_id,
+                            entry,
+                            reopened,
+                        }))
                     }
                     Body::DeleteRequest => {
                         match self.conversations.get(&conv_id) {
@@ -506,7 +531,14 @@ impl Counselor {
                 status(conv.status)
             }
             TeamEventKind::Resolve => {
-                conv.status = Status::Resolved;
+                // Resolved before the seeker's last message (which this
+                // colleague had not seen): the conversation stays open.
+                if last_from_seeker(conv).is_some_and(|t| t > at) {
+                    conv.status = Status::Open;
+                    conv.unread = true;
+                } else {
+                    conv.status = Status::Resolved;
+                }
                 status(conv.status)
             }
             TeamEventKind::Reopen => {
@@ -526,6 +558,7 @@ impl Counselor {
                 push_entry(&mut conv.history, entry.clone()).then_some(Event::Message {
                     conversation,
                     entry,
+                    reopened: false,
                 })
             }
             // Every device receives the seeker's own messages directly;

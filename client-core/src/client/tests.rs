@@ -1319,3 +1319,97 @@ fn a_relay_withholding_bundles_from_a_rolled_back_seeker_gets_only_a_refused_rep
     assert!(*w.a.encode().unwrap() == *before);
     assert_eq!(w.a.conversation(&conv).unwrap().history.len(), 2);
 }
+
+/// Bundles of the colleagues device `from` (0 Ana, 1 Ben, 2 Cy) has no
+/// session with yet for `conv`.
+fn missing_for(w: &mut World, from: usize, conv: &crate::ids::MailboxId) -> Vec<FetchedBundle> {
+    let missing = [&w.a, &w.b, &w.c][from].missing_bundles(conv).unwrap();
+    let mut out = Vec::new();
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        if missing.contains(&k.mailbox().id()) {
+            out.push(bundle_of(k, &mut w.rng, true));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_seekers_message_on_a_resolved_conversation_opens_it_again_on_every_device() {
+    let mut w = world();
+    let (mut seeker, _) = seeker_with_conversation(&mut w);
+    let conv = seeker.mailbox().id();
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        k.mark_read(&conv);
+    }
+    // Ben resolves; everyone sees it resolved.
+    let later = UnixTime(NOW.0 + 60);
+    let bundles = missing_for(&mut w, 1, &conv);
+    let res = w.b.resolve(&conv, &bundles, later, &mut w.rng).unwrap();
+    deliver(&res, &mut w.a);
+    deliver(&res, &mut w.c);
+    // The seeker writes again afterwards: open again, unread, and said so.
+    let follow = seeker
+        .write(
+            "Sigo aquí, ¿me ayudan?",
+            &[],
+            UnixTime(NOW.0 + 120),
+            &mut w.rng,
+        )
+        .unwrap();
+    for k in [&mut w.a, &mut w.b, &mut w.c] {
+        let ev = deliver(&follow, k);
+        assert!(
+            matches!(&ev[..], [Event::Message { reopened: true, entry, .. }] if entry.author == Author::Seeker),
+            "{ev:?}"
+        );
+        let c = k.conversation(&conv).unwrap();
+        assert_eq!(c.status, Status::Open);
+        assert!(c.unread);
+    }
+    // The same message delivered again changes nothing.
+    w.a.mark_read(&conv);
+    let again = to(&follow, &w.a)[0].clone();
+    assert_eq!(w.a.receive(&again).unwrap(), None);
+    assert!(!w.a.conversation(&conv).unwrap().unread);
+}
+
+#[test]
+fn a_resolution_crossing_the_seekers_next_message_leaves_every_device_agreeing() {
+    let mut w = world();
+    let (mut seeker, _) = seeker_with_conversation(&mut w);
+    let conv = seeker.mailbox().id();
+    // Ben resolves at +60 without having seen the seeker's message of +180
+    // (times are kept to the minute);
+    // Ana gets the seeker's message first, Cy the resolution first.
+    let bundles = missing_for(&mut w, 1, &conv);
+    let res =
+        w.b.resolve(&conv, &bundles, UnixTime(NOW.0 + 60), &mut w.rng)
+            .unwrap();
+    let follow = seeker
+        .write("¿Hola?", &[], UnixTime(NOW.0 + 180), &mut w.rng)
+        .unwrap();
+    deliver(&follow, &mut w.a);
+    deliver(&res, &mut w.a);
+    deliver(&res, &mut w.c);
+    deliver(&follow, &mut w.c);
+    deliver(&follow, &mut w.b);
+    for k in [&w.a, &w.b, &w.c] {
+        let c = k.conversation(&conv).unwrap();
+        assert_eq!(
+            c.status,
+            Status::Open,
+            "the seeker's last message is unanswered"
+        );
+        assert!(c.unread);
+    }
+    // A resolution newer than the seeker's last message holds everywhere.
+    let bundles = missing_for(&mut w, 0, &conv);
+    let res =
+        w.a.resolve(&conv, &bundles, UnixTime(NOW.0 + 240), &mut w.rng)
+            .unwrap();
+    deliver(&res, &mut w.b);
+    deliver(&res, &mut w.c);
+    for k in [&w.a, &w.b, &w.c] {
+        assert_eq!(k.conversation(&conv).unwrap().status, Status::Resolved);
+    }
+}

@@ -69,7 +69,7 @@ use crate::directory::{DeviceId, OrgPublicKey, PartnerId, SignedDirectory, Verif
 use crate::frame::ErrorCode;
 use crate::ids::Language;
 use crate::ids::MailboxId;
-use crate::message::MAX_TEXT_LEN;
+use crate::message::{MAX_CANNED_TITLE_LEN, MAX_TEXT_LEN};
 use crate::pow::CHALLENGE_LEN;
 use crate::state::StateKey;
 use link::{Io, Link};
@@ -320,6 +320,21 @@ pub fn check_message(text: &str) -> Result<(), DriverError> {
     Ok(())
 }
 
+/// Checks a canned answer's title by the same rule: not empty, not longer
+/// than the protocol carries.
+fn check_title(title: &str) -> Result<(), DriverError> {
+    if title.trim().is_empty() {
+        return Err(DriverError::EmptyMessage);
+    }
+    if title.len() > MAX_CANNED_TITLE_LEN {
+        return Err(DriverError::MessageTooLong {
+            len: title.len(),
+            max: MAX_CANNED_TITLE_LEN,
+        });
+    }
+    Ok(())
+}
+
 /// What a counselor does to a conversation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TeamAction {
@@ -524,6 +539,9 @@ impl Driver {
                 | TeamAction::SaveCanned { text, .. } = &action
                 {
                     check_message(text)?;
+                }
+                if let TeamAction::SaveCanned { title, .. } = &action {
+                    check_title(title)?;
                 }
                 self.need_device()?;
                 Box::pin(async move { counselor::act(&io, &st, conversation, action).await })

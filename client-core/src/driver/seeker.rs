@@ -3,7 +3,7 @@
 use core::cell::RefCell;
 use std::rc::Rc;
 
-use super::link::{Io, batch_len, expect_code};
+use super::link::{DEPOSIT_FRAME_OVERHEAD, Io, batch_len, expect_code};
 use super::{ClientState, ConnKind, DriverError, Event, Outcome, SEEKER_STATE_TTL_HOURS};
 use crate::UnixTime;
 use crate::client::FetchedBundle;
@@ -14,6 +14,8 @@ use crate::frame::{ClientFrame, ErrorCode, ServerFrame};
 use crate::ids::Language;
 use crate::ids::MailboxId;
 use crate::keys::MailboxKeyPair;
+use crate::padding::bucket_for;
+use crate::sealed::MAX_PADDED_PLAINTEXT;
 
 type St = Rc<RefCell<ClientState>>;
 
@@ -78,20 +80,32 @@ pub(super) async fn fetch_bundles(
     io: &Io,
     mailboxes: &[MailboxId],
 ) -> Result<Vec<FetchedBundle>, DriverError> {
-    fetch_some_bundles(io, mailboxes, false).await
+    fetch_some_bundles(io, mailboxes, false, 0).await
 }
 
 /// [`fetch_bundles`]; with `skip_missing`, a device that has uploaded no
-/// keys yet is left out instead of failing the whole fetch.
+/// keys yet is left out instead of failing the whole fetch. With
+/// `min_envelope` (bytes; 0 for none), a message whose envelopes cannot be
+/// smaller than that fails against the relay's frame limit (its hello)
+/// before any bundle is fetched, so no one-time prekey is used up for it.
 async fn fetch_some_bundles(
     io: &Io,
     mailboxes: &[MailboxId],
     skip_missing: bool,
+    min_envelope: usize,
 ) -> Result<Vec<FetchedBundle>, DriverError> {
     if mailboxes.is_empty() {
         return Ok(Vec::new());
     }
-    let (conn, _) = io.open(ConnKind::Anonymous).await?;
+    let (conn, hello) = io.open(ConnKind::Anonymous).await?;
+    let max = hello.max_frame_len as usize;
+    if min_envelope > 0 && DEPOSIT_FRAME_OVERHEAD + min_envelope > max {
+        io.close(conn);
+        return Err(DriverError::TooLargeForRelay {
+            size: DEPOSIT_FRAME_OVERHEAD + min_envelope,
+            max,
+        });
+    }
     let mut out = Vec::with_capacity(mailboxes.len());
     let mut result = Ok(());
     for mailbox in mailboxes {
@@ -254,7 +268,11 @@ pub(super) async fn start(
         .iter()
         .map(|r| r.device.mailbox.id())
         .collect();
-    let bundles = fetch_bundles(io, &intake).await?;
+    // A message too large for this relay fails here, before a prekey is
+    // fetched (and used up) or a mailbox registered: its padded plaintext
+    // alone is a lower bound of each envelope.
+    let min_envelope = bucket_for(text.len() + 1).unwrap_or(MAX_PADDED_PLAINTEXT);
+    let bundles = fetch_some_bundles(io, &intake, false, min_envelope).await?;
     // Everything that can fail locally fails before the mailbox exists.
     let mut seeker = Seeker::new(secrets);
     let envelopes = {
@@ -408,7 +426,7 @@ async fn newcomer_bundles(io: &Io, st: &St) -> Result<Vec<FetchedBundle>, Driver
         .as_ref()
         .map(|s| s.missing_bundles())
         .unwrap_or_default();
-    fetch_some_bundles(io, &missing, true).await
+    fetch_some_bundles(io, &missing, true, 0).await
 }
 
 pub(super) async fn write(io: &Io, st: &St, text: &str) -> Result<Outcome, DriverError> {

@@ -1641,8 +1641,9 @@ fn an_envelope_larger_than_the_relay_frame_limit_fails_before_anything_is_regist
             ClientFrame::Register { .. }
                 | ClientFrame::PutState { .. }
                 | ClientFrame::Deposit { .. }
+                | ClientFrame::FetchPrekeys { .. }
         )),
-        "nothing registered, saved or deposited: {sent:?}"
+        "nothing registered, saved or deposited, no prekey used up: {sent:?}"
     );
     assert_eq!(
         net.relay.mailboxes.len(),
@@ -1962,6 +1963,10 @@ fn an_empty_or_whitespace_message_is_refused_before_any_output() {
         TeamAction::SaveCanned {
             title: "t".into(),
             text: "\u{3000}\n".into(),
+        },
+        TeamAction::SaveCanned {
+            title: " ".into(),
+            text: "a canned answer".into(),
         },
     ] {
         let refused = net.clients[a].driver.command(

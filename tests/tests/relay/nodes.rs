@@ -77,7 +77,7 @@ async fn seeker_on_node_one_and_counselor_on_node_two_then_node_one_dies_under_l
     // The administrator publishes through node 1; the counselor lives on node 2.
     let admin = person("admin", &one, None);
     let org = admin
-        .ok(&["--json", "admin", "init"], ADMIN_PASS)
+        .ok(&["--json", "admin", "init"], &ADMIN_PASS.repeat(2))
         .await
         .json()["org_key"]
         .as_str()

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod readme;
+
 use northstar_e2e::RelayProcess;
 use northstar_e2e::cli::Cli;
 
@@ -31,7 +33,7 @@ async fn quick_tour_and_every_path() {
 
     // Administrator: organisation key (fingerprint printed), default teams.
     let init = admin
-        .ok(&["--json", "admin", "init"], ADMIN_PASS)
+        .ok(&["--json", "admin", "init"], &ADMIN_PASS.repeat(2))
         .await
         .json();
     let org = init["org_key"].as_str().unwrap().to_owned();
@@ -375,7 +377,7 @@ async fn quick_tour_and_every_path() {
 
     // Delete everything: the mailbox and state are gone; the team's copies too.
     seeker
-        .ok(&["seeker", "delete"], &format!("{codename}\n"))
+        .ok(&["seeker", "delete"], &format!("{codename}\nyes\n"))
         .await;
     seeker
         .fails(
