@@ -115,7 +115,7 @@ async fn the_watcher_accepts_the_signed_release_and_catches_every_cheat() {
         org: None,
     };
     let org = admin
-        .ok(&["--json", "admin", "init"], ADMIN_PASS)
+        .ok(&["--json", "admin", "init"], &ADMIN_PASS.repeat(2))
         .await
         .json()["org_key"]
         .as_str()
@@ -184,7 +184,7 @@ async fn the_watcher_accepts_the_signed_release_and_catches_every_cheat() {
             org: None,
         };
         let k = evil
-            .ok(&["--json", "admin", "init"], EVIL_PASS)
+            .ok(&["--json", "admin", "init"], &EVIL_PASS.repeat(2))
             .await
             .json()["org_key"]
             .as_str()
