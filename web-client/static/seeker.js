@@ -57,7 +57,8 @@ function showError(el, e) {
         return showMsg(el, "err.codenameMismatch");
     }
   }
-  showMsg(el, errorKey(e));
+  const key = errorKey(e);
+  showMsg(el, key, key === "err.messageTooLong" ? { max: e?.max ?? 16384 } : undefined);
 }
 
 /**
@@ -95,11 +96,6 @@ function errorKey(e) {
 }
 
 /** Shows the message for an error from the core in `el`. */
-function showError(el, e) {
-  const key = errorKey(e);
-  showMsg(el, key, key === "err.messageTooLong" ? { max: e?.max ?? 16384 } : undefined);
-}
-
 function coreFailed(e) {
   if (e instanceof core.CoreUnavailable) {
     if (e.reason === "no-webassembly") showScreen("screen-nowasm");
