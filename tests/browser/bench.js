@@ -128,7 +128,7 @@ function cli(home, relay, args, stdin = "") {
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));
     child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`northstar ${args.join(" ")}: ${err}`))));
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`northstar ${args.join(" ")}: ${err}`))));
     child.stdin.end(stdin);
   });
 }

@@ -68,7 +68,8 @@ function cli(args, stdin = "", { home = path.join(tmp, "home"), relay = server }
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));
     child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`northstar ${args.join(" ")}: ${err}`))));
+    // "close", not "exit": the process can exit before its output is read.
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`northstar ${args.join(" ")}: ${err}`))));
     child.stdin.end(stdin);
   });
 }
