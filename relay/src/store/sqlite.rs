@@ -271,6 +271,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Msg>,
     reader: Arc<Mutex<Connection>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The database file (its size, with the WAL's, is a metric).
+    path: std::path::PathBuf,
 }
 
 impl core::fmt::Debug for SqliteStore {
@@ -402,6 +404,7 @@ impl SqliteStore {
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
             thread: Mutex::new(Some(thread)),
+            path: path.to_path_buf(),
         })
     }
 
@@ -537,7 +540,11 @@ fn writer_loop(
         if jobs.is_empty() {
             continue;
         }
+        let started = Instant::now();
         let committed = run_group(&conn, &mut jobs);
+        crate::metrics::METRICS
+            .commit_seconds
+            .observe(started.elapsed());
         if committed && erase_by.is_none() && jobs.iter().any(|j| j.erased()) {
             erase_by = Some(Instant::now() + erase_within);
         }
@@ -987,6 +994,38 @@ impl Store for SqliteStore {
                     states: c.execute("DELETE FROM states WHERE expires_at <= ?1", [t])? as u64,
                 })
             },
+        )
+    }
+
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        if self.writer.is_closed() {
+            return Box::pin(async { Err(StoreError::Closed) });
+        }
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            Ok(())
+        })
+    }
+
+    fn database_bytes(&self) -> StoreFuture<'_, Option<u64>> {
+        let files = database_files(&self.path);
+        Box::pin(async move {
+            let size = files
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len())
+                .sum();
+            Ok(Some(size))
+        })
+    }
+
+    fn queue_depth(&self) -> Option<usize> {
+        Some(
+            self.writer
+                .max_capacity()
+                .saturating_sub(self.writer.capacity()),
         )
     }
 
