@@ -416,4 +416,29 @@ mod tests {
         assert!(text.contains("northstar_refusals_total{code=\"internal\"} 1\n"));
         assert!(!text.contains("northstar_database_bytes"));
     }
+
+    #[test]
+    fn the_grafana_dashboard_uses_only_exported_metric_names() {
+        let dashboard = include_str!("../../docs/grafana-northstar.json");
+        let text = METRICS.render(Gauges {
+            write_queue: Some(0),
+            subscribed_mailboxes: 0,
+            database_bytes: Some(0),
+        });
+        let mut used = 0;
+        for (at, _) in dashboard.match_indices("northstar_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{name} "))
+                        || l.starts_with(&format!("{name}{{"))),
+                "the dashboard uses {name}, which the relay does not export"
+            );
+            used += 1;
+        }
+        assert!(used >= 10);
+    }
 }

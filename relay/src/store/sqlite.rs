@@ -1001,10 +1001,15 @@ impl Store for SqliteStore {
         if self.writer.is_closed() {
             return Box::pin(async { Err(StoreError::Closed) });
         }
+        // A trivial read that must reach the file: the schema version this
+        // relay migrated to (a lost or replaced database file fails it).
         self.read(|conn| {
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-                r.get::<_, i64>(0)
-            })?;
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
+                return Err(StoreError::Corrupt {
+                    what: "schema version",
+                });
+            }
             Ok(())
         })
     }
@@ -1665,6 +1670,24 @@ mod tests {
         };
         assert_eq!(check(&s), (3, 51 + 52 + 53));
         s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn readiness_fails_once_the_writer_is_closed_and_size_counts_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        store.ready().await.unwrap();
+        let size = store.database_bytes().await.unwrap().unwrap();
+        let on_disk: u64 = database_files(&path)
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        assert!(size > 0 && size == on_disk);
+        assert_eq!(store.queue_depth(), Some(0));
+        store.close().await.unwrap();
+        assert!(store.ready().await.is_err(), "a closed store is not ready");
     }
 
     #[tokio::test]

@@ -195,7 +195,7 @@ async fn metrics_count_real_traffic_and_name_no_mailbox_envelope_or_client_addre
 }
 
 #[tokio::test]
-async fn livez_and_readyz_answer_on_the_metrics_listener_and_readyz_fails_without_storage() {
+async fn livez_and_readyz_answer_on_the_metrics_listener_only() {
     let mut relay = RelayProcess::start(&["--metrics-listen", "127.0.0.1:0"])
         .await
         .unwrap();
@@ -212,28 +212,9 @@ async fn livez_and_readyz_answer_on_the_metrics_listener_and_readyz_fails_withou
     assert_ne!(status, 200, "metrics leaked onto the public listener");
     assert_eq!(relay.metrics_get("/health").await.unwrap().0, 404);
 
-    // SQLite: the database file made unreadable (a dead disk) is not ready.
-    if relay.uses_sqlite_file() {
-        let dir = relay.data_dir.clone();
-        let moved = dir.with_file_name("gone");
-        // The open handles survive a rename; a fresh read of the schema
-        // needs the file: break it by truncating the database instead.
-        let db = relay.db_path();
-        let _ = moved;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&db)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-        let (status, body) = relay.metrics_get("/readyz").await.unwrap();
-        assert_eq!(
-            (status, body.as_str()),
-            (503, "storage unavailable"),
-            "a broken database must not be ready"
-        );
-        assert_eq!(relay.metrics_get("/livez").await.unwrap().0, 200);
-    }
+    // A store that is not accepting answers 503: see the SQLite store's
+    // `readiness_fails_once_the_writer_is_closed` (a damaged file cannot
+    // be injected from outside: SQLite serves the schema from its cache).
     relay.kill9().await.unwrap();
 }
 
