@@ -109,6 +109,12 @@ macro_rules! config {
             /// Log as JSON lines instead of text.
             #[arg(long, env = "NORTHSTAR_LOG_JSON")]
             pub log_json: Option<bool>,
+            /// Address for operators' metrics (Prometheus text at `/metrics`) and the
+            /// load balancer's `/livez` and `/readyz`, e.g. `127.0.0.1:9464`; bind it to
+            /// loopback or a private network only, never the public interface
+            /// (docs/DEPLOY.md) [default: off].
+            #[arg(long, env = "NORTHSTAR_METRICS_LISTEN")]
+            pub metrics_listen: Option<SocketAddr>,
             $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
         }
 
@@ -118,6 +124,7 @@ macro_rules! config {
         pub struct FileConfig {
             pub database: Option<String>,
             pub log_json: Option<bool>,
+            pub metrics_listen: Option<SocketAddr>,
             $( pub $name: Option<$ty>, )*
         }
 
@@ -128,6 +135,8 @@ macro_rules! config {
             pub database: Database,
             /// Log as JSON lines.
             pub log_json: bool,
+            /// Where metrics, `/livez` and `/readyz` are served; `None` = off.
+            pub metrics_listen: Option<SocketAddr>,
             $( $(#[doc = $doc])* pub $name: $ty, )*
         }
 
@@ -136,6 +145,7 @@ macro_rules! config {
                 let c = Config {
                     database: Database::Sqlite(PathBuf::new()),
                     log_json: args.log_json.or(file.log_json).unwrap_or(false),
+                    metrics_listen: args.metrics_listen.or(file.metrics_listen),
                     $( $name: args.$name.or(file.$name).unwrap_or_else(|| $default), )*
                 };
                 let database = match args.database.or(file.database) {
@@ -446,6 +456,27 @@ mod tests {
             c.database,
             Database::Sqlite(PathBuf::from("./data/northstar.db"))
         );
+        assert_eq!(c.metrics_listen, None, "metrics are off by default");
+    }
+
+    #[test]
+    fn metrics_listen_comes_from_the_flag_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "metrics_listen = \"10.0.0.5:9464\"\n").unwrap();
+        let args = Args::try_parse_from(["x", "--config", path.to_str().unwrap()]).unwrap();
+        let c = Config::load(args).unwrap();
+        assert_eq!(c.metrics_listen, Some("10.0.0.5:9464".parse().unwrap()));
+        let args = Args::try_parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:9464",
+        ])
+        .unwrap();
+        let c = Config::load(args).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
     }
 
     #[test]

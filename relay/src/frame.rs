@@ -62,6 +62,7 @@ pub fn encode_reply(request_id: u32, reply: Result<ServerFrame, ErrorCode>) -> O
         Ok(frame) => encode(request_id, &frame),
         Err(code) => {
             tracing::debug!(code = code.name(), "error frame");
+            crate::metrics::METRICS.refused(code);
             encode(request_id, &ServerFrame::Error { code })
         }
     }

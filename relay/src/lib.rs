@@ -22,6 +22,8 @@
 //!   [`store::memory`] (tests).
 //! - [`notify`] — wakes subscribers after a deposit commits.
 //! - [`limits`] — the per-connection token bucket.
+//! - [`metrics`] — operator counters (Prometheus text), `/livez`, `/readyz`,
+//!   on their own listen address; nothing identifying.
 //!
 //! ## Example
 //!
@@ -49,6 +51,7 @@ pub mod connection;
 pub mod frame;
 pub mod handler;
 pub mod limits;
+pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod store;

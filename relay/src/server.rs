@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::handler::Handler;
 use crate::limits::socket::GuardedListener;
+use crate::metrics::{self, METRICS, Metrics};
 use crate::notify::Notifier;
 use crate::store::Store;
 
@@ -55,12 +56,15 @@ async fn ws_handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> Resp
     }
     let Ok(permit) = state.permits.clone().try_acquire_owned() else {
         tracing::debug!("connection refused: at capacity");
+        Metrics::add(&METRICS.connections_refused, 1);
         return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
     };
     let relay = state.relay.clone();
     let stop = state.stop.clone();
     connection::limits(ws, relay.config.max_frame_bytes).on_upgrade(move |socket| async move {
+        let counted = METRICS.connection();
         Handler::new(relay, socket, stop).run().await;
+        drop(counted);
         drop(permit);
     })
 }
@@ -158,6 +162,18 @@ pub async fn run(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_with_metrics(listener, None, config, store, shutdown).await
+}
+
+/// [`run`], and with `metrics` the operators' listener ([`metrics::serve`]:
+/// `/metrics`, `/livez`, `/readyz`) beside it, stopped with it.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    config: Config,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let max = config.max_connections;
     let listener = GuardedListener::new(
         listener,
@@ -177,6 +193,8 @@ pub async fn run(
         permits: permits.clone(),
         stop: stop_rx.clone(),
     };
+    let metrics_server =
+        metrics.map(|l| tokio::spawn(metrics::serve(l, relay.clone(), stop_rx.clone())));
     let sweeper = tokio::spawn(sweep_loop(relay.clone(), stop_rx));
     // Other nodes' deposits (a shared PostgreSQL store) wake our subscribers.
     let forwarder = relay.store.take_wakeups().map(|wakeups| {
@@ -199,6 +217,9 @@ pub async fn run(
         tracing::warn!("shutdown grace elapsed with connections still open");
     }
     sweeper.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     if let Some(f) = forwarder {
         f.abort();
     }

@@ -29,6 +29,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -178,6 +179,8 @@ pub struct RelayProcess {
     env: Vec<(String, String)>,
     /// Run the relay as this user id (see [`RelayProcess::start_in_as`]).
     uid: Option<u32>,
+    /// Lines the relay printed after its first (the metrics address).
+    stdout_rest: Arc<std::sync::Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -330,8 +333,17 @@ impl RelayProcess {
             .next()
             .ok_or_else(|| anyhow!("unexpected first line {line:?}"))?
             .parse()?;
-        // Keep draining stdout so the relay never blocks on it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the relay never blocks on it; the lines
+        // after the first (the metrics address) are kept.
+        let stdout_rest = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = stdout_rest.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Ok(mut k) = kept.lock() {
+                    k.push(l);
+                }
+            }
+        });
         let database = args
             .iter()
             .position(|a| a == "--database")
@@ -348,8 +360,36 @@ impl RelayProcess {
             args,
             env,
             uid,
+            stdout_rest,
             _tmp: tmp,
         })
+    }
+
+    /// The metrics listener's address (`--metrics-listen`), as the relay
+    /// printed it after its first line.
+    pub async fn metrics_addr(&self) -> Result<SocketAddr> {
+        let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let found = self.stdout_rest.lock().ok().and_then(|k| {
+                k.iter().find_map(|l| {
+                    l.strip_prefix("northstar-relay metrics on ")
+                        .map(str::to_owned)
+                })
+            });
+            if let Some(a) = found {
+                return Ok(a.parse()?);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("the relay printed no metrics address");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A plain HTTP/1.1 GET to the metrics listener; (status, body).
+    pub async fn metrics_get(&self, path: &str) -> Result<(u16, String)> {
+        let (status, _, body) = http_get_at(self.metrics_addr().await?, path).await?;
+        Ok((status, String::from_utf8(body)?))
     }
 
     /// `ws://127.0.0.1:<port>/ws`.
@@ -452,7 +492,14 @@ impl RelayProcess {
 
     /// A plain HTTP/1.1 GET; returns (status, raw headers lower-cased, body).
     pub async fn http_get(&self, path: &str) -> Result<(u16, String, Vec<u8>)> {
-        let mut s = TcpStream::connect(self.addr).await?;
+        http_get_at(self.addr, path).await
+    }
+}
+
+/// A plain HTTP/1.1 GET to `addr`; returns (status, raw headers lower-cased, body).
+pub async fn http_get_at(addr: SocketAddr, path: &str) -> Result<(u16, String, Vec<u8>)> {
+    {
+        let mut s = TcpStream::connect(addr).await?;
         s.write_all(
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                 .as_bytes(),

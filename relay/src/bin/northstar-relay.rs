@@ -85,6 +85,19 @@ async fn main() -> anyhow::Result<()> {
     // The harness and operators read this line; it names our own address only.
     println!("northstar-relay listening on {addr}");
     tracing::info!(%addr, "listening");
-    northstar_relay::server::run(listener, config, store, shutdown_signal()).await?;
+    let metrics = match config.metrics_listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .context("binding the metrics listen address")?;
+            let addr = l.local_addr()?;
+            println!("northstar-relay metrics on {addr}");
+            tracing::info!(%addr, "metrics, /livez and /readyz listening");
+            Some(l)
+        }
+        None => None,
+    };
+    northstar_relay::server::run_with_metrics(listener, metrics, config, store, shutdown_signal())
+        .await?;
     Ok(())
 }

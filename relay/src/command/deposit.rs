@@ -40,6 +40,7 @@ use super::{Relay, Session, expiry_after_hours, random32, store_code};
 use crate::connection::{Closed, Connection, Incoming};
 use crate::frame::{self, Request};
 use crate::limits::rate;
+use crate::metrics::Metrics;
 use crate::notify::Push;
 use crate::store::{NewEnvelope, Quotas};
 
@@ -337,6 +338,12 @@ async fn commit(relay: &Relay, checked: Checked) -> Result<Committed, ErrorCode>
         .collect();
     refused.sort_unstable_by_key(|r| r.index);
     let accepted = count - refused.len();
+    let m = &crate::metrics::METRICS;
+    Metrics::add(&m.deposit_batches, 1);
+    Metrics::add(&m.deposit_envelopes, accepted as u64);
+    for r in &refused {
+        m.envelope_refused(r.code);
+    }
     Ok((u16::try_from(accepted).unwrap_or(u16::MAX), refused))
 }
 

@@ -31,6 +31,7 @@ use northstar_core::ids::{EnvelopeId, MailboxId};
 use super::{Relay, Session, now, store_code, write_reply};
 use crate::connection::{Closed, Connection};
 use crate::frame;
+use crate::metrics::Metrics;
 use crate::notify::Inbox;
 
 /// Most envelopes pushed and not yet acknowledged on one connection: bounds
@@ -110,9 +111,14 @@ pub async fn ack(
     }
     let reply = match session.require_mailbox() {
         Ok(mailbox) => match relay.store.ack(mailbox, ids).await {
-            Ok(deleted) => Ok(ServerFrame::Acked {
-                deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
-            }),
+            Ok(deleted) => {
+                let m = &crate::metrics::METRICS;
+                Metrics::add(&m.ack_frames, 1);
+                Metrics::add(&m.acked_envelopes, deleted);
+                Ok(ServerFrame::Acked {
+                    deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
+                })
+            }
             Err(e) => Err(store_code(e)),
         },
         Err(code) => Err(code),
@@ -167,7 +173,10 @@ impl Deliveries {
         if frames.is_empty() {
             return Ok(());
         }
-        dst.write_frames(frames).await
+        let n = frames.len() as u64;
+        dst.write_frames(frames).await?;
+        Metrics::add(&crate::metrics::METRICS.deliveries, n);
+        Ok(())
     }
 
     /// Pushes the stored envelopes not yet sent on this connection, if the
@@ -214,6 +223,9 @@ impl Deliveries {
         if frames.is_empty() {
             return Ok(());
         }
-        dst.write_frames(frames).await
+        let n = frames.len() as u64;
+        dst.write_frames(frames).await?;
+        Metrics::add(&crate::metrics::METRICS.deliveries, n);
+        Ok(())
     }
 }

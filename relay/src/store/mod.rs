@@ -348,6 +348,20 @@ pub trait Store: Send + Sync + 'static {
     fn take_wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<Wakeup>> {
         None
     }
+    /// Whether the store is reachable and accepting (a trivial read; the
+    /// readiness probe, `/readyz`).
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Bytes the database takes (the SQLite files, or `pg_database_size`);
+    /// `None` when there is nothing to measure (memory).
+    fn database_bytes(&self) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Writes queued for the storage writer, for a store that queues them.
+    fn queue_depth(&self) -> Option<usize> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -230,6 +230,7 @@ macro_rules! in_tx {
         let mut attempt = 0usize;
         loop {
             let mut client = $self.client().await?;
+            let started = std::time::Instant::now();
             let result: Result<_, StoreError> = async {
                 let $tx = client.transaction().await.map_err(db)?;
                 let value = async { $body }.await?;
@@ -237,6 +238,11 @@ macro_rules! in_tx {
                 Ok(value)
             }
             .await;
+            if result.is_ok() {
+                crate::metrics::METRICS
+                    .commit_seconds
+                    .observe(started.elapsed());
+            }
             match result {
                 Err(e) if retryable(&e) && attempt < RETRIES => attempt += 1,
                 other => break other,
@@ -860,6 +866,26 @@ impl Store for PostgresStore {
                     .map_err(db)?;
                 Ok::<SweepCounts, StoreError>(SweepCounts { envelopes, states })
             })
+        })
+    }
+
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            client.query_one("SELECT 1", &[]).await.map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn database_bytes(&self) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await
+                .map_err(db)?;
+            let bytes: i64 = row.try_get(0).map_err(db)?;
+            Ok(Some(u64::try_from(bytes).unwrap_or(0)))
         })
     }
 

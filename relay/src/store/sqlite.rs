@@ -271,6 +271,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Msg>,
     reader: Arc<Mutex<Connection>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The database file (its size, with the WAL's, is a metric).
+    path: std::path::PathBuf,
 }
 
 impl core::fmt::Debug for SqliteStore {
@@ -402,6 +404,7 @@ impl SqliteStore {
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
             thread: Mutex::new(Some(thread)),
+            path: path.to_path_buf(),
         })
     }
 
@@ -537,7 +540,11 @@ fn writer_loop(
         if jobs.is_empty() {
             continue;
         }
+        let started = Instant::now();
         let committed = run_group(&conn, &mut jobs);
+        crate::metrics::METRICS
+            .commit_seconds
+            .observe(started.elapsed());
         if committed && erase_by.is_none() && jobs.iter().any(|j| j.erased()) {
             erase_by = Some(Instant::now() + erase_within);
         }
@@ -987,6 +994,43 @@ impl Store for SqliteStore {
                     states: c.execute("DELETE FROM states WHERE expires_at <= ?1", [t])? as u64,
                 })
             },
+        )
+    }
+
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        if self.writer.is_closed() {
+            return Box::pin(async { Err(StoreError::Closed) });
+        }
+        // A trivial read that must reach the file: the schema version this
+        // relay migrated to (a lost or replaced database file fails it).
+        self.read(|conn| {
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
+                return Err(StoreError::Corrupt {
+                    what: "schema version",
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn database_bytes(&self) -> StoreFuture<'_, Option<u64>> {
+        let files = database_files(&self.path);
+        Box::pin(async move {
+            let size = files
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len())
+                .sum();
+            Ok(Some(size))
+        })
+    }
+
+    fn queue_depth(&self) -> Option<usize> {
+        Some(
+            self.writer
+                .max_capacity()
+                .saturating_sub(self.writer.capacity()),
         )
     }
 
@@ -1626,6 +1670,24 @@ mod tests {
         };
         assert_eq!(check(&s), (3, 51 + 52 + 53));
         s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn readiness_fails_once_the_writer_is_closed_and_size_counts_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        store.ready().await.unwrap();
+        let size = store.database_bytes().await.unwrap().unwrap();
+        let on_disk: u64 = database_files(&path)
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        assert!(size > 0 && size == on_disk);
+        assert_eq!(store.queue_depth(), Some(0));
+        store.close().await.unwrap();
+        assert!(store.ready().await.is_err(), "a closed store is not ready");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ mod durability;
 mod faults;
 mod hostile;
 mod limits;
+mod metrics;
 mod nodes;
 mod pressure;
 mod protocol;
