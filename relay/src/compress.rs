@@ -93,8 +93,12 @@ impl Encoded {
     pub fn new(bytes: &[u8]) -> Self {
         let mut brotli = Vec::with_capacity(bytes.len() / 3);
         {
+            // The best quality for the page's text files; a lower one for
+            // the module (MiBs), so its first request is not kept waiting
+            // seconds (11 would save a few per cent more).
+            let quality = if bytes.len() <= 512 * 1024 { 11 } else { 9 };
             let params = brotli::enc::BrotliEncoderParams {
-                quality: 11,
+                quality,
                 lgwin: 22,
                 ..Default::default()
             };
