@@ -57,7 +57,8 @@ function showError(el, e) {
         return showMsg(el, "err.codenameMismatch");
     }
   }
-  showMsg(el, errorKey(e));
+  const key = errorKey(e);
+  showMsg(el, key, key === "err.messageTooLong" ? { max: e?.max ?? 16384 } : undefined);
 }
 
 /**
@@ -92,12 +93,6 @@ function errorKey(e) {
     default:
       return "err.generic";
   }
-}
-
-/** Shows the message for an error from the core in `el`. */
-function showError(el, e) {
-  const key = errorKey(e);
-  showMsg(el, key, key === "err.messageTooLong" ? { max: e?.max ?? 16384 } : undefined);
 }
 
 function coreFailed(e) {
@@ -313,6 +308,21 @@ function wire() {
   $("start").addEventListener("click", () => {
     showScreen("screen-topic");
     loadTopics();
+  });
+
+  // An error goes away as soon as the person has fixed what it was about.
+  $("topic-form").addEventListener("change", () => clearMsg($("topic-error")));
+  $("message").addEventListener("input", () => {
+    try {
+      core.checkMessage($("message").value);
+      clearMsg($("write-error"));
+    } catch {
+      // Still wrong: the message stays until it is fixed or sent again.
+    }
+  });
+  $("codename-input").addEventListener("input", () => clearMsg($("comeback-error")));
+  $("reply").addEventListener("input", () => {
+    if ($("reply").value.trim()) clearMsg($("reply-error"));
   });
 
   $("topic-form").addEventListener("submit", (ev) => {
