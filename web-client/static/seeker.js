@@ -497,9 +497,9 @@ function start() {
     showScreen("screen-nowasm");
     return;
   }
-  showScreen("screen-welcome");
-  // Keep focus at the top on first load (showScreen focused the heading).
-  document.activeElement?.blur();
+  // Focus stays at the top on first load: Tab reaches the skip link, then
+  // Quick exit, before anything else.
+  showScreen("screen-welcome", { focus: false });
   core
     .orgFingerprint()
     .then((fp) => {
