@@ -78,10 +78,15 @@ pub async fn run(args: Args, relay: &str, out: &Out) -> Result<()> {
     if !args.no_browser {
         open_browser(&url);
     }
-    let encoded = embedded::FILES
-        .iter()
-        .map(|_| tokio::sync::OnceCell::new())
-        .collect();
+    // Every file compressed once, before the address is given out, so no
+    // request waits on it (the module takes seconds in a debug build).
+    let encoded = tokio::task::spawn_blocking(|| {
+        embedded::FILES
+            .iter()
+            .map(|(_, _, b)| tokio::sync::OnceCell::new_with(Some(compress::Encoded::new(b))))
+            .collect()
+    })
+    .await?;
     let site = Site {
         port,
         csp,
