@@ -15,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::Out;
 
+mod compress;
+
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/web_inbox.rs"));
 }
@@ -76,7 +78,21 @@ pub async fn run(args: Args, relay: &str, out: &Out) -> Result<()> {
     if !args.no_browser {
         open_browser(&url);
     }
-    let site = Site { port, csp, config };
+    // Every file compressed once, before the address is given out, so no
+    // request waits on it (the module takes seconds in a debug build).
+    let encoded = tokio::task::spawn_blocking(|| {
+        embedded::FILES
+            .iter()
+            .map(|(_, _, b)| tokio::sync::OnceCell::new_with(Some(compress::Encoded::new(b))))
+            .collect()
+    })
+    .await?;
+    let site = Site {
+        port,
+        csp,
+        config,
+        encoded,
+    };
     let site = std::sync::Arc::new(site);
     loop {
         tokio::select! {
@@ -116,6 +132,8 @@ struct Site {
     port: u16,
     csp: String,
     config: String,
+    /// Each embedded file compressed, once, on its first request.
+    encoded: Vec<tokio::sync::OnceCell<compress::Encoded>>,
 }
 
 impl Site {
@@ -133,17 +151,22 @@ impl Site {
         let mut lines = head.split("\r\n");
         let mut first = lines.next().unwrap_or("").split(' ');
         let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-        let host = lines
-            .filter_map(|l| l.split_once(':'))
-            .find(|(n, _)| n.trim().eq_ignore_ascii_case("host"))
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default();
+        let mut host = String::new();
+        let mut accept = None;
+        for (n, v) in lines.filter_map(|l| l.split_once(':')) {
+            if n.trim().eq_ignore_ascii_case("host") {
+                host = v.trim().to_owned();
+            } else if n.trim().eq_ignore_ascii_case("accept-encoding") {
+                accept = Some(v.trim().to_owned());
+            }
+        }
         // Only this machine's own address: a page elsewhere that rebinds a
         // DNS name to 127.0.0.1 gets nothing (its Host header differs).
         let ours = [
             format!("127.0.0.1:{}", self.port),
             format!("localhost:{}", self.port),
         ];
+        let mut file = None;
         let (status, ty, body): (&str, &str, &[u8]) = if !ours.contains(&host) {
             ("421 Misdirected Request", "text/plain", b"wrong host\n")
         } else if method != "GET" && method != "HEAD" {
@@ -153,14 +176,38 @@ impl Site {
             let path = if path == "/" { "/counselor.html" } else { path };
             if path == "/northstar-local.json" {
                 ("200 OK", "application/json", self.config.as_bytes())
-            } else if let Some((_, ty, b)) = embedded::FILES.iter().find(|(p, _, _)| *p == path) {
+            } else if let Some((i, (_, ty, b))) = embedded::FILES
+                .iter()
+                .enumerate()
+                .find(|(_, (p, _, _))| *p == path)
+            {
+                file = Some(i);
                 ("200 OK", ty, b)
             } else {
                 ("404 Not Found", "text/plain", b"not found\n")
             }
         };
+        // An embedded file goes out brotli- or gzip-compressed when the
+        // browser accepts it (compressed once, then from memory).
+        let coding = compress::negotiate(accept.as_deref());
+        let mut encoding = String::new();
+        let mut body = body;
+        if let (Some(i), Some(name)) = (file, coding.header()) {
+            let raw: &'static [u8] = embedded::FILES[i].2;
+            let encoded = self.encoded[i]
+                .get_or_init(|| async move {
+                    tokio::task::spawn_blocking(move || compress::Encoded::new(raw))
+                        .await
+                        .unwrap_or_default()
+                })
+                .await;
+            if let Some(b) = encoded.get(coding, raw.len()) {
+                body = b;
+                encoding = format!("Content-Encoding: {name}\r\n");
+            }
+        }
         let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {ty}\r\nContent-Length: {}\r\nContent-Security-Policy: {}\r\nReferrer-Policy: no-referrer\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nX-Frame-Options: DENY\r\nCross-Origin-Resource-Policy: same-origin\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {status}\r\nContent-Type: {ty}\r\n{encoding}Content-Length: {}\r\nVary: Accept-Encoding\r\nContent-Security-Policy: {}\r\nReferrer-Policy: no-referrer\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nX-Frame-Options: DENY\r\nCross-Origin-Resource-Policy: same-origin\r\nConnection: close\r\n\r\n",
             body.len(),
             self.csp
         );
@@ -170,5 +217,102 @@ impl Site {
         }
         s.shutdown().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::io::Read as _;
+
+    use super::*;
+
+    /// One request to a `Site` on a fresh port: (head, body).
+    async fn get(path: &str, accept: Option<&str>) -> (String, Vec<u8>) {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let site = Site {
+            port,
+            csp: "default-src 'none'".into(),
+            config: "{}".into(),
+            encoded: embedded::FILES
+                .iter()
+                .map(|_| tokio::sync::OnceCell::new())
+                .collect(),
+        };
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            site.serve(s).await.unwrap();
+        });
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let ae = accept
+            .map(|a| format!("Accept-Encoding: {a}\r\n"))
+            .unwrap_or_default();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{ae}\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        server.await.unwrap();
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        (
+            String::from_utf8(raw[..end].to_vec())
+                .unwrap()
+                .to_ascii_lowercase(),
+            raw[end + 4..].to_vec(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_embedded_file_is_sent_compressed_as_the_browser_accepts() {
+        for (path, _, bytes) in embedded::FILES {
+            for (accept, want) in [
+                (Some("br, gzip"), Some("br")),
+                (Some("gzip"), Some("gzip")),
+                (Some("identity"), None),
+                (None, None),
+            ] {
+                let (head, body) = get(path, accept).await;
+                let what = format!("{path} {accept:?}");
+                assert!(head.starts_with("http/1.1 200"), "{what}: {head}");
+                for h in [
+                    "vary: accept-encoding",
+                    "cache-control: no-store",
+                    "referrer-policy: no-referrer",
+                    "x-content-type-options: nosniff",
+                    "x-frame-options: deny",
+                    "content-security-policy: default-src 'none'",
+                ] {
+                    assert!(head.contains(h), "{what}: {h}");
+                }
+                assert!(head.contains(&format!("content-length: {}\r\n", body.len())));
+                let mut out = Vec::new();
+                match want {
+                    Some("br") if head.contains("content-encoding: br") => {
+                        brotli::Decompressor::new(&body[..], 4096)
+                            .read_to_end(&mut out)
+                            .unwrap();
+                    }
+                    Some("gzip") if head.contains("content-encoding: gzip") => {
+                        flate2::read::GzDecoder::new(&body[..])
+                            .read_to_end(&mut out)
+                            .unwrap();
+                    }
+                    // Only a file compression would not shrink (none today
+                    // but the tiny icon) goes out as it is.
+                    Some(_) => {
+                        assert!(bytes.len() < 1024, "{what}: not compressed");
+                        out = body.clone();
+                    }
+                    None => {
+                        assert!(!head.contains("content-encoding"), "{what}");
+                        out = body.clone();
+                    }
+                }
+                assert_eq!(&out, bytes, "{what}");
+            }
+        }
     }
 }

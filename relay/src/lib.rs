@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 pub mod command;
+pub mod compress;
 pub mod config;
 pub mod connection;
 pub mod frame;

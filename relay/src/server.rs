@@ -25,6 +25,7 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::command::{self, Relay};
+use crate::compress;
 use crate::config::Config;
 use crate::connection;
 use crate::handler::Handler;
@@ -125,10 +126,16 @@ fn router(state: AppState) -> Router {
     router
         .route(WS_PATH, get(ws_handler))
         .route("/health", get(health))
-        // `file.gz` beside a file is sent instead to a browser that accepts
-        // gzip: build_web writes one for the wasm module, most of the
-        // seeker page's transfer (docs/BENCHMARKS.md).
-        .fallback_service(ServeDir::new(web_root).precompressed_gzip())
+        // Every file brotli- or gzip-compressed once, from memory
+        // (crate::compress; docs/BENCHMARKS.md).
+        .fallback_service(
+            Router::new()
+                .fallback_service(ServeDir::new(web_root))
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::new(compress::Cache::default()),
+                    compress::middleware,
+                )),
+        )
         .layer(axum::middleware::map_response_with_state(csp_root, set_csp))
         .layer(set(header::REFERRER_POLICY, "no-referrer"))
         .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))

@@ -449,6 +449,83 @@ describe("seeker page", () => {
     }
   });
 
+  test("phone-first header: compact and unclipped in every language at 360 and 320 px", async () => {
+    const heights = {};
+    for (const width of [360, 320]) {
+      const s = await open("/", { viewport: { width, height: 740 } });
+      try {
+        const { page } = s;
+        for (const lang of ["en", "es", "fr", "ht"]) {
+          await page.click(`[data-lang-button=${lang}]`);
+          const r = await page.evaluate(() => {
+            const vw = document.documentElement.clientWidth;
+            const clipped = [...document.querySelectorAll(".topbar .lang-button, .topbar .quick-exit")]
+              .filter((b) => {
+                const box = b.getBoundingClientRect();
+                return b.scrollWidth > b.clientWidth + 1 || box.left < 0 || box.right > vw + 0.5 || box.height > 60;
+              })
+              .map((b) => b.textContent.trim());
+            return { height: document.querySelector(".topbar").getBoundingClientRect().height, clipped };
+          });
+          heights[`${width}/${lang}`] = Math.round(r.height);
+          assert.deepEqual(r.clipped, [], `clipped at ${width} px in ${lang}`);
+          // ≤ 100 px of 740 at 360 px (it was 149 in Spanish); at 320 px a
+          // language name may wrap to a third row rather than be clipped.
+          assert.ok(r.height <= (width === 360 ? 100 : 136), `header ${r.height} px at ${width} px in ${lang}`);
+        }
+      } finally {
+        await s.close();
+      }
+    }
+    console.log(`# header heights: ${JSON.stringify(heights)}`);
+  });
+
+  test("the skip link, then Quick exit, come first in tab order", async () => {
+    const s = await open("/", { viewport: { width: 360, height: 740 } });
+    try {
+      const { page } = s;
+      const order = [];
+      for (let i = 0; i < 2; i++) {
+        await page.keyboard.press("Tab");
+        order.push(await page.evaluate(() => document.activeElement.className));
+      }
+      assert.deepEqual(order, ["skip", "quick-exit"]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("the not-yet-ready Send button keeps a 4.5:1 contrast; an error goes once the input is fixed", async () => {
+    const s = await open("/", { viewport: { width: 360, height: 740 } });
+    try {
+      const { page } = s;
+      await toWrite(page, "");
+      await page.click("#write-form button[type=submit]");
+      assert.equal(await page.isVisible("#write-error"), true);
+      await page.fill("#message", "I need help");
+      assert.equal(await page.isVisible("#write-error"), false, "the error stayed after the message was written");
+      await page.click("#write-form button[type=submit]");
+      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 9);
+      const ratio = await page.evaluate(() => {
+        const rgb = (c) => c.match(/[\d.]+/g).slice(0, 3).map(Number);
+        const lum = ([r, g, b]) => {
+          const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+          return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+        };
+        const st = getComputedStyle(document.getElementById("send-first"));
+        const [a, b] = [lum(rgb(st.color)), lum(rgb(st.backgroundColor))].sort((x, y) => y - x);
+        return (a + 0.05) / (b + 0.05);
+      });
+      assert.ok(ratio >= 4.5, `the dimmed Send button's contrast is ${ratio.toFixed(2)}:1`);
+      await page.click("#send-first");
+      assert.equal(await page.isVisible("#codename-error"), true);
+      await page.check("#wrote-it-down");
+      assert.equal(await page.isVisible("#codename-error"), false);
+    } finally {
+      await s.close();
+    }
+  });
+
   test("keyboard alone reaches every main control and completes a first message", async () => {
     const s = await open("/", { viewport: DESKTOP });
     try {

@@ -23,6 +23,7 @@ let busy = false;
 
 function showMsg(el, key, vars) {
   el.textContent = t(key, vars);
+  el.dataset.shown = key;
   if (vars) delete el.dataset.i18n;
   else el.dataset.i18n = key;
   el.hidden = false;
@@ -30,6 +31,7 @@ function showMsg(el, key, vars) {
 
 function clearMsg(el) {
   delete el.dataset.i18n;
+  delete el.dataset.shown;
   el.textContent = "";
   el.hidden = true;
 }
@@ -367,6 +369,32 @@ function onEvent(ev) {
 function wire() {
   $("unlock-form").addEventListener("submit", unlock);
   $("enrol-form").addEventListener("submit", enrol);
+  // An error goes away as soon as the person has fixed what it was about.
+  $("passphrase").addEventListener("input", () => clearMsg($("unlock-error")));
+  for (const id of ["enrol-pass", "enrol-pass2"]) {
+    $(id).addEventListener("input", () => {
+      const [p1, p2] = [$("enrol-pass").value, $("enrol-pass2").value];
+      try {
+        core.checkNewPassphrase(p1);
+      } catch {
+        return;
+      }
+      if (p1 === p2 || $("enrol-error").dataset.shown !== "c.enrolMismatch") clearMsg($("enrol-error"));
+    });
+  }
+  for (const id of ["reply", "note"]) {
+    $(id).addEventListener("input", () => {
+      // Only the message rule's own errors; a refusal from the team stays.
+      if (!["err.messageEmpty", "err.messageTooLong"].includes($("case-error").dataset.shown)) return;
+      try {
+        core.checkMessage($(id).value);
+        clearMsg($("case-error"));
+      } catch {
+        // Still too long or empty.
+      }
+    });
+  }
+
   $("to-enrol").addEventListener("click", () => {
     $("enrol-form").hidden = false;
     $("enrol-done").hidden = true;

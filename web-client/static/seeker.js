@@ -95,7 +95,6 @@ function errorKey(e) {
   }
 }
 
-/** Shows the message for an error from the core in `el`. */
 function coreFailed(e) {
   if (e instanceof core.CoreUnavailable) {
     if (e.reason === "no-webassembly") showScreen("screen-nowasm");
@@ -311,6 +310,21 @@ function wire() {
     loadTopics();
   });
 
+  // An error goes away as soon as the person has fixed what it was about.
+  $("topic-form").addEventListener("change", () => clearMsg($("topic-error")));
+  $("message").addEventListener("input", () => {
+    try {
+      core.checkMessage($("message").value);
+      clearMsg($("write-error"));
+    } catch {
+      // Still wrong: the message stays until it is fixed or sent again.
+    }
+  });
+  $("codename-input").addEventListener("input", () => clearMsg($("comeback-error")));
+  $("reply").addEventListener("input", () => {
+    if ($("reply").value.trim()) clearMsg($("reply-error"));
+  });
+
   $("topic-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const picked = document.querySelector('input[name="topic"]:checked');
@@ -483,9 +497,9 @@ function start() {
     showScreen("screen-nowasm");
     return;
   }
-  showScreen("screen-welcome");
-  // Keep focus at the top on first load (showScreen focused the heading).
-  document.activeElement?.blur();
+  // Focus stays at the top on first load: Tab reaches the skip link, then
+  // Quick exit, before anything else.
+  showScreen("screen-welcome", { focus: false });
   core
     .orgFingerprint()
     .then((fp) => {

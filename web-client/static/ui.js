@@ -69,12 +69,14 @@ export function initLanguage() {
 /**
  * Shows the screen with id `id`, hides the others and moves focus to its
  * heading so screen-reader users hear where they are. No URL change.
+ * `{ focus: false }` (a page's first screen) leaves focus at the top of the
+ * document, so Tab reaches the skip link and Quick exit first.
  */
-export function showScreen(id) {
+export function showScreen(id, { focus = true } = {}) {
   for (const s of document.querySelectorAll(".screen")) s.hidden = s.id !== id;
   const screen = document.getElementById(id);
   const heading = screen.querySelector("h1, h2");
-  if (heading) {
+  if (heading && focus) {
     heading.tabIndex = -1;
     heading.focus({ preventScroll: true });
   }
