@@ -58,10 +58,10 @@ pub fn negotiate(accept: Option<&str>) -> Coding {
         let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let mut q = 1.0f32;
         for p in parts {
-            if let Some((k, v)) = p.split_once('=') {
-                if k.trim().eq_ignore_ascii_case("q") {
-                    q = v.trim().parse().unwrap_or(0.0);
-                }
+            if let Some((k, v)) = p.split_once('=')
+                && k.trim().eq_ignore_ascii_case("q")
+            {
+                q = v.trim().parse().unwrap_or(0.0);
             }
         }
         let ok = q > 0.0;
@@ -127,10 +127,13 @@ impl Encoded {
     }
 }
 
+/// A file's compressed forms, with the SHA-256 of the bytes they came from.
+type Entry = ([u8; 32], Arc<Encoded>);
+
 /// Compressed files by path, each with the SHA-256 of its source bytes.
 #[derive(Debug, Default)]
 pub struct Cache {
-    files: Mutex<HashMap<String, ([u8; 32], Arc<Encoded>)>>,
+    files: Mutex<HashMap<String, Entry>>,
 }
 
 impl Cache {
@@ -138,10 +141,10 @@ impl Cache {
     /// the file is unchanged, else compressed now (on a blocking thread).
     pub async fn get(&self, path: &str, bytes: axum::body::Bytes) -> Option<Arc<Encoded>> {
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
-        if let Some((h, e)) = self.lock().get(path) {
-            if *h == hash {
-                return Some(e.clone());
-            }
+        if let Some((h, e)) = self.lock().get(path)
+            && *h == hash
+        {
+            return Some(e.clone());
         }
         let encoded = Arc::new(
             tokio::task::spawn_blocking(move || Encoded::new(&bytes))
@@ -152,7 +155,7 @@ impl Cache {
         Some(encoded)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ([u8; 32], Arc<Encoded>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
