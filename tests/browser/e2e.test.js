@@ -740,10 +740,18 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
       await page.mouse.click(exit.x + exit.width / 2, exit.y + exit.height / 2);
       await page.waitForURL(NEUTRAL, { waitUntil: "commit" });
       const ms = performance.now() - t0;
-      // When the page started the navigation (the new document's time origin), from the browser's own clock.
-      const started = (await page.evaluate(() => performance.timeOrigin)) - clicked;
-      console.log(`quick exit during key derivation (CPU 4×): click → navigation commit ${ms.toFixed(0)} ms; click → navigation start ${started.toFixed(0)} ms`);
-      assert.ok(ms <= 100, `quick exit took ${ms.toFixed(0)} ms to leave`);
+      // When the page started leaving: the neutral document's time origin is
+      // the start of the navigation location.replace() began, on the
+      // browser's clock (the same clock as `clicked`, taken before the click
+      // was even dispatched). What follows it is the fetch of the neutral
+      // site, here answered through the test's request interception.
+      const { origin, response } = await page.evaluate(() => ({ origin: performance.timeOrigin, response: performance.getEntriesByType("navigation")[0]?.responseStart ?? 0 }));
+      const started = origin - clicked;
+      console.log(
+        `quick exit during key derivation (CPU 4×): click → navigation start ${started.toFixed(0)} ms, → the neutral site's first byte (commit) ${(started + response).toFixed(0)} ms by the browser's clock; ${ms.toFixed(0)} ms as the test sees it (with Playwright's round trips)`,
+      );
+      assert.ok(started + response <= 100, `quick exit committed the neutral site ${(started + response).toFixed(0)} ms after the click`);
+      assert.equal(page.url(), NEUTRAL);
       await cdp.detach().catch(() => {});
     } finally {
       await s.close();
@@ -768,6 +776,13 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
         window.__longTasks = [];
         new PerformanceObserver((list) => window.__longTasks.push(...list.getEntries().map((e) => e.duration))).observe({ type: "longtask" });
       });
+      // The observer sees a task of the page's over 50 ms (so zero below means zero).
+      await page.evaluate(() => {
+        const t = performance.now();
+        while (performance.now() - t < 80);
+      });
+      await page.waitForFunction(() => window.__longTasks.length > 0);
+      await page.evaluate(() => (window.__longTasks = []));
       await page.click("#send-first");
       await visible(page, "#screen-conversation", 60_000);
       await page.waitForTimeout(100); // the last entries are delivered after the task
