@@ -30,6 +30,7 @@ pub const SEEKER_FILES: &[&str] = &[
     "index.html",
     "seeker.js",
     "core.js",
+    "worker.js",
     "relay.js",
     "keystore.js",
     "ui.js",
@@ -275,7 +276,8 @@ pub async fn verify(
 
 /// The files an HTML page or a JavaScript module loads (relative references
 /// resolved against `from`): `src` attributes, `<link href>`, and module
-/// specifiers of `import … from "…"` and `import("…")`. Cross-origin
+/// specifiers of `import … from "…"` and `import("…")`, and relative
+/// `new URL("…", import.meta.url)` (the worker core.js starts). Cross-origin
 /// references are returned as they are.
 pub fn references(from: &str, body: &[u8]) -> BTreeSet<String> {
     let text = String::from_utf8_lossy(body);
@@ -305,7 +307,8 @@ pub fn references(from: &str, body: &[u8]) -> BTreeSet<String> {
             }
         }
     } else if from.ends_with(".js") {
-        for marker in ["from ", "import(", "import "] {
+        // `new URL("./worker.js", import.meta.url)`: the seeker worker.
+        for marker in ["from ", "import(", "import ", "new URL("] {
             let mut at = 0;
             while let Some(i) = text[at..].find(marker) {
                 let start = at + i + marker.len();
@@ -538,12 +541,14 @@ mod tests {
         let js = br#"import * as core from "./core.js";
 import { X } from './ui.js';
 const m = await import("./pkg/northstar_web.js");
+const w = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+const base = new URL(".", location.href);
 // from the relay
 "#;
         let r = references("/seeker.js", js);
         assert_eq!(
             r.into_iter().collect::<Vec<_>>(),
-            ["/core.js", "/pkg/northstar_web.js", "/ui.js"]
+            ["/core.js", "/pkg/northstar_web.js", "/ui.js", "/worker.js"]
         );
         assert_eq!(resolve("/pkg/a.js", "../core.js"), "/core.js");
         assert_eq!(

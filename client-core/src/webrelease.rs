@@ -89,7 +89,9 @@ pub fn sha256_b64url(bytes: &[u8]) -> String {
 }
 
 /// The Content-Security-Policy of a release whose page talks to `relays`:
-/// only its own scripts, styles, images; WebAssembly may be compiled;
+/// only its own scripts, styles, images; WebAssembly may be compiled; its
+/// own scripts as workers (the seeker worker, worker.js: named, because a
+/// browser that knows only CSP 2 would fall back to `default-src 'none'`);
 /// connections to its own origin (the release and the module) and to the
 /// relays only; no framing, no forms, no base URI.
 pub fn csp_for(relays: &[String]) -> String {
@@ -99,13 +101,14 @@ pub fn csp_for(relays: &[String]) -> String {
         connect.push_str(r);
     }
     format!(
-        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; style-src 'self'; img-src 'self'; connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 }
 
 /// Checks a CSP against the rules a release's policy must follow (stricter
 /// than WEBCAT csp.md, which it satisfies): `default-src 'none'`;
-/// `script-src` only `'self'`, `'none'` and `'wasm-unsafe-eval'`; no
+/// `script-src` only `'self'`, `'none'` and `'wasm-unsafe-eval'`;
+/// `worker-src`, if given, only `'self'` or `'none'`; no
 /// `'unsafe-inline'`, `'unsafe-eval'`, `'unsafe-hashes'`, nonce or hash
 /// anywhere; `object-src`, if given, `'none'`.
 pub fn check_csp(csp: &str) -> Result<(), ReleaseError> {
@@ -148,6 +151,11 @@ pub fn check_csp(csp: &str) -> Result<(), ReleaseError> {
                         "script-src may only name 'self', 'none' and 'wasm-unsafe-eval'",
                     ));
                 }
+            }
+            "worker-src" if values.iter().any(|v| !matches!(*v, "'self'" | "'none'")) => {
+                return Err(ReleaseError::CspNotAllowed(
+                    "worker-src may only name 'self' and 'none'",
+                ));
             }
             "object-src" if values != ["'none'"] => {
                 return Err(ReleaseError::CspNotAllowed("object-src must be 'none'"));
@@ -773,6 +781,8 @@ mod tests {
             "default-src 'none'; script-src 'self' 'unsafe-inline'",
             "default-src 'none'; script-src 'self' https://cdn.example",
             "default-src 'none'; script-src 'self'; connect-src *",
+            "default-src 'none'; script-src 'self'; worker-src 'self' https://cdn.example",
+            "default-src 'none'; script-src 'self'; worker-src https:",
             "default-src 'none'",
         ] {
             assert!(check_csp(csp).is_err(), "{csp}");

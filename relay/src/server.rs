@@ -37,7 +37,7 @@ use crate::store::Store;
 /// The Content-Security-Policy of every response: only our own scripts,
 /// styles, images and WebSocket; wasm may be compiled; no framing, no
 /// forms to elsewhere, no base-URI tricks.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/ws";

@@ -140,6 +140,8 @@ export function webAssemblySupported() {
 const EXPORTS = ["org_fingerprint", "generate_codename", "check_codename", "check_new_passphrase", "check_message", "pow_solve_range", "verify_release", "WebDriver"];
 
 let wasm = null;
+/** The verified module, compiled once (handed to the seeker worker). */
+let wasmModule = null;
 let loading = null;
 let config = null;
 let configError = null;
@@ -149,6 +151,11 @@ let source = "release";
 /** Where the signed release is served, beside the page (docs/WEB_CLIENT.md, "Signed releases"). */
 export const RELEASE_PATH = ".well-known/northstar/release";
 const WASM_PATH = "pkg/northstar_web_bg.wasm";
+/** The seeker's worker: key derivation, proof of work and the seeker's driver run there. */
+const WORKER_PATH = "worker.js";
+
+/** True inside the seeker worker (worker.js imports this module). */
+const IN_WORKER = typeof WorkerGlobalScope !== "undefined" && globalThis instanceof WorkerGlobalScope;
 
 /**
  * The counselor inbox calls this before anything else: its configuration
@@ -216,6 +223,21 @@ async function checkLoaded(release, wasmHash) {
 }
 
 /**
+ * The seeker's worker is started later (at the first send or come-back):
+ * its script must be a file of the release with the signed SHA-256, checked
+ * now like the files the page loaded. Its imports (core.js, relay.js,
+ * pkg/northstar_web.js) are files the page itself loaded and checked, and
+ * its module is the verified one, compiled here and handed over.
+ */
+async function checkWorker(release) {
+  const want = release.files[`/${WORKER_PATH}`];
+  if (!want) throw releaseRefused(`missing file: /${WORKER_PATH} is not in the signed release`);
+  if ((await sha256b64url(await (await get(WORKER_PATH)).arrayBuffer())) !== want) {
+    throw releaseRefused(`modified file: /${WORKER_PATH} does not match its SHA-256 in the signed release`);
+  }
+}
+
+/**
  * Loads and initialises the WebAssembly module and the pinned configuration once.
  * The seeker page first checks the module's bytes against the signed
  * release, then has the module verify the release's signature and expiry,
@@ -256,7 +278,8 @@ export function loadCore() {
       }
       try {
         mod = await import("./pkg/northstar_web.js");
-        await mod.default(wasmBytes ? { module_or_path: wasmBytes } : undefined);
+        if (wasmBytes) wasmModule = await WebAssembly.compile(wasmBytes);
+        await mod.default(wasmModule ? { module_or_path: wasmModule } : undefined);
       } catch (e) {
         console.error("Northstar: the secure module could not load:", String(e?.message ?? e));
         throw new CoreUnavailable("module-missing");
@@ -281,6 +304,7 @@ export function loadCore() {
           throw releaseRefused("modified file: /pkg/northstar_web_bg.wasm does not match its SHA-256 in the signed release");
         }
         await checkLoaded(release, wasmHash);
+        await checkWorker(release);
         config = { orgKey: release.orgKey, relays: release.relays, fingerprint: release.fingerprint };
       }
     })();
@@ -348,7 +372,9 @@ const tick = () =>
  * synchronous step (Argon2id in the module).
  */
 const painted = () =>
-  Promise.race([new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0))), new Promise((r) => setTimeout(r, 100))]);
+  IN_WORKER
+    ? Promise.resolve() // no page to paint here: the page's thread stays free
+    : Promise.race([new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0))), new Promise((r) => setTimeout(r, 100))]);
 
 /** Runs `fn` holding the counselor device's lock (shared by every tab of this origin). */
 function withDeviceLock(fn) {
@@ -607,7 +633,7 @@ function conversationOf(s) {
 async function openSeeker() {
   forgetSeeker();
   const { orgKey, relays } = await pinned();
-  const s = { shell: new Shell(wasm.WebDriver.seeker(relays, orgKey)), onMessage: null };
+  const s = { shell: new Shell(wasm.WebDriver.seeker(relays, orgKey)), onMessage: IN_WORKER ? seekerOnMessage : null };
   s.shell.onEvent = (ev) => {
     if (ev.event === "seekerMessage" && seeker === s) s.onMessage?.(messageOf(ev.message));
   };
@@ -664,7 +690,7 @@ export function listTopics() {
  * @param {{codename: string, topic: string, language: string, text: string, onProgress: Progress}} a
  * @returns {Promise<Conversation>}
  */
-export function startConversation({ codename, topic, language, text, onProgress = () => {} }) {
+function startHere({ codename, topic, language, text, onProgress = () => {} }) {
   return guard(async () => {
     const s = await openSeeker();
     let shown = 0; // the bar never goes back
@@ -698,7 +724,7 @@ export function startConversation({ codename, topic, language, text, onProgress 
  * @param {Progress} onProgress
  * @returns {Promise<Conversation>} rejects CoreError "codename-invalid" | "codename-not-found"
  */
-export function comeBack(codename, onProgress = () => {}) {
+function comeBackHere(codename, onProgress = () => {}) {
   return guard(async () => {
     forgetSeeker();
     await pinned();
@@ -722,7 +748,7 @@ export function comeBack(codename, onProgress = () => {}) {
 }
 
 /** @param {string} text @returns {Promise<Message>} the message as sent */
-export function sendReply(text) {
+function sendReplyHere(text) {
   return guard(async () => {
     const s = seeker;
     if (!s) throw new CoreError("internal", "no conversation open");
@@ -738,13 +764,9 @@ export function sendReply(text) {
   });
 }
 
-/** @param {(m: Message) => void} onMessage called for each counselor message arriving live */
-export async function onSeekerMessage(onMessage) {
-  if (seeker) seeker.onMessage = onMessage;
-}
 
 /** Asks the team to delete the conversation, then deletes the mailbox and state on the relay. */
-export function deleteEverything() {
+function deleteHere() {
   return guard(async () => {
     const s = seeker;
     if (!s) throw new CoreError("internal", "no conversation open");
@@ -753,13 +775,185 @@ export function deleteEverything() {
   });
 }
 
-/** Forgets every secret the module holds and closes the connections. Never throws. */
+// ------------------------------------------------------ the seeker worker
+//
+// On the seeker page the seeker's driver does not run on the page's thread:
+// Argon2id (codename → keys, about 1.5 s on a throttled phone) and the proof
+// of work would freeze it, and Quick exit with it. A dedicated module worker
+// (worker.js, a file of the signed release, which imports this same module)
+// runs the whole seeker driver with its sockets: the page hands it the
+// verified, compiled module and the pinned configuration, then each command
+// (start, come back, write, delete) and its arguments; it answers with
+// progress, the outcome (the conversation as the page shows it) or the
+// error, and the counselor's live messages. The seeker's keys and state live
+// only in the worker's WebAssembly memory; nothing secret crosses back but
+// the conversation's text. Quick exit terminates the worker at once
+// (closeSeeker): its sockets close and its memory goes with it.
+
+const HERE = { startConversation: startHere, comeBack: comeBackHere, sendReply: sendReplyHere, deleteEverything: deleteHere };
+
+/** The running worker: {worker, calls: Map<id, {resolve, reject, onProgress}>, next, onMessage}. */
+let seekerWorker = null;
+/** The page's live-message callback, kept for a worker started after it was set. */
+let seekerOnMessage = null;
+
+/** An error as it crosses from the worker: its fields only. */
+function errorFields(e) {
+  const f = { name: e?.name, message: String(e?.message ?? e) };
+  for (const k of ["code", "reason", "detail", "driverCode", "kept", "position", "expected", "got", "max"]) if (e?.[k] !== undefined) f[k] = e[k];
+  return f;
+}
+
+/** The same error, rebuilt on the page. */
+function errorFrom(f) {
+  if (f.name === "CoreUnavailable") return new CoreUnavailable(f.reason, f.detail);
+  const e = new CoreError(f.code, f.message);
+  for (const k of ["driverCode", "kept", "position", "expected", "got", "max", "reason"]) if (f[k] !== undefined) e[k] = f[k];
+  return e;
+}
+
+function startWorker() {
+  if (seekerWorker) return seekerWorker;
+  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "northstar-seeker" });
+  const w = { worker, calls: new Map(), next: 1 };
+  const fail = (e) => {
+    if (seekerWorker === w) seekerWorker = null;
+    worker.terminate();
+    for (const c of w.calls.values()) c.reject(e);
+    w.calls.clear();
+  };
+  worker.onmessage = ({ data: m }) => {
+    if (seekerWorker !== w) return;
+    const c = w.calls.get(m.id);
+    if (m.type === "message") {
+      try {
+        seekerOnMessage?.(m.message);
+      } catch {
+        // the page's handler failed: the worker goes on
+      }
+    } else if (m.type === "progress") {
+      c?.onProgress(m.stage, m.fraction);
+    } else if (m.type === "result" || m.type === "error") {
+      w.calls.delete(m.id);
+      if (m.type === "result") c?.resolve(m.value);
+      else c?.reject(errorFrom(m.error));
+    }
+  };
+  worker.onerror = (ev) => {
+    ev.preventDefault?.();
+    console.error("Northstar: the secure module's worker failed:", String(ev.message ?? ""));
+    fail(new CoreUnavailable("module-missing", "worker"));
+  };
+  worker.onmessageerror = () => fail(new CoreError("internal", "the worker's answer could not be read"));
+  worker.postMessage({ type: "init", module: wasmModule, config: { orgKey: config.orgKey, relays: config.relays, fingerprint: config.fingerprint } });
+  seekerWorker = w;
+  return w;
+}
+
+/**
+ * Runs seeker command `fn` in the worker on the seeker page (a verified
+ * release), here otherwise (inside the worker itself).
+ */
+async function seekerCall(fn, args, onProgress = () => {}) {
+  await pinned();
+  if (IN_WORKER || !wasmModule) return HERE[fn](...args, ...(fn === "comeBack" ? [onProgress] : []));
+  const w = startWorker();
+  const id = w.next++;
+  return new Promise((resolve, reject) => {
+    w.calls.set(id, { resolve, reject, onProgress });
+    w.worker.postMessage({ type: "call", id, fn, args });
+  });
+}
+
+/**
+ * First contact: derives the seeker's keys from the codename (Argon2id),
+ * then the driver registers the mailbox, fetches a prekey bundle per intake
+ * device, saves the encrypted state on the relay and deposits the opening
+ * message with proof of work over a second connection — in the seeker
+ * worker.
+ * @param {{codename: string, topic: string, language: string, text: string, onProgress: Progress}} a
+ * @returns {Promise<Conversation>}
+ */
+export function startConversation({ onProgress = () => {}, ...a }) {
+  return guard(() => (IN_WORKER || !wasmModule ? startHere({ ...a, onProgress }) : seekerCall("startConversation", [a], onProgress)));
+}
+
+/**
+ * Comes back with a codename (any browser), in the seeker worker.
+ * @param {string} codename
+ * @param {Progress} onProgress
+ * @returns {Promise<Conversation>} rejects CoreError "codename-invalid" | "codename-not-found"
+ */
+export function comeBack(codename, onProgress = () => {}) {
+  return guard(() => seekerCall("comeBack", [codename], onProgress));
+}
+
+/** @param {string} text @returns {Promise<Message>} the message as sent */
+export function sendReply(text) {
+  return guard(() => seekerCall("sendReply", [text]));
+}
+
+/** Asks the team to delete the conversation, then deletes the mailbox and state on the relay. */
+export function deleteEverything() {
+  return guard(() => seekerCall("deleteEverything", []));
+}
+
+/** @param {(m: Message) => void} onMessage called for each counselor message arriving live */
+export async function onSeekerMessage(onMessage) {
+  seekerOnMessage = onMessage;
+  if (seeker) seeker.onMessage = onMessage;
+}
+
+/**
+ * Forgets every secret the module holds and closes the connections: the
+ * worker is terminated at once (quick exit does not wait for it). Never throws.
+ */
 export function closeSeeker() {
+  try {
+    const w = seekerWorker;
+    seekerWorker = null;
+    w?.worker.terminate();
+    for (const c of w?.calls.values() ?? []) c.reject(new CoreError("internal", "closed"));
+  } catch {
+    // quick exit must go on regardless
+  }
   try {
     forgetSeeker();
   } catch {
     // quick exit must go on regardless
   }
+}
+
+/**
+ * The worker's side (worker.js): takes the verified module and the
+ * configuration from the page, then runs each command it is sent.
+ */
+export function serveSeekerWorker() {
+  let ready = null;
+  const post = (m) => globalThis.postMessage(m);
+  seekerOnMessage = (message) => post({ type: "message", message });
+  globalThis.onmessage = async ({ data: m }) => {
+    if (m.type === "init") {
+      ready = (async () => {
+        const mod = await import("./pkg/northstar_web.js");
+        await mod.default({ module_or_path: m.module });
+        wasm = mod;
+        config = m.config;
+      })();
+      loading = ready;
+      return;
+    }
+    if (m.type !== "call") return;
+    const progress = (stage, fraction) => post({ type: "progress", id: m.id, stage, fraction });
+    try {
+      if (!ready) throw new CoreError("internal", "the worker was not given the module");
+      await ready;
+      const value = m.fn === "startConversation" ? await startHere({ ...m.args[0], onProgress: progress }) : m.fn === "comeBack" ? await comeBackHere(m.args[0], progress) : await HERE[m.fn](...m.args);
+      post({ type: "result", id: m.id, value });
+    } catch (e) {
+      post({ type: "error", id: m.id, error: errorFields(toCoreError(e)) });
+    }
+  };
 }
 
 // ---------------------------------------------------------------- counselor

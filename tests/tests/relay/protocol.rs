@@ -32,7 +32,7 @@ async fn health_and_static_files_carry_strict_headers() {
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("northstar test page"));
     for h in [
-        "content-security-policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        "content-security-policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         "referrer-policy: no-referrer",
         "x-content-type-options: nosniff",
         "cache-control: no-store",

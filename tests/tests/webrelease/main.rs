@@ -48,6 +48,7 @@ fn site(dir: &Path) {
         "index.html",
         "seeker.js",
         "core.js",
+        "worker.js",
         "relay.js",
         "keystore.js",
         "ui.js",
