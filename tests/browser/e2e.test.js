@@ -26,6 +26,16 @@ import { after, before, describe, test } from "node:test";
 import { chromium } from "playwright-core";
 import { REPO, WEB_ROOT, relayBinary, startRealRelay, startStaticSite } from "./server.js";
 
+// axe-core, run in the page through the DevTools protocol (the page's CSP
+// stays as it is).
+const AXE = readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), "node_modules/axe-core/axe.min.js"), "utf8");
+/** axe-core's WCAG 2.1 A/AA violations on the page as it is now, as readable lines. */
+async function axeViolations(page) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(() => globalThis.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] }, resultTypes: ["violations"] }));
+  return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}
+
 const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target");
 const SHOTS = path.join(TARGET, "screenshots");
 const CLI = process.env.NORTHSTAR_BIN_DIR ? path.join(process.env.NORTHSTAR_BIN_DIR, "northstar") : path.join(TARGET, "debug/northstar");
@@ -504,6 +514,38 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     await page.fill("#reply", "");
     const benCanned = JSON.parse(await cli(["--json", "counselor", "canned"], "ben passphrase 1234\n"));
     assert.deepEqual(benCanned.canned, [{ title: "Documentos", text: "Lleva tu pasaporte y cualquier papel de la corte." }]);
+  });
+
+  test("axe-core finds no WCAG 2.1 A/AA violation on the counselor inbox's screens, in en, es, fr and ht", async () => {
+    const { page } = counselor;
+    const found = [];
+    const check = async (lang, screenName) => {
+      for (const v of await axeViolations(page)) found.push(`${lang} ${screenName}: ${v}`);
+    };
+    if (!(await page.isVisible("#screen-inbox"))) {
+      await page.fill("#passphrase", COUNSELOR_PASS);
+      await page.click("#unlock-button");
+      await visible(page, "#screen-inbox", 30_000);
+    }
+    for (const lang of ["en", "es", "fr", "ht"]) {
+      await page.click(`[data-lang-button=${lang}]`);
+      await check(lang, "inbox");
+      await page.locator("#case-list .case-item").first().click();
+      await visible(page, "#case-title");
+      await check(lang, "case");
+    }
+    await page.click("[data-lang-button=en]");
+    await page.click("#lock");
+    await visible(page, "#screen-unlock");
+    await check("en", "unlock");
+    await page.fill("#passphrase", "not the passphrase");
+    await page.click("#unlock-button");
+    await page.waitForFunction(() => !document.getElementById("unlock-error").hidden, null, { timeout: 30_000 });
+    await check("en", "unlock with its error");
+    await page.fill("#passphrase", COUNSELOR_PASS);
+    await page.click("#unlock-button");
+    await visible(page, "#screen-inbox", 30_000);
+    assert.deepEqual(found, [], `axe-core found:\n${found.join("\n")}`);
   });
 
   test("a Haitian Creole codename is shown in Kreyòl, and one miscopied word is caught and its position named", async () => {

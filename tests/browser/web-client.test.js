@@ -21,6 +21,17 @@ import { CSP, REPO, WEB_ROOT, startServer } from "./server.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FAKE_CORE = readFileSync(path.join(here, "fake-core.js"), "utf8");
+// axe-core, run in the page through the DevTools protocol (not a script the
+// page loads: its CSP stays as it is).
+const AXE = readFileSync(path.join(here, "node_modules/axe-core/axe.min.js"), "utf8");
+const WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
+
+/** axe-core's WCAG 2.1 A/AA violations on the page as it is now, as readable lines. */
+async function axeViolations(page) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate((tags) => globalThis.axe.run(document, { runOnly: { type: "tag", values: tags }, resultTypes: ["violations"] }), WCAG);
+  return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}
 const SHOTS = path.join(process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target"), "screenshots");
 const NEUTRAL = "https://weather.com/";
 const CODENAME = "abdominal backtrack dashboard education fireplace gladiator hamburger important landscape";
@@ -523,6 +534,83 @@ describe("seeker page", () => {
       assert.equal(await page.isVisible("#codename-error"), false);
     } finally {
       await s.close();
+    }
+  });
+
+  test("axe-core finds no WCAG 2.1 A/AA violation on any screen of the seeker page, in en, es, fr and ht", async () => {
+    const found = [];
+    const check = async (page, lang, screenName) => {
+      for (const v of await axeViolations(page)) found.push(`${lang} ${screenName}: ${v}`);
+    };
+    for (const lang of ["en", "es", "fr", "ht"]) {
+      const s = await open("/");
+      try {
+        const { page } = s;
+        await page.click(`[data-lang-button=${lang}]`);
+        await check(page, lang, "welcome");
+        await page.click("#private-window summary");
+        await check(page, lang, "welcome, private-window steps open");
+        await toTopic(page);
+        await check(page, lang, "topic");
+        // An error shown, then the write screen.
+        await page.click("#topic-form button[type=submit]");
+        await check(page, lang, "topic with its error");
+        await page.locator("#topic-list .choice").first().click();
+        await page.click("#topic-form button[type=submit]");
+        await visible(page, "#screen-write");
+        await page.click("#write-form button[type=submit]");
+        await check(page, lang, "write with its error");
+        await page.fill("#message", "Tengo 16 años.");
+        await page.click("#write-form button[type=submit]");
+        await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length >= 9);
+        await check(page, lang, "codename");
+        await page.click("#send-first");
+        await check(page, lang, "codename with its error");
+      } finally {
+        await s.close();
+      }
+      const c = await open("/");
+      try {
+        const { page } = c;
+        await page.click(`[data-lang-button=${lang}]`);
+        await page.click("[data-goto=screen-comeback]");
+        await visible(page, "#screen-comeback");
+        await check(page, lang, "come back");
+        await page.click("#comeback-form button[type=submit]");
+        await check(page, lang, "come back with its error");
+        await page.fill("#codename-input", CODENAME);
+        await page.click("#comeback-form button[type=submit]");
+        await visible(page, "#screen-conversation");
+        await check(page, lang, "conversation");
+        await page.click("[data-goto=screen-delete]");
+        await visible(page, "#screen-delete");
+        await check(page, lang, "delete");
+        await page.click("#delete-confirm");
+        await visible(page, "#screen-deleted");
+        await check(page, lang, "deleted");
+      } finally {
+        await c.close();
+      }
+    }
+    for (const [what, opts] of [
+      ["module missing", { core: "missing" }],
+    ]) {
+      const m = await open("/", opts);
+      try {
+        await m.page.waitForTimeout(300);
+        await check(m.page, "en", what);
+      } finally {
+        await m.close();
+      }
+    }
+    assert.deepEqual(found, [], `axe-core found:\n${found.join("\n")}`);
+    // The probe itself works: an image with no text alternative is found.
+    const p = await open("/");
+    try {
+      await p.page.evaluate(() => document.querySelector("main").append(Object.assign(document.createElement("img"), { src: "/icon.svg" })));
+      assert.ok((await axeViolations(p.page)).some((v) => v.startsWith("image-alt")), "axe-core did not run");
+    } finally {
+      await p.close();
     }
   });
 
