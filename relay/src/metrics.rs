@@ -26,25 +26,7 @@ use tokio::sync::watch;
 use crate::command::Relay;
 
 /// Every error code, in wire order (index = code − 1).
-pub const ERROR_CODES: [ErrorCode; 17] = [
-    ErrorCode::Malformed,
-    ErrorCode::UnsupportedVersion,
-    ErrorCode::FrameTooLarge,
-    ErrorCode::RateLimited,
-    ErrorCode::PowRequired,
-    ErrorCode::PowInvalid,
-    ErrorCode::NotAuthenticated,
-    ErrorCode::AuthFailed,
-    ErrorCode::UnknownMailbox,
-    ErrorCode::QuotaExceeded,
-    ErrorCode::DirectoryRollback,
-    ErrorCode::DirectoryInvalid,
-    ErrorCode::StateTooLarge,
-    ErrorCode::ServerBusy,
-    ErrorCode::NotFound,
-    ErrorCode::BatchTooLarge,
-    ErrorCode::Internal,
-];
+pub const ERROR_CODES: [ErrorCode; 17] = ErrorCode::ALL;
 
 /// Upper bounds of the commit-latency buckets, seconds (`+Inf` follows).
 pub const COMMIT_BUCKETS: [f64; 14] = [
