@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::Out;
 
-mod compress;
+use northstar_compress as compress;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/web_inbox.rs"));

@@ -1,9 +1,10 @@
-//! The embedded inbox's files, compressed: brotli to a browser that
-//! accepts it, else gzip, else as they are. The same negotiation as the
-//! relay's `compress` module (relay/src/compress.rs), without its web-root
-//! cache: these files are in the binary, each compressed once on its first
-//! request. `Cache-Control: no-store` stays; every response says
-//! `Vary: Accept-Encoding`.
+//! Static files sent compressed: brotli to a client that accepts it, else
+//! gzip, else the file as it is. The negotiation and the compression, shared
+//! by the relay's web root (relay/src/compress.rs, which caches by path) and
+//! the inbox `northstar counselor web` serves from its binary
+//! (cli/src/inbox_web.rs, each embedded file once).
+
+#![forbid(unsafe_code)]
 
 use std::io::Write as _;
 
