@@ -71,6 +71,12 @@ pub enum ApiMisuse {
     /// The intake set is larger than one conversation can fan out to.
     #[error("the intake set has {got} devices, at most {max} allowed")]
     IntakeTooLarge { max: usize, got: usize },
+    /// A search query over its maximum length (bytes).
+    #[error("the search is {got} bytes long, at most {max} allowed")]
+    QueryTooLong { max: usize, got: usize },
+    /// A search query with more terms than allowed.
+    #[error("the search has {got} words, at most {max} allowed")]
+    QueryTooManyTerms { max: usize, got: usize },
 }
 
 /// Why bytes failed to decode. Every decoder is strict: unknown versions,

@@ -9,6 +9,8 @@
 //! - [`counselor`] — a counselor device: prekeys, the team inbox
 //!   (conversations, claims, hand-offs, notes, resolution, referrals), team
 //!   state shared with colleagues' devices as end-to-end encrypted messages.
+//! - [`search`] — search in the counselor inbox over what the device has
+//!   decrypted (folded, accent-insensitive, in memory only).
 //!
 //! The shell (CLI, browser) moves the bytes: it fetches prekey bundles and
 //! directories from the relay, deposits the [`Envelope`]s these functions
@@ -19,6 +21,7 @@
 pub mod counselor;
 pub mod endpoint;
 pub mod saved;
+pub mod search;
 pub mod seeker;
 #[cfg(test)]
 pub(crate) mod tests;
