@@ -18,21 +18,21 @@ use crate::error::Error;
 use crate::message::Language;
 use crate::sealed::Envelope;
 
-const NOW: UnixTime = UnixTime(1_800_000_000);
+pub(crate) const NOW: UnixTime = UnixTime(1_800_000_000);
 
-struct World {
-    rng: ChaCha20Rng,
-    org: OrgSigningKey,
-    dir: VerifiedDirectory,
-    dir_bytes: Vec<u8>,
-    a: Counselor,
-    b: Counselor,
-    c: Counselor,
+pub(crate) struct World {
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) org: OrgSigningKey,
+    pub(crate) dir: VerifiedDirectory,
+    pub(crate) dir_bytes: Vec<u8>,
+    pub(crate) a: Counselor,
+    pub(crate) b: Counselor,
+    pub(crate) c: Counselor,
 }
 
 /// The bundle the relay hands out, with a one-time prekey of each kind
 /// (`with_otk`) or, as when the relay ran out or withholds them, none.
-fn bundle_of(c: &mut Counselor, rng: &mut ChaCha20Rng, with_otk: bool) -> FetchedBundle {
+pub(crate) fn bundle_of(c: &mut Counselor, rng: &mut ChaCha20Rng, with_otk: bool) -> FetchedBundle {
     let (one_time, one_time_pq) = if with_otk {
         let otk = c.new_one_time_prekeys(1, NOW, rng).unwrap()[0].encode();
         let opq = c.new_one_time_pq_prekeys(1, NOW, rng).unwrap()[0].encode();
@@ -48,7 +48,7 @@ fn bundle_of(c: &mut Counselor, rng: &mut ChaCha20Rng, with_otk: bool) -> Fetche
     }
 }
 
-fn world() -> World {
+pub(crate) fn world() -> World {
     let mut rng = ChaCha20Rng::from_seed([7; 32]);
     let org = OrgSigningKey::generate(&mut rng);
     let a = Counselor::generate(&mut rng);
@@ -97,7 +97,7 @@ fn to<'a>(envs: &'a [Envelope], c: &Counselor) -> Vec<&'a Envelope> {
         .collect()
 }
 
-fn deliver(envs: &[Envelope], c: &mut Counselor) -> Vec<Event> {
+pub(crate) fn deliver(envs: &[Envelope], c: &mut Counselor) -> Vec<Event> {
     let mine: Vec<Envelope> = to(envs, c).into_iter().cloned().collect();
     mine.iter().filter_map(|e| c.receive(e).unwrap()).collect()
 }
@@ -840,7 +840,7 @@ fn next_directory(
 
 /// A seeker who opened a conversation with team 1 (every device: a, b, c),
 /// each device holding it.
-fn seeker_with_conversation(w: &mut World) -> (Seeker, crate::codename::SeekerSecrets) {
+pub(crate) fn seeker_with_conversation(w: &mut World) -> (Seeker, crate::codename::SeekerSecrets) {
     let secrets = Codename::generate(Language::En, &mut w.rng)
         .derive(w.org.public().as_ed25519())
         .unwrap();
@@ -1322,7 +1322,11 @@ fn a_relay_withholding_bundles_from_a_rolled_back_seeker_gets_only_a_refused_rep
 
 /// Bundles of the colleagues device `from` (0 Ana, 1 Ben, 2 Cy) has no
 /// session with yet for `conv`.
-fn missing_for(w: &mut World, from: usize, conv: &crate::ids::MailboxId) -> Vec<FetchedBundle> {
+pub(crate) fn missing_for(
+    w: &mut World,
+    from: usize,
+    conv: &crate::ids::MailboxId,
+) -> Vec<FetchedBundle> {
     let missing = [&w.a, &w.b, &w.c][from].missing_bundles(conv).unwrap();
     let mut out = Vec::new();
     for k in [&mut w.a, &mut w.b, &mut w.c] {

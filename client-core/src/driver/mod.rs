@@ -63,6 +63,7 @@ use crate::UnixTime;
 use crate::client::Entry;
 use crate::client::counselor::{self as team, Counselor};
 use crate::client::saved::{DeviceState, UnreadableReason};
+use crate::client::search::{Inbox, InboxFilter, Query, SearchIndex, SearchResults};
 use crate::client::seeker::{Conversation as SeekerConversation, Seeker};
 use crate::codename::SeekerSecrets;
 use crate::directory::{DeviceId, OrgPublicKey, PartnerId, SignedDirectory, VerifiedDirectory};
@@ -422,6 +423,9 @@ pub struct Driver {
     st: Rc<RefCell<ClientState>>,
     tasks: Vec<Task>,
     next_command: u64,
+    /// The counselor inbox's search index: folded text of what the device
+    /// decrypted, in memory only, dropped on [`Driver::close`].
+    search: SearchIndex,
 }
 
 impl core::fmt::Debug for Driver {
@@ -455,6 +459,7 @@ impl Driver {
             })),
             tasks: Vec::new(),
             next_command: 1,
+            search: SearchIndex::new(),
         }
     }
 
@@ -650,6 +655,7 @@ impl Driver {
         self.st.borrow_mut().mailbox = None;
         self.tasks.clear();
         self.io.with(|l| l.close_all());
+        self.search.clear();
     }
 
     /// Polls every sequence until none can go further with what it has.
@@ -732,5 +738,32 @@ impl Driver {
     /// Marks a conversation read on this device (a local change, saved).
     pub fn mark_read(&mut self, conversation: &MailboxId) -> Result<(), DriverError> {
         counselor::local_change(&self.io, &self.st, |c| c.mark_read(conversation))
+    }
+
+    /// Searches the counselor inbox for `query` (every word must match,
+    /// case and accents ignored) among the conversations `filter` keeps:
+    /// most recent activity first, at most
+    /// [`MAX_SEARCH_RESULTS`](crate::client::search::MAX_SEARCH_RESULTS),
+    /// with a snippet of where each matched. Reads only what this device
+    /// decrypted; nothing goes to the relay. An empty query lists the
+    /// filtered inbox. See [`crate::client::search`].
+    pub fn search(
+        &mut self,
+        query: &str,
+        filter: InboxFilter,
+    ) -> Result<SearchResults, DriverError> {
+        let query = Query::parse(query).map_err(|e| DriverError::Core(e.into()))?;
+        let st = self.st.borrow();
+        let dev = st.device.as_ref().ok_or(DriverError::Misuse {
+            what: "not a counselor device",
+        })?;
+        Ok(self
+            .search
+            .search(Inbox::of(&dev.state.counselor), &query, filter))
+    }
+
+    /// Memory the search index holds now: (conversations, bytes of folded text).
+    pub fn search_index_size(&self) -> (usize, usize) {
+        (self.search.len(), self.search.text_bytes())
     }
 }

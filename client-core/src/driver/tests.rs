@@ -4039,3 +4039,48 @@ fn a_seeker_state_rolled_back_by_the_relay_still_gets_its_next_message_read() {
         1
     );
 }
+
+/// Search in the counselor inbox through the driver: a seeker's message
+/// that arrives live is found at once (accents ignored); the index is held
+/// in memory only and dropped when the driver closes (the inbox locks).
+#[test]
+fn the_inbox_search_finds_what_arrives_and_is_dropped_on_close() {
+    use crate::client::search::{Field, InboxFilter};
+    let (org, devices, directory) = org_with_devices(2, 1);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    synced(&mut net, &devices[1]);
+    let none = net.clients[a]
+        .driver
+        .search("anos", InboxFilter::All)
+        .unwrap();
+    assert_eq!(none.total, 0);
+    let (_, secrets) = secrets_for(&org, 2);
+    let seeker = net.plain();
+    net.exec(seeker, start_cmd(secrets, "Tengo 17 años y estoy solo."))
+        .unwrap();
+    let conv = new_conversations(&net, a)[0];
+    let d = &mut net.clients[a].driver;
+    let found = d.search("ANOS solo", InboxFilter::All).unwrap();
+    assert_eq!(found.total, 1);
+    assert_eq!(found.hits[0].conversation, conv);
+    let snippet = found.hits[0].snippet.clone().unwrap();
+    assert_eq!(snippet.field, Field::SeekerMessage);
+    assert_eq!(snippet.matched, "años");
+    assert_eq!(d.search("anos", InboxFilter::Resolved).unwrap().total, 0);
+    assert!(d.search_index_size().1 > 0);
+    assert!(matches!(
+        d.search(&"x".repeat(300), InboxFilter::All),
+        Err(DriverError::Core(crate::Error::Misuse(
+            crate::error::ApiMisuse::QueryTooLong { .. }
+        )))
+    ));
+    d.close();
+    assert_eq!(d.search_index_size(), (0, 0));
+    // A seeker's driver has no inbox to search.
+    assert!(matches!(
+        net.clients[seeker].driver.search("anos", InboxFilter::All),
+        Err(DriverError::Misuse { .. })
+    ));
+}

@@ -358,3 +358,67 @@ fn debug_output_shows_no_query_or_snippet_text() {
     assert!(!shown.to_lowercase().contains("quispe"), "{shown}");
     assert!(!shown.contains("Rosa"), "{shown}");
 }
+
+/// The attack: look on one device for what only other devices decrypted.
+/// A device's search reads its own decrypted conversations: a colleague's
+/// note that never reached it, and an envelope sealed to another device
+/// (which it cannot open), are not found; once the note arrives, it is.
+#[test]
+fn a_search_finds_only_what_this_device_decrypted() {
+    use crate::client::tests::{NOW, deliver, missing_for, seeker_with_conversation, world};
+    let mut w = world();
+    let (seeker, _) = seeker_with_conversation(&mut w);
+    let conv = seeker.mailbox().id();
+    let q = Query::parse("plattsburgh").unwrap();
+    let bundles = missing_for(&mut w, 0, &conv);
+    let envs =
+        w.a.note(
+            &conv,
+            "Shelter in Plattsburgh has a bed",
+            &bundles,
+            NOW,
+            &mut w.rng,
+        )
+        .unwrap();
+    // The author's own device finds its note.
+    let mut on_a = SearchIndex::new();
+    let r = on_a.search(Inbox::of(&w.a), &q, InboxFilter::All);
+    assert_eq!(ids(&r), vec![conv]);
+    assert_eq!(r.hits[0].snippet.as_ref().unwrap().field, Field::Note);
+    // Device c is handed the envelopes sealed to b: it cannot open them,
+    // and its search finds nothing.
+    let for_b: Vec<_> = envs
+        .iter()
+        .filter(|e| *e.recipient() == w.b.mailbox().id())
+        .cloned()
+        .collect();
+    assert!(!for_b.is_empty());
+    for e in &for_b {
+        assert!(w.c.receive(e).is_err());
+    }
+    let mut on_c = SearchIndex::new();
+    assert_eq!(on_c.search(Inbox::of(&w.c), &q, InboxFilter::All).total, 0);
+    // b, before and after its own copy arrives.
+    let mut on_b = SearchIndex::new();
+    assert_eq!(on_b.search(Inbox::of(&w.b), &q, InboxFilter::All).total, 0);
+    deliver(&envs, &mut w.b);
+    let r = on_b.search(Inbox::of(&w.b), &q, InboxFilter::All);
+    assert_eq!(ids(&r), vec![conv]);
+    // The team's name and the claimant's label come from the directory.
+    let r = on_b.search(
+        Inbox::of(&w.b),
+        &Query::parse("necesito").unwrap(),
+        InboxFilter::All,
+    );
+    assert_eq!(
+        r.hits[0].snippet.as_ref().unwrap().field,
+        Field::SeekerMessage
+    );
+    let team = w.dir.team(TeamId(1)).unwrap().slug.clone();
+    let r = on_b.search(
+        Inbox::of(&w.b),
+        &Query::parse(&team).unwrap(),
+        InboxFilter::All,
+    );
+    assert_eq!(r.hits[0].snippet.as_ref().unwrap().field, Field::Team);
+}
