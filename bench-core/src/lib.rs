@@ -47,6 +47,8 @@ use northstar_core::ratchet::Session;
 use northstar_core::sealed::{self, Envelope, SealedBody, SealedContent, SenderInfo};
 use northstar_core::{Error, UnixTime};
 
+pub mod search;
+
 /// Plaintext size of the message benchmarks: 1 KiB.
 pub const MESSAGE_LEN: usize = 1024;
 
@@ -80,11 +82,17 @@ pub const OPERATIONS: &[&str] = &[
     "prim/mlkem768_decaps",
     "prim/ed25519_verify",
     "prim/argon2id_codename",
+    "core/inbox_search_keystroke_10k",
+    "core/inbox_search_index_build_10k",
+    "core/inbox_search_after_new_message_10k",
 ];
 
 /// The slow operations (hundreds of ms): fewer samples.
 pub fn is_slow(name: &str) -> bool {
-    matches!(name, "core/codename_derive" | "prim/argon2id_codename")
+    matches!(
+        name,
+        "core/codename_derive" | "prim/argon2id_codename" | "core/inbox_search_index_build_10k"
+    )
 }
 
 /// One prepared operation: call it to run the operation once.
@@ -115,6 +123,9 @@ pub fn prepare(name: &str) -> Option<Operation> {
         "prim/mlkem768_decaps" => mlkem(true),
         "prim/ed25519_verify" => ed25519_verify(),
         "prim/argon2id_codename" => argon2id_codename(),
+        "core/inbox_search_keystroke_10k" => search::keystroke(),
+        "core/inbox_search_index_build_10k" => search::index_build(),
+        "core/inbox_search_after_new_message_10k" => search::after_new_message(),
         _ => return None,
     };
     Some(op)

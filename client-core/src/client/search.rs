@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 
+use memchr::memmem;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::counselor::{Conversation, Counselor, Status};
@@ -152,9 +153,10 @@ impl InboxFilter {
 }
 
 /// A parsed query: its folded terms (zeroized on drop: a term can be a
-/// seeker's detail).
+/// seeker's detail), and a substring finder for each.
 pub struct Query {
     terms: Vec<Zeroizing<String>>,
+    finders: Vec<memmem::Finder<'static>>,
 }
 
 impl core::fmt::Debug for Query {
@@ -194,7 +196,11 @@ impl Query {
         // The longest term first: the most selective, so the others are
         // looked for in fewer conversations.
         terms.sort_by_key(|t| core::cmp::Reverse(t.len()));
-        Ok(Query { terms })
+        let finders = terms
+            .iter()
+            .map(|t| memmem::Finder::new(t.as_bytes()).into_owned())
+            .collect();
+        Ok(Query { terms, finders })
     }
 
     /// Whether the query has no term (it matches everything).
@@ -203,7 +209,18 @@ impl Query {
     }
 
     fn matches(&self, folded: &str) -> bool {
-        self.terms.iter().all(|t| folded.contains(t.as_str()))
+        self.finders
+            .iter()
+            .all(|f| f.find(folded.as_bytes()).is_some())
+    }
+
+    /// Whether every conversation matching `self` matches `earlier` too:
+    /// each term of `earlier` lies within a term of `self` (the counselor
+    /// typed on), so only `earlier`'s matches need looking at.
+    fn narrows(&self, earlier: &[Zeroizing<String>]) -> bool {
+        earlier
+            .iter()
+            .all(|e| self.terms.iter().any(|t| t.contains(e.as_str())))
     }
 }
 
@@ -478,6 +495,10 @@ struct Indexed {
 pub struct SearchIndex {
     entries: BTreeMap<MailboxId, Indexed>,
     directory: Option<DirectoryVersion>,
+    /// The previous query's terms and every conversation it matched (any
+    /// filter), while nothing changed since: the next keystroke usually
+    /// narrows it, and then only these are looked at.
+    last: Option<(Vec<Zeroizing<String>>, Vec<MailboxId>)>,
 }
 
 impl core::fmt::Debug for SearchIndex {
@@ -511,6 +532,7 @@ impl SearchIndex {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.directory = None;
+        self.last = None;
     }
 
     /// Brings the index up to date with the conversations of `inbox`.
@@ -523,12 +545,15 @@ impl SearchIndex {
         }
         let ctx = Context { directory };
         let conversations = inbox.conversations;
+        let before = self.entries.len();
         self.entries.retain(|id, _| conversations.contains_key(id));
+        let mut changed = self.entries.len() != before;
         for (id, conv) in conversations {
             let stamp = Stamp::of(conv);
             if self.entries.get(id).is_some_and(|e| e.stamp == stamp) {
                 continue;
             }
+            changed = true;
             let mut text = Zeroizing::new(String::new());
             for_each_part(conv, &ctx, &mut |_, part| {
                 fold_into(part, &mut text);
@@ -542,6 +567,9 @@ impl SearchIndex {
                     text,
                 },
             );
+        }
+        if changed {
+            self.last = None;
         }
     }
 
@@ -557,14 +585,24 @@ impl SearchIndex {
         self.refresh(inbox);
         let me = inbox.me;
         let conversations = inbox.conversations;
-        let mut found: Vec<(u64, &MailboxId)> = self
-            .entries
+        let entries = &self.entries;
+        // Every conversation the query matches, whatever the filter.
+        let matched: Vec<MailboxId> = match &self.last {
+            Some((terms, ids)) if query.narrows(terms) => ids
+                .iter()
+                .filter(|id| entries.get(*id).is_some_and(|e| query.matches(&e.text)))
+                .copied()
+                .collect(),
+            _ => entries
+                .iter()
+                .filter(|(_, e)| query.matches(&e.text))
+                .map(|(id, _)| *id)
+                .collect(),
+        };
+        let mut found: Vec<(u64, &MailboxId)> = matched
             .iter()
-            .filter(|(id, e)| {
-                conversations.get(*id).is_some_and(|c| filter.keeps(c, me))
-                    && query.matches(&e.text)
-            })
-            .map(|(id, e)| (e.updated_at, id))
+            .filter(|id| conversations.get(*id).is_some_and(|c| filter.keeps(c, me)))
+            .filter_map(|id| Some((entries.get(id)?.updated_at, id)))
             .collect();
         let total = found.len();
         // Newest first; ties in id order, so results are stable.
@@ -588,6 +626,7 @@ impl SearchIndex {
                 })
             })
             .collect();
+        self.last = Some((query.terms.clone(), matched));
         SearchResults { hits, total }
     }
 }

@@ -422,3 +422,48 @@ fn a_search_finds_only_what_this_device_decrypted() {
     );
     assert_eq!(r.hits[0].snippet.as_ref().unwrap().field, Field::Team);
 }
+
+#[test]
+fn typing_on_backspacing_and_new_words_give_what_a_fresh_search_gives() {
+    let mut m = BTreeMap::new();
+    let texts = [
+        "Estoy en Tijuana con mis niños",
+        "Je suis réfugié à Tijuana",
+        "Mwen nan Tijuana",
+        "Tengo 17 años",
+        "refugio en Plattsburgh",
+    ];
+    for (i, t) in texts.iter().enumerate() {
+        m.insert(id(i as u16), conv(T0 + 60 * i as u64, &[t]));
+    }
+    let typed = [
+        "t",
+        "ti",
+        "tij",
+        "tijuanax",
+        "tijuana",
+        "tijuana n",
+        "tijuana ni",
+        "tijuana",
+        "refu",
+        "refugi",
+        "refugie",
+        "refugi",
+        "r",
+        "",
+        "ninos tijuana",
+        "tijuana ninos",
+    ];
+    let mut idx = SearchIndex::new();
+    for q in typed {
+        let query = Query::parse(q).unwrap();
+        let kept = idx.search(inbox(&m), &query, InboxFilter::All);
+        let fresh = find(&m, q);
+        assert_eq!(kept, fresh, "{q:?}");
+    }
+    // A filtered search leaves every match of the query for the next keystroke.
+    let q = Query::parse("tij").unwrap();
+    assert_eq!(idx.search(inbox(&m), &q, InboxFilter::Resolved).total, 0);
+    let q = Query::parse("tiju").unwrap();
+    assert_eq!(idx.search(inbox(&m), &q, InboxFilter::All).total, 3);
+}
