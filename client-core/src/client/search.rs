@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use memchr::memmem;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::counselor::{Conversation, Counselor, Status};
+use super::counselor::{Conversation, Counselor, MAX_NOTES, Status};
 use super::{Author, EntryKind};
 use crate::directory::{DeviceId, DirectoryVersion, VerifiedDirectory};
 use crate::error::ApiMisuse;
@@ -141,13 +141,17 @@ impl InboxFilter {
 
     /// Whether `conv` is shown under this filter on device `me`.
     pub fn keeps(self, conv: &Conversation, me: Option<DeviceId>) -> bool {
+        self.keeps_status(conv.status, conv.unread, me)
+    }
+
+    fn keeps_status(self, status: Status, unread: bool, me: Option<DeviceId>) -> bool {
         match self {
             InboxFilter::All => true,
-            InboxFilter::Open => conv.status == Status::Open,
-            InboxFilter::Unread => conv.unread,
-            InboxFilter::Claimed => matches!(conv.status, Status::Claimed(_)),
-            InboxFilter::Mine => me.is_some_and(|m| conv.status == Status::Claimed(m)),
-            InboxFilter::Resolved => conv.status == Status::Resolved,
+            InboxFilter::Open => status == Status::Open,
+            InboxFilter::Unread => unread,
+            InboxFilter::Claimed => matches!(status, Status::Claimed(_)),
+            InboxFilter::Mine => me.is_some_and(|m| status == Status::Claimed(m)),
+            InboxFilter::Resolved => status == Status::Resolved,
         }
     }
 }
@@ -440,8 +444,9 @@ pub fn updated_at(conv: &Conversation) -> u64 {
 
 /// What says whether a conversation's folded text is still current: every
 /// change to a conversation adds a message or a note, or changes its
-/// status, read flag or team (history and notes are append-only, their
-/// oldest dropped past their maximum).
+/// status, read flag or team. History and notes are append-only, their
+/// oldest dropped past their maximum: below [`MAX_NOTES`] a new note
+/// changes the count; at it, the last note's hash tells.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     history_len: usize,
@@ -455,14 +460,19 @@ struct Stamp {
 
 impl Stamp {
     fn of(conv: &Conversation) -> Self {
+        let full = conv.notes.len() >= MAX_NOTES;
         Stamp {
             history_len: conv.history.len(),
             last_entry: conv.history.last().map(|e| e.id),
             notes_len: conv.notes.len(),
-            last_note: conv
-                .notes
-                .last()
-                .map(|n| (n.by.0, n.at.0, fnv1a(n.text.as_str().as_bytes()))),
+            last_note: conv.notes.last().map(|n| {
+                let hash = if full {
+                    fnv1a(n.text.as_str().as_bytes())
+                } else {
+                    0
+                };
+                (n.by.0, n.at.0, hash)
+            }),
             status: conv.status,
             unread: conv.unread,
             team: conv.team.0,
@@ -480,9 +490,26 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// One conversation's folded searchable text.
 struct Indexed {
+    id: MailboxId,
     stamp: Stamp,
     updated_at: u64,
     text: Zeroizing<String>,
+}
+
+impl Indexed {
+    fn build(id: MailboxId, conv: &Conversation, stamp: Stamp, ctx: &Context<'_>) -> Self {
+        let mut text = Zeroizing::new(String::new());
+        for_each_part(conv, ctx, &mut |_, part| {
+            fold_into(part, &mut text);
+            text.push(PART_SEPARATOR);
+        });
+        Indexed {
+            id,
+            stamp,
+            updated_at: updated_at(conv),
+            text,
+        }
+    }
 }
 
 /// The folded searchable text of every conversation of a device, kept in
@@ -493,12 +520,14 @@ struct Indexed {
 /// directory, whose labels are searched, changed).
 #[derive(Default)]
 pub struct SearchIndex {
-    entries: BTreeMap<MailboxId, Indexed>,
+    /// In the order of the conversations' map (by mailbox id), so that
+    /// both are walked side by side.
+    entries: Vec<Indexed>,
     directory: Option<DirectoryVersion>,
     /// The previous query's terms and every conversation it matched (any
-    /// filter), while nothing changed since: the next keystroke usually
-    /// narrows it, and then only these are looked at.
-    last: Option<(Vec<Zeroizing<String>>, Vec<MailboxId>)>,
+    /// filter; positions in `entries`), while nothing changed since: the
+    /// next keystroke usually narrows it, and then only these are looked at.
+    last: Option<(Vec<Zeroizing<String>>, Vec<usize>)>,
 }
 
 impl core::fmt::Debug for SearchIndex {
@@ -523,54 +552,53 @@ impl SearchIndex {
         self.entries.is_empty()
     }
 
-    /// Bytes of folded text held (the index's memory, besides its map).
+    /// Bytes of folded text held (the index's memory, besides about 120
+    /// bytes per conversation).
     pub fn text_bytes(&self) -> usize {
-        self.entries.values().map(|e| e.text.len()).sum()
+        self.entries.iter().map(|e| e.text.len()).sum()
     }
 
     /// Forgets everything (the inbox locks).
     pub fn clear(&mut self) {
-        self.entries.clear();
+        self.entries = Vec::new();
         self.directory = None;
         self.last = None;
     }
 
     /// Brings the index up to date with the conversations of `inbox`.
     pub fn refresh(&mut self, inbox: Inbox<'_>) {
-        let directory = inbox.directory;
-        let version = directory.map(|d| d.version());
+        let version = inbox.directory.map(|d| d.version());
         if version != self.directory {
-            self.entries.clear();
+            self.clear();
             self.directory = version;
         }
-        let ctx = Context { directory };
         let conversations = inbox.conversations;
-        let before = self.entries.len();
-        self.entries.retain(|id, _| conversations.contains_key(id));
-        let mut changed = self.entries.len() != before;
+        // Nothing changed (the usual case, keystroke after keystroke).
+        if self.entries.len() == conversations.len()
+            && self
+                .entries
+                .iter()
+                .zip(conversations)
+                .all(|(e, (id, c))| e.id == *id && e.stamp == Stamp::of(c))
+        {
+            return;
+        }
+        self.last = None;
+        let ctx = Context {
+            directory: inbox.directory,
+        };
+        let mut old = core::mem::take(&mut self.entries).into_iter().peekable();
+        let mut entries = Vec::with_capacity(conversations.len());
         for (id, conv) in conversations {
+            // Conversations deleted since (their text is zeroized as it goes).
+            while old.next_if(|e| e.id < *id).is_some() {}
             let stamp = Stamp::of(conv);
-            if self.entries.get(id).is_some_and(|e| e.stamp == stamp) {
-                continue;
-            }
-            changed = true;
-            let mut text = Zeroizing::new(String::new());
-            for_each_part(conv, &ctx, &mut |_, part| {
-                fold_into(part, &mut text);
-                text.push(PART_SEPARATOR);
+            entries.push(match old.next_if(|e| e.id == *id && e.stamp == stamp) {
+                Some(kept) => kept,
+                None => Indexed::build(*id, conv, stamp, &ctx),
             });
-            self.entries.insert(
-                *id,
-                Indexed {
-                    stamp,
-                    updated_at: updated_at(conv),
-                    text,
-                },
-            );
         }
-        if changed {
-            self.last = None;
-        }
+        self.entries = entries;
     }
 
     /// The conversations of `inbox` that match `query` and `filter`, most
@@ -584,25 +612,23 @@ impl SearchIndex {
     ) -> SearchResults {
         self.refresh(inbox);
         let me = inbox.me;
-        let conversations = inbox.conversations;
         let entries = &self.entries;
         // Every conversation the query matches, whatever the filter.
-        let matched: Vec<MailboxId> = match &self.last {
-            Some((terms, ids)) if query.narrows(terms) => ids
+        let matched: Vec<usize> = match &self.last {
+            Some((terms, at)) if query.narrows(terms) => at
                 .iter()
-                .filter(|id| entries.get(*id).is_some_and(|e| query.matches(&e.text)))
                 .copied()
+                .filter(|&i| query.matches(&entries[i].text))
                 .collect(),
-            _ => entries
-                .iter()
-                .filter(|(_, e)| query.matches(&e.text))
-                .map(|(id, _)| *id)
+            _ => (0..entries.len())
+                .filter(|&i| query.matches(&entries[i].text))
                 .collect(),
         };
         let mut found: Vec<(u64, &MailboxId)> = matched
             .iter()
-            .filter(|id| conversations.get(*id).is_some_and(|c| filter.keeps(c, me)))
-            .filter_map(|id| Some((entries.get(id)?.updated_at, id)))
+            .map(|&i| &entries[i])
+            .filter(|e| filter.keeps_status(e.stamp.status, e.stamp.unread, me))
+            .map(|e| (e.updated_at, &e.id))
             .collect();
         let total = found.len();
         // Newest first; ties in id order, so results are stable.
@@ -618,7 +644,7 @@ impl SearchIndex {
         let hits = found
             .into_iter()
             .filter_map(|(updated_at, id)| {
-                let conv = conversations.get(id)?;
+                let conv = inbox.conversations.get(id)?;
                 Some(SearchHit {
                     conversation: *id,
                     updated_at,

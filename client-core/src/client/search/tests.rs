@@ -308,7 +308,7 @@ fn the_index_follows_new_messages_notes_status_and_deletions() {
     );
     // A note, then another note replacing the oldest at the maximum.
     let c = m.get_mut(&id(2)).unwrap();
-    for i in 0..super::super::counselor::MAX_NOTES {
+    for i in 0..MAX_NOTES {
         c.notes.push(Note {
             by: DeviceId(2),
             at: UnixTime(T0),
