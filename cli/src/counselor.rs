@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use northstar_core::client::counselor::{Conversation, Counselor, Event, Status};
 use northstar_core::client::saved::DeviceState;
+use northstar_core::client::search::{Field, InboxFilter, Snippet};
 use northstar_core::client::{Author, EntryKind};
 use northstar_core::directory::{DeviceId, PartnerId, VerifiedDirectory};
 use northstar_core::driver::{
@@ -102,6 +103,15 @@ enum Cmd {
         #[arg(long)]
         message: Option<String>,
     },
+    /// Search the conversations this device holds (messages, notes, status,
+    /// team); the words are read at a prompt or from standard input, never
+    /// from the command line. Every word must match; case and accents are
+    /// ignored. Nothing is sent to the relay.
+    Search {
+        /// all, open, unread, claimed, mine or resolved.
+        #[arg(long, default_value = "all")]
+        filter: String,
+    },
     /// Stay connected and print new messages as they arrive.
     Watch {
         /// Stop after this many seconds (default: until interrupted).
@@ -116,7 +126,12 @@ impl Cmd {
     fn reads_only(&self) -> bool {
         matches!(
             self,
-            Cmd::Inbox { .. } | Cmd::Show { .. } | Cmd::Canned | Cmd::Colleagues | Cmd::Partners
+            Cmd::Inbox { .. }
+                | Cmd::Show { .. }
+                | Cmd::Canned
+                | Cmd::Colleagues
+                | Cmd::Partners
+                | Cmd::Search { .. }
         )
     }
 }
@@ -148,6 +163,15 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     }
     let pass = input.secret("Device passphrase: ")?;
     let key = home.unlock(pass.as_bytes())?;
+    // The search words: a seeker's detail can be one, so they come from the
+    // terminal or standard input, never from the command line.
+    let query = match &args.cmd {
+        Cmd::Search { filter } => {
+            let filter = inbox_filter(filter)?;
+            Some((input.line("Search: ")?, filter))
+        }
+        _ => None,
+    };
     let (file, sealed) = home.device_file()?;
     let device = DeviceState::open(&key, &sealed)
         .map_err(|_| anyhow!("this device's saved state is damaged"))?;
@@ -199,20 +223,10 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             });
         }
         Cmd::Inbox { filter } => {
-            if !["all", "open", "unread", "claimed", "mine", "resolved"].contains(&filter.as_str())
-            {
-                bail!("--filter must be one of all, open, unread, claimed, mine, resolved");
-            }
+            let filter = inbox_filter(&filter)?;
             sh.driver.with_counselor(|c| {
                 let me = c.device().ok().map(|d| d.id);
-                let keep = |conv: &Conversation| match filter.as_str() {
-                    "open" => conv.status == Status::Open,
-                    "unread" => conv.unread,
-                    "claimed" => matches!(conv.status, Status::Claimed(_)),
-                    "mine" => me.is_some_and(|m| conv.status == Status::Claimed(m)),
-                    "resolved" => conv.status == Status::Resolved,
-                    _ => true,
-                };
+                let keep = |conv: &Conversation| filter.keeps(conv, me);
                 let mut rows: Vec<(&MailboxId, &Conversation)> =
                     c.conversations().iter().filter(|(_, v)| keep(v)).collect();
                 // Newest first, as in the browser.
@@ -300,6 +314,69 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                     s
                 },
             );
+        }
+        Cmd::Search { .. } => {
+            let (words, filter) = query.ok_or_else(|| anyhow!("no search words"))?;
+            let found = sh
+                .driver
+                .search(words.trim(), filter)
+                .map_err(|e| match e {
+                    DriverError::Core(northstar_core::Error::Misuse(m)) => anyhow!("{m}"),
+                    e => fail(e),
+                })?;
+            sh.driver.with_counselor(|c| {
+                let rows: Vec<(&MailboxId, &Conversation, Option<&Snippet>)> = found
+                    .hits
+                    .iter()
+                    .filter_map(|h| {
+                        Some((&h.conversation, c.conversation(&h.conversation)?, h.snippet.as_ref()))
+                    })
+                    .collect();
+                out.print(
+                    json!({
+                        "total": found.total,
+                        "conversations": rows.iter().map(|(id, v, s)| {
+                            let mut j = conv_json(c, id, v);
+                            j["match"] = s.map_or(Value::Null, |s| json!({
+                                "field": s.field.name(),
+                                "before": s.before,
+                                "matched": s.matched,
+                                "after": s.after,
+                            }));
+                            j
+                        }).collect::<Vec<_>>(),
+                    }),
+                    || {
+                        if rows.is_empty() {
+                            return "No conversation matches.".into();
+                        }
+                        let plain: Vec<(&MailboxId, &Conversation)> =
+                            rows.iter().map(|(id, v, _)| (*id, *v)).collect();
+                        let mut s = inbox_text(c, &plain);
+                        s += "\n\nWHERE IT MATCHED";
+                        for (id, _, m) in &rows {
+                            if let Some(m) = m {
+                                s += &format!(
+                                    "\n{:<12}  {:<17}  {}[{}]{}",
+                                    short(id),
+                                    field_text(m.field),
+                                    one_line(&m.before),
+                                    one_line(&m.matched),
+                                    one_line(&m.after)
+                                );
+                            }
+                        }
+                        if found.total > rows.len() {
+                            s += &format!(
+                                "\n\n{} of {} matching conversations shown (newest first); add a word to narrow it down.",
+                                rows.len(),
+                                found.total
+                            );
+                        }
+                        s
+                    },
+                );
+            });
         }
         Cmd::Watch { seconds } => {
             sh.driver.with_counselor(|c| {
@@ -554,6 +631,25 @@ fn partner_named(dir: Option<&VerifiedDirectory>, name: &str) -> Result<PartnerI
         _ => bail!(
             "several partners are called {name:?}; give the partner number (see `northstar counselor partners`)"
         ),
+    }
+}
+
+/// The `--filter` named `name`.
+fn inbox_filter(name: &str) -> Result<InboxFilter> {
+    InboxFilter::from_name(name).ok_or_else(|| {
+        anyhow!("--filter must be one of all, open, unread, claimed, mine, resolved")
+    })
+}
+
+/// Where a search matched, for the table.
+fn field_text(f: Field) -> &'static str {
+    match f {
+        Field::SeekerMessage => "seeker's message",
+        Field::CounselorMessage => "reply",
+        Field::Referral => "referral",
+        Field::Note => "private note",
+        Field::Status => "status",
+        Field::Team => "topic",
     }
 }
 

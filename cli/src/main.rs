@@ -30,6 +30,7 @@ input instead, one per line, in this order:
   admin init                   1: new administrator passphrase  2: the same again
   admin (every other command)  1: administrator passphrase
   counselor init               1: new device passphrase
+  counselor search             1: device passphrase  2: the search words
   counselor (every other)      1: device passphrase
   seeker start                 (no secret: the codename is made and printed once)
   seeker read                  1: codename

@@ -415,23 +415,30 @@ fn for_each_part(conv: &Conversation, ctx: &Context<'_>, f: &mut dyn FnMut(Field
         Status::Claimed(_) => "claimed",
         Status::Resolved => "resolved",
     };
+    // "claimed by ana" as one part, so "claimed ana" shows it; then the
+    // status words in the other languages.
+    let claimant = match conv.status {
+        Status::Claimed(d) => ctx.device_label(d),
+        _ => None,
+    };
     for (key, words) in STATUS_WORDS {
         if key == status || (key == "unread" && conv.unread) {
-            for w in words {
-                f(Field::Status, w);
+            for (i, w) in words.into_iter().enumerate() {
+                match claimant {
+                    Some(label) if i == 0 && key == "claimed" => {
+                        f(Field::Status, &format!("{w} by {label}"));
+                    }
+                    _ => f(Field::Status, w),
+                }
             }
         }
     }
-    if let Status::Claimed(d) = conv.status
-        && let Some(label) = ctx.device_label(d)
-    {
-        f(Field::Status, label);
-    }
+    // The team as counselors see it: its handle and its English name (the
+    // inbox's label), not the seeker-facing translations, whose words
+    // ("timoun", "menores") would match every conversation of the team.
     if let Some(team) = ctx.directory.and_then(|d| d.team(conv.team)) {
         f(Field::Team, &team.slug);
-        for lang in Language::ALL {
-            f(Field::Team, team.names.get(lang));
-        }
+        f(Field::Team, team.names.get(Language::En));
     }
 }
 
