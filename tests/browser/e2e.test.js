@@ -1122,3 +1122,116 @@ describe("a relay that cheats: the page refuses to run and says why", { skip: mi
     assert.ok(r.errors.some((e) => /expired/.test(e)), r.errors.join("\n"));
   });
 });
+
+describe("inbox search (issue 20 item 5): an English counselor on a phone finds cases as they type", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+  const DESK_PASS = "search desk passphrase 1\n";
+  const PASS = "search counselor passphrase";
+  const TEXTS = {
+    minor: "Tengo 17 años, estoy en Tijuana con mis dos niños.",
+    refugee: "Je suis réfugié à Montréal avec ma sœur.",
+    creole: "Mwen bezwen èd pou timoun mwen yo nan Tijuana.",
+  };
+  const NOTE = "Shelter in Plattsburgh has a bed on Friday.";
+  let s;
+  let desk;
+
+  after(async () => {
+    await s?.close();
+  });
+
+  test("typing shows matching cases at once, accents ignored, including a colleague's private note; Escape and Lock clear it", async () => {
+    desk = { home: path.join(tmp, "search-desk") };
+    // A colleague at a terminal, and this counselor's phone browser: both in one team.
+    const deskKey = JSON.parse(await cli(["--json", "counselor", "init", "--org", org.org_key], DESK_PASS, desk)).device;
+    s = await open("/", { viewport: PHONE, site: inbox });
+    const { page } = s;
+    const t = await loadStrings(page);
+    await visible(page, "#screen-enrol");
+    await page.fill("#enrol-pass", PASS);
+    await page.fill("#enrol-pass2", PASS);
+    await page.click("#enrol-button");
+    await visible(page, "#enrol-done");
+    const keys = await page.inputValue("#enrol-keys");
+    await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "search-phone", "--device", keys], ADMIN_PASS);
+    await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "search-desk", "--device", deskKey], ADMIN_PASS);
+    await cli(["admin", "publish"], ADMIN_PASS);
+    await cli(["counselor", "sync"], DESK_PASS, desk);
+    await page.click("#enrol-continue");
+    await page.fill("#passphrase", PASS);
+    await page.click("#unlock-button");
+    await visible(page, "#screen-inbox");
+    const before = await page.locator("#case-list li").count();
+
+    // Three seekers write, in Spanish, French and Haitian Creole.
+    for (const [name, text] of Object.entries(TEXTS)) {
+      const lang = { minor: "es", refugee: "fr", creole: "ht" }[name];
+      await cli(["--json", "seeker", "--org", org.org_key, "start", "--team", "unaccompanied-minors", "--language", lang], `${text}\n`, { home: path.join(tmp, `search-seeker-${name}`) });
+    }
+    await page.waitForFunction((n) => document.querySelectorAll("#case-list li").length === n, before + 3, { timeout: 60_000 });
+    // The colleague writes a private note on the French case; it arrives live.
+    await cli(["counselor", "sync"], DESK_PASS, desk);
+    const deskInbox = JSON.parse(await cli(["--json", "counselor", "inbox"], DESK_PASS, desk));
+    const refugee = deskInbox.conversations.find((c) => c.messages[0].text === TEXTS.refugee).id;
+    await cli(["counselor", "note", refugee], `${DESK_PASS}${NOTE}\n`, desk);
+
+    // The field is labelled and reached from the keyboard.
+    const field = page.getByLabel(t.en["c.search.label"]);
+    assert.equal(await field.getAttribute("id"), "search");
+    await field.focus();
+    // As they type: after "tiju" both Tijuana cases are listed, before the word is finished.
+    await page.keyboard.type("tiju", { delay: 30 });
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 2, null, { timeout: 10_000 });
+    const tiju = await page.locator("#case-list mark").allTextContents();
+    assert.deepEqual(tiju, ["Tiju", "Tiju"]);
+    assert.equal(await page.textContent("#search-count"), t.en["c.search.count"].replace("{count}", "2"));
+    // Another word, without its accent: one case, the match marked in the seeker's own spelling.
+    await page.keyboard.type(" ninos", { delay: 30 });
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1, null, { timeout: 10_000 });
+    assert.match(await page.textContent("#case-list"), /Tengo 17 años/);
+    assert.match(await page.textContent("#case-list .match"), new RegExp(t.en["c.search.in.seeker-message"]));
+    await shot(page, "counselor-10-search");
+    // Escape in the field clears the search: the whole inbox is back.
+    await field.focus();
+    await page.keyboard.press("Escape");
+    await page.waitForFunction((n) => document.querySelectorAll("#case-list li").length === n, before + 3, { timeout: 10_000 });
+    assert.equal(await field.inputValue(), "");
+    // A word only in the colleague's private note (arrived live): found, and said where.
+    await field.focus();
+    await page.keyboard.type("plattsb", { delay: 30 });
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1 && document.querySelector("#case-list .match-note"), null, { timeout: 30_000 });
+    const line = await page.textContent("#case-list .match-note");
+    assert.ok(line.startsWith(`${t.en["c.search.in.note"]}: `), line);
+    assert.match(line, /Shelter in Plattsburgh has a bed/);
+    assert.equal(await page.textContent("#case-list mark"), "Plattsb");
+    assert.match(await page.textContent("#case-list"), /réfugié à Montréal/);
+    await shot(page, "counselor-11-search-note");
+    // No match: said plainly.
+    await field.fill("zzzz");
+    await page.waitForFunction((m) => document.getElementById("inbox-empty").textContent === m && !document.getElementById("inbox-empty").hidden, t.en["c.search.none"], { timeout: 10_000 });
+    // The result opens with the keyboard.
+    await field.fill("plattsburgh");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1, null, { timeout: 10_000 });
+    // From the field: the clear button, the filters, then the result.
+    for (let i = 0; i < 8 && !(await page.evaluate(() => document.activeElement?.classList.contains("case-item"))); i++) {
+      await page.keyboard.press("Tab");
+    }
+    await page.keyboard.press("Enter");
+    await visible(page, "#case");
+    assert.match(await page.textContent("#entries"), /Plattsburgh/);
+    await page.click("#case-back");
+    const violations = await axeViolations(page);
+    assert.deepEqual(violations, [], `axe-core found:\n${violations.join("\n")}`);
+
+    // Lock empties the search with everything else.
+    await page.click("#lock");
+    await visible(page, "#screen-unlock");
+    assert.equal(await field.inputValue(), "");
+    assert.doesNotMatch(await page.content(), /Plattsburgh|Tijuana/);
+    await page.fill("#passphrase", PASS);
+    await page.click("#unlock-button");
+    await visible(page, "#screen-inbox");
+    await page.waitForFunction((n) => document.querySelectorAll("#case-list li").length === n, before + 3, { timeout: 30_000 });
+    assert.equal(await page.isVisible("#search-count"), false);
+    assert.deepEqual(s.errors, []);
+  });
+});

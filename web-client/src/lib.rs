@@ -37,6 +37,8 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use northstar_core::UnixTime;
 use northstar_core::client::counselor::{self as team, Counselor, Status};
 use northstar_core::client::saved::DeviceState;
+use northstar_core::client::search::InboxFilter;
+use northstar_core::error::ApiMisuse;
 use northstar_core::client::{Author, Entry, EntryKind};
 use northstar_core::codename::{Codename, CodenameError};
 use northstar_core::directory::{DirectoryError, IntakePolicy, VerifiedDirectory};
@@ -1033,6 +1035,52 @@ impl WebDriver {
     #[wasm_bindgen(js_name = publicKeys)]
     pub fn public_keys(&self) -> Option<String> {
         self.driver.with_counselor(|c| to_hex(&c.public().encode()))
+    }
+
+    /// Searches the inbox (issue 20 item 5): every word of `query` must
+    /// match, case and accents ignored, in the messages, private notes,
+    /// status or topic this device decrypted; `filter` is `all`, `open`,
+    /// `unread`, `claimed`, `mine` or `resolved`. Nothing goes to the relay.
+    /// Returns `{total, items}`: at most 50 `InboxItem`s, most recent
+    /// activity first, each with `match: {field, before, matched, after}`
+    /// (`field`: `seeker-message`, `counselor-message`, `referral`, `note`,
+    /// `status`, `team`). Throws code `query-too-long` over 200 bytes or 8
+    /// words.
+    #[wasm_bindgen(js_name = searchInbox)]
+    pub fn search_inbox(&mut self, query: &str, filter: &str) -> Result<JsValue, JsValue> {
+        let filter = InboxFilter::from_name(filter).ok_or_else(|| internal("unknown filter"))?;
+        let found = match self.driver.search(query, filter) {
+            Ok(f) => f,
+            Err(DriverError::Core(northstar_core::Error::Misuse(
+                e @ (ApiMisuse::QueryTooLong { .. } | ApiMisuse::QueryTooManyTerms { .. }),
+            ))) => return Err(fail("query-too-long", e)),
+            Err(e) => return Err(throw_driver(&e, None)),
+        };
+        let items: Array = self
+            .driver
+            .with_counselor(|c| {
+                found
+                    .hits
+                    .iter()
+                    .filter_map(|h| {
+                        let o = item(c, &h.conversation)?;
+                        if let Some(m) = &h.snippet {
+                            let x = Object::new();
+                            set(&x, "field", m.field.name());
+                            set(&x, "before", m.before.as_str());
+                            set(&x, "matched", m.matched.as_str());
+                            set(&x, "after", m.after.as_str());
+                            set(&o, "match", x);
+                        }
+                        Some(JsValue::from(o))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let o = Object::new();
+        set(&o, "total", found.total as f64);
+        set(&o, "items", items);
+        Ok(o.into())
     }
 
     /// `{kept, dropped}`: unreadable messages the device keeps in

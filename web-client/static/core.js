@@ -1197,3 +1197,20 @@ export function partners() {
 export async function onInboxEvent(onEvent) {
   if (counselor) counselor.onEvent = onEvent;
 }
+
+/**
+ * Searches the counselor inbox (issue 20 item 5), in the module, over what
+ * this device decrypted: every word must match, case and accents ignored,
+ * in messages, private notes, status or topic. Nothing goes to the relay;
+ * the module keeps a folded copy of the inbox in memory while unlocked.
+ * @param {string} query the words typed so far ("" lists the filtered inbox)
+ * @param {"all"|"open"|"unread"|"claimed"|"mine"|"resolved"} filter
+ * @returns {Promise<{total: number, items: (InboxItem & {match?: {field: string, before: string, matched: string, after: string}})[]}>}
+ *   at most 50 items, most recent activity first; rejects CoreError "query-too-long"
+ */
+export function searchInbox(query, filter = "all") {
+  return guard(async () => {
+    const found = unlocked().shell.driver.searchInbox(query, filter);
+    return { total: found.total, items: found.items.map(itemOf) };
+  });
+}

@@ -16,6 +16,10 @@ const $ = (id) => document.getElementById(id);
 let me = null; // {name, teams}
 let filter = "all";
 let items = [];
+// The inbox search: the words typed, and what the last search found.
+let query = "";
+let searchTotal = 0;
+let searchSeq = 0;
 let current = null; // the open Case
 let canned = [];
 let idleTimer = null;
@@ -99,6 +103,7 @@ function lock(reasonKey) {
   items = [];
   current = null;
   canned = [];
+  clearSearch();
   for (const f of document.querySelectorAll("textarea, input[type=password]")) f.value = "";
   $("case-list").replaceChildren();
   $("entries").replaceChildren();
@@ -192,14 +197,69 @@ function renderWhoami() {
 // ------------------------------------------------------------ inbox
 
 async function loadInbox() {
+  const seq = ++searchSeq;
+  const words = query.trim();
   try {
-    items = await core.listInbox(filter);
+    let found;
+    if (words) {
+      // In the module, over what this device decrypted; nothing goes to the relay.
+      const r = await core.searchInbox(words, filter);
+      found = r.items;
+      searchTotal = r.total;
+    } else {
+      found = await core.listInbox(filter);
+    }
+    // A later keystroke already started another search: its result wins.
+    if (seq !== searchSeq) return;
+    items = found;
     clearMsg($("inbox-error"));
   } catch (e) {
+    if (seq !== searchSeq) return;
     items = [];
-    showMsg($("inbox-error"), errorKey(e));
+    searchTotal = 0;
+    showMsg($("inbox-error"), e?.code === "query-too-long" ? "c.search.tooLong" : errorKey(e));
   }
   renderInbox();
+}
+
+/** The count under the search field, and the empty-list wording. */
+function renderSearchCount() {
+  const el = $("search-count");
+  const searching = Boolean(query.trim());
+  if (!searching || !me) {
+    clearMsg(el);
+  } else if (searchTotal > items.length) {
+    showMsg(el, "c.search.more", { shown: items.length, total: searchTotal });
+  } else if (items.length > 0) {
+    showMsg(el, "c.search.count", { count: searchTotal });
+  } else {
+    clearMsg(el);
+  }
+  const empty = $("inbox-empty");
+  const key = searching ? "c.search.none" : "c.empty";
+  empty.dataset.i18n = key;
+  empty.textContent = t(key);
+}
+
+/** Where a search matched: "In a private note: … <mark>word</mark> …". */
+function matchLine(m) {
+  const line = document.createElement("span");
+  line.className = `preview match match-${m.field}`;
+  const where = document.createElement("span");
+  where.className = "match-field";
+  where.textContent = `${t(`c.search.in.${m.field}`)}: `;
+  const mark = document.createElement("mark");
+  mark.textContent = m.matched;
+  line.append(where, document.createTextNode(m.before), mark, document.createTextNode(m.after));
+  return line;
+}
+
+function clearSearch() {
+  query = "";
+  searchTotal = 0;
+  $("search").value = "";
+  $("search-clear").hidden = true;
+  clearMsg($("search-count"));
 }
 
 function renderInbox() {
@@ -230,11 +290,13 @@ function renderInbox() {
       .filter(Boolean)
       .join(" · ");
     b.append(row, preview, when);
+    if (item.match) b.append(matchLine(item.match));
     b.addEventListener("click", () => openCase(item.id));
     li.append(b);
     ul.append(li);
   }
   $("inbox-empty").hidden = items.length > 0;
+  renderSearchCount();
 }
 
 async function loadLists() {
@@ -413,6 +475,25 @@ function wire() {
       loadInbox();
     });
   }
+  // Results as the counselor types; Escape or the button clears the search.
+  $("search-form").addEventListener("submit", (ev) => ev.preventDefault());
+  $("search").addEventListener("input", () => {
+    query = $("search").value;
+    $("search-clear").hidden = !query;
+    if (me) loadInbox();
+  });
+  $("search").addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && query) {
+      ev.preventDefault();
+      clearSearch();
+      if (me) loadInbox();
+    }
+  });
+  $("search-clear").addEventListener("click", () => {
+    clearSearch();
+    if (me) loadInbox();
+    $("search").focus();
+  });
   $("case-back").addEventListener("click", () => {
     document.body.classList.remove("case-open");
     $("case").hidden = true;

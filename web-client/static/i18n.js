@@ -229,6 +229,20 @@ const en = {
   "c.actions": "Actions",
   "c.live": "Live",
   "c.reconnecting": "Reconnecting…",
+  // Inbox search (issue 20 item 5)
+  "c.search.label": "Search conversations",
+  "c.search.hint": "Words from messages, private notes or status. Capitals and accents do not matter.",
+  "c.search.clear": "Clear search",
+  "c.search.count": "Conversations found: {count}",
+  "c.search.more": "Showing the {shown} most recent of {total}. Add a word to narrow the search.",
+  "c.search.none": "No conversation contains these words.",
+  "c.search.tooLong": "This search is too long. Use a few words.",
+  "c.search.in.seeker-message": "In the person's message",
+  "c.search.in.counselor-message": "In a reply",
+  "c.search.in.referral": "In a referral",
+  "c.search.in.note": "In a private note",
+  "c.search.in.status": "In the status",
+  "c.search.in.team": "In the topic",
 };
 
 const es = {
@@ -447,6 +461,20 @@ const es = {
   "c.actions": "Acciones",
   "c.live": "En directo",
   "c.reconnecting": "Reconectando…",
+  // Inbox search (issue 20 item 5)
+  "c.search.label": "Buscar en las conversaciones",
+  "c.search.hint": "Palabras de los mensajes, las notas privadas o el estado. Las mayúsculas y los acentos no importan.",
+  "c.search.clear": "Borrar la búsqueda",
+  "c.search.count": "Conversaciones encontradas: {count}",
+  "c.search.more": "Se muestran las {shown} más recientes de {total}. Añada una palabra para afinar la búsqueda.",
+  "c.search.none": "Ninguna conversación contiene estas palabras.",
+  "c.search.tooLong": "La búsqueda es demasiado larga. Use pocas palabras.",
+  "c.search.in.seeker-message": "En el mensaje de la persona",
+  "c.search.in.counselor-message": "En una respuesta",
+  "c.search.in.referral": "En una derivación",
+  "c.search.in.note": "En una nota privada",
+  "c.search.in.status": "En el estado",
+  "c.search.in.team": "En el tema",
 };
 
 const fr = {
@@ -665,6 +693,20 @@ const fr = {
   "c.actions": "Actions",
   "c.live": "En direct",
   "c.reconnecting": "Reconnexion…",
+  // Inbox search (issue 20 item 5)
+  "c.search.label": "Rechercher dans les conversations",
+  "c.search.hint": "Des mots des messages, des notes privées ou du statut. Les majuscules et les accents ne comptent pas.",
+  "c.search.clear": "Effacer la recherche",
+  "c.search.count": "Conversations trouvées : {count}",
+  "c.search.more": "Voici les {shown} plus récentes sur {total}. Ajoutez un mot pour affiner la recherche.",
+  "c.search.none": "Aucune conversation ne contient ces mots.",
+  "c.search.tooLong": "Cette recherche est trop longue. Utilisez quelques mots.",
+  "c.search.in.seeker-message": "Dans le message de la personne",
+  "c.search.in.counselor-message": "Dans une réponse",
+  "c.search.in.referral": "Dans une orientation",
+  "c.search.in.note": "Dans une note privée",
+  "c.search.in.status": "Dans le statut",
+  "c.search.in.team": "Dans le sujet",
 };
 
 const ht = {
@@ -883,6 +925,20 @@ const ht = {
   "c.actions": "Aksyon",
   "c.live": "An dirèk",
   "c.reconnecting": "N ap rekonekte…",
+  // Inbox search (issue 20 item 5)
+  "c.search.label": "Chèche nan konvèsasyon yo",
+  "c.search.hint": "Mo ki nan mesaj yo, nòt prive yo oswa estati a. Lèt majiskil ak aksan pa gen enpòtans.",
+  "c.search.clear": "Efase rechèch la",
+  "c.search.count": "Konvèsasyon yo jwenn: {count}",
+  "c.search.more": "N ap montre {shown} ki pi resan yo sou {total}. Ajoute yon mo pou rechèch la pi presi.",
+  "c.search.none": "Pa gen okenn konvèsasyon ki gen mo sa yo.",
+  "c.search.tooLong": "Rechèch sa a twò long. Sèvi ak kèk mo sèlman.",
+  "c.search.in.seeker-message": "Nan mesaj moun nan",
+  "c.search.in.counselor-message": "Nan yon repons",
+  "c.search.in.referral": "Nan yon referans",
+  "c.search.in.note": "Nan yon nòt prive",
+  "c.search.in.status": "Nan estati a",
+  "c.search.in.team": "Nan sijè a",
 };
 
 export const STRINGS = Object.freeze({ en, es, fr, ht });
