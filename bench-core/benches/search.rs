@@ -76,34 +76,6 @@ fn main() {
         me: Some(DeviceId(1)),
     });
     let raw = text_bytes(&map);
-    if std::env::var_os("SEARCH_PROBE").is_some() {
-        use northstar_core::client::search::{InboxFilter, Query};
-        let inbox = Inbox {
-            conversations: &map,
-            directory: Some(&dir),
-            me: Some(DeviceId(1)),
-        };
-        let t = Instant::now();
-        for _ in 0..20 {
-            index.refresh(inbox);
-        }
-        println!(
-            "refresh unchanged: {:.2} ms",
-            t.elapsed().as_secs_f64() * 1e3 / 20.0
-        );
-        for q in ["t", "tijuana", "plattsburgh", "zzzzq"] {
-            let qq = Query::parse(q).unwrap();
-            let t = Instant::now();
-            for _ in 0..20 {
-                let mut i2 = SearchIndex::new();
-                std::mem::swap(&mut i2, &mut index);
-                let r = i2.search(inbox, &qq, InboxFilter::All);
-                std::mem::swap(&mut i2, &mut index);
-                std::hint::black_box(r);
-            }
-            println!("{q}: {:.2} ms", t.elapsed().as_secs_f64() * 1e3 / 20.0);
-        }
-    }
     let folded = index.text_bytes();
 
     println!("inbox: {INBOX_CONVERSATIONS} conversations, {raw} bytes of messages and notes");

@@ -38,7 +38,6 @@ use northstar_core::UnixTime;
 use northstar_core::client::counselor::{self as team, Counselor, Status};
 use northstar_core::client::saved::DeviceState;
 use northstar_core::client::search::InboxFilter;
-use northstar_core::error::ApiMisuse;
 use northstar_core::client::{Author, Entry, EntryKind};
 use northstar_core::codename::{Codename, CodenameError};
 use northstar_core::directory::{DirectoryError, IntakePolicy, VerifiedDirectory};
@@ -46,6 +45,7 @@ use northstar_core::driver::{
     Command, Config, ConnId, ConnKind, Connection, Driver, DriverError, Event, Outcome, Output,
     TeamAction, Work, WorkId,
 };
+use northstar_core::error::ApiMisuse;
 use northstar_core::ids::{DeviceId, Language, MailboxId, PartnerId, TeamId};
 use northstar_core::keys::OrgPublicKey;
 use northstar_core::state::{KeyStore, StateKey};
