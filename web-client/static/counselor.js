@@ -477,6 +477,11 @@ function wire() {
   }
   // Results as the counselor types; Escape or the button clears the search.
   $("search-form").addEventListener("submit", (ev) => ev.preventDefault());
+  // The module folds the inbox for searching the first time it is asked
+  // (about 0.15 s for 10,000 conversations): on focus, before the first key.
+  $("search").addEventListener("focus", () => {
+    if (me && !query.trim()) core.searchInbox("", filter).catch(() => {});
+  });
   $("search").addEventListener("input", () => {
     query = $("search").value;
     $("search-clear").hidden = !query;
