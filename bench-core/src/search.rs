@@ -227,7 +227,7 @@ fn sentence(rng: &mut ChaCha20Rng, lang: Language, min: u32, spread: u32) -> Str
         if i > 0 {
             s.push(' ');
         }
-        if rng.next_u32() % 40 == 0 {
+        if rng.next_u32().is_multiple_of(40) {
             s.push_str(pick(rng, PLACES));
         } else {
             s.push_str(pick(rng, words(lang)));
@@ -302,7 +302,7 @@ pub fn sample_inbox() -> (BTreeMap<MailboxId, Conversation>, VerifiedDirectory) 
                 status,
                 history,
                 notes,
-                unread: rng.next_u32() % 3 == 0,
+                unread: rng.next_u32().is_multiple_of(3),
             },
         );
     }
