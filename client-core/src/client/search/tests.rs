@@ -467,3 +467,33 @@ fn typing_on_backspacing_and_new_words_give_what_a_fresh_search_gives() {
     let q = Query::parse("tiju").unwrap();
     assert_eq!(idx.search(inbox(&m), &q, InboxFilter::All).total, 3);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any text, any piece of its folded form as the query: the
+    /// conversation is found, nothing panics (snippets are cut on
+    /// character boundaries of the original), and the marked part folds
+    /// to text containing the query.
+    #[test]
+    fn any_folded_piece_of_any_text_is_found_and_marked(
+        text in "\\PC{0,60}",
+        start in 0usize..80,
+        len in 1usize..12,
+    ) {
+        let folded = fold(&text);
+        let chars: Vec<char> = folded.chars().collect();
+        let start = start.min(chars.len());
+        let piece: String = chars[start..(start + len).min(chars.len())].iter().collect();
+        let term = piece.split_whitespace().next().unwrap_or("").to_owned();
+        let mut m = BTreeMap::new();
+        m.insert(id(1), conv(T0, &[text.as_str()]));
+        let r = find(&m, &term);
+        if term.is_empty() || Query::parse(&term).is_err() {
+            return Ok(());
+        }
+        proptest::prop_assert_eq!(r.total, 1);
+        let s = r.hits[0].snippet.clone().unwrap();
+        proptest::prop_assert!(fold(&s.matched).contains(&fold(&term)), "{:?} in {:?}", term, s.matched);
+    }
+}
