@@ -1195,6 +1195,15 @@ describe("inbox search (issue 20 item 5): an English counselor on a phone finds 
     await page.keyboard.press("Escape");
     await page.waitForFunction((n) => document.querySelectorAll("#case-list li").length === n, before + 3, { timeout: 10_000 });
     assert.equal(await field.inputValue(), "");
+    // Words and a filter together: nothing resolved mentions Tijuana; all of them, two.
+    await field.fill("tijuana");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 2, null, { timeout: 10_000 });
+    await page.click("#filters label:has(input[value=resolved])");
+    await page.waitForFunction((m) => document.querySelectorAll("#case-list li").length === 0 && document.getElementById("inbox-empty").textContent === m, t.en["c.search.none"], { timeout: 10_000 });
+    await page.click("#filters label:has(input[value=all])");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 2, null, { timeout: 10_000 });
+    await field.fill("");
+    await page.waitForFunction((n) => document.querySelectorAll("#case-list li").length === n, before + 3, { timeout: 10_000 });
     // A word only in the colleague's private note (arrived live): found, and said where.
     await field.focus();
     await page.keyboard.type("plattsb", { delay: 30 });
