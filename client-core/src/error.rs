@@ -71,6 +71,10 @@ pub enum ApiMisuse {
     /// The intake set is larger than one conversation can fan out to.
     #[error("the intake set has {got} devices, at most {max} allowed")]
     IntakeTooLarge { max: usize, got: usize },
+    /// A "keep this case longer" time that is not in the future, or more
+    /// than a year away.
+    #[error("keep-until must be in the future and at most a year away")]
+    KeepOutOfRange,
 }
 
 /// Why bytes failed to decode. Every decoder is strict: unknown versions,
