@@ -272,7 +272,10 @@ pub enum TeamEventKind {
     /// `by` keeps the conversation past the organisation's retention until
     /// `until` (on the hour), for `reason`: an explicit choice every device
     /// of the team logs.
-    Keep { until: UnixTime, reason: MessageText },
+    Keep {
+        until: UnixTime,
+        reason: MessageText,
+    },
 }
 
 mod tag {

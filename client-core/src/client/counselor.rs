@@ -190,6 +190,8 @@ pub enum Event {
     Deleted { conversation: MailboxId },
     /// A colleague shared a canned answer.
     CannedAnswer { title: MessageText, by: DeviceId },
+    /// The retention passed: the conversation is gone from this device.
+    Expired { conversation: MailboxId },
     /// A colleague kept the conversation past the retention.
     Kept {
         conversation: MailboxId,
@@ -982,7 +984,13 @@ impl Counselor {
         self.check_not_claimed_by_other(conversation)?;
         let mut out =
             self.send_team_event(conversation, TeamEventKind::Resolve, bundles, now, rng)?;
-        out.push(self.receipt_to_seeker(conversation, ReceiptKind::Resolved, Vec::new(), now, rng)?);
+        out.push(self.receipt_to_seeker(
+            conversation,
+            ReceiptKind::Resolved,
+            Vec::new(),
+            now,
+            rng,
+        )?);
         self.set_status(conversation, Status::Resolved)?;
         Ok(out)
     }
@@ -997,7 +1005,13 @@ impl Counselor {
     ) -> Result<Vec<Envelope>, Error> {
         let mut out =
             self.send_team_event(conversation, TeamEventKind::Reopen, bundles, now, rng)?;
-        out.push(self.receipt_to_seeker(conversation, ReceiptKind::Reopened, Vec::new(), now, rng)?);
+        out.push(self.receipt_to_seeker(
+            conversation,
+            ReceiptKind::Reopened,
+            Vec::new(),
+            now,
+            rng,
+        )?);
         self.set_status(conversation, Status::Open)?;
         Ok(out)
     }
@@ -1280,7 +1294,11 @@ impl Counselor {
                 .u32(k.by.0)
                 .u64(k.at.0)
                 .u64(k.until.0);
-            w.vec_u16(k.reason.as_str().as_bytes(), MAX_KEEP_REASON_LEN, "keep reason")?;
+            w.vec_u16(
+                k.reason.as_str().as_bytes(),
+                MAX_KEEP_REASON_LEN,
+                "keep reason",
+            )?;
         }
         Ok(zeroize::Zeroizing::new(w.into_bytes()))
     }

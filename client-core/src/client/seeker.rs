@@ -146,16 +146,13 @@ impl Conversation {
             .history
             .iter()
             .rposition(|e| e.author == Author::Seeker);
-        let answered = self
-            .history
-            .iter()
-            .enumerate()
-            .any(|(i, e)| matches!(e.author, Author::Counselor(_)) && last_seeker.is_none_or(|l| i > l))
-            || (self.receipts.resolved
-                && self
-                    .history
-                    .iter()
-                    .any(|e| matches!(e.author, Author::Counselor(_))));
+        let answered = self.history.iter().enumerate().any(|(i, e)| {
+            matches!(e.author, Author::Counselor(_)) && last_seeker.is_none_or(|l| i > l)
+        }) || (self.receipts.resolved
+            && self
+                .history
+                .iter()
+                .any(|e| matches!(e.author, Author::Counselor(_))));
         let referred = self
             .history
             .iter()
