@@ -21,6 +21,8 @@ pub mod endpoint;
 pub mod saved;
 pub mod seeker;
 #[cfg(test)]
+mod status_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 use crate::directory::{DeviceId, PartnerId};
