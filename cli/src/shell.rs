@@ -78,7 +78,7 @@ fn test_clock_offset() -> u64 {
 }
 
 /// Refuses the test clock variable in a release build.
-pub fn check_test_clock() -> anyhow::Result<()> {
+pub fn check_test_clock() -> Result<()> {
     if !cfg!(debug_assertions) && std::env::var_os("NORTHSTAR_TEST_CLOCK_OFFSET_SECS").is_some() {
         anyhow::bail!("NORTHSTAR_TEST_CLOCK_OFFSET_SECS is for test builds only; unset it");
     }
