@@ -626,6 +626,10 @@ function conversationOf(s) {
     topicLabel: c?.topicLabel,
     expiresAt: iso(c?.expiresAt),
     messages: (c?.messages ?? []).map(messageOf),
+    // What the team's encrypted receipts say, and when everything is deleted.
+    status: c?.status ?? null,
+    deletesAt: iso(c?.deletesAt),
+    retentionDays: c?.retentionDays ?? null,
   };
 }
 
@@ -1105,7 +1109,13 @@ export function openCase(id) {
     const c = unlocked();
     await c.shell.input((d) => d.markRead(id));
     const x = still(c).openCase(id);
-    return { ...itemOf(x), entries: x.entries.map((e) => ({ ...e, at: iso(e.at) })) };
+    return {
+      ...itemOf(x),
+      entries: x.entries.map((e) => ({ ...e, at: iso(e.at) })),
+      // Retention: when the case leaves this device; until when a counselor kept it.
+      deletesAt: iso(x.deletesAt),
+      keptUntil: iso(x.keptUntil),
+    };
   });
 }
 
@@ -1196,4 +1206,22 @@ export function partners() {
  */
 export async function onInboxEvent(onEvent) {
   if (counselor) counselor.onEvent = onEvent;
+}
+
+// ------------------------------------------------- retention (issue 20 item 4)
+
+/**
+ * Keeps case `id` past the organisation's retention until the end of day
+ * `day` ("YYYY-MM-DD", UTC), for `reason`: an explicit choice the driver
+ * logs on every device of the team.
+ * @param {string} id @param {string} day @param {string} reason
+ */
+export function keepCase(id, day, reason) {
+  const until = Date.parse(`${day}T00:00:00Z`) / 1000 + 86400;
+  return act((d, now) => d.keep(id, Number.isFinite(until) ? until : 0, reason, now));
+}
+
+/** @returns {Promise<{id: string, by: string, at: string, until: string, reason: string}[]>} the device's keep log */
+export function keepLog() {
+  return guard(async () => unlocked().shell.driver.keepLog().map((k) => ({ ...k, at: iso(k.at), until: iso(k.until) })));
 }
