@@ -273,7 +273,7 @@ impl Store for MemoryStore {
             // conversation's retention, docs/PROTOCOL.md §"Retention").
             let before = i.mailboxes.len();
             i.mailboxes
-                .retain(|_, m| !m.state.as_ref().is_some_and(|s| s.expires_at <= now));
+                .retain(|_, m| m.state.as_ref().is_none_or(|s| s.expires_at > now));
             c.states = (before - i.mailboxes.len()) as u64;
             for m in i.mailboxes.values_mut() {
                 let before = m.envelopes.len();
