@@ -4097,3 +4097,127 @@ fn a_seeker_state_rolled_back_by_the_relay_still_gets_its_next_message_read() {
         1
     );
 }
+
+// ------------------------------------------------ receipts and retention
+// (issue 20 items 3-4, docs/PROTOCOL.md §6.6)
+
+#[test]
+fn devices_send_one_delivered_receipt_each_and_the_seeker_counts_them() {
+    let (org, devices, directory) = org_with_devices(3, 71);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let counselors: Vec<usize> = devices.iter().map(|d| synced(&mut net, d)).collect();
+    let (_, secrets) = secrets_for(&org, 72);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "Necesito ayuda.")),
+        Ok(Outcome::Started { .. })
+    ));
+    net.run();
+    // Every device read the opening live and said so, once.
+    let status = net.clients[seeker].driver.seeker_status().unwrap();
+    assert_eq!((status.reached, status.devices), (3, 3));
+    assert!(!status.read && !status.answered && !status.resolved);
+    let receipts = net
+        .relay
+        .deposits
+        .iter()
+        .filter(|d| counselors.contains(&d.by))
+        .count();
+    assert_eq!(receipts, 3, "one receipt per device, not per message");
+    assert!(
+        net.events(seeker)
+            .iter()
+            .any(|e| matches!(e, Event::SeekerStatus))
+    );
+    // Device 1 answers (claiming it): the seeker's next message gets a
+    // receipt from device 1 only; the others leave it to their colleague.
+    let conv = new_conversations(&net, counselors[0])[0];
+    assert_eq!(
+        net.exec(
+            counselors[0],
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply {
+                    text: "Aquí estamos.".into()
+                },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    net.run();
+    assert!(net.clients[seeker].driver.seeker_status().unwrap().answered);
+    let before = net.relay.deposits.len();
+    assert!(matches!(
+        net.exec(
+            seeker,
+            Command::SeekerWrite {
+                text: "Gracias.".into()
+            }
+        ),
+        Ok(Outcome::Sent { .. })
+    ));
+    net.run();
+    let by: Vec<usize> = net.relay.deposits[before..]
+        .iter()
+        .filter(|d| counselors.contains(&d.by))
+        .map(|d| d.by)
+        .collect();
+    assert_eq!(by, vec![counselors[0]], "only the claiming device");
+    let status = net.clients[seeker].driver.seeker_status().unwrap();
+    assert_eq!(status.reached, 1);
+    assert!(!status.answered, "the new message has no answer yet");
+}
+
+#[test]
+fn a_seeker_state_restored_past_its_retention_is_deleted_not_shown() {
+    let (org, devices, first) = org_with_devices(1, 73);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, first.clone());
+    let a = synced(&mut net, &devices[0]);
+    let (codename, secrets) = secrets_for(&org, 74);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    let deletion = net.clients[seeker].driver.seeker_deletion_at().unwrap();
+    net.close(seeker);
+    // One minute before the deletion the conversation is there (with a
+    // directory re-signed meanwhile: the first one has expired).
+    net.now = UnixTime(deletion.0 - 60);
+    let second = next_directory(&org, &first, net.now, |_| {});
+    publish(&mut net, second);
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(back, open_cmd(&org, &codename)),
+        Ok(Outcome::Opened { .. })
+    ));
+    net.close(back);
+    // At the deletion time: not shown, and deleted from the relay.
+    net.now = deletion;
+    let late = net.plain();
+    assert_eq!(
+        net.exec(late, open_cmd(&org, &codename)),
+        Err(DriverError::CodenameNotFound)
+    );
+    assert!(net.clients[late].driver.seeker_conversation().is_none());
+    assert!(
+        !net.relay.mailboxes.contains_key(&conv),
+        "the client deleted the mailbox"
+    );
+    // The device deletes its copy at its next sync.
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    assert!(
+        net.team_events(a)
+            .iter()
+            .any(|e| matches!(e, TeamEvent::Expired { conversation } if *conversation == conv))
+    );
+    assert!(
+        net.clients[a]
+            .driver
+            .with_counselor(|c| c.conversation(&conv).is_none())
+            .unwrap()
+    );
+}
