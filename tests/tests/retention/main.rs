@@ -23,8 +23,8 @@ use tokio::io::AsyncWriteExt;
 const ADMIN: &str = "admin passphrase 1\n";
 const ANA: &str = "ana passphrase 12\n";
 const DAY: u64 = 24 * 3600;
-/// The default retention the administrator's directory carries.
-const RETENTION_DAYS: u64 = 90;
+/// The retention the administrator signs into the directory.
+const RETENTION_DAYS: u64 = 30;
 const CLOCK: &str = "NORTHSTAR_TEST_CLOCK_OFFSET_SECS";
 
 /// `northstar` as `cli`, with its clock moved `offset` seconds forward.
@@ -155,7 +155,9 @@ async fn receipts_then_retention_with_the_clock_moved_forward_leaves_no_copy() {
             ADMIN,
         )
         .await;
-    admin.ok(&["admin", "publish"], ADMIN).await;
+    admin
+        .ok(&["admin", "publish", "--retention-days", "30"], ADMIN)
+        .await;
     ana.ok(&["counselor", "sync"], ANA).await;
 
     // Two seekers write; Ana's device receives both and says so (receipts).
