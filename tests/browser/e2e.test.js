@@ -1233,6 +1233,11 @@ describe("status and retention: receipts the seeker sees, the deletion date, kee
       assert.equal(await page.getAttribute("html", "lang"), "es");
       assert.deepEqual(await axeViolations(page), []);
       await shot(page, "seeker-20-status-es");
+      // While the page is open, the team reopens the case: the status
+      // follows live (the "resolved" line goes).
+      await cli(["counselor", "reopen", id], DEVICE_PASS, device());
+      await page.waitForFunction(() => !document.querySelector("#conv-status-list li[data-status=resolved]"), null, { timeout: 30_000 });
+      assert.equal(await status("answered"), t.es["st.answered"]);
       assert.deepEqual(s.errors, []);
     } finally {
       await s.close();

@@ -640,6 +640,9 @@ async function openSeeker() {
   const s = { shell: new Shell(wasm.WebDriver.seeker(relays, orgKey)), onMessage: IN_WORKER ? seekerOnMessage : null };
   s.shell.onEvent = (ev) => {
     if (ev.event === "seekerMessage" && seeker === s) s.onMessage?.(messageOf(ev.message));
+    // A receipt (or a reply, which answers) changed where the question
+    // stands: the page redraws the status, on the same channel.
+    if ((ev.event === "seekerStatus" || ev.event === "seekerMessage") && seeker === s) s.onMessage?.({ status: conversationOf(s).status });
   };
   seeker = s;
   return s;

@@ -304,6 +304,12 @@ function enterConversation(conv, justSent) {
   core
     .onSeekerMessage((m) => {
       if (!state.conversation) return;
+      if (m.status !== undefined) {
+        // What the team's receipts say changed (live).
+        state.conversation.status = m.status;
+        renderStatus();
+        return;
+      }
       state.conversation.messages.push(m);
       $("messages").append(renderMessage(m));
       $("conv-waiting").hidden = true;
