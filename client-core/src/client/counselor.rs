@@ -562,6 +562,16 @@ impl Counselor {
             });
         }
         let conversation = event.conversation;
+        // A colleague can push a case's deletion at most MAX_KEEP_SECS past
+        // the date it has now: a seized device cannot make the team keep
+        // cases indefinitely in one event (each is logged, with its author).
+        if let TeamEventKind::Keep { until, .. } = &event.kind {
+            let retention = self.directory.as_ref().map(|d| d.retention_secs())?;
+            let current = deletion_at(self.conversations.get(&conversation)?, retention);
+            if until.0 > current.0.saturating_add(MAX_KEEP_SECS) {
+                return None;
+            }
+        }
         let conv = self.conversations.get_mut(&conversation)?;
         let by = event.by;
         let status = |s: Status| {
@@ -703,6 +713,19 @@ impl Counselor {
             out.push(copy);
         }
         Ok(out)
+    }
+
+    /// Test only: seals any message to a peer this device has a session
+    /// with (to play a modified client).
+    #[cfg(test)]
+    pub(crate) fn seal_for_test(
+        &mut self,
+        identity: &IdentityPublic,
+        mailbox: &MailboxPublic,
+        msg: &AppMessage,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Envelope, Error> {
+        self.endpoint.seal_to(identity, mailbox, None, msg, rng)
     }
 
     /// Remembers a conversation that must not come back (deleted by the

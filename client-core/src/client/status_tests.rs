@@ -498,3 +498,54 @@ fn retention_deletes_an_unkept_conversation_and_a_replayed_opening_stays_gone() 
     assert!(w.a.receive(&replay[0]).is_err());
     assert!(w.a.conversations().is_empty());
 }
+
+#[test]
+fn a_colleagues_keep_event_more_than_a_year_past_the_deletion_date_is_refused() {
+    let mut w = world();
+    let (_seeker, conv) = started(&mut w);
+    let due = w.b.deletion_at(&conv).unwrap();
+    // Device A (seized, say) asks the team to keep the case for ten years:
+    // its own keep() refuses that, so it crafts the event through a long
+    // but valid first keep, then one far beyond it.
+    let b = colleague_bundles(&mut w, 0, &conv);
+    let t = UnixTime(NOW.0 + 3600);
+    assert!(matches!(
+        w.a.keep(
+            &conv,
+            UnixTime(t.0 + 10 * 366 * DAY),
+            "forever",
+            &b,
+            t,
+            &mut w.rng
+        ),
+        Err(Error::Misuse(crate::ApiMisuse::KeepOutOfRange))
+    ));
+    // A keep a year from now is within the bound at B: applied and logged.
+    let ok_until = UnixTime((t.0 + 360 * DAY) / 3600 * 3600);
+    let envs =
+        w.a.keep(&conv, ok_until, "hearing", &b, t, &mut w.rng)
+            .unwrap();
+    assert_eq!(deliver(&envs, &mut w.b).len(), 1);
+    assert_eq!(w.b.deletion_at(&conv), Some(ok_until.max(due)));
+    // A forged event far past that (a modified client on device A) is
+    // refused by B: nothing logged, the date unchanged.
+    let far = crate::message::AppMessage::new(
+        crate::ids::MessageId([9; 16]),
+        t,
+        crate::message::Body::Team(crate::message::TeamEvent {
+            conversation: conv,
+            by: DeviceId(1),
+            kind: crate::message::TeamEventKind::Keep {
+                until: UnixTime((ok_until.0 + 2 * 366 * DAY) / 3600 * 3600),
+                reason: "forever".into(),
+            },
+        }),
+    );
+    let b_identity = w.b.public();
+    let env =
+        w.a.seal_for_test(&b_identity.identity, &b_identity.mailbox, &far, &mut w.rng)
+            .unwrap();
+    assert_eq!(w.b.receive(&env).unwrap(), None);
+    assert_eq!(w.b.keep_log().count(), 1);
+    assert_eq!(w.b.deletion_at(&conv), Some(ok_until.max(due)));
+}
