@@ -92,7 +92,7 @@ pub const MAX_DIRECTORY_LIFETIME_SECS: u64 = 366 * 24 * 3600;
 /// for an answer and to follow a referral, short enough that a seized
 /// device or relay holds only recent conversations. Counselor devices, the
 /// seeker's saved state and the relay all delete a conversation then
-/// (docs/PROTOCOL.md §"Retention").
+/// (docs/PROTOCOL.md §6.6).
 pub const DEFAULT_RETENTION_SECS: u64 = 90 * 24 * 3600;
 /// Shortest retention an organisation may set (one day): a seeker must be
 /// able to come back at least once for the answer.

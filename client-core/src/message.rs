@@ -163,7 +163,7 @@ pub enum Body {
     /// Team state between counselor devices (never sent to a seeker).
     Team(TeamEvent),
     /// A counselor device tells the seeker where their conversation stands
-    /// (docs/PROTOCOL.md §"Receipts"). Sent through the ratchet like any
+    /// (docs/PROTOCOL.md §6.6). Sent through the ratchet like any
     /// message, so the relay can neither read nor forge one; the seeker
     /// takes it only from a device of the directory it accepted last.
     Receipt(Receipt),

@@ -754,7 +754,7 @@ impl Counselor {
 
     /// When `conversation` is deleted from this device: the directory's
     /// retention after the seeker's last message, or later if a counselor
-    /// kept the case (docs/PROTOCOL.md §"Retention"). `None` without a
+    /// kept the case (docs/PROTOCOL.md §6.6). `None` without a
     /// directory or for an unknown conversation.
     pub fn deletion_at(&self, conversation: &MailboxId) -> Option<UnixTime> {
         let retention = self.directory.as_ref()?.retention_secs();
@@ -850,7 +850,7 @@ impl Counselor {
     /// this device leaves it to a colleague: once a colleague has claimed
     /// the conversation, only that colleague's device sends receipts, so a
     /// large team does not fill the seeker's mailbox
-    /// (docs/PROTOCOL.md §"Receipts").
+    /// (docs/PROTOCOL.md §6.6).
     pub fn delivered_receipt(
         &mut self,
         conversation: &MailboxId,

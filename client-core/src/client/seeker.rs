@@ -78,7 +78,7 @@ pub struct Conversation {
 }
 
 /// Where the seeker's conversation stands, from the encrypted receipts the
-/// team's devices sent (docs/PROTOCOL.md §"Receipts"). Only the seeker's
+/// team's devices sent (docs/PROTOCOL.md §6.6). Only the seeker's
 /// latest message is followed: a new message starts over. "Answered" and
 /// "referred" are not receipts: they are the replies and referrals in the
 /// history ([`Conversation::status`]).
@@ -127,7 +127,7 @@ impl Conversation {
 
     /// When every copy of this conversation is deleted under a retention of
     /// `retention_secs` (the directory's): that long after the seeker's last
-    /// message (docs/PROTOCOL.md §"Retention").
+    /// message (docs/PROTOCOL.md §6.6).
     pub fn deletion_at(&self, retention_secs: u64) -> Option<UnixTime> {
         self.last_message_at()
             .map(|t| UnixTime(t.0.saturating_add(retention_secs)))

@@ -1,7 +1,7 @@
 //! What the seeker can see (encrypted receipts) and disappearing
 //! conversations (retention and "keep this case longer"), in memory: a
 //! seeker, two counselors of one team and a third device of another team
-//! (docs/PROTOCOL.md §"Receipts" and §"Retention").
+//! (docs/PROTOCOL.md §6.6).
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;

@@ -444,7 +444,7 @@ fn handle_counselor(
             return Ok(false);
         };
         // Seeker messages received, per conversation, for one delivered
-        // receipt each (docs/PROTOCOL.md §"Receipts").
+        // receipt each (docs/PROTOCOL.md §6.6).
         let mut arrived: Vec<(MailboxId, Vec<crate::ids::MessageId>)> = Vec::new();
         for d in batch {
             match dev.state.counselor.receive(&d.envelope) {

@@ -803,7 +803,7 @@ impl Driver {
 
     /// When the seeker's conversation is deleted everywhere: the directory's
     /// retention after the seeker's last message (docs/PROTOCOL.md
-    /// §"Retention"). The page shows this date.
+    /// §6.6). The page shows this date.
     pub fn seeker_deletion_at(&self) -> Option<UnixTime> {
         let st = self.st.borrow();
         let retention = st.directory.as_ref()?.retention_secs();

@@ -270,7 +270,7 @@ impl Store for MemoryStore {
         self.with(true, move |i| {
             let mut c = SweepCounts::default();
             // A seeker's mailbox goes with its expired state (the
-            // conversation's retention, docs/PROTOCOL.md §"Retention").
+            // conversation's retention, docs/PROTOCOL.md §6.6).
             let before = i.mailboxes.len();
             i.mailboxes
                 .retain(|_, m| m.state.as_ref().is_none_or(|s| s.expires_at > now));

@@ -343,7 +343,7 @@ pub trait Store: Send + Sync + 'static {
     /// a mailbox whose state blob expired is deleted whole (registration,
     /// envelopes, prekeys), as [`Store::delete_mailbox`] does: a seeker's
     /// state expires with the conversation's retention, and nothing of it
-    /// may outlive that (docs/PROTOCOL.md §"Retention").
+    /// may outlive that (docs/PROTOCOL.md §6.6).
     fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts>;
     /// Finishes every queued write, then refuses new ones.
     fn close(&self) -> StoreFuture<'_, ()>;

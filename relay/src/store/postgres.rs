@@ -861,7 +861,7 @@ impl Store for PostgresStore {
                     .await
                     .map_err(db)?;
                 // A seeker's mailbox goes with its expired state (the
-                // conversation's retention, docs/PROTOCOL.md §"Retention"):
+                // conversation's retention, docs/PROTOCOL.md §6.6):
                 // registration, envelopes, prekeys, by cascade.
                 let states = tx
                     .execute(

@@ -989,7 +989,7 @@ impl Store for SqliteStore {
             move |c| {
                 let t = i64_of(now);
                 // A seeker's mailbox goes with its expired state (the
-                // conversation's retention, docs/PROTOCOL.md §"Retention"):
+                // conversation's retention, docs/PROTOCOL.md §6.6):
                 // registration, envelopes, prekeys, by cascade.
                 let states = c.execute(
                     "DELETE FROM mailboxes WHERE id IN \
