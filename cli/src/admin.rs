@@ -73,6 +73,16 @@ enum Cmd {
         /// is kept for later publishes; the first default is 30 days.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_DIRECTORY_LIFETIME_SECS / DAY))]
         lifetime_days: Option<u64>,
+        /// Days a conversation is kept after the seeker's last message, on
+        /// every counselor device, in the seeker's saved state and on the
+        /// relay (1 to 366; the relay keeps a state at most its
+        /// state_max_hours, 90 days by default). Kept for later publishes;
+        /// the first default is 90 days.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(
+            northstar_core::directory::MIN_RETENTION_SECS / DAY
+                ..=northstar_core::directory::MAX_RETENTION_SECS / DAY
+        ))]
+        retention_days: Option<u64>,
     },
     /// Sign a release of the seeker's web page (file hashes, CSP, the
     /// organisation key and the --relay URLs) and write the directory to
@@ -131,13 +141,18 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 .collect();
             out.print(
                 json!({ "serial": d.serial, "expires_at": (d.serial > 0).then_some(d.expires_at.0),
-                    "lifetime_days": d.lifetime_secs() / DAY, "teams": teams, "partners": partners }),
+                    "lifetime_days": d.lifetime_secs() / DAY, "retention_days": d.retention_secs / DAY,
+                    "teams": teams, "partners": partners }),
                 || {
                     let mut s = format!(
                         "Directory version {} (publish makes {}, valid for {} days)\n",
                         d.serial,
                         d.serial + 1,
                         d.lifetime_secs() / DAY
+                    );
+                    s += &format!(
+                        "Conversations are deleted {} days after the seeker's last message.\n",
+                        d.retention_secs / DAY
                     );
                     if d.serial > 0 {
                         s += &format!(
@@ -244,13 +259,19 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             Ok(())
         }
         Cmd::WebRelease(a) => crate::web::release(&state.key, a, relay_url, out),
-        Cmd::Publish { lifetime_days } => {
+        Cmd::Publish {
+            lifetime_days,
+            retention_days,
+        } => {
             let mut next = state
                 .draft
                 .successor(now())
                 .ok_or_else(|| anyhow!("the directory version cannot grow further"))?;
             if let Some(days) = lifetime_days {
                 next.set_lifetime(days * DAY);
+            }
+            if let Some(days) = retention_days {
+                next.retention_secs = days * DAY;
             }
             let signed = next
                 .sign(&state.key)

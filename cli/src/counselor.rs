@@ -112,6 +112,19 @@ enum Cmd {
         #[arg(long, default_value = "all")]
         filter: String,
     },
+    /// Keep a case past the organisation's retention (an explicit choice,
+    /// logged on every device of the team; see `kept`).
+    Keep {
+        conversation: String,
+        /// Keep it until this day (YYYY-MM-DD, UTC), at most a year from now.
+        #[arg(long)]
+        until: String,
+        /// Why (kept in the log every device of the team shows).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List every choice to keep a case longer that this device knows of.
+    Kept,
     /// Stay connected and print new messages as they arrive.
     Watch {
         /// Stop after this many seconds (default: until interrupted).
@@ -132,6 +145,7 @@ impl Cmd {
                 | Cmd::Colleagues
                 | Cmd::Partners
                 | Cmd::Search { .. }
+                | Cmd::Kept
         )
     }
 }
@@ -450,6 +464,56 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
         Cmd::Reopen { conversation } => {
             act(&mut sh, out, &conversation, TeamAction::Reopen, "Reopened.").await?
         }
+        Cmd::Keep {
+            conversation,
+            until,
+            reason,
+        } => {
+            let until = parse_day(&until)?;
+            act(
+                &mut sh,
+                out,
+                &conversation,
+                TeamAction::Keep { until, reason },
+                &format!(
+                    "Kept until {} (logged on every device of the team).",
+                    crate::utc(until.0)
+                ),
+            )
+            .await?
+        }
+        Cmd::Kept => {
+            sh.driver.with_counselor(|c| {
+                let log: Vec<_> = c.keep_log().collect();
+                out.print(
+                    json!({ "kept": log.iter().map(|k| json!({
+                        "conversation": k.conversation.to_hex(),
+                        "by": k.by.0,
+                        "at": k.at.0,
+                        "until": k.until.0,
+                        "reason": k.reason.as_str(),
+                    })).collect::<Vec<_>>() }),
+                    || {
+                        if log.is_empty() {
+                            return "No case has been kept longer.".into();
+                        }
+                        log.iter()
+                            .map(|k| {
+                                format!(
+                                    "{}  {} kept until {} by {}: {}",
+                                    crate::utc(k.at.0),
+                                    short(&k.conversation),
+                                    crate::utc(k.until.0),
+                                    one_line(&label(c, k.by)),
+                                    one_line(k.reason.as_str())
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    },
+                );
+            });
+        }
         Cmd::Refer {
             conversation,
             partner,
@@ -672,6 +736,35 @@ fn status_text(c: &Counselor, s: Status) -> String {
     }
 }
 
+/// A day given as YYYY-MM-DD, as the Unix time of its end (midnight UTC
+/// after it): a case kept "until 2027-03-01" is kept through that day.
+fn parse_day(day: &str) -> Result<northstar_core::UnixTime> {
+    let parts: Vec<&str> = day.trim().split('-').collect();
+    let bad = || anyhow!("--until must be a day as YYYY-MM-DD");
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let (y, m, d): (i64, i64, i64) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || y < 1970 {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant's algorithm), the inverse of `utc`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(northstar_core::UnixTime(
+        u64::try_from(days + 1).map_err(|_| bad())? * 86_400,
+    ))
+}
+
 fn status_json(s: Status) -> Value {
     match s {
         Status::Open => json!({"state": "open"}),
@@ -706,6 +799,8 @@ fn entry_text(k: &EntryKind) -> String {
 fn conv_json(c: &Counselor, id: &MailboxId, v: &Conversation) -> Value {
     json!({
         "id": id.to_hex(),
+        "deletion_at": c.deletion_at(id).map(|t| t.0),
+        "kept_until": v.kept_until.map(|t| t.0),
         "team": team_slug(c, v),
         "language": v.language.tag(),
         "status": status_json(v.status),
@@ -727,6 +822,17 @@ fn show_text(c: &Counselor, id: &MailboxId, v: &Conversation) -> String {
         v.language.tag(),
         status_text(c, v.status)
     );
+    if let Some(t) = c.deletion_at(id) {
+        s += &format!(
+            "  Deleted from this device on {}{}\n",
+            crate::utc(t.0),
+            if v.kept_until.is_some_and(|k| k >= t) {
+                " (kept longer by a counselor's choice)"
+            } else {
+                " (the organisation's retention after the seeker's last message)"
+            }
+        );
+    }
     for e in &v.history {
         s += &format!(
             "  {} {}:\n      {}\n",
@@ -773,6 +879,16 @@ fn event_json(c: &Counselor, e: &Event) -> Value {
         }
         Event::CannedAnswer { title, by } => {
             json!({"event": "canned", "title": title.as_str(), "by": by.0})
+        }
+        Event::Expired { conversation } => {
+            json!({"event": "expired", "conversation": conversation.to_hex()})
+        }
+        Event::Kept {
+            conversation,
+            until,
+            by,
+        } => {
+            json!({"event": "kept", "conversation": conversation.to_hex(), "until": until.0, "by": by.0})
         }
     }
 }
@@ -828,6 +944,20 @@ fn event_text(c: &Counselor, e: &Event) -> String {
                 one_line(&label(c, *by))
             )
         }
+        Event::Expired { conversation } => format!(
+            "{}  deleted: the organisation's retention has passed",
+            short(conversation)
+        ),
+        Event::Kept {
+            conversation,
+            until,
+            by,
+        } => format!(
+            "{}  kept until {} by {}",
+            short(conversation),
+            crate::utc(until.0),
+            one_line(&label(c, *by))
+        ),
     }
 }
 

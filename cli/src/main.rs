@@ -182,6 +182,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        shell::check_test_clock()?;
         match cli.role {
             Role::Admin(a) => admin::run(a, &cli.relay, &out).await,
             Role::Counselor(c) => counselor::run(c, &cli.relay, &out).await,

@@ -206,8 +206,23 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                         .iter()
                         .map(|e| json!({ "from": match e.author { Author::Seeker => "you", Author::Counselor(_) => "counselor" }, "at": e.at.0, "text": entry_text(&dir, &e.kind) }))
                         .collect();
+                    let status = sh.driver.seeker_status();
+                    let deletion = sh.driver.seeker_deletion_at();
+                    let status_json = status.as_ref().map(|st| {
+                        json!({
+                            "reached": st.reached,
+                            "devices": st.devices,
+                            "read": st.read,
+                            "answered": st.answered,
+                            "referred": st.referred.iter().map(|p| match dir.partner(*p) {
+                                Some(x) => json!({ "name": x.name, "contact": x.contact }),
+                                None => json!({ "partner": p.0 }),
+                            }).collect::<Vec<_>>(),
+                            "resolved": st.resolved,
+                        })
+                    });
                     out.print(
-                        json!({ "messages": messages, "expires_at": expires }),
+                        json!({ "messages": messages, "expires_at": expires, "status": status_json, "deletion_at": deletion.map(|t| t.0) }),
                         || {
                             let mut s = String::new();
                             for e in &conv.history {
@@ -224,10 +239,23 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                             if conv.history.iter().all(|e| e.author == Author::Seeker) {
                                 s += "(No answer yet. Come back later.)\n";
                             }
-                            s += &format!(
-                                "Kept until {} unless you come back.",
-                                crate::utc(expires)
-                            );
+                            if let Some(st) = &status {
+                                s += &format!(
+                                    "Your last message reached {} of {} team devices{}.\n",
+                                    st.reached,
+                                    st.devices,
+                                    if st.read { "; a counselor has read it" } else { "" }
+                                );
+                                if st.resolved {
+                                    s += "The team has marked your question as resolved.\n";
+                                }
+                            }
+                            if let Some(t) = deletion {
+                                s += &format!(
+                                    "This conversation will be deleted everywhere on {}.",
+                                    crate::utc(t.0)
+                                );
+                            }
                             s
                         },
                     );

@@ -49,14 +49,40 @@ pub struct Shell {
     pub unreadable: u32,
 }
 
-/// The current time, for the core (which reads no clock).
+/// The current time, for the core (which reads no clock), moved forward
+/// by `NORTHSTAR_TEST_CLOCK_OFFSET_SECS` seconds in a debug build only (the
+/// end-to-end retention test; a release build refuses the variable, see
+/// [`check_test_clock`]).
 pub fn now() -> UnixTime {
     UnixTime(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
-            .unwrap_or(0),
+            .unwrap_or(0)
+            .saturating_add(test_clock_offset()),
     )
+}
+
+/// The test clock's offset in seconds (0 in release builds).
+fn test_clock_offset() -> u64 {
+    if !cfg!(debug_assertions) {
+        return 0;
+    }
+    static OFFSET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("NORTHSTAR_TEST_CLOCK_OFFSET_SECS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// Refuses the test clock variable in a release build.
+pub fn check_test_clock() -> Result<()> {
+    if !cfg!(debug_assertions) && std::env::var_os("NORTHSTAR_TEST_CLOCK_OFFSET_SECS").is_some() {
+        anyhow::bail!("NORTHSTAR_TEST_CLOCK_OFFSET_SECS is for test builds only; unset it");
+    }
+    Ok(())
 }
 
 /// 32 bytes from the operating system for the driver's CSPRNG.

@@ -36,7 +36,7 @@ pub use crate::keys::{OrgPublicKey, OrgSigningKey};
 use crate::wire::{Reader, Writer};
 
 /// Version byte of an encoded [`Directory`] (2: with a signed expiry).
-pub const DIRECTORY_VERSION: u8 = 2;
+pub const DIRECTORY_VERSION: u8 = 3;
 /// Version byte of an encoded [`SignedDirectory`].
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
 /// Version byte of an encoded [`DirectoryVersion`].
@@ -87,9 +87,26 @@ pub const DEFAULT_DIRECTORY_LIFETIME_SECS: u64 = 30 * 24 * 3600;
 /// Longest lifetime a directory may carry (a year): beyond it the expiry
 /// would no longer bound how long a relay can serve a stale directory.
 pub const MAX_DIRECTORY_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+/// How long a conversation is kept after the seeker's last message unless
+/// the organisation chooses otherwise (90 days): long enough to come back
+/// for an answer and to follow a referral, short enough that a seized
+/// device or relay holds only recent conversations. Counselor devices, the
+/// seeker's saved state and the relay all delete a conversation then
+/// (docs/PROTOCOL.md §6.6).
+pub const DEFAULT_RETENTION_SECS: u64 = 90 * 24 * 3600;
+/// Shortest retention an organisation may set (one day): a seeker must be
+/// able to come back at least once for the answer.
+pub const MIN_RETENTION_SECS: u64 = 24 * 3600;
+/// Longest retention an organisation may set (a year): beyond it,
+/// "disappearing" would no longer mean anything. The relay keeps a saved
+/// state at most its own `state_max_hours` (90 days by default), so an
+/// organisation that sets more must raise that limit on its relay too.
+pub const MAX_RETENTION_SECS: u64 = 366 * 24 * 3600;
+/// Retention precision: the hour, like every time the relay stores.
+pub const RETENTION_PRECISION_SECS: u64 = 3600;
 
 const WORST_CASE_LEN: usize = {
-    let header = 1 + 32 + 8 + 8 + 8 + 1 + 2 + 2;
+    let header = 1 + 32 + 8 + 8 + 8 + 1 + 8 + 2 + 2;
     let team = 2 + (2 + MAX_SLUG_LEN) + 4 * (2 + MAX_TEAM_NAME_LEN) + 2;
     let device = 4 + (2 + MAX_DEVICE_LABEL_LEN) + IdentityPublic::LEN + MailboxPublic::LEN;
     let partner = 2 + (2 + MAX_PARTNER_NAME_LEN) + (2 + MAX_PARTNER_CONTACT_LEN);
@@ -211,6 +228,11 @@ pub struct Directory {
     /// [`MAX_DIRECTORY_LIFETIME_SECS`] later.
     pub expires_at: UnixTime,
     pub intake: IntakePolicy,
+    /// Seconds a conversation is kept after the seeker's last message, on
+    /// every counselor device, in the seeker's saved state and on the
+    /// relay: a whole number of hours between [`MIN_RETENTION_SECS`] and
+    /// [`MAX_RETENTION_SECS`] (default [`DEFAULT_RETENTION_SECS`]).
+    pub retention_secs: u64,
     pub teams: Vec<Team>,
     pub partners: Vec<Partner>,
 }
@@ -231,6 +253,7 @@ impl Directory {
             issued_at,
             expires_at: UnixTime(issued_at.0.saturating_add(DEFAULT_DIRECTORY_LIFETIME_SECS)),
             intake: IntakePolicy::default(),
+            retention_secs: DEFAULT_RETENTION_SECS,
             teams: Vec::new(),
             partners: Vec::new(),
         }
@@ -370,6 +393,12 @@ impl Directory {
         if self.lifetime_secs() > MAX_DIRECTORY_LIFETIME_SECS {
             return invalid("lifetime too long");
         }
+        if !(MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(&self.retention_secs) {
+            return invalid("retention out of range");
+        }
+        if !self.retention_secs.is_multiple_of(RETENTION_PRECISION_SECS) {
+            return invalid("retention is not whole hours");
+        }
         if self.teams.len() > MAX_TEAMS {
             return invalid("too many teams");
         }
@@ -456,9 +485,9 @@ impl Directory {
     /// Encodes the directory (after [`Directory::validate`]).
     ///
     /// ```text
-    /// directory = version:u8 (=2) || org_pk[32] || serial:u64 || issued_at:u64
+    /// directory = version:u8 (=3) || org_pk[32] || serial:u64 || issued_at:u64
     ///             || expires_at:u64 || intake:u8 (1 all devices, 2 team only)
-    ///             || team_count:u16 || team*  || partner_count:u16 || partner*
+    ///             || retention_secs:u64 || team_count:u16 || team*  || partner_count:u16 || partner*
     /// team      = id:u16 || slug:str16 || name_en:str16 || name_es:str16
     ///             || name_fr:str16 || name_ht:str16 || device_count:u16 || device*
     /// device    = id:u32 || label:str16 || identity_x25519[32] || identity_ed25519[32]
@@ -473,7 +502,8 @@ impl Directory {
             .u64(self.serial)
             .u64(self.issued_at.0)
             .u64(self.expires_at.0)
-            .u8(self.intake as u8);
+            .u8(self.intake as u8)
+            .u64(self.retention_secs);
         w.count_u16(self.teams.len(), MAX_TEAMS, "teams")?;
         for team in &self.teams {
             w.u16(team.id.0);
@@ -536,6 +566,7 @@ impl Directory {
                 .into());
             }
         };
+        let retention_secs = r.u64("retention")?;
         let team_count = r.count_u16(MAX_TEAMS, "teams")?;
         let mut teams = Vec::with_capacity(team_count);
         let mut entries = 0usize;
@@ -592,6 +623,7 @@ impl Directory {
             issued_at,
             expires_at,
             intake,
+            retention_secs,
             teams,
             partners,
         };
@@ -864,6 +896,11 @@ impl VerifiedDirectory {
         self.signed.dir.intake
     }
 
+    /// How long a conversation is kept after the seeker's last message.
+    pub fn retention_secs(&self) -> u64 {
+        self.signed.dir.retention_secs
+    }
+
     pub fn teams(&self) -> &[Team] {
         &self.signed.dir.teams
     }
@@ -1100,6 +1137,7 @@ pub(crate) mod tests {
             "digest": hex::encode(v.version().digest),
             "version_record": hex::encode(v.version().encode()),
             "intake_set_team_4": intake,
+            "retention_secs": d.retention_secs,
             "reject": [
                 { "case": "rollback (serial 6 after 7)", "signed": hex::encode(older.encode()), "error": "Rollback { got: 6, previous: 7 }" },
                 { "case": "same serial, different contents", "signed": hex::encode(conflicting.encode()), "error": "ConflictingSerial { serial: 7 }" },
@@ -1141,6 +1179,42 @@ pub(crate) mod tests {
             })
         );
         crate::state::vectors::check("directory.json", &json);
+    }
+
+    #[test]
+    fn retention_is_bounded_whole_hours_and_signed() {
+        let org = OrgSigningKey::from_seed(&[0x0a; 32]);
+        let mut d = Directory::new(org.public(), 1, UnixTime(1_800_000_000));
+        assert_eq!(d.retention_secs, DEFAULT_RETENTION_SECS);
+        for bad in [
+            0,
+            MIN_RETENTION_SECS - RETENTION_PRECISION_SECS,
+            MAX_RETENTION_SECS + RETENTION_PRECISION_SECS,
+            DEFAULT_RETENTION_SECS + 1,
+        ] {
+            d.retention_secs = bad;
+            assert!(d.encode().is_err(), "{bad}");
+        }
+        d.retention_secs = 7 * 24 * 3600;
+        let signed = d.sign(&org).unwrap();
+        let v = signed.verify(&org.public(), None, NOW).unwrap();
+        assert_eq!(v.retention_secs(), 7 * 24 * 3600);
+        // The retention is covered by the signature: a relay that changes it
+        // in transit breaks the signature.
+        let mut bytes = signed.encode();
+        let at = 1 + 4 + 1 + 32 + 8 + 8 + 8 + 1 + 7;
+        assert_eq!(bytes[at], (7u64 * 24 * 3600).to_be_bytes()[7]);
+        bytes[at - 1] ^= 1;
+        assert!(
+            SignedDirectory::decode(&bytes)
+                .and_then(|s| Ok(s.verify(&org.public(), None, NOW)?))
+                .is_err()
+        );
+        // An out-of-range retention in well-formed bytes is refused on decode.
+        let mut enc = d.encode().unwrap();
+        let off = 1 + 32 + 8 + 8 + 8 + 1;
+        enc[off..off + 8].copy_from_slice(&1u64.to_be_bytes());
+        assert!(Directory::decode(&enc).is_err());
     }
 
     #[test]

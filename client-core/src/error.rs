@@ -77,6 +77,10 @@ pub enum ApiMisuse {
     /// A search query with more terms than allowed.
     #[error("the search has {got} words, at most {max} allowed")]
     QueryTooManyTerms { max: usize, got: usize },
+    /// A "keep this case longer" time that is not in the future, or more
+    /// than a year away.
+    #[error("keep-until must be in the future and at most a year away")]
+    KeepOutOfRange,
 }
 
 /// Why bytes failed to decode. Every decoder is strict: unknown versions,

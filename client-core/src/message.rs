@@ -50,6 +50,20 @@ pub const MAX_NOTE_LEN: usize = MAX_TEXT_LEN;
 /// Longest canned-answer title in UTF-8 bytes: a line in a picker.
 pub const MAX_CANNED_TITLE_LEN: usize = 200;
 
+/// Most seeker message ids one receipt names: more than a seeker sends in
+/// one visit ([`crate::client::seeker::MAX_PENDING`] waiting plus the one
+/// written), so one receipt per conversation per sync covers what arrived;
+/// a device back after a long absence names the newest ones (the seeker
+/// only looks at its latest message).
+pub const MAX_RECEIPT_IDS: usize = 32;
+
+/// Longest reason a counselor gives for keeping a case past the
+/// organisation's retention, in UTF-8 bytes: a sentence or two for the log.
+pub const MAX_KEEP_REASON_LEN: usize = 500;
+
+/// Precision of a "keep until" time: the hour, like the retention.
+pub const KEEP_UNTIL_PRECISION_SECS: u64 = 3600;
+
 /// `sent_at` precision in seconds: minutes are enough to order a
 /// conversation, and coarser times say less if a device is seized.
 pub const SENT_AT_PRECISION_SECS: u64 = 60;
@@ -148,6 +162,76 @@ pub enum Body {
     DeleteRequest,
     /// Team state between counselor devices (never sent to a seeker).
     Team(TeamEvent),
+    /// A counselor device tells the seeker where their conversation stands
+    /// (docs/PROTOCOL.md §6.6). Sent through the ratchet like any
+    /// message, so the relay can neither read nor forge one; the seeker
+    /// takes it only from a device of the directory it accepted last.
+    Receipt(Receipt),
+}
+
+/// What a receipt says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReceiptKind {
+    /// The sending device received the seeker messages named.
+    Delivered = 1,
+    /// A counselor opened the case on the sending device after the seeker
+    /// messages named had arrived.
+    Read = 2,
+    /// The team marked the conversation answered and closed.
+    Resolved = 3,
+    /// The team opened a resolved conversation again.
+    Reopened = 4,
+}
+
+impl ReceiptKind {
+    fn from_wire(b: u8) -> Result<Self, DecodeError> {
+        Ok(match b {
+            1 => ReceiptKind::Delivered,
+            2 => ReceiptKind::Read,
+            3 => ReceiptKind::Resolved,
+            4 => ReceiptKind::Reopened,
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "receipt kind",
+                    tag,
+                });
+            }
+        })
+    }
+
+    /// Whether this kind names seeker messages (delivered, read) or none
+    /// (resolved, reopened).
+    fn names_messages(self) -> bool {
+        matches!(self, ReceiptKind::Delivered | ReceiptKind::Read)
+    }
+}
+
+/// A receipt: its kind and the seeker messages it is about — between 1 and
+/// [`MAX_RECEIPT_IDS`] for delivered and read, none for resolved and
+/// reopened (anything else is refused both ways).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub kind: ReceiptKind,
+    pub messages: Vec<MessageId>,
+}
+
+impl Receipt {
+    fn check(&self) -> Result<(), DecodeError> {
+        let n = self.messages.len();
+        let ok = if self.kind.names_messages() {
+            (1..=MAX_RECEIPT_IDS).contains(&n)
+        } else {
+            n == 0
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(DecodeError::Invalid {
+                what: "receipt message count",
+            })
+        }
+    }
 }
 
 /// A change to the team's view of one conversation, made by one device.
@@ -185,6 +269,13 @@ pub enum TeamEventKind {
         title: MessageText,
         text: MessageText,
     },
+    /// `by` keeps the conversation past the organisation's retention until
+    /// `until` (on the hour), for `reason`: an explicit choice every device
+    /// of the team logs.
+    Keep {
+        until: UnixTime,
+        reason: MessageText,
+    },
 }
 
 mod tag {
@@ -193,6 +284,7 @@ mod tag {
     pub const REFERRAL: u8 = 3;
     pub const DELETE_REQUEST: u8 = 4;
     pub const TEAM: u8 = 5;
+    pub const RECEIPT: u8 = 6;
 
     pub const CLAIM: u8 = 1;
     pub const HAND_OFF: u8 = 2;
@@ -201,6 +293,7 @@ mod tag {
     pub const NOTE: u8 = 5;
     pub const COPY: u8 = 6;
     pub const CANNED_ANSWER: u8 = 7;
+    pub const KEEP: u8 = 8;
 }
 
 impl AppMessage {
@@ -227,6 +320,10 @@ impl AppMessage {
     ///       5 Note           text:str16
     ///       6 Copy           direction:u8 (1 from seeker, 2 to seeker) || app_message (tags 1–4 only)
     ///       7 CannedAnswer   title:str16 || text:str16
+    ///       8 Keep           until:u64 (on the hour) || reason:str16 (≤ 500)
+    ///   6 Receipt       kind:u8 (1 delivered, 2 read, 3 resolved, 4 reopened)
+    ///                   || count:u8 || message_id[16]*count
+    ///                   (count 1..=32 for delivered and read, 0 otherwise)
     /// str16 = len:u16 || UTF-8[len]
     /// ```
     /// Errors if `sent_at` is not on a minute, a text is over its maximum,
@@ -271,6 +368,15 @@ impl AppMessage {
             Body::DeleteRequest => {
                 w.u8(tag::DELETE_REQUEST);
             }
+            Body::Receipt(receipt) => {
+                receipt.check()?;
+                w.u8(tag::RECEIPT)
+                    .u8(receipt.kind as u8)
+                    .u8(receipt.messages.len() as u8);
+                for id in &receipt.messages {
+                    w.bytes(&id.0);
+                }
+            }
             Body::Team(ev) => {
                 if !allow_team {
                     return Err(Error::Decode(DecodeError::Invalid {
@@ -309,6 +415,19 @@ impl AppMessage {
                             "canned answer title",
                         )?;
                         w.vec_u16(text.as_str().as_bytes(), MAX_TEXT_LEN, "canned answer text")?;
+                    }
+                    TeamEventKind::Keep { until, reason } => {
+                        if !until.0.is_multiple_of(KEEP_UNTIL_PRECISION_SECS) {
+                            return Err(Error::Decode(DecodeError::Invalid {
+                                what: "keep until (not on the hour)",
+                            }));
+                        }
+                        w.u8(tag::KEEP).u64(until.0);
+                        w.vec_u16(
+                            reason.as_str().as_bytes(),
+                            MAX_KEEP_REASON_LEN,
+                            "keep reason",
+                        )?;
                     }
                 }
             }
@@ -355,6 +474,24 @@ impl AppMessage {
                 text: read_text(r, MAX_TEXT_LEN, "referral text")?,
             },
             tag::DELETE_REQUEST => Body::DeleteRequest,
+            tag::RECEIPT => {
+                let kind = ReceiptKind::from_wire(r.u8("receipt kind")?)?;
+                let n = usize::from(r.u8("receipt count")?);
+                if n > MAX_RECEIPT_IDS {
+                    return Err(DecodeError::TooLong {
+                        what: "receipt message ids",
+                        max: MAX_RECEIPT_IDS,
+                        got: n,
+                    });
+                }
+                let mut messages = Vec::with_capacity(n);
+                for _ in 0..n {
+                    messages.push(MessageId(r.array("receipt message id")?));
+                }
+                let receipt = Receipt { kind, messages };
+                receipt.check()?;
+                Body::Receipt(receipt)
+            }
             tag::TEAM if allow_team => {
                 let conversation = MailboxId::from_bytes(r.array("conversation")?);
                 let by = DeviceId(r.u32("device id")?);
@@ -388,6 +525,18 @@ impl AppMessage {
                         title: read_text(r, MAX_CANNED_TITLE_LEN, "canned answer title")?,
                         text: read_text(r, MAX_TEXT_LEN, "canned answer text")?,
                     },
+                    tag::KEEP => {
+                        let until = r.u64("keep until")?;
+                        if !until.is_multiple_of(KEEP_UNTIL_PRECISION_SECS) {
+                            return Err(DecodeError::Invalid {
+                                what: "keep until (not on the hour)",
+                            });
+                        }
+                        TeamEventKind::Keep {
+                            until: UnixTime(until),
+                            reason: read_text(r, MAX_KEEP_REASON_LEN, "keep reason")?,
+                        }
+                    }
                     t => {
                         return Err(DecodeError::UnknownTag {
                             what: "team event",
@@ -532,6 +681,50 @@ mod tests {
                 ),
             ),
             (
+                "receipt_delivered",
+                AppMessage::new(
+                    id(13),
+                    t,
+                    Body::Receipt(Receipt {
+                        kind: ReceiptKind::Delivered,
+                        messages: vec![id(1), id(9)],
+                    }),
+                ),
+            ),
+            (
+                "receipt_read",
+                AppMessage::new(
+                    id(14),
+                    t,
+                    Body::Receipt(Receipt {
+                        kind: ReceiptKind::Read,
+                        messages: vec![id(9)],
+                    }),
+                ),
+            ),
+            (
+                "receipt_resolved",
+                AppMessage::new(
+                    id(15),
+                    t,
+                    Body::Receipt(Receipt {
+                        kind: ReceiptKind::Resolved,
+                        messages: vec![],
+                    }),
+                ),
+            ),
+            (
+                "team_keep",
+                AppMessage::new(
+                    id(16),
+                    t,
+                    team(TeamEventKind::Keep {
+                        until: UnixTime(1_810_000_800),
+                        reason: "Court date in June.".into(),
+                    }),
+                ),
+            ),
+            (
                 "team_canned_answer",
                 AppMessage::new(
                     id(12),
@@ -594,6 +787,9 @@ mod tests {
                 { "case": "sent_at not on a minute", "encoded": format!("01{}{}04", "00".repeat(16), hex::encode(61u64.to_be_bytes())) },
                 { "case": "unknown body tag 9", "encoded": format!("01{}{}09", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
                 { "case": "trailing byte", "encoded": format!("01{}{}0400", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
+                { "case": "delivered receipt naming no message", "encoded": format!("01{}{}060100", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
+                { "case": "resolved receipt naming a message", "encoded": format!("01{}{}060301{}", "00".repeat(16), hex::encode(60u64.to_be_bytes()), "11".repeat(16)) },
+                { "case": "unknown receipt kind 5", "encoded": format!("01{}{}060501{}", "00".repeat(16), hex::encode(60u64.to_be_bytes()), "11".repeat(16)) },
             ],
         });
         for bad in json["invalid"].as_array().unwrap() {
@@ -657,6 +853,104 @@ mod tests {
         );
         assert!(worst.encode().unwrap().len() <= MAX_APP_MESSAGE_LEN);
         assert!(AppMessage::decode(&vec![1u8; MAX_APP_MESSAGE_LEN + 1]).is_err());
+    }
+
+    fn receipt_bytes(kind: u8, ids: &[[u8; 16]], count: u8) -> Vec<u8> {
+        let mut b = vec![1];
+        b.extend_from_slice(&[3; 16]);
+        b.extend_from_slice(&60u64.to_be_bytes());
+        b.extend_from_slice(&[6, kind, count]);
+        for i in ids {
+            b.extend_from_slice(i);
+        }
+        b
+    }
+
+    #[test]
+    fn receipts_are_strict() {
+        // Well-formed by hand: delivered with two ids, resolved with none.
+        let ok = AppMessage::decode(&receipt_bytes(1, &[[1; 16], [2; 16]], 2)).unwrap();
+        assert_eq!(
+            ok.body,
+            Body::Receipt(Receipt {
+                kind: ReceiptKind::Delivered,
+                messages: vec![id(1), id(2)]
+            })
+        );
+        assert!(AppMessage::decode(&receipt_bytes(3, &[], 0)).is_ok());
+        // Unknown kind.
+        assert!(matches!(
+            AppMessage::decode(&receipt_bytes(5, &[[1; 16]], 1)),
+            Err(Error::Decode(DecodeError::UnknownTag { .. }))
+        ));
+        assert!(AppMessage::decode(&receipt_bytes(0, &[[1; 16]], 1)).is_err());
+        // Delivered or read naming no message; resolved naming one.
+        assert!(AppMessage::decode(&receipt_bytes(1, &[], 0)).is_err());
+        assert!(AppMessage::decode(&receipt_bytes(2, &[], 0)).is_err());
+        assert!(AppMessage::decode(&receipt_bytes(3, &[[1; 16]], 1)).is_err());
+        assert!(AppMessage::decode(&receipt_bytes(4, &[[1; 16]], 1)).is_err());
+        // Count larger than the ids present (truncated), or than the bytes say.
+        assert!(AppMessage::decode(&receipt_bytes(1, &[[1; 16]], 2)).is_err());
+        assert!(matches!(
+            AppMessage::decode(&receipt_bytes(1, &[[1; 16]; 2], 1)),
+            Err(Error::Decode(DecodeError::TrailingBytes { .. }))
+        ));
+        // Over the maximum count, with every id present.
+        let many = vec![[7u8; 16]; MAX_RECEIPT_IDS + 1];
+        assert!(matches!(
+            AppMessage::decode(&receipt_bytes(1, &many, (MAX_RECEIPT_IDS + 1) as u8)),
+            Err(Error::Decode(DecodeError::TooLong { .. }))
+        ));
+        let max = vec![[7u8; 16]; MAX_RECEIPT_IDS];
+        assert!(AppMessage::decode(&receipt_bytes(1, &max, MAX_RECEIPT_IDS as u8)).is_ok());
+        // And the encoder refuses what the decoder would.
+        for (kind, n) in [
+            (ReceiptKind::Delivered, 0),
+            (ReceiptKind::Read, MAX_RECEIPT_IDS + 1),
+            (ReceiptKind::Resolved, 1),
+        ] {
+            let m = AppMessage::new(
+                id(1),
+                UnixTime(0),
+                Body::Receipt(Receipt {
+                    kind,
+                    messages: vec![id(2); n],
+                }),
+            );
+            assert!(m.encode().is_err(), "{kind:?} with {n}");
+        }
+    }
+
+    #[test]
+    fn keep_events_are_on_the_hour_and_bounded() {
+        let keep = |until: u64, reason: String| {
+            AppMessage::new(
+                id(1),
+                UnixTime(0),
+                Body::Team(TeamEvent {
+                    conversation: MailboxId::from_bytes([1; 32]),
+                    by: DeviceId(1),
+                    kind: TeamEventKind::Keep {
+                        until: UnixTime(until),
+                        reason: MessageText::new(reason),
+                    },
+                }),
+            )
+        };
+        assert!(keep(7200, "a".repeat(MAX_KEEP_REASON_LEN)).encode().is_ok());
+        assert!(keep(7201, "a".into()).encode().is_err());
+        assert!(
+            keep(7200, "a".repeat(MAX_KEEP_REASON_LEN + 1))
+                .encode()
+                .is_err()
+        );
+        let mut enc = keep(7200, "a".into()).encode().unwrap();
+        // until is right after the kind tag: header 26 + conversation 32 + by 4 + tag 1.
+        enc[26 + 32 + 4 + 1 + 7] = 1;
+        assert!(matches!(
+            AppMessage::decode(&enc),
+            Err(Error::Decode(DecodeError::Invalid { .. }))
+        ));
     }
 
     #[test]
@@ -761,6 +1055,20 @@ mod tests {
                 text
             }),
             Just(Body::DeleteRequest),
+            (0u8..4, proptest::collection::vec(any::<[u8; 16]>(), 1..4)).prop_map(|(k, ids)| {
+                let kind = [
+                    ReceiptKind::Delivered,
+                    ReceiptKind::Read,
+                    ReceiptKind::Resolved,
+                    ReceiptKind::Reopened,
+                ][usize::from(k)];
+                let messages = if kind.names_messages() {
+                    ids.into_iter().map(MessageId).collect()
+                } else {
+                    Vec::new()
+                };
+                Body::Receipt(Receipt { kind, messages })
+            }),
         ]
     }
 
@@ -787,6 +1095,12 @@ mod tests {
             }),
             (arb_text(MAX_CANNED_TITLE_LEN), arb_text(MAX_TEXT_LEN))
                 .prop_map(|(title, text)| TeamEventKind::CannedAnswer { title, text }),
+            (any::<u32>(), arb_text(MAX_KEEP_REASON_LEN)).prop_map(|(h, reason)| {
+                TeamEventKind::Keep {
+                    until: UnixTime(u64::from(h) * 3600),
+                    reason,
+                }
+            }),
         ];
         let team = (any::<[u8; 16]>(), any::<[u8; 32]>(), any::<u32>(), kind).prop_map(
             |(i, c, by, kind)| {

@@ -1244,3 +1244,190 @@ describe("inbox search (issue 20 item 5): an English counselor on a phone finds 
     assert.deepEqual(s.errors, []);
   });
 });
+
+// Issue 20 items 3-4: what the seeker can see (encrypted receipts) and
+// disappearing conversations (retention, keep a case longer). Its own relay
+// and organisation: one counselor device at a terminal (the CLI) and one in
+// the inbox (English), Spanish and Haitian Creole seekers on a phone.
+describe("status and retention: receipts the seeker sees, the deletion date, keeping a case longer", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+  const DEVICE_PASS = "device passphrase 5678\n";
+  const PARTNER = "Refugio Norte";
+  const CONTACT = "+1 555 0142";
+  let dir;
+  let relay;
+  let orgKey;
+  let statusInbox;
+  let counselorPage;
+  let spanishCodename;
+  const admin = () => ({ home: path.join(dir, "admin"), relay });
+  const device = () => ({ home: path.join(dir, "device"), relay });
+
+  before(async () => {
+    if (missing.length) return;
+    dir = path.join(tmp, "status");
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2), { home: path.join(dir, "admin"), relay: null })).org_key;
+    const webRoot = path.join(dir, "web");
+    mkdirSync(webRoot, { recursive: true });
+    relay = await startRealRelay(webRoot);
+    await cli(["admin", "web-release", "--from", WEB_ROOT, "--out", webRoot], ADMIN_PASS, admin());
+    const key = JSON.parse(await cli(["--json", "counselor", "init", "--org", orgKey], DEVICE_PASS, device())).device;
+    await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "terminal", "--device", key], ADMIN_PASS, admin());
+    await cli(["admin", "add-partner", "--name", PARTNER, "--contact", CONTACT], ADMIN_PASS, admin());
+    statusInbox = await startInbox(orgKey, relay);
+  });
+
+  after(async () => {
+    await counselorPage?.close();
+    await statusInbox?.stop();
+    await relay?.stop();
+  });
+
+  /** A seeker on a phone in `locale` writes `text` to the only topic; resolves with the codename. */
+  async function seekerWrites(locale, text, words) {
+    const s = await open("/", { relay, locale });
+    try {
+      const { page } = s;
+      await page.click("#start");
+      await visible(page, "#topic-list .choice");
+      await page.locator("#topic-list .choice").first().click();
+      await page.click("#topic-form button[type=submit]");
+      await page.fill("#message", text);
+      await page.click("#write-form button[type=submit]");
+      await page.waitForFunction((n) => document.querySelectorAll("#codename-words li").length === n, words);
+      const codename = (await page.locator("#codename-words li").allTextContents()).join(" ");
+      await page.check("#wrote-it-down");
+      await page.click("#send-first");
+      await visible(page, "#screen-conversation", 60_000);
+      return codename;
+    } finally {
+      await s.close();
+    }
+  }
+
+  test("the counselor enrols in the inbox (English, phone); the administrator adds the device", async () => {
+    counselorPage = await open("/", { viewport: PHONE, site: statusInbox, relay });
+    const { page } = counselorPage;
+    await visible(page, "#screen-enrol");
+    await page.fill("#enrol-pass", COUNSELOR_PASS);
+    await page.fill("#enrol-pass2", COUNSELOR_PASS);
+    await page.click("#enrol-button");
+    await visible(page, "#enrol-done");
+    const keys = await page.inputValue("#enrol-keys");
+    await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "inbox", "--device", keys], ADMIN_PASS, admin());
+    await cli(["admin", "publish"], ADMIN_PASS, admin());
+    await cli(["counselor", "sync"], DEVICE_PASS, device());
+    await page.click("#enrol-continue");
+    await page.fill("#passphrase", COUNSELOR_PASS);
+    await page.click("#unlock-button");
+    await visible(page, "#screen-inbox");
+    assert.match(await page.textContent("#whoami"), /inbox/);
+  });
+
+  test("a Spanish seeker on a phone comes back and sees: reached, read, answered, referred with the partner's name and contact, resolved", async () => {
+    spanishCodename = await seekerWrites("es-ES", "Tengo 16 años. ¿Me pueden ayudar?", 11);
+    // The counselor at the terminal: receives (delivered receipt), opens
+    // the case (read receipt), answers, refers, resolves.
+    const inbox = JSON.parse(await cli(["--json", "counselor", "inbox"], DEVICE_PASS, device()));
+    const id = inbox.conversations[0].id;
+    await cli(["counselor", "show", id], DEVICE_PASS, device());
+    await cli(["counselor", "reply", id, "--message", "Sí, podemos ayudarle."], DEVICE_PASS, device());
+    await cli(["counselor", "refer", id, "--partner", PARTNER, "--message", "Ellos tienen refugio."], DEVICE_PASS, device());
+    await cli(["counselor", "resolve", id], DEVICE_PASS, device());
+
+    const s = await open("/", { relay, locale: "es-ES" });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      await comeBack(page, spanishCodename);
+      await visible(page, "#screen-conversation", 60_000);
+      await visible(page, "#conv-status");
+      const lines = async () => page.locator("#conv-status-list li").allTextContents();
+      const status = async (kind) => page.locator(`#conv-status-list li[data-status=${kind}]`).textContent();
+      // Reached: the terminal device said so (and the inbox, if it was live).
+      const reached = await status("reached");
+      const one = t.es["st.reached"].replace("{n}", "1").replace("{m}", "2");
+      const two = t.es["st.reached"].replace("{n}", "2").replace("{m}", "2");
+      assert.ok([one, two].includes(reached), `${reached} (${(await lines()).join(" | ")})`);
+      assert.equal(await status("read"), t.es["st.read"]);
+      assert.equal(await status("answered"), t.es["st.answered"]);
+      assert.equal(await status("referred"), t.es["st.referred"].replace("{name}", PARTNER).replace("{contact}", CONTACT));
+      assert.equal(await status("resolved"), t.es["st.resolved"]);
+      assert.equal(await page.getAttribute("html", "lang"), "es");
+      assert.deepEqual(await axeViolations(page), []);
+      await shot(page, "seeker-20-status-es");
+      // While the page is open, the team reopens the case: the status
+      // follows live (the "resolved" line goes).
+      await cli(["counselor", "reopen", id], DEVICE_PASS, device());
+      await page.waitForFunction(() => !document.querySelector("#conv-status-list li[data-status=resolved]"), null, { timeout: 30_000 });
+      assert.equal(await status("answered"), t.es["st.answered"]);
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("a Haitian Creole seeker on a phone sees the date the conversation will be deleted", async () => {
+    const codename = await seekerWrites("ht-HT", "Bonjou, mwen bezwen èd.", 11);
+    const s = await open("/", { relay, locale: "ht-HT" });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      const before = Date.now();
+      await comeBack(page, codename);
+      await visible(page, "#screen-conversation", 60_000);
+      assert.equal(await page.getAttribute("html", "lang"), "ht");
+      const text = await page.textContent("#conv-expiry");
+      // 90 days (the directory's default retention) after the message, in Kreyòl.
+      const months = ["janvye", "fevriye", "mas", "avril", "me", "jen", "jiyè", "out", "septanm", "oktòb", "novanm", "desanm"];
+      const day = new Date(before + 90 * 86400 * 1000);
+      const date = `${day.getDate()} ${months[day.getMonth()]} ${day.getFullYear()}`;
+      assert.equal(text, t.ht["st.deletes"].replace("{date}", date).replace("{days}", "90"));
+      assert.deepEqual(await axeViolations(page), []);
+      await shot(page, "seeker-21-deletion-ht");
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("the counselor (English, phone) keeps a case longer: a date, a reason, a confirmation; the log lists it", async () => {
+    const { page } = counselorPage;
+    const t = await loadStrings(page);
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.screen);
+    if (await page.isVisible("#screen-unlock")) {
+      await page.fill("#passphrase", COUNSELOR_PASS);
+      await page.click("#unlock-button");
+    }
+    await visible(page, "#screen-inbox");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list .case-item").length === 2, null, { timeout: 60_000 });
+    await page.locator("#case-list .case-item").last().click();
+    await visible(page, "#case");
+    await page.waitForFunction(() => document.getElementById("case-retention").textContent !== "");
+    assert.match(await page.textContent("#case-retention"), new RegExp(`^${t.en["c.deletesAt"].split("{date}")[0]}`));
+    await page.click("#keep-tool summary");
+    const until = new Date(Date.now() + 200 * 86400 * 1000).toISOString().slice(0, 10);
+    await page.fill("#keep-until", until);
+    await page.fill("#keep-reason", "A hearing is set after the deletion date.");
+    await page.click("#keep-form button[type=submit]");
+    // Nothing is kept before the counselor confirms.
+    await visible(page, "#keep-confirm-box");
+    assert.equal(await page.textContent("#keep-confirm-text"), t.en["c.keepConfirm"]);
+    assert.deepEqual(await axeViolations(page), []);
+    await shot(page, "counselor-20-keep-confirm");
+    await page.click("#keep-confirm");
+    const kept = t.en["c.keptUntil"].split("{date}")[0];
+    await page.waitForFunction((k) => document.getElementById("case-retention").textContent.startsWith(k), kept, { timeout: 60_000 });
+    await page.click("#keep-log-tool summary");
+    await page.waitForFunction(() => document.querySelectorAll("#keep-log li").length === 1 && document.getElementById("keep-log").textContent.includes("hearing"));
+    const entry = await page.textContent("#keep-log li");
+    assert.match(entry, /inbox/);
+    assert.match(entry, /A hearing is set after the deletion date\./);
+    await shot(page, "counselor-21-kept");
+    // The terminal device logged the colleague's choice too.
+    const log = JSON.parse(await cli(["--json", "counselor", "kept"], DEVICE_PASS, device()));
+    assert.equal(log.kept.length, 1);
+    assert.equal(log.kept[0].reason, "A hearing is set after the deletion date.");
+    assert.deepEqual(counselorPage.errors, []);
+  });
+});

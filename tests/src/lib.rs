@@ -485,6 +485,25 @@ impl RelayProcess {
         Self::spawn(data_dir, web_root, args, env, uid, _tmp).await
     }
 
+    /// Starts the relay again on the same data directory and arguments,
+    /// with `env` (`NORTHSTAR_*` variables) in place of the ones it had: for
+    /// instance a moved test clock (tests/tests/retention/).
+    pub async fn restart_with_env(self, env: &[(&str, &str)]) -> Result<Self> {
+        let RelayProcess {
+            data_dir,
+            web_root,
+            args,
+            uid,
+            _tmp,
+            ..
+        } = self;
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn(data_dir, web_root, args, env, uid, _tmp).await
+    }
+
     /// The relay's logs so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

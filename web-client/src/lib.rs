@@ -318,7 +318,9 @@ fn team_event(o: &Object, e: &team::Event, c: Option<&Counselor>) {
         }
         team::Event::StatusChanged { conversation, .. }
         | team::Event::Note { conversation, .. }
-        | team::Event::Deleted { conversation } => ("update", Some(conversation)),
+        | team::Event::Deleted { conversation }
+        | team::Event::Expired { conversation }
+        | team::Event::Kept { conversation, .. } => ("update", Some(conversation)),
         team::Event::CannedAnswer { .. } => ("canned", None),
     };
     set(o, "kind", kind);
@@ -822,6 +824,9 @@ impl WebDriver {
                 let dir = self.driver.directory();
                 error_details(o, &error, dir.as_ref());
             }
+            Event::SeekerStatus => {
+                set(o, "event", "seekerStatus");
+            }
             Event::SeekerMessage(entry) => {
                 set(o, "event", "seekerMessage");
                 let dir = self.driver.directory();
@@ -912,7 +917,67 @@ impl WebDriver {
             .map(|e| JsValue::from(seeker_message(e, dir)))
             .collect();
         set(&o, "messages", msgs);
+        // Receipts and retention (issue 20 items 3-4): `status` is
+        // `{reached, devices, read, answered, resolved, referred:
+        // [{name, contact}]}`; `deletesAt` the Unix time of the deletion,
+        // `retentionDays` the organisation's retention in days.
+        let st = c.status();
+        let so = Object::new();
+        set(&so, "reached", st.reached as f64);
+        set(&so, "devices", st.devices as f64);
+        set(&so, "read", st.read);
+        set(&so, "answered", st.answered);
+        set(&so, "resolved", st.resolved);
+        let referred: Array = st
+            .referred
+            .iter()
+            .filter_map(|p| dir.and_then(|d| d.partner(*p)))
+            .map(|p| {
+                let x = Object::new();
+                set(&x, "name", p.name.as_str());
+                set(&x, "contact", p.contact.as_str());
+                JsValue::from(x)
+            })
+            .collect();
+        set(&so, "referred", referred);
+        set(&o, "status", so);
+        if let Some(t) = self.driver.seeker_deletion_at() {
+            set(&o, "deletesAt", t.0 as f64);
+        }
+        if let Some(r) = self.driver.retention_secs() {
+            set(&o, "retentionDays", (r / 86_400) as f64);
+        }
         o.into()
+    }
+
+    /// Keeps a case past the organisation's retention until `until` (Unix
+    /// seconds), for `reason`: logged on every device of the team.
+    pub fn keep(&mut self, id: &str, until: f64, reason: &str, now: f64) -> Result<f64, JsValue> {
+        let until = UnixTime(until.max(0.0) as u64);
+        let reason = reason.to_owned();
+        self.team(id, TeamAction::Keep { until, reason }, now)
+    }
+
+    /// The device's log of "keep this case longer" choices, oldest first:
+    /// `[{id, by, at, until, reason}]`.
+    #[wasm_bindgen(js_name = keepLog)]
+    pub fn keep_log(&self) -> Array {
+        self.driver
+            .with_counselor(|c| {
+                let dir = c.directory();
+                c.keep_log()
+                    .map(|k| {
+                        let x = Object::new();
+                        set(&x, "id", k.conversation.to_hex());
+                        set(&x, "by", device_label(dir, k.by));
+                        set(&x, "at", k.at.0 as f64);
+                        set(&x, "until", k.until.0 as f64);
+                        set(&x, "reason", k.reason.as_str());
+                        JsValue::from(x)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Every conversation of the counselor device, newest first: `InboxItem[]`.
@@ -1164,5 +1229,13 @@ fn case(c: &Counselor, id: &MailboxId) -> Option<Object> {
     entries.sort_by_key(|(at, _)| *at);
     let arr: Array = entries.into_iter().map(|(_, x)| JsValue::from(x)).collect();
     set(&o, "entries", arr);
+    // Retention: when the case leaves this device, and until when a
+    // counselor kept it (if anyone did).
+    if let Some(t) = c.deletion_at(id) {
+        set(&o, "deletesAt", t.0 as f64);
+    }
+    if let Some(t) = v.kept_until {
+        set(&o, "keptUntil", t.0 as f64);
+    }
     Some(o)
 }

@@ -626,6 +626,10 @@ function conversationOf(s) {
     topicLabel: c?.topicLabel,
     expiresAt: iso(c?.expiresAt),
     messages: (c?.messages ?? []).map(messageOf),
+    // What the team's encrypted receipts say, and when everything is deleted.
+    status: c?.status ?? null,
+    deletesAt: iso(c?.deletesAt),
+    retentionDays: c?.retentionDays ?? null,
   };
 }
 
@@ -636,6 +640,9 @@ async function openSeeker() {
   const s = { shell: new Shell(wasm.WebDriver.seeker(relays, orgKey)), onMessage: IN_WORKER ? seekerOnMessage : null };
   s.shell.onEvent = (ev) => {
     if (ev.event === "seekerMessage" && seeker === s) s.onMessage?.(messageOf(ev.message));
+    // A receipt (or a reply, which answers) changed where the question
+    // stands: the page redraws the status, on the same channel.
+    if ((ev.event === "seekerStatus" || ev.event === "seekerMessage") && seeker === s) s.onMessage?.({ status: conversationOf(s).status });
   };
   seeker = s;
   return s;
@@ -1105,7 +1112,13 @@ export function openCase(id) {
     const c = unlocked();
     await c.shell.input((d) => d.markRead(id));
     const x = still(c).openCase(id);
-    return { ...itemOf(x), entries: x.entries.map((e) => ({ ...e, at: iso(e.at) })) };
+    return {
+      ...itemOf(x),
+      entries: x.entries.map((e) => ({ ...e, at: iso(e.at) })),
+      // Retention: when the case leaves this device; until when a counselor kept it.
+      deletesAt: iso(x.deletesAt),
+      keptUntil: iso(x.keptUntil),
+    };
   });
 }
 
@@ -1213,4 +1226,22 @@ export function searchInbox(query, filter = "all") {
     const found = unlocked().shell.driver.searchInbox(query, filter);
     return { total: found.total, items: found.items.map(itemOf) };
   });
+}
+
+// ------------------------------------------------- retention (issue 20 item 4)
+
+/**
+ * Keeps case `id` past the organisation's retention until the end of day
+ * `day` ("YYYY-MM-DD", UTC), for `reason`: an explicit choice the driver
+ * logs on every device of the team.
+ * @param {string} id @param {string} day @param {string} reason
+ */
+export function keepCase(id, day, reason) {
+  const until = Date.parse(`${day}T00:00:00Z`) / 1000 + 86400;
+  return act((d, now) => d.keep(id, Number.isFinite(until) ? until : 0, reason, now));
+}
+
+/** @returns {Promise<{id: string, by: string, at: string, until: string, reason: string}[]>} the device's keep log */
+export function keepLog() {
+  return guard(async () => unlocked().shell.driver.keepLog().map((k) => ({ ...k, at: iso(k.at), until: iso(k.until) })));
 }

@@ -351,6 +351,7 @@ function renderCase() {
   $("claim").hidden = current.mine || current.status === "resolved";
   $("resolve").hidden = current.status === "resolved";
   $("reopen").hidden = current.status !== "resolved";
+  renderRetention();
   const ol = $("entries");
   ol.replaceChildren();
   for (const e of current.entries ?? []) {
@@ -370,6 +371,35 @@ function renderCase() {
     li.append(who, body, when);
     ol.append(li);
   }
+}
+
+/** When the case leaves this device, whether a counselor kept it, and the keep log. */
+function renderRetention() {
+  const kept = current?.keptUntil && current.keptUntil === current.deletesAt;
+  $("case-retention").textContent = !current?.deletesAt
+    ? ""
+    : kept
+      ? t("c.keptUntil", { date: formatDate(current.keptUntil) })
+      : t("c.deletesAt", { date: formatDate(current.deletesAt) });
+  core.keepLog().then(
+    (log) => {
+      const ul = $("keep-log");
+      if (!log.length) {
+        const li = document.createElement("li");
+        li.textContent = t("c.keepLogEmpty");
+        ul.replaceChildren(li);
+        return;
+      }
+      ul.replaceChildren(
+        ...log.map((k) => {
+          const li = document.createElement("li");
+          li.textContent = t("c.keepLogEntry", { date: formatDate(k.at), until: formatDate(k.until), by: k.by, reason: k.reason });
+          return li;
+        }),
+      );
+    },
+    () => {},
+  );
 }
 
 async function act(fn, doneKey, after) {
@@ -552,6 +582,28 @@ function wire() {
     // The core refuses an empty message, a referral's too.
     if (!note.trim()) return $("refer-note").focus();
     if (partner) act((id) => core.referCase(id, partner, note), "c.referred", () => ($("refer-note").value = ""));
+  });
+  // Keeping a case longer is an explicit choice: asked, then confirmed.
+  $("keep-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (!$("keep-until").value) return $("keep-until").focus();
+    if (!$("keep-reason").value.trim()) return $("keep-reason").focus();
+    $("keep-confirm-box").hidden = false;
+    $("keep-confirm").focus();
+  });
+  $("keep-cancel").addEventListener("click", () => {
+    $("keep-confirm-box").hidden = true;
+    $("keep-until").focus();
+  });
+  $("keep-confirm").addEventListener("click", () => {
+    const day = $("keep-until").value;
+    const reason = $("keep-reason").value;
+    $("keep-confirm-box").hidden = true;
+    act((id) => core.keepCase(id, day, reason), "c.keptShort", () => {
+      $("keep-reason").value = "";
+    }).then(() => {
+      if (current?.keptUntil) announce(t("c.kept", { date: formatDate(current.keptUntil) }));
+    });
   });
   for (const type of ["pointerdown", "keydown", "scroll", "touchstart"]) {
     document.addEventListener(type, resetIdle, { passive: true, capture: true });

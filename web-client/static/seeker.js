@@ -259,7 +259,40 @@ function refreshConversationText() {
   $("conv-topic").hidden = !label;
   const date = conv.expiresAt ? formatDate(conv.expiresAt) : "";
   $("conv-expiry").textContent = date ? t("conv.expiry", { date }) : "";
+  // The organisation's retention: the date every copy is deleted.
+  if (conv.deletesAt && conv.retentionDays) {
+    $("conv-expiry").textContent = t("st.deletes", { date: formatDate(conv.deletesAt), days: conv.retentionDays });
+  }
+  renderStatus();
   for (const el of document.querySelectorAll("#messages .when")) el.textContent = formatDate(el.dataset.at);
+}
+
+/** Where the question stands, from the team's encrypted receipts. */
+function renderStatus() {
+  const st = state.conversation?.status;
+  const list = $("conv-status-list");
+  if (!st) {
+    $("conv-status").hidden = true;
+    list.replaceChildren();
+    return;
+  }
+  const lines = [];
+  if (st.devices > 0) {
+    lines.push(st.reached > 0 ? ["reached", t("st.reached", { n: st.reached, m: st.devices })] : ["reached", t("st.notReached")]);
+  }
+  if (st.read) lines.push(["read", t("st.read")]);
+  if (st.answered) lines.push(["answered", t("st.answered")]);
+  for (const p of st.referred ?? []) lines.push(["referred", t("st.referred", { name: p.name, contact: p.contact })]);
+  if (st.resolved) lines.push(["resolved", t("st.resolved")]);
+  list.replaceChildren(
+    ...lines.map(([kind, text]) => {
+      const li = document.createElement("li");
+      li.dataset.status = kind;
+      li.textContent = text;
+      return li;
+    }),
+  );
+  $("conv-status").hidden = lines.length === 0;
 }
 
 function enterConversation(conv, justSent) {
@@ -271,6 +304,12 @@ function enterConversation(conv, justSent) {
   core
     .onSeekerMessage((m) => {
       if (!state.conversation) return;
+      if (m.status !== undefined) {
+        // What the team's receipts say changed (live).
+        state.conversation.status = m.status;
+        renderStatus();
+        return;
+      }
       state.conversation.messages.push(m);
       $("messages").append(renderMessage(m));
       $("conv-waiting").hidden = true;
@@ -295,6 +334,8 @@ function clearAll() {
   $("messages").replaceChildren();
   $("conv-topic").textContent = "";
   $("conv-expiry").textContent = "";
+  $("conv-status-list").replaceChildren();
+  $("conv-status").hidden = true;
   for (const el of document.querySelectorAll(".error")) clearMsg(el);
 }
 

@@ -29,16 +29,27 @@ use crate::keys::{
     OneTimePreKeyPublic,
 };
 use crate::message::{
-    AppMessage, Body, Direction, MAX_CANNED_TITLE_LEN, MAX_NOTE_LEN, MAX_TEXT_LEN, MessageText,
-    TeamEvent, TeamEventKind, sent_at_of,
+    AppMessage, Body, Direction, KEEP_UNTIL_PRECISION_SECS, MAX_CANNED_TITLE_LEN,
+    MAX_KEEP_REASON_LEN, MAX_NOTE_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MessageText, Receipt,
+    ReceiptKind, TeamEvent, TeamEventKind, sent_at_of,
 };
 use crate::pqxdh::SignedPreKeyBundle;
 use crate::sealed::Envelope;
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, UnixTime};
 
-/// Saved-state format version of a counselor device (2: tombstones).
-pub const COUNSELOR_STATE_VERSION: u8 = 2;
+/// Saved-state format version of a counselor device (3: retention, keep
+/// log, read receipts).
+pub const COUNSELOR_STATE_VERSION: u8 = 3;
+
+/// Most entries of the keep log a device holds (the oldest go first): years
+/// of explicit "keep this case longer" choices for a team.
+pub const MAX_KEEP_LOG: usize = 1000;
+
+/// Longest a counselor can keep a case past the retention in one choice,
+/// counted from the moment of the choice (a year; the choice can be made
+/// again).
+pub const MAX_KEEP_SECS: u64 = crate::directory::MAX_RETENTION_SECS;
 
 /// Most deleted conversations a device remembers, so that a replayed
 /// opening cannot bring one back. Kept well beyond the relay's retention of
@@ -101,6 +112,25 @@ pub struct Conversation {
     pub notes: Vec<Note>,
     /// Something arrived that this device has not shown yet.
     pub unread: bool,
+    /// A counselor chose to keep the case past the retention until then
+    /// ([`Counselor::keep`]); `None` when nobody did.
+    pub kept_until: Option<UnixTime>,
+    /// The seeker's latest message this device sent a read receipt for.
+    pub read_receipt_for: Option<MessageId>,
+}
+
+/// One explicit choice to keep a case past the retention, as the device logs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeepRecord {
+    /// The case (the seeker's mailbox).
+    pub conversation: MailboxId,
+    /// The device whose counselor chose it.
+    pub by: DeviceId,
+    /// When the choice was made (to the minute).
+    pub at: UnixTime,
+    /// Until when the case is kept.
+    pub until: UnixTime,
+    pub reason: MessageText,
 }
 
 /// When the seeker last wrote in `conv`.
@@ -110,6 +140,19 @@ fn last_from_seeker(conv: &Conversation) -> Option<UnixTime> {
         .filter(|e| e.author == Author::Seeker)
         .map(|e| e.at)
         .max()
+}
+
+/// When `conv` is deleted under `retention_secs`: that long after the
+/// seeker's last message, or at `kept_until` if later.
+fn deletion_at(conv: &Conversation, retention_secs: u64) -> UnixTime {
+    let by_retention = UnixTime(
+        last_from_seeker(conv)
+            .unwrap_or(UnixTime(0))
+            .0
+            .saturating_add(retention_secs),
+    );
+    conv.kept_until
+        .map_or(by_retention, |k| k.max(by_retention))
 }
 
 impl Conversation {
@@ -147,6 +190,14 @@ pub enum Event {
     Deleted { conversation: MailboxId },
     /// A colleague shared a canned answer.
     CannedAnswer { title: MessageText, by: DeviceId },
+    /// The retention passed: the conversation is gone from this device.
+    Expired { conversation: MailboxId },
+    /// A colleague kept the conversation past the retention.
+    Kept {
+        conversation: MailboxId,
+        until: UnixTime,
+        by: DeviceId,
+    },
 }
 
 /// A device's prekeys at a glance (no secret).
@@ -173,6 +224,8 @@ pub struct Counselor {
     /// Mailboxes of conversations the seeker deleted, oldest first: a
     /// session start naming one is refused.
     tombstones: VecDeque<MailboxId>,
+    /// Every explicit choice to keep a case longer, oldest first.
+    keep_log: VecDeque<KeepRecord>,
 }
 
 impl core::fmt::Debug for Counselor {
@@ -225,6 +278,7 @@ impl Counselor {
             conversations: BTreeMap::new(),
             canned: Vec::new(),
             tombstones: VecDeque::new(),
+            keep_log: VecDeque::new(),
         }
     }
 
@@ -427,6 +481,8 @@ impl Counselor {
                                     history: Vec::new(),
                                     notes: Vec::new(),
                                     unread: true,
+                                    kept_until: None,
+                                    read_receipt_for: None,
                                 });
                         let entry = Entry {
                             id: msg.id,
@@ -480,12 +536,7 @@ impl Counselor {
                             }
                             None => {}
                         }
-                        if !self.tombstones.contains(&conv_id) {
-                            if self.tombstones.len() >= MAX_TOMBSTONES {
-                                self.tombstones.pop_front();
-                            }
-                            self.tombstones.push_back(conv_id);
-                        }
+                        self.tombstone(conv_id);
                         self.endpoint.forget(&received.from);
                         Ok(Some(Event::Deleted {
                             conversation: conv_id,
@@ -511,6 +562,16 @@ impl Counselor {
             });
         }
         let conversation = event.conversation;
+        // A colleague can push a case's deletion at most MAX_KEEP_SECS past
+        // the date it has now: a seized device cannot make the team keep
+        // cases indefinitely in one event (each is logged, with its author).
+        if let TeamEventKind::Keep { until, .. } = &event.kind {
+            let retention = self.directory.as_ref().map(|d| d.retention_secs())?;
+            let current = deletion_at(self.conversations.get(&conversation)?, retention);
+            if until.0 > current.0.saturating_add(MAX_KEEP_SECS) {
+                return None;
+            }
+        }
         let conv = self.conversations.get_mut(&conversation)?;
         let by = event.by;
         let status = |s: Status| {
@@ -549,6 +610,21 @@ impl Counselor {
                 let note = Note { by, at, text };
                 conv.push_note(note.clone());
                 Some(Event::Note { conversation, note })
+            }
+            TeamEventKind::Keep { until, reason } => {
+                conv.kept_until = Some(conv.kept_until.map_or(until, |k| k.max(until)));
+                self.log_keep(KeepRecord {
+                    conversation,
+                    by,
+                    at,
+                    until,
+                    reason,
+                });
+                Some(Event::Kept {
+                    conversation,
+                    until,
+                    by,
+                })
             }
             TeamEventKind::Copy {
                 direction: Direction::ToSeeker,
@@ -639,6 +715,228 @@ impl Counselor {
         Ok(out)
     }
 
+    /// Test only: seals any message to a peer this device has a session
+    /// with (to play a modified client).
+    #[cfg(test)]
+    pub(crate) fn seal_for_test(
+        &mut self,
+        identity: &IdentityPublic,
+        mailbox: &MailboxPublic,
+        msg: &AppMessage,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Envelope, Error> {
+        self.endpoint.seal_to(identity, mailbox, None, msg, rng)
+    }
+
+    /// Remembers a conversation that must not come back (deleted by the
+    /// seeker, or by the retention).
+    fn tombstone(&mut self, conv_id: MailboxId) {
+        if !self.tombstones.contains(&conv_id) {
+            if self.tombstones.len() >= MAX_TOMBSTONES {
+                self.tombstones.pop_front();
+            }
+            self.tombstones.push_back(conv_id);
+        }
+    }
+
+    fn log_keep(&mut self, record: KeepRecord) {
+        if self.keep_log.len() >= MAX_KEEP_LOG {
+            self.keep_log.pop_front();
+        }
+        self.keep_log.push_back(record);
+    }
+
+    /// Every explicit choice to keep a case longer this device knows of
+    /// (its own counselors' and its colleagues'), oldest first.
+    pub fn keep_log(&self) -> impl Iterator<Item = &KeepRecord> {
+        self.keep_log.iter()
+    }
+
+    /// When `conversation` is deleted from this device: the directory's
+    /// retention after the seeker's last message, or later if a counselor
+    /// kept the case (docs/PROTOCOL.md §6.6). `None` without a
+    /// directory or for an unknown conversation.
+    pub fn deletion_at(&self, conversation: &MailboxId) -> Option<UnixTime> {
+        let retention = self.directory.as_ref()?.retention_secs();
+        let conv = self.conversations.get(conversation)?;
+        Some(deletion_at(conv, retention))
+    }
+
+    /// Deletes every conversation whose retention has passed at `now`
+    /// (messages, notes, the session with the seeker; the mailbox is
+    /// remembered so that a replayed opening cannot bring it back). Returns
+    /// the conversations deleted; the shell also drops anything it queued
+    /// for them ([`crate::client::saved::DeviceState::expire`] does both).
+    pub fn expire(&mut self, now: UnixTime) -> Vec<MailboxId> {
+        let Some(retention) = self.directory.as_ref().map(|d| d.retention_secs()) else {
+            return Vec::new();
+        };
+        let due: Vec<MailboxId> = self
+            .conversations
+            .iter()
+            .filter(|(_, c)| deletion_at(c, retention) <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &due {
+            if let Some(c) = self.conversations.remove(id) {
+                self.endpoint.forget(&c.seeker);
+            }
+            self.tombstone(*id);
+        }
+        due
+    }
+
+    /// Keeps `conversation` past the retention until `until` (rounded up
+    /// to the hour), for `reason`: an explicit choice, logged on this
+    /// device and sent to the colleagues' devices, which log it too. Refused
+    /// for a time not in the future, more than [`MAX_KEEP_SECS`] away, or
+    /// without a reason.
+    #[allow(clippy::too_many_arguments)]
+    pub fn keep(
+        &mut self,
+        conversation: &MailboxId,
+        until: UnixTime,
+        reason: &str,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        let until = UnixTime(
+            until
+                .0
+                .div_ceil(KEEP_UNTIL_PRECISION_SECS)
+                .saturating_mul(KEEP_UNTIL_PRECISION_SECS),
+        );
+        if until <= now || until.0 > now.0.saturating_add(MAX_KEEP_SECS) {
+            return Err(crate::ApiMisuse::KeepOutOfRange.into());
+        }
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > MAX_KEEP_REASON_LEN {
+            return Err(Error::TooLongToEncode {
+                what: "keep reason",
+                max: MAX_KEEP_REASON_LEN,
+                got: reason.len(),
+            });
+        }
+        let me = self.device()?.id;
+        let reason = MessageText::new(reason);
+        let out = self.send_team_event(
+            conversation,
+            TeamEventKind::Keep {
+                until,
+                reason: reason.clone(),
+            },
+            bundles,
+            now,
+            rng,
+        )?;
+        let conv = self
+            .conversations
+            .get_mut(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        conv.kept_until = Some(until);
+        self.log_keep(KeepRecord {
+            conversation: *conversation,
+            by: me,
+            at: sent_at_of(now),
+            until,
+            reason,
+        });
+        Ok(out)
+    }
+
+    /// The receipt telling the seeker this device received `messages`
+    /// (their ids, the newest [`MAX_RECEIPT_IDS`] kept), or `None` when
+    /// this device leaves it to a colleague: once a colleague has claimed
+    /// the conversation, only that colleague's device sends receipts, so a
+    /// large team does not fill the seeker's mailbox
+    /// (docs/PROTOCOL.md §6.6).
+    pub fn delivered_receipt(
+        &mut self,
+        conversation: &MailboxId,
+        messages: &[MessageId],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Option<Envelope>, Error> {
+        let me = self.device()?.id;
+        let conv = self
+            .conversations
+            .get(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        if messages.is_empty() || matches!(conv.status, Status::Claimed(d) if d != me) {
+            return Ok(None);
+        }
+        let start = messages.len().saturating_sub(MAX_RECEIPT_IDS);
+        self.receipt_to_seeker(
+            conversation,
+            ReceiptKind::Delivered,
+            messages[start..].to_vec(),
+            now,
+            rng,
+        )
+        .map(Some)
+    }
+
+    /// The receipt telling the seeker a counselor opened the case on this
+    /// device, when the seeker's latest message has not had one from this
+    /// device yet; `None` otherwise (or when a colleague holds the case).
+    pub fn read_receipt(
+        &mut self,
+        conversation: &MailboxId,
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Option<Envelope>, Error> {
+        let me = self.device()?.id;
+        let conv = self
+            .conversations
+            .get(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        if matches!(conv.status, Status::Claimed(d) if d != me) {
+            return Ok(None);
+        }
+        let Some(latest) = conv
+            .history
+            .iter()
+            .rev()
+            .find(|e| e.author == Author::Seeker)
+            .map(|e| e.id)
+        else {
+            return Ok(None);
+        };
+        if conv.read_receipt_for == Some(latest) {
+            return Ok(None);
+        }
+        let env =
+            self.receipt_to_seeker(conversation, ReceiptKind::Read, vec![latest], now, rng)?;
+        if let Some(c) = self.conversations.get_mut(conversation) {
+            c.read_receipt_for = Some(latest);
+        }
+        Ok(Some(env))
+    }
+
+    fn receipt_to_seeker(
+        &mut self,
+        conversation: &MailboxId,
+        kind: ReceiptKind,
+        messages: Vec<MessageId>,
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Envelope, Error> {
+        self.live_directory(now)?;
+        let conv = self
+            .conversations
+            .get(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        let (seeker, seeker_mailbox) = (conv.seeker, conv.seeker_mailbox);
+        let msg = AppMessage::new(
+            MessageId::random(rng),
+            now,
+            Body::Receipt(Receipt { kind, messages }),
+        );
+        self.endpoint
+            .seal_to(&seeker, &seeker_mailbox, None, &msg, rng)
+    }
+
     fn check_not_claimed_by_other(&self, conversation: &MailboxId) -> Result<(), Error> {
         let me = self.device()?.id;
         let conv = self
@@ -707,7 +1005,15 @@ impl Counselor {
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
         self.check_not_claimed_by_other(conversation)?;
-        let out = self.send_team_event(conversation, TeamEventKind::Resolve, bundles, now, rng)?;
+        let mut out =
+            self.send_team_event(conversation, TeamEventKind::Resolve, bundles, now, rng)?;
+        out.push(self.receipt_to_seeker(
+            conversation,
+            ReceiptKind::Resolved,
+            Vec::new(),
+            now,
+            rng,
+        )?);
         self.set_status(conversation, Status::Resolved)?;
         Ok(out)
     }
@@ -720,7 +1026,15 @@ impl Counselor {
         now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
-        let out = self.send_team_event(conversation, TeamEventKind::Reopen, bundles, now, rng)?;
+        let mut out =
+            self.send_team_event(conversation, TeamEventKind::Reopen, bundles, now, rng)?;
+        out.push(self.receipt_to_seeker(
+            conversation,
+            ReceiptKind::Reopened,
+            Vec::new(),
+            now,
+            rng,
+        )?);
         self.set_status(conversation, Status::Open)?;
         Ok(out)
     }
@@ -910,13 +1224,15 @@ impl Counselor {
     /// The shell encrypts it (see [`crate::state`]).
     ///
     /// ```text
-    /// version:u8 (=2) || endpoint:vec32 || has_dir:u8 || [signed_directory:vec32]
+    /// version:u8 (=3) || endpoint:vec32 || has_dir:u8 || [signed_directory:vec32]
     ///   || conversations:u16 || conversation*
     /// conversation = seeker_identity[64] || seeker_mailbox[64] || team:u16 || language:u8
     ///   || status:u8 (0 open, 1 claimed, 2 resolved) || [device:u32] || unread:u8
     ///   || history:u16 || entry* || notes:u16 || (by:u32 || at:u64 || text:str16)*
+    ///   || has_kept:u8 || [kept_until:u64] || has_read_receipt:u8 || [message_id[16]]
     /// then: canned:u16 || (title:str16 || text:str16)*
     ///   || tombstones:u16 || mailbox_id[32]*
+    ///   || keep_log:u16 || (conversation[32] || by:u32 || at:u64 || until:u64 || reason:str16)*
     /// ```
     pub fn encode(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
         let mut w = Writer::new();
@@ -965,6 +1281,22 @@ impl Counselor {
                 w.u32(n.by.0).u64(n.at.0);
                 w.vec_u16(n.text.as_str().as_bytes(), MAX_NOTE_LEN, "note")?;
             }
+            match c.kept_until {
+                None => {
+                    w.u8(0);
+                }
+                Some(t) => {
+                    w.u8(1).u64(t.0);
+                }
+            }
+            match c.read_receipt_for {
+                None => {
+                    w.u8(0);
+                }
+                Some(id) => {
+                    w.u8(1).bytes(&id.0);
+                }
+            }
         }
         w.count_u16(self.canned.len(), MAX_CANNED_ANSWERS, "canned answers")?;
         for c in &self.canned {
@@ -978,6 +1310,18 @@ impl Counselor {
         w.count_u16(self.tombstones.len(), MAX_TOMBSTONES, "tombstones")?;
         for t in &self.tombstones {
             w.bytes(t.as_bytes());
+        }
+        w.count_u16(self.keep_log.len(), MAX_KEEP_LOG, "keep log")?;
+        for k in &self.keep_log {
+            w.bytes(k.conversation.as_bytes())
+                .u32(k.by.0)
+                .u64(k.at.0)
+                .u64(k.until.0);
+            w.vec_u16(
+                k.reason.as_str().as_bytes(),
+                MAX_KEEP_REASON_LEN,
+                "keep reason",
+            )?;
         }
         Ok(zeroize::Zeroizing::new(w.into_bytes()))
     }
@@ -1047,6 +1391,28 @@ impl Counselor {
                 let text = MessageText::new(r.str_u16(MAX_NOTE_LEN, "note")?);
                 notes.push(Note { by, at, text });
             }
+            let kept_until = match r.u8("has kept")? {
+                0 => None,
+                1 => Some(UnixTime(r.u64("kept until")?)),
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "has kept",
+                        tag,
+                    }
+                    .into());
+                }
+            };
+            let read_receipt_for = match r.u8("has read receipt")? {
+                0 => None,
+                1 => Some(MessageId(r.array("read receipt for")?)),
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "has read receipt",
+                        tag,
+                    }
+                    .into());
+                }
+            };
             conversations.insert(
                 seeker_mailbox.id(),
                 Conversation {
@@ -1058,6 +1424,8 @@ impl Counselor {
                     history,
                     notes,
                     unread,
+                    kept_until,
+                    read_receipt_for,
                 },
             );
         }
@@ -1073,6 +1441,17 @@ impl Counselor {
         for _ in 0..t {
             tombstones.push_back(MailboxId::from_bytes(r.array("tombstone")?));
         }
+        let k = r.count_u16(MAX_KEEP_LOG, "keep log")?;
+        let mut keep_log = VecDeque::with_capacity(k);
+        for _ in 0..k {
+            keep_log.push_back(KeepRecord {
+                conversation: MailboxId::from_bytes(r.array("kept conversation")?),
+                by: DeviceId(r.u32("kept by")?),
+                at: UnixTime(r.u64("kept at")?),
+                until: UnixTime(r.u64("kept until")?),
+                reason: MessageText::new(r.str_u16(MAX_KEEP_REASON_LEN, "keep reason")?),
+            });
+        }
         r.finish("counselor state")?;
         Ok(Counselor {
             canned,
@@ -1080,6 +1459,7 @@ impl Counselor {
             directory,
             conversations,
             tombstones,
+            keep_log,
         })
     }
 }

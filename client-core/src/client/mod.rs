@@ -24,6 +24,8 @@ pub mod saved;
 pub mod search;
 pub mod seeker;
 #[cfg(test)]
+mod status_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 use crate::directory::{DeviceId, PartnerId};

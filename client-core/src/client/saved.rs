@@ -134,6 +134,17 @@ impl DeviceState {
     }
 
     /// Keeps envelopes to deposit (saved before they are sent).
+    /// Deletes the conversations whose retention has passed at `now`
+    /// ([`Counselor::expire`]) and what the outbox still holds for their
+    /// seekers. Returns the conversations deleted.
+    pub fn expire(&mut self, now: crate::UnixTime) -> Vec<crate::ids::MailboxId> {
+        let gone = self.counselor.expire(now);
+        if !gone.is_empty() {
+            self.outbox.retain(|e| !gone.contains(e.recipient()));
+        }
+        gone
+    }
+
     pub fn queue(&mut self, envelopes: &[Envelope]) -> Result<(), Error> {
         let bytes: usize = self
             .outbox

@@ -39,14 +39,14 @@ use crate::error::{DecodeError, Error};
 use crate::ids::Language;
 use crate::ids::{MailboxId, MessageId};
 use crate::keys::{IdentityPublic, MailboxKeyPair, MailboxPublic};
-use crate::message::{AppMessage, Body, MessageText};
+use crate::message::{AppMessage, Body, MessageText, Receipt, ReceiptKind};
 use crate::sealed::Envelope;
 use crate::state::{StateKey, StateKind};
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, UnixTime};
 
-/// Saved-state format version of a seeker (3: with the directory version).
-pub const SEEKER_STATE_VERSION: u8 = 3;
+/// Saved-state format version of a seeker (4: with the receipts).
+pub const SEEKER_STATE_VERSION: u8 = 4;
 
 /// Most messages written but not yet deposited: a seeker who writes while
 /// the relay cannot be reached keeps at most this many to send next visit.
@@ -73,6 +73,148 @@ pub struct Conversation {
     /// the directory accepted last ([`Seeker::accept_directory`]).
     pub counselors: Vec<Counterpart>,
     pub history: Vec<Entry>,
+    /// What the team's devices said about the conversation.
+    pub receipts: Receipts,
+}
+
+/// Where the seeker's conversation stands, from the encrypted receipts the
+/// team's devices sent (docs/PROTOCOL.md §6.6). Only the seeker's
+/// latest message is followed: a new message starts over. "Answered" and
+/// "referred" are not receipts: they are the replies and referrals in the
+/// history ([`Conversation::status`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receipts {
+    /// The seeker's latest message, which `reached` and `read` are about.
+    pub latest: Option<MessageId>,
+    /// Devices that said they received `latest` (each once, at most
+    /// [`MAX_INTAKE_DEVICES`]).
+    pub reached: Vec<DeviceId>,
+    /// A counselor opened the case after `latest` arrived.
+    pub read: bool,
+    /// The team marked the conversation resolved, and has not reopened it
+    /// (a new message from the seeker reopens it too).
+    pub resolved: bool,
+}
+
+/// What the seeker sees of the conversation, drawn by every shell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationStatus {
+    /// Devices that received the seeker's latest message, of `devices`.
+    pub reached: usize,
+    /// The devices the conversation goes to now.
+    pub devices: usize,
+    /// A counselor read the latest message.
+    pub read: bool,
+    /// A counselor answered (a reply or a referral after the latest message
+    /// of the seeker, or any before it if the seeker wrote nothing since).
+    pub answered: bool,
+    /// The partners the team referred the seeker to, in order (the shell
+    /// shows their name and contact from the directory).
+    pub referred: Vec<crate::directory::PartnerId>,
+    /// The team marked the conversation resolved.
+    pub resolved: bool,
+}
+
+impl Conversation {
+    /// When the seeker last wrote (what the retention counts from).
+    pub fn last_message_at(&self) -> Option<UnixTime> {
+        self.history
+            .iter()
+            .filter(|e| e.author == Author::Seeker)
+            .map(|e| e.at)
+            .max()
+    }
+
+    /// When every copy of this conversation is deleted under a retention of
+    /// `retention_secs` (the directory's): that long after the seeker's last
+    /// message (docs/PROTOCOL.md §6.6).
+    pub fn deletion_at(&self, retention_secs: u64) -> Option<UnixTime> {
+        self.last_message_at()
+            .map(|t| UnixTime(t.0.saturating_add(retention_secs)))
+    }
+
+    /// What the seeker sees: receipts and what the history says.
+    pub fn status(&self) -> ConversationStatus {
+        let devices = self.counselors.len();
+        let reached = self
+            .receipts
+            .reached
+            .iter()
+            .filter(|d| self.counselors.iter().any(|c| c.device == **d))
+            .count();
+        let last_seeker = self
+            .history
+            .iter()
+            .rposition(|e| e.author == Author::Seeker);
+        let answered = self.history.iter().enumerate().any(|(i, e)| {
+            matches!(e.author, Author::Counselor(_)) && last_seeker.is_none_or(|l| i > l)
+        }) || (self.receipts.resolved
+            && self
+                .history
+                .iter()
+                .any(|e| matches!(e.author, Author::Counselor(_))));
+        let referred = self
+            .history
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::Referral { partner, .. } => Some(*partner),
+                _ => None,
+            })
+            .collect();
+        ConversationStatus {
+            reached,
+            devices,
+            read: self.receipts.read,
+            answered,
+            referred,
+            resolved: self.receipts.resolved,
+        }
+    }
+
+    /// Takes a receipt from `device` (one of `counselors`). Returns whether
+    /// anything changed.
+    fn apply_receipt(&mut self, device: DeviceId, receipt: &Receipt) -> bool {
+        let r = &mut self.receipts;
+        let about_latest = r.latest.is_some_and(|l| receipt.messages.contains(&l));
+        match receipt.kind {
+            ReceiptKind::Delivered | ReceiptKind::Read if !about_latest => false,
+            ReceiptKind::Delivered => {
+                if r.reached.contains(&device) || r.reached.len() >= MAX_INTAKE_DEVICES {
+                    return false;
+                }
+                r.reached.push(device);
+                true
+            }
+            ReceiptKind::Read => {
+                let mut changed = !r.read;
+                r.read = true;
+                if !r.reached.contains(&device) && r.reached.len() < MAX_INTAKE_DEVICES {
+                    r.reached.push(device);
+                    changed = true;
+                }
+                changed
+            }
+            ReceiptKind::Resolved => !core::mem::replace(&mut r.resolved, true),
+            ReceiptKind::Reopened => core::mem::replace(&mut r.resolved, false),
+        }
+    }
+
+    /// The seeker wrote `id`: the receipts follow it from now on.
+    fn wrote(&mut self, id: MessageId) {
+        self.receipts = Receipts {
+            latest: Some(id),
+            ..Receipts::default()
+        };
+    }
+}
+
+/// What [`Seeker::receive_any`] took in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A reply or referral, added to the history.
+    Entry(Entry),
+    /// A receipt that changed the conversation's status.
+    Status,
 }
 
 /// A seeker client.
@@ -349,6 +491,10 @@ impl Seeker {
             language,
             counselors: intake,
             history,
+            receipts: Receipts {
+                latest: Some(msg.id),
+                ..Receipts::default()
+            },
         });
         self.directory = Some(directory.version());
         Ok(envelopes)
@@ -386,6 +532,7 @@ impl Seeker {
         let envelopes = self.fan_out(&msg, bundles, rng)?;
         if let Some(c) = self.conversation.as_mut() {
             push_entry(&mut c.history, entry_of(&msg, Author::Seeker, text));
+            c.wrote(msg.id);
         }
         self.pending.push(msg);
         Ok(envelopes)
@@ -486,6 +633,19 @@ impl Seeker {
     /// ([`ClientError::UnlistedSender`]) is refused before it changes any
     /// session.
     pub fn receive(&mut self, env: &Envelope) -> Result<Option<Entry>, Error> {
+        Ok(match self.receive_any(env)? {
+            Some(Received::Entry(e)) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// [`Seeker::receive`], receipts included: a receipt from a listed
+    /// device updates [`Conversation::receipts`] (`Some(Received::Status)`
+    /// when that changed anything). A receipt is taken from the listed
+    /// devices only, like any message: the relay cannot forge one (it is
+    /// inside the ratchet), and a device the administrator removed cannot
+    /// either.
+    pub fn receive_any(&mut self, env: &Envelope) -> Result<Option<Received>, Error> {
         let conv = self
             .conversation
             .as_ref()
@@ -501,13 +661,22 @@ impl Seeker {
         let device = listed(&received.from)
             .map(|c| c.device)
             .ok_or(ClientError::UnlistedSender)?;
+        if let Body::Receipt(receipt) = &received.message.body {
+            let conv = self
+                .conversation
+                .as_mut()
+                .ok_or(ClientError::NoConversation)?;
+            return Ok(conv
+                .apply_receipt(device, receipt)
+                .then_some(Received::Status));
+        }
         let entry = Entry::of_message(received.message, Author::Counselor(device))
             .ok_or(ClientError::NotAllowed)?;
         let conv = self
             .conversation
             .as_mut()
             .ok_or(ClientError::NoConversation)?;
-        Ok(push_entry(&mut conv.history, entry.clone()).then_some(entry))
+        Ok(push_entry(&mut conv.history, entry.clone()).then_some(Received::Entry(entry)))
     }
 }
 
@@ -557,7 +726,29 @@ fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), Error> {
     for e in &c.history {
         e.write(w)?;
     }
+    let r = &c.receipts;
+    match r.latest {
+        None => {
+            w.u8(0);
+        }
+        Some(id) => {
+            w.u8(1).bytes(&id.0);
+        }
+    }
+    w.count_u16(r.reached.len(), MAX_INTAKE_DEVICES, "reached")?;
+    for d in &r.reached {
+        w.u32(d.0);
+    }
+    w.u8(u8::from(r.read)).u8(u8::from(r.resolved));
     Ok(())
+}
+
+fn read_flag(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
+    match r.u8(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        tag => Err(DecodeError::UnknownTag { what, tag }),
+    }
 }
 
 fn read_conversation(r: &mut Reader<'_>) -> Result<Conversation, DecodeError> {
@@ -580,10 +771,28 @@ fn read_conversation(r: &mut Reader<'_>) -> Result<Conversation, DecodeError> {
     for _ in 0..h {
         history.push(Entry::read(r)?);
     }
+    let latest = if read_flag(r, "has latest")? {
+        Some(MessageId(r.array("latest message")?))
+    } else {
+        None
+    };
+    let n = r.count_u16(MAX_INTAKE_DEVICES, "reached")?;
+    let mut reached = Vec::with_capacity(n);
+    for _ in 0..n {
+        reached.push(DeviceId(r.u32("reached device")?));
+    }
+    let read = read_flag(r, "read")?;
+    let resolved = read_flag(r, "resolved")?;
     Ok(Conversation {
         team,
         language,
         counselors,
         history,
+        receipts: Receipts {
+            latest,
+            reached,
+            read,
+            resolved,
+        },
     })
 }

@@ -85,8 +85,60 @@ pub(super) async fn sync(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     } else {
         topped?;
     }
+    // Receipts for what was just read go now, not at the next sync.
+    flush_outbox(io, st).await;
     expire_prekeys(io, st)?;
+    expire_conversations(io, st)?;
     Ok(Outcome::Synced)
+}
+
+/// Deletes the conversations whose retention has passed (and what the
+/// outbox holds for them), tells the shell, and saves.
+pub(super) fn expire_conversations(io: &Io, st: &St) -> Result<(), DriverError> {
+    let now = io.now();
+    let gone = {
+        let mut s = st.borrow_mut();
+        let Some(dev) = s.device.as_mut() else {
+            return Ok(());
+        };
+        dev.state.expire(now)
+    };
+    if gone.is_empty() {
+        return Ok(());
+    }
+    for conversation in gone {
+        io.with(|l| {
+            l.event(Event::Team(crate::client::counselor::Event::Expired {
+                conversation,
+            }))
+        });
+    }
+    persist(io, st)
+}
+
+/// Queues a read receipt for `conversation` if one is due; whether one
+/// was. A receipt that cannot be made (no directory, expired) is skipped:
+/// opening a case never fails for it.
+pub(super) fn read_receipt(
+    io: &Io,
+    st: &St,
+    conversation: &MailboxId,
+    now: UnixTime,
+) -> Result<bool, DriverError> {
+    let mut s = st.borrow_mut();
+    let dev = s.device.as_mut().ok_or(DriverError::Misuse {
+        what: "not a counselor device",
+    })?;
+    let env = {
+        let mut l = io.0.borrow_mut();
+        dev.state
+            .counselor
+            .read_receipt(conversation, now, &mut l.rng)
+    };
+    match env {
+        Ok(Some(env)) => Ok(dev.state.queue(&[env]).is_ok()),
+        _ => Ok(false),
+    }
 }
 
 fn queue(st: &St, envelopes: &[crate::sealed::Envelope]) -> Result<(), DriverError> {
@@ -104,16 +156,25 @@ fn sent(io: &Io, st: &St, envelopes: &[crate::sealed::Envelope]) -> Result<(), D
     persist(io, st)
 }
 
-/// Sends what earlier actions saved but could not deposit. A failure keeps
-/// them for the next sync (the sync itself goes on).
-async fn flush_outbox(io: &Io, st: &St) {
+/// Sends what earlier actions saved but could not deposit, and the
+/// receipts queued since. A failure keeps them for the next sync (the sync
+/// itself goes on). One flush at a time: a second waits for the first.
+pub(super) async fn flush_outbox(io: &Io, st: &St) {
+    let st2 = st.clone();
+    io.until(move |_| !st2.borrow().flushing).await;
     let waiting: Vec<_> = st
         .borrow()
         .device
         .as_ref()
         .map(|d| d.state.outbox.clone())
         .unwrap_or_default();
-    if !waiting.is_empty() && io.deposit(waiting.clone()).await.is_ok() {
+    if waiting.is_empty() {
+        return;
+    }
+    st.borrow_mut().flushing = true;
+    let deposited = io.deposit(waiting.clone()).await.is_ok();
+    st.borrow_mut().flushing = false;
+    if deposited {
         let _ = sent(io, st, &waiting);
     }
 }
@@ -332,6 +393,7 @@ pub(super) async fn act(
             TeamAction::SaveCanned { title, text } => {
                 c.add_canned_answer(id, &title, &text, b, t, rng)
             }
+            TeamAction::Keep { until, reason } => c.keep(id, until, &reason, b, t, rng),
         }?
     };
     // Saved, with the envelopes in the outbox, before sending: a ratchet key
@@ -367,21 +429,35 @@ pub(super) async fn publish(io: &Io, directory: SignedDirectory) -> Result<Outco
 
 /// Handles deliveries for a counselor device: open each, quarantine what
 /// cannot be read, save, and only then acknowledge.
+/// Returns whether receipts were queued (to deposit now).
 fn handle_counselor(
     io: &Io,
     st: &St,
     conn: ConnId,
     batch: Vec<Delivery>,
-) -> Result<(), DriverError> {
+) -> Result<bool, DriverError> {
     let mut ids = Vec::with_capacity(batch.len());
+    let mut receipts = false;
     {
         let mut s = st.borrow_mut();
         let Some(dev) = s.device.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
+        // Seeker messages received, per conversation, for one delivered
+        // receipt each (docs/PROTOCOL.md §6.6).
+        let mut arrived: Vec<(MailboxId, Vec<crate::ids::MessageId>)> = Vec::new();
         for d in batch {
             match dev.state.counselor.receive(&d.envelope) {
-                Ok(Some(e)) => io.with(|l| l.event(Event::Team(e))),
+                Ok(Some(e)) => {
+                    if let Some((conv, id)) = seeker_arrival(&dev.state.counselor, &e) {
+                        match arrived.iter_mut().find(|(c, _)| *c == conv) {
+                            Some((_, ids)) if !ids.contains(&id) => ids.push(id),
+                            Some(_) => {}
+                            None => arrived.push((conv, vec![id])),
+                        }
+                    }
+                    io.with(|l| l.event(Event::Team(e)))
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let reason = UnreadableReason::of(&e);
@@ -391,10 +467,52 @@ fn handle_counselor(
             }
             ids.push(d.id);
         }
+        let now = io.now();
+        for (conv, messages) in arrived {
+            let env = {
+                let mut l = io.0.borrow_mut();
+                dev.state
+                    .counselor
+                    .delivered_receipt(&conv, &messages, now, &mut l.rng)
+            };
+            // A receipt that cannot be made (an expired directory) is
+            // skipped: reading never fails for it.
+            if let Ok(Some(env)) = env
+                && dev.state.queue(&[env]).is_ok()
+            {
+                receipts = true;
+            }
+        }
         s.handled += ids.len() as u64;
     }
     persist(io, st)?;
-    io.ack(conn, &ids)
+    io.ack(conn, &ids)?;
+    Ok(receipts)
+}
+
+/// The conversation and seeker message a receive event reports, if it is a
+/// seeker's message (an opening or a text).
+fn seeker_arrival(
+    c: &Counselor,
+    e: &crate::client::counselor::Event,
+) -> Option<(MailboxId, crate::ids::MessageId)> {
+    use crate::client::Author;
+    use crate::client::counselor::Event as E;
+    match e {
+        E::NewConversation { conversation } => c
+            .conversation(conversation)?
+            .history
+            .iter()
+            .rev()
+            .find(|x| x.author == Author::Seeker)
+            .map(|x| (*conversation, x.id)),
+        E::Message {
+            conversation,
+            entry,
+            ..
+        } if entry.author == Author::Seeker => Some((*conversation, entry.id)),
+        _ => None,
+    }
 }
 
 /// Receives on the mailbox connection for as long as the driver runs:
@@ -413,13 +531,19 @@ pub(super) async fn receiver(io: Io, st: St, first: ConnId) {
             }
             let seeker = st.borrow().seeker.is_some();
             let result = if seeker {
-                handle_seeker(&io, &st, conn, batch).await
+                handle_seeker(&io, &st, conn, batch).await.map(|()| false)
             } else {
                 handle_counselor(&io, &st, conn, batch)
             };
-            if result.is_err() {
-                io.close(conn);
-                break;
+            match result {
+                Err(_) => {
+                    io.close(conn);
+                    break;
+                }
+                // Receipts for what arrived go now, over an anonymous
+                // connection like every deposit.
+                Ok(true) => flush_outbox(&io, &st).await,
+                Ok(false) => {}
             }
         }
         {

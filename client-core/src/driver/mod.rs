@@ -185,6 +185,9 @@ pub enum Event {
     },
     /// A counselor's message reached the seeker's conversation.
     SeekerMessage(Entry),
+    /// A receipt changed what the seeker sees of the conversation
+    /// ([`Driver::seeker_status`]).
+    SeekerStatus,
     /// The team inbox changed.
     Team(team::Event),
     /// A delivered message could not be read. It was kept (a counselor
@@ -336,17 +339,50 @@ fn check_title(title: &str) -> Result<(), DriverError> {
     Ok(())
 }
 
+/// Checks the reason a counselor gives for keeping a case longer: not
+/// empty, not longer than the protocol carries.
+fn check_keep_reason(reason: &str) -> Result<(), DriverError> {
+    if reason.trim().is_empty() {
+        return Err(DriverError::EmptyMessage);
+    }
+    if reason.trim().len() > crate::message::MAX_KEEP_REASON_LEN {
+        return Err(DriverError::MessageTooLong {
+            len: reason.trim().len(),
+            max: crate::message::MAX_KEEP_REASON_LEN,
+        });
+    }
+    Ok(())
+}
+
 /// What a counselor does to a conversation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TeamAction {
     Claim,
-    Reply { text: String },
-    HandOff { to: DeviceId },
-    Note { text: String },
+    Reply {
+        text: String,
+    },
+    HandOff {
+        to: DeviceId,
+    },
+    Note {
+        text: String,
+    },
     Resolve,
     Reopen,
-    Refer { partner: PartnerId, text: String },
-    SaveCanned { title: String, text: String },
+    Refer {
+        partner: PartnerId,
+        text: String,
+    },
+    SaveCanned {
+        title: String,
+        text: String,
+    },
+    /// Keep the case past the organisation's retention until `until`, for
+    /// `reason` (logged on every device of the team).
+    Keep {
+        until: UnixTime,
+        reason: String,
+    },
 }
 
 /// What the shell asks for.
@@ -413,6 +449,9 @@ pub(crate) struct ClientState {
     /// Sequences started by other sequences (the receiver).
     pub(crate) spawned: Vec<Task>,
     pub(crate) closing: bool,
+    /// An outbox deposit is under way: the next waits for it (so receipts
+    /// queued by the receiver and a sync's flush go out once).
+    pub(crate) flushing: bool,
 }
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
@@ -456,6 +495,7 @@ impl Driver {
                 handled: 0,
                 spawned: Vec::new(),
                 closing: false,
+                flushing: false,
             })),
             tasks: Vec::new(),
             next_command: 1,
@@ -547,6 +587,9 @@ impl Driver {
                 }
                 if let TeamAction::SaveCanned { title, .. } = &action {
                     check_title(title)?;
+                }
+                if let TeamAction::Keep { reason, .. } = &action {
+                    check_keep_reason(reason)?;
                 }
                 self.need_device()?;
                 Box::pin(async move { counselor::act(&io, &st, conversation, action).await })
@@ -735,9 +778,47 @@ impl Driver {
             .map(|d| (d.state.quarantine.len(), d.state.quarantine_dropped))
     }
 
-    /// Marks a conversation read on this device (a local change, saved).
+    /// Marks a conversation read on this device (a local change, saved),
+    /// and queues a read receipt for the seeker when their latest message
+    /// has had none from this device. The receipt is deposited at once
+    /// when the mailbox connection is up (a running inbox), else with the
+    /// next sync or team action.
     pub fn mark_read(&mut self, conversation: &MailboxId) -> Result<(), DriverError> {
-        counselor::local_change(&self.io, &self.st, |c| c.mark_read(conversation))
+        let now = self.io.now();
+        let queued = counselor::read_receipt(&self.io, &self.st, conversation, now)?;
+        counselor::local_change(&self.io, &self.st, |c| c.mark_read(conversation))?;
+        if queued && self.st.borrow().mailbox.is_some() {
+            let (io, st) = (self.io.clone(), self.st.clone());
+            self.tasks.push(Box::pin(
+                async move { counselor::flush_outbox(&io, &st).await },
+            ));
+            self.run();
+        }
+        Ok(())
+    }
+
+    /// What the seeker sees of the open conversation (receipts, answers,
+    /// referrals), when one is open.
+    pub fn seeker_status(&self) -> Option<crate::client::seeker::ConversationStatus> {
+        self.st
+            .borrow()
+            .seeker
+            .as_ref()
+            .and_then(|s| s.conversation().map(|c| c.status()))
+    }
+
+    /// When the seeker's conversation is deleted everywhere: the directory's
+    /// retention after the seeker's last message (docs/PROTOCOL.md
+    /// §6.6). The page shows this date.
+    pub fn seeker_deletion_at(&self) -> Option<UnixTime> {
+        let st = self.st.borrow();
+        let retention = st.directory.as_ref()?.retention_secs();
+        st.seeker.as_ref()?.conversation()?.deletion_at(retention)
+    }
+
+    /// The directory's retention in seconds, once a directory is held.
+    pub fn retention_secs(&self) -> Option<u64> {
+        self.directory().map(|d| d.retention_secs())
     }
 
     /// Searches the counselor inbox for `query` (every word must match,

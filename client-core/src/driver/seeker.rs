@@ -7,7 +7,7 @@ use super::link::{DEPOSIT_FRAME_OVERHEAD, Io, batch_len, expect_code};
 use super::{ClientState, ConnKind, DriverError, Event, Outcome, SEEKER_STATE_TTL_HOURS};
 use crate::UnixTime;
 use crate::client::FetchedBundle;
-use crate::client::seeker::Seeker;
+use crate::client::seeker::{Received, Seeker};
 use crate::codename::SeekerSecrets;
 use crate::directory::{SignedDirectory, VerifiedDirectory};
 use crate::frame::{ClientFrame, ErrorCode, ServerFrame};
@@ -215,24 +215,39 @@ fn proof_frame(keys: &MailboxKeyPair, challenge: &[u8; 32], proof: Proof) -> Cli
     }
 }
 
+/// Hours the relay keeps the seeker's state from `now`: until the
+/// conversation's deletion under the directory's retention (rounded up to
+/// the hour, at least one), or [`SEEKER_STATE_TTL_HOURS`] before there is a
+/// conversation or a directory.
+fn state_ttl_hours(s: &ClientState, now: UnixTime) -> u32 {
+    let deletion = s.directory.as_ref().and_then(|d| {
+        s.seeker
+            .as_ref()?
+            .conversation()?
+            .deletion_at(d.retention_secs())
+    });
+    match deletion {
+        Some(t) => {
+            let hours = t.0.saturating_sub(now.0).div_ceil(3600).max(1);
+            u32::try_from(hours).unwrap_or(u32::MAX)
+        }
+        None => SEEKER_STATE_TTL_HOURS,
+    }
+}
+
 /// Saves the seeker's state on the relay; returns its expiry.
 async fn save(io: &Io, st: &St, conn: super::ConnId) -> Result<UnixTime, DriverError> {
-    let blob = {
+    let (blob, ttl_hours) = {
         let s = st.borrow();
         let seeker = s.seeker.as_ref().ok_or(DriverError::Misuse {
             what: "no conversation is open",
         })?;
         let mut l = io.0.borrow_mut();
-        seeker.save(&mut l.rng)?
+        let ttl = state_ttl_hours(&s, l.now);
+        (seeker.save(&mut l.rng)?, ttl)
     };
     match io
-        .request(
-            conn,
-            ClientFrame::PutState {
-                ttl_hours: SEEKER_STATE_TTL_HOURS,
-                blob,
-            },
-        )
+        .request(conn, ClientFrame::PutState { ttl_hours, blob })
         .await?
     {
         ServerFrame::StateStored { expires_at } => {
@@ -378,6 +393,18 @@ pub(super) async fn open(
             return Err(e);
         }
     };
+    // A conversation past its retention is deleted, not shown: the relay
+    // may not have swept it yet (or may serve an old copy).
+    let past_retention = seeker
+        .conversation()
+        .and_then(|c| c.deletion_at(dir.retention_secs()))
+        .is_some_and(|t| t <= io.now());
+    if past_retention {
+        let _ = io.request(conn, ClientFrame::DeleteMailbox).await;
+        io.close(conn);
+        forget(io, st);
+        return Err(DriverError::CodenameNotFound);
+    }
     {
         let mut s = st.borrow_mut();
         s.seeker = Some(seeker);
@@ -556,15 +583,20 @@ pub(super) async fn handle_seeker(
         let result = {
             let mut s = st.borrow_mut();
             match s.seeker.as_mut() {
-                Some(seeker) => seeker.receive(&d.envelope),
+                Some(seeker) => seeker.receive_any(&d.envelope),
                 None => return Ok(()),
             }
         };
         match result {
-            Ok(Some(entry)) => {
+            Ok(Some(Received::Entry(entry))) => {
                 changed = true;
                 ack.push(d.id);
                 io.with(|l| l.event(Event::SeekerMessage(entry)));
+            }
+            Ok(Some(Received::Status)) => {
+                changed = true;
+                ack.push(d.id);
+                io.with(|l| l.event(Event::SeekerStatus));
             }
             Ok(None) => ack.push(d.id),
             Err(e) => io.with(|l| {

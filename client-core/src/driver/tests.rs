@@ -86,6 +86,8 @@ struct Session {
 /// A deposit frame as the relay received it.
 #[derive(Clone, Debug)]
 struct DepositSeen {
+    /// The client whose connection carried it.
+    by: usize,
     frame_len: usize,
     envelope_lens: Vec<usize>,
     /// The error the relay answered, if it refused the frame.
@@ -168,6 +170,7 @@ impl Relay {
                 let too_long = bytes.len() > self.limits.max_frame_len as usize;
                 let deposit = match &f {
                     ClientFrame::Deposit { envelopes, .. } => Some(DepositSeen {
+                        by: key.0,
                         frame_len: bytes.len(),
                         envelope_lens: envelopes.iter().map(Envelope::encoded_len).collect(),
                         refused: None,
@@ -1102,9 +1105,15 @@ fn seeker_start_then_come_back_reads_the_counselors_reply() {
     let Ok(Outcome::Started { expires_at }) = started else {
         panic!("start failed: {started:?}");
     };
+    // Kept until the directory's retention after the opening (to the hour).
+    let retention = crate::directory::DEFAULT_RETENTION_SECS;
     assert_eq!(
         expires_at,
-        UnixTime(T0.0 + u64::from(super::SEEKER_STATE_TTL_HOURS) * 3600).ceil_hour()
+        UnixTime(crate::message::sent_at_of(T0).0 + retention).ceil_hour()
+    );
+    assert_eq!(
+        net.clients[seeker].driver.seeker_deletion_at(),
+        Some(UnixTime(crate::message::sent_at_of(T0).0 + retention))
     );
     assert_eq!(net.clients[seeker].driver.expires_at(), Some(expires_at));
     assert!(
@@ -1195,14 +1204,24 @@ fn seeker_start_then_come_back_reads_the_counselors_reply() {
         "Tengo 17 años y estoy solo."
     );
     assert_eq!(text_of(&conversation.history[1].kind), reply);
-    // Saved with the reply before acknowledging it; then it is gone.
+    // Saved with the reply (and with each batch of receipts) before
+    // acknowledging it: every acknowledgement follows a save made since
+    // the one before; then it is gone.
     let sent = net.sent_since(back, 0);
-    let put = sent
-        .iter()
-        .rposition(|f| matches!(f, ClientFrame::PutState { .. }))
-        .expect("state saved");
-    let ack = sent.iter().position(|f| is_ack(f)).expect("acknowledged");
-    assert!(put < ack, "saved before acknowledging");
+    let mut saved_since_ack = false;
+    let mut acks = 0;
+    for f in &sent {
+        match f {
+            ClientFrame::PutState { .. } => saved_since_ack = true,
+            f if is_ack(f) => {
+                assert!(saved_since_ack, "saved before acknowledging");
+                saved_since_ack = false;
+                acks += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(acks >= 1, "acknowledged");
     assert!(net.relay.mailboxes[&conv].stored.is_empty());
 }
 
@@ -1597,10 +1616,12 @@ fn deposits_split_by_the_announced_frame_bytes_when_they_bind_before_the_count()
         matches!(started, Ok(Outcome::Started { .. })),
         "{started:?}"
     );
+    // The seeker's deposits (the devices' delivered receipts are theirs).
     let counts: Vec<usize> = net
         .relay
         .deposits
         .iter()
+        .filter(|d| d.by == seeker)
         .map(|d| d.envelope_lens.len())
         .collect();
     assert_eq!(counts, vec![3, 2]);
@@ -2065,6 +2086,35 @@ fn counselor_team_actions_persist_before_they_deposit() {
     net.clients[b].driver.mark_read(&conv).unwrap();
     net.run();
     assert!(!unread(&net));
+    // Saved first (with the read receipt in the outbox); then the read
+    // receipt, one envelope, goes to the seeker alone.
+    assert!(matches!(
+        net.clients[b].log.get(mark),
+        Some(Rec::Persist { .. })
+    ));
+    persisted_before(&net.clients[b].log, mark, is_deposit);
+    let receipts: Vec<usize> = net.clients[b].log[mark..]
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Send {
+                frame: ClientFrame::Deposit { envelopes, .. },
+                ..
+            } => Some(envelopes.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(receipts, vec![1], "one read receipt");
+    assert!(
+        net.events(seeker)
+            .iter()
+            .any(|e| matches!(e, Event::SeekerStatus)),
+        "the seeker took the receipt"
+    );
+    // Opening the case again sends nothing more: the seeker's latest
+    // message has its read receipt from this device.
+    let mark = net.mark(b);
+    net.clients[b].driver.mark_read(&conv).unwrap();
+    net.run();
     assert!(matches!(&net.clients[b].log[mark..], [Rec::Persist { .. }]));
     assert!(
         !net.saved_state(b, &devices[1])
@@ -2255,10 +2305,12 @@ fn a_deposit_cut_off_mid_batch_is_finished_on_a_fresh_connection() {
         "{:?}",
         net.outcome(seeker, cmd)
     );
+    // The seeker's deposits (the devices' delivered receipts are theirs).
     let counts: Vec<usize> = net
         .relay
         .deposits
         .iter()
+        .filter(|d| d.by == seeker)
         .map(|d| d.envelope_lens.len())
         .collect();
     assert_eq!(counts, vec![4, 4, 2], "the lost batch again, then the rest");
@@ -2806,13 +2858,19 @@ fn a_seeker_open_while_the_old_receiver_waits_to_reconnect_leaves_one_mailbox_co
         .filter(|e| matches!(e, Event::SeekerMessage(_)))
         .count();
     assert_eq!(replies, 1);
-    assert_eq!(
-        net.sent_since(seeker, 0)
-            .into_iter()
-            .filter(|f| is_ack(f))
-            .count(),
-        1
-    );
+    // Each delivery (device A's delivered receipt, then its reply) is
+    // acknowledged once, by one receiver.
+    let acked: Vec<_> = net
+        .sent_since(seeker, 0)
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::Ack { ids } => Some(ids),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(acked.len(), 2, "{acked:?}");
+    assert_ne!(acked[0], acked[1]);
 }
 
 #[test]
@@ -4083,4 +4141,128 @@ fn the_inbox_search_finds_what_arrives_and_is_dropped_on_close() {
         net.clients[seeker].driver.search("anos", InboxFilter::All),
         Err(DriverError::Misuse { .. })
     ));
+}
+
+// ------------------------------------------------ receipts and retention
+// (issue 20 items 3-4, docs/PROTOCOL.md §6.6)
+
+#[test]
+fn devices_send_one_delivered_receipt_each_and_the_seeker_counts_them() {
+    let (org, devices, directory) = org_with_devices(3, 71);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let counselors: Vec<usize> = devices.iter().map(|d| synced(&mut net, d)).collect();
+    let (_, secrets) = secrets_for(&org, 72);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "Necesito ayuda.")),
+        Ok(Outcome::Started { .. })
+    ));
+    net.run();
+    // Every device read the opening live and said so, once.
+    let status = net.clients[seeker].driver.seeker_status().unwrap();
+    assert_eq!((status.reached, status.devices), (3, 3));
+    assert!(!status.read && !status.answered && !status.resolved);
+    let receipts = net
+        .relay
+        .deposits
+        .iter()
+        .filter(|d| counselors.contains(&d.by))
+        .count();
+    assert_eq!(receipts, 3, "one receipt per device, not per message");
+    assert!(
+        net.events(seeker)
+            .iter()
+            .any(|e| matches!(e, Event::SeekerStatus))
+    );
+    // Device 1 answers (claiming it): the seeker's next message gets a
+    // receipt from device 1 only; the others leave it to their colleague.
+    let conv = new_conversations(&net, counselors[0])[0];
+    assert_eq!(
+        net.exec(
+            counselors[0],
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Reply {
+                    text: "Aquí estamos.".into()
+                },
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    net.run();
+    assert!(net.clients[seeker].driver.seeker_status().unwrap().answered);
+    let before = net.relay.deposits.len();
+    assert!(matches!(
+        net.exec(
+            seeker,
+            Command::SeekerWrite {
+                text: "Gracias.".into()
+            }
+        ),
+        Ok(Outcome::Sent { .. })
+    ));
+    net.run();
+    let by: Vec<usize> = net.relay.deposits[before..]
+        .iter()
+        .filter(|d| counselors.contains(&d.by))
+        .map(|d| d.by)
+        .collect();
+    assert_eq!(by, vec![counselors[0]], "only the claiming device");
+    let status = net.clients[seeker].driver.seeker_status().unwrap();
+    assert_eq!(status.reached, 1);
+    assert!(!status.answered, "the new message has no answer yet");
+}
+
+#[test]
+fn a_seeker_state_restored_past_its_retention_is_deleted_not_shown() {
+    let (org, devices, first) = org_with_devices(1, 73);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, first.clone());
+    let a = synced(&mut net, &devices[0]);
+    let (codename, secrets) = secrets_for(&org, 74);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    let deletion = net.clients[seeker].driver.seeker_deletion_at().unwrap();
+    net.close(seeker);
+    // One minute before the deletion the conversation is there (with a
+    // directory re-signed meanwhile: the first one has expired).
+    net.now = UnixTime(deletion.0 - 60);
+    let second = next_directory(&org, &first, net.now, |_| {});
+    publish(&mut net, second);
+    let back = net.plain();
+    assert!(matches!(
+        net.exec(back, open_cmd(&org, &codename)),
+        Ok(Outcome::Opened { .. })
+    ));
+    net.close(back);
+    // At the deletion time: not shown, and deleted from the relay.
+    net.now = deletion;
+    let late = net.plain();
+    assert_eq!(
+        net.exec(late, open_cmd(&org, &codename)),
+        Err(DriverError::CodenameNotFound)
+    );
+    assert!(net.clients[late].driver.seeker_conversation().is_none());
+    assert!(
+        !net.relay.mailboxes.contains_key(&conv),
+        "the client deleted the mailbox"
+    );
+    // The device deletes its copy at its next sync.
+    assert_eq!(net.exec(a, Command::Sync), Ok(Outcome::Synced));
+    assert!(
+        net.team_events(a)
+            .iter()
+            .any(|e| matches!(e, TeamEvent::Expired { conversation } if *conversation == conv))
+    );
+    assert!(
+        net.clients[a]
+            .driver
+            .with_counselor(|c| c.conversation(&conv).is_none())
+            .unwrap()
+    );
 }

@@ -48,6 +48,7 @@ fn private(_dir: &std::path::Path) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    northstar_relay::command::check_test_clock().map_err(anyhow::Error::msg)?;
     let config = Config::load(Args::parse()).context("configuration")?;
     northstar_relay::init_logging(config.log_json);
     let store: Arc<dyn Store> = match &config.database {

@@ -104,14 +104,47 @@ pub fn random32() -> [u8; 32] {
     b
 }
 
-/// The current time (the relay is the I/O edge; the core takes `now` in).
+/// The current time (the relay is the I/O edge; the core takes `now` in),
+/// moved forward by [`test_clock_offset`] in test builds.
 pub fn now() -> UnixTime {
     UnixTime(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
-            .unwrap_or(0),
+            .unwrap_or(0)
+            .saturating_add(test_clock_offset()),
     )
+}
+
+/// Environment variable that moves the clock of a **debug** build forward
+/// by that many seconds, so the end-to-end tests can show what happens when
+/// a retention or an expiry passes (tests/tests/retention/). A release
+/// build ignores it and refuses to start with it set
+/// ([`check_test_clock`]); the CLI honours the same variable the same way.
+pub const TEST_CLOCK_OFFSET_ENV: &str = "NORTHSTAR_TEST_CLOCK_OFFSET_SECS";
+
+/// Seconds the test clock is moved forward: 0 in release builds, or when
+/// [`TEST_CLOCK_OFFSET_ENV`] is unset or not a number. Read once.
+pub fn test_clock_offset() -> u64 {
+    if !cfg!(debug_assertions) {
+        return 0;
+    }
+    static OFFSET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var(TEST_CLOCK_OFFSET_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// Refuses [`TEST_CLOCK_OFFSET_ENV`] in a release build: an operator who
+/// sets it by mistake learns at once that it does nothing there.
+pub fn check_test_clock() -> Result<(), &'static str> {
+    if !cfg!(debug_assertions) && std::env::var_os(TEST_CLOCK_OFFSET_ENV).is_some() {
+        return Err("NORTHSTAR_TEST_CLOCK_OFFSET_SECS is for test builds only; unset it");
+    }
+    Ok(())
 }
 
 /// `now + hours`, rounded UP to the hour: the only time the relay stores.

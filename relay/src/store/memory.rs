@@ -269,14 +269,16 @@ impl Store for MemoryStore {
     fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts> {
         self.with(true, move |i| {
             let mut c = SweepCounts::default();
+            // A seeker's mailbox goes with its expired state (the
+            // conversation's retention, docs/PROTOCOL.md §6.6).
+            let before = i.mailboxes.len();
+            i.mailboxes
+                .retain(|_, m| m.state.as_ref().is_none_or(|s| s.expires_at > now));
+            c.states = (before - i.mailboxes.len()) as u64;
             for m in i.mailboxes.values_mut() {
                 let before = m.envelopes.len();
                 m.envelopes.retain(|_, e| e.expires_at > now);
                 c.envelopes += (before - m.envelopes.len()) as u64;
-                if m.state.as_ref().is_some_and(|s| s.expires_at <= now) {
-                    m.state = None;
-                    c.states += 1;
-                }
             }
             Ok(c)
         })

@@ -339,7 +339,11 @@ pub trait Store: Send + Sync + 'static {
     fn delete_state(&self, mailbox: MailboxId) -> StoreFuture<'_, bool>;
     /// Deletes a mailbox and everything it holds; returns whether it existed.
     fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool>;
-    /// Deletes envelopes and state blobs whose expiry is at or before `now`.
+    /// Deletes envelopes and state blobs whose expiry is at or before `now`;
+    /// a mailbox whose state blob expired is deleted whole (registration,
+    /// envelopes, prekeys), as [`Store::delete_mailbox`] does: a seeker's
+    /// state expires with the conversation's retention, and nothing of it
+    /// may outlive that (docs/PROTOCOL.md §6.6).
     fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts>;
     /// Finishes every queued write, then refuses new ones.
     fn close(&self) -> StoreFuture<'_, ()>;
@@ -674,7 +678,24 @@ pub(crate) mod contract {
         assert!(store.delete_state(ida).await.unwrap());
         assert!(!store.delete_state(ida).await.unwrap());
         store.put_state(ida, s.clone()).await.unwrap();
+        store
+            .deposit(vec![new_env(ida, 8, 60, 99_999)], Q)
+            .await
+            .unwrap();
+        assert_eq!(store.sweep(UnixTime(7199)).await.unwrap().states, 0);
+        assert!(store.mailbox(ida).await.unwrap().is_some());
+        // Retention: the mailbox goes with its expired state, envelopes
+        // that would still be unexpired included.
         assert_eq!(store.sweep(UnixTime(7200)).await.unwrap().states, 1);
+        assert_eq!(store.mailbox(ida).await.unwrap(), None);
+        assert!(
+            store
+                .pending(ida, UnixTime(0), 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store.register(a, false).await.unwrap();
         assert!(matches!(
             store.put_state(keys(3).id(), s.clone()).await,
             Err(StoreError::UnknownMailbox)

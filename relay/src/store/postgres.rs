@@ -860,8 +860,15 @@ impl Store for PostgresStore {
                     .execute("DELETE FROM envelopes WHERE expires_at <= $1", &[&t])
                     .await
                     .map_err(db)?;
+                // A seeker's mailbox goes with its expired state (the
+                // conversation's retention, docs/PROTOCOL.md §6.6):
+                // registration, envelopes, prekeys, by cascade.
                 let states = tx
-                    .execute("DELETE FROM states WHERE expires_at <= $1", &[&t])
+                    .execute(
+                        "DELETE FROM mailboxes WHERE id IN \
+                         (SELECT mailbox FROM states WHERE expires_at <= $1)",
+                        &[&t],
+                    )
                     .await
                     .map_err(db)?;
                 Ok::<SweepCounts, StoreError>(SweepCounts { envelopes, states })

@@ -988,10 +988,18 @@ impl Store for SqliteStore {
             |swept| swept.envelopes + swept.states > 0,
             move |c| {
                 let t = i64_of(now);
+                // A seeker's mailbox goes with its expired state (the
+                // conversation's retention, docs/PROTOCOL.md §6.6):
+                // registration, envelopes, prekeys, by cascade.
+                let states = c.execute(
+                    "DELETE FROM mailboxes WHERE id IN \
+                     (SELECT mailbox FROM states WHERE expires_at <= ?1)",
+                    [t],
+                )? as u64;
                 Ok(SweepCounts {
                     envelopes: c.execute("DELETE FROM envelopes WHERE expires_at <= ?1", [t])?
                         as u64,
-                    states: c.execute("DELETE FROM states WHERE expires_at <= ?1", [t])? as u64,
+                    states,
                 })
             },
         )

@@ -291,6 +291,12 @@ async fn a_removed_device_no_longer_receives_the_seekers_next_message() {
             .map(|d| d.ok(&["counselor", "sync"], DEVICE_PASS)),
     )
     .await;
+    // The seeker reads the devices' delivered receipts while both are
+    // listed (a receipt the seized device sent before its removal would
+    // otherwise be refused at the next visit, and reported as unreadable).
+    seeker
+        .ok(&["seeker", "read"], &format!("{codename}\n"))
+        .await;
 
     // The administrator removes the seized device and publishes.
     let shown = admin

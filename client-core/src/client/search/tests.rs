@@ -40,6 +40,8 @@ fn conv(at: u64, messages: &[&str]) -> Conversation {
         history,
         notes: Vec::new(),
         unread: false,
+        kept_until: None,
+        read_receipt_for: None,
     }
 }
 
