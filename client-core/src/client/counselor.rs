@@ -24,6 +24,7 @@ use crate::directory::{
 use crate::error::{DecodeError, Error};
 use crate::ids::Language;
 use crate::ids::{MailboxId, MessageId};
+use crate::intake::IntakeAnswers;
 use crate::keys::{
     IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePqPreKeyPublic,
     OneTimePreKeyPublic,
@@ -37,8 +38,9 @@ use crate::sealed::Envelope;
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, UnixTime};
 
-/// Saved-state format version of a counselor device (2: tombstones).
-pub const COUNSELOR_STATE_VERSION: u8 = 2;
+/// Saved-state format version of a counselor device (2: tombstones; 3: the
+/// intake answers of each conversation).
+pub const COUNSELOR_STATE_VERSION: u8 = 3;
 
 /// Most deleted conversations a device remembers, so that a replayed
 /// opening cannot bring one back. Kept well beyond the relay's retention of
@@ -101,6 +103,9 @@ pub struct Conversation {
     pub notes: Vec<Note>,
     /// Something arrived that this device has not shown yet.
     pub unread: bool,
+    /// The seeker's answers to the intake questions (from the opening;
+    /// read against the directory with [`Counselor::intake_summary`]).
+    pub answers: IntakeAnswers,
 }
 
 /// When the seeker last wrote in `conv`.
@@ -396,6 +401,7 @@ impl Counselor {
                     Body::Opening {
                         team,
                         language,
+                        answers,
                         text,
                     } => {
                         // A conversation is the seeker's identity *and*
@@ -427,6 +433,7 @@ impl Counselor {
                                     history: Vec::new(),
                                     notes: Vec::new(),
                                     unread: true,
+                                    answers,
                                 });
                         let entry = Entry {
                             id: msg.id,
@@ -910,11 +917,12 @@ impl Counselor {
     /// The shell encrypts it (see [`crate::state`]).
     ///
     /// ```text
-    /// version:u8 (=2) || endpoint:vec32 || has_dir:u8 || [signed_directory:vec32]
+    /// version:u8 (=3) || endpoint:vec32 || has_dir:u8 || [signed_directory:vec32]
     ///   || conversations:u16 || conversation*
     /// conversation = seeker_identity[64] || seeker_mailbox[64] || team:u16 || language:u8
     ///   || status:u8 (0 open, 1 claimed, 2 resolved) || [device:u32] || unread:u8
     ///   || history:u16 || entry* || notes:u16 || (by:u32 || at:u64 || text:str16)*
+    ///   || answers (intake::IntakeAnswers::write)
     /// then: canned:u16 || (title:str16 || text:str16)*
     ///   || tombstones:u16 || mailbox_id[32]*
     /// ```
@@ -965,6 +973,7 @@ impl Counselor {
                 w.u32(n.by.0).u64(n.at.0);
                 w.vec_u16(n.text.as_str().as_bytes(), MAX_NOTE_LEN, "note")?;
             }
+            c.answers.write(&mut w)?;
         }
         w.count_u16(self.canned.len(), MAX_CANNED_ANSWERS, "canned answers")?;
         for c in &self.canned {
@@ -1047,6 +1056,7 @@ impl Counselor {
                 let text = MessageText::new(r.str_u16(MAX_NOTE_LEN, "note")?);
                 notes.push(Note { by, at, text });
             }
+            let answers = IntakeAnswers::read(&mut r)?;
             conversations.insert(
                 seeker_mailbox.id(),
                 Conversation {
@@ -1058,6 +1068,7 @@ impl Counselor {
                     history,
                     notes,
                     unread,
+                    answers,
                 },
             );
         }

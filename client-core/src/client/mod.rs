@@ -18,6 +18,7 @@
 
 pub mod counselor;
 pub mod endpoint;
+pub mod inbox;
 pub mod saved;
 pub mod seeker;
 #[cfg(test)]

@@ -38,6 +38,7 @@ use crate::directory::{DeviceEntry, DeviceId, DirectoryVersion, TeamId, Verified
 use crate::error::{DecodeError, Error};
 use crate::ids::Language;
 use crate::ids::{MailboxId, MessageId};
+use crate::intake::IntakeAnswers;
 use crate::keys::{IdentityPublic, MailboxKeyPair, MailboxPublic};
 use crate::message::{AppMessage, Body, MessageText};
 use crate::sealed::Envelope;
@@ -45,8 +46,9 @@ use crate::state::{StateKey, StateKind};
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, UnixTime};
 
-/// Saved-state format version of a seeker (3: with the directory version).
-pub const SEEKER_STATE_VERSION: u8 = 3;
+/// Saved-state format version of a seeker (3: with the directory version;
+/// 4: with the intake answers).
+pub const SEEKER_STATE_VERSION: u8 = 4;
 
 /// Most messages written but not yet deposited: a seeker who writes while
 /// the relay cannot be reached keeps at most this many to send next visit.
@@ -73,6 +75,9 @@ pub struct Conversation {
     /// the directory accepted last ([`Seeker::accept_directory`]).
     pub counselors: Vec<Counterpart>,
     pub history: Vec<Entry>,
+    /// The answers to the intake questions, sent with the opening (and
+    /// again to a device that joins later, inside its own opening).
+    pub answers: IntakeAnswers,
 }
 
 /// A seeker client.
@@ -289,13 +294,16 @@ impl Seeker {
 
     /// Starts the conversation: the opening message (with the chosen team
     /// inside) to every device of the intake set. `bundles` must hold one
-    /// fetched prekey bundle per intake device.
+    /// fetched prekey bundle per intake device. `answers` are checked
+    /// against the team's intake questions
+    /// ([`IntakeAnswers::check_against`]).
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
         directory: &VerifiedDirectory,
         team: TeamId,
         language: Language,
+        answers: &IntakeAnswers,
         text: &str,
         bundles: &[FetchedBundle],
         now: UnixTime,
@@ -307,6 +315,7 @@ impl Seeker {
         // The chosen team must be listed (a team that left the directory
         // later is handled by `recipients`).
         directory.intake_set(team)?;
+        answers.check_against(&directory.questions_of(team))?;
         let intake = recipients(directory, team)?;
         let msg = AppMessage::new(
             MessageId::random(rng),
@@ -314,6 +323,7 @@ impl Seeker {
             Body::Opening {
                 team,
                 language,
+                answers: answers.clone(),
                 text: MessageText::new(text),
             },
         );
@@ -349,6 +359,7 @@ impl Seeker {
             language,
             counselors: intake,
             history,
+            answers: answers.clone(),
         });
         self.directory = Some(directory.version());
         Ok(envelopes)
@@ -434,7 +445,7 @@ impl Seeker {
             .conversation
             .as_ref()
             .ok_or(ClientError::NoConversation)?;
-        let (team, language) = (conv.team, conv.language);
+        let (team, language, answers) = (conv.team, conv.language, conv.answers.clone());
         let counselors = conv.counselors.clone();
         let mut out = Vec::with_capacity(counselors.len());
         for c in &counselors {
@@ -464,6 +475,7 @@ impl Seeker {
                 body: Body::Opening {
                     team,
                     language,
+                    answers: answers.clone(),
                     text: text.clone(),
                 },
             };
@@ -545,6 +557,10 @@ fn entry_of(msg: &AppMessage, author: Author, text: &str) -> Entry {
     }
 }
 
+/// ```text
+/// conversation = team:u16 || language:u8 || counselor_count:u16 || counselor*
+///                || history_count:u16 || entry* || answers (intake::IntakeAnswers::write)
+/// ```
 fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), Error> {
     w.u16(c.team.0).u8(c.language.wire());
     w.count_u16(c.counselors.len(), MAX_INTAKE_DEVICES, "counselors")?;
@@ -557,6 +573,7 @@ fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), Error> {
     for e in &c.history {
         e.write(w)?;
     }
+    c.answers.write(w)?;
     Ok(())
 }
 
@@ -580,10 +597,12 @@ fn read_conversation(r: &mut Reader<'_>) -> Result<Conversation, DecodeError> {
     for _ in 0..h {
         history.push(Entry::read(r)?);
     }
+    let answers = IntakeAnswers::read(r)?;
     Ok(Conversation {
         team,
         language,
         counselors,
         history,
+        answers,
     })
 }

@@ -249,6 +249,7 @@ pub(super) async fn start(
     secrets: &SeekerSecrets,
     team_slug: &str,
     language: Language,
+    answers: &crate::intake::IntakeAnswers,
     text: &str,
 ) -> Result<Outcome, DriverError> {
     forget(io, st);
@@ -278,7 +279,9 @@ pub(super) async fn start(
     let envelopes = {
         let mut l = io.0.borrow_mut();
         let now = l.now;
-        seeker.start(&dir, team, language, text, &bundles, now, &mut l.rng)?
+        seeker.start(
+            &dir, team, language, answers, text, &bundles, now, &mut l.rng,
+        )?
     };
     st.borrow_mut().seeker = Some(seeker);
     let (conn, hello) = match io.open(ConnKind::Mailbox).await {

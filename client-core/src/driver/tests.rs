@@ -1047,6 +1047,7 @@ fn start_cmd(secrets: SeekerSecrets, text: &str) -> Command {
         secrets: Box::new(secrets),
         team_slug: TEAM.into(),
         language: Language::Es,
+        answers: crate::intake::IntakeAnswers::none(),
         text: text.into(),
     }
 }
@@ -3865,6 +3866,7 @@ fn the_topic_a_seeker_chose_does_not_show_in_what_the_relay_receives() {
                 secrets: Box::new(secrets),
                 team_slug: slug.clone(),
                 language: Language::Es,
+                answers: crate::intake::IntakeAnswers::none(),
                 text: "¿Puedo pedir asilo en Canadá?".into(),
             },
         );
