@@ -136,6 +136,13 @@ impl Meaning {
             Meaning::Urgency => "urgency",
         }
     }
+
+    /// Parses [`Meaning::name`].
+    pub fn from_name(name: &str) -> Option<Meaning> {
+        (0..=6)
+            .filter_map(|t| Meaning::from_wire(t).ok())
+            .find(|m| m.name() == name)
+    }
 }
 
 /// How a question is answered.
@@ -176,6 +183,13 @@ impl QuestionKind {
             QuestionKind::Multiple => "multiple",
             QuestionKind::ShortText => "short_text",
         }
+    }
+
+    /// Parses [`QuestionKind::name`].
+    pub fn from_name(name: &str) -> Option<QuestionKind> {
+        (1..=4)
+            .filter_map(|t| QuestionKind::from_wire(t).ok())
+            .find(|k| k.name() == name)
     }
 }
 
