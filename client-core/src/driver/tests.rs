@@ -3883,6 +3883,61 @@ fn the_topic_a_seeker_chose_does_not_show_in_what_the_relay_receives() {
     );
 }
 
+/// Issue 20: the intake answers travel inside the opening's ciphertext.
+/// A seeker who answers every question (a minor, urgent, writing for
+/// someone else, several citizenships) and one who skips them all give the
+/// relay the same prekey fetches, recipients, order and sizes (the answers
+/// add at most a few dozen bytes, inside the padding bucket).
+#[test]
+fn the_intake_answers_do_not_show_in_what_the_relay_receives() {
+    use crate::intake::{Answer, FOR_WHOM_SOMEONE_ELSE, IntakeAnswers, QuestionId};
+    let (org, devices, directory) = two_teams(43);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    for d in &devices {
+        synced(&mut net, d);
+    }
+    let slug = net.clients[1].driver.directory().unwrap().teams()[0]
+        .slug
+        .clone();
+    let full = IntakeAnswers::new(vec![
+        (QuestionId(1), Answer::Choice(FOR_WHOM_SOMEONE_ELSE)),
+        (QuestionId(2), Answer::YesNo(true)),
+        (QuestionId(3), Answer::Choices(vec![1, 2])),
+        (QuestionId(4), Answer::Choices(vec![2, 3, 9])),
+        (QuestionId(5), Answer::Choice(2)),
+        (QuestionId(6), Answer::Choice(3)),
+    ])
+    .unwrap();
+    let mut seen = Vec::new();
+    for (n, answers) in [full, IntakeAnswers::none()].into_iter().enumerate() {
+        let (_, secrets) = secrets_for(&org, 44 + n as u8);
+        let mailbox = secrets.mailbox_keys().id();
+        let seeker = net.plain();
+        let mark = net.mark(seeker);
+        let started = net.exec(
+            seeker,
+            Command::SeekerStart {
+                secrets: Box::new(secrets),
+                team_slug: slug.clone(),
+                language: Language::Es,
+                answers,
+                text: "¿Puedo pedir asilo en Canadá?".into(),
+            },
+        );
+        assert!(
+            matches!(started, Ok(Outcome::Started { .. })),
+            "{started:?}"
+        );
+        seen.push(shapes(&net.sent_since(seeker, mark), &[mailbox]));
+    }
+    assert!(seen[0].iter().any(|s| matches!(s, Shape::Deposit(_))));
+    assert_eq!(
+        seen[0], seen[1],
+        "answers or none: the same prekey fetches in the same order, the same recipients and sizes"
+    );
+}
+
 #[test]
 fn who_answered_does_not_show_in_what_the_relay_receives() {
     let (org, devices, directory) = org_with_devices(3, 51);
