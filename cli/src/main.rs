@@ -33,7 +33,7 @@ input instead, one per line, in this order:
   counselor (every other)      1: device passphrase
   seeker start                 (no secret: the codename is made and printed once;
                                with --questions, one line per intake question
-                               first: empty skips, - is \"prefer not to say\")
+                               first: empty skips, - is «prefer not to say»)
   seeker read                  1: codename
   seeker write                 1: codename
   seeker delete                1: codename  2: yes (or give --yes)

@@ -42,8 +42,9 @@ enum Cmd {
         /// Your question (or give it on standard input).
         #[arg(long)]
         message: Option<String>,
-        /// Ask the topic's intake questions first (always on a terminal):
-        /// one line of standard input each, before the message. An empty
+        /// Ask the topic's intake questions first (all optional; see
+        /// `questions`): at the terminal, or one line of standard input
+        /// each, before the message. An empty
         /// line skips a question, `-` is "prefer not to say"; a choice is
         /// its number (see `questions`), several choices are numbers
         /// separated by commas, yes/no is `yes` or `no`.
@@ -142,7 +143,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
         } => {
             let language = Language::from_tag(&language)
                 .ok_or_else(|| anyhow!("--language must be en, es, fr or ht"))?;
-            let answers = if questions || std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            let answers = if questions {
                 let id = sh.driver.command(Command::Directory, now()).map_err(fail)?;
                 sh.run(id, &mut ignore).await.map_err(fail)?;
                 let dir = sh
