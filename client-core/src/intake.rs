@@ -1089,6 +1089,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn names_round_trip() {
+        for t in 0..=6 {
+            let m = Meaning::from_wire(t).unwrap();
+            assert_eq!(Meaning::from_name(m.name()), Some(m));
+        }
+        assert!(Meaning::from_wire(7).is_err());
+        assert_eq!(Meaning::from_name("age"), None);
+        for t in 1..=4 {
+            let k = QuestionKind::from_wire(t).unwrap();
+            assert_eq!(QuestionKind::from_name(k.name()), Some(k));
+        }
+        assert!(QuestionKind::from_wire(0).is_err() && QuestionKind::from_wire(5).is_err());
+        assert_eq!(QuestionKind::from_name("essay"), None);
+    }
+
+    #[test]
     fn answers_round_trip_canonically() {
         let a = sample_answers();
         let ids: Vec<u16> = a.iter().map(|(q, _)| q.0).collect();

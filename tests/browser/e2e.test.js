@@ -1204,6 +1204,16 @@ describe("intake questions and writing for someone else", { skip: missing.length
           // Question 3 (asylum elsewhere) is left alone: skipped.
           assert.deepEqual(await axeViolations(page), [], "the questions screen has no WCAG 2.1 A/AA violation");
           await shot(page, "seeker-20-questions-es");
+          // Every language: the directory's wording follows the page, the
+          // choices made stay, and the screen stays accessible.
+          for (const lang of ["en", "fr", "ht", "es"]) {
+            await page.click(`[data-lang-button=${lang}]`);
+            const worded = JSON.parse(await cli(["--json", "seeker", "--org", org.org_key, "questions", "--team", "unaccompanied-minors", "--language", lang])).questions;
+            assert.deepEqual(await page.locator("#question-list legend").allTextContents(), worded.map((q) => q.prompt), lang);
+            assert.equal(await page.textContent("#questions-title"), t[lang]["q.title"]);
+            assert.equal(await page.isChecked('input[name="q-2"][value="yes"]'), true, `${lang}: the answers stay`);
+            assert.deepEqual(await axeViolations(page), [], `${lang}: no WCAG 2.1 A/AA violation`);
+          }
           await page.click("#questions-form button[type=submit]");
         },
         MINOR,
@@ -1343,6 +1353,12 @@ describe("intake questions and writing for someone else", { skip: missing.length
       ["How urgent is it for the person you are helping?", "In the next few days"],
     ]);
     await shot(page, "counselor-22-case-helper");
+    // On a phone the summary still comes first, above the conversation.
+    await page.setViewportSize(PHONE);
+    const [phoneBox, phoneEntries] = await Promise.all([page.locator("#case-intake").boundingBox(), page.locator("#entries").boundingBox()]);
+    assert.ok(phoneBox.y < phoneEntries.y && phoneBox.width <= PHONE.width, "on a phone the summary is on top and fits");
+    assert.deepEqual(await axeViolations(page), []);
+    await page.setViewportSize(DESKTOP);
 
     // The one who skipped: no summary box at all.
     await page.locator("#case-list .case-item", { hasText: "funciona" }).click();
