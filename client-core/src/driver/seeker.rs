@@ -263,6 +263,11 @@ pub(super) async fn start(
         return Err(DriverError::NobodyAnswers);
     }
     let team = team.id;
+    // Answers the team's questions do not take fail here, before a prekey
+    // is fetched (and used up) or a mailbox registered.
+    answers
+        .check_against(&dir.questions_of(team))
+        .map_err(DriverError::Core)?;
     let intake: Vec<MailboxId> = dir
         .intake_set(team)
         .map_err(|e| DriverError::Core(e.into()))?

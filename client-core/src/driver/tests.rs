@@ -3938,6 +3938,53 @@ fn the_intake_answers_do_not_show_in_what_the_relay_receives() {
     );
 }
 
+/// Answers the chosen team's questions do not take (a choice the question
+/// does not offer, a question the team does not ask) fail before any
+/// prekey is fetched or a mailbox registered.
+#[test]
+fn answers_that_do_not_fit_the_questions_fail_before_anything_is_spent() {
+    use crate::intake::{Answer, IntakeAnswers, QuestionId};
+    let (org, devices, directory) = two_teams(45);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    for d in &devices {
+        synced(&mut net, d);
+    }
+    let slug = net.clients[1].driver.directory().unwrap().teams()[0]
+        .slug
+        .clone();
+    for (n, bad) in [
+        vec![(QuestionId(1), Answer::Choice(7))],
+        vec![(QuestionId(2), Answer::Choice(1))],
+        vec![(QuestionId(99), Answer::Declined)],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (_, secrets) = secrets_for(&org, 46 + n as u8);
+        let mailbox = secrets.mailbox_keys().id();
+        let seeker = net.plain();
+        let mark = net.mark(seeker);
+        let started = net.exec(
+            seeker,
+            Command::SeekerStart {
+                secrets: Box::new(secrets),
+                team_slug: slug.clone(),
+                language: Language::Es,
+                answers: IntakeAnswers::new(bad).unwrap(),
+                text: "Hola.".into(),
+            },
+        );
+        assert!(matches!(started, Err(DriverError::Core(_))), "{started:?}");
+        let sent = shapes(&net.sent_since(seeker, mark), &[mailbox]);
+        assert!(
+            sent.iter()
+                .all(|s| matches!(s, Shape::Kind(k) if *k == "fetch_directory")),
+            "only the directory was fetched: {sent:?}"
+        );
+    }
+}
+
 #[test]
 fn who_answered_does_not_show_in_what_the_relay_receives() {
     let (org, devices, directory) = org_with_devices(3, 51);
