@@ -82,8 +82,8 @@ pub const MAX_PARTNER_CONTACT_LEN: usize = 400;
 /// whose catalog at its maximum takes about 51 KB more): fits one relay
 /// frame comfortably (the relay's default frame limit is 2 MiB); the maxima
 /// above are chosen so that a directory at every maximum fits (checked at
-/// compile time). A real directory is far smaller (the defaults with six
-/// questions: about 10 KB before devices).
+/// compile time). A real directory is far smaller (the default catalog of six
+/// questions is 4 253 bytes).
 pub const MAX_DIRECTORY_LEN: usize = 128 * 1024;
 /// Largest encoded signed directory.
 pub const MAX_SIGNED_DIRECTORY_LEN: usize = 1 + 4 + MAX_DIRECTORY_LEN + 64;

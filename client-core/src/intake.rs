@@ -1077,6 +1077,7 @@ pub(crate) mod tests {
         let q = default_questions();
         let team = default_team_questions();
         validate_catalog(&q, [team.as_slice()]).unwrap();
+        let mut catalog_len = 2;
         for x in &q {
             let mut w = Writer::new();
             x.write(&mut w).unwrap();
@@ -1085,7 +1086,11 @@ pub(crate) mod tests {
             let mut r = Reader::new(&b);
             assert_eq!(&Question::read(&mut r).unwrap(), x);
             r.finish("question").unwrap();
+            catalog_len += b.len();
         }
+        // What the defaults add to the directory a seeker fetches on every
+        // visit (docs/PROTOCOL.md §5.2): a few kilobytes.
+        assert_eq!(catalog_len, 4253);
     }
 
     #[test]
