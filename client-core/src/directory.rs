@@ -1179,7 +1179,7 @@ pub(crate) mod tests {
             .map(|r| serde_json::json!([r.device.id.0, r.team.0]))
             .collect();
         let json = serde_json::json!({
-            "description": "Signed team directory. Org signing seed 0x0a * 32; device keys from ChaCha20Rng::from_seed(0xd1 * 32) (identity x25519, identity ed25519, mailbox auth, mailbox seal per device, in order). Verify `signed` and each `reject` case at `verify_at` (Unix seconds) unless the case names its own `now`, against `previous` (the accepted version of `signed`).",
+            "description": "Signed team directory (version 3: with the default intake-question catalog, ids 1-6, which every default team asks). Org signing seed 0x0a * 32; device keys from ChaCha20Rng::from_seed(0xd1 * 32) (identity x25519, identity ed25519, mailbox auth, mailbox seal per device, in order). Verify `signed` and each `reject` case at `verify_at` (Unix seconds) unless the case names its own `now`, against `previous` (the accepted version of `signed`).",
             "org_signing_seed": "0a".repeat(32),
             "org_public": hex::encode(org.public().as_bytes()),
             "fingerprint": org.public().fingerprint(),
