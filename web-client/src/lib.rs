@@ -1003,19 +1003,15 @@ impl WebDriver {
         o.into()
     }
 
-    /// Every conversation of the counselor device, newest first: `InboxItem[]`.
+    /// Every conversation of the counselor device, newest first (the
+    /// core's order, as `inboxSorted("newest", …)`): `InboxItem[]`.
     pub fn inbox(&self) -> Array {
         self.driver
             .with_counselor(|c| {
-                let mut rows: Vec<(u64, Object)> = c
-                    .conversations()
+                c.inbox(InboxOrder::Newest, &IntakeFilter::default())
                     .iter()
-                    .filter_map(|(id, v)| {
-                        Some((v.history.last().map_or(0, |e| e.at.0), item(c, id)?))
-                    })
-                    .collect();
-                rows.sort_by_key(|r| core::cmp::Reverse(r.0));
-                rows.into_iter().map(|(_, o)| JsValue::from(o)).collect()
+                    .filter_map(|id| item(c, id).map(JsValue::from))
+                    .collect()
             })
             .unwrap_or_default()
     }
