@@ -1235,7 +1235,13 @@ describe("intake questions and writing for someone else", { skip: missing.length
       await ask(
         page,
         async () => {
-          await page.check('input[name="q-1"][value="2"]'); // for someone else
+          // By keyboard: from "skip" (checked at first), two arrows up to "for someone else".
+          await page.focus('input[name="q-1"][value=""]');
+          await page.keyboard.press("ArrowUp");
+          await page.keyboard.press("ArrowUp");
+          assert.equal(await page.isChecked('input[name="q-1"][value="2"]'), true);
+          // The rest is reworded in place: focus stays on the choice just made.
+          assert.equal(await page.evaluate(() => document.activeElement?.name + "=" + document.activeElement?.value), "q-1=2");
           // Every question now speaks of "the person you are helping".
           await visible(page, "#questions-other");
           assert.equal(await page.textContent("#questions-other"), t.ht["q.forOther"]);
