@@ -11,6 +11,7 @@ use northstar_core::directory::{
     OrgSigningKey, Partner, PartnerId,
 };
 use northstar_core::driver::{Command, Config, Driver};
+use northstar_core::intake::{Choice, Localized, Meaning, Question, QuestionId, QuestionKind};
 use northstar_core::state::{StateKind, check_new_passphrase};
 use rand_core::OsRng;
 use serde_json::json;
@@ -62,6 +63,28 @@ enum Cmd {
         name: String,
         #[arg(long)]
         contact: String,
+    },
+    /// Show the intake questions (the organisation's catalog, with every
+    /// translation) and which questions each team asks, as JSON with
+    /// --json: the form `set-questions` reads back.
+    Questions,
+    /// Replace the intake-question catalog from a JSON file (the
+    /// `questions` list printed by `northstar --json admin questions`).
+    /// Teams keep their lists, which must still name questions of the catalog.
+    SetQuestions {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Set which intake questions a team asks, in order (catalog ids,
+    /// comma separated; an empty list asks none). A "who are you writing
+    /// for" question must come first.
+    TeamQuestions {
+        /// Team slug (see `show`).
+        #[arg(long)]
+        team: String,
+        /// e.g. 1,2,3,4,5,6
+        #[arg(long, allow_hyphen_values = true)]
+        questions: String,
     },
     /// Sign the directory (next version) and publish it to the relay.
     ///
@@ -259,6 +282,84 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             Ok(())
         }
         Cmd::WebRelease(a) => crate::web::release(&state.key, a, relay_url, out),
+        Cmd::Questions => {
+            let d = &state.draft;
+            let teams: Vec<_> = d
+                .teams
+                .iter()
+                .map(|t| json!({"slug": t.slug, "questions": t.questions.iter().map(|q| q.0).collect::<Vec<_>>()}))
+                .collect();
+            out.print(
+                json!({ "questions": d.questions.iter().map(question_json).collect::<Vec<_>>(), "teams": teams }),
+                || {
+                    let mut s = String::new();
+                    for q in &d.questions {
+                        s += &format!(
+                            "question {:<3} {:<10} {:<16} {}\n",
+                            q.id.0,
+                            q.kind.name(),
+                            q.meaning.name(),
+                            q.prompt.en
+                        );
+                        for c in &q.choices {
+                            s += &format!("    choice {:<3} {}\n", c.id, c.label.en);
+                        }
+                    }
+                    for t in &d.teams {
+                        let ids: Vec<String> = t.questions.iter().map(|q| q.0.to_string()).collect();
+                        s += &format!("team {:<28} asks {}\n", t.slug, if ids.is_empty() { "nothing".into() } else { ids.join(", ") });
+                    }
+                    s.trim_end().to_owned()
+                },
+            );
+            Ok(())
+        }
+        Cmd::SetQuestions { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| anyhow!("not JSON: {e}"))?;
+            let list = v.get("questions").unwrap_or(&v).as_array().ok_or_else(|| {
+                anyhow!("expected a list of questions (or {{\"questions\": [...]}})")
+            })?;
+            let questions = list
+                .iter()
+                .map(question_of_json)
+                .collect::<Result<Vec<_>>>()?;
+            let n = questions.len();
+            state.draft.questions = questions;
+            state.draft.validate().map_err(|e| anyhow!("{e}"))?;
+            save(&home, &skey, &state)?;
+            out.print(json!({ "questions": n }), || {
+                format!("The catalog now has {n} questions. Run `northstar admin publish` to make it live.")
+            });
+            Ok(())
+        }
+        Cmd::TeamQuestions { team, questions } => {
+            let ids = questions
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| {
+                    x.parse::<u16>().map(QuestionId).map_err(|_| {
+                        anyhow!("--questions must be question numbers separated by commas")
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let t = state
+                .draft
+                .teams
+                .iter_mut()
+                .find(|t| t.slug == team)
+                .ok_or_else(|| anyhow!("no team called {team:?} (see `northstar admin show`)"))?;
+            t.questions = ids.clone();
+            state.draft.validate().map_err(|e| anyhow!("{e}"))?;
+            save(&home, &skey, &state)?;
+            out.print(json!({ "team": team, "questions": ids.iter().map(|q| q.0).collect::<Vec<_>>() }), || {
+                format!("Team {team} now asks {} questions. Run `northstar admin publish` to make it live.", ids.len())
+            });
+            Ok(())
+        }
         Cmd::Publish {
             lifetime_days,
             retention_days,
@@ -321,4 +422,93 @@ fn print_fingerprint(state: &AdminState, out: &Out) -> Result<()> {
 fn save(home: &Home, key: &northstar_core::state::StateKey, state: &AdminState) -> Result<()> {
     let plain = state.encode().map_err(|e| anyhow!("{e}"))?;
     home.save(key, StateKind::Admin, &plain, &mut OsRng)
+}
+
+fn localized_json(l: &Localized) -> serde_json::Value {
+    json!({"en": l.en, "es": l.es, "fr": l.fr, "ht": l.ht})
+}
+
+fn question_json(q: &Question) -> serde_json::Value {
+    json!({
+        "id": q.id.0,
+        "kind": q.kind.name(),
+        "meaning": q.meaning.name(),
+        "prompt": localized_json(&q.prompt),
+        "prompt_other": localized_json(&q.prompt_other),
+        "choices": q.choices.iter().map(|c| json!({"id": c.id, "label": localized_json(&c.label)})).collect::<Vec<_>>(),
+    })
+}
+
+fn localized_of_json(v: &serde_json::Value, what: &str) -> Result<Localized> {
+    let get = |lang: &str| -> Result<String> {
+        match v.get(lang) {
+            None | Some(serde_json::Value::Null) => Ok(String::new()),
+            Some(x) => x
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("{what}.{lang} must be text")),
+        }
+    };
+    Ok(Localized {
+        en: get("en")?,
+        es: get("es")?,
+        fr: get("fr")?,
+        ht: get("ht")?,
+    })
+}
+
+/// One question of a catalog file (the form `admin questions --json` prints).
+fn question_of_json(v: &serde_json::Value) -> Result<Question> {
+    let id = v
+        .get("id")
+        .and_then(|x| x.as_u64())
+        .and_then(|x| u16::try_from(x).ok())
+        .ok_or_else(|| anyhow!("every question needs a numeric id"))?;
+    let name = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
+    let kind = QuestionKind::from_name(name("kind")).ok_or_else(|| {
+        anyhow!("question {id}: kind must be yes_no, single, multiple or short_text")
+    })?;
+    let meaning = match name("meaning") {
+        "" => Meaning::Other,
+        m => {
+            Meaning::from_name(m).ok_or_else(|| anyhow!("question {id}: unknown meaning {m:?}"))?
+        }
+    };
+    let choices = match v.get("choices") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(list) => list
+            .as_array()
+            .ok_or_else(|| anyhow!("question {id}: choices must be a list"))?
+            .iter()
+            .map(|c| {
+                Ok(Choice {
+                    id: c
+                        .get("id")
+                        .and_then(|x| x.as_u64())
+                        .and_then(|x| u8::try_from(x).ok())
+                        .ok_or_else(|| {
+                            anyhow!("question {id}: every choice needs an id from 0 to 255")
+                        })?,
+                    label: localized_of_json(
+                        c.get("label").unwrap_or(&serde_json::Value::Null),
+                        "label",
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    Ok(Question {
+        id: QuestionId(id),
+        kind,
+        meaning,
+        prompt: localized_of_json(
+            v.get("prompt").unwrap_or(&serde_json::Value::Null),
+            "prompt",
+        )?,
+        prompt_other: localized_of_json(
+            v.get("prompt_other").unwrap_or(&serde_json::Value::Null),
+            "prompt_other",
+        )?,
+        choices,
+    })
 }

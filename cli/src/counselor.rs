@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use northstar_core::client::counselor::{Conversation, Counselor, Event, Status};
+use northstar_core::client::inbox::{InboxOrder, IntakeFilter};
 use northstar_core::client::saved::DeviceState;
 use northstar_core::client::search::{Field, InboxFilter, Snippet};
 use northstar_core::client::{Author, EntryKind};
@@ -12,7 +13,8 @@ use northstar_core::directory::{DeviceId, PartnerId, VerifiedDirectory};
 use northstar_core::driver::{
     Command, Config, Driver, DriverError, Event as DriverEvent, TeamAction,
 };
-use northstar_core::ids::MailboxId;
+use northstar_core::ids::{Language, MailboxId};
+use northstar_core::intake::{IntakeSummary, ShownAnswer};
 use northstar_core::state::check_new_passphrase;
 use rand_core::OsRng;
 use serde_json::{Value, json};
@@ -51,6 +53,18 @@ enum Cmd {
         /// all, open, unread, claimed, mine or resolved.
         #[arg(long, default_value = "all")]
         filter: String,
+        /// newest, minors-first or urgent-first (by the intake answers).
+        #[arg(long, default_value = "newest")]
+        sort: String,
+        /// Only those who answered that they (or the person they help) are 18 or under and alone in the U.S.
+        #[arg(long)]
+        minors: bool,
+        /// Only those who chose the most urgent level.
+        #[arg(long)]
+        urgent: bool,
+        /// Only those writing for someone else (a lawyer, a social worker, a friend).
+        #[arg(long)]
+        for_someone_else: bool,
     },
     /// Show one conversation (id or a unique prefix of it).
     Show { conversation: String },
@@ -236,15 +250,32 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 });
             });
         }
-        Cmd::Inbox { filter } => {
+        Cmd::Inbox {
+            filter,
+            sort,
+            minors,
+            urgent,
+            for_someone_else,
+        } => {
             let filter = inbox_filter(&filter)?;
+            let order = InboxOrder::from_name(&sort).ok_or_else(|| {
+                anyhow!("--sort must be one of newest, minors-first, urgent-first")
+            })?;
+            let intake = IntakeFilter {
+                minors,
+                urgent,
+                for_someone_else,
+            };
             sh.driver.with_counselor(|c| {
                 let me = c.device().ok().map(|d| d.id);
                 let keep = |conv: &Conversation| filter.keeps(conv, me);
-                let mut rows: Vec<(&MailboxId, &Conversation)> =
-                    c.conversations().iter().filter(|(_, v)| keep(v)).collect();
-                // Newest first, as in the browser.
-                rows.sort_by_key(|(_, v)| core::cmp::Reverse(updated_at(v)));
+                // The core's order and intake filters, as in the browser.
+                let ids = c.inbox(order, &intake);
+                let rows: Vec<(&MailboxId, &Conversation)> = ids
+                    .iter()
+                    .filter_map(|id| c.conversations().get_key_value(id))
+                    .filter(|(_, v)| keep(v))
+                    .collect();
                 out.print(json!({ "conversations": rows.iter().map(|(id, v)| conv_json(c, id, v)).collect::<Vec<_>>() }), || {
                     if rows.is_empty() {
                         return "No conversations.".into();
@@ -616,8 +647,8 @@ fn updated_at(v: &Conversation) -> u64 {
 fn inbox_text(c: &Counselor, rows: &[(&MailboxId, &Conversation)]) -> String {
     const PREVIEW: usize = 48;
     let mut s = format!(
-        "{:<12}  {:<3}  {:<20}  {:<24}  {:<4}  {:<20}  LAST MESSAGE",
-        "ID", "NEW", "STATUS", "TOPIC", "LANG", "UPDATED"
+        "{:<12}  {:<3}  {:<20}  {:<24}  {:<4}  {:<20}  {:<22}  LAST MESSAGE",
+        "ID", "NEW", "STATUS", "TOPIC", "LANG", "UPDATED", "INTAKE"
     );
     for (id, v) in rows {
         let preview = v
@@ -633,13 +664,16 @@ fn inbox_text(c: &Counselor, rows: &[(&MailboxId, &Conversation)]) -> String {
             })
             .unwrap_or_default();
         s += &format!(
-            "\n{:<12}  {:<3}  {:<20}  {:<24}  {:<4}  {:<20}  {}",
+            "\n{:<12}  {:<3}  {:<20}  {:<24}  {:<4}  {:<20}  {:<22}  {}",
             short(id),
             if v.unread { "*" } else { "" },
             one_line(&status_text(c, v.status)),
             one_line(&team_slug(c, v)),
             v.language.tag(),
             crate::utc(updated_at(v)),
+            c.intake_summary(id, Language::En)
+                .map(|s| intake_flags(&s))
+                .unwrap_or_default(),
             preview
         );
     }
@@ -811,7 +845,55 @@ fn conv_json(c: &Counselor, id: &MailboxId, v: &Conversation) -> Value {
             "text": entry_text(&e.kind),
         })).collect::<Vec<_>>(),
         "notes": v.notes.iter().map(|n| json!({"by": n.by.0, "at": n.at.0, "text": n.text.as_str()})).collect::<Vec<_>>(),
+        "intake": intake_json(c.intake_summary(id, Language::En).unwrap_or_default()),
     })
+}
+
+/// The intake summary for scripts: the flags the inbox sorts and filters
+/// on, and each answer with its question.
+fn intake_json(s: IntakeSummary) -> Value {
+    json!({
+        "for_someone_else": s.for_someone_else,
+        "minor": s.minor,
+        "urgency": s.urgency,
+        "urgent": s.urgent,
+        "asylum_elsewhere": s.asylum_elsewhere,
+        "us_citizen": s.us_citizen,
+        "in_canada": s.in_canada,
+        "answers": s.lines.iter().map(|l| json!({
+            "question": l.question.0,
+            "meaning": l.meaning.name(),
+            "prompt": l.prompt,
+            "answer": answer_text(&l.answer),
+            "recognised": l.answer != ShownAnswer::Unrecognised,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn answer_text(a: &ShownAnswer) -> String {
+    match a {
+        ShownAnswer::Declined => "prefers not to say".into(),
+        ShownAnswer::YesNo(true) => "yes".into(),
+        ShownAnswer::YesNo(false) => "no".into(),
+        ShownAnswer::Choices(v) => v.join(", "),
+        ShownAnswer::Text(t) => t.clone(),
+        ShownAnswer::Unrecognised => "(an answer this directory cannot read)".into(),
+    }
+}
+
+/// The short flags of the inbox table: MINOR, URGENT, FOR OTHER.
+fn intake_flags(s: &IntakeSummary) -> String {
+    let mut f = Vec::new();
+    if s.minor == Some(true) {
+        f.push("MINOR");
+    }
+    if s.urgent == Some(true) {
+        f.push("URGENT");
+    }
+    if s.for_someone_else == Some(true) {
+        f.push("FOR-OTHER");
+    }
+    f.join(",")
 }
 
 fn show_text(c: &Counselor, id: &MailboxId, v: &Conversation) -> String {
@@ -822,6 +904,23 @@ fn show_text(c: &Counselor, id: &MailboxId, v: &Conversation) -> String {
         v.language.tag(),
         status_text(c, v.status)
     );
+    // The intake answers first: what the counselor needs to know before reading.
+    if let Some(sum) = c.intake_summary(id, Language::En)
+        && !sum.lines.is_empty()
+    {
+        if sum.for_someone_else == Some(true) {
+            s += "  Written by someone helping another person: the answers describe that person.\n";
+        }
+        s += "  Intake answers:\n";
+        for l in &sum.lines {
+            let q = if l.prompt.is_empty() {
+                format!("question {}", l.question.0)
+            } else {
+                one_line(&l.prompt)
+            };
+            s += &format!("    {q}\n      {}\n", one_line(&answer_text(&l.answer)));
+        }
+    }
     if let Some(t) = c.deletion_at(id) {
         s += &format!(
             "  Deleted from this device on {}{}\n",

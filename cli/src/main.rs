@@ -32,7 +32,9 @@ input instead, one per line, in this order:
   counselor init               1: new device passphrase
   counselor search             1: device passphrase  2: the search words
   counselor (every other)      1: device passphrase
-  seeker start                 (no secret: the codename is made and printed once)
+  seeker start                 (no secret: the codename is made and printed once;
+                               with --questions, one line per intake question
+                               first: empty skips, - is «prefer not to say»)
   seeker read                  1: codename
   seeker write                 1: codename
   seeker delete                1: codename  2: yes (or give --yes)

@@ -6,6 +6,9 @@ use northstar_core::client::{Author, EntryKind};
 use northstar_core::codename::{Codename, SeekerSecrets};
 use northstar_core::directory::{IntakePolicy, OrgPublicKey, VerifiedDirectory};
 use northstar_core::driver::{Command, Config, Driver, DriverError, Event, Outcome, check_message};
+use northstar_core::intake::{
+    Answer, FOR_WHOM_SOMEONE_ELSE, IntakeAnswers, Meaning, Question, QuestionKind,
+};
 use northstar_core::message::Language;
 use rand_core::OsRng;
 use serde_json::json;
@@ -39,6 +42,26 @@ enum Cmd {
         /// Your question (or give it on standard input).
         #[arg(long)]
         message: Option<String>,
+        /// Ask the topic's intake questions first (all optional; see
+        /// `questions`): at the terminal, or one line of standard input
+        /// each, before the message. An empty
+        /// line skips a question, `-` is "prefer not to say"; a choice is
+        /// its number (see `questions`), several choices are numbers
+        /// separated by commas, yes/no is `yes` or `no`.
+        #[arg(long)]
+        questions: bool,
+    },
+    /// Show a topic's intake questions (all optional), with their choices' numbers.
+    Questions {
+        /// The topic's short name (see `topics`).
+        #[arg(long)]
+        team: String,
+        /// en, es, fr or ht.
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// The wording for someone writing on another person's behalf.
+        #[arg(long)]
+        for_someone_else: bool,
     },
     /// Come back: read the conversation (asks for the codename).
     Read,
@@ -84,13 +107,54 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 teams.iter().map(|t| format!("{:<28} {}", one_line(&t.slug), one_line(&t.names.en))).collect::<Vec<_>>().join("\n")
             });
         }
+        Cmd::Questions {
+            team: slug,
+            language,
+            for_someone_else,
+        } => {
+            let language = Language::from_tag(&language)
+                .ok_or_else(|| anyhow!("--language must be en, es, fr or ht"))?;
+            let id = sh.driver.command(Command::Directory, now()).map_err(fail)?;
+            sh.run(id, &mut ignore).await.map_err(fail)?;
+            let dir = sh
+                .driver
+                .directory()
+                .ok_or_else(|| anyhow!("no directory"))?;
+            let questions = team_questions(&dir, &slug)?;
+            out.print(
+                json!({ "questions": questions.iter().map(|q| question_json(q, language, for_someone_else)).collect::<Vec<_>>() }),
+                || {
+                    if questions.is_empty() {
+                        return "This topic asks no questions.".into();
+                    }
+                    questions
+                        .iter()
+                        .map(|q| question_text(q, language, for_someone_else))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
         Cmd::Start {
             team: slug,
             language,
             message,
+            questions,
         } => {
             let language = Language::from_tag(&language)
                 .ok_or_else(|| anyhow!("--language must be en, es, fr or ht"))?;
+            let answers = if questions {
+                let id = sh.driver.command(Command::Directory, now()).map_err(fail)?;
+                sh.run(id, &mut ignore).await.map_err(fail)?;
+                let dir = sh
+                    .driver
+                    .directory()
+                    .ok_or_else(|| anyhow!("no directory"))?;
+                let asked = team_questions(&dir, &slug)?;
+                ask_questions(&mut input, &asked, language)?
+            } else {
+                IntakeAnswers::none()
+            };
             let text = input.message(message)?;
             check_message(&text).map_err(fail)?;
             let codename = Codename::generate(language, &mut OsRng);
@@ -102,6 +166,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                         secrets: Box::new(secrets),
                         team_slug: slug.clone(),
                         language,
+                        answers,
                         text,
                     },
                     now(),
@@ -281,4 +346,112 @@ fn entry_text(dir: &VerifiedDirectory, k: &EntryKind) -> String {
             None => format!("{} — referral to a partner organisation", text.as_str()),
         },
     }
+}
+
+/// The questions the topic `slug` asks, in order.
+fn team_questions<'a>(dir: &'a VerifiedDirectory, slug: &str) -> Result<Vec<&'a Question>> {
+    let team = dir
+        .teams()
+        .iter()
+        .find(|t| t.slug == slug)
+        .ok_or_else(|| anyhow!("no topic called {slug:?} (see `northstar seeker topics`)"))?;
+    Ok(dir.questions_of(team.id))
+}
+
+fn question_json(q: &Question, lang: Language, other: bool) -> serde_json::Value {
+    json!({
+        "id": q.id.0,
+        "kind": q.kind.name(),
+        "meaning": q.meaning.name(),
+        "prompt": q.prompt(lang, other),
+        "choices": q.choices.iter().enumerate().map(|(i, c)| json!({"number": i + 1, "id": c.id, "label": c.label.get(lang)})).collect::<Vec<_>>(),
+    })
+}
+
+fn question_text(q: &Question, lang: Language, other: bool) -> String {
+    let mut s = one_line(q.prompt(lang, other));
+    match q.kind {
+        QuestionKind::YesNo => s += "  [yes / no]",
+        QuestionKind::ShortText => s += "  [a short answer]",
+        QuestionKind::Single | QuestionKind::Multiple => {
+            if q.kind == QuestionKind::Multiple {
+                s += "  [one or more numbers, separated by commas]";
+            }
+            for (i, c) in q.choices.iter().enumerate() {
+                s += &format!("\n    {}. {}", i + 1, one_line(c.label.get(lang)));
+            }
+        }
+    }
+    s
+}
+
+/// Asks each question (one line each; empty skips, `-` declines). The
+/// "who are you writing for" answer switches the wording of the rest.
+fn ask_questions(input: &mut Input, asked: &[&Question], lang: Language) -> Result<IntakeAnswers> {
+    let mut answers = Vec::new();
+    let mut other = false;
+    if !asked.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!(
+            "A few questions help the team answer you. Every one is optional: press Enter to skip, or type - for \"prefer not to say\"."
+        );
+    }
+    for q in asked {
+        let prompt = format!("{}\n> ", question_text(q, lang, other));
+        loop {
+            let line = input.line(&prompt)?;
+            match parse_answer(q, line.trim()) {
+                Ok(None) => break,
+                Ok(Some(a)) => {
+                    if q.meaning == Meaning::ForWhom {
+                        other = a == Answer::Choice(FOR_WHOM_SOMEONE_ELSE);
+                    }
+                    answers.push((q.id, a));
+                    break;
+                }
+                Err(e) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                    eprintln!("{e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    IntakeAnswers::new(answers).map_err(fail_core)
+}
+
+fn fail_core(e: northstar_core::Error) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+/// One typed answer: empty is skipped (`None`), `-` is "prefer not to say".
+fn parse_answer(q: &Question, line: &str) -> Result<Option<Answer>> {
+    if line.is_empty() {
+        return Ok(None);
+    }
+    if line == "-" {
+        return Ok(Some(Answer::Declined));
+    }
+    let choice = |n: &str| -> Result<u8> {
+        n.trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| q.choices.get(i))
+            .map(|c| c.id)
+            .ok_or_else(|| anyhow!("{n:?} is not one of the numbers listed (press Enter to skip)"))
+    };
+    Ok(Some(match q.kind {
+        QuestionKind::YesNo => match line.to_lowercase().as_str() {
+            "y" | "yes" | "s" | "si" | "sí" | "oui" | "wi" => Answer::YesNo(true),
+            "n" | "no" | "non" | "non." => Answer::YesNo(false),
+            _ => bail!("answer yes or no (or press Enter to skip)"),
+        },
+        QuestionKind::Single => Answer::Choice(choice(line)?),
+        QuestionKind::Multiple => Answer::Choices(
+            line.split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(choice)
+                .collect::<Result<Vec<u8>>>()?,
+        ),
+        QuestionKind::ShortText => Answer::Text(northstar_core::message::MessageText::new(line)),
+    }))
 }

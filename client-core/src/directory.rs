@@ -17,6 +17,10 @@
 //! device labels must be pseudonyms, never a counselor's name.
 //!
 //! ```text
+//! The directory also carries the intake questions (`crate::intake`): one
+//! catalog for the organisation, and per team the questions its seekers
+//! are asked before they write.
+//!
 //! signed    = version:u8 (=1) || dir_len:u32 || directory[dir_len] || signature[64]
 //! signature = Ed25519(org_sk, "northstar/v1/directory" || directory)
 //! digest    = SHA-256("northstar/v1/directory-digest" || directory)
@@ -31,11 +35,15 @@ use crate::error::{DecodeError, Error};
 use crate::ids::Language;
 use crate::ids::MailboxId;
 pub use crate::ids::{DeviceId, PartnerId, TeamId};
+use crate::intake::{
+    MAX_QUESTION_LEN, MAX_QUESTIONS, MAX_QUESTIONS_PER_TEAM, Question, QuestionId,
+};
 use crate::keys::{IdentityPublic, MailboxPublic, Signature};
 pub use crate::keys::{OrgPublicKey, OrgSigningKey};
 use crate::wire::{Reader, Writer};
 
-/// Version byte of an encoded [`Directory`] (2: with a signed expiry).
+/// Version byte of an encoded [`Directory`] (2: with a signed expiry; 3:
+/// with the intake questions and the retention).
 pub const DIRECTORY_VERSION: u8 = 3;
 /// Version byte of an encoded [`SignedDirectory`].
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
@@ -70,10 +78,13 @@ pub const MAX_DEVICE_LABEL_LEN: usize = 48;
 pub const MAX_PARTNER_NAME_LEN: usize = 120;
 /// Longest partner contact text (address, phone, web), UTF-8 bytes.
 pub const MAX_PARTNER_CONTACT_LEN: usize = 400;
-/// Largest encoded directory (64 KiB): fits one relay frame comfortably; the
-/// maxima above are chosen so that a directory at every maximum fits
-/// (checked at compile time).
-pub const MAX_DIRECTORY_LEN: usize = 64 * 1024;
+/// Largest encoded directory (128 KiB; 64 KiB before the intake questions,
+/// whose catalog at its maximum takes about 51 KB more): fits one relay
+/// frame comfortably (the relay's default frame limit is 2 MiB); the maxima
+/// above are chosen so that a directory at every maximum fits (checked at
+/// compile time). A real directory is far smaller (the default catalog of six
+/// questions is 4 253 bytes).
+pub const MAX_DIRECTORY_LEN: usize = 128 * 1024;
 /// Largest encoded signed directory.
 pub const MAX_SIGNED_DIRECTORY_LEN: usize = 1 + 4 + MAX_DIRECTORY_LEN + 64;
 /// Directory `issued_at` precision: the hour, like every time the relay sees.
@@ -107,10 +118,12 @@ pub const RETENTION_PRECISION_SECS: u64 = 3600;
 
 const WORST_CASE_LEN: usize = {
     let header = 1 + 32 + 8 + 8 + 8 + 1 + 8 + 2 + 2;
-    let team = 2 + (2 + MAX_SLUG_LEN) + 4 * (2 + MAX_TEAM_NAME_LEN) + 2;
+    let team =
+        2 + (2 + MAX_SLUG_LEN) + 4 * (2 + MAX_TEAM_NAME_LEN) + 2 + 2 + 2 * MAX_QUESTIONS_PER_TEAM;
     let device = 4 + (2 + MAX_DEVICE_LABEL_LEN) + IdentityPublic::LEN + MailboxPublic::LEN;
     let partner = 2 + (2 + MAX_PARTNER_NAME_LEN) + (2 + MAX_PARTNER_CONTACT_LEN);
-    header + MAX_TEAMS * team + MAX_DEVICE_ENTRIES * device + MAX_PARTNERS * partner
+    let questions = 2 + MAX_QUESTIONS * MAX_QUESTION_LEN;
+    header + MAX_TEAMS * team + MAX_DEVICE_ENTRIES * device + MAX_PARTNERS * partner + questions
 };
 const _: () = assert!(WORST_CASE_LEN <= MAX_DIRECTORY_LEN);
 
@@ -204,6 +217,10 @@ pub struct Team {
     pub slug: String,
     pub names: TeamNames,
     pub devices: Vec<DeviceEntry>,
+    /// The intake questions its seekers are asked, in order: ids of the
+    /// directory's [`Directory::questions`] catalog (at most
+    /// [`MAX_QUESTIONS_PER_TEAM`]; every one can be skipped).
+    pub questions: Vec<QuestionId>,
 }
 
 /// A partner organisation counselors refer seekers to.
@@ -235,6 +252,10 @@ pub struct Directory {
     pub retention_secs: u64,
     pub teams: Vec<Team>,
     pub partners: Vec<Partner>,
+    /// The organisation's intake questions, which teams refer to by id
+    /// (public, like everything here: never a question whose wording is
+    /// itself sensitive).
+    pub questions: Vec<Question>,
 }
 
 mod intake_tag {
@@ -243,7 +264,9 @@ mod intake_tag {
 }
 
 impl Directory {
-    /// An empty directory (`issued_at` is floored to the hour), valid for
+    /// A directory with no team, device or partner, and the default intake
+    /// question catalog (which [`Directory::default_teams`] refer to),
+    /// `issued_at` floored to the hour, valid for
     /// [`DEFAULT_DIRECTORY_LIFETIME_SECS`].
     pub fn new(org: OrgPublicKey, serial: u64, issued_at: UnixTime) -> Self {
         let issued_at = issued_at.floor_hour();
@@ -256,6 +279,7 @@ impl Directory {
             retention_secs: DEFAULT_RETENTION_SECS,
             teams: Vec::new(),
             partners: Vec::new(),
+            questions: crate::intake::default_questions(),
         }
     }
 
@@ -319,6 +343,7 @@ impl Directory {
                 ht: ht.to_owned(),
             },
             devices: Vec::new(),
+            questions: crate::intake::default_team_questions(),
         };
         vec![
             t(
@@ -372,13 +397,25 @@ impl Directory {
         ]
     }
 
+    /// The default intake questions every default team asks
+    /// ([`crate::intake::default_questions`]).
+    pub fn default_questions() -> Vec<Question> {
+        crate::intake::default_questions()
+    }
+
+    /// The questions a team asks, in order (empty for an unknown team).
+    pub fn questions_of(&self, team: TeamId) -> Vec<&Question> {
+        questions_of(&self.questions, &self.teams, team)
+    }
+
     /// Checks every rule a directory must satisfy (both when signing and
     /// when decoding): counts and lengths within their maxima, `issued_at`
     /// and `expires_at` on the hour, `expires_at` after `issued_at` by at
     /// most [`MAX_DIRECTORY_LIFETIME_SECS`], unique team ids and slugs, slugs in `[a-z0-9-]+`, an
     /// English name for every team, unique device ids per team, one device
     /// id ↔ one set of keys across teams, no two devices sharing a mailbox
-    /// or identity key, unique partner ids, non-empty partner names.
+    /// or identity key, unique partner ids, non-empty partner names, and the
+    /// intake questions' rules ([`crate::intake::validate_catalog`]).
     pub fn validate(&self) -> Result<(), DirectoryError> {
         let invalid = |what| Err(DirectoryError::Invalid { what });
         if !self.issued_at.0.is_multiple_of(ISSUED_AT_PRECISION_SECS) {
@@ -479,6 +516,11 @@ impl Directory {
                 return invalid("partner contact too long");
             }
         }
+        crate::intake::validate_catalog(
+            &self.questions,
+            self.teams.iter().map(|t| t.questions.as_slice()),
+        )
+        .map_err(|what| DirectoryError::Invalid { what })?;
         Ok(())
     }
 
@@ -488,8 +530,10 @@ impl Directory {
     /// directory = version:u8 (=3) || org_pk[32] || serial:u64 || issued_at:u64
     ///             || expires_at:u64 || intake:u8 (1 all devices, 2 team only)
     ///             || retention_secs:u64 || team_count:u16 || team*  || partner_count:u16 || partner*
+    ///             || question_count:u16 || question*   (intake::Question::write)
     /// team      = id:u16 || slug:str16 || name_en:str16 || name_es:str16
     ///             || name_fr:str16 || name_ht:str16 || device_count:u16 || device*
+    ///             || team_question_count:u16 || question_id:u16*
     /// device    = id:u32 || label:str16 || identity_x25519[32] || identity_ed25519[32]
     ///             || mailbox_auth_ed25519[32] || mailbox_seal_x25519[32]
     /// partner   = id:u16 || name:str16 || contact:str16
@@ -518,6 +562,14 @@ impl Directory {
                 d.identity.write(&mut w);
                 d.mailbox.write(&mut w);
             }
+            w.count_u16(
+                team.questions.len(),
+                MAX_QUESTIONS_PER_TEAM,
+                "team questions",
+            )?;
+            for q in &team.questions {
+                w.u16(q.0);
+            }
         }
         w.count_u16(self.partners.len(), MAX_PARTNERS, "partners")?;
         for p in &self.partners {
@@ -528,6 +580,10 @@ impl Directory {
                 MAX_PARTNER_CONTACT_LEN,
                 "partner contact",
             )?;
+        }
+        w.count_u16(self.questions.len(), MAX_QUESTIONS, "questions")?;
+        for q in &self.questions {
+            q.write(&mut w)?;
         }
         if w.len() > MAX_DIRECTORY_LEN {
             return Err(Error::TooLongToEncode {
@@ -598,11 +654,17 @@ impl Directory {
                     mailbox: MailboxPublic::read(&mut r)?,
                 });
             }
+            let n = r.count_u16(MAX_QUESTIONS_PER_TEAM, "team questions")?;
+            let mut questions = Vec::with_capacity(n);
+            for _ in 0..n {
+                questions.push(QuestionId(r.u16("question id")?));
+            }
             teams.push(Team {
                 id,
                 slug,
                 names,
                 devices,
+                questions,
             });
         }
         let partner_count = r.count_u16(MAX_PARTNERS, "partners")?;
@@ -616,6 +678,11 @@ impl Directory {
                     .to_owned(),
             });
         }
+        let question_count = r.count_u16(MAX_QUESTIONS, "questions")?;
+        let mut questions = Vec::with_capacity(question_count);
+        for _ in 0..question_count {
+            questions.push(Question::read(&mut r)?);
+        }
         r.finish("directory")?;
         let dir = Directory {
             org,
@@ -626,6 +693,7 @@ impl Directory {
             retention_secs,
             teams,
             partners,
+            questions,
         };
         dir.validate()?;
         Ok(dir)
@@ -644,6 +712,19 @@ impl Directory {
             signature,
         })
     }
+}
+
+fn questions_of<'a>(catalog: &'a [Question], teams: &[Team], team: TeamId) -> Vec<&'a Question> {
+    teams
+        .iter()
+        .find(|t| t.id == team)
+        .map(|t| {
+            t.questions
+                .iter()
+                .filter_map(|id| catalog.iter().find(|q| q.id == *id))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn signed_message(dir_bytes: &[u8]) -> Vec<u8> {
@@ -917,6 +998,17 @@ impl VerifiedDirectory {
         self.partners().iter().find(|p| p.id == id)
     }
 
+    /// The organisation's intake-question catalog.
+    pub fn questions(&self) -> &[Question] {
+        &self.signed.dir.questions
+    }
+
+    /// The questions a team asks its seekers, in order (empty for a team
+    /// the directory does not list).
+    pub fn questions_of(&self, team: TeamId) -> Vec<&Question> {
+        questions_of(self.questions(), self.teams(), team)
+    }
+
     /// Every distinct device, in directory order.
     pub fn devices(&self) -> Vec<&DeviceEntry> {
         let mut seen = BTreeSet::new();
@@ -1124,7 +1216,7 @@ pub(crate) mod tests {
             .map(|r| serde_json::json!([r.device.id.0, r.team.0]))
             .collect();
         let json = serde_json::json!({
-            "description": "Signed team directory. Org signing seed 0x0a * 32; device keys from ChaCha20Rng::from_seed(0xd1 * 32) (identity x25519, identity ed25519, mailbox auth, mailbox seal per device, in order). Verify `signed` and each `reject` case at `verify_at` (Unix seconds) unless the case names its own `now`, against `previous` (the accepted version of `signed`).",
+            "description": "Signed team directory (version 3: with the default intake-question catalog, ids 1-6, which every default team asks). Org signing seed 0x0a * 32; device keys from ChaCha20Rng::from_seed(0xd1 * 32) (identity x25519, identity ed25519, mailbox auth, mailbox seal per device, in order). Verify `signed` and each `reject` case at `verify_at` (Unix seconds) unless the case names its own `now`, against `previous` (the accepted version of `signed`).",
             "org_signing_seed": "0a".repeat(32),
             "org_public": hex::encode(org.public().as_bytes()),
             "fingerprint": org.public().fingerprint(),
@@ -1538,8 +1630,27 @@ pub(crate) mod tests {
                     ht: "h".repeat(MAX_TEAM_NAME_LEN),
                 },
                 devices,
+                questions: (0..MAX_QUESTIONS_PER_TEAM as u16).map(QuestionId).collect(),
             });
         }
+        let long = |c: &str, n: usize| {
+            crate::intake::Localized::new(&c.repeat(n), &c.repeat(n), &c.repeat(n), &c.repeat(n))
+        };
+        d.questions = (0..MAX_QUESTIONS as u16)
+            .map(|i| Question {
+                id: QuestionId(i),
+                kind: crate::intake::QuestionKind::Multiple,
+                meaning: crate::intake::Meaning::Other,
+                prompt: long("p", crate::intake::MAX_PROMPT_LEN),
+                prompt_other: long("o", crate::intake::MAX_PROMPT_LEN),
+                choices: (0..crate::intake::MAX_CHOICES as u8)
+                    .map(|c| crate::intake::Choice {
+                        id: c,
+                        label: long("c", crate::intake::MAX_CHOICE_LABEL_LEN),
+                    })
+                    .collect(),
+            })
+            .collect();
         d.partners = (0..MAX_PARTNERS as u16)
             .map(|i| Partner {
                 id: PartnerId(i),
@@ -1564,6 +1675,7 @@ pub(crate) mod tests {
                 ..Default::default()
             },
             devices: vec![],
+            questions: vec![],
         });
         assert!(d.sign(&org).is_err());
     }

@@ -60,6 +60,7 @@ pub mod driver;
 pub mod error;
 pub mod frame;
 pub mod ids;
+pub mod intake;
 pub mod keys;
 pub mod limits;
 pub mod message;

@@ -14,7 +14,7 @@
 //!   `Team` body that does not come from a device of its own directory.
 //!
 //! ```text
-//! app_message = version:u8 (=1) || id[16] || sent_at:u64 (multiple of 60) || body
+//! app_message = version:u8 (=2) || id[16] || sent_at:u64 (multiple of 60) || body
 //! body        = tag:u8 || fields            (see AppMessage::encode)
 //! ```
 
@@ -27,10 +27,12 @@ use crate::error::{DecodeError, Error};
 pub use crate::ids::Language;
 use crate::ids::{DeviceId, PartnerId, TeamId};
 use crate::ids::{MailboxId, MessageId};
+use crate::intake::{IntakeAnswers, MAX_ANSWERS_LEN};
 use crate::wire::{Reader, Writer};
 
-/// Version byte of an application message.
-pub const MESSAGE_VERSION: u8 = 1;
+/// Version byte of an application message (2: the opening carries the
+/// intake answers).
+pub const MESSAGE_VERSION: u8 = 2;
 
 /// Largest encoded application message: exactly what one Double Ratchet
 /// message can carry ([`crate::ratchet::MAX_PLAINTEXT_LEN`], a little under
@@ -83,7 +85,7 @@ const HEADER_LEN: usize = 1 + 16 + 8 + 1;
 const WORST_CASE_LEN: usize = {
     let team_event = 32 + 4 + 1;
     let canned = 2 + MAX_CANNED_TITLE_LEN + 2 + MAX_TEXT_LEN;
-    let copy = 1 + HEADER_LEN + 2 + 1 + 2 + MAX_TEXT_LEN;
+    let copy = 1 + HEADER_LEN + 2 + 1 + MAX_ANSWERS_LEN + 2 + MAX_TEXT_LEN;
     let biggest = if canned > copy { canned } else { copy };
     HEADER_LEN + team_event + biggest
 };
@@ -145,10 +147,12 @@ pub struct AppMessage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     /// The seeker's first message. `team` is the topic they chose; it travels
-    /// here, inside the ciphertext, never in anything the relay sees.
+    /// here, inside the ciphertext, never in anything the relay sees, with
+    /// the answers to the team's intake questions (skipped ones absent).
     Opening {
         team: TeamId,
         language: Language,
+        answers: IntakeAnswers,
         text: MessageText,
     },
     /// A message in the conversation, either way.
@@ -309,8 +313,9 @@ impl AppMessage {
     /// Encodes the message.
     ///
     /// ```text
-    /// version:u8 (=1) || id[16] || sent_at:u64 || body_tag:u8 || body
-    ///   1 Opening       team:u16 || language:u8 || text:str16
+    /// version:u8 (=2) || id[16] || sent_at:u64 || body_tag:u8 || body
+    ///   1 Opening       team:u16 || language:u8 || answers || text:str16
+    ///                   (answers: intake::IntakeAnswers::write)
     ///   2 Text          text:str16
     ///   3 Referral      partner:u16 || text:str16
     ///   4 DeleteRequest (nothing)
@@ -352,9 +357,11 @@ impl AppMessage {
             Body::Opening {
                 team,
                 language,
+                answers,
                 text,
             } => {
                 w.u8(tag::OPENING).u16(team.0).u8(language.wire());
+                answers.write(w)?;
                 w.vec_u16(text.as_str().as_bytes(), MAX_TEXT_LEN, "message text")?;
             }
             Body::Text { text } => {
@@ -464,6 +471,7 @@ impl AppMessage {
             tag::OPENING => Body::Opening {
                 team: TeamId(r.u16("team id")?),
                 language: Language::from_wire(r.u8("language")?)?,
+                answers: IntakeAnswers::read(r)?,
                 text: read_text(r, MAX_TEXT_LEN, "message text")?,
             },
             tag::TEXT => Body::Text {
@@ -614,7 +622,21 @@ mod tests {
                     Body::Opening {
                         team: TeamId(1),
                         language: Language::Es,
+                        answers: IntakeAnswers::none(),
                         text: "Tengo 17 años y estoy solo en EE. UU.".into(),
+                    },
+                ),
+            ),
+            (
+                "opening_with_answers",
+                AppMessage::new(
+                    id(13),
+                    t,
+                    Body::Opening {
+                        team: TeamId(1),
+                        language: Language::Ht,
+                        answers: crate::intake::tests::sample_answers(),
+                        text: "M ap ekri pou yon zanmi ki gen 17 an.".into(),
                     },
                 ),
             ),
@@ -756,11 +778,11 @@ mod tests {
                 );
             }
             let mut v = enc.clone();
-            v[0] = 2;
+            v[0] = 1;
             assert!(matches!(
                 AppMessage::decode(&v),
                 Err(Error::Decode(DecodeError::UnsupportedVersion {
-                    got: 2,
+                    got: 1,
                     ..
                 }))
             ));
@@ -783,13 +805,15 @@ mod tests {
             "description": "Application messages, one per body and team-event kind; `debug` is the Rust Debug form (texts appear only as their byte length).",
             "messages": cases,
             "invalid": [
-                { "case": "version 2", "encoded": "02" },
-                { "case": "sent_at not on a minute", "encoded": format!("01{}{}04", "00".repeat(16), hex::encode(61u64.to_be_bytes())) },
-                { "case": "unknown body tag 9", "encoded": format!("01{}{}09", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
-                { "case": "trailing byte", "encoded": format!("01{}{}0400", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
-                { "case": "delivered receipt naming no message", "encoded": format!("01{}{}060100", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
-                { "case": "resolved receipt naming a message", "encoded": format!("01{}{}060301{}", "00".repeat(16), hex::encode(60u64.to_be_bytes()), "11".repeat(16)) },
-                { "case": "unknown receipt kind 5", "encoded": format!("01{}{}060501{}", "00".repeat(16), hex::encode(60u64.to_be_bytes()), "11".repeat(16)) },
+                { "case": "version 1", "encoded": "01" },
+                { "case": "sent_at not on a minute", "encoded": format!("02{}{}04", "00".repeat(16), hex::encode(61u64.to_be_bytes())) },
+                { "case": "unknown body tag 9", "encoded": format!("02{}{}09", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
+                { "case": "trailing byte", "encoded": format!("02{}{}0400", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
+                { "case": "opening whose answers are not in increasing question order", "encoded": format!("02{}{}01000102 0002 0002 01 01 0001 01 01 0000", "00".repeat(16), hex::encode(60u64.to_be_bytes())).replace(' ', "") },
+                { "case": "opening with a yes/no answer byte of 2", "encoded": format!("02{}{}01000102 0001 0002 01 02 0000", "00".repeat(16), hex::encode(60u64.to_be_bytes())).replace(' ', "") },
+                { "case": "delivered receipt naming no message", "encoded": format!("02{}{}060100", "00".repeat(16), hex::encode(60u64.to_be_bytes())) },
+                { "case": "resolved receipt naming a message", "encoded": format!("02{}{}060301{}", "00".repeat(16), hex::encode(60u64.to_be_bytes()), "11".repeat(16)) },
+                { "case": "unknown receipt kind 5", "encoded": format!("02{}{}060501{}", "00".repeat(16), hex::encode(60u64.to_be_bytes()), "11".repeat(16)) },
             ],
         });
         for bad in json["invalid"].as_array().unwrap() {
@@ -856,7 +880,7 @@ mod tests {
     }
 
     fn receipt_bytes(kind: u8, ids: &[[u8; 16]], count: u8) -> Vec<u8> {
-        let mut b = vec![1];
+        let mut b = vec![MESSAGE_VERSION];
         b.extend_from_slice(&[3; 16]);
         b.extend_from_slice(&60u64.to_be_bytes());
         b.extend_from_slice(&[6, kind, count]);
@@ -978,7 +1002,7 @@ mod tests {
         );
         assert!(outer.encode().is_err());
         // Hand-built bytes with a nested team event are refused as well.
-        let mut bytes = vec![1];
+        let mut bytes = vec![MESSAGE_VERSION];
         bytes.extend_from_slice(&[2; 16]);
         bytes.extend_from_slice(&0u64.to_be_bytes());
         bytes.push(5);
@@ -1042,13 +1066,24 @@ mod tests {
 
     fn arb_seeker_body() -> impl Strategy<Value = Body> {
         prop_oneof![
-            (any::<u16>(), 0usize..4, arb_text(MAX_TEXT_LEN)).prop_map(|(t, l, text)| {
-                Body::Opening {
-                    team: TeamId(t),
-                    language: Language::ALL[l],
-                    text,
-                }
-            }),
+            (
+                any::<u16>(),
+                0usize..4,
+                any::<bool>(),
+                arb_text(MAX_TEXT_LEN)
+            )
+                .prop_map(|(t, l, with_answers, text)| {
+                    Body::Opening {
+                        team: TeamId(t),
+                        language: Language::ALL[l],
+                        answers: if with_answers {
+                            crate::intake::tests::sample_answers()
+                        } else {
+                            IntakeAnswers::none()
+                        },
+                        text,
+                    }
+                }),
             arb_text(MAX_TEXT_LEN).prop_map(|text| Body::Text { text }),
             (any::<u16>(), arb_text(MAX_TEXT_LEN)).prop_map(|(p, text)| Body::Referral {
                 partner: PartnerId(p),

@@ -121,6 +121,7 @@ fn generate_end_to_end() -> Value {
         Body::Opening {
             team: TeamId(2),
             language: Language::En,
+            answers: crate::intake::IntakeAnswers::none(),
             text: MessageText::new(E2E_TEXT),
         },
     );

@@ -313,6 +313,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
     await page.locator("#topic-list .choice").first().click();
     await shot(page, "seeker-02-topic");
     await page.click("#topic-form button[type=submit]");
+    await page.click("#questions-skip"); // the topic's intake questions are optional (issue 20)
     await visible(page, "#screen-write");
     await page.fill("#message", QUESTION);
     await shot(page, "seeker-03-write");
@@ -603,6 +604,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
       await visible(page, "#topic-list .choice");
       await page.locator("#topic-list .choice").first().click();
       await page.click("#topic-form button[type=submit]");
+      await page.click("#questions-skip"); // the topic's intake questions are optional (issue 20)
       await visible(page, "#screen-write");
       await page.fill("#message", "x".repeat(16_385));
       await page.click("#write-form button[type=submit]");
@@ -721,6 +723,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
       await visible(page, "#topic-list .choice");
       await page.locator("#topic-list .choice").first().click();
       await page.click("#topic-form button[type=submit]");
+      await page.click("#questions-skip"); // the topic's intake questions are optional (issue 20)
       await page.fill("#message", "¿Hay alguien ahí? Necesito ayuda.");
       await page.click("#write-form button[type=submit]");
       await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length >= 9);
@@ -811,6 +814,7 @@ describe("end to end: real module, real relay, real CLI", { skip: missing.length
       await visible(page, "#topic-list .choice");
       await page.locator("#topic-list .choice").first().click();
       await page.click("#topic-form button[type=submit]");
+      await page.click("#questions-skip"); // the topic's intake questions are optional (issue 20)
       await visible(page, "#screen-write");
       await page.fill("#message", "Is anyone there? I need advice about crossing.");
       await page.click("#write-form button[type=submit]");
@@ -929,6 +933,7 @@ describe("split deployment: the seeker page from a static host, a relay that tak
       await visible(page, "#topic-list .choice");
       await page.locator("#topic-list .choice").first().click();
       await page.click("#topic-form button[type=submit]");
+      await page.click("#questions-skip"); // the topic's intake questions are optional (issue 20)
       await visible(page, "#screen-write");
       await page.fill("#message", LONG);
       await page.click("#write-form button[type=submit]");
@@ -999,6 +1004,7 @@ describe("a relay whose mailboxes hold one envelope, one counselor device offlin
       await visible(page, "#topic-list .choice");
       await page.locator("#topic-list .choice").first().click();
       await page.click("#topic-form button[type=submit]");
+      await page.click("#questions-skip"); // the topic's intake questions are optional (issue 20)
       await page.fill("#message", "Tengo 16 años y estoy solo.");
       await page.click("#write-form button[type=submit]");
       await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 11);
@@ -1291,6 +1297,7 @@ describe("status and retention: receipts the seeker sees, the deletion date, kee
       await visible(page, "#topic-list .choice");
       await page.locator("#topic-list .choice").first().click();
       await page.click("#topic-form button[type=submit]");
+      await page.click("#questions-skip"); // the topic's intake questions are optional (issue 20)
       await page.fill("#message", text);
       await page.click("#write-form button[type=submit]");
       await page.waitForFunction((n) => document.querySelectorAll("#codename-words li").length === n, words);
@@ -1429,5 +1436,249 @@ describe("status and retention: receipts the seeker sees, the deletion date, kee
     assert.equal(log.kept.length, 1);
     assert.equal(log.kept[0].reason, "A hearing is set after the deletion date.");
     assert.deepEqual(counselorPage.errors, []);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Issue 20 items 1-2: the topic's intake questions (from the signed
+// directory) and the path for someone writing on another person's behalf.
+// Seekers on a phone in Spanish and Haitian Creole; the counselor in English
+// reads the summary and orders and filters the inbox by the answers.
+describe("intake questions and writing for someone else", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+  let counselor;
+  const MINOR = "Tengo 16 años, estoy sola y tengo miedo esta noche.";
+  const HELPER = "Mwen se avoka. Kliyan mwen an vle konnen si li ka ale Kanada.";
+  const SKIPPED = "Solo quiero saber cómo funciona esto.";
+
+  after(async () => {
+    await counselor?.close();
+  });
+
+  /** Topic, then the questions screen; `answer(page)` fills it; then message, codename, send. */
+  async function ask(page, answer, text) {
+    await page.click("#start");
+    await visible(page, "#topic-list .choice");
+    await page.locator("#topic-list .choice").first().click();
+    await page.click("#topic-form button[type=submit]");
+    await visible(page, "#screen-questions");
+    await answer();
+    await visible(page, "#screen-write");
+    await page.fill("#message", text);
+    await page.click("#write-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length >= 9);
+    await page.check("#wrote-it-down");
+    await page.click("#send-first");
+    await visible(page, "#screen-conversation", 60_000);
+    assert.deepEqual(await page.locator("#messages li .body").allTextContents(), [text]);
+  }
+
+  test("a new counselor device enrols and is added to the minors team", async () => {
+    counselor = await open("/", { viewport: DESKTOP, site: inbox });
+    const { page } = counselor;
+    await visible(page, "#screen-enrol");
+    await page.fill("#enrol-pass", COUNSELOR_PASS);
+    await page.fill("#enrol-pass2", COUNSELOR_PASS);
+    await page.click("#enrol-button");
+    await visible(page, "#enrol-done");
+    const keys = await page.inputValue("#enrol-keys");
+    await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "noor", "--device", keys], ADMIN_PASS);
+    await cli(["admin", "publish"], ADMIN_PASS);
+    await page.click("#enrol-continue");
+    await page.fill("#passphrase", COUNSELOR_PASS);
+    await page.click("#unlock-button");
+    await visible(page, "#screen-inbox");
+    assert.match(await page.textContent("#whoami"), /noor/);
+  });
+
+  test("on a phone in Spanish, a seeker answers for themself (a minor alone, urgent), declines one question and skips another", async () => {
+    const s = await open("/", { locale: "es-ES" });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      const questions = JSON.parse(await cli(["--json", "seeker", "--org", org.org_key, "questions", "--team", "unaccompanied-minors", "--language", "es"])).questions;
+      assert.equal(questions.length, 6, "the default topic asks the six default questions");
+      await ask(
+        page,
+        async () => {
+          // The directory's own wording, in Spanish, each question with "prefer not to say" and "skip".
+          assert.deepEqual(await page.locator("#question-list legend").allTextContents(), questions.map((q) => q.prompt));
+          assert.equal(await page.textContent("#questions-title"), t.es["q.title"]);
+          assert.equal(await page.locator(`#question-list label:has-text("${t.es["q.declined"]}")`).count(), 6);
+          assert.equal(await page.locator(`#question-list label:has-text("${t.es["q.skip"]}")`).count(), 4, "single-choice and yes/no questions can be skipped explicitly; the others by choosing nothing");
+          assert.equal(await page.isHidden("#questions-other"), true);
+          await page.check('input[name="q-1"][value="1"]'); // for myself
+          await page.check('input[name="q-2"][value="yes"]'); // 18 or under, alone
+          await page.check('input[name="q-4"][value="3"]'); // Mexico
+          await page.check('input[name="q-5"][value="declined"]'); // where: prefer not to say
+          await page.check('input[name="q-6"][value="3"]'); // today: danger now
+          // Question 3 (asylum elsewhere) is left alone: skipped.
+          assert.deepEqual(await axeViolations(page), [], "the questions screen has no WCAG 2.1 A/AA violation");
+          await shot(page, "seeker-20-questions-es");
+          // Every language: the directory's wording follows the page, the
+          // choices made stay, and the screen stays accessible.
+          for (const lang of ["en", "fr", "ht", "es"]) {
+            await page.click(`[data-lang-button=${lang}]`);
+            const worded = JSON.parse(await cli(["--json", "seeker", "--org", org.org_key, "questions", "--team", "unaccompanied-minors", "--language", lang])).questions;
+            assert.deepEqual(await page.locator("#question-list legend").allTextContents(), worded.map((q) => q.prompt), lang);
+            assert.equal(await page.textContent("#questions-title"), t[lang]["q.title"]);
+            assert.equal(await page.isChecked('input[name="q-2"][value="yes"]'), true, `${lang}: the answers stay`);
+            assert.deepEqual(await axeViolations(page), [], `${lang}: no WCAG 2.1 A/AA violation`);
+          }
+          await page.click("#questions-form button[type=submit]");
+        },
+        MINOR,
+      );
+      assert.deepEqual(s.errors, []);
+      await assertNothingStored(page, s.context);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("on a phone in Haitian Creole, a lawyer writes for a client: the questions and the message screen address the helper", async () => {
+    const s = await open("/", { locale: "ht-HT" });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      assert.equal(await page.getAttribute("html", "lang"), "ht");
+      const forOther = JSON.parse(await cli(["--json", "seeker", "--org", org.org_key, "questions", "--team", "unaccompanied-minors", "--language", "ht", "--for-someone-else"])).questions;
+      await ask(
+        page,
+        async () => {
+          // By keyboard: from "skip" (checked at first), two arrows up to "for someone else".
+          await page.focus('input[name="q-1"][value=""]');
+          await page.keyboard.press("ArrowUp");
+          await page.keyboard.press("ArrowUp");
+          assert.equal(await page.isChecked('input[name="q-1"][value="2"]'), true);
+          // The rest is reworded in place: focus stays on the choice just made.
+          assert.equal(await page.evaluate(() => document.activeElement?.name + "=" + document.activeElement?.value), "q-1=2");
+          // Every question now speaks of "the person you are helping".
+          await visible(page, "#questions-other");
+          assert.equal(await page.textContent("#questions-other"), t.ht["q.forOther"]);
+          assert.deepEqual(await page.locator("#question-list legend").allTextContents(), forOther.map((q) => q.prompt));
+          assert.match(forOther[1].prompt, /moun w ap ede a/);
+          await page.check('input[name="q-2"][value="no"]');
+          await page.check('input[name="q-6"][value="2"]');
+          await shot(page, "seeker-21-questions-helper-ht");
+          await page.click("#questions-form button[type=submit]");
+          await visible(page, "#screen-write");
+          assert.equal(await page.textContent("#write-title"), t.ht["write.titleOther"]);
+          assert.equal(await page.textContent("#write-hint"), t.ht["write.hintOther"]);
+          assert.deepEqual(await axeViolations(page), []);
+          await shot(page, "seeker-22-write-helper-ht");
+        },
+        HELPER,
+      );
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("on a phone in Spanish, a seeker skips every question at once", async () => {
+    const s = await open("/", { locale: "es-ES" });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      await ask(
+        page,
+        async () => {
+          await page.check('input[name="q-2"][value="yes"]');
+          // "Skip these questions" drops what was chosen, too.
+          await page.click("#questions-skip");
+          assert.equal(await page.textContent("#write-title"), t.es["write.title"]);
+        },
+        SKIPPED,
+      );
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("the counselor (English) reads the answers on top of each case, and orders and filters the inbox by them", async () => {
+    const { page } = counselor;
+    const t = await loadStrings(page);
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 3, null, { timeout: 60_000 });
+    const order = async () =>
+      (await page.locator("#case-list .case-item").allTextContents()).map((p) => (p.includes("16 años") ? "minor" : p.includes("avoka") ? "helper" : p.includes("funciona") ? "skipped" : p));
+    // Newest first by default (message times are kept to the minute, so
+    // these three may tie: only the set is certain).
+    assert.deepEqual((await order()).sort(), ["helper", "minor", "skipped"]);
+    // Badges on the rows.
+    const minorRow = page.locator("#case-list .case-item", { hasText: "16 años" });
+    assert.deepEqual(await minorRow.locator(".badge").allTextContents(), [t.en["c.badge.minor"], t.en["c.badge.urgent"]]);
+    const helperRow = page.locator("#case-list .case-item", { hasText: "avoka" });
+    assert.deepEqual(await helperRow.locator(".badge").allTextContents(), [t.en["c.badge.other"]]);
+
+    await page.selectOption("#inbox-sort", "urgent-first");
+    await page.waitForFunction(() => document.querySelector("#case-list .case-item .preview")?.textContent.includes("16 años"));
+    assert.deepEqual(await order(), ["minor", "helper", "skipped"]);
+    await page.selectOption("#inbox-sort", "minors-first");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 3);
+    const minorsFirst = await order();
+    assert.equal(minorsFirst[0], "minor");
+    assert.deepEqual(minorsFirst.slice(1).sort(), ["helper", "skipped"]);
+    await page.selectOption("#inbox-sort", "newest");
+
+    await page.click("#intake-filters label:has(#only-other)");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1);
+    assert.deepEqual(await order(), ["helper"]);
+    await shot(page, "counselor-20-filter-for-someone-else");
+    await page.click("#intake-filters label:has(#only-other)");
+    await page.click("#intake-filters label:has(#only-minors)");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1);
+    assert.deepEqual(await order(), ["minor"]);
+    await page.click("#intake-filters label:has(#only-minors)");
+    await page.click("#intake-filters label:has(#only-urgent)");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1);
+    assert.deepEqual(await order(), ["minor"]);
+    await page.click("#intake-filters label:has(#only-urgent)");
+    await page.waitForFunction(() => document.querySelectorAll("#case-list li").length === 3);
+
+    // The minor's case: the summary in English, in the team's question order.
+    await minorRow.click();
+    await visible(page, "#case-intake");
+    assert.equal(await page.textContent("#case-intake-title"), t.en["c.intake.title"]);
+    assert.equal(await page.isHidden("#case-intake-other"), true);
+    const summary = async () => {
+      const dts = await page.locator("#case-intake-list dt").allTextContents();
+      const dds = await page.locator("#case-intake-list dd").allTextContents();
+      return dts.map((q, i) => [q, dds[i]]);
+    };
+    assert.deepEqual(await summary(), [
+      ["Who are you writing for?", "For myself"],
+      ["Are you 18 or under and in the U.S. without a parent, guardian or custodian?", t.en["c.intake.yes"]],
+      ["What is your citizenship? Choose all that apply.", "Mexico"],
+      ["Where are you now?", t.en["c.intake.declined"]],
+      ["How urgent is it?", "Today: there is danger now"],
+    ]);
+    // Above the conversation.
+    const [box, entries] = await Promise.all([page.locator("#case-intake").boundingBox(), page.locator("#entries").boundingBox()]);
+    assert.ok(box.y < entries.y, "the summary is on top of the conversation");
+    assert.deepEqual(await axeViolations(page), [], "the case with its summary has no WCAG 2.1 A/AA violation");
+    await shot(page, "counselor-21-case-intake");
+
+    // The helper's case: said plainly, in the helper's wording.
+    await helperRow.click();
+    await page.waitForFunction(() => !document.getElementById("case-intake-other").hidden, null, { timeout: 30_000 });
+    assert.equal(await page.textContent("#case-intake-other"), t.en["c.intake.forOther"]);
+    assert.deepEqual(await summary(), [
+      ["Who are you writing for?", "For someone else (a client, a friend, family)"],
+      ["Is the person you are helping 18 or under and in the U.S. without a parent, guardian or custodian?", t.en["c.intake.no"]],
+      ["How urgent is it for the person you are helping?", "In the next few days"],
+    ]);
+    await shot(page, "counselor-22-case-helper");
+    // On a phone the summary still comes first, above the conversation.
+    await page.setViewportSize(PHONE);
+    const [phoneBox, phoneEntries] = await Promise.all([page.locator("#case-intake").boundingBox(), page.locator("#entries").boundingBox()]);
+    assert.ok(phoneBox.y < phoneEntries.y && phoneBox.width <= PHONE.width, "on a phone the summary is on top and fits");
+    assert.deepEqual(await axeViolations(page), []);
+    await page.setViewportSize(DESKTOP);
+
+    // The one who skipped: no summary box at all.
+    await page.locator("#case-list .case-item", { hasText: "funciona" }).click();
+    await page.waitForFunction(() => document.getElementById("case-title").textContent !== "" && document.getElementById("case-intake").hidden, null, { timeout: 30_000 });
+    assert.deepEqual(counselor.errors, []);
   });
 });

@@ -36,6 +36,7 @@ use core::ops::DerefMut;
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use northstar_core::UnixTime;
 use northstar_core::client::counselor::{self as team, Counselor, Status};
+use northstar_core::client::inbox::{InboxOrder, IntakeFilter};
 use northstar_core::client::saved::DeviceState;
 use northstar_core::client::search::InboxFilter;
 use northstar_core::client::{Author, Entry, EntryKind};
@@ -47,6 +48,9 @@ use northstar_core::driver::{
 };
 use northstar_core::error::ApiMisuse;
 use northstar_core::ids::{DeviceId, Language, MailboxId, PartnerId, TeamId};
+use northstar_core::intake::{
+    Answer, IntakeAnswers, IntakeSummary, Localized, QuestionId, ShownAnswer,
+};
 use northstar_core::keys::OrgPublicKey;
 use northstar_core::state::{KeyStore, StateKey};
 use rand_core::{OsRng, RngCore};
@@ -559,6 +563,9 @@ impl WebDriver {
 
     /// A seeker's first message: derives the keys from the codename
     /// (Argon2id, about a second, here), then starts the command.
+    /// `answers` (optional): the intake answers, `[{question, declined:
+    /// true} | {question, yes: bool} | {question, choice: id} | {question,
+    /// choices: [id]} | {question, text}]`, skipped questions left out.
     #[wasm_bindgen(js_name = seekerStart)]
     pub fn seeker_start(
         &mut self,
@@ -567,14 +574,17 @@ impl WebDriver {
         lang: &str,
         text: &str,
         now: f64,
+        answers: JsValue,
     ) -> Result<f64, JsValue> {
         let language = language(lang)?;
+        let answers = answers_of(&answers)?;
         let secrets = self.derive(codename)?;
         self.command(
             Command::SeekerStart {
                 secrets: Box::new(secrets),
                 team_slug: topic_slug.to_owned(),
                 language,
+                answers,
                 text: text.to_owned(),
             },
             now,
@@ -885,6 +895,86 @@ impl WebDriver {
             .collect()
     }
 
+    /// The intake questions of the topic `slug`, in order, in every
+    /// language: `[{id, kind, meaning, prompt: {en, es, fr, ht},
+    /// promptOther: {…}, choices: [{id, label: {…}}]}]` (empty before the
+    /// directory is fetched or for a topic without questions).
+    pub fn questions(&self, slug: &str) -> Array {
+        let Some(dir) = self.driver.directory() else {
+            return Array::new();
+        };
+        let Some(team) = dir.teams().iter().find(|t| t.slug == slug) else {
+            return Array::new();
+        };
+        dir.questions_of(team.id)
+            .into_iter()
+            .map(|q| {
+                let o = Object::new();
+                set(&o, "id", q.id.0);
+                set(&o, "kind", q.kind.name());
+                set(&o, "meaning", q.meaning.name());
+                set(&o, "prompt", localized(&q.prompt));
+                set(&o, "promptOther", localized(&q.prompt_other));
+                let choices: Array = q
+                    .choices
+                    .iter()
+                    .map(|c| {
+                        let x = Object::new();
+                        set(&x, "id", c.id);
+                        set(&x, "label", localized(&c.label));
+                        JsValue::from(x)
+                    })
+                    .collect();
+                set(&o, "choices", choices);
+                JsValue::from(o)
+            })
+            .collect()
+    }
+
+    /// The inbox in the core's order, kept by its intake filters (the same
+    /// implementation as `northstar counselor inbox`): `order` is
+    /// "newest", "minors-first" or "urgent-first". `InboxItem[]`.
+    #[wasm_bindgen(js_name = inboxSorted)]
+    pub fn inbox_sorted(
+        &self,
+        order: &str,
+        minors: bool,
+        urgent: bool,
+        for_someone_else: bool,
+    ) -> Result<Array, JsValue> {
+        let order = InboxOrder::from_name(order).ok_or_else(|| internal("unknown inbox order"))?;
+        let filter = IntakeFilter {
+            minors,
+            urgent,
+            for_someone_else,
+        };
+        Ok(self
+            .driver
+            .with_counselor(|c| {
+                c.inbox(order, &filter)
+                    .iter()
+                    .filter_map(|id| item(c, id).map(JsValue::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The intake summary of one conversation in `lang`: `{forSomeoneElse,
+    /// minor, urgent, urgency, asylumElsewhere, usCitizen, inCanada, lines:
+    /// [{question, meaning, prompt, answer: {kind: "yes" | "no" |
+    /// "declined" | "choices" | "text" | "unrecognised", values: [string]}}]}`
+    /// (flags `null` when not answered).
+    #[wasm_bindgen(js_name = caseIntake)]
+    pub fn case_intake(&self, id: &str, lang: &str) -> Result<JsValue, JsValue> {
+        let id = mailbox_id(id)?;
+        let lang = Language::from_tag(lang).unwrap_or(Language::En);
+        self.driver
+            .with_counselor(|c| c.intake_summary(&id, lang))
+            .flatten()
+            .map(|s| JsValue::from(intake_object(&s)))
+            .ok_or_else(|| internal("unknown conversation"))
+    }
+
     /// True when the organisation narrowed the intake set (the relay learns the team).
     #[wasm_bindgen(js_name = topicVisibleToRelay)]
     pub fn topic_visible_to_relay(&self) -> bool {
@@ -980,19 +1070,15 @@ impl WebDriver {
             .unwrap_or_default()
     }
 
-    /// Every conversation of the counselor device, newest first: `InboxItem[]`.
+    /// Every conversation of the counselor device, newest first (the
+    /// core's order, as `inboxSorted("newest", …)`): `InboxItem[]`.
     pub fn inbox(&self) -> Array {
         self.driver
             .with_counselor(|c| {
-                let mut rows: Vec<(u64, Object)> = c
-                    .conversations()
+                c.inbox(InboxOrder::Newest, &IntakeFilter::default())
                     .iter()
-                    .filter_map(|(id, v)| {
-                        Some((v.history.last().map_or(0, |e| e.at.0), item(c, id)?))
-                    })
-                    .collect();
-                rows.sort_by_key(|r| core::cmp::Reverse(r.0));
-                rows.into_iter().map(|(_, o)| JsValue::from(o)).collect()
+                    .filter_map(|id| item(c, id).map(JsValue::from))
+                    .collect()
             })
             .unwrap_or_default()
     }
@@ -1194,7 +1280,108 @@ fn item(c: &Counselor, id: &MailboxId) -> Option<Object> {
         .unwrap_or_default();
     set(&o, "preview", preview);
     set(&o, "updatedAt", last.map_or(0.0, |e| e.at.0 as f64));
+    if let Some(s) = c.intake_summary(id, Language::En) {
+        set(&o, "intake", intake_flags(&s));
+    }
     Some(o)
+}
+
+/// The flags the inbox shows and filters on: `{forSomeoneElse, minor,
+/// urgent, urgency}`, each `null` when not answered.
+fn intake_flags(s: &IntakeSummary) -> Object {
+    let o = Object::new();
+    let opt = |b: Option<bool>| b.map_or(JsValue::NULL, JsValue::from);
+    set(&o, "forSomeoneElse", opt(s.for_someone_else));
+    set(&o, "minor", opt(s.minor));
+    set(&o, "urgent", opt(s.urgent));
+    set(
+        &o,
+        "urgency",
+        s.urgency.map_or(JsValue::NULL, JsValue::from),
+    );
+    set(&o, "asylumElsewhere", opt(s.asylum_elsewhere));
+    set(&o, "usCitizen", opt(s.us_citizen));
+    set(&o, "inCanada", opt(s.in_canada));
+    o
+}
+
+fn intake_object(s: &IntakeSummary) -> Object {
+    let o = intake_flags(s);
+    let lines: Array = s
+        .lines
+        .iter()
+        .map(|l| {
+            let x = Object::new();
+            set(&x, "question", l.question.0);
+            set(&x, "meaning", l.meaning.name());
+            set(&x, "prompt", l.prompt.as_str());
+            let a = Object::new();
+            let (kind, values): (&str, Vec<String>) = match &l.answer {
+                ShownAnswer::Declined => ("declined", vec![]),
+                ShownAnswer::YesNo(true) => ("yes", vec![]),
+                ShownAnswer::YesNo(false) => ("no", vec![]),
+                ShownAnswer::Choices(v) => ("choices", v.clone()),
+                ShownAnswer::Text(t) => ("text", vec![t.clone()]),
+                ShownAnswer::Unrecognised => ("unrecognised", vec![]),
+            };
+            set(&a, "kind", kind);
+            let values: Array = values.into_iter().map(JsValue::from).collect();
+            set(&a, "values", values);
+            set(&x, "answer", a);
+            JsValue::from(x)
+        })
+        .collect();
+    set(&o, "lines", lines);
+    o
+}
+
+fn localized(l: &Localized) -> Object {
+    let o = Object::new();
+    for lang in Language::ALL {
+        set(&o, lang.tag(), l.get(lang));
+    }
+    o
+}
+
+/// The seeker's answers from the page (see `WebDriver::seeker_start`);
+/// `undefined` or `null` is none.
+fn answers_of(v: &JsValue) -> Result<IntakeAnswers, JsValue> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(IntakeAnswers::none());
+    }
+    let bad = || fail("internal", "malformed intake answers");
+    let list: Array = v.clone().dyn_into().map_err(|_| bad())?;
+    let get =
+        |o: &JsValue, k: &str| Reflect::get(o, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+    let small = |x: JsValue, max: f64| -> Result<f64, JsValue> {
+        x.as_f64()
+            .filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n <= max)
+            .ok_or_else(bad)
+    };
+    let mut out = Vec::new();
+    for a in list.iter() {
+        let q = QuestionId(small(get(&a, "question"), f64::from(u16::MAX))? as u16);
+        let answer = if get(&a, "declined").as_bool() == Some(true) {
+            Answer::Declined
+        } else if let Some(b) = get(&a, "yes").as_bool() {
+            Answer::YesNo(b)
+        } else if !get(&a, "choice").is_undefined() {
+            Answer::Choice(small(get(&a, "choice"), 255.0)? as u8)
+        } else if !get(&a, "choices").is_undefined() {
+            let cs: Array = get(&a, "choices").dyn_into().map_err(|_| bad())?;
+            Answer::Choices(
+                cs.iter()
+                    .map(|c| small(c, 255.0).map(|n| n as u8))
+                    .collect::<Result<Vec<u8>, JsValue>>()?,
+            )
+        } else if let Some(t) = get(&a, "text").as_string() {
+            Answer::Text(northstar_core::message::MessageText::new(t))
+        } else {
+            return Err(bad());
+        };
+        out.push((q, answer));
+    }
+    IntakeAnswers::new(out).map_err(|e| fail("internal", e))
 }
 
 /// An inbox row with its entries and notes in time order: `Case`.

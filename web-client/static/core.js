@@ -680,7 +680,7 @@ export function listTopics() {
     try {
       await shell.run((d, now) => d.directory(now));
       return {
-        topics: shell.driver.topics("en").map((t) => ({ id: topicId(t.slug), label: t.label, team: t.id })),
+        topics: shell.driver.topics("en").map((t) => ({ id: topicId(t.slug), label: t.label, team: t.id, questions: shell.driver.questions(t.slug) })),
         topicVisibleToRelay: shell.driver.topicVisibleToRelay(),
       };
     } finally {
@@ -694,10 +694,11 @@ export function listTopics() {
  * then the driver registers the mailbox, fetches a prekey bundle per intake
  * device, saves the encrypted state on the relay and deposits the opening
  * message with proof of work over a second connection.
- * @param {{codename: string, topic: string, language: string, text: string, onProgress: Progress}} a
+ * @param {{codename: string, topic: string, language: string, text: string, answers?: IntakeAnswer[], onProgress: Progress}} a
+ *   `answers`: the intake answers (skipped questions left out), inside the opening
  * @returns {Promise<Conversation>}
  */
-function startHere({ codename, topic, language, text, onProgress = () => {} }) {
+function startHere({ codename, topic, language, text, answers = null, onProgress = () => {} }) {
   return guard(async () => {
     const s = await openSeeker();
     let shown = 0; // the bar never goes back
@@ -707,7 +708,7 @@ function startHere({ codename, topic, language, text, onProgress = () => {} }) {
     s.shell.onWork = (f, solved) => (solved ? progress("send", 0.95) : progress("pow", 0.35 + 0.55 * f));
     try {
       await s.shell.run((d, now) => {
-        const id = d.seekerStart(codename, topicSlug(topic), language, text, now);
+        const id = d.seekerStart(codename, topicSlug(topic), language, text, now, answers);
         progress("derive", 0.3);
         return id;
       });
@@ -1092,7 +1093,12 @@ function still(c) {
 const itemOf = (x) => ({ ...x, updatedAt: iso(x.updatedAt) });
 
 /** @param {"all"|"unread"|"claimed"|"resolved"} filter @returns {Promise<InboxItem[]>} */
-export function listInbox(filter = "all") {
+/**
+ * @param {string} filter status filter: all, unread, open, claimed, mine, resolved
+ * @param {{order?: string, minors?: boolean, urgent?: boolean, forSomeoneElse?: boolean}} intake
+ *   the core's order ("newest", "minors-first", "urgent-first") and intake filters
+ */
+export function listInbox(filter = "all", { order = "newest", minors = false, urgent = false, forSomeoneElse = false } = {}) {
   return guard(async () => {
     const keep = {
       all: () => true,
@@ -1102,18 +1108,20 @@ export function listInbox(filter = "all") {
       mine: (x) => x.mine,
       resolved: (x) => x.status === "resolved",
     }[filter] ?? (() => true);
-    return unlocked().shell.driver.inbox().filter(keep).map(itemOf);
+    return unlocked().shell.driver.inboxSorted(order, minors, urgent, forSomeoneElse).filter(keep).map(itemOf);
   });
 }
 
-/** @param {string} id @returns {Promise<Case>} (marks it read) */
-export function openCase(id) {
+/** @param {string} id @param {string} lang for the intake summary's wording @returns {Promise<Case>} (marks it read) */
+export function openCase(id, lang = "en") {
   return guard(async () => {
     const c = unlocked();
     await c.shell.input((d) => d.markRead(id));
     const x = still(c).openCase(id);
+    const intake = still(c).caseIntake(id, lang);
     return {
       ...itemOf(x),
+      intake,
       entries: x.entries.map((e) => ({ ...e, at: iso(e.at) })),
       // Retention: when the case leaves this device; until when a counselor kept it.
       deletesAt: iso(x.deletesAt),

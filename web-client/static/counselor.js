@@ -15,6 +15,8 @@ const $ = (id) => document.getElementById(id);
 
 let me = null; // {name, teams}
 let filter = "all";
+// The intake order and filters (issue 20), applied by the core.
+let intakeView = { order: "newest", minors: false, urgent: false, forSomeoneElse: false };
 let items = [];
 // The inbox search: the words typed, and what the last search found.
 let query = "";
@@ -207,7 +209,7 @@ async function loadInbox() {
       found = r.items;
       searchTotal = r.total;
     } else {
-      found = await core.listInbox(filter);
+      found = await core.listInbox(filter, intakeView);
     }
     // A later keystroke already started another search: its result wins.
     if (seq !== searchSeq) return;
@@ -284,6 +286,7 @@ function renderInbox() {
     const preview = document.createElement("span");
     preview.className = "preview";
     preview.textContent = item.preview ?? "";
+    const badges = intakeBadges(item.intake);
     const when = document.createElement("span");
     when.className = "preview";
     when.textContent = [formatDate(item.updatedAt), item.claimedBy ? t("c.claimedBy", { name: item.claimedBy }) : ""]
@@ -291,6 +294,7 @@ function renderInbox() {
       .join(" · ");
     b.append(row, preview, when);
     if (item.match) b.append(matchLine(item.match));
+    if (badges) b.append(badges);
     b.addEventListener("click", () => openCase(item.id));
     li.append(b);
     ul.append(li);
@@ -323,7 +327,7 @@ async function loadLists() {
 
 async function openCase(id) {
   try {
-    current = await core.openCase(id);
+    current = await core.openCase(id, currentLanguage());
   } catch (e) {
     showMsg($("inbox-error"), errorKey(e));
     return;
@@ -352,6 +356,7 @@ function renderCase() {
   $("resolve").hidden = current.status === "resolved";
   $("reopen").hidden = current.status !== "resolved";
   renderRetention();
+  renderIntake(current.intake);
   const ol = $("entries");
   ol.replaceChildren();
   for (const e of current.entries ?? []) {
@@ -443,7 +448,7 @@ function onEvent(ev) {
   if (current && ev?.id === current.id) {
     // The open case is read as it is shown; the list is reloaded after
     // that, so both show the same status.
-    core.openCase(current.id).then(
+    core.openCase(current.id, currentLanguage()).then(
       (c) => {
         current = c;
         renderCase();
@@ -529,6 +534,20 @@ function wire() {
     if (me) loadInbox();
     $("search").focus();
   });
+  $("inbox-sort").addEventListener("change", () => {
+    intakeView.order = $("inbox-sort").value;
+    loadInbox();
+  });
+  for (const [id, key] of [
+    ["only-minors", "minors"],
+    ["only-urgent", "urgent"],
+    ["only-other", "forSomeoneElse"],
+  ]) {
+    $(id).addEventListener("change", () => {
+      intakeView[key] = $(id).checked;
+      loadInbox();
+    });
+  }
   $("case-back").addEventListener("click", () => {
     document.body.classList.remove("case-open");
     $("case").hidden = true;
@@ -617,6 +636,8 @@ function start() {
     renderWhoami();
     if (items.length) renderInbox();
     renderCase();
+    // The intake summary's wording follows the page's language.
+    if (current) core.openCase(current.id, currentLanguage()).then((c) => ((current = c), renderCase()), () => {});
   });
   if (!core.webAssemblySupported()) {
     showScreen("screen-nowasm");
@@ -634,3 +655,59 @@ function start() {
 }
 
 start();
+
+// ------------------------------------------------------------ intake answers (issue 20)
+
+/** The small flags of an inbox row (minor, urgent, for someone else), or null. */
+function intakeBadges(intake) {
+  if (!intake) return null;
+  const keys = [
+    [intake.minor === true, "c.badge.minor"],
+    [intake.urgent === true, "c.badge.urgent"],
+    [intake.forSomeoneElse === true, "c.badge.other"],
+  ].filter(([on]) => on);
+  if (!keys.length) return null;
+  const span = document.createElement("span");
+  span.className = "badges";
+  for (const [, key] of keys) {
+    const b = document.createElement("span");
+    b.className = `badge ${key.replace("c.badge.", "badge-")}`;
+    b.textContent = t(key);
+    span.append(b);
+  }
+  return span;
+}
+
+/** One answer as the counselor reads it. */
+function intakeAnswerText(a) {
+  switch (a.kind) {
+    case "yes":
+      return t("c.intake.yes");
+    case "no":
+      return t("c.intake.no");
+    case "declined":
+      return t("c.intake.declined");
+    case "unrecognised":
+      return t("c.intake.unrecognised");
+    default:
+      return a.values.join(", ");
+  }
+}
+
+/** The summary box at the top of a case: each question and its answer. */
+function renderIntake(intake) {
+  const box = $("case-intake");
+  const list = $("case-intake-list");
+  list.replaceChildren();
+  const lines = intake?.lines ?? [];
+  box.hidden = lines.length === 0;
+  $("case-intake-other").hidden = intake?.forSomeoneElse !== true;
+  for (const l of lines) {
+    const dt = document.createElement("dt");
+    dt.textContent = l.prompt || t("c.intake.unknownQuestion", { id: l.question });
+    const dd = document.createElement("dd");
+    dd.className = `answer answer-${l.answer.kind}`;
+    dd.textContent = intakeAnswerText(l.answer);
+    list.append(dt, dd);
+  }
+}

@@ -19,7 +19,7 @@ const $ = (id) => document.getElementById(id);
 let state = freshState();
 
 function freshState() {
-  return { topics: null, topicsLoading: false, topic: null, codename: null, codenameLanguage: null, conversation: null, busy: false };
+  return { topics: null, topicsLoading: false, topic: null, answers: {}, codename: null, codenameLanguage: null, conversation: null, busy: false };
 }
 
 // -------------------------------------------------------------- messages
@@ -156,6 +156,152 @@ async function loadTopics() {
     state.topicsLoading = false;
     $("topic-loading").hidden = true;
   }
+}
+
+// -------------------------------------------------------------- intake questions (issue 20)
+//
+// The topic's questions come from the signed directory, in every language,
+// each worded twice: for the person themself and for someone helping
+// another person. All are optional: "Skip this question" (the default) sends
+// nothing, "Prefer not to say" sends that. The answers are kept in memory
+// only, and travel inside the encrypted opening message.
+
+/** Whether the person said they write for someone else. */
+function forSomeoneElse() {
+  const q = state.topic?.questions?.find((x) => x.meaning === "for_whom");
+  return !!q && state.answers[q.id]?.choice === 2;
+}
+
+/** The text of a {en, es, fr, ht} object in the page's language (English if missing). */
+function loc(l) {
+  return l?.[currentLanguage()] || l?.en || "";
+}
+
+function choiceInput(type, name, value, label, checked, extra = {}) {
+  const wrap = document.createElement("label");
+  wrap.className = `choice${extra.quiet ? " choice-quiet" : ""}`;
+  const input = document.createElement("input");
+  input.type = type;
+  input.name = name;
+  input.value = value;
+  input.checked = checked;
+  for (const [k, v] of Object.entries(extra.data ?? {})) input.dataset[k] = v;
+  const span = document.createElement("span");
+  span.textContent = label;
+  wrap.append(input, span);
+  return wrap;
+}
+
+function renderQuestions() {
+  const list = $("question-list");
+  list.replaceChildren();
+  const other = forSomeoneElse();
+  $("questions-other").hidden = !other;
+  for (const q of state.topic?.questions ?? []) {
+    const a = state.answers[q.id];
+    const fs = document.createElement("fieldset");
+    fs.className = "question choices";
+    fs.dataset.question = q.id;
+    const legend = document.createElement("legend");
+    legend.textContent = loc(other ? q.promptOther : q.prompt);
+    fs.append(legend);
+    const box = document.createElement("div");
+    box.className = "choice-list";
+    const name = `q-${q.id}`;
+    const data = { question: String(q.id), meaning: q.meaning, kind: q.kind };
+    if (q.kind === "multiple") {
+      const hint = document.createElement("p");
+      hint.className = "small muted";
+      hint.textContent = t("q.multipleHint");
+      fs.append(hint);
+      for (const c of q.choices) box.append(choiceInput("checkbox", name, String(c.id), loc(c.label), !!a?.choices?.includes(c.id), { data }));
+      box.append(choiceInput("checkbox", name, "declined", t("q.declined"), !!a?.declined, { data, quiet: true }));
+    } else if (q.kind === "short_text") {
+      const label = document.createElement("label");
+      label.className = "label small";
+      label.htmlFor = `${name}-text`;
+      label.textContent = t("q.textLabel");
+      const input = document.createElement("input");
+      input.type = "text";
+      input.id = `${name}-text`;
+      input.className = "question-text";
+      input.maxLength = 200;
+      input.autocomplete = "off";
+      input.value = a?.text ?? "";
+      for (const [k, v] of Object.entries(data)) input.dataset[k] = v;
+      box.append(label, input);
+      box.append(choiceInput("checkbox", name, "declined", t("q.declined"), !!a?.declined, { data, quiet: true }));
+    } else {
+      const options = q.kind === "yes_no" ? [["yes", t("q.yes")], ["no", t("q.no")]] : q.choices.map((c) => [String(c.id), loc(c.label)]);
+      const picked = a?.declined ? "declined" : a?.yes === true ? "yes" : a?.yes === false ? "no" : a?.choice !== undefined ? String(a.choice) : "";
+      for (const [value, label] of options) box.append(choiceInput("radio", name, value, label, picked === value, { data }));
+      box.append(choiceInput("radio", name, "declined", t("q.declined"), picked === "declined", { data, quiet: true }));
+      box.append(choiceInput("radio", name, "", t("q.skip"), picked === "", { data, quiet: true }));
+    }
+    fs.append(box);
+    list.append(fs);
+  }
+}
+
+/** Rewords the questions in place (focus stays where it is) after "who are you writing for". */
+function relabelQuestions() {
+  const other = forSomeoneElse();
+  $("questions-other").hidden = !other;
+  for (const fs of document.querySelectorAll("#question-list .question")) {
+    const q = state.topic?.questions?.find((x) => String(x.id) === fs.dataset.question);
+    if (q) fs.querySelector("legend").textContent = loc(other ? q.promptOther : q.prompt);
+  }
+}
+
+/** Reads the question an input belongs to back into `state.answers`. */
+function readAnswer(input) {
+  const id = Number(input.dataset.question);
+  if (!Number.isInteger(id)) return;
+  const name = `q-${id}`;
+  const kind = input.dataset.kind;
+  if (kind === "multiple" || kind === "short_text") {
+    const boxes = [...document.querySelectorAll(`input[name="${name}"]`)];
+    const declined = boxes.find((b) => b.value === "declined");
+    // "Prefer not to say" and an answer exclude each other.
+    if (input === declined && declined.checked) for (const b of boxes) if (b !== declined) b.checked = false;
+    if (input !== declined && (input.checked || input.type === "text") && declined) declined.checked = false;
+    if (kind === "short_text" && input === declined && declined.checked) $(`${name}-text`).value = "";
+    const text = kind === "short_text" ? $(`${name}-text`).value.trim() : "";
+    const chosen = boxes.filter((b) => b.checked && b.value !== "declined").map((b) => Number(b.value));
+    if (declined?.checked) state.answers[id] = { declined: true };
+    else if (kind === "short_text" && text) state.answers[id] = { text };
+    else if (chosen.length) state.answers[id] = { choices: chosen };
+    else delete state.answers[id];
+    return;
+  }
+  const v = input.value;
+  if (v === "") delete state.answers[id];
+  else if (v === "declined") state.answers[id] = { declined: true };
+  else if (v === "yes" || v === "no") state.answers[id] = { yes: v === "yes" };
+  else state.answers[id] = { choice: Number(v) };
+}
+
+/** The answers as the core takes them: `[{question, …}]`, skipped ones left out. */
+function answersForCore() {
+  const asked = new Set((state.topic?.questions ?? []).map((q) => q.id));
+  return Object.entries(state.answers)
+    .filter(([id]) => asked.has(Number(id)))
+    .map(([id, a]) => ({ question: Number(id), ...a }));
+}
+
+/** The write screen, worded for a helper when they write for someone else. */
+function enterWrite() {
+  const other = forSomeoneElse();
+  for (const [id, self, helper] of [
+    ["write-title", "write.title", "write.titleOther"],
+    ["write-hint", "write.hint", "write.hintOther"],
+  ]) {
+    const el = $(id);
+    el.dataset.i18n = other ? helper : self;
+    el.textContent = t(el.dataset.i18n);
+  }
+  $("write-back").dataset.goto = state.topic?.questions?.length ? "screen-questions" : "screen-topic";
+  showScreen("screen-write");
 }
 
 // -------------------------------------------------------------- codename
@@ -331,6 +477,7 @@ function clearAll() {
   syncSendEnabled();
   for (const r of document.querySelectorAll('input[name="topic"]')) r.checked = false;
   $("codename-words").replaceChildren();
+  $("question-list").replaceChildren();
   $("messages").replaceChildren();
   $("conv-topic").textContent = "";
   $("conv-expiry").textContent = "";
@@ -375,9 +522,33 @@ function wire() {
       return;
     }
     clearMsg($("topic-error"));
-    state.topic = state.topics.find((x) => x.id === picked.value);
+    const topic = state.topics.find((x) => x.id === picked.value);
+    // Answers belong to the topic they were given for.
+    if (state.topic?.id !== topic.id) state.answers = {};
+    state.topic = topic;
     $("write-topic").textContent = t("write.topic", { topic: topicLabel(state.topic) });
-    showScreen("screen-write");
+    if (state.topic.questions?.length) {
+      $("questions-topic").textContent = t("write.topic", { topic: topicLabel(state.topic) });
+      renderQuestions();
+      showScreen("screen-questions");
+    } else {
+      enterWrite();
+    }
+  });
+
+  $("question-list").addEventListener("change", (ev) => {
+    readAnswer(ev.target);
+    // "Who are you writing for" changes the wording of the rest.
+    if (ev.target.dataset.meaning === "for_whom") relabelQuestions();
+  });
+  $("questions-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    enterWrite();
+  });
+  $("questions-skip").addEventListener("click", () => {
+    state.answers = {};
+    renderQuestions();
+    enterWrite();
   });
 
   $("write-form").addEventListener("submit", (ev) => {
@@ -421,12 +592,15 @@ function wire() {
         topic: state.topic.id,
         language: currentLanguage(),
         text: $("message").value,
+        answers: answersForCore(),
         onProgress,
       });
       // The codename is written down; the page forgets it and the draft.
       state.codename = null;
       $("codename-words").replaceChildren();
       $("message").value = "";
+      state.answers = {};
+      $("question-list").replaceChildren();
       $("wrote-it-down").checked = false;
       syncSendEnabled();
       announce(t("progress.done"));
@@ -524,6 +698,8 @@ function start() {
   onLanguageChange(() => {
     if (state.topics) renderTopics();
     if (state.topic) $("write-topic").textContent = t("write.topic", { topic: topicLabel(state.topic) });
+    if (state.topic) $("questions-topic").textContent = t("write.topic", { topic: topicLabel(state.topic) });
+    if (state.topic?.questions?.length && $("question-list").childElementCount) renderQuestions();
     refreshConversationText();
     // A codename shown but not yet used follows the language: new words,
     // to be written down again.

@@ -24,6 +24,7 @@ use crate::directory::{
 use crate::error::{DecodeError, Error};
 use crate::ids::Language;
 use crate::ids::{MailboxId, MessageId};
+use crate::intake::IntakeAnswers;
 use crate::keys::{
     IdentityKeyPair, IdentityPublic, MailboxKeyPair, MailboxPublic, OneTimePqPreKeyPublic,
     OneTimePreKeyPublic,
@@ -38,8 +39,8 @@ use crate::sealed::Envelope;
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, UnixTime};
 
-/// Saved-state format version of a counselor device (3: retention, keep
-/// log, read receipts).
+/// Saved-state format version of a counselor device (2: tombstones; 3: the
+/// intake answers of each conversation, retention, keep log, read receipts).
 pub const COUNSELOR_STATE_VERSION: u8 = 3;
 
 /// Most entries of the keep log a device holds (the oldest go first): years
@@ -112,6 +113,9 @@ pub struct Conversation {
     pub notes: Vec<Note>,
     /// Something arrived that this device has not shown yet.
     pub unread: bool,
+    /// The seeker's answers to the intake questions (from the opening;
+    /// read against the directory with [`Counselor::intake_summary`]).
+    pub answers: IntakeAnswers,
     /// A counselor chose to keep the case past the retention until then
     /// ([`Counselor::keep`]); `None` when nobody did.
     pub kept_until: Option<UnixTime>,
@@ -450,6 +454,7 @@ impl Counselor {
                     Body::Opening {
                         team,
                         language,
+                        answers,
                         text,
                     } => {
                         // A conversation is the seeker's identity *and*
@@ -483,6 +488,7 @@ impl Counselor {
                                     unread: true,
                                     kept_until: None,
                                     read_receipt_for: None,
+                                    answers,
                                 });
                         let entry = Entry {
                             id: msg.id,
@@ -1230,6 +1236,7 @@ impl Counselor {
     ///   || status:u8 (0 open, 1 claimed, 2 resolved) || [device:u32] || unread:u8
     ///   || history:u16 || entry* || notes:u16 || (by:u32 || at:u64 || text:str16)*
     ///   || has_kept:u8 || [kept_until:u64] || has_read_receipt:u8 || [message_id[16]]
+    ///   || answers (intake::IntakeAnswers::write)
     /// then: canned:u16 || (title:str16 || text:str16)*
     ///   || tombstones:u16 || mailbox_id[32]*
     ///   || keep_log:u16 || (conversation[32] || by:u32 || at:u64 || until:u64 || reason:str16)*
@@ -1297,6 +1304,7 @@ impl Counselor {
                     w.u8(1).bytes(&id.0);
                 }
             }
+            c.answers.write(&mut w)?;
         }
         w.count_u16(self.canned.len(), MAX_CANNED_ANSWERS, "canned answers")?;
         for c in &self.canned {
@@ -1413,6 +1421,7 @@ impl Counselor {
                     .into());
                 }
             };
+            let answers = IntakeAnswers::read(&mut r)?;
             conversations.insert(
                 seeker_mailbox.id(),
                 Conversation {
@@ -1426,6 +1435,7 @@ impl Counselor {
                     unread,
                     kept_until,
                     read_receipt_for,
+                    answers,
                 },
             );
         }

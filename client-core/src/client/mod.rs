@@ -20,6 +20,7 @@
 
 pub mod counselor;
 pub mod endpoint;
+pub mod inbox;
 pub mod saved;
 pub mod search;
 pub mod seeker;

@@ -38,6 +38,7 @@ use crate::directory::{DeviceEntry, DeviceId, DirectoryVersion, TeamId, Verified
 use crate::error::{DecodeError, Error};
 use crate::ids::Language;
 use crate::ids::{MailboxId, MessageId};
+use crate::intake::IntakeAnswers;
 use crate::keys::{IdentityPublic, MailboxKeyPair, MailboxPublic};
 use crate::message::{AppMessage, Body, MessageText, Receipt, ReceiptKind};
 use crate::sealed::Envelope;
@@ -45,7 +46,8 @@ use crate::state::{StateKey, StateKind};
 use crate::wire::{Reader, Writer};
 use crate::{CryptoRng, UnixTime};
 
-/// Saved-state format version of a seeker (4: with the receipts).
+/// Saved-state format version of a seeker (3: with the directory version;
+/// 4: with the intake answers and the receipts).
 pub const SEEKER_STATE_VERSION: u8 = 4;
 
 /// Most messages written but not yet deposited: a seeker who writes while
@@ -73,6 +75,9 @@ pub struct Conversation {
     /// the directory accepted last ([`Seeker::accept_directory`]).
     pub counselors: Vec<Counterpart>,
     pub history: Vec<Entry>,
+    /// The answers to the intake questions, sent with the opening (and
+    /// again to a device that joins later, inside its own opening).
+    pub answers: IntakeAnswers,
     /// What the team's devices said about the conversation.
     pub receipts: Receipts,
 }
@@ -431,13 +436,16 @@ impl Seeker {
 
     /// Starts the conversation: the opening message (with the chosen team
     /// inside) to every device of the intake set. `bundles` must hold one
-    /// fetched prekey bundle per intake device.
+    /// fetched prekey bundle per intake device. `answers` are checked
+    /// against the team's intake questions
+    /// ([`IntakeAnswers::check_against`]).
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
         directory: &VerifiedDirectory,
         team: TeamId,
         language: Language,
+        answers: &IntakeAnswers,
         text: &str,
         bundles: &[FetchedBundle],
         now: UnixTime,
@@ -449,6 +457,7 @@ impl Seeker {
         // The chosen team must be listed (a team that left the directory
         // later is handled by `recipients`).
         directory.intake_set(team)?;
+        answers.check_against(&directory.questions_of(team))?;
         let intake = recipients(directory, team)?;
         let msg = AppMessage::new(
             MessageId::random(rng),
@@ -456,6 +465,7 @@ impl Seeker {
             Body::Opening {
                 team,
                 language,
+                answers: answers.clone(),
                 text: MessageText::new(text),
             },
         );
@@ -495,6 +505,7 @@ impl Seeker {
                 latest: Some(msg.id),
                 ..Receipts::default()
             },
+            answers: answers.clone(),
         });
         self.directory = Some(directory.version());
         Ok(envelopes)
@@ -581,7 +592,7 @@ impl Seeker {
             .conversation
             .as_ref()
             .ok_or(ClientError::NoConversation)?;
-        let (team, language) = (conv.team, conv.language);
+        let (team, language, answers) = (conv.team, conv.language, conv.answers.clone());
         let counselors = conv.counselors.clone();
         let mut out = Vec::with_capacity(counselors.len());
         for c in &counselors {
@@ -611,6 +622,7 @@ impl Seeker {
                 body: Body::Opening {
                     team,
                     language,
+                    answers: answers.clone(),
                     text: text.clone(),
                 },
             };
@@ -714,6 +726,10 @@ fn entry_of(msg: &AppMessage, author: Author, text: &str) -> Entry {
     }
 }
 
+/// ```text
+/// conversation = team:u16 || language:u8 || counselor_count:u16 || counselor*
+///                || history_count:u16 || entry* || answers (intake::IntakeAnswers::write)
+/// ```
 fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), Error> {
     w.u16(c.team.0).u8(c.language.wire());
     w.count_u16(c.counselors.len(), MAX_INTAKE_DEVICES, "counselors")?;
@@ -740,6 +756,7 @@ fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), Error> {
         w.u32(d.0);
     }
     w.u8(u8::from(r.read)).u8(u8::from(r.resolved));
+    c.answers.write(w)?;
     Ok(())
 }
 
@@ -783,6 +800,7 @@ fn read_conversation(r: &mut Reader<'_>) -> Result<Conversation, DecodeError> {
     }
     let read = read_flag(r, "read")?;
     let resolved = read_flag(r, "resolved")?;
+    let answers = IntakeAnswers::read(r)?;
     Ok(Conversation {
         team,
         language,
@@ -794,5 +812,6 @@ fn read_conversation(r: &mut Reader<'_>) -> Result<Conversation, DecodeError> {
             read,
             resolved,
         },
+        answers,
     })
 }

@@ -119,6 +119,7 @@ fn whole_conversation() {
             &w.dir,
             team,
             Language::Es,
+            &crate::intake::IntakeAnswers::none(),
             "Tengo 17 años y estoy solo.",
             &bundles,
             NOW,
@@ -345,6 +346,7 @@ fn colleagues_starting_sessions_at_once_converge() {
             &w.dir,
             TeamId(2),
             Language::En,
+            &crate::intake::IntakeAnswers::none(),
             "hello",
             &bundles,
             NOW,
@@ -399,6 +401,7 @@ fn outsiders_and_tampering_are_refused_without_changing_state() {
             &w.dir,
             TeamId(1),
             Language::Fr,
+            &crate::intake::IntakeAnswers::none(),
             "bonjour",
             &bundles,
             NOW,
@@ -445,6 +448,7 @@ fn outsiders_and_tampering_are_refused_without_changing_state() {
             &w.dir,
             TeamId(1),
             Language::En,
+            &crate::intake::IntakeAnswers::none(),
             "x",
             &bundles[..1],
             NOW,
@@ -481,6 +485,7 @@ fn opening_from(
         Body::Opening {
             team: TeamId(1),
             language: Language::En,
+            answers: crate::intake::IntakeAnswers::none(),
             text: MessageText::new(text),
         },
     );
@@ -677,6 +682,7 @@ fn a_device_state_seized_after_rotation_and_grace_cannot_open_a_logged_opening()
             &w.dir,
             TeamId(1),
             Language::Es,
+            &crate::intake::IntakeAnswers::none(),
             "Tengo 17 años y estoy solo.",
             &bundles,
             NOW,
@@ -746,6 +752,7 @@ fn a_device_state_seized_after_rotation_and_grace_cannot_open_a_logged_opening()
             &w.dir,
             TeamId(1),
             Language::Es,
+            &crate::intake::IntakeAnswers::none(),
             "hola",
             &bundles,
             after_grace,
@@ -785,6 +792,7 @@ fn one_time_prekeys_handed_out_but_never_used_are_deleted_at_their_maximum_age()
             &w.dir,
             TeamId(1),
             Language::Es,
+            &crate::intake::IntakeAnswers::none(),
             "hola",
             &bundles,
             NOW,
@@ -855,6 +863,7 @@ pub(crate) fn seeker_with_conversation(w: &mut World) -> (Seeker, crate::codenam
             &w.dir,
             TeamId(1),
             Language::Es,
+            &crate::intake::IntakeAnswers::none(),
             "Necesito ayuda.",
             &bundles,
             NOW,
@@ -1138,6 +1147,7 @@ pub(crate) fn replayed_opening_case() -> (
             &w.dir,
             TeamId(1),
             Language::En,
+            &crate::intake::IntakeAnswers::none(),
             "help",
             &bundles,
             NOW,
@@ -1171,6 +1181,7 @@ fn a_replayed_opening_cannot_bring_back_a_deleted_conversation() {
             &w.dir,
             TeamId(1),
             Language::En,
+            &crate::intake::IntakeAnswers::none(),
             "help",
             &bundles,
             NOW,
@@ -1416,4 +1427,212 @@ fn a_resolution_crossing_the_seekers_next_message_leaves_every_device_agreeing()
     for k in [&w.a, &w.b, &w.c] {
         assert_eq!(k.conversation(&conv).unwrap().status, Status::Resolved);
     }
+}
+
+/// Intake answers travel inside the opening, are kept with the
+/// conversation (and across a save), are refused when they do not fit the
+/// team's questions, and order and filter the inbox (issue 20).
+#[test]
+fn intake_answers_travel_and_order_the_inbox() {
+    use crate::client::inbox::{InboxOrder, IntakeFilter};
+    use crate::intake::{Answer, FOR_WHOM_SELF, FOR_WHOM_SOMEONE_ELSE, IntakeAnswers, QuestionId};
+    let mut w = world();
+    let q = QuestionId;
+    // (answers, minute): a helper for an urgent minor, an adult writing
+    // for themself with a low urgency, a seeker who skipped everything,
+    // and one who declined the minor question.
+    let cases = [
+        (
+            vec![
+                (q(1), Answer::Choice(FOR_WHOM_SOMEONE_ELSE)),
+                (q(2), Answer::YesNo(true)),
+                (q(6), Answer::Choice(3)),
+            ],
+            1,
+        ),
+        (
+            vec![
+                (q(1), Answer::Choice(FOR_WHOM_SELF)),
+                (q(2), Answer::YesNo(false)),
+                (q(6), Answer::Choice(1)),
+            ],
+            3,
+        ),
+        (vec![], 4),
+        (vec![(q(2), Answer::Declined), (q(6), Answer::Choice(2))], 2),
+    ];
+    let mut convs = Vec::new();
+    for (answers, minute) in cases {
+        let answers = IntakeAnswers::new(answers).unwrap();
+        let codename = Codename::generate(Language::En, &mut w.rng);
+        let secrets = codename.derive(w.org.public().as_ed25519()).unwrap();
+        let mut seeker = Seeker::new(&secrets);
+        let bundles = vec![
+            bundle_of(&mut w.a, &mut w.rng, true),
+            bundle_of(&mut w.b, &mut w.rng, true),
+            bundle_of(&mut w.c, &mut w.rng, true),
+        ];
+        let at = UnixTime(NOW.0 + 60 * minute);
+        let envs = seeker
+            .start(
+                &w.dir,
+                TeamId(1),
+                Language::Ht,
+                &answers,
+                "Bonjou.",
+                &bundles,
+                at,
+                &mut w.rng,
+            )
+            .unwrap();
+        assert_eq!(seeker.conversation().unwrap().answers, answers);
+        deliver(&envs, &mut w.a);
+        let id = seeker.mailbox().id();
+        assert_eq!(w.a.conversation(&id).unwrap().answers, answers);
+        convs.push(id);
+    }
+    // Kept across a save of the device.
+    let back = Counselor::decode(&w.a.encode().unwrap(), &w.org.public()).unwrap();
+    for id in &convs {
+        assert_eq!(
+            back.conversation(id).unwrap().answers,
+            w.a.conversation(id).unwrap().answers
+        );
+    }
+    let s = w.a.intake_summary(&convs[0], Language::En).unwrap();
+    assert_eq!(s.for_someone_else, Some(true));
+    assert_eq!(s.minor, Some(true));
+    assert_eq!(s.urgent, Some(true));
+    assert!(s.lines[1].prompt.contains("the person you are helping"));
+
+    let all = IntakeFilter::default();
+    let c = &convs;
+    assert_eq!(
+        w.a.inbox(InboxOrder::Newest, &all),
+        vec![c[2], c[1], c[3], c[0]]
+    );
+    assert_eq!(
+        w.a.inbox(InboxOrder::MinorsFirst, &all),
+        vec![c[0], c[2], c[1], c[3]]
+    );
+    assert_eq!(
+        w.a.inbox(InboxOrder::UrgentFirst, &all),
+        vec![c[0], c[3], c[1], c[2]]
+    );
+    let only = |f: IntakeFilter| w.a.inbox(InboxOrder::Newest, &f);
+    assert_eq!(
+        only(IntakeFilter {
+            for_someone_else: true,
+            ..all
+        }),
+        vec![c[0]]
+    );
+    assert_eq!(
+        only(IntakeFilter {
+            minors: true,
+            ..all
+        }),
+        vec![c[0]]
+    );
+    assert_eq!(
+        only(IntakeFilter {
+            urgent: true,
+            ..all
+        }),
+        vec![c[0]]
+    );
+    assert_eq!(
+        InboxOrder::from_name("urgent-first"),
+        Some(InboxOrder::UrgentFirst)
+    );
+    assert_eq!(InboxOrder::from_name("oldest"), None);
+
+    // A seeker's client refuses answers the team's questions do not take.
+    let codename = Codename::generate(Language::En, &mut w.rng);
+    let secrets = codename.derive(w.org.public().as_ed25519()).unwrap();
+    let mut seeker = Seeker::new(&secrets);
+    let bundles = vec![
+        bundle_of(&mut w.a, &mut w.rng, true),
+        bundle_of(&mut w.b, &mut w.rng, true),
+        bundle_of(&mut w.c, &mut w.rng, true),
+    ];
+    for bad in [
+        vec![(q(1), Answer::Choice(7))],
+        vec![(q(2), Answer::Choice(1))],
+        vec![(q(77), Answer::YesNo(true))],
+    ] {
+        let bad = IntakeAnswers::new(bad).unwrap();
+        assert!(
+            seeker
+                .start(
+                    &w.dir,
+                    TeamId(1),
+                    Language::Es,
+                    &bad,
+                    "Hola.",
+                    &bundles,
+                    NOW,
+                    &mut w.rng
+                )
+                .is_err()
+        );
+        assert!(seeker.conversation().is_none());
+    }
+}
+
+/// A counselor device trusts no answer its directory cannot read: an
+/// opening whose answers name an unknown question or a choice the question
+/// does not offer is kept and shown as unrecognised, never sorted or
+/// filtered on (the relay cannot forge one anyway; a seeker's own client
+/// could).
+#[test]
+fn unrecognised_answers_are_not_trusted_for_sorting() {
+    use crate::client::inbox::{InboxOrder, IntakeFilter};
+    use crate::intake::{Answer, IntakeAnswers, QuestionId, ShownAnswer};
+    let mut w = world();
+    let codename = Codename::generate(Language::En, &mut w.rng);
+    let secrets = codename.derive(w.org.public().as_ed25519()).unwrap();
+    let mut ep =
+        super::endpoint::Endpoint::without_prekeys(secrets.identity_keys(), secrets.mailbox_keys());
+    let forged = IntakeAnswers::new(vec![
+        (QuestionId(2), Answer::Choice(1)),
+        (QuestionId(6), Answer::Choice(200)),
+        (QuestionId(99), Answer::YesNo(true)),
+    ])
+    .unwrap();
+    let msg = crate::message::AppMessage::new(
+        crate::ids::MessageId::random(&mut w.rng),
+        NOW,
+        crate::message::Body::Opening {
+            team: TeamId(1),
+            language: Language::En,
+            answers: forged,
+            text: crate::message::MessageText::new("hi"),
+        },
+    );
+    let bundle = bundle_of(&mut w.a, &mut w.rng, true);
+    let p = w.a.public();
+    let env = ep
+        .seal_to(&p.identity, &p.mailbox, Some(&bundle), &msg, &mut w.rng)
+        .unwrap();
+    w.a.receive(&env).unwrap();
+    let id = secrets.mailbox_keys().id();
+    let s = w.a.intake_summary(&id, Language::En).unwrap();
+    assert_eq!((s.minor, s.urgency, s.urgent), (None, None, None));
+    assert_eq!(s.lines.len(), 3);
+    assert!(
+        s.lines
+            .iter()
+            .all(|l| l.answer == ShownAnswer::Unrecognised)
+    );
+    assert!(
+        w.a.inbox(
+            InboxOrder::Newest,
+            &IntakeFilter {
+                minors: true,
+                ..Default::default()
+            }
+        )
+        .is_empty()
+    );
 }

@@ -396,6 +396,9 @@ pub enum Command {
         secrets: Box<SeekerSecrets>,
         team_slug: String,
         language: Language,
+        /// The answers to the team's intake questions (each may be
+        /// skipped); checked against the directory before anything is sent.
+        answers: crate::intake::IntakeAnswers,
         text: String,
     },
     /// A seeker comes back: authenticate, restore the saved state, read what
@@ -551,11 +554,12 @@ impl Driver {
                 secrets,
                 team_slug,
                 language,
+                answers,
                 text,
             } => {
                 check_message(&text)?;
                 Box::pin(async move {
-                    seeker::start(&io, &st, &secrets, &team_slug, language, &text).await
+                    seeker::start(&io, &st, &secrets, &team_slug, language, &answers, &text).await
                 })
             }
             Command::SeekerOpen { secrets } => {

@@ -264,6 +264,7 @@ pub(super) async fn start(
     secrets: &SeekerSecrets,
     team_slug: &str,
     language: Language,
+    answers: &crate::intake::IntakeAnswers,
     text: &str,
 ) -> Result<Outcome, DriverError> {
     forget(io, st);
@@ -277,6 +278,11 @@ pub(super) async fn start(
         return Err(DriverError::NobodyAnswers);
     }
     let team = team.id;
+    // Answers the team's questions do not take fail here, before a prekey
+    // is fetched (and used up) or a mailbox registered.
+    answers
+        .check_against(&dir.questions_of(team))
+        .map_err(DriverError::Core)?;
     let intake: Vec<MailboxId> = dir
         .intake_set(team)
         .map_err(|e| DriverError::Core(e.into()))?
@@ -293,7 +299,9 @@ pub(super) async fn start(
     let envelopes = {
         let mut l = io.0.borrow_mut();
         let now = l.now;
-        seeker.start(&dir, team, language, text, &bundles, now, &mut l.rng)?
+        seeker.start(
+            &dir, team, language, answers, text, &bundles, now, &mut l.rng,
+        )?
     };
     st.borrow_mut().seeker = Some(seeker);
     let (conn, hello) = match io.open(ConnKind::Mailbox).await {

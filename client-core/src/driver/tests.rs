@@ -1050,6 +1050,7 @@ fn start_cmd(secrets: SeekerSecrets, text: &str) -> Command {
         secrets: Box::new(secrets),
         team_slug: TEAM.into(),
         language: Language::Es,
+        answers: crate::intake::IntakeAnswers::none(),
         text: text.into(),
     }
 }
@@ -3923,6 +3924,7 @@ fn the_topic_a_seeker_chose_does_not_show_in_what_the_relay_receives() {
                 secrets: Box::new(secrets),
                 team_slug: slug.clone(),
                 language: Language::Es,
+                answers: crate::intake::IntakeAnswers::none(),
                 text: "¿Puedo pedir asilo en Canadá?".into(),
             },
         );
@@ -3937,6 +3939,108 @@ fn the_topic_a_seeker_chose_does_not_show_in_what_the_relay_receives() {
         seen[0], seen[1],
         "two topics: the same prekey fetches in the same order, the same recipients and sizes"
     );
+}
+
+/// Issue 20: the intake answers travel inside the opening's ciphertext.
+/// A seeker who answers every question (a minor, urgent, writing for
+/// someone else, several citizenships) and one who skips them all give the
+/// relay the same prekey fetches, recipients, order and sizes (the answers
+/// add at most a few dozen bytes, inside the padding bucket).
+#[test]
+fn the_intake_answers_do_not_show_in_what_the_relay_receives() {
+    use crate::intake::{Answer, FOR_WHOM_SOMEONE_ELSE, IntakeAnswers, QuestionId};
+    let (org, devices, directory) = two_teams(43);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    for d in &devices {
+        synced(&mut net, d);
+    }
+    let slug = net.clients[1].driver.directory().unwrap().teams()[0]
+        .slug
+        .clone();
+    let full = IntakeAnswers::new(vec![
+        (QuestionId(1), Answer::Choice(FOR_WHOM_SOMEONE_ELSE)),
+        (QuestionId(2), Answer::YesNo(true)),
+        (QuestionId(3), Answer::Choices(vec![1, 2])),
+        (QuestionId(4), Answer::Choices(vec![2, 3, 9])),
+        (QuestionId(5), Answer::Choice(2)),
+        (QuestionId(6), Answer::Choice(3)),
+    ])
+    .unwrap();
+    let mut seen = Vec::new();
+    for (n, answers) in [full, IntakeAnswers::none()].into_iter().enumerate() {
+        let (_, secrets) = secrets_for(&org, 44 + n as u8);
+        let mailbox = secrets.mailbox_keys().id();
+        let seeker = net.plain();
+        let mark = net.mark(seeker);
+        let started = net.exec(
+            seeker,
+            Command::SeekerStart {
+                secrets: Box::new(secrets),
+                team_slug: slug.clone(),
+                language: Language::Es,
+                answers,
+                text: "¿Puedo pedir asilo en Canadá?".into(),
+            },
+        );
+        assert!(
+            matches!(started, Ok(Outcome::Started { .. })),
+            "{started:?}"
+        );
+        seen.push(shapes(&net.sent_since(seeker, mark), &[mailbox]));
+    }
+    assert!(seen[0].iter().any(|s| matches!(s, Shape::Deposit(_))));
+    assert_eq!(
+        seen[0], seen[1],
+        "answers or none: the same prekey fetches in the same order, the same recipients and sizes"
+    );
+}
+
+/// Answers the chosen team's questions do not take (a choice the question
+/// does not offer, a question the team does not ask) fail before any
+/// prekey is fetched or a mailbox registered.
+#[test]
+fn answers_that_do_not_fit_the_questions_fail_before_anything_is_spent() {
+    use crate::intake::{Answer, IntakeAnswers, QuestionId};
+    let (org, devices, directory) = two_teams(45);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    for d in &devices {
+        synced(&mut net, d);
+    }
+    let slug = net.clients[1].driver.directory().unwrap().teams()[0]
+        .slug
+        .clone();
+    for (n, bad) in [
+        vec![(QuestionId(1), Answer::Choice(7))],
+        vec![(QuestionId(2), Answer::Choice(1))],
+        vec![(QuestionId(99), Answer::Declined)],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (_, secrets) = secrets_for(&org, 46 + n as u8);
+        let mailbox = secrets.mailbox_keys().id();
+        let seeker = net.plain();
+        let mark = net.mark(seeker);
+        let started = net.exec(
+            seeker,
+            Command::SeekerStart {
+                secrets: Box::new(secrets),
+                team_slug: slug.clone(),
+                language: Language::Es,
+                answers: IntakeAnswers::new(bad).unwrap(),
+                text: "Hola.".into(),
+            },
+        );
+        assert!(matches!(started, Err(DriverError::Core(_))), "{started:?}");
+        let sent = shapes(&net.sent_since(seeker, mark), &[mailbox]);
+        assert!(
+            sent.iter()
+                .all(|s| matches!(s, Shape::Kind(k) if *k == "fetch_directory")),
+            "only the directory was fetched: {sent:?}"
+        );
+    }
 }
 
 #[test]

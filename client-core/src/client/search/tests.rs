@@ -42,6 +42,7 @@ fn conv(at: u64, messages: &[&str]) -> Conversation {
         unread: false,
         kept_until: None,
         read_receipt_for: None,
+        answers: crate::intake::IntakeAnswers::none(),
     }
 }
 
