@@ -74,6 +74,8 @@ const WORST_CASE_LEN: usize = {
     HEADER_LEN + team_event + biggest
 };
 const _: () = assert!(WORST_CASE_LEN <= MAX_APP_MESSAGE_LEN);
+// A copied attachment reference is far smaller than a copied text.
+const _: () = assert!(crate::attachment::MAX_REF_LEN < MAX_TEXT_LEN);
 
 /// Text someone wrote. Zeroized on drop; `Debug` prints only its length, so
 /// a message can be logged in a test failure without its content.
@@ -148,6 +150,10 @@ pub enum Body {
     DeleteRequest,
     /// Team state between counselor devices (never sent to a seeker).
     Team(TeamEvent),
+    /// A file, either way: where its encrypted blob is on the relay, the
+    /// key, the digest, the name and the type (docs/PROTOCOL.md §5.6). Sent
+    /// only once the whole blob is stored.
+    Attachment(crate::attachment::AttachmentRef),
 }
 
 /// A change to the team's view of one conversation, made by one device.
@@ -193,6 +199,7 @@ mod tag {
     pub const REFERRAL: u8 = 3;
     pub const DELETE_REQUEST: u8 = 4;
     pub const TEAM: u8 = 5;
+    pub const ATTACHMENT: u8 = 7;
 
     pub const CLAIM: u8 = 1;
     pub const HAND_OFF: u8 = 2;
@@ -225,8 +232,9 @@ impl AppMessage {
     ///       1 Claim, 3 Resolve, 4 Reopen   (nothing)
     ///       2 HandOff        to:u32
     ///       5 Note           text:str16
-    ///       6 Copy           direction:u8 (1 from seeker, 2 to seeker) || app_message (tags 1–4 only)
+    ///       6 Copy           direction:u8 (1 from seeker, 2 to seeker) || app_message (tags 1–4, 7)
     ///       7 CannedAnswer   title:str16 || text:str16
+    ///   7 Attachment    attachment_ref (docs/PROTOCOL.md §5.6)
     /// str16 = len:u16 || UTF-8[len]
     /// ```
     /// Errors if `sent_at` is not on a minute, a text is over its maximum,
@@ -270,6 +278,10 @@ impl AppMessage {
             }
             Body::DeleteRequest => {
                 w.u8(tag::DELETE_REQUEST);
+            }
+            Body::Attachment(a) => {
+                w.u8(tag::ATTACHMENT);
+                a.write(w)?;
             }
             Body::Team(ev) => {
                 if !allow_team {
@@ -355,6 +367,7 @@ impl AppMessage {
                 text: read_text(r, MAX_TEXT_LEN, "referral text")?,
             },
             tag::DELETE_REQUEST => Body::DeleteRequest,
+            tag::ATTACHMENT => Body::Attachment(crate::attachment::AttachmentRef::read(r)?),
             tag::TEAM if allow_team => {
                 let conversation = MailboxId::from_bytes(r.array("conversation")?);
                 let by = DeviceId(r.u32("device id")?);
@@ -528,6 +541,29 @@ mod tests {
                     team(TeamEventKind::Copy {
                         direction: Direction::FromSeeker,
                         message: Box::new(seeker_text),
+                    }),
+                ),
+            ),
+            (
+                "attachment",
+                AppMessage::new(
+                    id(13),
+                    t,
+                    Body::Attachment(crate::attachment::tests::sample_ref()),
+                ),
+            ),
+            (
+                "team_copy_attachment",
+                AppMessage::new(
+                    id(14),
+                    t,
+                    team(TeamEventKind::Copy {
+                        direction: Direction::ToSeeker,
+                        message: Box::new(AppMessage::new(
+                            id(15),
+                            t,
+                            Body::Attachment(crate::attachment::tests::sample_ref()),
+                        )),
                     }),
                 ),
             ),
@@ -761,6 +797,23 @@ mod tests {
                 text
             }),
             Just(Body::DeleteRequest),
+            (
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>(),
+                0u32..=crate::attachment::MAX_ATTACHMENT_LEN as u32
+            )
+                .prop_map(|(b, k, size)| {
+                    Body::Attachment(crate::attachment::AttachmentRef {
+                        blob_id: crate::attachment::BlobId::from_bytes(b),
+                        key: crate::attachment::AttachmentKey::from_bytes(&k),
+                        digest: k,
+                        size,
+                        info: crate::attachment::FileInfo {
+                            name: crate::attachment::FileName::sanitize("scan.jpg"),
+                            media_type: crate::attachment::MediaType::sanitize("image/jpeg"),
+                        },
+                    })
+                }),
         ]
     }
 
