@@ -916,6 +916,13 @@ pub(crate) mod tests {
             "chunks": chunks,
             "reference": hex::encode(r.encode().unwrap()),
             "invalid_references": invalid,
+            "images": {
+                "description": "docs/PROTOCOL.md §5.6.4: a JPEG with JFIF, EXIF (GPS, serial, date), XMP, IPTC, a comment and trailing bytes, and what cleaning leaves; a PNG with tEXt, eXIf, tIME, iTXt, zTXt and its cleaned form.",
+                "jpeg_with_gps": hex::encode(crate::metadata::samples::jpeg_with_gps()),
+                "jpeg_cleaned": hex::encode(crate::metadata::samples::jpeg_cleaned()),
+                "png_with_metadata": hex::encode(crate::metadata::samples::png_with_metadata().0),
+                "png_cleaned": hex::encode(crate::metadata::samples::png_with_metadata().1),
+            },
         });
         for bad in json["invalid_references"].as_array().unwrap() {
             let bytes = hex::decode(bad["encoded"].as_str().unwrap()).unwrap();
