@@ -21,6 +21,7 @@ use super::{
     Output, TeamAction, Work,
 };
 use crate::UnixTime;
+use crate::attachment::BlobId;
 use crate::client::counselor::{Event as TeamEvent, Status};
 use crate::client::saved::{DeviceState, UnreadableReason};
 use crate::client::seeker::Seeker;
@@ -102,6 +103,11 @@ struct Relay {
     deposits: Vec<DepositSeen>,
     /// Envelopes one mailbox may hold (the relay's `mailbox_max_envelopes`).
     mailbox_max: usize,
+    /// Attachment blobs: the mailbox they belong to and their chunks.
+    blobs: BTreeMap<BlobId, (MailboxId, Vec<Option<Vec<u8>>>)>,
+    /// Chunk puts the relay refuses with `rate_limited` before storing
+    /// any (to test the driver's retry).
+    refuse_puts: usize,
 }
 
 /// How long the fake relay keeps an envelope.
@@ -114,6 +120,8 @@ impl Relay {
             rng: ChaCha20Rng::from_seed([0xEE; 32]),
             mailboxes: BTreeMap::new(),
             directories: BTreeMap::new(),
+            blobs: BTreeMap::new(),
+            refuse_puts: 0,
             sessions: BTreeMap::new(),
             deposits: Vec::new(),
             mailbox_max: usize::MAX,
@@ -449,10 +457,52 @@ impl Relay {
                 Ok(ServerFrame::Ok)
             }
             ClientFrame::DeleteMailbox => {
-                self.mailboxes.remove(&need()?);
+                let id = need()?;
+                self.mailboxes.remove(&id);
+                self.blobs.retain(|_, (m, _)| *m != id);
                 self.session(key).mailbox = None;
                 Ok(ServerFrame::Ok)
             }
+            ClientFrame::PutChunk {
+                mailbox,
+                blob,
+                chunk_count,
+                index,
+                chunk,
+            } => {
+                if self.refuse_puts > 0 {
+                    self.refuse_puts -= 1;
+                    return Err(ErrorCode::RateLimited);
+                }
+                if !self.mailboxes.contains_key(&mailbox) {
+                    return Err(ErrorCode::UnknownMailbox);
+                }
+                let (m, chunks) = self
+                    .blobs
+                    .entry(blob)
+                    .or_insert_with(|| (mailbox, vec![None; usize::from(chunk_count)]));
+                if *m != mailbox || chunks.len() != usize::from(chunk_count) {
+                    return Err(ErrorCode::BlobMismatch);
+                }
+                chunks[usize::from(index)] = Some(chunk);
+                Ok(ServerFrame::ChunkStored {
+                    index,
+                    held: chunks.iter().filter(|c| c.is_some()).count() as u16,
+                })
+            }
+            ClientFrame::BlobStatus { blob } => self
+                .blobs
+                .get(&blob)
+                .map(|(_, c)| ServerFrame::BlobChunks {
+                    present: c.iter().map(Option::is_some).collect(),
+                })
+                .ok_or(ErrorCode::NotFound),
+            ClientFrame::GetChunk { blob, index } => self
+                .blobs
+                .get(&blob)
+                .and_then(|(_, c)| c.get(usize::from(index)).cloned().flatten())
+                .map(|chunk| ServerFrame::Chunk { index, chunk })
+                .ok_or(ErrorCode::NotFound),
         }
     }
 
