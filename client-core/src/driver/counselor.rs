@@ -332,6 +332,7 @@ pub(super) async fn act(
             TeamAction::SaveCanned { title, text } => {
                 c.add_canned_answer(id, &title, &text, b, t, rng)
             }
+            TeamAction::Attach { reference } => c.attach(id, reference, b, t, rng),
         }?
     };
     // Saved, with the envelopes in the outbox, before sending: a ratchet key

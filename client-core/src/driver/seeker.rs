@@ -445,6 +445,38 @@ pub(super) async fn write(io: &Io, st: &St, text: &str) -> Result<Outcome, Drive
     Ok(Outcome::Sent { expires_at })
 }
 
+/// Uploads a file into the seeker's own mailbox, then sends its reference
+/// as [`write`] sends a text (saved pending first, kept if the deposit fails).
+pub(super) async fn attach(
+    io: &Io,
+    st: &St,
+    command: super::CommandId,
+    info: crate::attachment::FileInfo,
+    size: u64,
+) -> Result<Outcome, DriverError> {
+    let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
+    let mailbox = st
+        .borrow()
+        .seeker
+        .as_ref()
+        .map(|s| s.mailbox().id())
+        .ok_or(DriverError::Misuse {
+            what: "no conversation is open",
+        })?;
+    let reference = super::attach::upload(io, command, mailbox, info, size).await?;
+    let bundles = newcomer_bundles(io, st).await?;
+    let envelopes = seal(io, st, |seeker, now, rng| {
+        seeker.attach(reference, &bundles, now, rng)
+    })?;
+    let expires_at = save(io, st, conn).await?;
+    io.deposit(envelopes)
+        .await
+        .map_err(|e| DriverError::NotSentYet { cause: Box::new(e) })?;
+    sent(st);
+    let expires_at = save(io, st, conn).await.unwrap_or(expires_at);
+    Ok(Outcome::Attached { expires_at })
+}
+
 pub(super) async fn delete(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
     let bundles = newcomer_bundles(io, st).await?;
