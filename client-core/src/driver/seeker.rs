@@ -454,7 +454,6 @@ pub(super) async fn attach(
     info: crate::attachment::FileInfo,
     size: u64,
 ) -> Result<Outcome, DriverError> {
-    let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
     let mailbox = st
         .borrow()
         .seeker
@@ -464,6 +463,9 @@ pub(super) async fn attach(
             what: "no conversation is open",
         })?;
     let reference = super::attach::upload(io, command, mailbox, info, size).await?;
+    // The mailbox connection may have been lost (and replaced by the
+    // receiver) while the file went up.
+    let conn = open_mailbox_conn(io, st).await?;
     let bundles = newcomer_bundles(io, st).await?;
     let envelopes = seal(io, st, |seeker, now, rng| {
         seeker.attach(reference, &bundles, now, rng)
@@ -475,6 +477,28 @@ pub(super) async fn attach(
     sent(st);
     let expires_at = save(io, st, conn).await.unwrap_or(expires_at);
     Ok(Outcome::Attached { expires_at })
+}
+
+/// How long a command waits for the receiver to reconnect a lost mailbox
+/// connection before it fails (`Network`).
+const MAILBOX_WAIT_SECS: u64 = 120;
+
+/// The open mailbox connection, waiting (up to [`MAILBOX_WAIT_SECS`]) for
+/// the receiver to replace a lost one.
+async fn open_mailbox_conn(io: &Io, st: &St) -> Result<super::ConnId, DriverError> {
+    let deadline = io.now().0 + MAILBOX_WAIT_SECS;
+    loop {
+        let conn = st.borrow().mailbox;
+        if let Some(c) = conn
+            && io.with(|l| l.is_open(c))
+        {
+            return Ok(c);
+        }
+        if io.now().0 >= deadline || st.borrow().seeker.is_none() {
+            return Err(DriverError::Network);
+        }
+        io.sleep_until(UnixTime(io.now().0 + 1)).await;
+    }
 }
 
 pub(super) async fn delete(io: &Io, st: &St) -> Result<Outcome, DriverError> {
