@@ -117,6 +117,9 @@ struct Conn {
     deliveries: VecDeque<Delivery>,
 }
 
+/// A file slice as the shell read it, or why not.
+type ReadResult = Result<Zeroizing<Vec<u8>>, DriverError>;
+
 /// Everything the sequences and the driver share.
 pub(crate) struct Link {
     pub(crate) now: UnixTime,
@@ -133,7 +136,7 @@ pub(crate) struct Link {
     next_timer: u64,
     /// File slices asked of the shell (`Output::ReadFile`) and, once read,
     /// their bytes (attachments).
-    reads: BTreeMap<super::ReadId, Option<Result<Zeroizing<Vec<u8>>, DriverError>>>,
+    reads: BTreeMap<super::ReadId, Option<ReadResult>>,
     next_read: u64,
     /// The frame version a relay spoke instead of ours, if one did: every
     /// relay failing to open then says why (`UnsupportedVersion`), not

@@ -104,11 +104,14 @@ struct Relay {
     /// Envelopes one mailbox may hold (the relay's `mailbox_max_envelopes`).
     mailbox_max: usize,
     /// Attachment blobs: the mailbox they belong to and their chunks.
-    blobs: BTreeMap<BlobId, (MailboxId, Vec<Option<Vec<u8>>>)>,
+    blobs: BTreeMap<BlobId, FakeBlob>,
     /// Chunk puts the relay refuses with `rate_limited` before storing
     /// any (to test the driver's retry).
     refuse_puts: usize,
 }
+
+/// An attachment blob on the fake relay: its mailbox and its chunks.
+type FakeBlob = (MailboxId, Vec<Option<Vec<u8>>>);
 
 /// How long the fake relay keeps an envelope.
 const RETENTION_SECS: u64 = 7 * 24 * 3600;
