@@ -1076,7 +1076,10 @@ export function serveSeekerWorker() {
     if (m.type === "init") {
       ready = (async () => {
         const mod = await import("./pkg/northstar_web.js");
-        await mod.default({ module_or_path: m.module });
+        const exports = await mod.default({ module_or_path: m.module });
+        // The size of the module's linear memory, for the memory measurement
+        // of docs/BENCHMARKS.md (a number: nothing secret).
+        globalThis.northstarMemoryBytes = () => exports.memory.buffer.byteLength;
         wasm = mod;
         config = m.config;
       })();
