@@ -117,8 +117,8 @@ after(async () => {
  * `northstar counselor web --no-browser` on a free port, pinned to `orgKey`
  * and talking to `relay`; resolves once it serves.
  */
-async function startInbox(orgKey, relay) {
-  const env = { ...process.env, NORTHSTAR_HOME: path.join(tmp, "inbox-home"), NORTHSTAR_RELAY: `${relay.origin.replace(/^http/, "ws")}/ws` };
+async function startInbox(orgKey, relay, home = path.join(tmp, "inbox-home")) {
+  const env = { ...process.env, NORTHSTAR_HOME: home, NORTHSTAR_RELAY: `${relay.origin.replace(/^http/, "ws")}/ws` };
   delete env.NORTHSTAR_ORG;
   const port = await new Promise((resolve) => {
     const s = net.createServer().listen(0, "127.0.0.1", () => {
@@ -1290,6 +1290,67 @@ describe("attachments: files both ways from a phone, photos without GPS, memory 
       assert.deepEqual(s.errors, []);
     } finally {
       await s.close();
+    }
+  });
+  test("the counselor inbox saves a seeker's file and sends one back, which the open seeker page saves", async () => {
+    const inbox2 = await startInbox(orgKey.org_key, relay, path.join(dir, "inbox-home"));
+    const c = await open("/", { viewport: DESKTOP, site: inbox2, relay });
+    const s = await open("/", { relay, locale: "es-ES", viewport: PHONE });
+    try {
+      // A second counselor device, enrolled in the inbox and added by the administrator.
+      const cp = c.page;
+      await visible(cp, "#screen-enrol");
+      await cp.fill("#enrol-pass", COUNSELOR_PASS);
+      await cp.fill("#enrol-pass2", COUNSELOR_PASS);
+      await cp.click("#enrol-button");
+      await visible(cp, "#enrol-done");
+      const keys = await cp.inputValue("#enrol-keys");
+      await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "web", "--device", keys], ADMIN_PASS, admin());
+      await cli(["admin", "publish"], ADMIN_PASS, admin());
+      await cp.click("#enrol-continue");
+      await cp.fill("#passphrase", COUNSELOR_PASS);
+      await cp.click("#unlock-button");
+      await visible(cp, "#screen-inbox");
+
+      // The seeker comes back, writes (the new device gets the conversation), then sends a scan.
+      const sp = s.page;
+      await comeBack(sp, codename);
+      await visible(sp, "#screen-conversation", 60_000);
+      await sp.fill("#reply", "Les mando otra página.");
+      await sp.click("#reply-form button[type=submit]");
+      await sp.waitForFunction(() => document.querySelectorAll("#messages li").length === 5, null, { timeout: 30_000 });
+      const scan = pdfOf(200_000, 23);
+      await sp.setInputFiles("#file-pick", { name: "pagina-2.pdf", mimeType: "application/pdf", buffer: scan });
+      await sp.click("#file-send");
+      await sp.waitForFunction(() => document.querySelectorAll("#messages li").length === 6, null, { timeout: 60_000 });
+
+      // The inbox shows it live; Save gives the file byte for byte.
+      await cp.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1, null, { timeout: 30_000 });
+      await cp.click("#case-list .case-item");
+      await visible(cp, "#case");
+      await cp.waitForFunction(() => [...document.querySelectorAll("#entries .body")].some((b) => b.textContent.startsWith("pagina-2.pdf")), null, { timeout: 30_000 });
+      const entry = cp.locator("#entries li", { hasText: "pagina-2.pdf" });
+      const [saved] = await Promise.all([cp.waitForEvent("download", { timeout: 60_000 }), entry.locator("button").click()]);
+      assert.equal(saved.suggestedFilename(), "pagina-2.pdf");
+      assert.ok(readFileSync(await saved.path()).equals(scan), "the counselor saves the seeker's file byte for byte");
+
+      // The counselor sends a form from the inbox; the open seeker page gets it live and saves it.
+      const form = pdfOf(90_000, 29);
+      await cp.setInputFiles("#case-file", { name: "lista-de-documentos.pdf", mimeType: "application/pdf", buffer: form });
+      await cp.click("#case-file-send");
+      await cp.waitForFunction(() => [...document.querySelectorAll("#entries .from-you .body")].some((b) => b.textContent.startsWith("lista-de-documentos.pdf")), null, { timeout: 60_000 });
+      await shot(cp, "counselor-05-files");
+      await sp.waitForFunction(() => document.querySelectorAll("#messages li").length === 7, null, { timeout: 60_000 });
+      const last = sp.locator("#messages li").nth(6);
+      const [got] = await Promise.all([sp.waitForEvent("download", { timeout: 60_000 }), last.locator("button").click()]);
+      assert.ok(readFileSync(await got.path()).equals(form), "the seeker saves the counselor's file byte for byte");
+      assert.deepEqual(await axeViolations(cp), []);
+      assert.deepEqual(c.errors, []);
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+      await c.close();
+      await inbox2.stop();
     }
   });
 });
