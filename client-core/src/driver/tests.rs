@@ -4446,3 +4446,41 @@ fn a_tampered_chunk_fails_the_download() {
         Err(DriverError::AttachmentDamaged)
     );
 }
+
+#[test]
+fn a_colleague_gets_a_copy_of_the_counselors_file_and_can_open_it() {
+    let (org, devices, directory) = org_with_devices(2, 50);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (_, secrets) = secrets_for(&org, 51);
+    let seeker = net.plain();
+    net.exec(seeker, start_cmd(secrets, "Hola")).unwrap();
+    let conv = new_conversations(&net, a)[0];
+    let form = pdf_bytes(80_000);
+    net.clients[a].file = form.clone();
+    assert_eq!(
+        net.exec(
+            a,
+            Command::CounselorAttach {
+                conversation: conv,
+                info: file_info("form.pdf", "application/pdf"),
+                size: form.len() as u64,
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    // B's history has the file (a team Copy of the reference), and opens it.
+    let r = attachments_of(&net, b, &conv)
+        .pop()
+        .expect("a copy of the file");
+    assert_eq!(r.info.name.as_str(), "form.pdf");
+    assert_eq!(
+        net.exec(b, Command::FetchAttachment { reference: r }),
+        Ok(Outcome::Fetched { size: 80_000 })
+    );
+    assert_eq!(net.clients[b].written, form);
+    // One blob for the whole fan-out.
+    assert_eq!(net.relay.blobs.len(), 1);
+}
