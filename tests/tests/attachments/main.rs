@@ -407,3 +407,190 @@ async fn an_upload_cut_off_by_a_relay_crash_resumes_where_it_stopped() {
     .await;
     assert_eq!(std::fs::read(&out).unwrap(), scan);
 }
+
+/// Raw frames against the real relay: chunks are stored once, reported for
+/// resuming, served by blob id to a connection with no session, refused for
+/// a counselor intake mailbox, and go with the seeker's mailbox — leaving
+/// no piece in the SQLite files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_go_with_the_mailbox_and_leave_no_piece_in_the_files() {
+    use northstar_core::attachment::{BlobId, CHUNK_SEALED_LEN};
+    use northstar_core::frame::{ClientFrame, ErrorCode, ServerFrame};
+    use rand_core::RngCore;
+
+    let relay = RelayProcess::start(&["--erase-within-secs", "0"])
+        .await
+        .unwrap();
+    let mut owner = relay.client().await.unwrap();
+    let seeker = northstar_e2e::Mailbox::random();
+    owner.register(&seeker, false).await.unwrap();
+    let blob = BlobId::from_bytes([7; 32]);
+    let mut chunk = vec![0u8; CHUNK_SEALED_LEN];
+    rand_core::OsRng.fill_bytes(&mut chunk);
+    let put = |index: u16| ClientFrame::PutChunk {
+        mailbox: seeker.id(),
+        blob,
+        chunk_count: 2,
+        index,
+        chunk: chunk.clone(),
+    };
+    // From a connection with no session (as a counselor uploads).
+    let mut anon = relay.client().await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            anon.request(put(0)).await.unwrap(),
+            ServerFrame::ChunkStored { index: 0, held: 1 },
+            "stored once, a retry changes nothing"
+        );
+    }
+    assert_eq!(
+        anon.request(ClientFrame::BlobStatus { blob })
+            .await
+            .unwrap(),
+        ServerFrame::BlobChunks {
+            present: vec![true, false]
+        }
+    );
+    assert_eq!(
+        anon.request(ClientFrame::GetChunk { blob, index: 0 })
+            .await
+            .unwrap(),
+        ServerFrame::Chunk {
+            index: 0,
+            chunk: chunk.clone()
+        }
+    );
+    anon.expect_error(
+        ClientFrame::GetChunk { blob, index: 1 },
+        ErrorCode::NotFound,
+    )
+    .await
+    .unwrap();
+    // Another count for the same blob: refused.
+    let mut other = put(1);
+    if let ClientFrame::PutChunk { chunk_count, .. } = &mut other {
+        *chunk_count = 3;
+    }
+    anon.expect_error(other, ErrorCode::BlobMismatch)
+        .await
+        .unwrap();
+    // A counselor intake mailbox (proof of work required) takes no blob.
+    let mut device = relay.client().await.unwrap();
+    let intake = northstar_e2e::Mailbox::random();
+    device.register(&intake, true).await.unwrap();
+    anon.expect_error(
+        ClientFrame::PutChunk {
+            mailbox: intake.id(),
+            blob: BlobId::from_bytes([8; 32]),
+            chunk_count: 1,
+            index: 0,
+            chunk: chunk.clone(),
+        },
+        ErrorCode::PowRequired,
+    )
+    .await
+    .unwrap();
+    let held_before = relay.stored_files().unwrap();
+    let piece = &chunk[1000..1016];
+    if relay.uses_sqlite_file() {
+        assert!(
+            held_before.iter().any(|(_, b, _)| contains(b, piece)),
+            "the chunk is in the files while the mailbox lives"
+        );
+    }
+    // The seeker deletes everything: the blob goes with the mailbox.
+    assert_eq!(
+        owner.request(ClientFrame::DeleteMailbox).await.unwrap(),
+        ServerFrame::Ok
+    );
+    anon.expect_error(ClientFrame::BlobStatus { blob }, ErrorCode::NotFound)
+        .await
+        .unwrap();
+    anon.expect_error(
+        ClientFrame::GetChunk { blob, index: 0 },
+        ErrorCode::NotFound,
+    )
+    .await
+    .unwrap();
+    if relay.uses_sqlite_file() {
+        // Erased from the database and its WAL (erase_within 0: after the commit).
+        let mut gone = false;
+        for _ in 0..50 {
+            if relay
+                .stored_files()
+                .unwrap()
+                .iter()
+                .all(|(_, b, _)| !contains(b, piece))
+            {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            gone,
+            "a piece of the deleted chunk is still in the relay's files"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_the_mailbox_quota_or_blob_count_is_refused_plainly() {
+    // 2 MB per mailbox, two files at most.
+    let relay =
+        RelayProcess::start(&["--mailbox-max-bytes", "2000000", "--mailbox-max-blobs", "2"])
+            .await
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, seeker) = organisation(relay.url(), tmp.path()).await;
+    let start = seeker.seeker_start("unaccompanied-minors", QUESTION).await;
+    let codename = start["codename"].as_str().unwrap().to_owned();
+    let big = tmp.path().join("big.pdf");
+    std::fs::write(&big, pdf(3_000_000)).unwrap();
+    let r = seeker
+        .run(
+            &["seeker", "write", "--attach", big.to_str().unwrap()],
+            &format!("{codename}\n"),
+        )
+        .await;
+    assert!(!r.ok);
+    assert!(r.stderr.contains("mailbox is full"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("sending file: 10%"),
+        "refused at the start: {}",
+        r.stderr
+    );
+    let small = tmp.path().join("small.pdf");
+    std::fs::write(&small, pdf(10_000)).unwrap();
+    for _ in 0..2 {
+        seeker
+            .ok(
+                &["seeker", "write", "--attach", small.to_str().unwrap()],
+                &format!("{codename}\n"),
+            )
+            .await;
+    }
+    let r = seeker
+        .run(
+            &["seeker", "write", "--attach", small.to_str().unwrap()],
+            &format!("{codename}\n"),
+        )
+        .await;
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("as many files as the relay allows"),
+        "{}",
+        r.stderr
+    );
+    // Over 10 MB: refused before anything is sent.
+    let huge = tmp.path().join("huge.pdf");
+    std::fs::write(&huge, vec![0u8; 10 * 1024 * 1024 + 1]).unwrap();
+    let r = seeker
+        .run(
+            &["seeker", "write", "--attach", huge.to_str().unwrap()],
+            &format!("{codename}\n"),
+        )
+        .await;
+    assert!(!r.ok);
+    assert!(r.stderr.contains("too big to send"), "{}", r.stderr);
+}
