@@ -381,6 +381,7 @@ pub fn explain(e: &DriverError) -> String {
             max / (1024 * 1024)
         ),
         DriverError::ImageUnreadable => "the picture seems damaged, so it was not sent (its hidden details could not be removed safely); take the photo again".into(),
+        DriverError::ImageUnsupported => "this kind of photo (HEIC, WebP, TIFF or GIF) cannot be cleaned of where and when it was taken, so it was not sent; send it as a JPEG (for example a screenshot, or a photo taken with the camera in JPEG)".into(),
         DriverError::AttachmentDamaged => "the file arrived damaged or altered, so it was not saved".into(),
         DriverError::AttachmentGone => "the file is no longer on the relay (it expired or the conversation was deleted)".into(),
         e => e.to_string(),

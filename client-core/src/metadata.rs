@@ -82,6 +82,52 @@ pub fn is_png(bytes: &[u8]) -> bool {
     bytes.starts_with(&PNG_SIGNATURE)
 }
 
+/// What a file is, by its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Jpeg,
+    Png,
+    /// An image format this module cannot clean and that can carry EXIF,
+    /// XMP or text (HEIC/HEIF/AVIF, WebP, TIFF, GIF): refused rather than
+    /// sent with its metadata.
+    UncleanableImage,
+    /// Anything else (PDF, documents): sent as it is, with the warning.
+    Other,
+}
+
+/// Recognises a file by its first bytes (12 are enough).
+pub fn sniff(first: &[u8]) -> Kind {
+    if is_jpeg(first) {
+        return Kind::Jpeg;
+    }
+    if is_png(first) {
+        return Kind::Png;
+    }
+    let iso_bmff_image = first.len() >= 12
+        && &first[4..8] == b"ftyp"
+        && matches!(
+            &first[8..12],
+            b"heic"
+                | b"heix"
+                | b"hevc"
+                | b"hevx"
+                | b"heim"
+                | b"heis"
+                | b"mif1"
+                | b"msf1"
+                | b"avif"
+                | b"avis"
+        );
+    let webp = first.len() >= 12 && &first[..4] == b"RIFF" && &first[8..12] == b"WEBP";
+    let tiff = first.starts_with(b"II*\0") || first.starts_with(b"MM\0*");
+    let gif = first.starts_with(b"GIF87a") || first.starts_with(b"GIF89a");
+    if iso_bmff_image || webp || tiff || gif {
+        Kind::UncleanableImage
+    } else {
+        Kind::Other
+    }
+}
+
 /// Cleans a file by its content (not by its claimed type, which a sender's
 /// system may get wrong): JPEG and PNG are rewritten, anything else is
 /// returned as it is with [`Cleaning::AsIs`].
@@ -503,6 +549,32 @@ mod tests {
         assert!(strip_png(&bad_crc).is_err());
         for n in 8..dirty.len() {
             assert!(strip_png(&dirty[..n]).is_err(), "cut at {n}");
+        }
+    }
+
+    #[test]
+    fn images_that_cannot_be_cleaned_are_recognised() {
+        assert_eq!(sniff(&samples::jpeg_with_gps()), Kind::Jpeg);
+        assert_eq!(sniff(&samples::png_with_metadata().0), Kind::Png);
+        for first in [
+            &b"\0\0\0\x18ftypheic\0\0\0\0"[..],
+            b"\0\0\0\x1cftypmif1\0\0\0\0",
+            b"\0\0\0\x1cftypavif\0\0\0\0",
+            b"RIFF\x10\0\0\0WEBPVP8X",
+            b"II*\0\x08\0\0\0",
+            b"MM\0*\0\0\0\x08",
+            b"GIF89a\x01\0",
+        ] {
+            assert_eq!(sniff(first), Kind::UncleanableImage, "{first:?}");
+        }
+        // A video in the same container, a PDF, text: sent as they are.
+        for first in [
+            &b"\0\0\0\x18ftypisom\0\0\0\0"[..],
+            b"%PDF-1.7\n",
+            b"hello",
+            b"",
+        ] {
+            assert_eq!(sniff(first), Kind::Other, "{first:?}");
         }
     }
 

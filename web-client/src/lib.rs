@@ -194,6 +194,7 @@ pub fn driver_error_code(e: &DriverError) -> &'static str {
         DriverError::AttachmentTooLarge { .. } => "attachment-too-large",
         DriverError::FileUnreadable => "file-unreadable",
         DriverError::ImageUnreadable => "image-unreadable",
+        DriverError::ImageUnsupported => "image-unsupported",
         DriverError::AttachmentDamaged => "attachment-damaged",
         DriverError::AttachmentGone => "attachment-gone",
         _ => "internal",

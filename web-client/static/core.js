@@ -74,6 +74,7 @@ export const ERROR_CODES = Object.freeze([
   "file-quota", // the conversation holds as many files (or bytes) as the relay allows
   "file-unreadable", // the browser could not read the chosen file
   "image-damaged", // a photo that does not parse: not sent (its metadata could not be removed)
+  "image-unsupported", // a photo format whose metadata cannot be removed (HEIC, WebP, TIFF, GIF): not sent
   "file-damaged", // a received file failed its checks: not saved
   "file-gone", // the relay no longer holds the file (expired or deleted)
   "internal",
@@ -116,6 +117,7 @@ function driverError(f) {
     "attachment-too-large": "file-too-large",
     "file-unreadable": "file-unreadable",
     "image-unreadable": "image-damaged",
+    "image-unsupported": "image-unsupported",
     "attachment-damaged": "file-damaged",
     "attachment-gone": "file-gone",
   }[f?.code];

@@ -318,6 +318,7 @@ function fileErrorKey(e) {
       "file-too-large": "file.errTooLarge",
       "file-quota": "file.errQuota",
       "image-damaged": "file.errImage",
+      "image-unsupported": "file.errImageKind",
       "file-unreadable": "file.errUnreadable",
       "file-damaged": "file.errDamaged",
       "file-gone": "file.errGone",

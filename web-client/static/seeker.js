@@ -297,6 +297,8 @@ function fileErrorKey(e) {
       return "file.errQuota";
     case "image-damaged":
       return "file.errImage";
+    case "image-unsupported":
+      return "file.errImageKind";
     case "file-unreadable":
       return "file.errUnreadable";
     case "file-damaged":
@@ -365,6 +367,13 @@ function fileChosen(input) {
     state.file = null;
     $("file-confirm").hidden = true;
     showMsg($("file-error"), "file.errTooLarge");
+    return;
+  }
+  if (/^image\//i.test(file.type) && !core.isCleanedPhoto(file)) {
+    // HEIC, WebP…: their hidden details cannot be removed (the module refuses them too).
+    state.file = null;
+    $("file-confirm").hidden = true;
+    showMsg($("file-error"), "file.errImageKind");
     return;
   }
   $("file-chosen").textContent = `${file.name || t("file.photo")} (${formatSize(file.size)})`;

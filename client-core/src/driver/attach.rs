@@ -91,12 +91,11 @@ async fn prepare(
     check_size(size)?;
     let first_len = chunk_data_len(size, 0);
     let first = io.read_file(0, first_len).await?;
-    let kind = if metadata::is_jpeg(&first) {
-        Some("image/jpeg")
-    } else if metadata::is_png(&first) {
-        Some("image/png")
-    } else {
-        None
+    let kind = match metadata::sniff(&first) {
+        metadata::Kind::Jpeg => Some("image/jpeg"),
+        metadata::Kind::Png => Some("image/png"),
+        metadata::Kind::UncleanableImage => return Err(DriverError::ImageUnsupported),
+        metadata::Kind::Other => None,
     };
     let Some(kind) = kind else {
         return Ok((size, info, Source::Shell { first: Some(first) }));

@@ -333,6 +333,10 @@ pub enum DriverError {
     /// metadata could not be removed safely.
     #[error("the image is damaged and was not sent")]
     ImageUnreadable,
+    /// A photo in a format whose metadata this client cannot remove (HEIC,
+    /// WebP, TIFF, GIF): not sent, since it may carry where it was taken.
+    #[error("this kind of photo cannot be cleaned of its hidden details and was not sent")]
+    ImageUnsupported,
     /// A downloaded file does not check out (a chunk or the digest).
     #[error("the file is damaged")]
     AttachmentDamaged,

@@ -4425,6 +4425,27 @@ fn a_damaged_image_is_not_sent() {
 }
 
 #[test]
+fn a_heic_photo_is_refused_rather_than_sent_with_its_metadata() {
+    let (mut net, seeker, _, _) = attach_setup();
+    // Claimed to be a PDF: the content decides.
+    let mut heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
+    heic.extend_from_slice(b"Exif\0\0GPS 45N 73W");
+    net.clients[seeker].file = heic.clone();
+    let mark = net.mark(seeker);
+    assert_eq!(
+        net.exec(
+            seeker,
+            Command::SeekerAttach {
+                info: file_info("IMG_0001.pdf", "application/pdf"),
+                size: heic.len() as u64,
+            }
+        ),
+        Err(DriverError::ImageUnsupported)
+    );
+    assert!(put_chunks_since(&net, seeker, mark).is_empty());
+}
+
+#[test]
 fn a_tampered_chunk_fails_the_download() {
     let (mut net, seeker, a, conv) = attach_setup();
     let pdf = pdf_bytes(100_000);
