@@ -105,9 +105,20 @@ pub async fn save(sh: &mut Shell, reference: AttachmentRef, out: &Path) -> Resul
     } else {
         out.to_path_buf()
     };
-    let partial = target.with_extension("northstar-partial");
-    let file =
-        File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    if target.exists() {
+        return Err(anyhow!(
+            "{} already exists; nothing was overwritten (choose another --out)",
+            target.display()
+        ));
+    }
+    let mut partial = target.clone().into_os_string();
+    partial.push(".northstar-partial");
+    let partial = PathBuf::from(partial);
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
     sh.file_out = Some(file);
     let id = sh
         .driver

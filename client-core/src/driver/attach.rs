@@ -6,7 +6,7 @@
 //! (`Output::ReadFile`, one chunk of 64 KiB), seals the slice and sends it,
 //! so neither side needs the whole file in memory twice. Images (found by
 //! their first bytes, whatever type the shell claimed) are the exception:
-//! their metadata is removed first (`metadata::clean`), which needs the
+//! their metadata is removed first (`metadata::strip_jpeg` / `strip_png`), which needs the
 //! whole image (at most 10 MiB) once; the cleaned copy is then sealed from
 //! memory.
 //!
@@ -25,7 +25,7 @@ use super::{CommandId, ConnId, ConnKind, DriverError, Event, Output};
 use crate::UnixTime;
 use crate::attachment::{
     AttachmentOpener, AttachmentRef, AttachmentSealer, CHUNK_DATA_LEN, FileInfo,
-    MAX_ATTACHMENT_LEN, MediaType, chunk_count_for, chunk_data_len,
+    MAX_ATTACHMENT_LEN, MediaType, chunk_data_len,
 };
 use crate::frame::{ClientFrame, ErrorCode, ServerFrame};
 use crate::ids::MailboxId;
@@ -109,8 +109,14 @@ async fn prepare(
             .await?;
         whole.extend_from_slice(&rest);
     }
-    let (cleaned, _) =
-        metadata::clean(core::mem::take(&mut *whole)).map_err(|_| DriverError::ImageUnreadable)?;
+    // The original (with its metadata) stays in `whole`, zeroized when dropped.
+    let stripped = if kind == "image/jpeg" {
+        metadata::strip_jpeg(&whole)
+    } else {
+        metadata::strip_png(&whole)
+    };
+    let (cleaned, _) = stripped.map_err(|_| DriverError::ImageUnreadable)?;
+    drop(whole);
     let cleaned = Zeroizing::new(cleaned);
     let info = FileInfo {
         name: info.name,
@@ -129,12 +135,25 @@ fn progress(io: &Io, command: CommandId, done: u64, total: u64) {
     });
 }
 
+/// The encoded length of a `PutChunk` (the largest chunk frame): header,
+/// mailbox, blob id, count, index, sealed chunk.
+pub const PUT_CHUNK_FRAME_LEN: usize =
+    crate::frame::FRAME_HEADER_LEN + 32 + 32 + 2 + 2 + crate::attachment::CHUNK_SEALED_LEN;
+
 /// Opens an anonymous connection, moving on with backoff after a failure;
-/// `attempts` counts every connection opened for this transfer.
+/// `attempts` counts every connection opened for this transfer. A relay
+/// whose frame limit is below a chunk frame cannot carry files at all.
 async fn connect(io: &Io, attempts: &mut u32) -> Result<ConnId, DriverError> {
     loop {
         *attempts += 1;
         match io.open(ConnKind::Anonymous).await {
+            Ok((conn, hello)) if (hello.max_frame_len as usize) < PUT_CHUNK_FRAME_LEN => {
+                io.close(conn);
+                return Err(DriverError::TooLargeForRelay {
+                    size: PUT_CHUNK_FRAME_LEN,
+                    max: hello.max_frame_len as usize,
+                });
+            }
             Ok((conn, _)) => return Ok(conn),
             Err(DriverError::Network) if *attempts < UPLOAD_ATTEMPTS => {
                 let wait = backoff_secs(*attempts - 1, &mut io.0.borrow_mut().rng);
@@ -259,7 +278,6 @@ pub(super) async fn download(
     reference: AttachmentRef,
 ) -> Result<u64, DriverError> {
     let size = u64::from(reference.size);
-    let count = chunk_count_for(size).map_err(crate::Error::from)?;
     let mut opener = AttachmentOpener::new(reference);
     let mut attempts = 0;
     let mut conn: Option<ConnId> = None;
@@ -321,7 +339,6 @@ pub(super) async fn download(
     if let Some(c) = conn {
         io.close(c);
     }
-    let _ = count;
     opener
         .finish()
         .map_err(|_| DriverError::AttachmentDamaged)?;

@@ -4505,3 +4505,37 @@ fn a_colleague_gets_a_copy_of_the_counselors_file_and_can_open_it() {
     // One blob for the whole fan-out.
     assert_eq!(net.relay.blobs.len(), 1);
 }
+
+#[test]
+fn a_relay_whose_frames_cannot_carry_a_chunk_is_refused_before_any_upload() {
+    let (org, devices, directory) = org_with_devices(1, 60);
+    let mut net = Net::new(
+        &org,
+        Limits {
+            max_frame_len: 65_536,
+            ..ROOMY
+        },
+    );
+    publish(&mut net, directory);
+    synced(&mut net, &devices[0]);
+    let (_, secrets) = secrets_for(&org, 61);
+    let seeker = net.plain();
+    net.exec(seeker, start_cmd(secrets, "Hola")).unwrap();
+    let pdf = pdf_bytes(1000);
+    net.clients[seeker].file = pdf.clone();
+    let mark = net.mark(seeker);
+    assert_eq!(
+        net.exec(
+            seeker,
+            Command::SeekerAttach {
+                info: file_info("a.pdf", "application/pdf"),
+                size: pdf.len() as u64,
+            }
+        ),
+        Err(DriverError::TooLargeForRelay {
+            size: super::attach::PUT_CHUNK_FRAME_LEN,
+            max: 65_536
+        })
+    );
+    assert!(put_chunks_since(&net, seeker, mark).is_empty());
+}
