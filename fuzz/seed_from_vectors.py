@@ -19,6 +19,7 @@ MAP = {
     "directory.json": ["directory"],
     "state.json": ["state_blob"],
     "message.json": ["app_message"],
+    "attachment.json": ["attachment"],
     "saved.json": ["saved_state"],
     "end_to_end.json": ["envelope", "ratchet_message", "prekey_bundle", "app_message"],
     "negative.json": ["client_frame", "server_frame", "envelope", "ratchet_message",

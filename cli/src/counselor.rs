@@ -75,6 +75,19 @@ enum Cmd {
         conversation: String,
         #[arg(long)]
         message: Option<String>,
+        /// Send the seeker this file (at most 10 MB); with it, a message is sent only if --message is given.
+        #[arg(long)]
+        attach: Option<PathBuf>,
+    },
+    /// Save a file of a conversation.
+    SaveAttachment {
+        conversation: String,
+        /// Which file: 1 for the first file of the conversation.
+        #[arg(long, default_value_t = 1)]
+        file: usize,
+        /// Where to save it (a folder keeps the file's own name).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Hand a conversation to a colleague (see `colleagues`).
     HandOff {
@@ -443,6 +456,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
         Cmd::Reply {
             conversation,
             message,
+            attach: None,
         } => {
             let text = input.message(message)?;
             act(
@@ -453,6 +467,62 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 "Reply sent.",
             )
             .await?
+        }
+        Cmd::Reply {
+            conversation,
+            message,
+            attach: Some(path),
+        } => {
+            let (info, size, f) = crate::attach::open(&path)?;
+            northstar_core::driver::attach::check_size(size).map_err(fail)?;
+            if let Some(text) = message {
+                act(
+                    &mut sh,
+                    out,
+                    &conversation,
+                    TeamAction::Reply { text },
+                    "Reply sent.",
+                )
+                .await?;
+            }
+            let id = sh
+                .driver
+                .with_counselor(|c| find(c, &conversation))
+                .ok_or_else(|| anyhow!("not a counselor device"))??;
+            crate::attach::send(
+                &mut sh,
+                f,
+                Command::CounselorAttach {
+                    conversation: id,
+                    info,
+                    size,
+                },
+            )
+            .await
+            .map_err(fail)?;
+            out.print(json!({ "ok": true, "conversation": id.to_hex() }), || {
+                "File sent.".into()
+            });
+        }
+        Cmd::SaveAttachment {
+            conversation,
+            file,
+            out: path,
+        } => {
+            let id = sh
+                .driver
+                .with_counselor(|c| find(c, &conversation))
+                .ok_or_else(|| anyhow!("not a counselor device"))??;
+            let history = sh
+                .driver
+                .with_counselor(|c| c.conversation(&id).map(|v| v.history.clone()))
+                .flatten()
+                .ok_or_else(|| anyhow!("no such conversation"))?;
+            let reference = crate::seeker::nth_attachment(history.iter().map(|e| &e.kind), file)?;
+            let saved = crate::attach::save(&mut sh, reference, &path).await?;
+            out.print(json!({ "saved": saved.display().to_string() }), || {
+                format!("Saved to {}.", saved.display())
+            });
         }
         Cmd::HandOff { conversation, to } => {
             let to = sh
@@ -748,6 +818,8 @@ fn field_text(f: Field) -> &'static str {
         Field::Note => "private note",
         Field::Status => "status",
         Field::Team => "topic",
+        Field::Attachment => "file name",
+        Field::Intake => "intake answer",
     }
 }
 
@@ -823,6 +895,7 @@ fn author_text(c: &Counselor, a: Author) -> String {
 
 fn entry_text(k: &EntryKind) -> String {
     match k {
+        EntryKind::Attachment(a) => crate::seeker::attachment_text(a),
         EntryKind::Text(t) => t.as_str().to_owned(),
         EntryKind::Referral { partner, text } => {
             format!("[referral to partner {}] {}", partner.0, text.as_str())

@@ -7,6 +7,7 @@
 //! input is not a terminal, from its first line — never from arguments.
 
 mod admin;
+mod attach;
 mod counselor;
 mod home;
 mod inbox_web;

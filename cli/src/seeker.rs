@@ -13,6 +13,11 @@ use northstar_core::message::Language;
 use rand_core::OsRng;
 use serde_json::json;
 
+use std::path::PathBuf;
+
+use northstar_core::attachment::AttachmentRef;
+
+use crate::attach;
 use crate::home::Input;
 use crate::shell::{self, Shell, fail, now};
 use crate::term::{block, one_line};
@@ -42,6 +47,9 @@ enum Cmd {
         /// Your question (or give it on standard input).
         #[arg(long)]
         message: Option<String>,
+        /// Also send this file (a document or a photo, at most 10 MB) after the question.
+        #[arg(long)]
+        attach: Option<PathBuf>,
         /// Ask the topic's intake questions first (all optional; see
         /// `questions`): at the terminal, or one line of standard input
         /// each, before the message. An empty
@@ -69,6 +77,18 @@ enum Cmd {
     Write {
         #[arg(long)]
         message: Option<String>,
+        /// Send this file (at most 10 MB); with it, a message is sent only if --message is given.
+        #[arg(long)]
+        attach: Option<PathBuf>,
+    },
+    /// Save a file of the conversation (asks for the codename).
+    SaveAttachment {
+        /// Which file: 1 for the first file of the conversation (as `read` numbers them).
+        #[arg(long, default_value_t = 1)]
+        file: usize,
+        /// Where to save it (a folder keeps the file's own name).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Delete everything: asks the team to delete the conversation, then removes your mailbox and saved conversation from the relay.
     ///
@@ -140,6 +160,7 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             language,
             message,
             questions,
+            attach: file,
         } => {
             let language = Language::from_tag(&language)
                 .ok_or_else(|| anyhow!("--language must be en, es, fr or ht"))?;
@@ -157,6 +178,11 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             };
             let text = input.message(message)?;
             check_message(&text).map_err(fail)?;
+            let file = file.as_deref().map(attach::open).transpose()?;
+            if let Some((info, size, _)) = &file {
+                northstar_core::driver::attach::check_size(*size).map_err(fail)?;
+                eprintln!("northstar: {}", attach::notice(info));
+            }
             let codename = Codename::generate(language, &mut OsRng);
             let secrets = derive(&codename, &org)?;
             let id = sh
@@ -178,9 +204,19 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 }
                 e => fail(e),
             })?;
-            let Outcome::Started { expires_at } = outcome else {
+            let Outcome::Started { mut expires_at } = outcome else {
                 bail!("unexpected outcome");
             };
+            if let Some((info, size, f)) = file {
+                match attach::send(&mut sh, f, Command::SeekerAttach { info, size }).await {
+                    Ok(Outcome::Attached { expires_at: e }) => expires_at = e,
+                    Ok(_) => {}
+                    Err(e) => eprintln!(
+                        "northstar: your question was sent, but the file was not: {}",
+                        shell::explain(&e)
+                    ),
+                }
+            }
             sh.close().await?;
             let expires = expires_at.0;
             let words = codename.to_zeroizing_string();
@@ -197,12 +233,29 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
                 s
             });
         }
-        Cmd::Read | Cmd::Write { .. } | Cmd::Delete { .. } => {
+        Cmd::Read | Cmd::Write { .. } | Cmd::Delete { .. } | Cmd::SaveAttachment { .. } => {
             let typed = input.secret("Codename: ")?;
             let codename = Codename::parse(&typed)
                 .map_err(|e| anyhow!("that codename is not valid ({e}); check each word"))?;
+            let mut file = None;
             let text = match &args.cmd {
-                Cmd::Write { message } => {
+                Cmd::Write {
+                    message,
+                    attach: Some(path),
+                } => {
+                    let (info, size, f) = attach::open(path)?;
+                    northstar_core::driver::attach::check_size(size).map_err(fail)?;
+                    eprintln!("northstar: {}", attach::notice(&info));
+                    file = Some((info, size, f));
+                    match message {
+                        Some(m) => {
+                            check_message(m).map_err(fail)?;
+                            Some(m.clone())
+                        }
+                        None => None,
+                    }
+                }
+                Cmd::Write { message, .. } => {
                     let t = input.message(message.clone())?;
                     check_message(&t).map_err(fail)?;
                     Some(t)
@@ -235,18 +288,43 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
             let mut expires = expires_at.0;
             match args.cmd {
                 Cmd::Write { .. } => {
-                    let text = text.unwrap_or_default();
-                    let id = sh
-                        .driver
-                        .command(Command::SeekerWrite { text }, now())
-                        .map_err(fail)?;
-                    if let Outcome::Sent { expires_at } =
-                        sh.run(id, &mut ignore).await.map_err(fail)?
+                    if let Some(text) = text {
+                        let id = sh
+                            .driver
+                            .command(Command::SeekerWrite { text }, now())
+                            .map_err(fail)?;
+                        if let Outcome::Sent { expires_at } =
+                            sh.run(id, &mut ignore).await.map_err(fail)?
+                        {
+                            expires = expires_at.0;
+                        }
+                    }
+                    let with_file = file.is_some();
+                    if let Some((info, size, f)) = file
+                        && let Outcome::Attached { expires_at } =
+                            attach::send(&mut sh, f, Command::SeekerAttach { info, size })
+                                .await
+                                .map_err(fail)?
                     {
                         expires = expires_at.0;
                     }
                     out.print(json!({ "ok": true, "expires_at": expires }), || {
-                        "Your message was sent.".into()
+                        if with_file {
+                            "Sent.".into()
+                        } else {
+                            "Your message was sent.".into()
+                        }
+                    });
+                }
+                Cmd::SaveAttachment { file, out: path } => {
+                    let conv = sh
+                        .driver
+                        .seeker_conversation()
+                        .ok_or_else(|| anyhow!("no conversation found for this codename"))?;
+                    let reference = nth_attachment(conv.history.iter().map(|e| &e.kind), file)?;
+                    let saved = attach::save(&mut sh, reference, &path).await?;
+                    out.print(json!({ "saved": saved.display().to_string() }), || {
+                        format!("Saved to {}.", saved.display())
                     });
                 }
                 Cmd::Delete { .. } => {
@@ -338,8 +416,33 @@ fn derive(codename: &Codename, org: &OrgPublicKey) -> Result<SeekerSecrets> {
         .map_err(|e| anyhow!("cannot derive keys from the codename: {e}"))
 }
 
+/// The `n`-th file (from 1) of a conversation.
+pub fn nth_attachment<'a>(
+    kinds: impl Iterator<Item = &'a EntryKind>,
+    n: usize,
+) -> Result<AttachmentRef> {
+    kinds
+        .filter_map(|k| match k {
+            EntryKind::Attachment(a) => Some(a.clone()),
+            _ => None,
+        })
+        .nth(n.wrapping_sub(1))
+        .ok_or_else(|| anyhow!("there is no file number {n} in this conversation"))
+}
+
+/// How a file shows in a conversation.
+pub fn attachment_text(a: &AttachmentRef) -> String {
+    format!(
+        "[file] {} ({}, {} KB) — save it with save-attachment",
+        one_line(a.info.name.as_str()),
+        a.info.media_type.as_str(),
+        u64::from(a.size).div_ceil(1024)
+    )
+}
+
 fn entry_text(dir: &VerifiedDirectory, k: &EntryKind) -> String {
     match k {
+        EntryKind::Attachment(a) => attachment_text(a),
         EntryKind::Text(t) => t.as_str().to_owned(),
         EntryKind::Referral { partner, text } => match dir.partner(*partner) {
             Some(p) => format!("{} — referral to {} ({})", text.as_str(), p.name, p.contact),

@@ -47,6 +47,10 @@ pub struct Shell {
     device: Option<DeviceFile>,
     /// Messages that could not be read during this run (exit code).
     pub unreadable: u32,
+    /// The file being attached (`Output::ReadFile` reads slices of it).
+    pub file_in: Option<std::fs::File>,
+    /// The file being downloaded (`Output::WriteFile` appends to it).
+    pub file_out: Option<std::fs::File>,
 }
 
 /// The current time, for the core (which reads no clock), moved forward
@@ -113,6 +117,8 @@ impl Shell {
             rx,
             device,
             unreadable: 0,
+            file_in: None,
+            file_out: None,
         }
     }
 
@@ -238,6 +244,24 @@ impl Shell {
                     }
                 },
                 Output::Work { work, job } => self.solve(work, job),
+                Output::ReadFile { read, offset, len } => {
+                    let bytes = self.file_in.as_ref().and_then(|f| {
+                        use std::os::unix::fs::FileExt;
+                        let mut buf = Zeroizing::new(vec![0u8; len]);
+                        f.read_exact_at(&mut buf, offset).ok().map(|()| buf)
+                    });
+                    self.driver.handle_read(read, bytes, now());
+                }
+                Output::WriteFile { data, .. } => {
+                    use std::io::Write;
+                    let ok = self
+                        .file_out
+                        .as_mut()
+                        .is_some_and(|f| f.write_all(&data.0).is_ok());
+                    if !ok {
+                        anyhow::bail!("cannot write the file being saved");
+                    }
+                }
                 Output::Event(e) => {
                     if matches!(e, Event::Unreadable { .. }) {
                         self.unreadable += 1;
@@ -377,6 +401,15 @@ pub fn explain(e: &DriverError) -> String {
         ),
         DriverError::OtherOrganisation => "this device belongs to another organisation (check NORTHSTAR_ORG and --home)".into(),
         DriverError::Misuse { what } => (*what).into(),
+        DriverError::AttachmentTooLarge { size, max } => format!(
+            "the file is too big to send ({} MB; at most {} MB); nothing was sent",
+            size.div_ceil(1024 * 1024),
+            max / (1024 * 1024)
+        ),
+        DriverError::ImageUnreadable => "the picture seems damaged, so it was not sent (its hidden details could not be removed safely); take the photo again".into(),
+        DriverError::ImageUnsupported => "this kind of photo (HEIC, WebP, TIFF or GIF) cannot be cleaned of where and when it was taken, so it was not sent; send it as a JPEG (for example a screenshot, or a photo taken with the camera in JPEG)".into(),
+        DriverError::AttachmentDamaged => "the file arrived damaged or altered, so it was not saved".into(),
+        DriverError::AttachmentGone => "the file is no longer on the relay (it expired or the conversation was deleted)".into(),
         e => e.to_string(),
     }
 }
@@ -387,6 +420,10 @@ fn explain_code(code: ErrorCode) -> &'static str {
             "the relay is rate limiting this connection; wait a moment and try again"
         }
         ErrorCode::QuotaExceeded => "the recipient's mailbox is full; try again later",
+        ErrorCode::TooManyBlobs => {
+            "this conversation holds as many files as the relay allows; wait until older ones expire"
+        }
+        ErrorCode::AttachmentTooLarge => "the file is larger than this relay accepts",
         ErrorCode::UnknownMailbox => "the relay does not know that mailbox",
         ErrorCode::AuthFailed => "the relay refused the mailbox key",
         ErrorCode::DirectoryRollback => {

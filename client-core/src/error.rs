@@ -44,6 +44,9 @@ pub enum Error {
     /// Proof of work missing or insufficient.
     #[error("proof of work: {0}")]
     Pow(#[from] crate::pow::PowError),
+    /// An attachment could not be sealed or opened.
+    #[error("attachment: {0}")]
+    Attachment(#[from] crate::attachment::AttachmentError),
     /// The caller asked for something the API does not allow (a local
     /// mistake or a full local store), as opposed to a fault of a peer or of
     /// the relay: nothing was sent or changed.

@@ -28,6 +28,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::UnixTime;
+use crate::attachment::{BlobId, CHUNK_SEALED_LEN, MAX_CHUNKS};
 use crate::error::{DecodeError, Error};
 use crate::ids::{EnvelopeId, MailboxId};
 use crate::keys::{Ed25519Public, MailboxPublic, Signature, X25519Public};
@@ -190,11 +191,18 @@ pub enum ErrorCode {
     BatchTooLarge = 16,
     /// The relay failed internally; nothing was changed.
     Internal = 17,
+    /// An attachment blob with more chunks than the relay accepts (or none).
+    AttachmentTooLarge = 18,
+    /// A chunk that does not fit its blob: another chunk count or mailbox
+    /// than the blob's first chunk said, or an index past the last.
+    BlobMismatch = 19,
+    /// The mailbox holds its maximum number of attachment blobs.
+    TooManyBlobs = 20,
 }
 
 impl ErrorCode {
     /// Every error code, in wire order (index = code − 1).
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::Malformed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::FrameTooLarge,
@@ -212,6 +220,9 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::BatchTooLarge,
         ErrorCode::Internal,
+        ErrorCode::AttachmentTooLarge,
+        ErrorCode::BlobMismatch,
+        ErrorCode::TooManyBlobs,
     ];
 
     pub fn to_u16(self) -> u16 {
@@ -242,6 +253,9 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::BatchTooLarge => "batch_too_large",
             ErrorCode::Internal => "internal",
+            ErrorCode::AttachmentTooLarge => "attachment_too_large",
+            ErrorCode::BlobMismatch => "blob_mismatch",
+            ErrorCode::TooManyBlobs => "too_many_blobs",
         }
     }
 }
@@ -350,6 +364,21 @@ pub enum ClientFrame {
     DeleteState,
     /// Delete the session mailbox and everything it holds.
     DeleteMailbox,
+    /// Store one sealed chunk of an attachment blob in `mailbox` (the
+    /// seeker's mailbox of the conversation, whoever uploads; no session
+    /// needed). Idempotent: the same chunk again changes nothing.
+    PutChunk {
+        mailbox: MailboxId,
+        blob: BlobId,
+        chunk_count: u16,
+        index: u16,
+        /// Exactly [`CHUNK_SEALED_LEN`] bytes.
+        chunk: Vec<u8>,
+    },
+    /// Which chunks of a blob the relay holds (to resume an upload).
+    BlobStatus { blob: BlobId },
+    /// Fetch one chunk of a blob (knowing the blob id is the capability).
+    GetChunk { blob: BlobId, index: u16 },
 }
 
 impl ClientFrame {
@@ -370,6 +399,9 @@ impl ClientFrame {
             ClientFrame::GetState => "get_state",
             ClientFrame::DeleteState => "delete_state",
             ClientFrame::DeleteMailbox => "delete_mailbox",
+            ClientFrame::PutChunk { .. } => "put_chunk",
+            ClientFrame::BlobStatus { .. } => "blob_status",
+            ClientFrame::GetChunk { .. } => "get_chunk",
         }
     }
 
@@ -389,6 +421,9 @@ impl ClientFrame {
             ClientFrame::GetState => 0x0C,
             ClientFrame::DeleteState => 0x0D,
             ClientFrame::DeleteMailbox => 0x0E,
+            ClientFrame::PutChunk { .. } => 0x10,
+            ClientFrame::BlobStatus { .. } => 0x11,
+            ClientFrame::GetChunk { .. } => 0x12,
         }
     }
 
@@ -459,6 +494,31 @@ impl ClientFrame {
             ClientFrame::PutState { ttl_hours, blob } => {
                 w.u32(*ttl_hours);
                 w.vec_u32(blob, MAX_STATE_LEN, "state blob")?;
+            }
+            ClientFrame::PutChunk {
+                mailbox,
+                blob,
+                chunk_count,
+                index,
+                chunk,
+            } => {
+                check_chunk_position(*chunk_count, *index)?;
+                if chunk.len() != CHUNK_SEALED_LEN {
+                    return Err(Error::Decode(DecodeError::Invalid {
+                        what: "sealed chunk length",
+                    }));
+                }
+                w.bytes(mailbox.as_bytes())
+                    .bytes(blob.as_bytes())
+                    .u16(*chunk_count)
+                    .u16(*index)
+                    .bytes(chunk);
+            }
+            ClientFrame::BlobStatus { blob } => {
+                w.bytes(blob.as_bytes());
+            }
+            ClientFrame::GetChunk { blob, index } => {
+                w.bytes(blob.as_bytes()).u16(*index);
             }
             ClientFrame::Challenge
             | ClientFrame::Subscribe
@@ -571,6 +631,27 @@ impl ClientFrame {
             0x0C => ClientFrame::GetState,
             0x0D => ClientFrame::DeleteState,
             0x0E => ClientFrame::DeleteMailbox,
+            0x10 => {
+                let mailbox = MailboxId::from_bytes(r.array("mailbox id")?);
+                let blob = BlobId::from_bytes(r.array("blob id")?);
+                let chunk_count = r.u16("chunk count")?;
+                let index = r.u16("chunk index")?;
+                read_chunk_position(chunk_count, index)?;
+                ClientFrame::PutChunk {
+                    mailbox,
+                    blob,
+                    chunk_count,
+                    index,
+                    chunk: r.take(CHUNK_SEALED_LEN, "sealed chunk")?.to_vec(),
+                }
+            }
+            0x11 => ClientFrame::BlobStatus {
+                blob: BlobId::from_bytes(r.array("blob id")?),
+            },
+            0x12 => ClientFrame::GetChunk {
+                blob: BlobId::from_bytes(r.array("blob id")?),
+                index: r.u16("chunk index")?,
+            },
             t => {
                 return Err(DecodeError::UnknownTag {
                     what: "client frame",
@@ -644,6 +725,12 @@ pub enum ServerFrame {
     State { expires_at: UnixTime, blob: Vec<u8> },
     /// The request failed; nothing was changed.
     Error { code: ErrorCode },
+    /// Chunk `index` is durably stored; the blob now holds `held` chunks.
+    ChunkStored { index: u16, held: u16 },
+    /// Which chunks of a blob are held: `present[i]` for chunk `i`.
+    BlobChunks { present: Vec<bool> },
+    /// One sealed chunk of a blob.
+    Chunk { index: u16, chunk: Vec<u8> },
 }
 
 impl ServerFrame {
@@ -663,6 +750,9 @@ impl ServerFrame {
             ServerFrame::StateStored { .. } => "state_stored",
             ServerFrame::State { .. } => "state",
             ServerFrame::Error { .. } => "error",
+            ServerFrame::ChunkStored { .. } => "chunk_stored",
+            ServerFrame::BlobChunks { .. } => "blob_chunks",
+            ServerFrame::Chunk { .. } => "chunk",
         }
     }
 
@@ -681,6 +771,9 @@ impl ServerFrame {
             ServerFrame::StateStored { .. } => 0x8A,
             ServerFrame::State { .. } => 0x8B,
             ServerFrame::Error { .. } => 0xFF,
+            ServerFrame::ChunkStored { .. } => 0x90,
+            ServerFrame::BlobChunks { .. } => 0x91,
+            ServerFrame::Chunk { .. } => 0x92,
         }
     }
 
@@ -766,6 +859,29 @@ impl ServerFrame {
             }
             ServerFrame::Error { code } => {
                 w.u16(code.to_u16());
+            }
+            ServerFrame::ChunkStored { index, held } => {
+                w.u16(*index).u16(*held);
+            }
+            ServerFrame::BlobChunks { present } => {
+                let count = u16::try_from(present.len()).unwrap_or(u16::MAX);
+                check_chunk_position(count, 0)?;
+                w.u16(count);
+                let mut bits = vec![0u8; present.len().div_ceil(8)];
+                for (i, p) in present.iter().enumerate() {
+                    if *p {
+                        bits[i / 8] |= 1 << (i % 8);
+                    }
+                }
+                w.bytes(&bits);
+            }
+            ServerFrame::Chunk { index, chunk } => {
+                if chunk.len() != CHUNK_SEALED_LEN {
+                    return Err(Error::Decode(DecodeError::Invalid {
+                        what: "sealed chunk length",
+                    }));
+                }
+                w.u16(*index).bytes(chunk);
             }
         }
         Ok(w.into_bytes())
@@ -894,6 +1010,29 @@ impl ServerFrame {
                 expires_at: UnixTime(r.u64("expiry")?),
                 blob: r.vec_u32(MAX_STATE_LEN, "state blob")?.to_vec(),
             },
+            0x90 => ServerFrame::ChunkStored {
+                index: r.u16("chunk index")?,
+                held: r.u16("chunks held")?,
+            },
+            0x91 => {
+                let count = r.u16("chunk count")?;
+                read_chunk_position(count, 0).map_err(|f| f.error)?;
+                let n = usize::from(count);
+                let bits = r.take(n.div_ceil(8), "chunk bitmap")?;
+                // Bits past the count must be zero (one encoding per value).
+                if n % 8 != 0 && bits[n / 8] >> (n % 8) != 0 {
+                    return Err(DecodeError::Invalid {
+                        what: "chunk bitmap",
+                    });
+                }
+                ServerFrame::BlobChunks {
+                    present: (0..n).map(|i| bits[i / 8] & (1 << (i % 8)) != 0).collect(),
+                }
+            }
+            0x92 => ServerFrame::Chunk {
+                index: r.u16("chunk index")?,
+                chunk: r.take(CHUNK_SEALED_LEN, "sealed chunk")?.to_vec(),
+            },
             0xFF => {
                 let v = r.u16("error code")?;
                 ServerFrame::Error {
@@ -965,6 +1104,36 @@ fn read_bool(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError
         1 => Ok(true),
         tag => Err(DecodeError::UnknownTag { what, tag }),
     }
+}
+
+/// A blob's chunk count must be 1..=[`MAX_CHUNKS`] and the index below it
+/// (caller misuse when encoding).
+fn check_chunk_position(count: u16, index: u16) -> Result<(), Error> {
+    read_chunk_position(count, index).map_err(|f| Error::Decode(f.error))
+}
+
+/// The same check when decoding: too many chunks is
+/// `attachment_too_large`, an index past the last `blob_mismatch`.
+fn read_chunk_position(count: u16, index: u16) -> Result<(), Fault> {
+    if count == 0 || usize::from(count) > MAX_CHUNKS {
+        return Err(Fault {
+            error: DecodeError::TooLong {
+                what: "attachment chunks",
+                max: MAX_CHUNKS,
+                got: usize::from(count),
+            },
+            code: ErrorCode::AttachmentTooLarge,
+        });
+    }
+    if index >= count {
+        return Err(Fault {
+            error: DecodeError::Invalid {
+                what: "chunk index",
+            },
+            code: ErrorCode::BlobMismatch,
+        });
+    }
+    Ok(())
 }
 
 /// `count:u16 || envelope_1 || … || envelope_count` (1 ≤ count ≤ 64).
@@ -1115,6 +1284,20 @@ mod tests {
             ClientFrame::GetState,
             ClientFrame::DeleteState,
             ClientFrame::DeleteMailbox,
+            ClientFrame::PutChunk {
+                mailbox: MailboxId::from_bytes([3; 32]),
+                blob: BlobId::from_bytes([4; 32]),
+                chunk_count: 160,
+                index: 159,
+                chunk: vec![5; CHUNK_SEALED_LEN],
+            },
+            ClientFrame::BlobStatus {
+                blob: BlobId::from_bytes([4; 32]),
+            },
+            ClientFrame::GetChunk {
+                blob: BlobId::from_bytes([4; 32]),
+                index: 7,
+            },
         ]
     }
 
@@ -1190,7 +1373,64 @@ mod tests {
             ServerFrame::Error {
                 code: ErrorCode::QuotaExceeded,
             },
+            ServerFrame::ChunkStored { index: 3, held: 4 },
+            ServerFrame::BlobChunks {
+                present: vec![
+                    true, false, true, true, false, false, false, false, true, true,
+                ],
+            },
+            ServerFrame::BlobChunks {
+                present: vec![false; 8],
+            },
+            ServerFrame::Chunk {
+                index: 2,
+                chunk: vec![6; CHUNK_SEALED_LEN],
+            },
         ]
+    }
+
+    #[test]
+    fn chunk_frames_are_strict() {
+        // A chunk of the wrong length is refused both ways.
+        let put = ClientFrame::PutChunk {
+            mailbox: MailboxId::from_bytes([3; 32]),
+            blob: BlobId::from_bytes([4; 32]),
+            chunk_count: 2,
+            index: 1,
+            chunk: vec![5; CHUNK_SEALED_LEN],
+        };
+        let mut b = put.encode(9).unwrap();
+        b.pop();
+        assert!(ClientFrame::decode(&b).is_err());
+        // Too many chunks: attachment_too_large; index past the end: blob_mismatch.
+        let mut b = put.encode(9).unwrap();
+        b[6 + 64..6 + 66].copy_from_slice(&161u16.to_be_bytes());
+        assert_eq!(
+            ClientFrame::decode(&b).unwrap_err().code(),
+            ErrorCode::AttachmentTooLarge
+        );
+        let mut b = put.encode(9).unwrap();
+        b[6 + 66..6 + 68].copy_from_slice(&2u16.to_be_bytes());
+        assert_eq!(
+            ClientFrame::decode(&b).unwrap_err().code(),
+            ErrorCode::BlobMismatch
+        );
+        let mut b = put.encode(9).unwrap();
+        b[6 + 64..6 + 66].copy_from_slice(&0u16.to_be_bytes());
+        assert!(ClientFrame::decode(&b).is_err());
+        // A bitmap with a bit set past the count is refused.
+        let mut b = ServerFrame::BlobChunks {
+            present: vec![true; 3],
+        }
+        .encode(1)
+        .unwrap();
+        *b.last_mut().unwrap() |= 0x08;
+        assert!(ServerFrame::decode(&b).is_err());
+        assert!(
+            ServerFrame::BlobChunks { present: vec![] }
+                .encode(1)
+                .is_err()
+        );
     }
 
     #[test]
@@ -1475,6 +1715,29 @@ mod tests {
             ("get_state", ClientFrame::GetState),
             ("delete_state", ClientFrame::DeleteState),
             ("delete_mailbox", ClientFrame::DeleteMailbox),
+            (
+                "put_chunk",
+                ClientFrame::PutChunk {
+                    mailbox: id,
+                    blob: BlobId::from_bytes([0xb1; 32]),
+                    chunk_count: 2,
+                    index: 1,
+                    chunk: vec![0xc5; CHUNK_SEALED_LEN],
+                },
+            ),
+            (
+                "blob_status",
+                ClientFrame::BlobStatus {
+                    blob: BlobId::from_bytes([0xb1; 32]),
+                },
+            ),
+            (
+                "get_chunk",
+                ClientFrame::GetChunk {
+                    blob: BlobId::from_bytes([0xb1; 32]),
+                    index: 1,
+                },
+            ),
         ];
         let server = vec![
             (
@@ -1580,6 +1843,28 @@ mod tests {
                 1,
                 ServerFrame::Error {
                     code: ErrorCode::PowRequired,
+                },
+            ),
+            (
+                "chunk_stored",
+                1,
+                ServerFrame::ChunkStored { index: 1, held: 2 },
+            ),
+            (
+                "blob_chunks",
+                1,
+                ServerFrame::BlobChunks {
+                    present: vec![
+                        true, true, false, true, false, false, false, false, false, true,
+                    ],
+                },
+            ),
+            (
+                "chunk",
+                1,
+                ServerFrame::Chunk {
+                    index: 1,
+                    chunk: vec![0xc5; CHUNK_SEALED_LEN],
                 },
             ),
         ];

@@ -17,6 +17,8 @@
 //! - [`sealed`] — sealed-sender envelopes: HPKE (RFC 9180) to a mailbox key.
 //! - [`padding`] — size buckets every plaintext is padded to.
 //! - [`message`] — the application messages carried inside the ratchet.
+//! - [`attachment`] — files: chunked STREAM encryption under a fresh key, the reference sent in the ratchet.
+//! - [`metadata`] — removes EXIF/GPS, XMP, IPTC, comments from JPEG and text/EXIF/time chunks from PNG.
 //! - [`codename`] — seeker codenames and the keys derived from them (Argon2id + HKDF).
 //! - [`directory`] — the organisation-signed team directory.
 //! - [`state`] — encrypted, versioned client-state blobs.
@@ -53,6 +55,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod attachment;
 pub mod client;
 pub mod codename;
 pub mod directory;
@@ -64,6 +67,7 @@ pub mod intake;
 pub mod keys;
 pub mod limits;
 pub mod message;
+pub mod metadata;
 pub mod padding;
 pub mod pow;
 pub mod pqxdh;

@@ -90,6 +90,8 @@ const WORST_CASE_LEN: usize = {
     HEADER_LEN + team_event + biggest
 };
 const _: () = assert!(WORST_CASE_LEN <= MAX_APP_MESSAGE_LEN);
+// A copied attachment reference is far smaller than a copied text.
+const _: () = assert!(crate::attachment::MAX_REF_LEN < MAX_TEXT_LEN);
 
 /// Text someone wrote. Zeroized on drop; `Debug` prints only its length, so
 /// a message can be logged in a test failure without its content.
@@ -166,6 +168,10 @@ pub enum Body {
     DeleteRequest,
     /// Team state between counselor devices (never sent to a seeker).
     Team(TeamEvent),
+    /// A file, either way: where its encrypted blob is on the relay, the
+    /// key, the digest, the name and the type (docs/PROTOCOL.md §5.6). Sent
+    /// only once the whole blob is stored.
+    Attachment(crate::attachment::AttachmentRef),
     /// A counselor device tells the seeker where their conversation stands
     /// (docs/PROTOCOL.md §6.6). Sent through the ratchet like any
     /// message, so the relay can neither read nor forge one; the seeker
@@ -289,6 +295,7 @@ mod tag {
     pub const DELETE_REQUEST: u8 = 4;
     pub const TEAM: u8 = 5;
     pub const RECEIPT: u8 = 6;
+    pub const ATTACHMENT: u8 = 7;
 
     pub const CLAIM: u8 = 1;
     pub const HAND_OFF: u8 = 2;
@@ -323,12 +330,13 @@ impl AppMessage {
     ///       1 Claim, 3 Resolve, 4 Reopen   (nothing)
     ///       2 HandOff        to:u32
     ///       5 Note           text:str16
-    ///       6 Copy           direction:u8 (1 from seeker, 2 to seeker) || app_message (tags 1–4 only)
+    ///       6 Copy           direction:u8 (1 from seeker, 2 to seeker) || app_message (tags 1–4, 7)
     ///       7 CannedAnswer   title:str16 || text:str16
     ///       8 Keep           until:u64 (on the hour) || reason:str16 (≤ 500)
     ///   6 Receipt       kind:u8 (1 delivered, 2 read, 3 resolved, 4 reopened)
     ///                   || count:u8 || message_id[16]*count
     ///                   (count 1..=32 for delivered and read, 0 otherwise)
+    ///   7 Attachment    attachment_ref (docs/PROTOCOL.md §5.6)
     /// str16 = len:u16 || UTF-8[len]
     /// ```
     /// Errors if `sent_at` is not on a minute, a text is over its maximum,
@@ -383,6 +391,10 @@ impl AppMessage {
                 for id in &receipt.messages {
                     w.bytes(&id.0);
                 }
+            }
+            Body::Attachment(a) => {
+                w.u8(tag::ATTACHMENT);
+                a.write(w)?;
             }
             Body::Team(ev) => {
                 if !allow_team {
@@ -500,6 +512,7 @@ impl AppMessage {
                 receipt.check()?;
                 Body::Receipt(receipt)
             }
+            tag::ATTACHMENT => Body::Attachment(crate::attachment::AttachmentRef::read(r)?),
             tag::TEAM if allow_team => {
                 let conversation = MailboxId::from_bytes(r.array("conversation")?);
                 let by = DeviceId(r.u32("device id")?);
@@ -743,6 +756,29 @@ mod tests {
                     team(TeamEventKind::Keep {
                         until: UnixTime(1_810_000_800),
                         reason: "Court date in June.".into(),
+                    }),
+                ),
+            ),
+            (
+                "attachment",
+                AppMessage::new(
+                    id(13),
+                    t,
+                    Body::Attachment(crate::attachment::tests::sample_ref()),
+                ),
+            ),
+            (
+                "team_copy_attachment",
+                AppMessage::new(
+                    id(14),
+                    t,
+                    team(TeamEventKind::Copy {
+                        direction: Direction::ToSeeker,
+                        message: Box::new(AppMessage::new(
+                            id(15),
+                            t,
+                            Body::Attachment(crate::attachment::tests::sample_ref()),
+                        )),
                     }),
                 ),
             ),
@@ -1104,6 +1140,23 @@ mod tests {
                 };
                 Body::Receipt(Receipt { kind, messages })
             }),
+            (
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>(),
+                0u32..=crate::attachment::MAX_ATTACHMENT_LEN as u32
+            )
+                .prop_map(|(b, k, size)| {
+                    Body::Attachment(crate::attachment::AttachmentRef {
+                        blob_id: crate::attachment::BlobId::from_bytes(b),
+                        key: crate::attachment::AttachmentKey::from_bytes(&k),
+                        digest: k,
+                        size,
+                        info: crate::attachment::FileInfo {
+                            name: crate::attachment::FileName::sanitize("scan.jpg"),
+                            media_type: crate::attachment::MediaType::sanitize("image/jpeg"),
+                        },
+                    })
+                }),
         ]
     }
 

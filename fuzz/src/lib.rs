@@ -45,6 +45,7 @@ pub const TARGETS: &[Target] = &[
     ("codename", codename),
     ("app_message", app_message),
     ("prekey_bundle", prekey_bundle),
+    ("attachment", attachment),
 ];
 
 // The fixed keys are those of docs/vectors, so the seed corpora (taken
@@ -265,4 +266,39 @@ fn pinned_identity() -> northstar_core::keys::IdentityPublic {
         Zeroizing::new([0x22; 32]),
     )
     .public()
+}
+
+/// Attachments: the reference a peer sends (inside the ratchet), the
+/// sealed chunks the relay hands back (which must open only under the
+/// vectors' reference), and the image cleaner run on a file a seeker picks.
+pub fn attachment(data: &[u8]) {
+    use northstar_core::attachment::{AttachmentRef, open_chunk};
+    use northstar_core::metadata;
+    if let Ok(r) = AttachmentRef::decode(data) {
+        let again = r.encode().expect("a decoded reference encodes");
+        assert_eq!(again, data, "attachment reference: one encoding");
+    }
+    let r = attachment_ref();
+    for i in 0..r.chunk_count() {
+        assert!(
+            open_chunk(r, i, data).is_err(),
+            "a fuzzed chunk does not authenticate"
+        );
+    }
+    // The cleaner: whatever it accepts, a second pass leaves unchanged.
+    if let Ok((out, _)) = metadata::clean(data.to_vec()) {
+        let (again, _) = metadata::clean(out.clone()).expect("a cleaned image cleans again");
+        assert_eq!(again, out, "cleaning is idempotent");
+    }
+}
+
+/// docs/vectors/attachment.json: the reference.
+const ATTACHMENT_REF_HEX: &str = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b14b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b0edc19550d3f9bf4e7e8ea028ba8f9916dc29653d1eea97613bb394becf7eeb3000111700002000f6170706c69636174696f6e2f70646600146e6f7469636520746f206170706561722e706466";
+
+fn attachment_ref() -> &'static northstar_core::attachment::AttachmentRef {
+    static R: OnceLock<northstar_core::attachment::AttachmentRef> = OnceLock::new();
+    R.get_or_init(|| {
+        northstar_core::attachment::AttachmentRef::decode(&unhex(ATTACHMENT_REF_HEX))
+            .expect("the vector's reference decodes")
+    })
 }

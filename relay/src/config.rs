@@ -87,6 +87,14 @@ pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 0;
 /// database (acknowledged or expired envelopes, replaced or deleted state,
 /// deleted mailboxes) stays anywhere in its files.
 pub const DEFAULT_ERASE_WITHIN_SECS: u64 = crate::store::sqlite::DEFAULT_ERASE_WITHIN.as_secs();
+/// Default attachment blobs held per mailbox: a seeker sends a few
+/// documents and receives a few forms; 16 blobs of up to 10 MiB stay
+/// within the byte quota they share with envelopes.
+pub const DEFAULT_MAILBOX_MAX_BLOBS: u64 = 16;
+/// Default largest attachment, bytes of file (the protocol's maximum,
+/// `northstar_core::attachment::MAX_ATTACHMENT_LEN`, 10 MiB); an operator
+/// may set it lower.
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = northstar_core::attachment::MAX_ATTACHMENT_LEN as u64;
 /// Default database size cap in bytes; 0 means none beyond the disk. Set it
 /// below the free space of the data directory's disk: when reached, writes
 /// get `server_busy` and nothing stored changes, instead of the disk filling.
@@ -217,6 +225,10 @@ config! {
     max_database_bytes: u64 = DEFAULT_MAX_DATABASE_BYTES, "NORTHSTAR_MAX_DATABASE_BYTES";
     /// Seconds within which data deleted from the SQLite database is gone from its files (the WAL is checkpointed and truncated; 0 = after each commit that deleted something) [default: 5].
     erase_within_secs: u64 = DEFAULT_ERASE_WITHIN_SECS, "NORTHSTAR_ERASE_WITHIN_SECS";
+    /// Most attachment blobs held per mailbox; more get `too_many_blobs` [default: 16].
+    mailbox_max_blobs: u64 = DEFAULT_MAILBOX_MAX_BLOBS, "NORTHSTAR_MAILBOX_MAX_BLOBS";
+    /// Largest attachment, bytes of file (at most 10485760); larger get `attachment_too_large` [default: 10485760].
+    max_attachment_bytes: u64 = DEFAULT_MAX_ATTACHMENT_BYTES, "NORTHSTAR_MAX_ATTACHMENT_BYTES";
 }
 
 /// Where data lives.
@@ -410,6 +422,13 @@ impl Config {
             60_000_000,
         )?;
         range("sweep_interval_secs", self.sweep_interval_secs, 1, 86_400)?;
+        range("mailbox_max_blobs", self.mailbox_max_blobs, 0, 10_000)?;
+        range(
+            "max_attachment_bytes",
+            self.max_attachment_bytes,
+            northstar_core::attachment::CHUNK_DATA_LEN as u64,
+            northstar_core::attachment::MAX_ATTACHMENT_LEN as u64,
+        )?;
         range("write_batch", self.write_batch as u64, 1, 100_000)?;
         range(
             "postgres_pool_size",

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::command::Relay;
 
 /// Every error code, in wire order (index = code − 1).
-pub const ERROR_CODES: [ErrorCode; 17] = ErrorCode::ALL;
+pub const ERROR_CODES: [ErrorCode; ErrorCode::ALL.len()] = ErrorCode::ALL;
 
 /// Upper bounds of the commit-latency buckets, seconds (`+Inf` follows).
 pub const COMMIT_BUCKETS: [f64; 14] = [

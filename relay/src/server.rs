@@ -151,8 +151,8 @@ async fn sweep_loop(relay: Arc<Relay>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = tick.tick() => {
                 match relay.store.sweep(command::now()).await {
-                    Ok(c) if c.envelopes + c.states > 0 => {
-                        tracing::info!(envelopes = c.envelopes, states = c.states, "swept expired data");
+                    Ok(c) if c.envelopes + c.states + c.blobs > 0 => {
+                        tracing::info!(envelopes = c.envelopes, states = c.states, blobs = c.blobs, "swept expired data");
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sweep failed"),

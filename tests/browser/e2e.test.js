@@ -117,8 +117,8 @@ after(async () => {
  * `northstar counselor web --no-browser` on a free port, pinned to `orgKey`
  * and talking to `relay`; resolves once it serves.
  */
-async function startInbox(orgKey, relay) {
-  const env = { ...process.env, NORTHSTAR_HOME: path.join(tmp, "inbox-home"), NORTHSTAR_RELAY: `${relay.origin.replace(/^http/, "ws")}/ws` };
+async function startInbox(orgKey, relay, home = path.join(tmp, "inbox-home")) {
+  const env = { ...process.env, NORTHSTAR_HOME: home, NORTHSTAR_RELAY: `${relay.origin.replace(/^http/, "ws")}/ws` };
   delete env.NORTHSTAR_ORG;
   const port = await new Promise((resolve) => {
     const s = net.createServer().listen(0, "127.0.0.1", () => {
@@ -1680,5 +1680,238 @@ describe("intake questions and writing for someone else", { skip: missing.length
     await page.locator("#case-list .case-item", { hasText: "funciona" }).click();
     await page.waitForFunction(() => document.getElementById("case-title").textContent !== "" && document.getElementById("case-intake").hidden, null, { timeout: 30_000 });
     assert.deepEqual(counselor.errors, []);
+  });
+});
+
+// Issue 21: attachments. A seeker on a phone sends a 10 MiB PDF and a
+// GPS-tagged JPEG from the page; the counselor (a device at the terminal)
+// gets the PDF byte for byte and the photo without its metadata; the
+// counselor's PDF reaches the seeker who comes back with the codename. The
+// seeker worker's WebAssembly memory is sampled while the 10 MiB go out.
+describe("attachments: files both ways from a phone, photos without GPS, memory flat", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+  const DEVICE_PASS = "device passphrase 1234\n";
+  const TEN_MIB = 10 * 1024 * 1024;
+  const images = JSON.parse(readFileSync(path.join(REPO, "docs/vectors/attachment.json"), "utf8")).images;
+  const jpegWithGps = Buffer.from(images.jpeg_with_gps, "hex");
+  const jpegCleaned = Buffer.from(images.jpeg_cleaned, "hex");
+  /** A PDF-looking file of `len` bytes, deterministic. */
+  const pdfOf = (len, seed) => {
+    const b = Buffer.alloc(len);
+    b.write("%PDF-1.7\n/Author (Maria Lopez)\n");
+    let x = seed;
+    for (let i = 40; i < len; i++) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      b[i] = x >>> 24;
+    }
+    return b;
+  };
+  let dir;
+  let relay;
+  let orgKey;
+  let codename;
+  const admin = () => ({ home: path.join(dir, "admin"), relay });
+  const device = () => ({ home: path.join(dir, "device"), relay });
+
+  before(async () => {
+    if (missing.length) return;
+    dir = path.join(tmp, "attachments");
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2), { home: path.join(dir, "admin"), relay: null }));
+    const webRoot = path.join(dir, "web");
+    mkdirSync(webRoot, { recursive: true });
+    relay = await startRealRelay(webRoot);
+    await cli(["admin", "web-release", "--from", WEB_ROOT, "--out", webRoot], ADMIN_PASS, admin());
+    const key = JSON.parse(await cli(["--json", "counselor", "init", "--org", orgKey.org_key], DEVICE_PASS, device())).device;
+    await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "amara", "--device", key], ADMIN_PASS, admin());
+    await cli(["admin", "publish"], ADMIN_PASS, admin());
+    await cli(["counselor", "sync"], DEVICE_PASS, device());
+  });
+
+  after(async () => {
+    await relay?.stop();
+  });
+
+  /** The counselor device's conversation id (after a sync). */
+  async function conversationId() {
+    await cli(["counselor", "sync"], DEVICE_PASS, device());
+    return JSON.parse(await cli(["--json", "counselor", "inbox"], DEVICE_PASS, device())).conversations[0].id;
+  }
+
+  test("on a phone, a seeker sends a 10 MiB PDF and a GPS-tagged JPEG; the counselor gets the PDF byte-identical and the JPEG without GPS; the wasm memory stays flat", async () => {
+    const s = await open("/", { relay, locale: "es-ES", viewport: PHONE });
+    try {
+      const { page } = s;
+      const t = await loadStrings(page);
+      await page.click("#start");
+      await visible(page, "#topic-list .choice");
+      await page.locator("#topic-list .choice").first().click();
+      await page.click("#topic-form button[type=submit]");
+      await page.click("#questions-skip"); // the topic's intake questions are optional (issue 20)
+      await page.fill("#message", "Tengo una cita en la corte. Les mando el aviso.");
+      await page.click("#write-form button[type=submit]");
+      await page.waitForFunction(() => document.querySelectorAll("#codename-words li").length === 11);
+      codename = (await page.locator("#codename-words li").allTextContents()).join(" ");
+      await page.check("#wrote-it-down");
+      await page.click("#send-first");
+      await visible(page, "#screen-conversation", 60_000);
+      // The file picker and the camera are offered, labelled, in Spanish.
+      assert.equal(await page.textContent("label[for=file-pick]"), t.es["file.choose"]);
+      assert.equal(await page.textContent("label[for=file-camera]"), t.es["file.camera"]);
+      assert.equal(await page.getAttribute("#file-camera", "capture"), "environment");
+
+      // The 10 MiB PDF: the plain warning first, then the progress bar.
+      const pdf = pdfOf(TEN_MIB, 7);
+      await page.setInputFiles("#file-pick", { name: "aviso-de-comparecencia.pdf", mimeType: "application/pdf", buffer: pdf });
+      await visible(page, "#file-confirm");
+      assert.equal(await page.textContent("#file-notice"), t.es["file.noticeDocument"]);
+      await shot(page, "seeker-07-file-notice");
+      const worker = page.workers()[0];
+      assert.ok(worker, "the seeker worker runs");
+      const before = await worker.evaluate(() => globalThis.northstarMemoryBytes());
+      // Every read of the file in the worker: slices, never the whole file.
+      await worker.evaluate(() => {
+        const slice = Blob.prototype.slice;
+        globalThis.__slices = [];
+        Blob.prototype.slice = function (start, end, type) {
+          globalThis.__slices.push((end ?? this.size) - (start ?? 0));
+          return slice.call(this, start, end, type);
+        };
+      });
+      await page.evaluate(() => {
+        window.__fileProgress = [];
+        new MutationObserver(() => window.__fileProgress.push(document.getElementById("file-progress").value)).observe(document.getElementById("file-status"), { childList: true, characterData: true, subtree: true });
+      });
+      await page.click("#file-send");
+      let peak = before;
+      while ((await page.locator("#messages li").count()) < 2) {
+        peak = Math.max(peak, await worker.evaluate(() => globalThis.northstarMemoryBytes()));
+        await new Promise((r) => setTimeout(r, 100));
+        assert.ok((await page.textContent("#file-error")) === "", `refused: ${await page.textContent("#file-error")}`);
+      }
+      peak = Math.max(peak, await worker.evaluate(() => globalThis.northstarMemoryBytes()));
+      const progress = await page.evaluate(() => window.__fileProgress);
+      assert.ok(progress.some((v) => v > 0 && v < 100), `the bar moved: ${progress}`);
+      const slices = await worker.evaluate(() => globalThis.__slices);
+      assert.equal(slices.length, 160, "the 10 MiB file is read in 160 slices");
+      assert.equal(Math.max(...slices), 65536, "no read of the file is larger than one 64 KiB chunk");
+      const growth = peak - before;
+      console.log(`attachments: seeker worker wasm memory ${before} bytes before, ${peak} at peak while sending 10 MiB (+${growth})`);
+      writeFileSync(path.join(SHOTS, "attachment-memory.json"), JSON.stringify({ before, peak, growth, file: TEN_MIB }));
+      assert.ok(growth < 4 * 1024 * 1024, `the wasm memory grew by ${growth} bytes for a 10 MiB file: it holds the file`);
+      assert.match(await page.textContent("#messages li:nth-child(2) .body"), /aviso-de-comparecencia\.pdf \(10\.0 MB\)/);
+      await shot(page, "seeker-08-file-sent");
+
+      // The photo: told it is cleaned, in Spanish.
+      await page.setInputFiles("#file-camera", { name: "IMG_0042.jpg", mimeType: "image/jpeg", buffer: jpegWithGps });
+      await visible(page, "#file-confirm");
+      assert.equal(await page.textContent("#file-notice"), t.es["file.noticePhoto"]);
+      await page.click("#file-send");
+      await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 3, null, { timeout: 60_000 });
+      assert.deepEqual(s.errors, []);
+
+      // Too big: refused at once, in Spanish, nothing sent.
+      await page.setInputFiles("#file-pick", { name: "grande.pdf", mimeType: "application/pdf", buffer: Buffer.alloc(TEN_MIB + 1) });
+      await page.waitForFunction((m) => document.getElementById("file-error").textContent === m, t.es["file.errTooLarge"]);
+      assert.equal(await page.locator("#messages li").count(), 3);
+      assert.deepEqual(await axeViolations(page), []);
+
+      // The counselor, at the terminal, saves both.
+      const conv = await conversationId();
+      const out = path.join(dir, "saved");
+      mkdirSync(out, { recursive: true });
+      await cli(["counselor", "save-attachment", conv, "--file", "1", "--out", out], DEVICE_PASS, device());
+      await cli(["counselor", "save-attachment", conv, "--file", "2", "--out", out], DEVICE_PASS, device());
+      assert.ok(readFileSync(path.join(out, "aviso-de-comparecencia.pdf")).equals(pdf), "the PDF arrives byte for byte");
+      const photo = readFileSync(path.join(out, "IMG_0042.jpg"));
+      assert.ok(photo.equals(jpegCleaned), "the photo arrives cleaned");
+      for (const gone of ["GPS", "Exif", "SN-4C0FFEE12345", "2026:11:30"]) assert.ok(!photo.includes(gone), `${gone} reached the counselor`);
+      assert.ok(jpegWithGps.includes("SN-4C0FFEE12345"), "the photo had the serial before");
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("a counselor's PDF reaches a seeker who comes back with the codename", async () => {
+    const form = pdfOf(300_000, 11);
+    const formPath = path.join(dir, "guia-I-589.pdf");
+    writeFileSync(formPath, form);
+    const conv = await conversationId();
+    await cli(["counselor", "reply", conv, "--attach", formPath], DEVICE_PASS, device());
+    const s = await open("/", { relay, locale: "es-ES", viewport: PHONE });
+    try {
+      const { page } = s;
+      await comeBack(page, codename);
+      await visible(page, "#screen-conversation", 60_000);
+      await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 4, null, { timeout: 30_000 });
+      const last = page.locator("#messages li").nth(3);
+      assert.match(await last.locator(".body").textContent(), /guia-I-589\.pdf/);
+      const [download] = await Promise.all([page.waitForEvent("download", { timeout: 60_000 }), last.locator("button").click()]);
+      assert.equal(download.suggestedFilename(), "guia-I-589.pdf");
+      assert.ok(readFileSync(await download.path()).equals(form), "the form arrives byte for byte");
+      await shot(page, "seeker-09-file-received");
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+  });
+  test("the counselor inbox saves a seeker's file and sends one back, which the open seeker page saves", async () => {
+    const inbox2 = await startInbox(orgKey.org_key, relay, path.join(dir, "inbox-home"));
+    const c = await open("/", { viewport: DESKTOP, site: inbox2, relay });
+    const s = await open("/", { relay, locale: "es-ES", viewport: PHONE });
+    try {
+      // A second counselor device, enrolled in the inbox and added by the administrator.
+      const cp = c.page;
+      await visible(cp, "#screen-enrol");
+      await cp.fill("#enrol-pass", COUNSELOR_PASS);
+      await cp.fill("#enrol-pass2", COUNSELOR_PASS);
+      await cp.click("#enrol-button");
+      await visible(cp, "#enrol-done");
+      const keys = await cp.inputValue("#enrol-keys");
+      await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "web", "--device", keys], ADMIN_PASS, admin());
+      await cli(["admin", "publish"], ADMIN_PASS, admin());
+      await cp.click("#enrol-continue");
+      await cp.fill("#passphrase", COUNSELOR_PASS);
+      await cp.click("#unlock-button");
+      await visible(cp, "#screen-inbox");
+
+      // The seeker comes back, writes (the new device gets the conversation), then sends a scan.
+      const sp = s.page;
+      await comeBack(sp, codename);
+      await visible(sp, "#screen-conversation", 60_000);
+      await sp.fill("#reply", "Les mando otra página.");
+      await sp.click("#reply-form button[type=submit]");
+      await sp.waitForFunction(() => document.querySelectorAll("#messages li").length === 5, null, { timeout: 30_000 });
+      const scan = pdfOf(200_000, 23);
+      await sp.setInputFiles("#file-pick", { name: "pagina-2.pdf", mimeType: "application/pdf", buffer: scan });
+      await sp.click("#file-send");
+      await sp.waitForFunction(() => document.querySelectorAll("#messages li").length === 6, null, { timeout: 60_000 });
+
+      // The inbox shows it live; Save gives the file byte for byte.
+      await cp.waitForFunction(() => document.querySelectorAll("#case-list li").length === 1, null, { timeout: 30_000 });
+      await cp.click("#case-list .case-item");
+      await visible(cp, "#case");
+      await cp.waitForFunction(() => [...document.querySelectorAll("#entries .body")].some((b) => b.textContent.startsWith("pagina-2.pdf")), null, { timeout: 30_000 });
+      const entry = cp.locator("#entries li", { hasText: "pagina-2.pdf" });
+      const [saved] = await Promise.all([cp.waitForEvent("download", { timeout: 60_000 }), entry.locator("button").click()]);
+      assert.equal(saved.suggestedFilename(), "pagina-2.pdf");
+      assert.ok(readFileSync(await saved.path()).equals(scan), "the counselor saves the seeker's file byte for byte");
+
+      // The counselor sends a form from the inbox; the open seeker page gets it live and saves it.
+      const form = pdfOf(90_000, 29);
+      await cp.setInputFiles("#case-file", { name: "lista-de-documentos.pdf", mimeType: "application/pdf", buffer: form });
+      await cp.click("#case-file-send");
+      await cp.waitForFunction(() => [...document.querySelectorAll("#entries .from-you .body")].some((b) => b.textContent.startsWith("lista-de-documentos.pdf")), null, { timeout: 60_000 });
+      await shot(cp, "counselor-05-files");
+      await sp.waitForFunction(() => document.querySelectorAll("#messages li").length === 7, null, { timeout: 60_000 });
+      const last = sp.locator("#messages li").nth(6);
+      const [got] = await Promise.all([sp.waitForEvent("download", { timeout: 60_000 }), last.locator("button").click()]);
+      assert.ok(readFileSync(await got.path()).equals(form), "the seeker saves the counselor's file byte for byte");
+      assert.deepEqual(await axeViolations(cp), []);
+      assert.deepEqual(c.errors, []);
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+      await c.close();
+      await inbox2.stop();
+    }
   });
 });

@@ -35,6 +35,7 @@ use core::ops::DerefMut;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use northstar_core::UnixTime;
+use northstar_core::attachment::{AttachmentRef, FileInfo, FileName, MediaType};
 use northstar_core::client::counselor::{self as team, Counselor, Status};
 use northstar_core::client::inbox::{InboxOrder, IntakeFilter};
 use northstar_core::client::saved::DeviceState;
@@ -44,7 +45,7 @@ use northstar_core::codename::{Codename, CodenameError};
 use northstar_core::directory::{DirectoryError, IntakePolicy, VerifiedDirectory};
 use northstar_core::driver::{
     Command, Config, ConnId, ConnKind, Connection, Driver, DriverError, Event, Outcome, Output,
-    TeamAction, Work, WorkId,
+    ReadId, TeamAction, Work, WorkId,
 };
 use northstar_core::error::ApiMisuse;
 use northstar_core::ids::{DeviceId, Language, MailboxId, PartnerId, TeamId};
@@ -196,6 +197,12 @@ pub fn driver_error_code(e: &DriverError) -> &'static str {
         DriverError::OtherOrganisation => "other-organisation",
         DriverError::Misuse { .. } => "misuse",
         DriverError::Core(_) => "core",
+        DriverError::AttachmentTooLarge { .. } => "attachment-too-large",
+        DriverError::FileUnreadable => "file-unreadable",
+        DriverError::ImageUnreadable => "image-unreadable",
+        DriverError::ImageUnsupported => "image-unsupported",
+        DriverError::AttachmentDamaged => "attachment-damaged",
+        DriverError::AttachmentGone => "attachment-gone",
         _ => "internal",
     }
 }
@@ -220,6 +227,10 @@ fn error_details(o: &Object, e: &DriverError, dir: Option<&VerifiedDirectory>) {
             set(o, "len", *len as f64);
             set(o, "max", *max as f64);
         }
+        DriverError::AttachmentTooLarge { size, max } => {
+            set(o, "size", *size as f64);
+            set(o, "max", *max as f64);
+        }
         DriverError::ClaimedByOther { by } => set(o, "by", device_label(dir, *by)),
         _ => {}
     }
@@ -234,6 +245,7 @@ fn throw_driver(e: &DriverError, dir: Option<&VerifiedDirectory>) -> JsValue {
 
 fn entry_text(dir: Option<&VerifiedDirectory>, k: &EntryKind) -> String {
     match k {
+        EntryKind::Attachment(a) => a.info.name.as_str().to_owned(),
         EntryKind::Text(t) => t.as_str().to_owned(),
         EntryKind::Referral { partner, text } => match dir.and_then(|d| d.partner(*partner)) {
             Some(p) => format!("{}\n\n{} — {}", text.as_str(), p.name, p.contact),
@@ -274,7 +286,40 @@ fn seeker_message(e: &Entry, dir: Option<&VerifiedDirectory>) -> Object {
     );
     set(&o, "text", entry_text(dir, &e.kind));
     set(&o, "at", e.at.0 as f64);
+    if let EntryKind::Attachment(a) = &e.kind {
+        set(&o, "attachment", attachment_info(a));
+    }
     o
+}
+
+/// `{name, type, size, image}` of a file in a conversation (`image`: a
+/// photo whose metadata was removed before it was sent).
+fn attachment_info(a: &AttachmentRef) -> Object {
+    let o = Object::new();
+    set(&o, "name", a.info.name.as_str());
+    set(&o, "type", a.info.media_type.as_str());
+    set(&o, "size", f64::from(a.size));
+    set(&o, "image", a.info.media_type.is_strippable_image());
+    o
+}
+
+/// The file of entry `message_id` (hex) in `history`.
+fn attachment_in(history: &[Entry], message_id: &str) -> Result<AttachmentRef, JsValue> {
+    history
+        .iter()
+        .find_map(|e| match &e.kind {
+            EntryKind::Attachment(a) if to_hex(&e.id.0) == message_id => Some(a.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| fail("misuse", "no such file in this conversation"))
+}
+
+/// The name and type a shell gives for a file it attaches.
+fn file_info(name: &str, media_type: &str) -> FileInfo {
+    FileInfo {
+        name: FileName::sanitize(name),
+        media_type: MediaType::sanitize(media_type),
+    }
 }
 
 fn outcome(o: &Outcome) -> Object {
@@ -299,6 +344,14 @@ fn outcome(o: &Outcome) -> Object {
         Outcome::Published { serial } => {
             set(&x, "serial", *serial as f64);
             "published"
+        }
+        Outcome::Attached { expires_at } => {
+            set(&x, "expiresAt", expires_at.0 as f64);
+            "attached"
+        }
+        Outcome::Fetched { size } => {
+            set(&x, "size", *size as f64);
+            "fetched"
         }
     };
     set(&x, "kind", kind);
@@ -625,6 +678,90 @@ impl WebDriver {
         self.command(Command::SeekerDelete, now)
     }
 
+    /// The seeker sends a file of `size` bytes: the driver asks for it in
+    /// slices (`{type: "read"}` outputs, answered with `readDone`).
+    #[wasm_bindgen(js_name = seekerAttach)]
+    pub fn seeker_attach(
+        &mut self,
+        name: &str,
+        media_type: &str,
+        size: f64,
+        now: f64,
+    ) -> Result<f64, JsValue> {
+        let info = file_info(name, media_type);
+        self.command(
+            Command::SeekerAttach {
+                info,
+                size: size as u64,
+            },
+            now,
+        )
+    }
+
+    /// A counselor sends the seeker of conversation `id` a file.
+    #[wasm_bindgen(js_name = counselorAttach)]
+    pub fn counselor_attach(
+        &mut self,
+        id: &str,
+        name: &str,
+        media_type: &str,
+        size: f64,
+        now: f64,
+    ) -> Result<f64, JsValue> {
+        let conversation = mailbox_id(id)?;
+        let info = file_info(name, media_type);
+        self.command(
+            Command::CounselorAttach {
+                conversation,
+                info,
+                size: size as u64,
+            },
+            now,
+        )
+    }
+
+    /// Downloads the file of message `message_id` (hex) of the seeker's
+    /// conversation, or of counselor conversation `case_id`: `{type:
+    /// "write"}` outputs carry its bytes in order; keep them only when the
+    /// command is done.
+    #[wasm_bindgen(js_name = fetchAttachment)]
+    pub fn fetch_attachment(
+        &mut self,
+        case_id: Option<String>,
+        message_id: &str,
+        now: f64,
+    ) -> Result<f64, JsValue> {
+        let reference = match case_id {
+            Some(id) => {
+                let id = mailbox_id(&id)?;
+                let history = self
+                    .driver
+                    .with_counselor(|c| c.conversation(&id).map(|v| v.history.clone()))
+                    .flatten()
+                    .ok_or_else(|| fail("misuse", "no such conversation"))?;
+                attachment_in(&history, message_id)?
+            }
+            None => {
+                let conv = self
+                    .driver
+                    .seeker_conversation()
+                    .ok_or_else(|| fail("misuse", "no conversation is open"))?;
+                attachment_in(&conv.history, message_id)?
+            }
+        };
+        self.command(Command::FetchAttachment { reference }, now)
+    }
+
+    /// The shell read the file slice `read` (or could not: `null`).
+    #[wasm_bindgen(js_name = readDone)]
+    pub fn read_done(&mut self, read: f64, data: Option<Vec<u8>>, now: f64) {
+        self.driver.handle_read(
+            ReadId(read as u64),
+            data.map(zeroize::Zeroizing::new),
+            UnixTime(now as u64),
+        );
+    }
+
     /// A counselor device: directory, registration, prekeys, everything stored.
     pub fn sync(&mut self, now: f64) -> Result<f64, JsValue> {
         self.command(Command::Sync, now)
@@ -813,6 +950,17 @@ impl WebDriver {
                 set(&o, "type", "event");
                 self.event(&o, e);
             }
+            Output::ReadFile { read, offset, len } => {
+                set(&o, "type", "read");
+                set(&o, "read", read.0 as f64);
+                set(&o, "offset", offset as f64);
+                set(&o, "len", len as f64);
+            }
+            Output::WriteFile { command, data } => {
+                set(&o, "type", "write");
+                set(&o, "command", command.0 as f64);
+                set(&o, "data", bytes(&data.0));
+            }
         }
         o
     }
@@ -861,6 +1009,16 @@ impl WebDriver {
                 set(o, "refused", refused as f64);
                 set(o, "of", of as f64);
                 set(o, "code", code.name());
+            }
+            Event::Progress {
+                command,
+                done,
+                total,
+            } => {
+                set(o, "event", "progress");
+                set(o, "command", command.0 as f64);
+                set(o, "done", done as f64);
+                set(o, "total", total as f64);
             }
             Event::Connection(c) => {
                 set(o, "event", "connection");
@@ -1402,6 +1560,9 @@ fn case(c: &Counselor, id: &MailboxId) -> Option<Object> {
         }
         set(&x, "text", entry_text(dir, &e.kind));
         set(&x, "at", e.at.0 as f64);
+        if let EntryKind::Attachment(a) = &e.kind {
+            set(&x, "attachment", attachment_info(a));
+        }
         entries.push((e.at.0, x));
     }
     for (i, n) in v.notes.iter().enumerate() {

@@ -70,6 +70,13 @@ export const ERROR_CODES = Object.freeze([
   "message-too-long", // over the core's limit (`max` bytes): nothing was sent
   "network", // relay unreachable
   "busy", // rate limited or over a limit: try later
+  "file-too-large", // a file over the attachment limit (`max` bytes): nothing was sent
+  "file-quota", // the conversation holds as many files (or bytes) as the relay allows
+  "file-unreadable", // the browser could not read the chosen file
+  "image-damaged", // a photo that does not parse: not sent (its metadata could not be removed)
+  "image-unsupported", // a photo format whose metadata cannot be removed (HEIC, WebP, TIFF, GIF): not sent
+  "file-damaged", // a received file failed its checks: not saved
+  "file-gone", // the relay no longer holds the file (expired or deleted)
   "internal",
 ]);
 
@@ -107,6 +114,12 @@ function driverError(f) {
     "no-directory": "not-configured",
     "codename-not-found": "codename-not-found",
     "state-does-not-open": "codename-not-found",
+    "attachment-too-large": "file-too-large",
+    "file-unreadable": "file-unreadable",
+    "image-unreadable": "image-damaged",
+    "image-unsupported": "image-unsupported",
+    "attachment-damaged": "file-damaged",
+    "attachment-gone": "file-gone",
   }[f?.code];
   const e = new CoreError(code ?? f?.code ?? message.split(":")[0].trim(), f?.code === "claimed-by-other" && f.by ? `${f.by} has claimed this conversation` : message);
   if (f?.code) e.driverCode = f.code;
@@ -115,6 +128,7 @@ function driverError(f) {
     for (const k of ["reason", "position", "expected", "got"]) if (f[k] !== undefined) e[k] = f[k];
   }
   if (typeof f?.max === "number") e.max = f.max;
+  if (f?.relayCode) e.relayCode = f.relayCode;
   return e;
 }
 
@@ -413,6 +427,10 @@ class Shell {
     this.onWork = null;
     /** The device state was replaced by a newer one another tab saved. */
     this.onReload = () => {};
+    /** The file being attached (a Blob): the driver reads it in slices. */
+    this.file = null;
+    /** Receives a download's bytes in order: `(command, Uint8Array)`. */
+    this.onWrite = null;
   }
 
   /** Runs `fn(driver, now)` as the next input; resolves with what it returned. */
@@ -509,7 +527,25 @@ class Shell {
         return;
       case "event":
         return this.event(o);
+      case "read":
+        this.readSlice(o);
+        return;
+      case "write":
+        this.onWrite?.(o.command, o.data);
+        return;
     }
+  }
+
+  /** Reads one slice of the file being attached (never the whole file) and hands it over. */
+  async readSlice({ read, offset, len }) {
+    let bytes = null;
+    try {
+      if (this.file) bytes = new Uint8Array(await this.file.slice(offset, offset + len).arrayBuffer());
+    } catch {
+      bytes = null;
+    }
+    if (this.closed) return;
+    this.feed((d, now) => d.readDone(read, bytes, now));
   }
 
   connect(conn, url) {
@@ -617,7 +653,7 @@ const topicSlug = (id) => Object.keys(TOPIC_IDS).find((slug) => TOPIC_IDS[slug] 
 
 let seeker = null; // {shell, onMessage}
 
-const messageOf = (m) => ({ id: m.id, from: m.from, text: m.text, at: iso(m.at) });
+const messageOf = (m) => ({ id: m.id, from: m.from, text: m.text, at: iso(m.at), ...(m.attachment ? { attachment: { ...m.attachment } } : {}) });
 
 function conversationOf(s) {
   const c = s.shell.driver.conversation();
@@ -637,12 +673,13 @@ function conversationOf(s) {
 async function openSeeker() {
   forgetSeeker();
   const { orgKey, relays } = await pinned();
-  const s = { shell: new Shell(wasm.WebDriver.seeker(relays, orgKey)), onMessage: IN_WORKER ? seekerOnMessage : null };
+  const s = { shell: new Shell(wasm.WebDriver.seeker(relays, orgKey)), onMessage: IN_WORKER ? seekerOnMessage : null, onTransfer: null };
   s.shell.onEvent = (ev) => {
     if (ev.event === "seekerMessage" && seeker === s) s.onMessage?.(messageOf(ev.message));
     // A receipt (or a reply, which answers) changed where the question
     // stands: the page redraws the status, on the same channel.
     if ((ev.event === "seekerStatus" || ev.event === "seekerMessage") && seeker === s) s.onMessage?.({ status: conversationOf(s).status });
+    if (ev.event === "progress" && seeker === s) s.onTransfer?.(ev.command, ev.done, ev.total);
   };
   seeker = s;
   return s;
@@ -773,6 +810,76 @@ function sendReplyHere(text) {
 }
 
 
+/** A relay refusal of an upload, in the page's words. */
+function fileError(e) {
+  if (e?.relayCode === "quota_exceeded" || e?.relayCode === "too_many_blobs") {
+    const f = new CoreError("file-quota", e.message);
+    f.relayCode = e.relayCode;
+    return f;
+  }
+  if (e?.relayCode === "attachment_too_large") return new CoreError("file-too-large", e.message);
+  return e;
+}
+
+/**
+ * Runs a transfer command on `shell`, reporting `onProgress("upload" |
+ * "download", fraction)` from the driver's progress events.
+ */
+async function transfer(shell, owner, stage, issue, onProgress) {
+  let command = null;
+  owner.onTransfer = (c, done, total) => {
+    if (c === command) onProgress(stage, total ? done / total : 1);
+  };
+  try {
+    return await shell.run((d, now) => (command = issue(d, now)));
+  } catch (e) {
+    throw fileError(toCoreError(e));
+  } finally {
+    owner.onTransfer = null;
+  }
+}
+
+/**
+ * Sends a file (a File or Blob): the driver reads it a slice at a time,
+ * removes a photo's metadata, encrypts and uploads it in chunks, then sends
+ * its reference. @returns {Promise<Message>} the file's message as sent
+ */
+function attachHere(file, onProgress = () => {}) {
+  return guard(async () => {
+    const s = seeker;
+    if (!s) throw new CoreError("internal", "no conversation open");
+    s.shell.file = file;
+    try {
+      await transfer(s.shell, s, "upload", (d, now) => d.seekerAttach(file.name || "file", file.type || "application/octet-stream", file.size, now), onProgress);
+    } finally {
+      s.shell.file = null;
+    }
+    const m = messageOf(s.shell.driver.conversation()?.messages.at(-1));
+    if (s.shell.partlyRefused) m.partlyRefused = s.shell.partlyRefused;
+    return m;
+  });
+}
+
+/**
+ * Downloads and checks the file of message `messageId`.
+ * @returns {Promise<Blob>} the file, once whole and genuine
+ */
+function fetchHere(messageId, onProgress = () => {}) {
+  return guard(async () => {
+    const s = seeker;
+    if (!s) throw new CoreError("internal", "no conversation open");
+    const m = s.shell.driver.conversation()?.messages.find((x) => x.id === messageId);
+    const parts = [];
+    s.shell.onWrite = (_, data) => parts.push(data);
+    try {
+      await transfer(s.shell, s, "download", (d, now) => d.fetchAttachment(undefined, messageId, now), onProgress);
+    } finally {
+      s.shell.onWrite = null;
+    }
+    return new Blob(parts, { type: m?.attachment?.type ?? "application/octet-stream" });
+  });
+}
+
 /** Asks the team to delete the conversation, then deletes the mailbox and state on the relay. */
 function deleteHere() {
   return guard(async () => {
@@ -798,7 +905,9 @@ function deleteHere() {
 // the conversation's text. Quick exit terminates the worker at once
 // (closeSeeker): its sockets close and its memory goes with it.
 
-const HERE = { startConversation: startHere, comeBack: comeBackHere, sendReply: sendReplyHere, deleteEverything: deleteHere };
+const HERE = { startConversation: startHere, comeBack: comeBackHere, sendReply: sendReplyHere, deleteEverything: deleteHere, sendFile: attachHere, saveFile: fetchHere };
+/** Commands whose last argument is a progress callback. */
+const WITH_PROGRESS = ["comeBack", "sendFile", "saveFile"];
 
 /** The running worker: {worker, calls: Map<id, {resolve, reject, onProgress}>, next, onMessage}. */
 let seekerWorker = null;
@@ -808,7 +917,7 @@ let seekerOnMessage = null;
 /** An error as it crosses from the worker: its fields only. */
 function errorFields(e) {
   const f = { name: e?.name, message: String(e?.message ?? e) };
-  for (const k of ["code", "reason", "detail", "driverCode", "kept", "position", "expected", "got", "max"]) if (e?.[k] !== undefined) f[k] = e[k];
+  for (const k of ["code", "reason", "detail", "driverCode", "kept", "position", "expected", "got", "max", "relayCode"]) if (e?.[k] !== undefined) f[k] = e[k];
   return f;
 }
 
@@ -816,7 +925,7 @@ function errorFields(e) {
 function errorFrom(f) {
   if (f.name === "CoreUnavailable") return new CoreUnavailable(f.reason, f.detail);
   const e = new CoreError(f.code, f.message);
-  for (const k of ["driverCode", "kept", "position", "expected", "got", "max", "reason"]) if (f[k] !== undefined) e[k] = f[k];
+  for (const k of ["driverCode", "kept", "position", "expected", "got", "max", "reason", "relayCode"]) if (f[k] !== undefined) e[k] = f[k];
   return e;
 }
 
@@ -864,7 +973,7 @@ function startWorker() {
  */
 async function seekerCall(fn, args, onProgress = () => {}) {
   await pinned();
-  if (IN_WORKER || !wasmModule) return HERE[fn](...args, ...(fn === "comeBack" ? [onProgress] : []));
+  if (IN_WORKER || !wasmModule) return HERE[fn](...args, ...(WITH_PROGRESS.includes(fn) ? [onProgress] : []));
   const w = startWorker();
   const id = w.next++;
   return new Promise((resolve, reject) => {
@@ -900,6 +1009,39 @@ export function comeBack(codename, onProgress = () => {}) {
 export function sendReply(text) {
   return guard(() => seekerCall("sendReply", [text]));
 }
+
+/**
+ * Sends a file (File or Blob, at most 10 MB) in the open conversation, in
+ * the seeker worker: read in slices, a photo cleaned of its metadata,
+ * encrypted and uploaded chunk by chunk.
+ * @param {Blob} file @param {Progress} onProgress ("upload", fraction)
+ * @returns {Promise<Message>} rejects CoreError "file-too-large" | "file-quota" | "image-damaged" | …
+ */
+export function sendFile(file, onProgress = () => {}) {
+  return guard(() => seekerCall("sendFile", [file], onProgress));
+}
+
+/**
+ * Downloads a file of the conversation (checked whole before it is handed over).
+ * @param {string} messageId @param {Progress} onProgress ("download", fraction)
+ * @returns {Promise<Blob>}
+ */
+export function saveFile(messageId, onProgress = () => {}) {
+  return guard(() => seekerCall("saveFile", [messageId], onProgress));
+}
+
+/**
+ * Whether a file is a photo whose metadata the client removes before
+ * sending (JPEG and PNG; the driver decides by the content).
+ * @param {{type: string, name?: string}} file
+ */
+export function isCleanedPhoto(file) {
+  const t = String(file?.type ?? "").toLowerCase();
+  return t === "image/jpeg" || t === "image/png" || /\.(jpe?g|png)$/i.test(String(file?.name ?? ""));
+}
+
+/** The largest file that can be sent, in bytes (10 MiB). */
+export const MAX_FILE_BYTES = 10 * 1024 * 1024;
 
 /** Asks the team to delete the conversation, then deletes the mailbox and state on the relay. */
 export function deleteEverything() {
@@ -944,7 +1086,10 @@ export function serveSeekerWorker() {
     if (m.type === "init") {
       ready = (async () => {
         const mod = await import("./pkg/northstar_web.js");
-        await mod.default({ module_or_path: m.module });
+        const exports = await mod.default({ module_or_path: m.module });
+        // The size of the module's linear memory, for the memory measurement
+        // of docs/BENCHMARKS.md (a number: nothing secret).
+        globalThis.northstarMemoryBytes = () => exports.memory.buffer.byteLength;
         wasm = mod;
         config = m.config;
       })();
@@ -956,7 +1101,7 @@ export function serveSeekerWorker() {
     try {
       if (!ready) throw new CoreError("internal", "the worker was not given the module");
       await ready;
-      const value = m.fn === "startConversation" ? await startHere({ ...m.args[0], onProgress: progress }) : m.fn === "comeBack" ? await comeBackHere(m.args[0], progress) : await HERE[m.fn](...m.args);
+      const value = m.fn === "startConversation" ? await startHere({ ...m.args[0], onProgress: progress }) : WITH_PROGRESS.includes(m.fn) ? await HERE[m.fn](...m.args, progress) : await HERE[m.fn](...m.args);
       post({ type: "result", id: m.id, value });
     } catch (e) {
       post({ type: "error", id: m.id, error: errorFields(toCoreError(e)) });
@@ -1042,6 +1187,7 @@ export function counselorUnlock(passphrase) {
     const publicKeys = driver.publicKeys();
     const c = { shell: new Shell(driver, { device: true, generation: stored.generation }), onEvent: null };
     c.shell.onEvent = (ev) => {
+      if (ev.event === "progress" && counselor === c) c.onTransfer?.(ev.command, ev.done, ev.total);
       if (counselor !== c || !c.onEvent) return;
       if (ev.event === "team") c.onEvent({ type: ev.kind, id: ev.id, topic: ev.topic, topicLabel: ev.topicLabel });
       else if (ev.event === "connection") c.onEvent({ type: "connection", state: ev.state });
@@ -1137,6 +1283,42 @@ function act(issue) {
     const shell = unlocked().shell;
     await shell.run(issue);
     return { partlyRefused: shell.partlyRefused };
+  });
+}
+
+/**
+ * Sends the seeker of conversation `id` a file (File or Blob, at most 10 MB).
+ * @param {string} id @param {Blob} file @param {Progress} onProgress ("upload", fraction)
+ */
+export function sendFileToCase(id, file, onProgress = () => {}) {
+  return guard(async () => {
+    const c = unlocked();
+    c.shell.file = file;
+    try {
+      await transfer(c.shell, c, "upload", (d, now) => d.counselorAttach(id, file.name || "file", file.type || "application/octet-stream", file.size, now), onProgress);
+    } finally {
+      c.shell.file = null;
+    }
+    return { partlyRefused: c.shell.partlyRefused };
+  });
+}
+
+/**
+ * Downloads the file of entry `messageId` of conversation `id`.
+ * @returns {Promise<Blob>} the file, once whole and genuine
+ */
+export function saveCaseFile(id, messageId, onProgress = () => {}) {
+  return guard(async () => {
+    const c = unlocked();
+    const entry = c.shell.driver.openCase(id).entries.find((e) => e.id === messageId);
+    const parts = [];
+    c.shell.onWrite = (_, data) => parts.push(data);
+    try {
+      await transfer(c.shell, c, "download", (d, now) => d.fetchAttachment(id, messageId, now), onProgress);
+    } finally {
+      c.shell.onWrite = null;
+    }
+    return new Blob(parts, { type: entry?.attachment?.type ?? "application/octet-stream" });
   });
 }
 

@@ -369,11 +369,12 @@ function renderCase() {
     who.textContent = e.kind === "counselor" ? e.author ?? "" : e.author && e.kind === "note" ? `${label} · ${e.author}` : label;
     const body = document.createElement("p");
     body.className = "body";
-    body.textContent = e.text;
+    body.textContent = e.attachment ? `${e.attachment.name} (${e.attachment.type}, ${Math.max(1, Math.ceil(e.attachment.size / 1024))} KB)` : e.text;
     const when = document.createElement("p");
     when.className = "when";
     when.textContent = formatDate(e.at);
     li.append(who, body, when);
+    if (e.attachment) li.append(saveFileButton(current.id, e));
     ol.append(li);
   }
 }
@@ -407,6 +408,66 @@ function renderRetention() {
   );
 }
 
+/** The message key for a file refusal. */
+function fileErrorKey(e) {
+  return (
+    {
+      "file-too-large": "file.errTooLarge",
+      "file-quota": "file.errQuota",
+      "image-damaged": "file.errImage",
+      "image-unsupported": "file.errImageKind",
+      "file-unreadable": "file.errUnreadable",
+      "file-damaged": "file.errDamaged",
+      "file-gone": "file.errGone",
+    }[e?.code] ?? errorKey(e)
+  );
+}
+
+function caseFileProgress(key, fraction) {
+  const bar = $("case-file-progress");
+  bar.hidden = false;
+  bar.value = Math.max(0, Math.min(100, Math.round(Number(fraction) * 100)));
+  showMsg($("case-file-status"), key, { percent: bar.value });
+}
+
+function caseFileDone() {
+  $("case-file-progress").hidden = true;
+  clearMsg($("case-file-status"));
+}
+
+/** "Save" for a file of conversation `caseId`: downloads, checks, then offers it. */
+function saveFileButton(caseId, e) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "btn btn-quiet";
+  b.textContent = t("file.save");
+  b.setAttribute("aria-label", t("file.saveNamed", { name: e.attachment.name }));
+  b.addEventListener("click", async () => {
+    if (busy) return;
+    busy = true;
+    clearMsg($("case-error"));
+    try {
+      const blob = await core.saveCaseFile(caseId, e.id, (_, f) => caseFileProgress("file.receiving", f));
+      const url = URL.createObjectURL(blob);
+      const a = document.createElement("a");
+      a.href = url;
+      a.download = e.attachment.name;
+      a.hidden = true;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      announce(t("file.saved"));
+    } catch (err) {
+      showMsg($("case-error"), fileErrorKey(err));
+    } finally {
+      caseFileDone();
+      busy = false;
+    }
+  });
+  return b;
+}
+
 async function act(fn, doneKey, after) {
   if (busy || !current) return;
   busy = true;
@@ -423,7 +484,7 @@ async function act(fn, doneKey, after) {
     const partly = done?.partlyRefused;
     if (partly?.refused > 0) showMsg($("case-error"), "c.partlyRefused", { refused: partly.refused, of: partly.of });
   } catch (e) {
-    const key = errorKey(e);
+    const key = fileErrorKey(e);
     showMsg($("case-error"), key, key === "err.messageTooLong" ? { max: e?.max ?? 16384 } : undefined);
   } finally {
     busy = false;
@@ -565,6 +626,22 @@ function wire() {
     r.value = r.value ? `${r.value}\n\n${a.text}` : a.text;
     r.focus();
   });
+  $("file-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const file = $("case-file").files?.[0];
+    if (!file) return $("case-file").focus();
+    if (file.size > core.MAX_FILE_BYTES) return showMsg($("case-error"), "file.errTooLarge");
+    try {
+      await act(
+        (id) => core.sendFileToCase(id, file, (_, f) => caseFileProgress("file.sending", f)),
+        "c.fileSent",
+        () => ($("case-file").value = ""),
+      );
+    } finally {
+      caseFileDone();
+    }
+  });
+
   $("reply-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const text = $("reply").value;

@@ -19,7 +19,7 @@ const $ = (id) => document.getElementById(id);
 let state = freshState();
 
 function freshState() {
-  return { topics: null, topicsLoading: false, topic: null, answers: {}, codename: null, codenameLanguage: null, conversation: null, busy: false };
+  return { topics: null, topicsLoading: false, topic: null, answers: {}, codename: null, codenameLanguage: null, conversation: null, busy: false, file: null };
 }
 
 // -------------------------------------------------------------- messages
@@ -375,8 +375,9 @@ function renderMessage(m) {
   who.textContent = t(who.dataset.i18n);
   const body = document.createElement("p");
   body.className = "body";
-  body.textContent = m.text;
+  body.textContent = m.attachment ? `${m.attachment.name} (${formatSize(m.attachment.size)})` : m.text;
   li.append(who, body);
+  if (m.attachment) li.append(saveButton(m));
   if (m.at) {
     const time = document.createElement("p");
     time.className = "when";
@@ -464,6 +465,130 @@ function enterConversation(conv, justSent) {
     .catch(() => {}); // live delivery is a convenience; coming back works without it
 }
 
+// -------------------------------------------------------------- files
+
+/** A size as people read it: "740 KB", "9.8 MB". */
+function formatSize(bytes) {
+  const n = Number(bytes) || 0;
+  return n >= 1024 * 1024 ? `${(n / (1024 * 1024)).toFixed(1)} MB` : `${Math.max(1, Math.ceil(n / 1024))} KB`;
+}
+
+/** The message key for a file refusal. */
+function fileErrorKey(e) {
+  switch (e?.code) {
+    case "file-too-large":
+      return "file.errTooLarge";
+    case "file-quota":
+      return "file.errQuota";
+    case "image-damaged":
+      return "file.errImage";
+    case "image-unsupported":
+      return "file.errImageKind";
+    case "file-unreadable":
+      return "file.errUnreadable";
+    case "file-damaged":
+      return "file.errDamaged";
+    case "file-gone":
+      return "file.errGone";
+    default:
+      return errorKey(e);
+  }
+}
+
+function fileProgress(key, fraction) {
+  const bar = $("file-progress");
+  bar.hidden = false;
+  bar.value = Math.max(0, Math.min(100, Math.round(Number(fraction) * 100)));
+  showMsg($("file-status"), key, { percent: bar.value });
+}
+
+function fileDone() {
+  $("file-progress").hidden = true;
+  clearMsg($("file-status"));
+}
+
+/** A "Save" button for a file of the conversation. */
+function saveButton(m) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "btn btn-quiet";
+  b.dataset.i18n = "file.save";
+  b.textContent = t("file.save");
+  b.setAttribute("aria-label", t("file.saveNamed", { name: m.attachment.name }));
+  b.addEventListener("click", async () => {
+    if (state.busy) return;
+    state.busy = true;
+    clearMsg($("file-error"));
+    try {
+      const blob = await core.saveFile(m.id, (_, f) => fileProgress("file.receiving", f));
+      const url = URL.createObjectURL(blob);
+      const a = document.createElement("a");
+      a.href = url;
+      a.download = m.attachment.name;
+      a.hidden = true;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      announce(t("file.saved"));
+    } catch (e) {
+      showMsg($("file-error"), fileErrorKey(e));
+    } finally {
+      fileDone();
+      state.busy = false;
+    }
+  });
+  return b;
+}
+
+/** A file was picked (or photographed): say what will happen to it before sending. */
+function fileChosen(input) {
+  const file = input.files?.[0];
+  clearMsg($("file-error"));
+  if (!file) return;
+  state.file = file;
+  input.value = "";
+  if (file.size > core.MAX_FILE_BYTES) {
+    state.file = null;
+    $("file-confirm").hidden = true;
+    showMsg($("file-error"), "file.errTooLarge");
+    return;
+  }
+  if (/^image\//i.test(file.type) && !core.isCleanedPhoto(file)) {
+    // HEIC, WebP…: their hidden details cannot be removed (the module refuses them too).
+    state.file = null;
+    $("file-confirm").hidden = true;
+    showMsg($("file-error"), "file.errImageKind");
+    return;
+  }
+  $("file-chosen").textContent = `${file.name || t("file.photo")} (${formatSize(file.size)})`;
+  showMsg($("file-notice"), core.isCleanedPhoto(file) ? "file.noticePhoto" : "file.noticeDocument");
+  $("file-confirm").hidden = false;
+  $("file-send").focus();
+}
+
+async function sendChosenFile() {
+  const file = state.file;
+  if (!file || state.busy) return;
+  state.busy = true;
+  $("file-confirm").hidden = true;
+  clearMsg($("file-error"));
+  fileProgress("file.sending", 0);
+  try {
+    const m = await core.sendFile(file, (_, f) => fileProgress("file.sending", f));
+    state.conversation.messages.push(m);
+    $("messages").append(renderMessage(m));
+    announce(t("file.sent"));
+    showPartlyRefused(m.partlyRefused);
+  } catch (e) {
+    showMsg($("file-error"), fileErrorKey(e));
+  } finally {
+    state.file = null;
+    fileDone();
+    state.busy = false;
+  }
+}
+
 // -------------------------------------------------------------- clearing
 
 /** Forgets everything this page holds (quick exit, close, after delete). */
@@ -472,7 +597,9 @@ function clearAll() {
   const topics = state.topics;
   state = freshState();
   state.topics = topics; // the public directory, not the seeker's data
-  for (const id of ["message", "reply", "codename-input"]) $(id).value = "";
+  for (const id of ["message", "reply", "codename-input", "file-pick", "file-camera"]) $(id).value = "";
+  $("file-confirm").hidden = true;
+  fileDone();
   $("wrote-it-down").checked = false;
   syncSendEnabled();
   for (const r of document.querySelectorAll('input[name="topic"]')) r.checked = false;
@@ -666,6 +793,14 @@ function wire() {
     } finally {
       state.busy = false;
     }
+  });
+
+  $("file-pick").addEventListener("change", () => fileChosen($("file-pick")));
+  $("file-camera").addEventListener("change", () => fileChosen($("file-camera")));
+  $("file-send").addEventListener("click", sendChosenFile);
+  $("file-cancel").addEventListener("click", () => {
+    state.file = null;
+    $("file-confirm").hidden = true;
   });
 
   $("close-conv").addEventListener("click", () => {

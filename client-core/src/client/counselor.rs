@@ -504,7 +504,7 @@ impl Counselor {
                             conversation: conv_id,
                         }))
                     }
-                    Body::Text { text } => {
+                    body @ (Body::Text { .. } | Body::Attachment(_)) => {
                         let conv = self
                             .conversations
                             .get_mut(&conv_id)
@@ -512,11 +512,16 @@ impl Counselor {
                         if conv.seeker != received.from {
                             return Err(ClientError::WrongSeeker.into());
                         }
+                        let kind = match body {
+                            Body::Text { text } => EntryKind::Text(text),
+                            Body::Attachment(a) => EntryKind::Attachment(a),
+                            _ => return Err(ClientError::NotAllowed.into()),
+                        };
                         let entry = Entry {
                             id: msg.id,
                             at: msg.sent_at,
                             author: Author::Seeker,
-                            kind: EntryKind::Text(text),
+                            kind,
                         };
                         if !push_entry(&mut conv.history, entry.clone()) {
                             return Ok(None);
@@ -1149,6 +1154,19 @@ impl Counselor {
             text: MessageText::new(text),
         };
         self.send_to_seeker(conversation, body, bundles, now, rng)
+    }
+
+    /// Sends the seeker a file whose blob is stored in the seeker's
+    /// mailbox; colleagues get a copy of the reference.
+    pub fn attach(
+        &mut self,
+        conversation: &MailboxId,
+        reference: crate::attachment::AttachmentRef,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        self.send_to_seeker(conversation, Body::Attachment(reference), bundles, now, rng)
     }
 
     /// Refers the seeker to a partner organisation of the directory.

@@ -143,6 +143,8 @@ pub enum Author {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKind {
     Text(MessageText),
+    /// A file (docs/PROTOCOL.md §5.6): fetched and opened on demand.
+    Attachment(crate::attachment::AttachmentRef),
     Referral {
         partner: PartnerId,
         text: MessageText,
@@ -170,6 +172,7 @@ impl Entry {
         let kind = match msg.body {
             Body::Text { text } => EntryKind::Text(text),
             Body::Referral { partner, text } => EntryKind::Referral { partner, text },
+            Body::Attachment(a) => EntryKind::Attachment(a),
             _ => return None,
         };
         Some(Entry {
@@ -181,7 +184,8 @@ impl Entry {
     }
 
     /// `id[16] || at:u64 || author:u8 (0 seeker, 1 counselor) || [device:u32]
-    ///  || kind:u8 (1 text, 2 referral) || [partner:u16] || text:str16`
+    ///  || kind:u8 (1 text, 2 referral, 3 attachment) || [partner:u16] || text:str16`
+    ///  (kind 3: `attachment_ref` instead of the text, docs/PROTOCOL.md §5.6.2)
     pub(crate) fn write(&self, w: &mut Writer) -> Result<(), crate::Error> {
         w.bytes(&self.id.0).u64(self.at.0);
         match self.author {
@@ -200,6 +204,10 @@ impl Entry {
             EntryKind::Referral { partner, text } => {
                 w.u8(2).u16(partner.0);
                 w.vec_u16(text.as_str().as_bytes(), MAX_TEXT_LEN, "entry text")?;
+            }
+            EntryKind::Attachment(a) => {
+                w.u8(3);
+                a.write(w)?;
             }
         }
         Ok(())
@@ -227,6 +235,7 @@ impl Entry {
                     text: MessageText::new(r.str_u16(MAX_TEXT_LEN, "entry text")?),
                 }
             }
+            3 => EntryKind::Attachment(crate::attachment::AttachmentRef::read(r)?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "entry kind",

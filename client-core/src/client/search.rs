@@ -32,6 +32,7 @@ use super::{Author, EntryKind};
 use crate::directory::{DeviceId, DirectoryVersion, VerifiedDirectory};
 use crate::error::ApiMisuse;
 use crate::ids::{Language, MailboxId, MessageId};
+use crate::intake::ShownAnswer;
 
 /// Most results one search returns (the newest first). A screen shows far
 /// fewer; past this many the counselor types another word. Bounds the work
@@ -88,6 +89,10 @@ pub enum Field {
     Status,
     /// The team (topic) the conversation is filed under.
     Team,
+    /// The name of a file sent either way.
+    Attachment,
+    /// An answer to the intake questions (a choice's label or a short text).
+    Intake,
 }
 
 impl Field {
@@ -100,6 +105,8 @@ impl Field {
             Field::Note => "note",
             Field::Status => "status",
             Field::Team => "team",
+            Field::Attachment => "attachment",
+            Field::Intake => "intake",
         }
     }
 }
@@ -392,8 +399,9 @@ impl Context<'_> {
 /// is chosen from: messages newest first, then notes newest first, then
 /// status, then team. **The one place that says what is searchable.**
 ///
-/// (The seeker's intake answers, once conversations carry them, are one
-/// more `f(Field::Intake, …)` line here.)
+/// Intake answers are read against the directory (English labels, as
+/// the counselor inbox shows them); yes/no answers and "prefer not to say"
+/// are not searched (the inbox's filters sort by them).
 fn for_each_part(conv: &Conversation, ctx: &Context<'_>, f: &mut dyn FnMut(Field, &str)) {
     for e in conv.history.iter().rev() {
         match (&e.kind, e.author) {
@@ -405,10 +413,31 @@ fn for_each_part(conv: &Conversation, ctx: &Context<'_>, f: &mut dyn FnMut(Field
                     f(Field::Referral, &p.name);
                 }
             }
+            (EntryKind::Attachment(a), _) => f(Field::Attachment, a.info.name.as_str()),
         }
     }
     for n in conv.notes.iter().rev() {
         f(Field::Note, n.text.as_str());
+    }
+    if !conv.answers.is_empty()
+        && let Some(d) = ctx.directory
+    {
+        let order = d
+            .team(conv.team)
+            .map(|t| t.questions.clone())
+            .unwrap_or_default();
+        let summary = crate::intake::summarize(&conv.answers, d.questions(), &order, Language::En);
+        for line in &summary.lines {
+            match &line.answer {
+                ShownAnswer::Choices(labels) => {
+                    for l in labels {
+                        f(Field::Intake, l);
+                    }
+                }
+                ShownAnswer::Text(t) => f(Field::Intake, t),
+                _ => {}
+            }
+        }
     }
     let status = match conv.status {
         Status::Open => "open",

@@ -549,6 +549,37 @@ impl Seeker {
         Ok(envelopes)
     }
 
+    /// Sends a file's reference (its blob is already stored on the relay)
+    /// to every counselor device that has a session with this seeker, and
+    /// keeps it in the history. Like [`Seeker::write`], it waits in the
+    /// pending list until delivered.
+    pub fn attach(
+        &mut self,
+        reference: crate::attachment::AttachmentRef,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        let msg = AppMessage::new(MessageId::random(rng), now, Body::Attachment(reference));
+        if self.pending.len() >= MAX_PENDING {
+            return Err(crate::ApiMisuse::OutboxFull { max: MAX_PENDING }.into());
+        }
+        self.conversation
+            .as_ref()
+            .ok_or(ClientError::NoConversation)?;
+        if !self.reaches_anyone(bundles) {
+            return Err(ClientError::NoRecipients.into());
+        }
+        let envelopes = self.fan_out(&msg, bundles, rng)?;
+        if let Some(c) = self.conversation.as_mut()
+            && let Some(entry) = Entry::of_message(msg.clone(), Author::Seeker)
+        {
+            push_entry(&mut c.history, entry);
+        }
+        self.pending.push(msg);
+        Ok(envelopes)
+    }
+
     /// Asks the team to delete the conversation (sent before the seeker
     /// deletes their mailbox and state on the relay) — to every recipient
     /// that has the conversation (a session with this seeker). `bundles`: as

@@ -394,6 +394,7 @@ pub(super) async fn act(
                 c.add_canned_answer(id, &title, &text, b, t, rng)
             }
             TeamAction::Keep { until, reason } => c.keep(id, until, &reason, b, t, rng),
+            TeamAction::Attach { reference } => c.attach(id, reference, b, t, rng),
         }?
     };
     // Saved, with the envelopes in the outbox, before sending: a ratchet key

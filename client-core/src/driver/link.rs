@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use rand_chacha::ChaCha20Rng;
+use zeroize::Zeroizing;
 
 use super::{ConnId, ConnKind, DriverError, Event, Output, WorkId};
 use crate::UnixTime;
@@ -116,6 +117,9 @@ struct Conn {
     deliveries: VecDeque<Delivery>,
 }
 
+/// A file slice as the shell read it, or why not.
+type ReadResult = Result<Zeroizing<Vec<u8>>, DriverError>;
+
 /// Everything the sequences and the driver share.
 pub(crate) struct Link {
     pub(crate) now: UnixTime,
@@ -130,6 +134,10 @@ pub(crate) struct Link {
     next_work: u64,
     timers: BTreeMap<u64, (UnixTime, bool)>,
     next_timer: u64,
+    /// File slices asked of the shell (`Output::ReadFile`) and, once read,
+    /// their bytes (attachments).
+    reads: BTreeMap<super::ReadId, Option<ReadResult>>,
+    next_read: u64,
     /// The frame version a relay spoke instead of ours, if one did: every
     /// relay failing to open then says why (`UnsupportedVersion`), not
     /// merely that none could be reached.
@@ -159,6 +167,8 @@ impl Link {
             next_work: 1,
             timers: BTreeMap::new(),
             next_timer: 1,
+            reads: BTreeMap::new(),
+            next_read: 1,
             other_version: None,
         }
     }
@@ -261,6 +271,13 @@ impl Link {
                     }
                 }
             }
+        }
+    }
+
+    /// The shell read a file slice (or could not: `None`).
+    pub(crate) fn read_done(&mut self, read: super::ReadId, bytes: Option<Zeroizing<Vec<u8>>>) {
+        if let Some(slot) = self.reads.get_mut(&read) {
+            *slot = Some(bytes.ok_or(DriverError::FileUnreadable));
         }
     }
 
@@ -545,6 +562,41 @@ impl Io {
             }
         })
         .await
+    }
+
+    /// Asks the shell for `len` bytes of the file at `offset` and waits for
+    /// them; a slice of another length is refused (the file changed).
+    pub(crate) async fn read_file(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> Result<Zeroizing<Vec<u8>>, DriverError> {
+        let read = self.with(|l| {
+            let id = super::ReadId(l.next_read);
+            l.next_read += 1;
+            l.reads.insert(id, None);
+            l.out.push_back(Output::ReadFile {
+                read: id,
+                offset,
+                len,
+            });
+            id
+        });
+        let bytes = poll_fn(|_| {
+            let mut l = self.0.borrow_mut();
+            match l.reads.get_mut(&read).and_then(Option::take) {
+                Some(r) => {
+                    l.reads.remove(&read);
+                    Poll::Ready(r)
+                }
+                None => Poll::Pending,
+            }
+        })
+        .await?;
+        if bytes.len() != len {
+            return Err(DriverError::FileUnreadable);
+        }
+        Ok(bytes)
     }
 
     /// Waits until `at` (the shell wakes the driver through `poll_timeout`).

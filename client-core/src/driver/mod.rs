@@ -38,6 +38,7 @@
 //! (`link.rs`); the driver polls them with a no-op waker after each input,
 //! so no executor, thread or clock is involved.
 
+pub mod attach;
 mod counselor;
 mod link;
 mod seeker;
@@ -92,6 +93,20 @@ pub struct ConnId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WorkId(pub u64);
 
+/// Plaintext bytes of a file being downloaded. Zeroized on drop; `Debug`
+/// prints only the length.
+pub struct FileData(pub Zeroizing<Vec<u8>>);
+
+impl core::fmt::Debug for FileData {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "FileData(len={})", self.0.len())
+    }
+}
+
+/// A file slice the driver asked the shell to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReadId(pub u64);
+
 /// A command the shell started; its outcome comes back as an [`Event`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CommandId(pub u64);
@@ -136,6 +151,17 @@ pub enum Output {
     Persist { sealed: Vec<u8> },
     /// Run this computation and report it with `handle_work`.
     Work { work: WorkId, job: Work },
+    /// Read `len` bytes of the file being attached, from `offset`, and hand
+    /// them over with `handle_read` (`None` if the file cannot be read).
+    ReadFile {
+        read: ReadId,
+        offset: u64,
+        len: usize,
+    },
+    /// The next bytes of the file a `FetchAttachment` command downloads, in
+    /// order. Write them to a temporary file and keep it only when the
+    /// command is `Done` (the digest is checked after the last chunk).
+    WriteFile { command: CommandId, data: FileData },
     /// Tell the user.
     Event(Event),
 }
@@ -168,6 +194,10 @@ pub enum Outcome {
     Acted,
     /// The administrator's directory is published.
     Published { serial: u64 },
+    /// The seeker's file is stored and its reference sent.
+    Attached { expires_at: UnixTime },
+    /// A downloaded file is complete and genuine (`size` bytes written).
+    Fetched { size: u64 },
 }
 
 /// Something the shell tells the user about.
@@ -210,6 +240,12 @@ pub enum Event {
         refused: usize,
         of: usize,
         code: ErrorCode,
+    },
+    /// An upload or download moved on: `done` of `total` bytes of the file.
+    Progress {
+        command: CommandId,
+        done: u64,
+        total: u64,
     },
 }
 
@@ -291,6 +327,26 @@ pub enum DriverError {
     /// The protocol library refused the operation.
     #[error("{0}")]
     Core(crate::Error),
+    /// The file is larger than an attachment may be.
+    #[error("the file is {size} bytes, at most {max} allowed")]
+    AttachmentTooLarge { size: u64, max: u64 },
+    /// The file could not be read (or changed while it was sent).
+    #[error("the file cannot be read")]
+    FileUnreadable,
+    /// An image whose format is damaged: it is not sent, since its
+    /// metadata could not be removed safely.
+    #[error("the image is damaged and was not sent")]
+    ImageUnreadable,
+    /// A photo in a format whose metadata this client cannot remove (HEIC,
+    /// WebP, TIFF, GIF): not sent, since it may carry where it was taken.
+    #[error("this kind of photo cannot be cleaned of its hidden details and was not sent")]
+    ImageUnsupported,
+    /// A downloaded file does not check out (a chunk or the digest).
+    #[error("the file is damaged")]
+    AttachmentDamaged,
+    /// The relay no longer holds the file (expired or deleted).
+    #[error("the file is no longer on the relay")]
+    AttachmentGone,
 }
 
 impl From<crate::Error> for DriverError {
@@ -383,6 +439,11 @@ pub enum TeamAction {
         until: UnixTime,
         reason: String,
     },
+    /// Sends the seeker a file already stored in the seeker's mailbox
+    /// (what [`Command::CounselorAttach`] does after its upload).
+    Attach {
+        reference: crate::attachment::AttachmentRef,
+    },
 }
 
 /// What the shell asks for.
@@ -419,6 +480,24 @@ pub enum Command {
     },
     /// Publish a signed directory (administrator).
     Publish { directory: SignedDirectory },
+    /// The seeker sends a file of `size` bytes: read through
+    /// `Output::ReadFile`, images cleaned of metadata, uploaded, then its
+    /// reference sent like a message.
+    SeekerAttach {
+        info: crate::attachment::FileInfo,
+        size: u64,
+    },
+    /// A counselor sends the seeker of `conversation` a file (as
+    /// [`Command::SeekerAttach`]; the blob goes to the seeker's mailbox).
+    CounselorAttach {
+        conversation: MailboxId,
+        info: crate::attachment::FileInfo,
+        size: u64,
+    },
+    /// Download and open a file of the conversation (`Output::WriteFile`).
+    FetchAttachment {
+        reference: crate::attachment::AttachmentRef,
+    },
 }
 
 /// The relays and the pinned organisation key.
@@ -601,6 +680,27 @@ impl Driver {
             Command::Publish { directory } => {
                 Box::pin(async move { counselor::publish(&io, directory).await })
             }
+            Command::SeekerAttach { info, size } => {
+                attach::check_size(size)?;
+                self.need_seeker()?;
+                Box::pin(async move { seeker::attach(&io, &st, id, info, size).await })
+            }
+            Command::CounselorAttach {
+                conversation,
+                info,
+                size,
+            } => {
+                attach::check_size(size)?;
+                self.need_device()?;
+                Box::pin(async move {
+                    let reference = attach::upload(&io, id, conversation, info, size).await?;
+                    counselor::act(&io, &st, conversation, TeamAction::Attach { reference }).await
+                })
+            }
+            Command::FetchAttachment { reference } => Box::pin(async move {
+                let size = attach::download(&io, id, reference).await?;
+                Ok(Outcome::Fetched { size })
+            }),
         };
         self.next_command += 1;
         let report = self.io.clone();
@@ -659,6 +759,16 @@ impl Driver {
         self.io.with(|l| {
             l.now = now;
             l.closed(conn);
+        });
+        self.run();
+    }
+
+    /// The shell read a file slice asked for with `Output::ReadFile`
+    /// (`None`: the file cannot be read; the command fails).
+    pub fn handle_read(&mut self, read: ReadId, bytes: Option<Zeroizing<Vec<u8>>>, now: UnixTime) {
+        self.io.with(|l| {
+            l.now = now;
+            l.read_done(read, bytes);
         });
         self.run();
     }

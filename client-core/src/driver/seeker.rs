@@ -480,6 +480,62 @@ pub(super) async fn write(io: &Io, st: &St, text: &str) -> Result<Outcome, Drive
     Ok(Outcome::Sent { expires_at })
 }
 
+/// Uploads a file into the seeker's own mailbox, then sends its reference
+/// as [`write`] sends a text (saved pending first, kept if the deposit fails).
+pub(super) async fn attach(
+    io: &Io,
+    st: &St,
+    command: super::CommandId,
+    info: crate::attachment::FileInfo,
+    size: u64,
+) -> Result<Outcome, DriverError> {
+    let mailbox = st
+        .borrow()
+        .seeker
+        .as_ref()
+        .map(|s| s.mailbox().id())
+        .ok_or(DriverError::Misuse {
+            what: "no conversation is open",
+        })?;
+    let reference = super::attach::upload(io, command, mailbox, info, size).await?;
+    // The mailbox connection may have been lost (and replaced by the
+    // receiver) while the file went up.
+    let conn = open_mailbox_conn(io, st).await?;
+    let bundles = newcomer_bundles(io, st).await?;
+    let envelopes = seal(io, st, |seeker, now, rng| {
+        seeker.attach(reference, &bundles, now, rng)
+    })?;
+    let expires_at = save(io, st, conn).await?;
+    io.deposit(envelopes)
+        .await
+        .map_err(|e| DriverError::NotSentYet { cause: Box::new(e) })?;
+    sent(st);
+    let expires_at = save(io, st, conn).await.unwrap_or(expires_at);
+    Ok(Outcome::Attached { expires_at })
+}
+
+/// How long a command waits for the receiver to reconnect a lost mailbox
+/// connection before it fails (`Network`).
+const MAILBOX_WAIT_SECS: u64 = 120;
+
+/// The open mailbox connection, waiting (up to [`MAILBOX_WAIT_SECS`]) for
+/// the receiver to replace a lost one.
+async fn open_mailbox_conn(io: &Io, st: &St) -> Result<super::ConnId, DriverError> {
+    let deadline = io.now().0 + MAILBOX_WAIT_SECS;
+    loop {
+        let conn = st.borrow().mailbox;
+        if let Some(c) = conn
+            && io.with(|l| l.is_open(c))
+        {
+            return Ok(c);
+        }
+        if io.now().0 >= deadline || st.borrow().seeker.is_none() {
+            return Err(DriverError::Network);
+        }
+        io.sleep_until(UnixTime(io.now().0 + 1)).await;
+    }
+}
+
 pub(super) async fn delete(io: &Io, st: &St) -> Result<Outcome, DriverError> {
     let conn = st.borrow().mailbox.ok_or(DriverError::Network)?;
     let bundles = newcomer_bundles(io, st).await?;

@@ -21,6 +21,7 @@ use super::{
     Output, TeamAction, Work,
 };
 use crate::UnixTime;
+use crate::attachment::BlobId;
 use crate::client::counselor::{Event as TeamEvent, Status};
 use crate::client::saved::{DeviceState, UnreadableReason};
 use crate::client::seeker::Seeker;
@@ -104,7 +105,15 @@ struct Relay {
     deposits: Vec<DepositSeen>,
     /// Envelopes one mailbox may hold (the relay's `mailbox_max_envelopes`).
     mailbox_max: usize,
+    /// Attachment blobs: the mailbox they belong to and their chunks.
+    blobs: BTreeMap<BlobId, FakeBlob>,
+    /// Chunk puts the relay refuses with `rate_limited` before storing
+    /// any (to test the driver's retry).
+    refuse_puts: usize,
 }
+
+/// An attachment blob on the fake relay: its mailbox and its chunks.
+type FakeBlob = (MailboxId, Vec<Option<Vec<u8>>>);
 
 /// How long the fake relay keeps an envelope.
 const RETENTION_SECS: u64 = 7 * 24 * 3600;
@@ -116,6 +125,8 @@ impl Relay {
             rng: ChaCha20Rng::from_seed([0xEE; 32]),
             mailboxes: BTreeMap::new(),
             directories: BTreeMap::new(),
+            blobs: BTreeMap::new(),
+            refuse_puts: 0,
             sessions: BTreeMap::new(),
             deposits: Vec::new(),
             mailbox_max: usize::MAX,
@@ -452,10 +463,52 @@ impl Relay {
                 Ok(ServerFrame::Ok)
             }
             ClientFrame::DeleteMailbox => {
-                self.mailboxes.remove(&need()?);
+                let id = need()?;
+                self.mailboxes.remove(&id);
+                self.blobs.retain(|_, (m, _)| *m != id);
                 self.session(key).mailbox = None;
                 Ok(ServerFrame::Ok)
             }
+            ClientFrame::PutChunk {
+                mailbox,
+                blob,
+                chunk_count,
+                index,
+                chunk,
+            } => {
+                if self.refuse_puts > 0 {
+                    self.refuse_puts -= 1;
+                    return Err(ErrorCode::RateLimited);
+                }
+                if !self.mailboxes.contains_key(&mailbox) {
+                    return Err(ErrorCode::UnknownMailbox);
+                }
+                let (m, chunks) = self
+                    .blobs
+                    .entry(blob)
+                    .or_insert_with(|| (mailbox, vec![None; usize::from(chunk_count)]));
+                if *m != mailbox || chunks.len() != usize::from(chunk_count) {
+                    return Err(ErrorCode::BlobMismatch);
+                }
+                chunks[usize::from(index)] = Some(chunk);
+                Ok(ServerFrame::ChunkStored {
+                    index,
+                    held: chunks.iter().filter(|c| c.is_some()).count() as u16,
+                })
+            }
+            ClientFrame::BlobStatus { blob } => self
+                .blobs
+                .get(&blob)
+                .map(|(_, c)| ServerFrame::BlobChunks {
+                    present: c.iter().map(Option::is_some).collect(),
+                })
+                .ok_or(ErrorCode::NotFound),
+            ClientFrame::GetChunk { blob, index } => self
+                .blobs
+                .get(&blob)
+                .and_then(|(_, c)| c.get(usize::from(index)).cloned().flatten())
+                .map(|chunk| ServerFrame::Chunk { index, chunk })
+                .ok_or(ErrorCode::NotFound),
         }
     }
 
@@ -519,6 +572,12 @@ struct Client {
     log: Vec<Rec>,
     persisted: Option<Vec<u8>>,
     open: BTreeMap<ConnId, ConnKind>,
+    /// The file the shell attaches (`Output::ReadFile` reads it).
+    file: Vec<u8>,
+    /// Slices read, as (offset, len).
+    reads: Vec<(u64, usize)>,
+    /// What `Output::WriteFile` wrote.
+    written: Vec<u8>,
 }
 
 /// What happens to a frame on its way to the relay.
@@ -599,6 +658,9 @@ impl Net {
             log: Vec::new(),
             persisted: None,
             open: BTreeMap::new(),
+            file: Vec::new(),
+            reads: Vec::new(),
+            written: Vec::new(),
         });
         self.clients.len() - 1
     }
@@ -771,6 +833,19 @@ impl Net {
                 self.clients[i].driver.handle_work(work, nonce, now);
             }
             Output::Event(e) => self.clients[i].log.push(Rec::Event(e)),
+            Output::ReadFile { read, offset, len } => {
+                let c = &mut self.clients[i];
+                c.reads.push((offset, len));
+                let start = offset as usize;
+                let bytes = c
+                    .file
+                    .get(start..start + len)
+                    .map(|s| Zeroizing::new(s.to_vec()));
+                c.driver.handle_read(read, bytes, now);
+            }
+            Output::WriteFile { data, .. } => {
+                self.clients[i].written.extend_from_slice(&data.0);
+            }
         }
     }
 
@@ -1068,6 +1143,7 @@ fn new_conversations(net: &Net, i: usize) -> Vec<MailboxId> {
 fn text_of(kind: &EntryKind) -> &str {
     match kind {
         EntryKind::Text(t) | EntryKind::Referral { text: t, .. } => t.as_str(),
+        EntryKind::Attachment(a) => a.info.name.as_str(),
     }
 }
 
@@ -4369,4 +4445,428 @@ fn a_seeker_state_restored_past_its_retention_is_deleted_not_shown() {
             .with_counselor(|c| c.conversation(&conv).is_none())
             .unwrap()
     );
+}
+
+// ------------------------------------------------------------ attachments
+
+fn file_info(name: &str, ty: &str) -> crate::attachment::FileInfo {
+    crate::attachment::FileInfo {
+        name: crate::attachment::FileName::new(name).unwrap(),
+        media_type: crate::attachment::MediaType::new(ty).unwrap(),
+    }
+}
+
+fn pdf_bytes(len: usize) -> Vec<u8> {
+    let mut v = b"%PDF-1.7\n".to_vec();
+    v.extend((0..len - v.len()).map(|i| (i * 7 % 253) as u8));
+    v
+}
+
+fn attachments_of(net: &Net, i: usize, conv: &MailboxId) -> Vec<crate::attachment::AttachmentRef> {
+    net.clients[i]
+        .driver
+        .with_counselor(|c| c.conversation(conv).unwrap().history.clone())
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::Attachment(a) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+fn put_chunks_since(net: &Net, i: usize, mark: usize) -> Vec<u16> {
+    net.sent_since(i, mark)
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::PutChunk { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A seeker with an open conversation and one synced device; (net,
+/// seeker, device, conversation).
+fn attach_setup() -> (Net, usize, usize, MailboxId) {
+    let (org, devices, directory) = org_with_devices(1, 40);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let (_, secrets) = secrets_for(&org, 41);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "Hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    let conv = new_conversations(&net, a)[0];
+    (net, seeker, a, conv)
+}
+
+#[test]
+fn a_seekers_pdf_and_gps_jpeg_reach_the_counselor_whole_and_without_gps() {
+    let (mut net, seeker, a, conv) = attach_setup();
+    // A 200 000-byte PDF: 4 chunks, read one slice at a time.
+    let pdf = pdf_bytes(200_000);
+    net.clients[seeker].file = pdf.clone();
+    let cmd = net.start(
+        seeker,
+        Command::SeekerAttach {
+            info: file_info("notice to appear.pdf", "application/pdf"),
+            size: pdf.len() as u64,
+        },
+    );
+    assert!(matches!(
+        net.outcome(seeker, cmd),
+        Ok(Outcome::Attached { .. })
+    ));
+    let reads = net.clients[seeker].reads.clone();
+    assert_eq!(
+        reads,
+        vec![
+            (0, 65_536),
+            (65_536, 65_536),
+            (131_072, 65_536),
+            (196_608, 3_392)
+        ],
+        "the file is read a chunk at a time, never whole"
+    );
+    // Progress, ending at the whole file.
+    let progress: Vec<(u64, u64)> = net
+        .events(seeker)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Progress {
+                command,
+                done,
+                total,
+            } if command == cmd => Some((done, total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(progress.first(), Some(&(0, 200_000)));
+    assert_eq!(progress.last(), Some(&(200_000, 200_000)));
+    // The blob is in the seeker's mailbox, 4 chunks of one size.
+    let (owner, chunks) = net.relay.blobs.values().next().unwrap();
+    assert_eq!(*owner, conv);
+    assert_eq!(chunks.len(), 4);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.as_ref().unwrap().len() == crate::attachment::CHUNK_SEALED_LEN)
+    );
+    // The JPEG with GPS.
+    let jpeg = crate::metadata::samples::jpeg_with_gps();
+    net.clients[seeker].file = jpeg.clone();
+    net.clients[seeker].reads.clear();
+    assert!(matches!(
+        net.exec(
+            seeker,
+            Command::SeekerAttach {
+                info: file_info("IMG_0042.JPG", "image/jpeg"),
+                size: jpeg.len() as u64,
+            }
+        ),
+        Ok(Outcome::Attached { .. })
+    ));
+    // The counselor has both references and downloads them.
+    let refs = attachments_of(&net, a, &conv);
+    assert_eq!(refs.len(), 2);
+    assert_eq!(refs[0].info.name.as_str(), "notice to appear.pdf");
+    assert_eq!(refs[1].info.media_type.as_str(), "image/jpeg");
+    for (r, want) in [
+        (&refs[0], pdf),
+        (&refs[1], crate::metadata::samples::jpeg_cleaned()),
+    ] {
+        net.clients[a].written.clear();
+        let got = net.exec(
+            a,
+            Command::FetchAttachment {
+                reference: r.clone(),
+            },
+        );
+        assert_eq!(
+            got,
+            Ok(Outcome::Fetched {
+                size: want.len() as u64
+            })
+        );
+        assert_eq!(net.clients[a].written, want);
+    }
+    // The seeker's history shows both files too.
+    let history = net.clients[seeker]
+        .driver
+        .seeker_conversation()
+        .unwrap()
+        .history;
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::Attachment(_)))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_counselors_file_reaches_the_seeker_who_comes_back() {
+    let (mut net, seeker, a, conv) = attach_setup();
+    let form = pdf_bytes(70_000);
+    net.clients[a].file = form.clone();
+    let cmd = net.start(
+        a,
+        Command::CounselorAttach {
+            conversation: conv,
+            info: file_info("I-589 guide.pdf", "application/pdf"),
+            size: form.len() as u64,
+        },
+    );
+    assert_eq!(net.outcome(a, cmd), Ok(Outcome::Acted));
+    // The seeker (still connected) receives the reference and downloads it.
+    let got: Vec<crate::attachment::AttachmentRef> = net
+        .events(seeker)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::SeekerMessage(crate::client::Entry {
+                kind: EntryKind::Attachment(r),
+                ..
+            }) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        net.exec(
+            seeker,
+            Command::FetchAttachment {
+                reference: got[0].clone()
+            }
+        ),
+        Ok(Outcome::Fetched { size: 70_000 })
+    );
+    assert_eq!(net.clients[seeker].written, form);
+    // The blob belongs to the seeker's mailbox; deleting it deletes the blob.
+    assert_eq!(net.relay.blobs.values().next().unwrap().0, conv);
+    assert_eq!(
+        net.exec(seeker, Command::SeekerDelete),
+        Ok(Outcome::Deleted)
+    );
+    assert!(net.relay.blobs.is_empty(), "blobs go with the mailbox");
+}
+
+#[test]
+fn an_upload_cut_off_halfway_resumes_from_what_the_relay_holds() {
+    let (mut net, seeker, a, conv) = attach_setup();
+    let pdf = pdf_bytes(5 * 65_536);
+    net.clients[seeker].file = pdf.clone();
+    // The connection drops after the relay stored chunk 2 and before its
+    // reply arrives; then a rate limit refuses the next put once.
+    let mut puts = 0;
+    net.fault = Some(Box::new(move |_, f| {
+        if matches!(f, ClientFrame::PutChunk { .. }) {
+            puts += 1;
+            if puts == 3 {
+                return Fault::Lose;
+            }
+        }
+        Fault::Pass
+    }));
+    net.relay.refuse_puts = 0;
+    let mark = net.mark(seeker);
+    let cmd = net.start(
+        seeker,
+        Command::SeekerAttach {
+            info: file_info("asylum receipt.pdf", "application/pdf"),
+            size: pdf.len() as u64,
+        },
+    );
+    net.relay.refuse_puts = 1;
+    net.run_until(UnixTime(net.now.0 + 120));
+    assert!(matches!(
+        net.outcome(seeker, cmd),
+        Ok(Outcome::Attached { .. })
+    ));
+    // Chunks 0, 1, 2 (lost reply); after reconnecting the status says 2 is
+    // held, so 3 and 4 follow (3 twice: once refused by the rate limit).
+    assert_eq!(put_chunks_since(&net, seeker, mark), vec![0, 1, 2, 3, 3, 4]);
+    assert!(
+        net.sent_since(seeker, mark)
+            .iter()
+            .any(|f| matches!(f, ClientFrame::BlobStatus { .. })),
+        "resumed from the relay's status"
+    );
+    let reads = net.clients[seeker].reads.len();
+    assert_eq!(reads, 5, "each slice read once");
+    let r = attachments_of(&net, a, &conv).pop().unwrap();
+    assert_eq!(
+        net.exec(a, Command::FetchAttachment { reference: r }),
+        Ok(Outcome::Fetched {
+            size: pdf.len() as u64
+        })
+    );
+    assert_eq!(net.clients[a].written, pdf);
+}
+
+#[test]
+fn a_file_over_10_mib_is_refused_before_anything_is_read_or_sent() {
+    let (mut net, seeker, _, _) = attach_setup();
+    let mark = net.mark(seeker);
+    let too_big = crate::attachment::MAX_ATTACHMENT_LEN as u64 + 1;
+    let now = net.now;
+    let err = net.clients[seeker]
+        .driver
+        .command(
+            Command::SeekerAttach {
+                info: file_info("scan.pdf", "application/pdf"),
+                size: too_big,
+            },
+            now,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DriverError::AttachmentTooLarge {
+            size: too_big,
+            max: crate::attachment::MAX_ATTACHMENT_LEN as u64
+        }
+    );
+    net.run();
+    assert!(net.sent_since(seeker, mark).is_empty());
+    assert!(net.clients[seeker].reads.is_empty());
+}
+
+#[test]
+fn a_damaged_image_is_not_sent() {
+    let (mut net, seeker, _, _) = attach_setup();
+    let mut jpeg = crate::metadata::samples::jpeg_with_gps();
+    jpeg.truncate(jpeg.len() / 2);
+    net.clients[seeker].file = jpeg.clone();
+    let mark = net.mark(seeker);
+    assert_eq!(
+        net.exec(
+            seeker,
+            Command::SeekerAttach {
+                info: file_info("IMG.jpg", "image/jpeg"),
+                size: jpeg.len() as u64,
+            }
+        ),
+        Err(DriverError::ImageUnreadable)
+    );
+    assert!(put_chunks_since(&net, seeker, mark).is_empty());
+    assert!(net.relay.blobs.is_empty());
+}
+
+#[test]
+fn a_heic_photo_is_refused_rather_than_sent_with_its_metadata() {
+    let (mut net, seeker, _, _) = attach_setup();
+    // Claimed to be a PDF: the content decides.
+    let mut heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
+    heic.extend_from_slice(b"Exif\0\0GPS 45N 73W");
+    net.clients[seeker].file = heic.clone();
+    let mark = net.mark(seeker);
+    assert_eq!(
+        net.exec(
+            seeker,
+            Command::SeekerAttach {
+                info: file_info("IMG_0001.pdf", "application/pdf"),
+                size: heic.len() as u64,
+            }
+        ),
+        Err(DriverError::ImageUnsupported)
+    );
+    assert!(put_chunks_since(&net, seeker, mark).is_empty());
+}
+
+#[test]
+fn a_tampered_chunk_fails_the_download() {
+    let (mut net, seeker, a, conv) = attach_setup();
+    let pdf = pdf_bytes(100_000);
+    net.clients[seeker].file = pdf.clone();
+    net.exec(
+        seeker,
+        Command::SeekerAttach {
+            info: file_info("a.pdf", "application/pdf"),
+            size: pdf.len() as u64,
+        },
+    )
+    .unwrap();
+    for (_, chunks) in net.relay.blobs.values_mut() {
+        chunks[1].as_mut().unwrap()[10] ^= 1;
+    }
+    let r = attachments_of(&net, a, &conv).pop().unwrap();
+    assert_eq!(
+        net.exec(a, Command::FetchAttachment { reference: r }),
+        Err(DriverError::AttachmentDamaged)
+    );
+}
+
+#[test]
+fn a_colleague_gets_a_copy_of_the_counselors_file_and_can_open_it() {
+    let (org, devices, directory) = org_with_devices(2, 50);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (_, secrets) = secrets_for(&org, 51);
+    let seeker = net.plain();
+    net.exec(seeker, start_cmd(secrets, "Hola")).unwrap();
+    let conv = new_conversations(&net, a)[0];
+    let form = pdf_bytes(80_000);
+    net.clients[a].file = form.clone();
+    assert_eq!(
+        net.exec(
+            a,
+            Command::CounselorAttach {
+                conversation: conv,
+                info: file_info("form.pdf", "application/pdf"),
+                size: form.len() as u64,
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    // B's history has the file (a team Copy of the reference), and opens it.
+    let r = attachments_of(&net, b, &conv)
+        .pop()
+        .expect("a copy of the file");
+    assert_eq!(r.info.name.as_str(), "form.pdf");
+    assert_eq!(
+        net.exec(b, Command::FetchAttachment { reference: r }),
+        Ok(Outcome::Fetched { size: 80_000 })
+    );
+    assert_eq!(net.clients[b].written, form);
+    // One blob for the whole fan-out.
+    assert_eq!(net.relay.blobs.len(), 1);
+}
+
+#[test]
+fn a_relay_whose_frames_cannot_carry_a_chunk_is_refused_before_any_upload() {
+    let (org, devices, directory) = org_with_devices(1, 60);
+    let mut net = Net::new(
+        &org,
+        Limits {
+            max_frame_len: 65_536,
+            ..ROOMY
+        },
+    );
+    publish(&mut net, directory);
+    synced(&mut net, &devices[0]);
+    let (_, secrets) = secrets_for(&org, 61);
+    let seeker = net.plain();
+    net.exec(seeker, start_cmd(secrets, "Hola")).unwrap();
+    let pdf = pdf_bytes(1000);
+    net.clients[seeker].file = pdf.clone();
+    let mark = net.mark(seeker);
+    assert_eq!(
+        net.exec(
+            seeker,
+            Command::SeekerAttach {
+                info: file_info("a.pdf", "application/pdf"),
+                size: pdf.len() as u64,
+            }
+        ),
+        Err(DriverError::TooLargeForRelay {
+            size: super::attach::PUT_CHUNK_FRAME_LEN,
+            max: 65_536
+        })
+    );
+    assert!(put_chunks_since(&net, seeker, mark).is_empty());
 }

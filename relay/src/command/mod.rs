@@ -23,6 +23,7 @@ use crate::notify::Notifier;
 use crate::store::{Store, StoreError};
 
 pub mod auth;
+pub mod blob;
 pub mod delete;
 pub mod deposit;
 pub mod directory;
@@ -160,6 +161,8 @@ pub fn store_code(e: StoreError) -> ErrorCode {
     match e {
         StoreError::UnknownMailbox => ErrorCode::UnknownMailbox,
         StoreError::QuotaExceeded => ErrorCode::QuotaExceeded,
+        StoreError::BlobMismatch => ErrorCode::BlobMismatch,
+        StoreError::TooManyBlobs => ErrorCode::TooManyBlobs,
         StoreError::DirectoryRollback => ErrorCode::DirectoryRollback,
         StoreError::Closed => ErrorCode::ServerBusy,
         StoreError::Full => {
@@ -241,6 +244,15 @@ pub async fn execute(
         ClientFrame::GetState => state::get(relay, session, now).await,
         ClientFrame::DeleteState => state::delete(relay, session).await,
         ClientFrame::DeleteMailbox => delete::apply(relay, session).await,
+        ClientFrame::PutChunk {
+            mailbox,
+            blob,
+            chunk_count,
+            index,
+            chunk,
+        } => blob::put(relay, mailbox, blob, chunk_count, index, chunk, now).await,
+        ClientFrame::BlobStatus { blob } => blob::status(relay, blob, now).await,
+        ClientFrame::GetChunk { blob, index } => blob::get(relay, blob, index, now).await,
     };
     // A subscription belongs to the mailbox it was made on.
     if session.mailbox != before {

@@ -14,6 +14,17 @@ use super::{
     PrekeyCounts, PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope,
     SweepCounts, admit, by_recipient,
 };
+use super::{BlobQuotas, NewChunk, admit_chunk, blob_bytes};
+use northstar_core::attachment::BlobId;
+
+/// The bytes a mailbox's blobs are charged.
+fn blob_bytes_of(blobs: &HashMap<BlobId, Blob>, mailbox: MailboxId) -> u64 {
+    blobs
+        .values()
+        .filter(|b| b.mailbox == mailbox)
+        .map(|b| blob_bytes(b.chunks.len() as u16))
+        .sum()
+}
 
 #[derive(Default)]
 struct Mailbox {
@@ -27,9 +38,17 @@ struct Mailbox {
     state: Option<StateBlob>,
 }
 
+/// An attachment blob: its mailbox, expiry and chunks.
+struct Blob {
+    mailbox: MailboxId,
+    expires_at: UnixTime,
+    chunks: Vec<Option<Vec<u8>>>,
+}
+
 #[derive(Default)]
 struct Inner {
     mailboxes: HashMap<MailboxId, Mailbox>,
+    blobs: HashMap<BlobId, Blob>,
     directories: HashMap<[u8; 32], DirectoryRecord>,
     closed: bool,
 }
@@ -99,9 +118,13 @@ impl Store for MemoryStore {
                     out.unknown.extend(positions);
                     continue;
                 };
-                let held_now = m.envelopes.values().fold((0u64, 0u64), |(c, b), s| {
+                let (count, bytes) = m.envelopes.values().fold((0u64, 0u64), |(c, b), s| {
                     (c + 1, b + s.envelope.ciphertext().len() as u64)
                 });
+                let held_now = (count, bytes + blob_bytes_of(&i.blobs, to));
+                let Ok(m) = registered(i, to) else {
+                    continue;
+                };
                 let held: Vec<bool> = positions
                     .iter()
                     .map(|&p| m.envelopes.values().any(|s| s.id == batch[p].id))
@@ -258,8 +281,64 @@ impl Store for MemoryStore {
         })
     }
 
+    fn put_chunk(&self, chunk: NewChunk, quotas: BlobQuotas) -> StoreFuture<'_, u16> {
+        self.with(true, move |i| {
+            let m = registered(i, chunk.mailbox)?;
+            let env_bytes: u64 = m
+                .envelopes
+                .values()
+                .map(|s| s.envelope.ciphertext().len() as u64)
+                .sum();
+            let held_bytes = env_bytes + blob_bytes_of(&i.blobs, chunk.mailbox);
+            let held_blobs = i
+                .blobs
+                .values()
+                .filter(|b| b.mailbox == chunk.mailbox)
+                .count() as u64;
+            let existing = i
+                .blobs
+                .get(&chunk.blob)
+                .map(|b| (b.mailbox, b.chunks.len() as u16));
+            if admit_chunk(&chunk, existing, (held_bytes, held_blobs), quotas)? {
+                i.blobs.insert(
+                    chunk.blob,
+                    Blob {
+                        mailbox: chunk.mailbox,
+                        expires_at: chunk.expires_at,
+                        chunks: vec![None; usize::from(chunk.chunk_count)],
+                    },
+                );
+            }
+            let b = i
+                .blobs
+                .get_mut(&chunk.blob)
+                .ok_or(StoreError::BlobMismatch)?;
+            b.chunks[usize::from(chunk.index)] = Some(chunk.data);
+            Ok(b.chunks.iter().filter(|c| c.is_some()).count() as u16)
+        })
+    }
+
+    fn blob_chunks(&self, blob: BlobId, now: UnixTime) -> StoreFuture<'_, Option<Vec<bool>>> {
+        self.with(false, move |i| {
+            Ok(i.blobs
+                .get(&blob)
+                .filter(|b| b.expires_at > now)
+                .map(|b| b.chunks.iter().map(Option::is_some).collect()))
+        })
+    }
+
+    fn chunk(&self, blob: BlobId, index: u16, now: UnixTime) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.with(false, move |i| {
+            Ok(i.blobs
+                .get(&blob)
+                .filter(|b| b.expires_at > now)
+                .and_then(|b| b.chunks.get(usize::from(index)).cloned().flatten()))
+        })
+    }
+
     fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
         self.with(true, move |i| {
+            i.blobs.retain(|_, b| b.mailbox != mailbox);
             Ok(i.mailboxes
                 .remove(&mailbox)
                 .is_some_and(|m| m.record.is_some()))
@@ -280,6 +359,13 @@ impl Store for MemoryStore {
                 m.envelopes.retain(|_, e| e.expires_at > now);
                 c.envelopes += (before - m.envelopes.len()) as u64;
             }
+            // Blobs go with their mailbox (as the SQL stores' cascade does)
+            // and at their own expiry.
+            let before = i.blobs.len();
+            let mailboxes = &i.mailboxes;
+            i.blobs
+                .retain(|_, b| b.expires_at > now && mailboxes.contains_key(&b.mailbox));
+            c.blobs = (before - i.blobs.len()) as u64;
             Ok(c)
         })
     }

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use northstar_core::UnixTime;
+use northstar_core::attachment::{BlobId, CHUNK_SEALED_LEN};
 use northstar_core::frame::{OneTimePqPrekey, OneTimePrekey};
 use northstar_core::ids::{EnvelopeId, MailboxId};
 use northstar_core::keys::MailboxPublic;
@@ -79,6 +80,13 @@ pub enum StoreError {
     /// A value read back from storage does not decode (corruption).
     #[error("stored {what} is corrupt")]
     Corrupt { what: &'static str },
+    /// A chunk names a blob held for another mailbox or with another
+    /// chunk count.
+    #[error("the chunk does not fit its blob")]
+    BlobMismatch,
+    /// The mailbox holds its maximum of attachment blobs.
+    #[error("too many blobs in the mailbox")]
+    TooManyBlobs,
 }
 
 /// A registered mailbox.
@@ -251,6 +259,67 @@ pub struct DirectoryRecord {
 pub struct SweepCounts {
     pub envelopes: u64,
     pub states: u64,
+    /// Attachment blobs (with all their chunks).
+    pub blobs: u64,
+}
+
+/// One sealed attachment chunk to store (docs/PROTOCOL.md §4.12).
+#[derive(Clone)]
+pub struct NewChunk {
+    /// The mailbox the blob belongs to and is charged to (the seeker's).
+    pub mailbox: MailboxId,
+    pub blob: BlobId,
+    pub chunk_count: u16,
+    pub index: u16,
+    /// Set when the blob's first chunk arrives, already rounded up to the
+    /// hour; later chunks do not move it.
+    pub expires_at: UnixTime,
+    /// Exactly `CHUNK_SEALED_LEN` bytes.
+    pub data: Vec<u8>,
+}
+
+impl core::fmt::Debug for NewChunk {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "NewChunk({}/{})", self.index, self.chunk_count)
+    }
+}
+
+/// Per-mailbox limits a chunk's blob is checked against when its first
+/// chunk arrives: the blob is charged whole (`chunk_count` sealed chunks)
+/// to the mailbox's byte quota, shared with its envelopes, so an upload is
+/// refused at its start rather than half-way.
+#[derive(Clone, Copy, Debug)]
+pub struct BlobQuotas {
+    /// The mailbox's byte quota (`mailbox_max_bytes`), envelopes included.
+    pub max_bytes: u64,
+    /// Most blobs one mailbox holds (`mailbox_max_blobs`).
+    pub max_blobs: u64,
+}
+
+/// The bytes a blob of `chunk_count` chunks is charged.
+pub fn blob_bytes(chunk_count: u16) -> u64 {
+    u64::from(chunk_count) * CHUNK_SEALED_LEN as u64
+}
+
+/// Decides a chunk against what is held, shared by the backends:
+/// `existing` is the blob's (mailbox, chunk count) if held, `held` the
+/// mailbox's (bytes of envelopes and blobs, blobs). `Ok(true)`: create the
+/// blob; `Ok(false)`: it exists and the chunk fits it.
+pub(crate) fn admit_chunk(
+    chunk: &NewChunk,
+    existing: Option<(MailboxId, u16)>,
+    (held_bytes, held_blobs): (u64, u64),
+    quotas: BlobQuotas,
+) -> Result<bool, StoreError> {
+    match existing {
+        Some((m, n)) if m == chunk.mailbox && n == chunk.chunk_count => Ok(false),
+        Some(_) => Err(StoreError::BlobMismatch),
+        None if held_blobs >= quotas.max_blobs => Err(StoreError::TooManyBlobs),
+        None if held_bytes.saturating_add(blob_bytes(chunk.chunk_count)) > quotas.max_bytes => {
+            Err(StoreError::QuotaExceeded)
+        }
+        None => Ok(true),
+    }
 }
 
 /// A signal from another relay node sharing the store.
@@ -337,13 +406,24 @@ pub trait Store: Send + Sync + 'static {
     fn state(&self, mailbox: MailboxId, now: UnixTime) -> StoreFuture<'_, Option<StateBlob>>;
     /// Deletes a mailbox's state blob; returns whether one existed.
     fn delete_state(&self, mailbox: MailboxId) -> StoreFuture<'_, bool>;
-    /// Deletes a mailbox and everything it holds; returns whether it existed.
+    /// Deletes a mailbox and everything it holds (attachment blobs
+    /// included); returns whether it existed.
     fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool>;
-    /// Deletes envelopes and state blobs whose expiry is at or before `now`;
-    /// a mailbox whose state blob expired is deleted whole (registration,
-    /// envelopes, prekeys), as [`Store::delete_mailbox`] does: a seeker's
-    /// state expires with the conversation's retention, and nothing of it
-    /// may outlive that (docs/PROTOCOL.md §6.6).
+    /// Stores one attachment chunk, creating its blob on the first chunk
+    /// (checked by [`admit_chunk`]: `UnknownMailbox`, `BlobMismatch`,
+    /// `TooManyBlobs`, `QuotaExceeded`). The same chunk again is a no-op.
+    /// Returns how many chunks the blob now holds; durable when it resolves.
+    fn put_chunk(&self, chunk: NewChunk, quotas: BlobQuotas) -> StoreFuture<'_, u16>;
+    /// Which chunks of an unexpired blob are held (`present[i]`), or `None`.
+    fn blob_chunks(&self, blob: BlobId, now: UnixTime) -> StoreFuture<'_, Option<Vec<bool>>>;
+    /// One chunk of an unexpired blob.
+    fn chunk(&self, blob: BlobId, index: u16, now: UnixTime) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// Deletes envelopes, state blobs and attachment blobs whose expiry is
+    /// at or before `now`; a mailbox whose state blob expired is deleted
+    /// whole (registration, envelopes, prekeys, attachment blobs), as
+    /// [`Store::delete_mailbox`] does: a seeker's state expires with the
+    /// conversation's retention, and nothing of it may outlive that
+    /// (docs/PROTOCOL.md §6.6).
     fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts>;
     /// Finishes every queued write, then refuses new ones.
     fn close(&self) -> StoreFuture<'_, ()>;
@@ -752,10 +832,140 @@ pub(crate) mod contract {
         );
         assert_eq!(store.take_prekeys(idb).await.unwrap(), None);
 
+        blobs(store).await;
+
         store.close().await.unwrap();
         assert!(matches!(
             store.register(keys(4), false).await,
             Err(StoreError::Closed)
         ));
+    }
+
+    fn chunk(m: MailboxId, blob: u8, count: u16, index: u16, expires: u64) -> NewChunk {
+        NewChunk {
+            mailbox: m,
+            blob: BlobId::from_bytes([blob; 32]),
+            chunk_count: count,
+            index,
+            expires_at: UnixTime(expires),
+            data: vec![blob ^ index as u8; CHUNK_SEALED_LEN],
+        }
+    }
+
+    /// Attachment blobs: idempotent chunks, resume status, downloads by
+    /// id, quotas shared with envelopes, expiry and deletion with the mailbox.
+    pub async fn blobs(store: &dyn Store) {
+        let s = keys(20);
+        let other = keys(21);
+        store.register(s, false).await.unwrap();
+        store.register(other, false).await.unwrap();
+        let m = s.id();
+        let q = BlobQuotas {
+            max_bytes: blob_bytes(5) + 100,
+            max_blobs: 2,
+        };
+        let id = |b: u8| BlobId::from_bytes([b; 32]);
+        assert_eq!(store.blob_chunks(id(1), UnixTime(0)).await.unwrap(), None);
+        assert_eq!(
+            store.put_chunk(chunk(m, 1, 3, 2, 7200), q).await.unwrap(),
+            1
+        );
+        // The same chunk again: nothing changes (a retry after a drop).
+        assert_eq!(
+            store.put_chunk(chunk(m, 1, 3, 2, 7200), q).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            store.put_chunk(chunk(m, 1, 3, 0, 7200), q).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            store.blob_chunks(id(1), UnixTime(0)).await.unwrap(),
+            Some(vec![true, false, true])
+        );
+        assert_eq!(
+            store.chunk(id(1), 2, UnixTime(0)).await.unwrap(),
+            Some(vec![1 ^ 2; CHUNK_SEALED_LEN])
+        );
+        assert_eq!(store.chunk(id(1), 1, UnixTime(0)).await.unwrap(), None);
+        // Another chunk count or mailbox for the same blob is refused.
+        assert!(matches!(
+            store.put_chunk(chunk(m, 1, 4, 1, 7200), q).await,
+            Err(StoreError::BlobMismatch)
+        ));
+        assert!(matches!(
+            store.put_chunk(chunk(other.id(), 1, 3, 1, 7200), q).await,
+            Err(StoreError::BlobMismatch)
+        ));
+        assert!(matches!(
+            store
+                .put_chunk(chunk(keys(22).id(), 9, 3, 1, 7200), q)
+                .await,
+            Err(StoreError::UnknownMailbox)
+        ));
+        // The byte quota counts whole blobs (3 chunks held): 3 more do not fit.
+        assert!(matches!(
+            store.put_chunk(chunk(m, 2, 3, 0, 7200), q).await,
+            Err(StoreError::QuotaExceeded)
+        ));
+        assert_eq!(
+            store.put_chunk(chunk(m, 2, 2, 1, 3600), q).await.unwrap(),
+            1
+        );
+        // ... and envelopes share it: 100 bytes left.
+        let quotas = Quotas {
+            max_envelopes: 100,
+            max_bytes: q.max_bytes,
+        };
+        assert_eq!(
+            store
+                .deposit(vec![new_env(m, 1, 101, 7200)], quotas)
+                .await
+                .unwrap()
+                .over_quota,
+            vec![0]
+        );
+        assert_eq!(
+            store
+                .deposit(vec![new_env(m, 1, 100, 7200)], quotas)
+                .await
+                .unwrap()
+                .stored,
+            1
+        );
+        // The blob count.
+        let roomy = BlobQuotas {
+            max_bytes: u64::MAX,
+            max_blobs: 2,
+        };
+        assert!(matches!(
+            store.put_chunk(chunk(m, 3, 1, 0, 7200), roomy).await,
+            Err(StoreError::TooManyBlobs)
+        ));
+        // Expiry: blob 2 expires at 3600, is not served after, then swept.
+        assert_eq!(
+            store.blob_chunks(id(2), UnixTime(3600)).await.unwrap(),
+            None
+        );
+        assert_eq!(store.chunk(id(2), 1, UnixTime(3600)).await.unwrap(), None);
+        assert_eq!(store.sweep(UnixTime(3600)).await.unwrap().blobs, 1);
+        assert_eq!(store.blob_chunks(id(2), UnixTime(0)).await.unwrap(), None);
+        // Its bytes are free again.
+        assert_eq!(
+            store.put_chunk(chunk(m, 3, 1, 0, 7200), q).await.unwrap(),
+            1
+        );
+        // Deleting the mailbox deletes its blobs.
+        assert!(store.delete_mailbox(m).await.unwrap());
+        assert_eq!(store.blob_chunks(id(1), UnixTime(0)).await.unwrap(), None);
+        assert_eq!(store.chunk(id(3), 0, UnixTime(0)).await.unwrap(), None);
+        // A blob id freed by deletion can be used by another mailbox.
+        assert_eq!(
+            store
+                .put_chunk(chunk(other.id(), 1, 1, 0, 7200), q)
+                .await
+                .unwrap(),
+            1
+        );
     }
 }

@@ -38,6 +38,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
 use northstar_core::UnixTime;
+use northstar_core::attachment::BlobId;
 use northstar_core::frame::{ONE_TIME_PREKEY_LEN, OneTimePrekey};
 use northstar_core::ids::{EnvelopeId, MailboxId};
 use northstar_core::keys::{Ed25519Public, MailboxPublic, X25519Public};
@@ -52,6 +53,7 @@ use super::{
     PrekeyCounts, PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope,
     SweepCounts, Wakeup, admit, by_recipient, i64_of, id32, pq_prekey, time_of,
 };
+use super::{BlobQuotas, NewChunk, admit_chunk};
 
 /// Schema migrations; entry `n` moves `schema_version` from `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -125,7 +127,42 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (mailbox, prekey_id)
     );
 ",
+    MIGRATION_BLOBS,
 ];
+
+/// Migration: attachment blobs (issue 21); see the SQLite store's. A
+/// separate step so a merge with other migrations only renumbers it.
+const MIGRATION_BLOBS: &str = "
+    CREATE TABLE blobs (
+        id          bytea PRIMARY KEY,
+        mailbox     bytea NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        chunk_count integer NOT NULL,
+        expires_at  bigint NOT NULL
+    );
+    CREATE INDEX blobs_mailbox ON blobs(mailbox);
+    CREATE INDEX blobs_expiry ON blobs(expires_at);
+    CREATE TABLE blob_chunks (
+        blob bytea NOT NULL REFERENCES blobs(id) ON DELETE CASCADE,
+        idx  integer NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (blob, idx)
+    );
+    ALTER TABLE mailboxes ADD COLUMN blob_bytes bigint NOT NULL DEFAULT 0;
+    CREATE FUNCTION blobs_bytes() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            UPDATE mailboxes SET blob_bytes = blob_bytes + NEW.chunk_count::bigint * 65552
+            WHERE id = NEW.mailbox;
+            RETURN NEW;
+        ELSE
+            UPDATE mailboxes SET blob_bytes = blob_bytes - OLD.chunk_count::bigint * 65552
+            WHERE id = OLD.mailbox;
+            RETURN OLD;
+        END IF;
+    END $$;
+    CREATE TRIGGER blobs_bytes AFTER INSERT OR DELETE ON blobs
+        FOR EACH ROW EXECUTE FUNCTION blobs_bytes();
+";
 
 /// Migration: per-mailbox sequence numbers (issue 17). A separate step so a
 /// merge with other migrations only renumbers it.
@@ -482,7 +519,7 @@ impl Store for PostgresStore {
                     let m = &to.as_bytes()[..];
                     let row = tx
                         .query_one(
-                            "SELECT envelope_count, envelope_bytes FROM mailboxes WHERE id = $1",
+                            "SELECT envelope_count, envelope_bytes + blob_bytes FROM mailboxes WHERE id = $1",
                             &[&m],
                         )
                         .await
@@ -871,8 +908,130 @@ impl Store for PostgresStore {
                     )
                     .await
                     .map_err(db)?;
-                Ok::<SweepCounts, StoreError>(SweepCounts { envelopes, states })
+                let blobs = tx
+                    .execute("DELETE FROM blobs WHERE expires_at <= $1", &[&t])
+                    .await
+                    .map_err(db)?;
+                Ok::<SweepCounts, StoreError>(SweepCounts {
+                    envelopes,
+                    states,
+                    blobs,
+                })
             })
+        })
+    }
+
+    fn put_chunk(&self, chunk: NewChunk, quotas: BlobQuotas) -> StoreFuture<'_, u16> {
+        Box::pin(async move {
+            in_tx!(self, |tx| {
+                let m = &chunk.mailbox.as_bytes()[..];
+                let b = &chunk.blob.as_bytes()[..];
+                // The mailbox row is locked: its quota cannot move under us.
+                let Some(row) = tx
+                    .query_opt(
+                        "SELECT envelope_bytes + blob_bytes FROM mailboxes WHERE id = $1 FOR UPDATE",
+                        &[&m],
+                    )
+                    .await
+                    .map_err(db)?
+                else {
+                    return Err(StoreError::UnknownMailbox);
+                };
+                let held_bytes: i64 = row.get(0);
+                let existing = match tx
+                    .query_opt(
+                        "SELECT mailbox, chunk_count FROM blobs WHERE id = $1",
+                        &[&b],
+                    )
+                    .await
+                    .map_err(db)?
+                {
+                    None => None,
+                    Some(r) => Some((
+                        MailboxId::from_bytes(id32(r.get(0), "blob mailbox")?),
+                        u16::try_from(r.get::<_, i32>(1))
+                            .map_err(|_| StoreError::Corrupt { what: "blob" })?,
+                    )),
+                };
+                let held_blobs: i64 = tx
+                    .query_one("SELECT COUNT(*) FROM blobs WHERE mailbox = $1", &[&m])
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                let held = (held_bytes.max(0) as u64, held_blobs.max(0) as u64);
+                if admit_chunk(&chunk, existing, held, quotas)? {
+                    tx.execute(
+                        "INSERT INTO blobs (id, mailbox, chunk_count, expires_at) VALUES ($1, $2, $3, $4)",
+                        &[
+                            &b,
+                            &m,
+                            &i32::from(chunk.chunk_count),
+                            &i64_of(chunk.expires_at),
+                        ],
+                    )
+                    .await
+                    .map_err(db)?;
+                }
+                tx.execute(
+                    "INSERT INTO blob_chunks (blob, idx, data) VALUES ($1, $2, $3)
+                     ON CONFLICT (blob, idx) DO NOTHING",
+                    &[&b, &i32::from(chunk.index), &chunk.data],
+                )
+                .await
+                .map_err(db)?;
+                let n: i64 = tx
+                    .query_one("SELECT COUNT(*) FROM blob_chunks WHERE blob = $1", &[&b])
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                Ok::<u16, StoreError>(n.clamp(0, i64::from(u16::MAX)) as u16)
+            })
+        })
+    }
+
+    fn blob_chunks(&self, blob: BlobId, now: UnixTime) -> StoreFuture<'_, Option<Vec<bool>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let b = &blob.as_bytes()[..];
+            let Some(row) = client
+                .query_opt(
+                    "SELECT chunk_count FROM blobs WHERE id = $1 AND expires_at > $2",
+                    &[&b, &i64_of(now)],
+                )
+                .await
+                .map_err(db)?
+            else {
+                return Ok(None);
+            };
+            let n: i32 = row.get(0);
+            let mut present = vec![false; usize::try_from(n).unwrap_or(0)];
+            for r in client
+                .query("SELECT idx FROM blob_chunks WHERE blob = $1", &[&b])
+                .await
+                .map_err(db)?
+            {
+                let slot = usize::try_from(r.get::<_, i32>(0))
+                    .ok()
+                    .and_then(|i| present.get_mut(i))
+                    .ok_or(StoreError::Corrupt { what: "blob chunk" })?;
+                *slot = true;
+            }
+            Ok(Some(present))
+        })
+    }
+
+    fn chunk(&self, blob: BlobId, index: u16, now: UnixTime) -> StoreFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            Ok(client
+                .query_opt(
+                    "SELECT data FROM blob_chunks JOIN blobs ON blobs.id = blob_chunks.blob
+                     WHERE blob_chunks.blob = $1 AND blob_chunks.idx = $2 AND blobs.expires_at > $3",
+                    &[&&blob.as_bytes()[..], &i32::from(index), &i64_of(now)],
+                )
+                .await
+                .map_err(db)?
+                .map(|r| r.get(0)))
         })
     }
 

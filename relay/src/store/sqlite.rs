@@ -43,6 +43,8 @@ use super::{
     PrekeyCounts, PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope,
     SweepCounts, admit, by_recipient, i64_of, id32, pq_prekey, time_of,
 };
+use super::{BlobQuotas, NewChunk, admit_chunk};
+use northstar_core::attachment::BlobId;
 
 /// Schema migrations; entry `n` moves `user_version` from `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &["
@@ -114,7 +116,41 @@ const MIGRATIONS: &[&str] = &["
         public    BLOB NOT NULL,
         PRIMARY KEY (mailbox, prekey_id)
     );
-"];
+", MIGRATION_BLOBS];
+
+/// Migration: attachment blobs (issue 21). A separate step so a merge with
+/// other migrations only renumbers it.
+const MIGRATION_BLOBS: &str = "
+    -- Attachment blobs: opaque sealed chunks of one size, owned by (and
+    -- charged to) a mailbox, deleted with it (cascade) or at expiry. No
+    -- rowid on either table: nothing on disk orders blobs or chunks across
+    -- mailboxes. `blob_bytes` is the mailbox's blobs' reserved size
+    -- (chunk_count x 65552 each), kept by triggers, shared with envelopes
+    -- in the byte quota.
+    CREATE TABLE blobs (
+        id          BLOB PRIMARY KEY,
+        mailbox     BLOB NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        chunk_count INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX blobs_mailbox ON blobs(mailbox);
+    CREATE INDEX blobs_expiry ON blobs(expires_at);
+    CREATE TABLE blob_chunks (
+        blob  BLOB NOT NULL REFERENCES blobs(id) ON DELETE CASCADE,
+        idx   INTEGER NOT NULL,
+        data  BLOB NOT NULL,
+        PRIMARY KEY (blob, idx)
+    ) WITHOUT ROWID;
+    ALTER TABLE mailboxes ADD COLUMN blob_bytes INTEGER NOT NULL DEFAULT 0;
+    CREATE TRIGGER blobs_bytes_insert AFTER INSERT ON blobs BEGIN
+        UPDATE mailboxes SET blob_bytes = blob_bytes + NEW.chunk_count * 65552
+        WHERE id = NEW.mailbox;
+    END;
+    CREATE TRIGGER blobs_bytes_delete AFTER DELETE ON blobs BEGIN
+        UPDATE mailboxes SET blob_bytes = blob_bytes - OLD.chunk_count * 65552
+        WHERE id = OLD.mailbox;
+    END;
+";
 
 /// Migration: per-mailbox sequence numbers (issue 17). A separate step so a
 /// merge with other migrations only renumbers it.
@@ -686,7 +722,7 @@ impl Store for SqliteStore {
                 // refused, and the others go on).
                 let Some((count, bytes)): Option<(i64, i64)> = c
                     .prepare_cached(
-                        "SELECT envelope_count, envelope_bytes FROM mailboxes WHERE id = ?1",
+                        "SELECT envelope_count, envelope_bytes + blob_bytes FROM mailboxes WHERE id = ?1",
                     )?
                     .query_row([m], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
@@ -985,7 +1021,7 @@ impl Store for SqliteStore {
 
     fn sweep(&self, now: UnixTime) -> StoreFuture<'_, SweepCounts> {
         self.write_erasing(
-            |swept| swept.envelopes + swept.states > 0,
+            |swept| swept.envelopes + swept.states + swept.blobs > 0,
             move |c| {
                 let t = i64_of(now);
                 // A seeker's mailbox goes with its expired state (the
@@ -1000,9 +1036,96 @@ impl Store for SqliteStore {
                     envelopes: c.execute("DELETE FROM envelopes WHERE expires_at <= ?1", [t])?
                         as u64,
                     states,
+                    blobs: c.execute("DELETE FROM blobs WHERE expires_at <= ?1", [t])? as u64,
                 })
             },
         )
+    }
+
+    fn put_chunk(&self, chunk: NewChunk, quotas: BlobQuotas) -> StoreFuture<'_, u16> {
+        self.write(move |c| {
+            let m = &chunk.mailbox.as_bytes()[..];
+            let b = &chunk.blob.as_bytes()[..];
+            let Some((env_bytes, blob_bytes)): Option<(i64, i64)> = c
+                .prepare_cached("SELECT envelope_bytes, blob_bytes FROM mailboxes WHERE id = ?1")?
+                .query_row([m], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+            else {
+                return Err(StoreError::UnknownMailbox);
+            };
+            let existing = c
+                .prepare_cached("SELECT mailbox, chunk_count FROM blobs WHERE id = ?1")?
+                .query_row([b], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+                .optional()?
+                .map(|(owner, n)| {
+                    Ok::<_, StoreError>((
+                        MailboxId::from_bytes(id32(owner, "blob mailbox")?),
+                        u16::try_from(n).map_err(|_| StoreError::Corrupt { what: "blob" })?,
+                    ))
+                })
+                .transpose()?;
+            let held_blobs: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM blobs WHERE mailbox = ?1")?
+                .query_row([m], |r| r.get(0))?;
+            let held = (
+                (env_bytes.max(0) + blob_bytes.max(0)) as u64,
+                held_blobs.max(0) as u64,
+            );
+            if admit_chunk(&chunk, existing, held, quotas)? {
+                c.prepare_cached(
+                    "INSERT INTO blobs (id, mailbox, chunk_count, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    b,
+                    m,
+                    i64::from(chunk.chunk_count),
+                    i64_of(chunk.expires_at)
+                ])?;
+            }
+            c.prepare_cached("INSERT OR IGNORE INTO blob_chunks (blob, idx, data) VALUES (?1, ?2, ?3)")?
+                .execute(params![b, i64::from(chunk.index), &chunk.data])?;
+            let n: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM blob_chunks WHERE blob = ?1")?
+                .query_row([b], |r| r.get(0))?;
+            Ok(n.clamp(0, i64::from(u16::MAX)) as u16)
+        })
+    }
+
+    fn blob_chunks(&self, blob: BlobId, now: UnixTime) -> StoreFuture<'_, Option<Vec<bool>>> {
+        self.read(move |c| {
+            let b = &blob.as_bytes()[..];
+            let Some(n): Option<i64> = c
+                .prepare_cached("SELECT chunk_count FROM blobs WHERE id = ?1 AND expires_at > ?2")?
+                .query_row(params![b, i64_of(now)], |r| r.get(0))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut present = vec![false; usize::try_from(n).unwrap_or(0)];
+            let mut stmt = c.prepare_cached("SELECT idx FROM blob_chunks WHERE blob = ?1")?;
+            for idx in stmt.query_map([b], |r| r.get::<_, i64>(0))? {
+                let slot = usize::try_from(idx?)
+                    .ok()
+                    .and_then(|i| present.get_mut(i))
+                    .ok_or(StoreError::Corrupt { what: "blob chunk" })?;
+                *slot = true;
+            }
+            Ok(Some(present))
+        })
+    }
+
+    fn chunk(&self, blob: BlobId, index: u16, now: UnixTime) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT data FROM blob_chunks JOIN blobs ON blobs.id = blob_chunks.blob
+                 WHERE blob_chunks.blob = ?1 AND blob_chunks.idx = ?2 AND blobs.expires_at > ?3",
+            )?
+            .query_row(
+                params![&blob.as_bytes()[..], i64::from(index), i64_of(now)],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
     }
 
     fn ready(&self) -> StoreFuture<'_, ()> {

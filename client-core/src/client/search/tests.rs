@@ -500,3 +500,49 @@ proptest::proptest! {
         proptest::prop_assert!(fold(&s.matched).contains(&fold(&term)), "{:?} in {:?}", term, s.matched);
     }
 }
+
+#[test]
+fn intake_answers_and_file_names_are_searched_and_the_snippet_says_where() {
+    use crate::intake::{Answer, IntakeAnswers, QuestionId};
+    let w = crate::client::tests::world();
+    let mut m = BTreeMap::new();
+    // Asked for asylum in Australia (default question 3, choice 3).
+    let mut answered = conv(T0, &["Necesito saber mis opciones."]);
+    answered.team = w.dir.teams()[0].id;
+    answered.answers = IntakeAnswers::new(vec![(QuestionId(3), Answer::Choices(vec![3]))]).unwrap();
+    m.insert(id(1), answered);
+    // A file whose name is the only place the word appears.
+    let mut with_file = conv(T0 + 60, &["Les mando el aviso."]);
+    let mut reference = crate::attachment::tests::sample_ref();
+    reference.info.name = crate::attachment::FileName::sanitize("aviso-de-comparecencia.pdf");
+    with_file.history.push(Entry {
+        id: MessageId([9; 16]),
+        at: UnixTime(T0 + 120),
+        author: Author::Seeker,
+        kind: EntryKind::Attachment(reference),
+    });
+    m.insert(id(2), with_file);
+    let inbox = Inbox {
+        conversations: &m,
+        directory: Some(&w.dir),
+        me: Some(DeviceId(1)),
+    };
+    let mut index = SearchIndex::new();
+    let r = index.search(inbox, &Query::parse("australia").unwrap(), InboxFilter::All);
+    assert_eq!(ids(&r), vec![id(1)]);
+    assert_eq!(r.hits[0].snippet.as_ref().unwrap().field, Field::Intake);
+    let inbox = Inbox {
+        conversations: &m,
+        directory: Some(&w.dir),
+        me: Some(DeviceId(1)),
+    };
+    let r = index.search(
+        inbox,
+        &Query::parse("comparecencia").unwrap(),
+        InboxFilter::All,
+    );
+    assert_eq!(ids(&r), vec![id(2)]);
+    assert_eq!(r.hits[0].snippet.as_ref().unwrap().field, Field::Attachment);
+    // Without the directory an answer cannot be read, so it is not found.
+    assert_eq!(find(&m, "australia").total, 0);
+}
