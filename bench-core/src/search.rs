@@ -303,6 +303,19 @@ pub fn sample_inbox() -> (BTreeMap<MailboxId, Conversation>, VerifiedDirectory) 
                 history,
                 notes,
                 unread: rng.next_u32().is_multiple_of(3),
+                // Half the seekers answered where they asked for asylum
+                // before (default question 3): searched through the directory.
+                answers: if i % 2 == 0 {
+                    northstar_core::intake::IntakeAnswers::new(vec![(
+                        northstar_core::intake::QuestionId(3),
+                        northstar_core::intake::Answer::Choices(vec![1 + (i % 3) as u8]),
+                    )])
+                    .expect("a valid answer")
+                } else {
+                    northstar_core::intake::IntakeAnswers::none()
+                },
+                kept_until: None,
+                read_receipt_for: None,
             },
         );
     }
@@ -320,6 +333,7 @@ pub fn text_bytes(inbox: &BTreeMap<MailboxId, Conversation>) -> usize {
                 .map(|e| match &e.kind {
                     EntryKind::Text(t) => t.len(),
                     EntryKind::Referral { text, .. } => text.len(),
+                    EntryKind::Attachment(a) => a.info.name.as_str().len(),
                 })
                 .sum::<usize>()
                 + c.notes.iter().map(|n| n.text.len()).sum::<usize>()
