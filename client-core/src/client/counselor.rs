@@ -55,11 +55,15 @@ pub const MAX_KEEP_SECS: u64 = crate::directory::MAX_RETENTION_SECS;
 /// Most deleted conversations a device remembers, so that a replayed
 /// opening cannot bring one back. Kept well beyond the relay's retention of
 /// the envelopes a replay would need, in practice every deletion.
-pub const MAX_TOMBSTONES: usize = 8192;
+pub const MAX_TOMBSTONES: usize = 32_768;
 
-/// Most conversations a device keeps (bounds saved state; resolved ones can
-/// be archived by the shell).
-pub const MAX_CONVERSATIONS: usize = 4096;
+/// Most conversations a device keeps (bounds saved state). The retention
+/// deletes conversations after the seeker's last message (90 days by
+/// default), so this bounds what one team receives in a retention period:
+/// 16,384 leaves room above the 10,000 the inbox search is measured with
+/// (docs/BENCHMARKS.md); at that size the saved state is a few MiB, written
+/// whole after each change.
+pub const MAX_CONVERSATIONS: usize = 16_384;
 
 /// Most private notes per conversation.
 pub const MAX_NOTES: usize = 500;
