@@ -509,6 +509,13 @@ impl Relay {
                 .and_then(|(_, c)| c.get(usize::from(index)).cloned().flatten())
                 .map(|chunk| ServerFrame::Chunk { index, chunk })
                 .ok_or(ErrorCode::NotFound),
+            ClientFrame::DeleteBlob { blob, token } => {
+                if !token.opens(&blob) {
+                    return Err(ErrorCode::BlobDeleteRefused);
+                }
+                self.blobs.remove(&blob);
+                Ok(ServerFrame::Ok)
+            }
         }
     }
 
