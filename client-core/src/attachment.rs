@@ -529,6 +529,14 @@ impl AttachmentRef {
         }
         let media_type = MediaType::new(r.str_u16(MAX_MEDIA_TYPE_LEN, "media type")?)?;
         let name = FileName::new(r.str_u16(MAX_NAME_LEN, "file name")?)?;
+        // Whoever holds the reference must be able to delete the blob (a
+        // counselor's purge): a blob id its key's delete token does not
+        // derive was not made by a Northstar client.
+        if !BlobDeleteToken::derive(&key).opens(&blob_id) {
+            return Err(DecodeError::Invalid {
+                what: "blob id (not derived from the key)",
+            });
+        }
         Ok(AttachmentRef {
             blob_id,
             key,
@@ -763,7 +771,7 @@ pub(crate) mod tests {
     /// A reference with fixed values (also used for vectors).
     pub(crate) fn sample_ref() -> AttachmentRef {
         AttachmentRef {
-            blob_id: BlobId([0xb1; 32]),
+            blob_id: BlobDeleteToken::derive(&AttachmentKey::from_bytes(&[0x4b; 32])).blob_id(),
             key: AttachmentKey::from_bytes(&[0x4b; 32]),
             digest: [0xd1; 32],
             size: 70_000,
@@ -1041,5 +1049,16 @@ pub(crate) mod tests {
         let r = s.finish().unwrap();
         assert_eq!(r.blob_id, id);
         assert!(r.delete_token().opens(&r.blob_id));
+    }
+
+    #[test]
+    fn a_reference_whose_blob_id_is_not_derived_from_its_key_is_refused() {
+        let mut r = sample_ref();
+        assert!(AttachmentRef::decode(&r.encode().unwrap()).is_ok());
+        r.blob_id = BlobId([0xb1; 32]);
+        assert!(matches!(
+            AttachmentRef::decode(&r.encode().unwrap()),
+            Err(Error::Decode(DecodeError::Invalid { .. }))
+        ));
     }
 }

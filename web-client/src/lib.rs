@@ -377,7 +377,8 @@ fn team_event(o: &Object, e: &team::Event, c: Option<&Counselor>) {
         | team::Event::Note { conversation, .. }
         | team::Event::Deleted { conversation }
         | team::Event::Expired { conversation }
-        | team::Event::Kept { conversation, .. } => ("update", Some(conversation)),
+        | team::Event::Kept { conversation, .. }
+        | team::Event::Purged { conversation, .. } => ("update", Some(conversation)),
         team::Event::CannedAnswer { .. } => ("canned", None),
     };
     set(o, "kind", kind);
