@@ -28,6 +28,8 @@ pub mod seeker;
 mod status_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod purge_tests;
 
 use crate::directory::{DeviceId, PartnerId};
 use crate::ids::MailboxId;
