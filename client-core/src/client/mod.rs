@@ -21,6 +21,8 @@
 pub mod counselor;
 pub mod endpoint;
 pub mod inbox;
+#[cfg(test)]
+mod purge_tests;
 pub mod saved;
 pub mod search;
 pub mod seeker;
@@ -28,8 +30,6 @@ pub mod seeker;
 mod status_tests;
 #[cfg(test)]
 pub(crate) mod tests;
-#[cfg(test)]
-mod purge_tests;
 
 use crate::directory::{DeviceId, PartnerId};
 use crate::ids::MailboxId;

@@ -44,10 +44,9 @@ fn a_purge_deletes_the_case_on_every_device_and_lists_its_blobs_first() {
 
     // Ben purges: gone from his device at once.
     let bundles = missing_for(&mut w, 1, &conv);
-    let purge = w
-        .b
-        .purge(&conv, &bundles, UnixTime(NOW.0 + 120), &mut w.rng)
-        .unwrap();
+    let purge =
+        w.b.purge(&conv, &bundles, UnixTime(NOW.0 + 120), &mut w.rng)
+            .unwrap();
     assert!(w.b.conversation(&conv).is_none());
     // The colleagues' devices delete it on the event.
     for k in [&mut w.a, &mut w.c] {
