@@ -806,6 +806,13 @@ impl WebDriver {
         self.team(id, TeamAction::Reopen, now)
     }
 
+    /// Resolves the case and deletes it for the whole team: its files on
+    /// the relay, this device's copy and (on the event) every colleague's
+    /// (docs/PROTOCOL.md §6.7). The page confirms first.
+    pub fn purge(&mut self, id: &str, now: f64) -> Result<f64, JsValue> {
+        self.team(id, TeamAction::Purge, now)
+    }
+
     pub fn refer(&mut self, id: &str, partner: u16, text: &str, now: f64) -> Result<f64, JsValue> {
         let (partner, text) = (PartnerId(partner), text.to_owned());
         self.team(id, TeamAction::Refer { partner, text }, now)
