@@ -226,3 +226,75 @@ async fn a_counselors_purge_deletes_the_file_from_the_relay_and_the_case_from_ev
         "the relay logged the command name"
     );
 }
+
+/// The attack: someone who learned a blob id (from the relay's database, a
+/// log, a compelled operator) tries to delete the file with guessed tokens
+/// — the id itself, zeros, the id's hash. Every try is refused with
+/// `blob_delete_refused` and the file stays whole for the team.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_who_learned_a_blob_id_cannot_delete_the_file() {
+    let relay = RelayProcess::start(&[]).await.unwrap();
+    if !relay.uses_sqlite_file() {
+        eprintln!("skipped: not the SQLite backend");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (ana, _ben, seeker) = organisation(relay.url(), tmp.path()).await;
+    let file = tmp.path().join("carta.pdf");
+    std::fs::write(&file, b"%PDF-1.7\nuna carta").unwrap();
+    seeker
+        .ok(
+            &[
+                "seeker",
+                "start",
+                "--team",
+                "unaccompanied-minors",
+                "--language",
+                "es",
+                "--attach",
+                file.to_str().unwrap(),
+            ],
+            &format!("{QUESTION}\n"),
+        )
+        .await;
+    let blob = blob_ids(&relay)[0];
+    let mut c = relay.client().await.unwrap();
+    let hashed = BlobDeleteToken::from_bytes(*blob.as_bytes()).blob_id();
+    for guess in [*blob.as_bytes(), [0; 32], *hashed.as_bytes()] {
+        assert_eq!(
+            c.request(ClientFrame::DeleteBlob {
+                blob,
+                token: BlobDeleteToken::from_bytes(guess),
+            })
+            .await
+            .unwrap(),
+            ServerFrame::Error {
+                code: ErrorCode::BlobDeleteRefused
+            }
+        );
+    }
+    assert_eq!(blob_ids(&relay), vec![blob], "nothing was deleted");
+    // The team still gets the whole file.
+    ana.ok(&["counselor", "sync"], ANA).await;
+    let inbox = ana.ok(&["--json", "counselor", "inbox"], ANA).await.json();
+    let conv = inbox["conversations"][0]["id"].as_str().unwrap().to_owned();
+    let out = tmp.path().join("saved");
+    std::fs::create_dir_all(&out).unwrap();
+    ana.ok(
+        &[
+            "counselor",
+            "save-attachment",
+            &conv,
+            "--file",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        ANA,
+    )
+    .await;
+    assert_eq!(
+        std::fs::read(out.join("carta.pdf")).unwrap(),
+        b"%PDF-1.7\nuna carta"
+    );
+}
