@@ -158,6 +158,16 @@ enum Cmd {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// Resolve a conversation and delete it everywhere the team can reach:
+    /// its files on the relay, this device's copy and every colleague's.
+    /// The seeker is told it is resolved and keeps its own copy until its
+    /// retention. Cannot be undone; refused without --yes.
+    Purge {
+        conversation: String,
+        /// Confirm: delete the conversation for the whole team, for good.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 impl Cmd {
@@ -184,6 +194,11 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
     );
     if let Cmd::Web(w) = args.cmd {
         return crate::inbox_web::run(w, relay_url, out).await;
+    }
+    if let Cmd::Purge { yes: false, .. } = &args.cmd {
+        bail!(
+            "nothing was deleted: a purge deletes the conversation and its files for the whole team, for good (add --yes)"
+        );
     }
     let mut input = Input::new();
     if let Cmd::Init { org } = &args.cmd {
@@ -564,6 +579,16 @@ pub async fn run(args: Args, relay_url: &str, out: &Out) -> Result<()> {
         }
         Cmd::Reopen { conversation } => {
             act(&mut sh, out, &conversation, TeamAction::Reopen, "Reopened.").await?
+        }
+        Cmd::Purge { conversation, .. } => {
+            act(
+                &mut sh,
+                out,
+                &conversation,
+                TeamAction::Purge,
+                "Resolved and deleted: its files on the relay, this device's copy, and (as they sync) every colleague's.",
+            )
+            .await?
         }
         Cmd::Keep {
             conversation,
@@ -1062,6 +1087,9 @@ fn event_json(c: &Counselor, e: &Event) -> Value {
         } => {
             json!({"event": "kept", "conversation": conversation.to_hex(), "until": until.0, "by": by.0})
         }
+        Event::Purged { conversation, by } => {
+            json!({"event": "purged", "conversation": conversation.to_hex(), "by": by.0})
+        }
     }
 }
 
@@ -1128,6 +1156,11 @@ fn event_text(c: &Counselor, e: &Event) -> String {
             "{}  kept until {} by {}",
             short(conversation),
             crate::utc(until.0),
+            one_line(&label(c, *by))
+        ),
+        Event::Purged { conversation, by } => format!(
+            "{}  resolved and deleted by {}",
+            short(conversation),
             one_line(&label(c, *by))
         ),
     }

@@ -139,6 +139,78 @@ impl fmt::Debug for BlobId {
     }
 }
 
+/// Label of the HKDF-SHA256 expansion of an attachment key into its blob
+/// delete token (docs/PROTOCOL.md §4.12).
+pub const BLOB_DELETE_LABEL: &[u8] = b"northstar/v1/blob-delete";
+
+/// Domain prefix of the hash that turns a delete token into its blob id.
+pub const BLOB_ID_DOMAIN: &[u8] = b"northstar/v1/blob-id";
+
+/// The capability to delete one blob from the relay:
+/// `HKDF-SHA256(salt = none, ikm = attachment key, info = "northstar/v1/blob-delete", L = 32)`.
+/// The blob id is `SHA-256("northstar/v1/blob-id" || token)`, so the relay
+/// checks a `DeleteBlob` against the blob id alone and stores nothing more;
+/// everyone who holds the [`AttachmentRef`] (the seeker and the team) can
+/// delete the blob, and the relay, which sees only the blob id, cannot
+/// forge the token. Zeroized on drop; `Debug` prints no bytes.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct BlobDeleteToken([u8; 32]);
+
+impl fmt::Debug for BlobDeleteToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BlobDeleteToken(..)")
+    }
+}
+
+impl PartialEq for BlobDeleteToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+impl Eq for BlobDeleteToken {}
+
+impl BlobDeleteToken {
+    pub const LEN: usize = 32;
+
+    /// The token of the blob sealed under `key`.
+    pub fn derive(key: &AttachmentKey) -> Self {
+        let hk = hkdf::Hkdf::<Sha256>::new(None, &key.0[..]);
+        let mut t = [0u8; 32];
+        // 32 bytes is always a valid HKDF-SHA256 output length.
+        let _ = hk.expand(BLOB_DELETE_LABEL, &mut t);
+        BlobDeleteToken(t)
+    }
+
+    /// Wraps token bytes (from a frame).
+    pub const fn from_bytes(b: [u8; 32]) -> Self {
+        BlobDeleteToken(b)
+    }
+
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The blob id this token deletes: `SHA-256("northstar/v1/blob-id" || token)`.
+    pub fn blob_id(&self) -> BlobId {
+        let mut h = Sha256::new();
+        h.update(BLOB_ID_DOMAIN);
+        h.update(self.0);
+        BlobId(h.finalize().into())
+    }
+
+    /// Whether this token deletes `blob` (compared in constant time).
+    pub fn opens(&self, blob: &BlobId) -> bool {
+        self.blob_id().0.ct_eq(&blob.0).into()
+    }
+}
+
+impl AttachmentRef {
+    /// The token that deletes this reference's blob from the relay.
+    pub fn delete_token(&self) -> BlobDeleteToken {
+        BlobDeleteToken::derive(&self.key)
+    }
+}
+
 /// The key of one attachment. Zeroized on drop; `Debug` prints no bytes;
 /// compared in constant time.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -457,6 +529,14 @@ impl AttachmentRef {
         }
         let media_type = MediaType::new(r.str_u16(MAX_MEDIA_TYPE_LEN, "media type")?)?;
         let name = FileName::new(r.str_u16(MAX_NAME_LEN, "file name")?)?;
+        // Whoever holds the reference must be able to delete the blob (a
+        // counselor's purge): a blob id its key's delete token does not
+        // derive was not made by a Northstar client.
+        if !BlobDeleteToken::derive(&key).opens(&blob_id) {
+            return Err(DecodeError::Invalid {
+                what: "blob id (not derived from the key)",
+            });
+        }
         Ok(AttachmentRef {
             blob_id,
             key,
@@ -502,16 +582,19 @@ impl fmt::Debug for AttachmentSealer {
 }
 
 impl AttachmentSealer {
-    /// Starts a file of `size` bytes under a fresh key and blob id.
+    /// Starts a file of `size` bytes under a fresh key; the blob id is
+    /// derived from the key ([`BlobDeleteToken::blob_id`]), so whoever holds
+    /// the reference can delete the blob.
     pub fn new(
         size: u64,
         info: FileInfo,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, AttachmentError> {
         let count = chunk_count_for(size)?;
+        let key = AttachmentKey::generate(rng);
         Ok(AttachmentSealer {
-            key: AttachmentKey::generate(rng),
-            blob_id: BlobId::random(rng),
+            blob_id: BlobDeleteToken::derive(&key).blob_id(),
+            key,
             size: size as u32,
             count,
             next: 0,
@@ -688,7 +771,7 @@ pub(crate) mod tests {
     /// A reference with fixed values (also used for vectors).
     pub(crate) fn sample_ref() -> AttachmentRef {
         AttachmentRef {
-            blob_id: BlobId([0xb1; 32]),
+            blob_id: BlobDeleteToken::derive(&AttachmentKey::from_bytes(&[0x4b; 32])).blob_id(),
             key: AttachmentKey::from_bytes(&[0x4b; 32]),
             digest: [0xd1; 32],
             size: 70_000,
@@ -943,5 +1026,39 @@ pub(crate) mod tests {
             let (r, chunks) = seal_all(&data, &mut rng);
             prop_assert_eq!(open_all(&r, &chunks).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn delete_token_derives_the_blob_id_and_nothing_else_opens_it() {
+        let key = AttachmentKey::from_bytes(&[7; 32]);
+        let t = BlobDeleteToken::derive(&key);
+        assert_eq!(t, BlobDeleteToken::derive(&key), "deterministic");
+        assert_ne!(
+            t,
+            BlobDeleteToken::derive(&AttachmentKey::from_bytes(&[8; 32]))
+        );
+        assert_ne!(t.as_bytes(), key.as_bytes(), "the token is not the key");
+        assert!(t.opens(&t.blob_id()));
+        assert!(!BlobDeleteToken::from_bytes(*t.blob_id().as_bytes()).opens(&t.blob_id()));
+        assert!(!t.opens(&BlobId([0; 32])));
+        assert_eq!(format!("{t:?}"), "BlobDeleteToken(..)");
+        // The sealer names its blob by the token of its key.
+        let mut s = AttachmentSealer::new(3, info("a.txt", "text/plain"), &mut rng()).unwrap();
+        let id = s.blob_id();
+        s.seal_next(b"abc").unwrap();
+        let r = s.finish().unwrap();
+        assert_eq!(r.blob_id, id);
+        assert!(r.delete_token().opens(&r.blob_id));
+    }
+
+    #[test]
+    fn a_reference_whose_blob_id_is_not_derived_from_its_key_is_refused() {
+        let mut r = sample_ref();
+        assert!(AttachmentRef::decode(&r.encode().unwrap()).is_ok());
+        r.blob_id = BlobId([0xb1; 32]);
+        assert!(matches!(
+            AttachmentRef::decode(&r.encode().unwrap()),
+            Err(Error::Decode(DecodeError::Invalid { .. }))
+        ));
     }
 }

@@ -28,7 +28,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::UnixTime;
-use crate::attachment::{BlobId, CHUNK_SEALED_LEN, MAX_CHUNKS};
+use crate::attachment::{BlobDeleteToken, BlobId, CHUNK_SEALED_LEN, MAX_CHUNKS};
 use crate::error::{DecodeError, Error};
 use crate::ids::{EnvelopeId, MailboxId};
 use crate::keys::{Ed25519Public, MailboxPublic, Signature, X25519Public};
@@ -198,11 +198,14 @@ pub enum ErrorCode {
     BlobMismatch = 19,
     /// The mailbox holds its maximum number of attachment blobs.
     TooManyBlobs = 20,
+    /// A `DeleteBlob` whose token does not derive the blob id; nothing was
+    /// deleted.
+    BlobDeleteRefused = 21,
 }
 
 impl ErrorCode {
     /// Every error code, in wire order (index = code − 1).
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::Malformed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::FrameTooLarge,
@@ -223,6 +226,7 @@ impl ErrorCode {
         ErrorCode::AttachmentTooLarge,
         ErrorCode::BlobMismatch,
         ErrorCode::TooManyBlobs,
+        ErrorCode::BlobDeleteRefused,
     ];
 
     pub fn to_u16(self) -> u16 {
@@ -256,6 +260,7 @@ impl ErrorCode {
             ErrorCode::AttachmentTooLarge => "attachment_too_large",
             ErrorCode::BlobMismatch => "blob_mismatch",
             ErrorCode::TooManyBlobs => "too_many_blobs",
+            ErrorCode::BlobDeleteRefused => "blob_delete_refused",
         }
     }
 }
@@ -379,6 +384,13 @@ pub enum ClientFrame {
     BlobStatus { blob: BlobId },
     /// Fetch one chunk of a blob (knowing the blob id is the capability).
     GetChunk { blob: BlobId, index: u16 },
+    /// Delete a blob and all its chunks (no session needed): `token` must
+    /// derive `blob` ([`BlobDeleteToken::opens`]). A blob already gone is
+    /// a success, so every device of a team may send it.
+    DeleteBlob {
+        blob: BlobId,
+        token: BlobDeleteToken,
+    },
 }
 
 impl ClientFrame {
@@ -402,6 +414,7 @@ impl ClientFrame {
             ClientFrame::PutChunk { .. } => "put_chunk",
             ClientFrame::BlobStatus { .. } => "blob_status",
             ClientFrame::GetChunk { .. } => "get_chunk",
+            ClientFrame::DeleteBlob { .. } => "delete_blob",
         }
     }
 
@@ -424,6 +437,7 @@ impl ClientFrame {
             ClientFrame::PutChunk { .. } => 0x10,
             ClientFrame::BlobStatus { .. } => 0x11,
             ClientFrame::GetChunk { .. } => 0x12,
+            ClientFrame::DeleteBlob { .. } => 0x13,
         }
     }
 
@@ -519,6 +533,9 @@ impl ClientFrame {
             }
             ClientFrame::GetChunk { blob, index } => {
                 w.bytes(blob.as_bytes()).u16(*index);
+            }
+            ClientFrame::DeleteBlob { blob, token } => {
+                w.bytes(blob.as_bytes()).bytes(token.as_bytes());
             }
             ClientFrame::Challenge
             | ClientFrame::Subscribe
@@ -651,6 +668,10 @@ impl ClientFrame {
             0x12 => ClientFrame::GetChunk {
                 blob: BlobId::from_bytes(r.array("blob id")?),
                 index: r.u16("chunk index")?,
+            },
+            0x13 => ClientFrame::DeleteBlob {
+                blob: BlobId::from_bytes(r.array("blob id")?),
+                token: BlobDeleteToken::from_bytes(r.array("blob delete token")?),
             },
             t => {
                 return Err(DecodeError::UnknownTag {
@@ -1298,6 +1319,10 @@ mod tests {
                 blob: BlobId::from_bytes([4; 32]),
                 index: 7,
             },
+            ClientFrame::DeleteBlob {
+                blob: BlobId::from_bytes([4; 32]),
+                token: BlobDeleteToken::from_bytes([6; 32]),
+            },
         ]
     }
 
@@ -1738,6 +1763,13 @@ mod tests {
                     index: 1,
                 },
             ),
+            (
+                "delete_blob",
+                ClientFrame::DeleteBlob {
+                    blob: BlobId::from_bytes([0xb1; 32]),
+                    token: BlobDeleteToken::from_bytes([0xd7; 32]),
+                },
+            ),
         ];
         let server = vec![
             (
@@ -1946,5 +1978,26 @@ mod tests {
             let s = ServerFrame::State { expires_at: UnixTime(exp), blob };
             prop_assert_eq!(ServerFrame::decode(&s.encode(4).unwrap()).unwrap(), (4, s));
         }
+    }
+
+    #[test]
+    fn delete_blob_is_decoded_strictly() {
+        let f = ClientFrame::DeleteBlob {
+            blob: BlobId::from_bytes([4; 32]),
+            token: BlobDeleteToken::from_bytes([6; 32]),
+        };
+        let bytes = f.encode(9).unwrap();
+        assert_eq!(bytes.len(), 1 + 4 + 1 + 32 + 32);
+        assert_eq!(bytes[5], 0x13);
+        assert_eq!(ClientFrame::decode(&bytes).unwrap().1, f);
+        // Short by one byte, one byte too many, unknown version.
+        assert!(ClientFrame::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(ClientFrame::decode(&long).is_err());
+        let mut v = bytes.clone();
+        v[0] ^= 0xff;
+        assert!(ClientFrame::decode(&v).is_err());
+        assert_eq!(ErrorCode::from_u16(21), Some(ErrorCode::BlobDeleteRefused));
     }
 }

@@ -286,6 +286,12 @@ pub enum TeamEventKind {
         until: UnixTime,
         reason: MessageText,
     },
+    /// `by` resolved the conversation and deleted it: every device of the
+    /// team deletes it as retention does (messages, notes, sessions,
+    /// queued envelopes; a tombstone refuses a replayed opening) and asks
+    /// the relay to delete every attachment blob it references
+    /// (docs/PROTOCOL.md §6.7). An explicit, confirmed choice.
+    Purge,
 }
 
 mod tag {
@@ -305,6 +311,7 @@ mod tag {
     pub const COPY: u8 = 6;
     pub const CANNED_ANSWER: u8 = 7;
     pub const KEEP: u8 = 8;
+    pub const PURGE: u8 = 9;
 }
 
 impl AppMessage {
@@ -327,7 +334,7 @@ impl AppMessage {
     ///   3 Referral      partner:u16 || text:str16
     ///   4 DeleteRequest (nothing)
     ///   5 Team          conversation[32] || by:u32 || kind_tag:u8 || kind
-    ///       1 Claim, 3 Resolve, 4 Reopen   (nothing)
+    ///       1 Claim, 3 Resolve, 4 Reopen, 9 Purge   (nothing)
     ///       2 HandOff        to:u32
     ///       5 Note           text:str16
     ///       6 Copy           direction:u8 (1 from seeker, 2 to seeker) || app_message (tags 1–4, 7)
@@ -417,6 +424,9 @@ impl AppMessage {
                     }
                     TeamEventKind::Reopen => {
                         w.u8(tag::REOPEN);
+                    }
+                    TeamEventKind::Purge => {
+                        w.u8(tag::PURGE);
                     }
                     TeamEventKind::Note { text } => {
                         w.u8(tag::NOTE);
@@ -523,6 +533,7 @@ impl AppMessage {
                     },
                     tag::RESOLVE => TeamEventKind::Resolve,
                     tag::REOPEN => TeamEventKind::Reopen,
+                    tag::PURGE => TeamEventKind::Purge,
                     tag::NOTE => TeamEventKind::Note {
                         text: read_text(r, MAX_NOTE_LEN, "note text")?,
                     },
@@ -792,6 +803,10 @@ mod tests {
                         text: "The Safe Third Country Agreement ...".into(),
                     }),
                 ),
+            ),
+            (
+                "team_purge",
+                AppMessage::new(id(17), t, team(TeamEventKind::Purge)),
             ),
         ]
     }
@@ -1145,9 +1160,12 @@ mod tests {
                 any::<[u8; 32]>(),
                 0u32..=crate::attachment::MAX_ATTACHMENT_LEN as u32
             )
-                .prop_map(|(b, k, size)| {
+                .prop_map(|(_b, k, size)| {
                     Body::Attachment(crate::attachment::AttachmentRef {
-                        blob_id: crate::attachment::BlobId::from_bytes(b),
+                        blob_id: crate::attachment::BlobDeleteToken::derive(
+                            &crate::attachment::AttachmentKey::from_bytes(&k),
+                        )
+                        .blob_id(),
                         key: crate::attachment::AttachmentKey::from_bytes(&k),
                         digest: k,
                         size,

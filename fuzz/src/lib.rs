@@ -293,7 +293,7 @@ pub fn attachment(data: &[u8]) {
 }
 
 /// docs/vectors/attachment.json: the reference.
-const ATTACHMENT_REF_HEX: &str = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b14b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b0edc19550d3f9bf4e7e8ea028ba8f9916dc29653d1eea97613bb394becf7eeb3000111700002000f6170706c69636174696f6e2f70646600146e6f7469636520746f206170706561722e706466";
+const ATTACHMENT_REF_HEX: &str = "7300e1d2098932fd94163d9e8ec627c166971730f45c15aaf2658b73d58259754b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b0edc19550d3f9bf4e7e8ea028ba8f9916dc29653d1eea97613bb394becf7eeb3000111700002000f6170706c69636174696f6e2f70646600146e6f7469636520746f206170706561722e706466";
 
 fn attachment_ref() -> &'static northstar_core::attachment::AttachmentRef {
     static R: OnceLock<northstar_core::attachment::AttachmentRef> = OnceLock::new();

@@ -1915,3 +1915,99 @@ describe("attachments: files both ways from a phone, photos without GPS, memory 
     }
   });
 });
+
+// ---------------------------------------------------------------------------
+// Issue 21: a counselor resolves a case and deletes it for the whole team
+// from the inbox (asked, then confirmed); the seeker's file leaves the relay
+// and the colleague's terminal device no longer has the case.
+describe("resolve and delete: a counselor purges a case for the whole team from the inbox", { skip: missing.length ? `not built: ${missing.map((m) => m[1]).join(", ")}` : false }, () => {
+  const DEVICE_PASS = "device passphrase 9012\n";
+  let dir;
+  let relay;
+  let orgKey;
+  let purgeInbox;
+  const admin = () => ({ home: path.join(dir, "admin"), relay });
+  const device = () => ({ home: path.join(dir, "device"), relay });
+  const seeker = () => ({ home: path.join(dir, "seeker"), relay });
+
+  before(async () => {
+    if (missing.length) return;
+    dir = path.join(tmp, "purge");
+    orgKey = JSON.parse(await cli(["--json", "admin", "init"], ADMIN_PASS.repeat(2), { home: path.join(dir, "admin"), relay: null })).org_key;
+    const webRoot = path.join(dir, "web");
+    mkdirSync(webRoot, { recursive: true });
+    relay = await startRealRelay(webRoot);
+    const key = JSON.parse(await cli(["--json", "counselor", "init", "--org", orgKey], DEVICE_PASS, device())).device;
+    await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "terminal", "--device", key], ADMIN_PASS, admin());
+    purgeInbox = await startInbox(orgKey, relay, path.join(dir, "inbox-home"));
+  });
+
+  after(async () => {
+    await purgeInbox?.stop();
+    await relay?.stop();
+  });
+
+  test("the counselor (English, phone) resolves and deletes a case with a file: confirmed first, then gone here and on the colleague's device; the seeker is told it is resolved", async () => {
+    const c = await open("/", { viewport: PHONE, site: purgeInbox, relay });
+    try {
+      const { page } = c;
+      const t = await loadStrings(page);
+      await visible(page, "#screen-enrol");
+      await page.fill("#enrol-pass", COUNSELOR_PASS);
+      await page.fill("#enrol-pass2", COUNSELOR_PASS);
+      await page.click("#enrol-button");
+      await visible(page, "#enrol-done");
+      const keys = await page.inputValue("#enrol-keys");
+      await cli(["admin", "add-device", "--team", "unaccompanied-minors", "--label", "inbox", "--device", keys], ADMIN_PASS, admin());
+      await cli(["admin", "publish"], ADMIN_PASS, admin());
+      await cli(["counselor", "sync"], DEVICE_PASS, device());
+      await page.click("#enrol-continue");
+      await page.fill("#passphrase", COUNSELOR_PASS);
+      await page.click("#unlock-button");
+      await visible(page, "#screen-inbox");
+
+      // A seeker (CLI) writes with a file; both devices have the case.
+      const file = path.join(dir, "carta-de-la-corte.pdf");
+      writeFileSync(file, Buffer.concat([Buffer.from("%PDF-1.7\n"), Buffer.alloc(80_000, 7)]));
+      const started = JSON.parse(await cli(["--json", "seeker", "--org", orgKey, "start", "--team", "unaccompanied-minors", "--language", "es", "--attach", file], "Tengo una carta de la corte.\n", seeker()));
+      await cli(["counselor", "sync"], DEVICE_PASS, device());
+      const before = JSON.parse(await cli(["--json", "counselor", "inbox"], DEVICE_PASS, device()));
+      assert.equal(before.conversations.length, 1);
+      await page.waitForFunction(() => document.querySelectorAll("#case-list .case-item").length === 1, null, { timeout: 60_000 });
+      await page.click("#case-list .case-item");
+      await visible(page, "#case");
+      await page.waitForFunction(() => [...document.querySelectorAll("#entries .body")].some((b) => b.textContent.startsWith("carta-de-la-corte.pdf")), null, { timeout: 30_000 });
+
+      // Asked first: nothing is deleted on Cancel.
+      assert.equal((await page.textContent("#purge")).trim(), t.en["c.purge"]);
+      await page.click("#purge");
+      await visible(page, "#purge-confirm-box");
+      assert.equal(await page.textContent("#purge-confirm-text"), t.en["c.purgeConfirm"]);
+      assert.equal(await page.evaluate(() => document.activeElement?.id), "purge-confirm");
+      assert.deepEqual(await axeViolations(page), []);
+      await shot(page, "counselor-30-purge-confirm");
+      await page.click("#purge-cancel");
+      assert.ok(await page.isHidden("#purge-confirm-box"));
+      assert.ok(await page.isVisible("#case"));
+
+      // Confirmed: the pane closes, the list is empty, the person is told.
+      await page.click("#purge");
+      await page.click("#purge-confirm");
+      await page.waitForFunction(() => document.getElementById("case").hidden && document.querySelectorAll("#case-list .case-item").length === 0, null, { timeout: 60_000 });
+      await shot(page, "counselor-31-purged");
+
+      // The colleague's terminal deletes it at its next sync.
+      const synced = JSON.parse(await cli(["--json", "counselor", "sync"], DEVICE_PASS, device()));
+      assert.ok(synced.events.some((e) => e.event === "purged"), JSON.stringify(synced));
+      const after = JSON.parse(await cli(["--json", "counselor", "inbox"], DEVICE_PASS, device()));
+      assert.equal(after.conversations.length, 0);
+      // The seeker is told it is resolved (and keeps its own copy).
+      const read = JSON.parse(await cli(["--json", "seeker", "--org", orgKey, "read"], `${started.codename}\n`, seeker()));
+      assert.equal(read.status.resolved, true);
+      assert.ok(read.messages.length >= 1);
+      assert.deepEqual(c.errors, []);
+    } finally {
+      await c.close();
+    }
+  });
+});

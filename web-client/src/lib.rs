@@ -377,7 +377,8 @@ fn team_event(o: &Object, e: &team::Event, c: Option<&Counselor>) {
         | team::Event::Note { conversation, .. }
         | team::Event::Deleted { conversation }
         | team::Event::Expired { conversation }
-        | team::Event::Kept { conversation, .. } => ("update", Some(conversation)),
+        | team::Event::Kept { conversation, .. }
+        | team::Event::Purged { conversation, .. } => ("update", Some(conversation)),
         team::Event::CannedAnswer { .. } => ("canned", None),
     };
     set(o, "kind", kind);
@@ -803,6 +804,13 @@ impl WebDriver {
 
     pub fn reopen(&mut self, id: &str, now: f64) -> Result<f64, JsValue> {
         self.team(id, TeamAction::Reopen, now)
+    }
+
+    /// Resolves the case and deletes it for the whole team: its files on
+    /// the relay, this device's copy and (on the event) every colleague's
+    /// (docs/PROTOCOL.md §6.7). The page confirms first.
+    pub fn purge(&mut self, id: &str, now: f64) -> Result<f64, JsValue> {
+        self.team(id, TeamAction::Purge, now)
     }
 
     pub fn refer(&mut self, id: &str, partner: u16, text: &str, now: f64) -> Result<f64, JsValue> {

@@ -1358,6 +1358,15 @@ export function reopenCase(id) {
 }
 
 /**
+ * Resolves case `id` and deletes it for the whole team (its files on the
+ * relay first). The page asks for confirmation before calling this.
+ * @param {string} id
+ */
+export function purgeCase(id) {
+  return act((d, now) => d.purge(id, now));
+}
+
+/**
  * The team's canned answers (shared between counselor devices as end-to-end
  * encrypted team events).
  * @returns {Promise<{id: string, title: string, text: string}[]>}

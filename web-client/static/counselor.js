@@ -355,6 +355,7 @@ function renderCase() {
   $("claim").hidden = current.mine || current.status === "resolved";
   $("resolve").hidden = current.status === "resolved";
   $("reopen").hidden = current.status !== "resolved";
+  $("purge-confirm-box").hidden = true;
   renderRetention();
   renderIntake(current.intake);
   const ol = $("entries");
@@ -515,11 +516,25 @@ function onEvent(ev) {
         renderCase();
         loadInbox();
       },
-      () => loadInbox(),
+      // Gone from this device (a colleague's purge, the seeker's
+      // deletion, the retention): the pane closes.
+      () => {
+        closeCase();
+        loadInbox();
+      },
     );
   } else {
     loadInbox();
   }
+}
+
+/** Closes the case pane (back to the list). */
+function closeCase() {
+  document.body.classList.remove("case-open");
+  $("case").hidden = true;
+  $("pane-empty").hidden = false;
+  current = null;
+  renderInbox();
 }
 
 // ------------------------------------------------------------ wiring
@@ -700,6 +715,33 @@ function wire() {
     }).then(() => {
       if (current?.keptUntil) announce(t("c.kept", { date: formatDate(current.keptUntil) }));
     });
+  });
+  // Resolve and delete (issue 21): an explicit choice, asked, then
+  // confirmed; the case is then gone from this device, so the pane closes.
+  $("purge").addEventListener("click", () => {
+    $("purge-confirm-box").hidden = false;
+    $("purge-confirm").focus();
+  });
+  $("purge-cancel").addEventListener("click", () => {
+    $("purge-confirm-box").hidden = true;
+    $("purge").focus();
+  });
+  $("purge-confirm").addEventListener("click", async () => {
+    $("purge-confirm-box").hidden = true;
+    if (busy || !current) return;
+    busy = true;
+    clearMsg($("case-error"));
+    try {
+      await core.purgeCase(current.id);
+      closeCase();
+      announce(t("c.purged"));
+      await loadInbox();
+      $("search").focus();
+    } catch (e) {
+      showMsg($("case-error"), fileErrorKey(e));
+    } finally {
+      busy = false;
+    }
   });
   for (const type of ["pointerdown", "keydown", "scroll", "touchstart"]) {
     document.addEventListener(type, resetIdle, { passive: true, capture: true });

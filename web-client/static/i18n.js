@@ -323,6 +323,11 @@ const en = {
   "c.files": "Files",
   "c.sendFile": "Send the person a file",
   "c.fileSent": "File sent.",
+  // Resolve and delete (issue 21): a counselor deletes a case for the team.
+  "c.purge": "Resolve and delete",
+  "c.purgeConfirm": "Resolve this case and delete it for the whole team? Its messages, notes and files are deleted from this device, from your colleagues' devices and from the relay. The person is told it is resolved and keeps their own copy until their deletion date. This cannot be undone.",
+  "c.purgeConfirmButton": "Delete for the whole team",
+  "c.purged": "The case is resolved and deleted for the whole team.",
 };
 
 const es = {
@@ -635,6 +640,11 @@ const es = {
   "c.files": "Archivos",
   "c.sendFile": "Enviar un archivo a la persona",
   "c.fileSent": "Archivo enviado.",
+  // Resolve and delete (issue 21): a counselor deletes a case for the team.
+  "c.purge": "Resolver y borrar",
+  "c.purgeConfirm": "¿Resolver este caso y borrarlo para todo el equipo? Sus mensajes, notas y archivos se borran de este dispositivo, de los dispositivos de sus colegas y del servidor. La persona recibe el aviso de que está resuelto y conserva su propia copia hasta su fecha de borrado. No se puede deshacer.",
+  "c.purgeConfirmButton": "Borrar para todo el equipo",
+  "c.purged": "El caso está resuelto y borrado para todo el equipo.",
 };
 
 const fr = {
@@ -947,6 +957,11 @@ const fr = {
   "c.files": "Fichiers",
   "c.sendFile": "Envoyer un fichier à la personne",
   "c.fileSent": "Fichier envoyé.",
+  // Resolve and delete (issue 21): a counselor deletes a case for the team.
+  "c.purge": "Résoudre et supprimer",
+  "c.purgeConfirm": "Résoudre ce dossier et le supprimer pour toute l'équipe ? Ses messages, notes et fichiers sont supprimés de cet appareil, des appareils de vos collègues et du serveur relais. La personne est informée qu'il est résolu et garde sa propre copie jusqu'à sa date de suppression. C'est définitif.",
+  "c.purgeConfirmButton": "Supprimer pour toute l'équipe",
+  "c.purged": "Le dossier est résolu et supprimé pour toute l'équipe.",
 };
 
 const ht = {
@@ -1259,6 +1274,11 @@ const ht = {
   "c.files": "Fichye",
   "c.sendFile": "Voye yon fichye bay moun nan",
   "c.fileSent": "Fichye a pati.",
+  // Resolve and delete (issue 21): a counselor deletes a case for the team.
+  "c.purge": "Rezoud epi efase",
+  "c.purgeConfirm": "Rezoud dosye sa a epi efase l pou tout ekip la? Mesaj yo, nòt yo ak fichye yo ap efase sou aparèy sa a, sou aparèy kolèg ou yo ak sou sèvè a. Moun nan ap resevwa yon avi ke dosye a rezoud, epi l ap kenbe pwòp kopi pa l jiska dat efasman pa l. Ou pa ka anile sa.",
+  "c.purgeConfirmButton": "Efase pou tout ekip la",
+  "c.purged": "Dosye a rezoud epi li efase pou tout ekip la.",
 };
 
 export const STRINGS = Object.freeze({ en, es, fr, ht });

@@ -13,6 +13,7 @@
 //! [`Counselor::missing_bundles`] says which to fetch, and each operation
 //! takes the fetched bundles.
 
+use crate::attachment::{BlobDeleteToken, BlobId};
 use std::collections::{BTreeMap, VecDeque};
 
 use super::endpoint::{Endpoint, PrekeyStore};
@@ -204,6 +205,12 @@ pub enum Event {
     Kept {
         conversation: MailboxId,
         until: UnixTime,
+        by: DeviceId,
+    },
+    /// A colleague resolved and deleted the conversation: it is gone from
+    /// this device (docs/PROTOCOL.md §6.7).
+    Purged {
+        conversation: MailboxId,
         by: DeviceId,
     },
 }
@@ -577,6 +584,17 @@ impl Counselor {
             });
         }
         let conversation = event.conversation;
+        if event.kind == TeamEventKind::Purge {
+            // The acting device's own copy finds the conversation gone.
+            if !self.conversations.contains_key(&conversation) {
+                return None;
+            }
+            self.delete_conversation(&conversation);
+            return Some(Event::Purged {
+                conversation,
+                by: event.by,
+            });
+        }
         // A colleague can push a case's deletion at most MAX_KEEP_SECS past
         // the date it has now: a seized device cannot make the team keep
         // cases indefinitely in one event (each is logged, with its author).
@@ -658,7 +676,8 @@ impl Counselor {
                 direction: Direction::FromSeeker,
                 ..
             }
-            | TeamEventKind::CannedAnswer { .. } => None,
+            | TeamEventKind::CannedAnswer { .. }
+            | TeamEventKind::Purge => None,
         }
     }
 
@@ -741,6 +760,16 @@ impl Counselor {
         rng: &mut impl CryptoRng,
     ) -> Result<Envelope, Error> {
         self.endpoint.seal_to(identity, mailbox, None, msg, rng)
+    }
+
+    /// Deletes a conversation from this device: messages, notes, the
+    /// session with the seeker, and a tombstone so that a replayed opening
+    /// cannot bring it back.
+    fn delete_conversation(&mut self, conversation: &MailboxId) {
+        if let Some(c) = self.conversations.remove(conversation) {
+            self.endpoint.forget(&c.seeker);
+        }
+        self.tombstone(*conversation);
     }
 
     /// Remembers a conversation that must not come back (deleted by the
@@ -1030,6 +1059,67 @@ impl Counselor {
             rng,
         )?);
         self.set_status(conversation, Status::Resolved)?;
+        Ok(out)
+    }
+
+    /// The attachment blobs `conversation` references (the seeker's files
+    /// and the team's), each with the token that deletes it from the relay:
+    /// what a purge deletes there first.
+    pub fn attachment_blobs(
+        &self,
+        conversation: &MailboxId,
+    ) -> Result<Vec<(BlobId, BlobDeleteToken)>, Error> {
+        let conv = self
+            .conversations
+            .get(conversation)
+            .ok_or(ClientError::UnknownConversation)?;
+        let mut out: Vec<(BlobId, BlobDeleteToken)> = Vec::new();
+        for e in &conv.history {
+            if let EntryKind::Attachment(a) = &e.kind
+                && !out.iter().any(|(b, _)| *b == a.blob_id)
+            {
+                out.push((a.blob_id, a.delete_token()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a purge of `conversation` deletes on the relay first
+    /// ([`Counselor::attachment_blobs`]); refused, like the purge itself,
+    /// while a colleague holds the claim, so that nothing is deleted then.
+    pub fn purge_blobs(
+        &self,
+        conversation: &MailboxId,
+    ) -> Result<Vec<(BlobId, BlobDeleteToken)>, Error> {
+        self.check_not_claimed_by_other(conversation)?;
+        self.attachment_blobs(conversation)
+    }
+
+    /// Resolves the conversation and deletes it everywhere the team can
+    /// reach: the seeker gets the usual "resolved" receipt (it keeps its own
+    /// copy until its retention), every colleague's device deletes the
+    /// conversation on the `Purge` team event, and this device deletes it
+    /// now, as retention does. The shell deletes the attachment blobs on
+    /// the relay first ([`Counselor::attachment_blobs`]). Refused while a
+    /// colleague holds the claim.
+    pub fn purge(
+        &mut self,
+        conversation: &MailboxId,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
+        self.check_not_claimed_by_other(conversation)?;
+        let mut out =
+            self.send_team_event(conversation, TeamEventKind::Purge, bundles, now, rng)?;
+        out.push(self.receipt_to_seeker(
+            conversation,
+            ReceiptKind::Resolved,
+            Vec::new(),
+            now,
+            rng,
+        )?);
+        self.delete_conversation(conversation);
         Ok(out)
     }
 

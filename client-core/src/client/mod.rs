@@ -21,6 +21,8 @@
 pub mod counselor;
 pub mod endpoint;
 pub mod inbox;
+#[cfg(test)]
+mod purge_tests;
 pub mod saved;
 pub mod search;
 pub mod seeker;

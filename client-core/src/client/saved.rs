@@ -145,6 +145,12 @@ impl DeviceState {
         gone
     }
 
+    /// Drops what the outbox still holds for the seeker of a conversation
+    /// deleted by a purge ([`Counselor::purge`], or a colleague's `Purge`).
+    pub fn drop_queued_for(&mut self, conversation: &crate::ids::MailboxId) {
+        self.outbox.retain(|e| e.recipient() != conversation);
+    }
+
     pub fn queue(&mut self, envelopes: &[Envelope]) -> Result<(), Error> {
         let bytes: usize = self
             .outbox

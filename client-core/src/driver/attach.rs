@@ -344,3 +344,58 @@ pub(super) async fn download(
         .map_err(|_| DriverError::AttachmentDamaged)?;
     Ok(size)
 }
+
+/// Deletes attachment blobs from the relay over one anonymous connection
+/// (a counselor's purge, docs/PROTOCOL.md §4.12), with the same retries
+/// as a transfer. A blob already gone is a success; a refused token is a
+/// protocol error (every reference's blob id is derived from its key).
+pub(super) async fn delete_blobs(
+    io: &Io,
+    blobs: Vec<(
+        crate::attachment::BlobId,
+        crate::attachment::BlobDeleteToken,
+    )>,
+) -> Result<(), DriverError> {
+    let mut attempts = 0;
+    let mut conn: Option<ConnId> = None;
+    let mut next = 0;
+    while let Some((blob, token)) = blobs.get(next) {
+        let c = match conn {
+            Some(c) => c,
+            None => {
+                let c = connect(io, &mut attempts).await?;
+                conn = Some(c);
+                c
+            }
+        };
+        let frame = ClientFrame::DeleteBlob {
+            blob: *blob,
+            token: token.clone(),
+        };
+        match io.request(c, frame).await {
+            Ok(ServerFrame::Ok) => next += 1,
+            Ok(_) => {
+                io.close(c);
+                return Err(DriverError::Protocol);
+            }
+            Err(e) if expect_code(&e, ErrorCode::RateLimited) => {
+                io.sleep_until(UnixTime(io.now().0 + RATE_LIMIT_WAIT_SECS))
+                    .await;
+            }
+            Err(DriverError::Network) if attempts < UPLOAD_ATTEMPTS => {
+                io.close(c);
+                conn = None;
+                let wait = backoff_secs(attempts - 1, &mut io.0.borrow_mut().rng);
+                io.sleep_until(UnixTime(io.now().0 + wait)).await;
+            }
+            Err(e) => {
+                io.close(c);
+                return Err(e);
+            }
+        }
+    }
+    if let Some(c) = conn {
+        io.close(c);
+    }
+    Ok(())
+}

@@ -372,6 +372,14 @@ pub(super) async fn act(
         dev.state.counselor.missing_bundles(&conversation)?
     };
     let bundles = fetch_bundles(io, &missing).await?;
+    let purge = matches!(action, TeamAction::Purge);
+    if purge {
+        // The blobs go first, while this device still holds their
+        // references: a purge cut off here changes nothing else and is
+        // simply done again (a blob already gone is a success).
+        let blobs = with_device(st, |c| c.purge_blobs(&conversation))?;
+        super::attach::delete_blobs(io, blobs).await?;
+    }
     let envelopes = {
         let mut s = st.borrow_mut();
         let dev = s.device.as_mut().ok_or(DriverError::Misuse {
@@ -395,8 +403,12 @@ pub(super) async fn act(
             }
             TeamAction::Keep { until, reason } => c.keep(id, until, &reason, b, t, rng),
             TeamAction::Attach { reference } => c.attach(id, reference, b, t, rng),
+            TeamAction::Purge => c.purge(id, b, t, rng),
         }?
     };
+    if purge && let Some(dev) = st.borrow_mut().device.as_mut() {
+        dev.state.drop_queued_for(&conversation);
+    }
     // Saved, with the envelopes in the outbox, before sending: a ratchet key
     // is never used twice, and an action whose deposit is cut off is sent
     // at the next sync instead of lost.
@@ -450,6 +462,9 @@ fn handle_counselor(
         for d in batch {
             match dev.state.counselor.receive(&d.envelope) {
                 Ok(Some(e)) => {
+                    if let crate::client::counselor::Event::Purged { conversation, .. } = &e {
+                        dev.state.drop_queued_for(conversation);
+                    }
                     if let Some((conv, id)) = seeker_arrival(&dev.state.counselor, &e) {
                         match arrived.iter_mut().find(|(c, _)| *c == conv) {
                             Some((_, ids)) if !ids.contains(&id) => ids.push(id),

@@ -444,6 +444,12 @@ pub enum TeamAction {
     Attach {
         reference: crate::attachment::AttachmentRef,
     },
+    /// Resolve the case and delete it everywhere the team can reach: every
+    /// attachment blob it references is deleted from the relay first, then
+    /// the seeker gets the "resolved" receipt, every colleague's device the
+    /// `Purge` team event, and this device deletes the conversation
+    /// (docs/PROTOCOL.md §6.7). The shell asks for confirmation first.
+    Purge,
 }
 
 /// What the shell asks for.

@@ -509,6 +509,13 @@ impl Relay {
                 .and_then(|(_, c)| c.get(usize::from(index)).cloned().flatten())
                 .map(|chunk| ServerFrame::Chunk { index, chunk })
                 .ok_or(ErrorCode::NotFound),
+            ClientFrame::DeleteBlob { blob, token } => {
+                if !token.opens(&blob) {
+                    return Err(ErrorCode::BlobDeleteRefused);
+                }
+                self.blobs.remove(&blob);
+                Ok(ServerFrame::Ok)
+            }
         }
     }
 
@@ -4869,4 +4876,98 @@ fn a_relay_whose_frames_cannot_carry_a_chunk_is_refused_before_any_upload() {
         })
     );
     assert!(put_chunks_since(&net, seeker, mark).is_empty());
+}
+
+// ------------------------------------------------------------ resolve and purge
+
+/// A counselor's purge (docs/PROTOCOL.md §6.7): the driver deletes every
+/// blob the conversation references (the seeker's file and the team's)
+/// with `DeleteBlob` before the local copy, then the seeker is told the
+/// case is resolved and the colleague's device deletes it on the event.
+#[test]
+fn a_purge_deletes_the_cases_blobs_on_the_relay_and_the_case_on_every_device() {
+    let (org, devices, directory) = org_with_devices(2, 90);
+    let mut net = Net::new(&org, ROOMY);
+    publish(&mut net, directory);
+    let a = synced(&mut net, &devices[0]);
+    let b = synced(&mut net, &devices[1]);
+    let (_, secrets) = secrets_for(&org, 91);
+    let seeker = net.plain();
+    assert!(matches!(
+        net.exec(seeker, start_cmd(secrets, "Hola")),
+        Ok(Outcome::Started { .. })
+    ));
+    net.run();
+    let conv = new_conversations(&net, a)[0];
+    // A file from the seeker, one from the team.
+    let pdf = pdf_bytes(70_000);
+    net.clients[seeker].file = pdf.clone();
+    assert!(matches!(
+        net.exec(
+            seeker,
+            Command::SeekerAttach {
+                info: file_info("notice to appear.pdf", "application/pdf"),
+                size: pdf.len() as u64,
+            }
+        ),
+        Ok(Outcome::Attached { .. })
+    ));
+    net.clients[a].file = pdf_bytes(1_000);
+    assert_eq!(
+        net.exec(
+            a,
+            Command::CounselorAttach {
+                conversation: conv,
+                info: file_info("guide.pdf", "application/pdf"),
+                size: 1_000,
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    net.run();
+    assert_eq!(net.relay.blobs.len(), 2);
+    assert_eq!(attachments_of(&net, b, &conv).len(), 2);
+    // Ana purges.
+    let sent_mark = net.mark(a);
+    assert_eq!(
+        net.exec(
+            a,
+            Command::Team {
+                conversation: conv,
+                action: TeamAction::Purge,
+            }
+        ),
+        Ok(Outcome::Acted)
+    );
+    let deletes = net
+        .sent_since(a, sent_mark)
+        .into_iter()
+        .filter(|f| matches!(f, ClientFrame::DeleteBlob { .. }))
+        .count();
+    assert_eq!(deletes, 2, "one DeleteBlob per file");
+    assert!(
+        net.relay.blobs.is_empty(),
+        "the files are gone from the relay"
+    );
+    assert!(
+        net.clients[a]
+            .driver
+            .with_counselor(|c| c.conversation(&conv).is_none())
+            .unwrap()
+    );
+    // The colleague's device deletes it as the event arrives.
+    net.run();
+    assert!(
+        net.team_events(b)
+            .iter()
+            .any(|e| matches!(e, TeamEvent::Purged { conversation, .. } if *conversation == conv))
+    );
+    assert!(
+        net.clients[b]
+            .driver
+            .with_counselor(|c| c.conversation(&conv).is_none())
+            .unwrap()
+    );
+    // The seeker is told it is resolved.
+    assert!(net.clients[seeker].driver.seeker_status().unwrap().resolved);
 }

@@ -17,11 +17,15 @@
 //!   stored twice. The reply is sent after the commit.
 //! - `BlobStatus`: which chunks are held (a client resumes from there).
 //! - `GetChunk`: one sealed chunk.
+//! - `DeleteBlob`: deletes a blob whose id the token derives
+//!   (`SHA-256("northstar/v1/blob-id" || token)`, compared in constant
+//!   time); a wrong token is `blob_delete_refused` and changes nothing; a
+//!   blob already gone is `Ok` (every device of a team may send it).
 //!
 //! The relay logs none of the ids: only the command name.
 
 use northstar_core::UnixTime;
-use northstar_core::attachment::BlobId;
+use northstar_core::attachment::{BlobDeleteToken, BlobId};
 use northstar_core::frame::{ErrorCode, ServerFrame};
 use northstar_core::ids::MailboxId;
 
@@ -96,4 +100,16 @@ pub async fn get(
         .map_err(store_code)?
         .map(|chunk| ServerFrame::Chunk { index, chunk })
         .ok_or(ErrorCode::NotFound)
+}
+
+pub async fn delete(
+    relay: &Relay,
+    blob: BlobId,
+    token: BlobDeleteToken,
+) -> Result<ServerFrame, ErrorCode> {
+    if !token.opens(&blob) {
+        return Err(ErrorCode::BlobDeleteRefused);
+    }
+    relay.store.delete_blob(blob).await.map_err(store_code)?;
+    Ok(ServerFrame::Ok)
 }

@@ -253,6 +253,7 @@ pub async fn execute(
         } => blob::put(relay, mailbox, blob, chunk_count, index, chunk, now).await,
         ClientFrame::BlobStatus { blob } => blob::status(relay, blob, now).await,
         ClientFrame::GetChunk { blob, index } => blob::get(relay, blob, index, now).await,
+        ClientFrame::DeleteBlob { blob, token } => blob::delete(relay, blob, token).await,
     };
     // A subscription belongs to the mailbox it was made on.
     if session.mailbox != before {

@@ -336,6 +336,10 @@ impl Store for MemoryStore {
         })
     }
 
+    fn delete_blob(&self, blob: BlobId) -> StoreFuture<'_, bool> {
+        self.with(true, move |i| Ok(i.blobs.remove(&blob).is_some()))
+    }
+
     fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
         self.with(true, move |i| {
             i.blobs.retain(|_, b| b.mailbox != mailbox);

@@ -418,6 +418,10 @@ pub trait Store: Send + Sync + 'static {
     fn blob_chunks(&self, blob: BlobId, now: UnixTime) -> StoreFuture<'_, Option<Vec<bool>>>;
     /// One chunk of an unexpired blob.
     fn chunk(&self, blob: BlobId, index: u16, now: UnixTime) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// Deletes a blob and all its chunks (expired or not), giving its bytes
+    /// back to its mailbox's quota; returns whether it existed. The caller
+    /// has checked the delete token (docs/PROTOCOL.md §4.12).
+    fn delete_blob(&self, blob: BlobId) -> StoreFuture<'_, bool>;
     /// Deletes envelopes, state blobs and attachment blobs whose expiry is
     /// at or before `now`; a mailbox whose state blob expired is deleted
     /// whole (registration, envelopes, prekeys, attachment blobs), as
@@ -833,6 +837,7 @@ pub(crate) mod contract {
         assert_eq!(store.take_prekeys(idb).await.unwrap(), None);
 
         blobs(store).await;
+        blob_delete(store).await;
 
         store.close().await.unwrap();
         assert!(matches!(
@@ -967,5 +972,46 @@ pub(crate) mod contract {
                 .unwrap(),
             1
         );
+    }
+
+    /// Deleting one blob (a counselor's purge or a seeker's delete, the
+    /// token already checked): its chunks go, its bytes return to the
+    /// mailbox's quota, the other blobs stay, and deleting it again is a
+    /// harmless `false`.
+    pub async fn blob_delete(store: &dyn Store) {
+        let s = keys(30);
+        store.register(s, false).await.unwrap();
+        let m = s.id();
+        let q = BlobQuotas {
+            max_bytes: blob_bytes(3),
+            max_blobs: 3,
+        };
+        let id = |b: u8| BlobId::from_bytes([b; 32]);
+        store.put_chunk(chunk(m, 41, 2, 0, 7200), q).await.unwrap();
+        store.put_chunk(chunk(m, 41, 2, 1, 7200), q).await.unwrap();
+        store.put_chunk(chunk(m, 42, 1, 0, 7200), q).await.unwrap();
+        // The quota is full: a third blob does not fit.
+        assert!(matches!(
+            store.put_chunk(chunk(m, 43, 2, 0, 7200), q).await,
+            Err(StoreError::QuotaExceeded)
+        ));
+        assert!(store.delete_blob(id(41)).await.unwrap());
+        assert_eq!(store.blob_chunks(id(41), UnixTime(0)).await.unwrap(), None);
+        assert_eq!(store.chunk(id(41), 0, UnixTime(0)).await.unwrap(), None);
+        assert_eq!(store.chunk(id(41), 1, UnixTime(0)).await.unwrap(), None);
+        // The other blob is untouched.
+        assert_eq!(
+            store.chunk(id(42), 0, UnixTime(0)).await.unwrap(),
+            Some(vec![42; CHUNK_SEALED_LEN])
+        );
+        // Idempotent: already gone, and a blob never stored.
+        assert!(!store.delete_blob(id(41)).await.unwrap());
+        assert!(!store.delete_blob(id(44)).await.unwrap());
+        // Its bytes are free again.
+        assert_eq!(
+            store.put_chunk(chunk(m, 43, 2, 0, 7200), q).await.unwrap(),
+            1
+        );
+        assert!(store.delete_mailbox(m).await.unwrap());
     }
 }

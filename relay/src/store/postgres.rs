@@ -864,6 +864,19 @@ impl Store for PostgresStore {
         })
     }
 
+    fn delete_blob(&self, blob: BlobId) -> StoreFuture<'_, bool> {
+        // Chunks go by cascade; the trigger gives the bytes back.
+        Box::pin(async move {
+            in_tx!(self, |tx| {
+                let n = tx
+                    .execute("DELETE FROM blobs WHERE id = $1", &[&&blob.as_bytes()[..]])
+                    .await
+                    .map_err(db)?;
+                Ok::<bool, StoreError>(n > 0)
+            })
+        })
+    }
+
     fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
         // Foreign keys cascade to envelopes, prekeys and state.
         Box::pin(async move {

@@ -1006,6 +1006,14 @@ impl Store for SqliteStore {
         )
     }
 
+    fn delete_blob(&self, blob: BlobId) -> StoreFuture<'_, bool> {
+        // Chunks go by cascade; the trigger gives the bytes back.
+        self.write_erasing(
+            |deleted| *deleted,
+            move |c| Ok(c.execute("DELETE FROM blobs WHERE id = ?1", [&blob.as_bytes()[..]])? > 0),
+        )
+    }
+
     fn delete_mailbox(&self, mailbox: MailboxId) -> StoreFuture<'_, bool> {
         // Foreign keys cascade to envelopes, prekeys and state.
         self.write_erasing(
