@@ -32,7 +32,6 @@ use sha2::{Digest, Sha256};
 
 use crate::UnixTime;
 use crate::error::{DecodeError, Error};
-use crate::ids::Language;
 use crate::ids::MailboxId;
 pub use crate::ids::{DeviceId, PartnerId, TeamId};
 use crate::intake::{
@@ -171,31 +170,9 @@ pub enum IntakePolicy {
     TeamOnly = 2,
 }
 
-/// A team's display name in each client language.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct TeamNames {
-    pub en: String,
-    pub es: String,
-    pub fr: String,
-    pub ht: String,
-}
-
-impl TeamNames {
-    /// The name in `lang`, falling back to English where no translation is given.
-    pub fn get(&self, lang: Language) -> &str {
-        let s = match lang {
-            Language::En => &self.en,
-            Language::Es => &self.es,
-            Language::Fr => &self.fr,
-            Language::Ht => &self.ht,
-        };
-        if s.is_empty() { &self.en } else { s }
-    }
-
-    fn all(&self) -> [&String; 4] {
-        [&self.en, &self.es, &self.fr, &self.ht]
-    }
-}
+/// A team's display name in each client language (English required, the
+/// others fall back to English when empty).
+pub type TeamNames = crate::intake::Localized;
 
 /// One counselor device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1596,8 +1573,14 @@ pub(crate) mod tests {
         // Names fall back to English.
         let mut t = base.teams[0].clone();
         t.names.ht = String::new();
-        assert_eq!(t.names.get(Language::Ht), "Unaccompanied minors");
-        assert_eq!(t.names.get(Language::Es), "Menores no acompañados");
+        assert_eq!(
+            t.names.get(crate::ids::Language::Ht),
+            "Unaccompanied minors"
+        );
+        assert_eq!(
+            t.names.get(crate::ids::Language::Es),
+            "Menores no acompañados"
+        );
     }
 
     #[test]

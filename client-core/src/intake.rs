@@ -225,7 +225,7 @@ impl Localized {
         if s.is_empty() { &self.en } else { s }
     }
 
-    fn all(&self) -> [&String; 4] {
+    pub(crate) fn all(&self) -> [&String; 4] {
         [&self.en, &self.es, &self.fr, &self.ht]
     }
 

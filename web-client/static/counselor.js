@@ -4,7 +4,7 @@
 
 import * as core from "./core.js";
 import { LANGUAGES } from "./i18n.js";
-import { announce, currentLanguage, formatDate, initLanguage, onLanguageChange, showScreen, t } from "./ui.js";
+import { announce, currentLanguage, formatDate, initLanguage, offerDownload, onLanguageChange, showScreen, t } from "./ui.js";
 
 // The inbox runs only from the binary the counselor installed (`northstar
 // counselor web`, on 127.0.0.1), which also gives the organisation key and
@@ -449,15 +449,7 @@ function saveFileButton(caseId, e) {
     clearMsg($("case-error"));
     try {
       const blob = await core.saveCaseFile(caseId, e.id, (_, f) => caseFileProgress("file.receiving", f));
-      const url = URL.createObjectURL(blob);
-      const a = document.createElement("a");
-      a.href = url;
-      a.download = e.attachment.name;
-      a.hidden = true;
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      offerDownload(blob, e.attachment.name);
       announce(t("file.saved"));
     } catch (err) {
       showMsg($("case-error"), fileErrorKey(err));

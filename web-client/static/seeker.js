@@ -8,6 +8,7 @@ import {
   currentLanguage,
   formatDate,
   initLanguage,
+  offerDownload,
   onLanguageChange,
   setupQuickExit,
   showScreen,
@@ -521,15 +522,7 @@ function saveButton(m) {
     clearMsg($("file-error"));
     try {
       const blob = await core.saveFile(m.id, (_, f) => fileProgress("file.receiving", f));
-      const url = URL.createObjectURL(blob);
-      const a = document.createElement("a");
-      a.href = url;
-      a.download = m.attachment.name;
-      a.hidden = true;
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      offerDownload(blob, m.attachment.name);
       announce(t("file.saved"));
     } catch (e) {
       showMsg($("file-error"), fileErrorKey(e));

@@ -163,3 +163,20 @@ export function formatDate(iso) {
   }
   return d.toLocaleDateString(lang, { year: "numeric", month: "long", day: "numeric" });
 }
+
+/**
+ * Offers `blob` to the browser as a download named `name` (a received
+ * attachment): a hidden link clicked once, its object URL revoked a minute
+ * later, when the download has surely started.
+ */
+export function offerDownload(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}

@@ -1048,9 +1048,23 @@ impl Counselor {
         now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
+        let out = self.close(conversation, TeamEventKind::Resolve, bundles, now, rng)?;
+        self.set_status(conversation, Status::Resolved)?;
+        Ok(out)
+    }
+
+    /// What resolve and purge share: refused while a colleague holds the
+    /// claim; `kind` to the team, then the "resolved" receipt to the seeker.
+    fn close(
+        &mut self,
+        conversation: &MailboxId,
+        kind: TeamEventKind,
+        bundles: &[FetchedBundle],
+        now: UnixTime,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Envelope>, Error> {
         self.check_not_claimed_by_other(conversation)?;
-        let mut out =
-            self.send_team_event(conversation, TeamEventKind::Resolve, bundles, now, rng)?;
+        let mut out = self.send_team_event(conversation, kind, bundles, now, rng)?;
         out.push(self.receipt_to_seeker(
             conversation,
             ReceiptKind::Resolved,
@@ -1058,7 +1072,6 @@ impl Counselor {
             now,
             rng,
         )?);
-        self.set_status(conversation, Status::Resolved)?;
         Ok(out)
     }
 
@@ -1109,16 +1122,7 @@ impl Counselor {
         now: UnixTime,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Envelope>, Error> {
-        self.check_not_claimed_by_other(conversation)?;
-        let mut out =
-            self.send_team_event(conversation, TeamEventKind::Purge, bundles, now, rng)?;
-        out.push(self.receipt_to_seeker(
-            conversation,
-            ReceiptKind::Resolved,
-            Vec::new(),
-            now,
-            rng,
-        )?);
+        let out = self.close(conversation, TeamEventKind::Purge, bundles, now, rng)?;
         self.delete_conversation(conversation);
         Ok(out)
     }
