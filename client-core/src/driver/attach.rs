@@ -164,6 +164,34 @@ async fn connect(io: &Io, attempts: &mut u32) -> Result<ConnId, DriverError> {
     }
 }
 
+/// After a failed request on `c`: waits so the caller can try again (the
+/// relay rate-limited it; or the connection was lost while attempts remain,
+/// and `conn` is dropped so the next round reconnects with backoff), or
+/// closes `c` and gives the error back. One rule for uploads, downloads and
+/// deletions.
+async fn after_failure(
+    io: &Io,
+    c: ConnId,
+    conn: &mut Option<ConnId>,
+    attempts: u32,
+    e: DriverError,
+) -> Result<(), DriverError> {
+    if expect_code(&e, ErrorCode::RateLimited) {
+        io.sleep_until(UnixTime(io.now().0 + RATE_LIMIT_WAIT_SECS))
+            .await;
+        return Ok(());
+    }
+    if matches!(e, DriverError::Network) && attempts < UPLOAD_ATTEMPTS {
+        io.close(c);
+        *conn = None;
+        let wait = backoff_secs(attempts - 1, &mut io.0.borrow_mut().rng);
+        io.sleep_until(UnixTime(io.now().0 + wait)).await;
+        return Ok(());
+    }
+    io.close(c);
+    Err(e)
+}
+
 /// Uploads a file of `size` bytes into `mailbox` (the seeker's mailbox of
 /// the conversation) and returns its reference, once every chunk is stored.
 pub(super) async fn upload(
@@ -247,20 +275,7 @@ pub(super) async fn upload(
                 progress(io, command, done.min(size), size);
             }
             Ok(_) => return Err(DriverError::Protocol),
-            Err(e) if expect_code(&e, ErrorCode::RateLimited) => {
-                io.sleep_until(UnixTime(io.now().0 + RATE_LIMIT_WAIT_SECS))
-                    .await;
-            }
-            Err(DriverError::Network) if attempts < UPLOAD_ATTEMPTS => {
-                io.close(c);
-                conn = None;
-                let wait = backoff_secs(attempts - 1, &mut io.0.borrow_mut().rng);
-                io.sleep_until(UnixTime(io.now().0 + wait)).await;
-            }
-            Err(e) => {
-                io.close(c);
-                return Err(e);
-            }
+            Err(e) => after_failure(io, c, &mut conn, attempts, e).await?,
         }
     }
     if let Some(c) = conn {
@@ -320,20 +335,7 @@ pub(super) async fn download(
                 io.close(c);
                 return Err(DriverError::AttachmentGone);
             }
-            Err(e) if expect_code(&e, ErrorCode::RateLimited) => {
-                io.sleep_until(UnixTime(io.now().0 + RATE_LIMIT_WAIT_SECS))
-                    .await;
-            }
-            Err(DriverError::Network) if attempts < UPLOAD_ATTEMPTS => {
-                io.close(c);
-                conn = None;
-                let wait = backoff_secs(attempts - 1, &mut io.0.borrow_mut().rng);
-                io.sleep_until(UnixTime(io.now().0 + wait)).await;
-            }
-            Err(e) => {
-                io.close(c);
-                return Err(e);
-            }
+            Err(e) => after_failure(io, c, &mut conn, attempts, e).await?,
         }
     }
     if let Some(c) = conn {
@@ -378,20 +380,7 @@ pub(super) async fn delete_blobs(
                 io.close(c);
                 return Err(DriverError::Protocol);
             }
-            Err(e) if expect_code(&e, ErrorCode::RateLimited) => {
-                io.sleep_until(UnixTime(io.now().0 + RATE_LIMIT_WAIT_SECS))
-                    .await;
-            }
-            Err(DriverError::Network) if attempts < UPLOAD_ATTEMPTS => {
-                io.close(c);
-                conn = None;
-                let wait = backoff_secs(attempts - 1, &mut io.0.borrow_mut().rng);
-                io.sleep_until(UnixTime(io.now().0 + wait)).await;
-            }
-            Err(e) => {
-                io.close(c);
-                return Err(e);
-            }
+            Err(e) => after_failure(io, c, &mut conn, attempts, e).await?,
         }
     }
     if let Some(c) = conn {
