@@ -382,6 +382,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Vec<StoredEnvelope>>;
     /// Deletes acknowledged envelopes; returns how many existed.
     fn ack(&self, mailbox: MailboxId, ids: Vec<EnvelopeId>) -> StoreFuture<'_, u64>;
+    /// Deletes the acknowledged envelopes of several mailboxes (each id
+    /// only from its own mailbox), as one write where the backend can:
+    /// the relay gathers acknowledgements from every connection so that
+    /// deleting them does not cost a commit each (docs/RELAY.md,
+    /// "Acknowledgements"). Returns how many existed.
+    fn ack_many(&self, acks: Vec<(MailboxId, Vec<EnvelopeId>)>) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut deleted = 0;
+            for (mailbox, ids) in acks {
+                deleted += self.ack(mailbox, ids).await?;
+            }
+            Ok(deleted)
+        })
+    }
     /// Stores a directory if its serial is newer than the stored one for
     /// the same org key (the same serial with identical bytes is accepted).
     fn put_directory(&self, dir: DirectoryRecord) -> StoreFuture<'_, ()>;
@@ -629,6 +643,34 @@ pub(crate) mod contract {
         assert_eq!(store.ack(idb, vec![b_new.id]).await.unwrap(), 1);
         assert_eq!(store.ack(ida, vec![e1.id, e1.id]).await.unwrap(), 1);
         assert_eq!(store.pending(ida, UnixTime(0), 100).await.unwrap().len(), 1);
+        // Acknowledgements of several mailboxes in one write: each id is
+        // deleted only from the mailbox it is listed under.
+        let rest_a = store.pending(ida, UnixTime(0), 100).await.unwrap()[0].id;
+        let (xa, yb) = (new_env(ida, 13, 60, 7200), new_env(idb, 14, 60, 7200));
+        store
+            .deposit(vec![xa.clone(), yb.clone()], Q)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .ack_many(vec![
+                    (idb, vec![xa.id]),
+                    (ida, vec![xa.id, rest_a, yb.id]),
+                    (idb, vec![yb.id]),
+                ])
+                .await
+                .unwrap(),
+            3
+        );
+        assert!(
+            store
+                .pending(ida, UnixTime(0), 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.pending(idb, UnixTime(0), 100).await.unwrap().len(), 1);
+        assert_eq!(store.ack_many(Vec::new()).await.unwrap(), 0);
 
         // Directories: newest only, rollbacks refused.
         let d = |serial, fill| DirectoryRecord {
