@@ -67,6 +67,10 @@ pub const DEFAULT_WRITE_BATCH: usize = crate::store::sqlite::DEFAULT_WRITE_BATCH
 pub const DEFAULT_POSTGRES_POOL_SIZE: usize = crate::store::postgres::DEFAULT_POOL_SIZE;
 /// Default deposits of one connection read ahead and committed together.
 pub const DEFAULT_PIPELINE_DEPOSITS: usize = 32;
+/// See [`Config::ack_flush_ms`].
+pub const DEFAULT_ACK_FLUSH_MS: u64 = 10;
+/// See [`Config::ack_flush_ids`].
+pub const DEFAULT_ACK_FLUSH_IDS: usize = 4096;
 /// Default time allowed for connections to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 /// Default idle timeout: a WebSocket from which nothing (not even the pong
@@ -225,6 +229,10 @@ config! {
     max_database_bytes: u64 = DEFAULT_MAX_DATABASE_BYTES, "NORTHSTAR_MAX_DATABASE_BYTES";
     /// Seconds within which data deleted from the SQLite database is gone from its files (the WAL is checkpointed and truncated; 0 = after each commit that deleted something) [default: 5].
     erase_within_secs: u64 = DEFAULT_ERASE_WITHIN_SECS, "NORTHSTAR_ERASE_WITHIN_SECS";
+    /// Milliseconds acknowledged envelopes are gathered (from every connection) before they are deleted together; 0 = each acknowledgement is deleted as soon as the previous deletion is written [default: 10].
+    ack_flush_ms: u64 = DEFAULT_ACK_FLUSH_MS, "NORTHSTAR_ACK_FLUSH_MS";
+    /// Most acknowledged envelope ids deleted in one write; more are deleted at once [default: 4096].
+    ack_flush_ids: usize = DEFAULT_ACK_FLUSH_IDS, "NORTHSTAR_ACK_FLUSH_IDS";
     /// Most attachment blobs held per mailbox; more get `too_many_blobs` [default: 16].
     mailbox_max_blobs: u64 = DEFAULT_MAILBOX_MAX_BLOBS, "NORTHSTAR_MAILBOX_MAX_BLOBS";
     /// Largest attachment, bytes of file (at most 10485760); larger get `attachment_too_large` [default: 10485760].
@@ -439,6 +447,8 @@ impl Config {
         range("pipeline_deposits", self.pipeline_deposits as u64, 1, 1024)?;
         range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 3600)?;
         range("erase_within_secs", self.erase_within_secs, 0, 3600)?;
+        range("ack_flush_ms", self.ack_flush_ms, 0, 1000)?;
+        range("ack_flush_ids", self.ack_flush_ids as u64, 1, 65_536)?;
         if self.max_tcp_connections != 0 {
             range(
                 "max_tcp_connections",

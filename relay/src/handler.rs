@@ -22,6 +22,7 @@ use northstar_core::frame::{ClientFrame, ErrorCode, PUSH_REQUEST_ID, ServerFrame
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
 
+use crate::command::subscribe::Ready;
 use crate::command::{self, Relay, Session};
 use crate::connection::{CLOSE_GOING_AWAY, CLOSE_POLICY, Closed, Connection, Incoming};
 use crate::frame::{self, Request};
@@ -105,9 +106,14 @@ impl Handler {
                 }
                 self.connection.ping().await
             }
-            () = self.session.deliveries.woken() => {
-                self.session.deliveries.push_live(&self.relay, &mut self.connection).await
-            }
+            ready = self.session.deliveries.ready() => match ready {
+                Ready::Woken => {
+                    self.session.deliveries.push_live(&self.relay, &mut self.connection).await
+                }
+                Ready::Acked(request_id, reply) => {
+                    command::write_reply(&mut self.connection, request_id, reply).await
+                }
+            },
             incoming = self.connection.read() => self.received(incoming).await,
         }
     }
@@ -170,6 +176,13 @@ impl Handler {
         }
         // The decoded request holds its own copy.
         drop(bytes);
+        // Replies go out in request order: an `Ack` only queues its own.
+        if !matches!(request.frame, ClientFrame::Ack { .. }) {
+            self.session
+                .deliveries
+                .flush_acks(&mut self.connection)
+                .await?;
+        }
         command::execute(
             &self.relay,
             &mut self.session,
@@ -181,6 +194,10 @@ impl Handler {
     }
 
     async fn error(&mut self, request_id: u32, code: ErrorCode) -> Result<(), Closed> {
+        self.session
+            .deliveries
+            .flush_acks(&mut self.connection)
+            .await?;
         command::write_reply(&mut self.connection, request_id, Err(code)).await
     }
 }

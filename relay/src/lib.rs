@@ -45,6 +45,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod acks;
 pub mod command;
 pub mod compress;
 pub mod config;

@@ -81,6 +81,9 @@ pub struct Metrics {
     pub ack_frames: AtomicU64,
     /// Envelopes deleted by acknowledgements.
     pub acked_envelopes: AtomicU64,
+    /// Store writes that deleted acknowledged envelopes (each gathers the
+    /// acknowledgements of every connection over `ack_flush_ms`).
+    pub ack_writes: AtomicU64,
     /// Error frames sent, by code.
     refusals: [AtomicU64; ERROR_CODES.len()],
     /// WebSocket connections open now.
@@ -101,6 +104,7 @@ pub static METRICS: Metrics = Metrics {
     deliveries: AtomicU64::new(0),
     ack_frames: AtomicU64::new(0),
     acked_envelopes: AtomicU64::new(0),
+    ack_writes: AtomicU64::new(0),
     refusals: [const { AtomicU64::new(0) }; ERROR_CODES.len()],
     connections_open: AtomicU64::new(0),
     connections_total: AtomicU64::new(0),
@@ -223,6 +227,13 @@ impl Metrics {
             "counter",
             "Envelopes deleted on acknowledgement.",
             l(&self.acked_envelopes),
+        );
+        single(
+            &mut o,
+            "northstar_ack_writes_total",
+            "counter",
+            "Store writes deleting acknowledged envelopes, each gathered from every connection.",
+            l(&self.ack_writes),
         );
         by_code(
             &mut o,
@@ -379,6 +390,7 @@ mod tests {
             deliveries: AtomicU64::new(0),
             ack_frames: AtomicU64::new(0),
             acked_envelopes: AtomicU64::new(0),
+            ack_writes: AtomicU64::new(0),
             refusals: [const { AtomicU64::new(0) }; ERROR_CODES.len()],
             connections_open: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),

@@ -188,10 +188,16 @@ pub async fn run_with_metrics(
         Duration::from_secs(config.idle_timeout_secs),
     );
     let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let acks = crate::acks::AckQueue::start(
+        store.clone(),
+        Duration::from_millis(config.ack_flush_ms),
+        config.ack_flush_ids,
+    );
     let relay = Arc::new(Relay {
         config,
         store,
         notifier: Notifier::default(),
+        acks,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(max));
@@ -230,7 +236,9 @@ pub async fn run_with_metrics(
     if let Some(f) = forwarder {
         f.abort();
     }
-    // Commits everything queued before returning.
+    // Deletes what connections acknowledged, then commits everything
+    // queued before returning.
+    relay.acks.close().await;
     if let Err(e) = relay.store.close().await {
         tracing::error!(error = %e, "closing the store failed");
     }

@@ -37,6 +37,8 @@ pub struct Relay {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub notifier: Notifier,
+    /// Acknowledged envelopes, gathered from every connection and deleted together.
+    pub acks: crate::acks::AckQueue,
 }
 
 impl core::fmt::Debug for Relay {

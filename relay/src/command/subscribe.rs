@@ -16,19 +16,21 @@
 //!                        <-       Subscribed { pending }
 //!                        <-       Deliver …   (stored, up to the window)
 //!                        <-       Deliver …   (live, as deposits commit)
-//!   Ack { ids }          ->       delete them
+//!   Ack { ids }          ->       delete them (gathered, see `acks`)
 //!                        <-       Acked { deleted }
 //!                        <-       Deliver …   (what waited for room)
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use northstar_core::UnixTime;
-use northstar_core::frame::{PUSH_REQUEST_ID, ServerFrame};
+use northstar_core::frame::{ErrorCode, PUSH_REQUEST_ID, ServerFrame};
 use northstar_core::ids::{EnvelopeId, MailboxId};
+use tokio::sync::oneshot::error::RecvError;
 
 use super::{Relay, Session, now, store_code, write_reply};
+use crate::acks::AckDone;
 use crate::connection::{Closed, Connection};
 use crate::frame;
 use crate::metrics::Metrics;
@@ -54,6 +56,9 @@ struct Subscription {
 pub struct Deliveries {
     sub: Option<Subscription>,
     sent: HashSet<EnvelopeId>,
+    /// `Ack`s whose deletion is not committed yet, oldest first: their
+    /// replies go out in this order, before the reply to any later request.
+    acks: VecDeque<PendingAck>,
 }
 
 /// Starts a live feed for the session's mailbox (in place of any earlier
@@ -94,8 +99,15 @@ pub async fn subscribe(
     deliveries.push_stored(relay, dst).await
 }
 
-/// Deletes acknowledged envelopes of the session's mailbox, replies, and
-/// with room in the window pushes what waited in the store.
+/// Hands acknowledged envelopes of the session's mailbox over for deletion
+/// ([`crate::acks`]: gathered with every connection's, one write), and
+/// goes on: the `Acked` reply is written once the deletion is committed
+/// ([`Deliveries::ready`]). A connection that fell behind its window waits
+/// for it here, then pushes what waited in the store.
+///
+/// `Acked { deleted }` counts the listed ids this connection delivered and
+/// had not seen acknowledged; every listed id of the session's mailbox is
+/// deleted (docs/PROTOCOL.md §4.5).
 pub async fn ack(
     relay: &Relay,
     session: &mut Session,
@@ -103,42 +115,109 @@ pub async fn ack(
     request_id: u32,
     ids: Vec<EnvelopeId>,
 ) -> Result<(), Closed> {
-    // Out of the window whether the deletion succeeds or not: what was not
-    // deleted is still stored, and is pushed again from there.
-    let any = !ids.is_empty();
-    for id in &ids {
-        session.deliveries.sent.remove(id);
-    }
-    let reply = match session.require_mailbox() {
-        Ok(mailbox) => match relay.store.ack(mailbox, ids).await {
-            Ok(deleted) => {
-                let m = &crate::metrics::METRICS;
-                Metrics::add(&m.ack_frames, 1);
-                Metrics::add(&m.acked_envelopes, deleted);
-                Ok(ServerFrame::Acked {
-                    deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
-                })
-            }
-            Err(e) => Err(store_code(e)),
-        },
-        Err(code) => Err(code),
+    let mailbox = match session.require_mailbox() {
+        Ok(mailbox) => mailbox,
+        Err(code) => {
+            session.deliveries.flush_acks(dst).await?;
+            return write_reply(dst, request_id, Err(code)).await;
+        }
     };
-    write_reply(dst, request_id, reply).await?;
     let deliveries = &mut session.deliveries;
-    // A caught-up connection has nothing waiting in the store.
-    if any && deliveries.sub.as_ref().is_some_and(|sub| !sub.caught_up) {
-        return deliveries.push_stored(relay, dst).await;
+    // Out of the window now: what a failed deletion leaves stored is
+    // pushed again from there.
+    let acknowledged = ids.iter().filter(|id| deliveries.sent.remove(id)).count();
+    // A connection that is behind reads the store next: it waits until
+    // the deletion is committed, or it would push these back.
+    let behind = deliveries.sub.as_ref().is_some_and(|sub| !sub.caught_up);
+    let any = !ids.is_empty();
+    let done = relay.acks.submit(mailbox, ids, behind).await;
+    deliveries.acks.push_back(PendingAck {
+        request_id,
+        acknowledged: u32::try_from(acknowledged).unwrap_or(u32::MAX),
+        done,
+    });
+    if behind {
+        deliveries.flush_acks(dst).await?;
+        if any {
+            return deliveries.push_stored(relay, dst).await;
+        }
     }
     Ok(())
 }
 
-impl Deliveries {
-    /// Resolves when the subscription's inbox is woken; never without one.
-    pub async fn woken(&self) {
-        match &self.sub {
-            Some(sub) => sub.inbox.woken().await,
-            None => std::future::pending().await,
+/// An `Ack` whose deletion is not committed yet, and its reply.
+#[derive(Debug)]
+pub struct PendingAck {
+    request_id: u32,
+    acknowledged: u32,
+    done: AckDone,
+}
+
+impl PendingAck {
+    fn reply(
+        &self,
+        committed: Result<Result<(), ErrorCode>, RecvError>,
+    ) -> Result<ServerFrame, ErrorCode> {
+        match committed {
+            Ok(Ok(())) => {
+                Metrics::add(&crate::metrics::METRICS.ack_frames, 1);
+                Ok(ServerFrame::Acked {
+                    deleted: self.acknowledged,
+                })
+            }
+            Ok(Err(code)) => Err(code),
+            Err(_) => Err(ErrorCode::ServerBusy),
         }
+    }
+}
+
+/// What [`Deliveries::ready`] saw first.
+#[derive(Debug)]
+pub enum Ready {
+    /// The live feed has something (push it with [`Deliveries::push_live`]).
+    Woken,
+    /// The oldest pending `Ack` was committed (or failed): its reply.
+    Acked(u32, Result<ServerFrame, ErrorCode>),
+}
+
+impl Deliveries {
+    /// Resolves when the subscription's inbox is woken, or when the oldest
+    /// pending `Ack` is committed; never with neither.
+    pub async fn ready(&mut self) -> Ready {
+        let Deliveries { sub, acks, .. } = self;
+        let acked = async {
+            match acks.front_mut() {
+                Some(p) => {
+                    let committed = (&mut p.done).await;
+                    let reply = p.reply(committed);
+                    let id = p.request_id;
+                    acks.pop_front();
+                    (id, reply)
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let woken = async {
+            match sub {
+                Some(sub) => sub.inbox.woken().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            (id, reply) = acked => Ready::Acked(id, reply),
+            () = woken => Ready::Woken,
+        }
+    }
+
+    /// Waits for every pending `Ack` and writes their replies, in order
+    /// (before the reply to any later request).
+    pub async fn flush_acks(&mut self, dst: &mut Connection) -> Result<(), Closed> {
+        while let Some(mut p) = self.acks.pop_front() {
+            let committed = (&mut p.done).await;
+            write_reply(dst, p.request_id, p.reply(committed)).await?;
+        }
+        Ok(())
     }
 
     /// Ends the subscription, if any, and forgets what it pushed.
