@@ -108,6 +108,11 @@ struct Args {
     /// runs on this one only).
     #[arg(long)]
     pin_cpu: Option<usize>,
+    /// Recipients acknowledge each delivery at once in an `Ack` of its own
+    /// (as a client that saves and acknowledges message by message), instead
+    /// of everything received so far in one `Ack`.
+    #[arg(long)]
+    ack_each: bool,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -353,13 +358,14 @@ async fn prepare(a: &Args, w: &Workload) -> Result<Prepared> {
             })
             .await?;
             let index = built.index.clone();
+            let ack_each = a.ack_each;
             Ok(Prepared {
                 frames: built.frames,
                 recipients,
                 senders,
                 classify: Box::new(|base| Box::new(northstar::classify(base)) as Classify),
                 spawn_recipient: Box::new(move |ws, run| {
-                    tokio::spawn(northstar::recipient(ws, index.clone(), run))
+                    tokio::spawn(northstar::recipient(ws, index.clone(), run, ack_each))
                 }),
             })
         }
@@ -482,6 +488,7 @@ fn report(
     let r = json!({
         "target": format!("{:?}", a.target).to_lowercase(),
         "scenario": format!("{:?}", a.scenario).to_lowercase(),
+        "ack_each": a.ack_each,
         "relays": a.relay,
         "senders": w.senders,
         "recipients": w.recipients,

@@ -174,11 +174,13 @@ pub fn classify(base: usize) -> impl FnMut(Message) -> Reply {
     }
 }
 
-/// One recipient: records each delivery, acknowledges in batches, until stopped.
+/// One recipient: records each delivery, acknowledges in batches (or each
+/// delivery on its own, `ack_each`), until stopped.
 pub async fn recipient(
     ws: Ws,
     index: Arc<HashMap<EnvelopeId, u32>>,
     run: Arc<Run>,
+    ack_each: bool,
 ) -> Histogram<u64> {
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<EnvelopeId>();
@@ -186,7 +188,7 @@ pub async fn recipient(
         let mut request_id = 100u32;
         while let Some(first) = rx.recv().await {
             let mut ids = vec![first];
-            while ids.len() < frame::MAX_ACK_IDS {
+            while !ack_each && ids.len() < frame::MAX_ACK_IDS {
                 match rx.try_recv() {
                     Ok(id) => ids.push(id),
                     Err(_) => break,

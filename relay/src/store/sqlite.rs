@@ -799,14 +799,23 @@ impl Store for SqliteStore {
     }
 
     fn ack(&self, mailbox: MailboxId, ids: Vec<EnvelopeId>) -> StoreFuture<'_, u64> {
+        self.ack_many(vec![(mailbox, ids)])
+    }
+
+    fn ack_many(&self, acks: Vec<(MailboxId, Vec<EnvelopeId>)>) -> StoreFuture<'_, u64> {
+        // One write for every connection's acknowledgements: it joins the
+        // writer's group like any other, so it shares a commit.
         self.write_erasing(
             |deleted| *deleted > 0,
             move |c| {
                 let mut n = 0u64;
                 let mut stmt =
                     c.prepare_cached("DELETE FROM envelopes WHERE mailbox = ?1 AND id = ?2")?;
-                for id in &ids {
-                    n += stmt.execute(params![&mailbox.as_bytes()[..], &id.as_bytes()[..]])? as u64;
+                for (mailbox, ids) in &acks {
+                    for id in ids {
+                        n += stmt.execute(params![&mailbox.as_bytes()[..], &id.as_bytes()[..]])?
+                            as u64;
+                    }
                 }
                 Ok(n)
             },
