@@ -225,3 +225,67 @@ async fn metrics_are_off_unless_asked_for() {
     let (status, _, _) = relay.http_get("/metrics").await.unwrap();
     assert_ne!(status, 200);
 }
+
+/// Issue 22 item 2: acknowledgements sent at once from many connections are
+/// deleted in shared writes (not a commit each), each `Acked` still comes
+/// after its deletion committed (the envelope is gone for a new connection),
+/// and a connection's replies keep their request order while its `Ack`
+/// waits for that write.
+#[tokio::test]
+async fn acknowledgements_from_many_connections_share_a_write_and_keep_reply_order() {
+    const N: usize = 16;
+    let relay = RelayProcess::start(&["--metrics-listen", "127.0.0.1:0"])
+        .await
+        .unwrap();
+    let boxes: Vec<Mailbox> = (0..N).map(|_| Mailbox::random()).collect();
+    let mut owners = Vec::new();
+    for mb in &boxes {
+        let mut c = relay.client().await.unwrap();
+        assert_eq!(c.register(mb, false).await.unwrap(), ServerFrame::Ok);
+        c.request(ClientFrame::Subscribe).await.unwrap();
+        owners.push(c);
+    }
+    let mut depositor = relay.client().await.unwrap();
+    let batch: Vec<_> = boxes.iter().map(|mb| seal(mb.id(), b"one")).collect();
+    let reply = depositor.deposit(batch, false).await.unwrap();
+    assert!(matches!(reply, ServerFrame::Deposited { accepted, .. } if accepted as usize == N));
+    let mut ids = Vec::new();
+    for c in owners.iter_mut() {
+        ids.push(c.deliveries(1).await.unwrap()[0].0);
+    }
+    // Every owner acknowledges at once, then asks for its (absent) state:
+    // the state reply must not overtake the `Acked`.
+    for (c, id) in owners.iter_mut().zip(&ids) {
+        let ack = ClientFrame::Ack { ids: vec![*id] }.encode(1_000).unwrap();
+        c.send_raw(ack).await.unwrap();
+        c.send_raw(ClientFrame::GetState.encode(1_001).unwrap())
+            .await
+            .unwrap();
+    }
+    for c in owners.iter_mut() {
+        assert_eq!(
+            c.recv_frame().await.unwrap(),
+            (1_000, ServerFrame::Acked { deleted: 1 })
+        );
+        let (id, state) = c.recv_frame().await.unwrap();
+        assert_eq!(id, 1_001, "replies in request order");
+        assert!(matches!(
+            state,
+            ServerFrame::Error { .. } | ServerFrame::State { .. }
+        ));
+    }
+    let (_, text) = relay.metrics_get("/metrics").await.unwrap();
+    assert_eq!(value(&text, "northstar_acked_envelopes_total"), N as u64);
+    let writes = value(&text, "northstar_ack_writes_total");
+    assert!(
+        (1..=N as u64 / 4).contains(&writes),
+        "{N} acknowledgements took {writes} writes"
+    );
+    // Acknowledged means deleted: a new connection gets nothing back.
+    let mut again = relay.client().await.unwrap();
+    again.auth(&boxes[0]).await.unwrap();
+    assert_eq!(
+        again.request(ClientFrame::Subscribe).await.unwrap(),
+        ServerFrame::Subscribed { pending: 0 }
+    );
+}
