@@ -665,7 +665,10 @@ fn writer_loop(
 /// transaction is rolled back and the jobs run again, each in its own
 /// savepoint, so the failing one changes nothing and the others commit.
 /// Savepoints on every job cost a copy of each page a job touches (a tenth
-/// of the writer's time under load), and jobs rarely fail.
+/// of the writer's time under load), and jobs rarely fail. A failure that
+/// makes SQLite roll the whole transaction back (`SQLITE_FULL` in a
+/// statement that keeps no statement journal) starts the savepoint pass
+/// over without the failed job.
 fn run_group(conn: &Connection, jobs: &mut [Job]) -> bool {
     if run_cached(conn, "BEGIN IMMEDIATE").is_err() {
         return false;
@@ -675,25 +678,39 @@ fn run_group(conn: &Connection, jobs: &mut [Job]) -> bool {
     }
     // SQLite may already have rolled back (after SQLITE_FULL): ignore that.
     let _ = run_cached(conn, "ROLLBACK");
-    if run_cached(conn, "BEGIN IMMEDIATE").is_err() {
-        return false;
-    }
-    for job in jobs.iter_mut() {
-        if run_cached(conn, "SAVEPOINT op").is_err() {
-            let _ = run_cached(conn, "ROLLBACK");
+    let mut failed = vec![false; jobs.len()];
+    'again: loop {
+        if run_cached(conn, "BEGIN IMMEDIATE").is_err() {
             return false;
         }
-        let end = if job.run(conn) {
-            run_cached(conn, "RELEASE op")
-        } else {
-            run_cached(conn, "ROLLBACK TO op").and_then(|()| run_cached(conn, "RELEASE op"))
-        };
-        if end.is_err() {
-            let _ = run_cached(conn, "ROLLBACK");
-            return false;
+        for (i, job) in jobs.iter_mut().enumerate() {
+            if failed[i] {
+                // Its answer stays the error it failed with.
+                continue;
+            }
+            if run_cached(conn, "SAVEPOINT op").is_err() {
+                let _ = run_cached(conn, "ROLLBACK");
+                return false;
+            }
+            let end = if job.run(conn) {
+                run_cached(conn, "RELEASE op")
+            } else {
+                failed[i] = true;
+                if conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back (a statement
+                    // without a statement journal failing with
+                    // SQLITE_FULL): run the others again without it.
+                    continue 'again;
+                }
+                run_cached(conn, "ROLLBACK TO op").and_then(|()| run_cached(conn, "RELEASE op"))
+            };
+            if end.is_err() {
+                let _ = run_cached(conn, "ROLLBACK");
+                return false;
+            }
         }
+        return commit(conn);
     }
-    commit(conn)
 }
 
 fn commit(conn: &Connection) -> bool {
