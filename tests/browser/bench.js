@@ -5,9 +5,12 @@
 // 1. `ops`: the client-core operations of northstar_bench_core::OPERATIONS in the
 //    wasm build with the `bench` feature (a module built into a temporary
 //    directory, never the served one), timed in the page with
-//    performance.now() around BenchOperation.run(n). Per operation: ROUNDS
-//    batches, each of n runs with n chosen so a batch lasts about BATCH_MS;
-//    the figure is the median batch time / n, with the spread (min..max).
+//    performance.now() around BenchOperation.run(n). Per operation, in a
+//    fresh page: a first run (recorded: the cold cost), warm-up batches for
+//    at least WARMUP_MS (default 3000) and while they still get faster (at
+//    most WARMUP_MAX_MS, default 20000), then ROUNDS batches, each of n runs
+//    with n chosen so a batch lasts about BATCH_MS; the figure is the median
+//    batch time / n, with the spread (min..max).
 //    Compared with the native figures of scripts/bench-core
 //    (target/bench/core.json, same sitting) as wasm/native ratios, and the
 //    ratchet with the floor its primitives set in wasm (floors.mjs).
@@ -19,7 +22,10 @@
 //    deposit). The organisation and one counselor device are set up with
 //    the real CLI, as in e2e.test.js.
 //
-//   node bench.js <bench-pkg-dir> <core.json> <out.json>   (env: ROUNDS, BATCH_MS, SKIP_OPS, SKIP_SEEKER)
+//   node bench.js <bench-pkg-dir> <core.json> <out.json>   (env: ROUNDS, BATCH_MS, WARMUP_MS, WARMUP_MAX_MS, SKIP_OPS, SKIP_SEEKER, OPS)
+//
+// OPS: a regular expression; only the operations whose name it matches are
+// timed (e.g. OPS='pqxdh|setup/|prim/(x25519|ed25519|mlkem)').
 import { spawn } from "node:child_process";
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -32,10 +38,15 @@ import { REPO, WEB_ROOT, startRealRelay } from "./server.js";
 const [pkgDir, coreJson, outJson] = process.argv.slice(2);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const BATCH_MS = Number(process.env.BATCH_MS ?? 300);
+const OPS = process.env.OPS ? new RegExp(process.env.OPS) : null;
+const WARMUP_MS = Number(process.env.WARMUP_MS ?? 3000);
+const WARMUP_MAX_MS = Number(process.env.WARMUP_MAX_MS ?? 20000);
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target");
 const CLI = process.env.NORTHSTAR_BIN_DIR ? path.join(process.env.NORTHSTAR_BIN_DIR, "northstar") : path.join(TARGET, "debug/northstar");
 const ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+// Extra Chromium flags for an experiment (e.g. BENCH_CHROMIUM_ARGS='--js-flags=--no-liftoff'); none by default.
+if (process.env.BENCH_CHROMIUM_ARGS) ARGS.push(...process.env.BENCH_CHROMIUM_ARGS.split(" ").filter(Boolean));
 
 const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 const log = (...a) => console.error("#", ...a);
@@ -71,23 +82,40 @@ async function timeOps(browser) {
   const server = await serveBench(path.resolve(pkgDir));
   const origin = `http://127.0.0.1:${server.address().port}`;
   const context = await browser.newContext();
-  const page = await context.newPage();
   const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(origin + "/");
-  await page.waitForFunction(() => document.title === "ready", null, { timeout: 60_000 });
-  const names = await page.evaluate(() => window.bench.bench_operations());
+  // A fresh page (a fresh instance of the module) per operation: V8 compiles
+  // a module's functions with its baseline compiler (Liftoff) and optimises
+  // each hot one (TurboFan) in the background after it has run a while, so in
+  // a shared page an operation would start warm or cold depending on what
+  // ran before it (the primitives share curve25519's field arithmetic with
+  // the set-up that used to run first).
+  const open = async () => {
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(origin + "/");
+    await page.waitForFunction(() => document.title === "ready", null, { timeout: 60_000 });
+    return page;
+  };
+  let page = await open();
+  const names = (await page.evaluate(() => window.bench.bench_operations())).filter((n) => !OPS || OPS.test(n));
   const ops = {};
   for (const name of names) {
+    await page.close();
+    page = await open();
     const r = await page.evaluate(
-      ({ name, rounds, batchMs }) => {
+      ({ name, rounds, batchMs, warmupMs, warmupMaxMs }) => {
         const { BenchOperation } = window.bench;
         const op = new BenchOperation(name);
-        // Warm up, then find n so that one batch lasts about batchMs.
-        let n = 1;
+        const start = performance.now();
+        // The first run in a fresh instance: what one run costs before V8
+        // has optimised anything (performance.now() is coarsened to 100 µs
+        // in this page).
         let t0 = performance.now();
         op.run(1);
         let dt = performance.now() - t0;
+        const firstNs = dt * 1e6;
+        // Find n so that one batch lasts about batchMs...
+        let n = 1;
         if (!BenchOperation.slow(name)) {
           while (dt < batchMs / 4) {
             n *= 4;
@@ -97,6 +125,25 @@ async function timeOps(browser) {
           }
           n = Math.max(1, Math.round((n * batchMs) / dt));
         }
+        // ...then warm up, as criterion does natively (1 s there), so that
+        // both sides are timed in their steady state: V8 needs longer to
+        // finish optimising, so for at least warmupMs since the first run and
+        // then for as long as the batches keep getting faster (the best of
+        // the last 4 more than 3 % under the best before them), at most
+        // warmupMaxMs.
+        const warmupNs = [];
+        for (;;) {
+          const elapsed = performance.now() - start;
+          if (elapsed >= warmupMaxMs) break;
+          if (elapsed >= warmupMs && warmupNs.length >= 8) {
+            const before = Math.min(...warmupNs.slice(0, -4));
+            const recent = Math.min(...warmupNs.slice(-4));
+            if (recent > before * 0.97) break;
+          }
+          t0 = performance.now();
+          op.run(n);
+          warmupNs.push(((performance.now() - t0) / n) * 1e6);
+        }
         const perOp = [];
         for (let i = 0; i < rounds; i++) {
           t0 = performance.now();
@@ -104,12 +151,20 @@ async function timeOps(browser) {
           perOp.push(((performance.now() - t0) / n) * 1e6); // ns
         }
         op.free();
-        return { n, perOp };
+        return { n, perOp, firstNs, warmupNs };
       },
-      { name, rounds: ROUNDS, batchMs: BATCH_MS },
+      { name, rounds: ROUNDS, batchMs: BATCH_MS, warmupMs: WARMUP_MS, warmupMaxMs: WARMUP_MAX_MS },
     );
-    ops[name] = { median_ns: median(r.perOp), min_ns: Math.min(...r.perOp), max_ns: Math.max(...r.perOp), runs: r.perOp.length, n: r.n };
-    log(`${name}: ${(ops[name].median_ns / 1000).toFixed(2)} µs (n=${r.n})`);
+    ops[name] = {
+      median_ns: median(r.perOp),
+      min_ns: Math.min(...r.perOp),
+      max_ns: Math.max(...r.perOp),
+      runs: r.perOp.length,
+      n: r.n,
+      first_run_ns: r.firstNs,
+      warmup_batches_ns: r.warmupNs,
+    };
+    log(`${name}: ${(ops[name].median_ns / 1000).toFixed(2)} µs (n=${r.n}; first run ${(r.firstNs / 1e6).toFixed(1)} ms; ${r.warmupNs.length} warm-up batches)`);
   }
   await context.close();
   server.close();
