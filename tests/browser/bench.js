@@ -27,7 +27,7 @@
 // OPS: a regular expression; only the operations whose name it matches are
 // timed (e.g. OPS='pqxdh|setup/|prim/(x25519|ed25519|mlkem)').
 import { spawn } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -78,6 +78,50 @@ document.title = "ready";
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
+/** CPU time (ns) a thread has run, from Linux's schedstat; null if unreadable. */
+function threadCpuNs(pid) {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[0]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The main threads of Chromium's renderer processes now; `after()` then
+ * names the one that ran the most since (the page's, which ran the
+ * operation), or null where /proc cannot tell (not Linux).
+ */
+function rendererMainThreads() {
+  const list = () =>
+    readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, "utf8").includes("--type=renderer");
+        } catch {
+          return false;
+        }
+      });
+  let before = {};
+  try {
+    before = Object.fromEntries(list().map((p) => [p, threadCpuNs(p)]));
+  } catch {
+    return { after: () => null };
+  }
+  return {
+    after: () => {
+      let best = null;
+      let most = 0;
+      for (const p of list()) {
+        const ran = (threadCpuNs(p) ?? 0) - (before[p] ?? 0);
+        if (ran > most) [best, most] = [p, ran];
+      }
+      return best;
+    },
+  };
+}
+
 async function timeOps(browser) {
   const server = await serveBench(path.resolve(pkgDir));
   const origin = `http://127.0.0.1:${server.address().port}`;
@@ -102,8 +146,9 @@ async function timeOps(browser) {
   for (const name of names) {
     await page.close();
     page = await open();
+    const renderers = rendererMainThreads();
     const r = await page.evaluate(
-      ({ name, rounds, batchMs, warmupMs, warmupMaxMs }) => {
+      ({ name, batchMs, warmupMs, warmupMaxMs }) => {
         const { BenchOperation } = window.bench;
         const op = new BenchOperation(name);
         const start = performance.now();
@@ -144,27 +189,44 @@ async function timeOps(browser) {
           op.run(n);
           warmupNs.push(((performance.now() - t0) / n) * 1e6);
         }
-        const perOp = [];
-        for (let i = 0; i < rounds; i++) {
-          t0 = performance.now();
-          op.run(n);
-          perOp.push(((performance.now() - t0) / n) * 1e6); // ns
-        }
-        op.free();
-        return { n, perOp, firstNs, warmupNs };
+        window.op = op;
+        return { n, firstNs, warmupNs };
       },
-      { name, rounds: ROUNDS, batchMs: BATCH_MS, warmupMs: WARMUP_MS, warmupMaxMs: WARMUP_MAX_MS },
+      { name, batchMs: BATCH_MS, warmupMs: WARMUP_MS, warmupMaxMs: WARMUP_MAX_MS },
     );
+    const main = renderers.after(); // the renderer main thread that ran the warm-up
+    // The timed batches, one evaluate each: wall time in the page, and the CPU
+    // time of the page's main thread around it (Linux schedstat), which
+    // other processes on the pinned CPU, and Chromium's own threads beside
+    // the page's (V8's background compilation, the browser process), do not
+    // inflate.
+    const perOp = [];
+    const cpuPerOp = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const c0 = main ? threadCpuNs(main) : null;
+      const wallNs = await page.evaluate(({ n }) => {
+        const t0 = performance.now();
+        window.op.run(n);
+        return ((performance.now() - t0) / n) * 1e6;
+      }, { n: r.n });
+      if (main) cpuPerOp.push((threadCpuNs(main) - c0) / r.n);
+      perOp.push(wallNs);
+    }
+    await page.evaluate(() => window.op.free());
     ops[name] = {
-      median_ns: median(r.perOp),
-      min_ns: Math.min(...r.perOp),
-      max_ns: Math.max(...r.perOp),
-      runs: r.perOp.length,
+      median_ns: median(perOp),
+      min_ns: Math.min(...perOp),
+      max_ns: Math.max(...perOp),
+      runs: perOp.length,
       n: r.n,
+      cpu_median_ns: cpuPerOp.length ? median(cpuPerOp) : null,
+      cpu_min_ns: cpuPerOp.length ? Math.min(...cpuPerOp) : null,
+      cpu_max_ns: cpuPerOp.length ? Math.max(...cpuPerOp) : null,
       first_run_ns: r.firstNs,
       warmup_batches_ns: r.warmupNs,
     };
-    log(`${name}: ${(ops[name].median_ns / 1000).toFixed(2)} µs (n=${r.n}; first run ${(r.firstNs / 1e6).toFixed(1)} ms; ${r.warmupNs.length} warm-up batches)`);
+    const cpu = ops[name].cpu_median_ns === null ? "" : `, main-thread CPU ${(ops[name].cpu_median_ns / 1000).toFixed(2)} µs`;
+    log(`${name}: ${(ops[name].median_ns / 1000).toFixed(2)} µs${cpu} (n=${r.n}; first run ${(r.firstNs / 1e6).toFixed(1)} ms; ${r.warmupNs.length} warm-up batches)`);
   }
   await context.close();
   server.close();
@@ -270,6 +332,11 @@ try {
         Object.keys(result.ops)
           .filter((k) => native[k])
           .map((k) => [k, result.ops[k].median_ns / native[k].median_ns]),
+      );
+      result.wasm_cpu_over_native = Object.fromEntries(
+        Object.keys(result.ops)
+          .filter((k) => native[k] && result.ops[k].cpu_median_ns)
+          .map((k) => [k, result.ops[k].cpu_median_ns / native[k].median_ns]),
       );
     } else {
       log(`no native figures (${coreJson}): run scripts/bench-core first for the wasm/native ratios`);
