@@ -189,6 +189,11 @@ async function timeOps(browser) {
           op.run(n);
           warmupNs.push(((performance.now() - t0) / n) * 1e6);
         }
+        // n again from the warmed-up speed, so a batch lasts about batchMs
+        // even if the first batches were slowed down.
+        if (!BenchOperation.slow(name) && warmupNs.length) {
+          n = Math.max(1, Math.round((batchMs * 1e6) / Math.min(...warmupNs)));
+        }
         window.op = op;
         return { n, firstNs, warmupNs };
       },
