@@ -127,12 +127,15 @@ async function timeOps(browser) {
   const origin = `http://127.0.0.1:${server.address().port}`;
   const context = await browser.newContext();
   const errors = [];
-  // A fresh page (a fresh instance of the module) per operation: V8 compiles
-  // a module's functions with its baseline compiler (Liftoff) and optimises
-  // each hot one (TurboFan) in the background after it has run a while, so in
-  // a shared page an operation would start warm or cold depending on what
-  // ran before it (the primitives share curve25519's field arithmetic with
-  // the set-up that used to run first).
+  // A fresh page (a fresh instance of the module) per operation, so that
+  // every operation starts from the same state: V8 compiles a module's
+  // functions lazily with its baseline compiler (Liftoff) and optimises hot
+  // ones (TurboFan) in the background, so in a shared page an operation
+  // started warm or cold depending on what ran before it (the primitives
+  // share curve25519's field arithmetic with the set-up that used to run
+  // first). For the first seconds after a page loads, Chromium's own
+  // threads (V8's compiler threads, the browser process) share the pinned
+  // CPU with the page: the warm-up below waits them out.
   const open = async () => {
     const page = await context.newPage();
     page.on("pageerror", (e) => errors.push(e.message));
