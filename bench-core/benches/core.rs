@@ -25,7 +25,7 @@ mod native {
     }
 
     pub fn core(c: &mut Criterion) {
-        for kind in ["core", "prim"] {
+        for kind in ["core", "setup", "prim"] {
             let mut g = c.benchmark_group(kind);
             for name in OPERATIONS.iter().filter(|n| n.starts_with(kind)) {
                 let id = &name[kind.len() + 1..];

@@ -85,6 +85,14 @@ pub const OPERATIONS: &[&str] = &[
     "core/inbox_search_keystroke_10k",
     "core/inbox_search_index_build_10k",
     "core/inbox_search_after_new_message_10k",
+    "setup/onetime_prekey",
+    "setup/bundle_verify",
+    "setup/initiate",
+    "setup/seeker_first_message",
+    "setup/respond",
+    "setup/counselor_first_decrypt",
+    "prim/x25519_public",
+    "prim/ed25519_sign",
 ];
 
 /// The slow operations (hundreds of ms): fewer samples.
@@ -126,6 +134,14 @@ pub fn prepare(name: &str) -> Option<Operation> {
         "core/inbox_search_keystroke_10k" => search::keystroke(),
         "core/inbox_search_index_build_10k" => search::index_build(),
         "core/inbox_search_after_new_message_10k" => search::after_new_message(),
+        "setup/onetime_prekey" => setup_onetime_prekey(),
+        "setup/bundle_verify" => setup_bundle_verify(),
+        "setup/initiate" => setup_initiate(),
+        "setup/seeker_first_message" => setup_seeker_first_message(),
+        "setup/respond" => setup_respond(),
+        "setup/counselor_first_decrypt" => setup_counselor_first_decrypt(),
+        "prim/x25519_public" => x25519_public(),
+        "prim/ed25519_sign" => ed25519_sign(),
         _ => return None,
     };
     Some(op)
@@ -255,6 +271,141 @@ fn pqxdh_setup() -> Operation {
         );
         black_box(ok("first decrypt", r.decrypt(&first)));
         black_box((s, r));
+    })
+}
+
+// The parts of `core/pqxdh_setup`, each timed alone (`setup/*`), so that the
+// wasm/native ratio of the set-up can be read part by part: together they
+// are the set-up's work, on the same keys.
+
+/// The set-up's keys and one run of it, for the `setup/*` parts: the
+/// responder, the seeker's identity and mailbox, a one-time prekey (kept
+/// encoded, as a counselor's store keeps it), and what the seeker sends.
+struct SetupParts {
+    b: Responder,
+    seeker: IdentityKeyPair,
+    mailbox: MailboxKeyPair,
+    otk_encoded: Zeroizing<Vec<u8>>,
+    otk_pub: northstar_core::keys::OneTimePreKeyPublic,
+    bundle: pqxdh::VerifiedBundle,
+    header: pqxdh::InitialHeader,
+    sk_a: Zeroizing<[u8; 32]>,
+    ad_a: Vec<u8>,
+    first: Vec<u8>,
+}
+
+fn setup_parts(rng: &mut ChaCha20Rng) -> SetupParts {
+    let b = responder(rng);
+    let seeker = IdentityKeyPair::generate(rng);
+    let mailbox = MailboxKeyPair::generate(rng);
+    let otk = OneTimePreKey::generate(101, rng);
+    let otk_pub = otk.public();
+    let bundle = ok("bundle verify", b.bundle.verify_for(&b.identity.public()));
+    let (header, sk_a, ad_a) = ok(
+        "pqxdh initiate",
+        pqxdh::initiate(rng, &seeker, &mailbox, &bundle, Some(&otk_pub)),
+    );
+    let sk_a = sk_a.into_bytes();
+    let ad_a = ad_a.as_bytes().to_vec();
+    let mut s = Session::initiate(sk_a.clone(), ad_a.clone(), bundle.signed_prekey().0, rng);
+    let first = ok("first encrypt", s.encrypt(b"hello", rng));
+    SetupParts {
+        otk_encoded: otk.encode(),
+        b,
+        seeker,
+        mailbox,
+        otk_pub,
+        bundle,
+        header,
+        sk_a,
+        ad_a,
+        first,
+    }
+}
+
+/// The counselor's fresh one-time prekey: key generation and its public key.
+fn setup_onetime_prekey() -> Operation {
+    let mut rng = rng(20);
+    let mut id = 100u32;
+    Box::new(move || {
+        id = id.wrapping_add(1);
+        let otk = OneTimePreKey::generate(id, &mut rng);
+        black_box(otk.public());
+    })
+}
+
+/// The seeker's check of the bundle: identity as expected, 2 Ed25519 signatures.
+fn setup_bundle_verify() -> Operation {
+    let mut rng = rng(21);
+    let p = setup_parts(&mut rng);
+    let expected = p.b.identity.public();
+    Box::new(move || {
+        black_box(ok("bundle verify", p.b.bundle.verify_for(&expected)));
+    })
+}
+
+/// `pqxdh::initiate`: ephemeral key, 4 X25519, ML-KEM-768 encapsulation
+/// (the key decoded from its bytes), KDF, the mailbox proof (a signature).
+fn setup_initiate() -> Operation {
+    let mut rng = rng(22);
+    let p = setup_parts(&mut rng);
+    Box::new(move || {
+        black_box(ok(
+            "pqxdh initiate",
+            pqxdh::initiate(&mut rng, &p.seeker, &p.mailbox, &p.bundle, Some(&p.otk_pub)),
+        ));
+    })
+}
+
+/// The seeker's session from SK and its first message: a ratchet key pair,
+/// one X25519, `KDF_RK`, the encryption of a short message.
+fn setup_seeker_first_message() -> Operation {
+    let mut rng = rng(23);
+    let p = setup_parts(&mut rng);
+    let spk = p.bundle.signed_prekey().0;
+    Box::new(move || {
+        let mut s = Session::initiate(p.sk_a.clone(), p.ad_a.clone(), spk, &mut rng);
+        black_box(ok("first encrypt", s.encrypt(b"hello", &mut rng)));
+        black_box(s);
+    })
+}
+
+/// `pqxdh::respond`: the mailbox proof checked (an Ed25519 verification),
+/// 4 X25519, ML-KEM-768 decapsulation, KDF; the one-time prekey decoded
+/// from its stored bytes.
+fn setup_respond() -> Operation {
+    let mut rng = rng(24);
+    let p = setup_parts(&mut rng);
+    Box::new(move || {
+        let otk = ok("otk decode", OneTimePreKey::decode(&p.otk_encoded));
+        black_box(ok(
+            "pqxdh respond",
+            pqxdh::respond(&p.b.identity, &p.b.spk, &p.b.pq, Some(otk), &p.header),
+        ));
+    })
+}
+
+/// The counselor's session from SK and the first message read: a DH
+/// ratchet step (2 X25519, a key pair, 2 `KDF_RK`) and the decryption.
+fn setup_counselor_first_decrypt() -> Operation {
+    let mut rng = rng(25);
+    let p = setup_parts(&mut rng);
+    let (sk_b, ad_b) = ok(
+        "pqxdh respond",
+        pqxdh::respond(
+            &p.b.identity,
+            &p.b.spk,
+            &p.b.pq,
+            Some(ok("otk decode", OneTimePreKey::decode(&p.otk_encoded))),
+            &p.header,
+        ),
+    );
+    let sk_b = sk_b.into_bytes();
+    let ad_b = ad_b.as_bytes().to_vec();
+    Box::new(move || {
+        let mut r = Session::respond(sk_b.clone(), ad_b.clone(), p.b.spk.key.to_bytes());
+        black_box(ok("first decrypt", r.decrypt(&p.first)));
+        black_box(r);
     })
 }
 
@@ -402,6 +553,25 @@ fn x25519_dh() -> Operation {
         let shared = ours.diffie_hellman(black_box(&theirs));
         black_box(shared.was_contributory());
         black_box(shared.to_bytes());
+    })
+}
+
+/// The X25519 base-point multiplication alone (a public key from its secret).
+fn x25519_public() -> Operation {
+    let mut rng = rng(14);
+    let secret = StaticSecret::random_from_rng(&mut rng);
+    Box::new(move || {
+        black_box(PublicKey::from(black_box(&secret)));
+    })
+}
+
+/// One Ed25519 signature over 64 bytes (as `prim/ed25519_verify` checks).
+fn ed25519_sign() -> Operation {
+    let mut rng = rng(15);
+    let key = SigningKey::generate(&mut rng);
+    let msg = [0x42u8; 64];
+    Box::new(move || {
+        black_box(key.sign(black_box(&msg)));
     })
 }
 

@@ -5,9 +5,12 @@
 // 1. `ops`: the client-core operations of northstar_bench_core::OPERATIONS in the
 //    wasm build with the `bench` feature (a module built into a temporary
 //    directory, never the served one), timed in the page with
-//    performance.now() around BenchOperation.run(n). Per operation: ROUNDS
-//    batches, each of n runs with n chosen so a batch lasts about BATCH_MS;
-//    the figure is the median batch time / n, with the spread (min..max).
+//    performance.now() around BenchOperation.run(n). Per operation, in a
+//    fresh page: a first run (recorded: the cold cost), warm-up batches for
+//    at least WARMUP_MS (default 3000) and while they still get faster (at
+//    most WARMUP_MAX_MS, default 20000), then ROUNDS batches, each of n runs
+//    with n chosen so a batch lasts about BATCH_MS; the figure is the median
+//    batch time / n, with the spread (min..max).
 //    Compared with the native figures of scripts/bench-core
 //    (target/bench/core.json, same sitting) as wasm/native ratios, and the
 //    ratchet with the floor its primitives set in wasm (floors.mjs).
@@ -19,9 +22,12 @@
 //    deposit). The organisation and one counselor device are set up with
 //    the real CLI, as in e2e.test.js.
 //
-//   node bench.js <bench-pkg-dir> <core.json> <out.json>   (env: ROUNDS, BATCH_MS, SKIP_OPS, SKIP_SEEKER)
+//   node bench.js <bench-pkg-dir> <core.json> <out.json>   (env: ROUNDS, BATCH_MS, WARMUP_MS, WARMUP_MAX_MS, SKIP_OPS, SKIP_SEEKER, OPS)
+//
+// OPS: a regular expression; only the operations whose name it matches are
+// timed (e.g. OPS='pqxdh|setup/|prim/(x25519|ed25519|mlkem)').
 import { spawn } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -32,10 +38,15 @@ import { REPO, WEB_ROOT, startRealRelay } from "./server.js";
 const [pkgDir, coreJson, outJson] = process.argv.slice(2);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const BATCH_MS = Number(process.env.BATCH_MS ?? 300);
+const OPS = process.env.OPS ? new RegExp(process.env.OPS) : null;
+const WARMUP_MS = Number(process.env.WARMUP_MS ?? 3000);
+const WARMUP_MAX_MS = Number(process.env.WARMUP_MAX_MS ?? 20000);
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target");
 const CLI = process.env.NORTHSTAR_BIN_DIR ? path.join(process.env.NORTHSTAR_BIN_DIR, "northstar") : path.join(TARGET, "debug/northstar");
 const ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+// Extra Chromium flags for an experiment (e.g. BENCH_CHROMIUM_ARGS='--js-flags=--no-liftoff'); none by default.
+if (process.env.BENCH_CHROMIUM_ARGS) ARGS.push(...process.env.BENCH_CHROMIUM_ARGS.split(" ").filter(Boolean));
 
 const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 const log = (...a) => console.error("#", ...a);
@@ -67,27 +78,92 @@ document.title = "ready";
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
+/** CPU time (ns) a thread has run, from Linux's schedstat; null if unreadable. */
+function threadCpuNs(pid) {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[0]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The main threads of Chromium's renderer processes now; `after()` then
+ * names the one that ran the most since (the page's, which ran the
+ * operation), or null where /proc cannot tell (not Linux).
+ */
+function rendererMainThreads() {
+  const list = () =>
+    readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, "utf8").includes("--type=renderer");
+        } catch {
+          return false;
+        }
+      });
+  let before = {};
+  try {
+    before = Object.fromEntries(list().map((p) => [p, threadCpuNs(p)]));
+  } catch {
+    return { after: () => null };
+  }
+  return {
+    after: () => {
+      let best = null;
+      let most = 0;
+      for (const p of list()) {
+        const ran = (threadCpuNs(p) ?? 0) - (before[p] ?? 0);
+        if (ran > most) [best, most] = [p, ran];
+      }
+      return best;
+    },
+  };
+}
+
 async function timeOps(browser) {
   const server = await serveBench(path.resolve(pkgDir));
   const origin = `http://127.0.0.1:${server.address().port}`;
   const context = await browser.newContext();
-  const page = await context.newPage();
   const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(origin + "/");
-  await page.waitForFunction(() => document.title === "ready", null, { timeout: 60_000 });
-  const names = await page.evaluate(() => window.bench.bench_operations());
+  // A fresh page (a fresh instance of the module) per operation, so that
+  // every operation starts from the same state: V8 compiles a module's
+  // functions lazily with its baseline compiler (Liftoff) and optimises hot
+  // ones (TurboFan) in the background, so in a shared page an operation
+  // started warm or cold depending on what ran before it (the primitives
+  // share curve25519's field arithmetic with the set-up that used to run
+  // first). For the first seconds after a page loads, Chromium's own
+  // threads (V8's compiler threads, the browser process) share the pinned
+  // CPU with the page: the warm-up below waits them out.
+  const open = async () => {
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(origin + "/");
+    await page.waitForFunction(() => document.title === "ready", null, { timeout: 60_000 });
+    return page;
+  };
+  let page = await open();
+  const names = (await page.evaluate(() => window.bench.bench_operations())).filter((n) => !OPS || OPS.test(n));
   const ops = {};
   for (const name of names) {
+    await page.close();
+    page = await open();
+    const renderers = rendererMainThreads();
     const r = await page.evaluate(
-      ({ name, rounds, batchMs }) => {
+      ({ name, batchMs, warmupMs, warmupMaxMs }) => {
         const { BenchOperation } = window.bench;
         const op = new BenchOperation(name);
-        // Warm up, then find n so that one batch lasts about batchMs.
-        let n = 1;
+        const start = performance.now();
+        // The first run in a fresh instance: what one run costs before V8
+        // has optimised anything (performance.now() is coarsened to 100 µs
+        // in this page).
         let t0 = performance.now();
         op.run(1);
         let dt = performance.now() - t0;
+        const firstNs = dt * 1e6;
+        // Find n so that one batch lasts about batchMs...
+        let n = 1;
         if (!BenchOperation.slow(name)) {
           while (dt < batchMs / 4) {
             n *= 4;
@@ -97,19 +173,68 @@ async function timeOps(browser) {
           }
           n = Math.max(1, Math.round((n * batchMs) / dt));
         }
-        const perOp = [];
-        for (let i = 0; i < rounds; i++) {
+        // ...then warm up, as criterion does natively (1 s there), so that
+        // both sides are timed in their steady state: V8 needs longer to
+        // finish optimising, so for at least warmupMs since the first run and
+        // then for as long as the batches keep getting faster (the best of
+        // the last 4 more than 3 % under the best before them), at most
+        // warmupMaxMs.
+        const warmupNs = [];
+        for (;;) {
+          const elapsed = performance.now() - start;
+          if (elapsed >= warmupMaxMs) break;
+          if (elapsed >= warmupMs && warmupNs.length >= 8) {
+            const before = Math.min(...warmupNs.slice(0, -4));
+            const recent = Math.min(...warmupNs.slice(-4));
+            if (recent > before * 0.97) break;
+          }
           t0 = performance.now();
           op.run(n);
-          perOp.push(((performance.now() - t0) / n) * 1e6); // ns
+          warmupNs.push(((performance.now() - t0) / n) * 1e6);
         }
-        op.free();
-        return { n, perOp };
+        // n again from the warmed-up speed, so a batch lasts about batchMs
+        // even if the first batches were slowed down.
+        if (!BenchOperation.slow(name) && warmupNs.length) {
+          n = Math.max(1, Math.round((batchMs * 1e6) / Math.min(...warmupNs)));
+        }
+        window.op = op;
+        return { n, firstNs, warmupNs };
       },
-      { name, rounds: ROUNDS, batchMs: BATCH_MS },
+      { name, batchMs: BATCH_MS, warmupMs: WARMUP_MS, warmupMaxMs: WARMUP_MAX_MS },
     );
-    ops[name] = { median_ns: median(r.perOp), min_ns: Math.min(...r.perOp), max_ns: Math.max(...r.perOp), runs: r.perOp.length, n: r.n };
-    log(`${name}: ${(ops[name].median_ns / 1000).toFixed(2)} µs (n=${r.n})`);
+    const main = renderers.after(); // the renderer main thread that ran the warm-up
+    // The timed batches, one evaluate each: wall time in the page, and the CPU
+    // time of the page's main thread around it (Linux schedstat), which
+    // other processes on the pinned CPU, and Chromium's own threads beside
+    // the page's (V8's background compilation, the browser process), do not
+    // inflate.
+    const perOp = [];
+    const cpuPerOp = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const c0 = main ? threadCpuNs(main) : null;
+      const wallNs = await page.evaluate(({ n }) => {
+        const t0 = performance.now();
+        window.op.run(n);
+        return ((performance.now() - t0) / n) * 1e6;
+      }, { n: r.n });
+      if (main) cpuPerOp.push((threadCpuNs(main) - c0) / r.n);
+      perOp.push(wallNs);
+    }
+    await page.evaluate(() => window.op.free());
+    ops[name] = {
+      median_ns: median(perOp),
+      min_ns: Math.min(...perOp),
+      max_ns: Math.max(...perOp),
+      runs: perOp.length,
+      n: r.n,
+      cpu_median_ns: cpuPerOp.length ? median(cpuPerOp) : null,
+      cpu_min_ns: cpuPerOp.length ? Math.min(...cpuPerOp) : null,
+      cpu_max_ns: cpuPerOp.length ? Math.max(...cpuPerOp) : null,
+      first_run_ns: r.firstNs,
+      warmup_batches_ns: r.warmupNs,
+    };
+    const cpu = ops[name].cpu_median_ns === null ? "" : `, main-thread CPU ${(ops[name].cpu_median_ns / 1000).toFixed(2)} µs`;
+    log(`${name}: ${(ops[name].median_ns / 1000).toFixed(2)} µs${cpu} (n=${r.n}; first run ${(r.firstNs / 1e6).toFixed(1)} ms; ${r.warmupNs.length} warm-up batches)`);
   }
   await context.close();
   server.close();
@@ -215,6 +340,11 @@ try {
         Object.keys(result.ops)
           .filter((k) => native[k])
           .map((k) => [k, result.ops[k].median_ns / native[k].median_ns]),
+      );
+      result.wasm_cpu_over_native = Object.fromEntries(
+        Object.keys(result.ops)
+          .filter((k) => native[k] && result.ops[k].cpu_median_ns)
+          .map((k) => [k, result.ops[k].cpu_median_ns / native[k].median_ns]),
       );
     } else {
       log(`no native figures (${coreJson}): run scripts/bench-core first for the wasm/native ratios`);
