@@ -349,6 +349,8 @@ impl core::fmt::Debug for SqliteStore {
 
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Takes effect only on a new, empty database (before WAL mode is on).
+    conn.pragma_update(None, "page_size", SQLITE_PAGE_BYTES)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -376,6 +378,11 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
 
 /// WAL pages after which a commit checkpoints on its own.
 const SQLITE_WAL_AUTOCHECKPOINT_PAGES: i64 = 8192;
+
+/// Page size of a new database: a mailbox's consecutive envelopes (about
+/// 1 KiB each) share a leaf, so a group commit writes fewer WAL frames,
+/// each one `pwrite` and checksum.
+const SQLITE_PAGE_BYTES: i64 = 16384;
 
 /// Bytes of the database file SQLite reads through a memory map.
 const SQLITE_MMAP_BYTES: i64 = 256 << 20;
