@@ -67,6 +67,8 @@ pub const DEFAULT_WRITE_BATCH: usize = crate::store::sqlite::DEFAULT_WRITE_BATCH
 pub const DEFAULT_POSTGRES_POOL_SIZE: usize = crate::store::postgres::DEFAULT_POOL_SIZE;
 /// Default deposits of one connection read ahead and committed together.
 pub const DEFAULT_PIPELINE_DEPOSITS: usize = 32;
+/// See [`Config::sqlite_page_bytes`].
+pub const DEFAULT_SQLITE_PAGE_BYTES: u32 = 4096;
 /// See [`Config::ack_flush_ms`].
 pub const DEFAULT_ACK_FLUSH_MS: u64 = 10;
 /// See [`Config::ack_flush_ids`].
@@ -229,6 +231,8 @@ config! {
     max_database_bytes: u64 = DEFAULT_MAX_DATABASE_BYTES, "NORTHSTAR_MAX_DATABASE_BYTES";
     /// Seconds within which data deleted from the SQLite database is gone from its files (the WAL is checkpointed and truncated; 0 = after each commit that deleted something) [default: 5].
     erase_within_secs: u64 = DEFAULT_ERASE_WITHIN_SECS, "NORTHSTAR_ERASE_WITHIN_SECS";
+    /// Page size of a new SQLite database, bytes (a power of two, 512 to 65536; an existing database keeps its own): larger pages give more throughput under heavy load, smaller ones shorter commits at low rates [default: 4096].
+    sqlite_page_bytes: u32 = DEFAULT_SQLITE_PAGE_BYTES, "NORTHSTAR_SQLITE_PAGE_BYTES";
     /// Milliseconds acknowledged envelopes are gathered (from every connection) before they are deleted together; 0 = each acknowledgement is deleted as soon as the previous deletion is written [default: 10].
     ack_flush_ms: u64 = DEFAULT_ACK_FLUSH_MS, "NORTHSTAR_ACK_FLUSH_MS";
     /// Most acknowledged envelope ids deleted in one write; more are deleted at once [default: 4096].
@@ -307,6 +311,8 @@ pub enum ConfigError {
         min: u64,
         max: u64,
     },
+    #[error("{what} must be a power of two")]
+    NotPowerOfTwo { what: &'static str },
 }
 
 fn range(what: &'static str, v: u64, min: u64, max: u64) -> Result<(), ConfigError> {
@@ -448,6 +454,17 @@ impl Config {
         range("shutdown_grace_secs", self.shutdown_grace_secs, 0, 3600)?;
         range("erase_within_secs", self.erase_within_secs, 0, 3600)?;
         range("ack_flush_ms", self.ack_flush_ms, 0, 1000)?;
+        range(
+            "sqlite_page_bytes",
+            u64::from(self.sqlite_page_bytes),
+            512,
+            65_536,
+        )?;
+        if !self.sqlite_page_bytes.is_power_of_two() {
+            return Err(ConfigError::NotPowerOfTwo {
+                what: "sqlite_page_bytes",
+            });
+        }
         range("ack_flush_ids", self.ack_flush_ids as u64, 1, 65_536)?;
         if self.max_tcp_connections != 0 {
             range(

@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
                 write_batch: config.write_batch,
                 max_database_bytes: config.max_database_bytes,
                 erase_within: std::time::Duration::from_secs(config.erase_within_secs),
+                page_bytes: config.sqlite_page_bytes,
             };
             Arc::new(SqliteStore::open(path, options).context("opening the database")?)
         }
