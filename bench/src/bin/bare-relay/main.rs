@@ -78,6 +78,13 @@ struct Args {
     /// library zeroes this much before every read).
     #[arg(long, default_value_t = 4096)]
     read_buffer: usize,
+    /// WAL pages after which a commit checkpoints (sqlite-batch mode).
+    /// SQLite's default, which the relay keeps, is 1000; 10,000 (about
+    /// 40 MiB of WAL) copies each page rewritten by a deposit and then by
+    /// its deletion to the database once instead of several times:
+    /// checkpoints fell from 20 % to 8 % of the server's CPU.
+    #[arg(long, default_value_t = 10_000)]
+    wal_autocheckpoint: u32,
 }
 
 /// Forward mode: bytes reserved for the deliveries of one connection's wake-up.
@@ -402,10 +409,11 @@ fn main() -> Result<()> {
             let store = Arc::new(Store::new(args.batch));
             let writer = store.clone();
             let path = dir.join("bare.db");
+            let checkpoint = args.wal_autocheckpoint;
             std::thread::Builder::new()
                 .name("bare-writer".into())
                 .spawn(move || {
-                    if let Err(e) = writer.run(&path) {
+                    if let Err(e) = writer.run(&path, checkpoint) {
                         eprintln!("bare-relay writer: {e:#}");
                         std::process::exit(1);
                     }

@@ -150,10 +150,11 @@ impl Store {
     }
 
     /// The writer thread: opens the database and commits batch after batch.
-    pub fn run(&self, path: &Path) -> Result<()> {
+    pub fn run(&self, path: &Path, wal_autocheckpoint: u32) -> Result<()> {
         let conn = rusqlite::Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", wal_autocheckpoint)?;
         // The least a durable mailbox store can do: append each envelope to a
         // rowid table (no index) and delete it by rowid, found in memory.
         conn.execute_batch(
@@ -166,8 +167,10 @@ impl Store {
         let mut del = conn.prepare("DELETE FROM envelopes WHERE seq = ?1")?;
         let mut rowids: HashMap<EnvelopeId, (MailboxId, i64), BuildHasherDefault<RandomKey>> =
             HashMap::default();
+        let mut stats = Stats::default();
         loop {
             let mut b = self.next();
+            stats.count(&b);
             begin.execute([])?;
             let Batch { ops, bytes } = &mut b;
             for op in ops.iter_mut() {
@@ -231,6 +234,41 @@ fn delete_envelope(del: &mut Statement<'_>, seq: i64) -> rusqlite::Result<u32> {
 #[inline(never)]
 fn commit_batch(commit: &mut Statement<'_>) -> rusqlite::Result<()> {
     commit.execute([]).map(|_| ())
+}
+
+/// Commits and writes, printed every [`STATS_EVERY`] (the average
+/// transaction size is part of the per-message budget).
+#[derive(Default)]
+struct Stats {
+    since: Option<std::time::Instant>,
+    commits: u64,
+    inserts: u64,
+    acks: u64,
+}
+
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Stats {
+    fn count(&mut self, b: &Batch) {
+        self.commits += 1;
+        for op in &b.ops {
+            match op {
+                Op::Insert { .. } => self.inserts += 1,
+                Op::Delete { .. } => self.acks += 1,
+            }
+        }
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        let t = since.elapsed();
+        if t >= STATS_EVERY {
+            eprintln!(
+                "bare-relay writer: {:.0} commits/s, {:.1} inserts and {:.1} ack frames per commit",
+                self.commits as f64 / t.as_secs_f64(),
+                self.inserts as f64 / self.commits as f64,
+                self.acks as f64 / self.commits as f64
+            );
+            *self = Stats::default();
+        }
+    }
 }
 
 /// Hashes a key that is already uniformly random (a SHA-256 output:
