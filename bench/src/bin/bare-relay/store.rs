@@ -74,6 +74,14 @@ struct Queue {
     bytes_hint: usize,
 }
 
+/// SQLite settings that change the cost per message, not what is durable.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub page_size: u32,
+    pub cache_mib: u32,
+    pub wal_autocheckpoint: u32,
+}
+
 /// The queue shared by the runtime thread and the writer thread.
 pub struct Store {
     queue: Mutex<Queue>,
@@ -150,11 +158,14 @@ impl Store {
     }
 
     /// The writer thread: opens the database and commits batch after batch.
-    pub fn run(&self, path: &Path, wal_autocheckpoint: u32) -> Result<()> {
+    pub fn run(&self, path: &Path, tuning: &Tuning) -> Result<()> {
         let conn = rusqlite::Connection::open(path)?;
+        // Before the first write: the page size of a new database.
+        conn.pragma_update(None, "page_size", tuning.page_size)?;
+        conn.pragma_update(None, "cache_size", -i64::from(tuning.cache_mib) * 1024)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "wal_autocheckpoint", wal_autocheckpoint)?;
+        conn.pragma_update(None, "wal_autocheckpoint", tuning.wal_autocheckpoint)?;
         // The least a durable mailbox store can do: append each envelope to a
         // rowid table (no index) and delete it by rowid, found in memory.
         conn.execute_batch(
