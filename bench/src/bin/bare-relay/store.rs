@@ -116,16 +116,18 @@ impl Store {
     /// writer if it sleeps.
     pub fn push<R>(&self, f: impl FnOnce(&mut Batch) -> R) -> R {
         let mut q = lock(&self.queue);
-        let full = q.pending.back().is_none_or(|b| b.ops.len() >= self.batch);
-        if full {
-            let mut b = q.spare.pop().unwrap_or_default();
-            b.bytes.reserve(q.bytes_hint);
-            q.pending.push_back(b);
-        }
-        let b = q.pending.back_mut().expect("a batch was just opened");
-        let r = f(b);
-        let n = b.bytes.len();
-        q.bytes_hint = q.bytes_hint.max(n);
+        let mut b = match q.pending.pop_back() {
+            Some(open) if open.ops.len() < self.batch => open,
+            full => {
+                q.pending.extend(full);
+                let mut b = q.spare.pop().unwrap_or_default();
+                b.bytes.reserve(q.bytes_hint);
+                b
+            }
+        };
+        let r = f(&mut b);
+        q.bytes_hint = q.bytes_hint.max(b.bytes.len());
+        q.pending.push_back(b);
         if q.idle {
             q.idle = false;
             self.wake_writer.notify_one();
@@ -306,4 +308,124 @@ impl Hasher for RandomKey {
 
     // The slice length written before the bytes of an id adds nothing.
     fn write_usize(&mut self, _: usize) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const A: ConnId = ConnId {
+        index: 0,
+        generation: 0,
+    };
+
+    fn deposit(store: &Store, to: MailboxId, n: u8) -> EnvelopeId {
+        let envelope = northstar_core::sealed::Envelope::from_parts(to, vec![n; 100]).unwrap();
+        let encoded = envelope.encode();
+        let id = EnvelopeId::of(&encoded);
+        store.push(|b| {
+            let at = b.bytes.len();
+            wire::deliver(&mut b.bytes, id.as_bytes(), &encoded);
+            b.ops.push(Op::Insert {
+                conn: A,
+                request_id: u32::from(n),
+                reply: Some(1),
+                to,
+                at: at as u32,
+                len: (b.bytes.len() - at) as u32,
+            });
+        });
+        id
+    }
+
+    fn ack(store: &Store, mailbox: MailboxId, ids: &[EnvelopeId]) {
+        store.push(|b| {
+            let at = b.bytes.len();
+            for id in ids {
+                b.bytes.extend_from_slice(id.as_bytes());
+            }
+            b.ops.push(Op::Delete {
+                conn: A,
+                request_id: 9,
+                mailbox,
+                at: at as u32,
+                count: ids.len() as u16,
+                deleted: 0,
+            });
+        });
+    }
+
+    /// Waits for the writer to hand back committed batches.
+    fn committed(store: &Store) -> Vec<Batch> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut got = Vec::new();
+        while got.is_empty() {
+            assert!(Instant::now() < deadline, "nothing committed");
+            std::thread::sleep(Duration::from_millis(10));
+            store.take_committed(&mut got);
+        }
+        got
+    }
+
+    fn rows(path: &Path) -> i64 {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn writes_come_back_after_their_commit_and_acks_delete_only_their_mailbox() {
+        let dir = std::env::temp_dir().join(format!("bare-relay-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bare.db");
+        let _ = std::fs::remove_file(&path);
+        let store = Arc::new(Store::new(256));
+        let writer = store.clone();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let tuning = Tuning {
+                page_size: 16384,
+                cache_mib: 8,
+                wal_autocheckpoint: 100,
+            };
+            writer.run(&p, &tuning)
+        });
+        let (alice, bob) = (
+            MailboxId::from_bytes([1; 32]),
+            MailboxId::from_bytes([2; 32]),
+        );
+        let ids = [deposit(&store, alice, 1), deposit(&store, alice, 2)];
+        deposit(&store, bob, 3);
+        let mut inserted = 0;
+        while inserted < 3 {
+            for b in committed(&store) {
+                inserted += b.ops.len();
+                store.recycle(b);
+            }
+        }
+        // Handed back only once committed: another connection sees them.
+        assert_eq!(rows(&path), 3);
+
+        // Bob cannot delete Alice's envelopes; Alice deletes hers once.
+        ack(&store, bob, &ids);
+        ack(&store, alice, &ids);
+        ack(&store, alice, &ids);
+        let mut deleted = Vec::new();
+        while deleted.len() < 3 {
+            for b in committed(&store) {
+                for op in &b.ops {
+                    if let Op::Delete { deleted: n, .. } = op {
+                        deleted.push(*n);
+                    }
+                }
+                store.recycle(b);
+            }
+        }
+        assert_eq!(deleted, [0, 2, 0]);
+        assert_eq!(rows(&path), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
