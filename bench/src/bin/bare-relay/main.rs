@@ -71,7 +71,9 @@ struct Args {
     /// Directory of the SQLite file (sqlite-batch mode).
     #[arg(long)]
     db: Option<PathBuf>,
-    /// Most writes (envelopes stored, acknowledgement frames) per transaction (sqlite-batch mode).
+    /// Most writes (envelopes stored, acknowledgement frames) per
+    /// transaction (sqlite-batch mode); a deposit frame's envelopes are
+    /// never split between two transactions.
     #[arg(long, default_value_t = 256)]
     batch: usize,
     /// Bytes read from a socket at a time (the relay reads 4 KiB; the
