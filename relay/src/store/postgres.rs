@@ -32,7 +32,8 @@
 //!   applied, under an advisory lock so nodes starting together migrate once.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -43,17 +44,19 @@ use northstar_core::frame::{ONE_TIME_PREKEY_LEN, OneTimePrekey};
 use northstar_core::ids::{EnvelopeId, MailboxId};
 use northstar_core::keys::{Ed25519Public, MailboxPublic, X25519Public};
 use northstar_core::sealed::Envelope;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls, Transaction};
 
-use super::{
-    Admit, DepositOutcome, DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps,
-    PrekeyCounts, PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope,
-    SweepCounts, Wakeup, admit, by_recipient, i64_of, id32, pq_prekey, time_of,
-};
 use super::{BlobQuotas, NewChunk, admit_chunk};
+use super::{
+    DepositOutcome, DirectoryRecord, MailboxRecord, NewEnvelope, PrekeyBundle, PrekeyCaps,
+    PrekeyCounts, PrekeyUpload, Quotas, StateBlob, Store, StoreError, StoreFuture, StoredEnvelope,
+    SweepCounts, Wakeup, i64_of, id32, pq_prekey, time_of,
+};
+
+mod writer;
 
 /// Schema migrations; entry `n` moves `schema_version` from `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -128,7 +131,42 @@ const MIGRATIONS: &[&str] = &[
     );
 ",
     MIGRATION_BLOBS,
+    MIGRATION_STATEMENT_COUNTERS,
 ];
+
+/// Migration: the per-mailbox counters kept per statement rather than per
+/// row (issue 22): a group commit inserts or deletes hundreds of envelopes
+/// in one statement, and one `UPDATE` per mailbox touched (from the
+/// statement's transition table) replaces one per envelope. A separate
+/// step so a merge with other migrations only renumbers it.
+const MIGRATION_STATEMENT_COUNTERS: &str = "
+    DROP TRIGGER envelopes_count ON envelopes;
+    DROP FUNCTION envelopes_count();
+    CREATE FUNCTION envelopes_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE mailboxes SET envelope_count = envelope_count + d.n,
+                             envelope_bytes = envelope_bytes + d.b
+        FROM (SELECT mailbox, COUNT(*) AS n, SUM(length(ciphertext)) AS b
+              FROM added GROUP BY mailbox) AS d
+        WHERE mailboxes.id = d.mailbox;
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION envelopes_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE mailboxes SET envelope_count = envelope_count - d.n,
+                             envelope_bytes = envelope_bytes - d.b
+        FROM (SELECT mailbox, COUNT(*) AS n, SUM(length(ciphertext)) AS b
+              FROM removed GROUP BY mailbox) AS d
+        WHERE mailboxes.id = d.mailbox;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER envelopes_added AFTER INSERT ON envelopes
+        REFERENCING NEW TABLE AS added
+        FOR EACH STATEMENT EXECUTE FUNCTION envelopes_added();
+    CREATE TRIGGER envelopes_removed AFTER DELETE ON envelopes
+        REFERENCING OLD TABLE AS removed
+        FOR EACH STATEMENT EXECUTE FUNCTION envelopes_removed();
+";
 
 /// Migration: attachment blobs (issue 21); see the SQLite store's. A
 /// separate step so a merge with other migrations only renumbers it.
@@ -185,13 +223,9 @@ const MIGRATION_PER_MAILBOX_SEQ: &str = "
     DROP INDEX envelopes_mailbox_seq;
 ";
 
-/// Stores one envelope under the next sequence number of its mailbox (the
-/// caller holds the mailbox's row lock); a copy already held is ignored.
-const INSERT_ENVELOPE_SQL: &str = "INSERT INTO envelopes (mailbox, seq, id, expires_at, ciphertext)
-     VALUES ($1, COALESCE((SELECT MAX(seq) FROM envelopes WHERE mailbox = $1), 0) + 1, $2, $3, $4)
-     ON CONFLICT (mailbox, id) DO NOTHING";
-
-/// The notification channel deposits signal on (payload: a mailbox id in hex).
+/// The notification channel deposits signal on (payload: the depositing
+/// node's tag, then the recipients' mailbox ids in hex, space-separated;
+/// see [`writer::notify_payloads`]).
 pub const NOTIFY_CHANNEL: &str = "northstar_deposit";
 
 /// Advisory lock key held while migrating (any constant unique to us).
@@ -199,9 +233,11 @@ const MIGRATION_LOCK: i64 = 0x6e6f_7274_6873_0001;
 /// Advisory lock key held by the node that sweeps.
 const SWEEP_LOCK: i64 = 0x6e6f_7274_6873_0002;
 
-/// Default pool size per node: enough for the commands of many connections
-/// in flight (each holds a connection for one transaction only); a server's
-/// `max_connections` must exceed nodes × (this + 1 listener).
+/// Default pool size per node: enough for the reads of many connections
+/// in flight (each holds a connection for one statement or transaction
+/// only; deposits and acknowledgements go through the writer's own
+/// connection); a server's `max_connections` must exceed
+/// nodes × (this + 1 listener + 1 writer).
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// How often a transaction that lost a deadlock or a serialization race is
@@ -219,12 +255,16 @@ const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct PostgresOptions {
     /// Most pooled connections of this node.
     pub pool_size: usize,
+    /// Most deposits and acknowledgements committed in one transaction by
+    /// the node's writer (the `write_batch` setting, shared with SQLite).
+    pub write_batch: usize,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
         PostgresOptions {
             pool_size: DEFAULT_POOL_SIZE,
+            write_batch: super::sqlite::DEFAULT_WRITE_BATCH,
         }
     }
 }
@@ -235,6 +275,11 @@ pub struct PostgresStore {
     closed: AtomicBool,
     wakeups: std::sync::Mutex<Option<mpsc::Receiver<Wakeup>>>,
     listener: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The queue in front of this node's writer (group commit).
+    writer: mpsc::Sender<writer::Msg>,
+    writer_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Groups the writer committed or tried (tests).
+    groups: Arc<AtomicU64>,
 }
 
 impl core::fmt::Debug for PostgresStore {
@@ -356,6 +401,7 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> 
 /// [`Wakeup::All`], then forward notifications until the connection ends.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    own: &str,
     out: &mpsc::Sender<Wakeup>,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
@@ -379,12 +425,10 @@ async fn listen_once(
             return Ok(());
         }
         while let Some(payload) = nrx.recv().await {
-            let wakeup = match MailboxId::from_hex(&payload) {
-                Some(id) => Wakeup::Mailbox(id),
-                None => Wakeup::All,
-            };
-            if out.send(wakeup).await.is_err() {
-                return Ok(());
+            for wakeup in writer::parse_payload(&payload, own) {
+                if out.send(wakeup).await.is_err() {
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -396,10 +440,10 @@ async fn listen_once(
 }
 
 /// Keeps one listening connection open for the life of the store.
-async fn listen_loop(config: tokio_postgres::Config, out: mpsc::Sender<Wakeup>) {
+async fn listen_loop(config: tokio_postgres::Config, own: String, out: mpsc::Sender<Wakeup>) {
     let mut backoff = Duration::from_millis(100);
     while !out.is_closed() {
-        match listen_once(&config, &out).await {
+        match listen_once(&config, &own, &out).await {
             Ok(()) => tracing::warn!("notification connection closed; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "notification connection failed; reconnecting"),
         }
@@ -430,14 +474,49 @@ impl PostgresStore {
             .max_size(options.pool_size.max(1))
             .build()
             .map_err(|_| StoreError::Closed)?;
+        // This node's tag in its notifications (random per start, nothing
+        // else): its listener skips them, its deposits being delivered in
+        // memory already.
+        let mut raw = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
+        let node = format!("{:016x}", u64::from_be_bytes(raw));
         let (tx, rx) = mpsc::channel(WAKEUP_QUEUE_DEPTH);
-        let listener = tokio::spawn(listen_loop(config, tx));
+        let listener = tokio::spawn(listen_loop(config.clone(), node.clone(), tx));
+        let (wtx, wrx) = mpsc::channel(writer::WRITE_QUEUE_DEPTH);
+        let groups = Arc::new(AtomicU64::new(0));
+        let writer_task = tokio::spawn(writer::run(
+            config,
+            node,
+            options.write_batch.max(1),
+            wrx,
+            groups.clone(),
+        ));
         Ok(PostgresStore {
             pool,
             closed: AtomicBool::new(false),
             wakeups: std::sync::Mutex::new(Some(rx)),
             listener: std::sync::Mutex::new(Some(listener)),
+            writer: wtx,
+            writer_task: std::sync::Mutex::new(Some(writer_task)),
+            groups,
         })
+    }
+
+    /// Queues a job for the writer and waits for its answer (given after
+    /// its group's `COMMIT` returned).
+    async fn write<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
+    ) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(writer::Msg::Job(job(reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -496,87 +575,15 @@ impl Store for PostgresStore {
     }
 
     fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, DepositOutcome> {
-        Box::pin(async move {
-            let mut parts = by_recipient(&batch);
-            parts.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            in_tx!(self, |tx| {
-                // Lock every recipient in id order: concurrent batches on
-                // other nodes queue behind us instead of deadlocking, and
-                // the quota counters read below cannot move under us.
-                // An unknown recipient's envelopes are refused; the others
-                // go on.
-                let mut out = DepositOutcome::default();
-                let mut known = Vec::with_capacity(parts.len());
-                for (to, positions) in &parts {
-                    if lock_mailbox(&tx, to).await? {
-                        known.push((*to, positions.clone()));
-                    } else {
-                        out.unknown.extend(positions.iter().copied());
-                    }
-                }
-                let insert = tx.prepare_cached(INSERT_ENVELOPE_SQL).await.map_err(db)?;
-                for (to, positions) in &known {
-                    let m = &to.as_bytes()[..];
-                    let row = tx
-                        .query_one(
-                            "SELECT envelope_count, envelope_bytes + blob_bytes FROM mailboxes WHERE id = $1",
-                            &[&m],
-                        )
-                        .await
-                        .map_err(db)?;
-                    let (count, bytes): (i64, i64) = (row.get(0), row.get(1));
-                    let ids: Vec<&[u8]> = positions
-                        .iter()
-                        .map(|&i| &batch[i].id.as_bytes()[..])
-                        .collect();
-                    let held_ids: Vec<Vec<u8>> = tx
-                        .query(
-                            "SELECT id FROM envelopes WHERE mailbox = $1 AND id = ANY($2)",
-                            &[&m, &ids],
-                        )
-                        .await
-                        .map_err(db)?
-                        .iter()
-                        .map(|r| r.get(0))
-                        .collect();
-                    let held: Vec<bool> = ids
-                        .iter()
-                        .map(|id| held_ids.iter().any(|h| h[..] == id[..]))
-                        .collect();
-                    let held_now = (count.max(0) as u64, bytes.max(0) as u64);
-                    match admit(&batch, positions, &held, held_now, quotas) {
-                        Admit::Refuse(at) => out.over_quota.extend(at),
-                        Admit::Store(at) => {
-                            for i in at {
-                                let e = &batch[i];
-                                out.stored += tx
-                                    .execute(
-                                        &insert,
-                                        &[
-                                            &m,
-                                            &&e.id.as_bytes()[..],
-                                            &i64_of(e.expires_at),
-                                            &e.envelope.ciphertext(),
-                                        ],
-                                    )
-                                    .await
-                                    .map_err(db)?;
-                            }
-                            // Delivered to listeners on commit, dropped on rollback.
-                            tx.execute(
-                                "SELECT pg_notify($1, $2)",
-                                &[&NOTIFY_CHANNEL, &to.to_hex()],
-                            )
-                            .await
-                            .map_err(db)?;
-                        }
-                    }
-                }
-                out.over_quota.sort_unstable();
-                out.unknown.sort_unstable();
-                Ok::<DepositOutcome, StoreError>(out)
-            })
-        })
+        // Committed with whatever else the node's connections queued
+        // meanwhile (module `writer`): recipients locked in id order, the
+        // quota decided per recipient from the trigger-kept counters,
+        // `NOTIFY` on commit.
+        Box::pin(self.write(move |reply| writer::Job::Deposit {
+            batch,
+            quotas,
+            reply,
+        }))
     }
 
     fn pending(
@@ -613,21 +620,13 @@ impl Store for PostgresStore {
     }
 
     fn ack(&self, mailbox: MailboxId, ids: Vec<EnvelopeId>) -> StoreFuture<'_, u64> {
-        Box::pin(async move {
-            let ids: Vec<&[u8]> = ids.iter().map(|i| &i.as_bytes()[..]).collect();
-            in_tx!(self, |tx| {
-                // Same lock order as deposits (mailbox row first).
-                lock_mailbox(&tx, &mailbox).await?;
-                let n = tx
-                    .execute(
-                        "DELETE FROM envelopes WHERE mailbox = $1 AND id = ANY($2)",
-                        &[&&mailbox.as_bytes()[..], &ids],
-                    )
-                    .await
-                    .map_err(db)?;
-                Ok::<u64, StoreError>(n)
-            })
-        })
+        self.ack_many(vec![(mailbox, ids)])
+    }
+
+    fn ack_many(&self, acks: Vec<(MailboxId, Vec<EnvelopeId>)>) -> StoreFuture<'_, u64> {
+        // One deletion for the whole group (module `writer`), after the
+        // mailboxes' row locks in the deposits' order.
+        Box::pin(self.write(move |reply| writer::Job::Ack { acks, reply }))
     }
 
     fn put_directory(&self, dir: DirectoryRecord) -> StoreFuture<'_, ()> {
@@ -1068,10 +1067,27 @@ impl Store for PostgresStore {
         })
     }
 
+    fn queue_depth(&self) -> Option<usize> {
+        Some(
+            self.writer
+                .max_capacity()
+                .saturating_sub(self.writer.capacity()),
+        )
+    }
+
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            // Calls in flight hold their connection until they commit.
+            // Calls in flight hold their connection until they commit; the
+            // writer commits what was queued before it is told to close.
             self.closed.store(true, Ordering::Release);
+            let (done, closed) = oneshot::channel();
+            if self.writer.send(writer::Msg::Close(done)).await.is_ok() {
+                let _ = closed.await;
+            }
+            let handle = self.writer_task.lock().ok().and_then(|mut h| h.take());
+            if let Some(h) = handle {
+                let _ = h.await;
+            }
             let handle = self.listener.lock().ok().and_then(|mut h| h.take());
             if let Some(h) = handle {
                 h.abort();
