@@ -1581,4 +1581,275 @@ mod tests {
         a.close().await.unwrap();
         b.close().await.unwrap();
     }
+
+    /// A node's own deposits are delivered in memory by the relay: its
+    /// listener skips their notifications, while the other node gets one
+    /// wake-up per recipient of the group.
+    #[tokio::test]
+    async fn a_node_is_not_woken_by_its_own_deposits() {
+        use super::super::contract::{keys, new_env};
+        let url = database_or_skip!();
+        let a = PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let b = PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let (mut wake_a, mut wake_b) = (a.take_wakeups().unwrap(), b.take_wakeups().unwrap());
+        for w in [&mut wake_a, &mut wake_b] {
+            let first = tokio::time::timeout(Duration::from_secs(10), w.recv()).await;
+            assert_eq!(first.unwrap(), Some(Wakeup::All));
+        }
+        let (k1, k2) = (keys(1), keys(2));
+        a.register(k1, false).await.unwrap();
+        a.register(k2, false).await.unwrap();
+        let q = Quotas {
+            max_envelopes: 10,
+            max_bytes: 1 << 20,
+        };
+        a.deposit(
+            vec![new_env(k1.id(), 1, 60, 7200), new_env(k2.id(), 2, 60, 7200)],
+            q,
+        )
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let w = tokio::time::timeout(Duration::from_secs(10), wake_b.recv()).await;
+            got.push(w.unwrap().unwrap());
+        }
+        got.sort_by_key(|w| match w {
+            Wakeup::Mailbox(m) => *m.as_bytes(),
+            Wakeup::All => [0; 32],
+        });
+        let mut want = vec![Wakeup::Mailbox(k1.id()), Wakeup::Mailbox(k2.id())];
+        want.sort_by_key(|w| match w {
+            Wakeup::Mailbox(m) => *m.as_bytes(),
+            Wakeup::All => [0; 32],
+        });
+        assert_eq!(got, want);
+        // By now a's listener had the same notification: it woke nothing.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), wake_a.recv())
+                .await
+                .is_err()
+        );
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+
+    /// The per-mailbox counters against a recount, for every way envelopes
+    /// and blobs come and go.
+    async fn assert_counters_match(s: &PostgresStore) {
+        let client = s.client().await.unwrap();
+        let rows = client
+            .query(
+                "SELECT m.id, m.envelope_count, m.envelope_bytes,
+                        (SELECT COUNT(*) FROM envelopes e WHERE e.mailbox = m.id),
+                        (SELECT COALESCE(SUM(length(ciphertext)), 0)::bigint
+                         FROM envelopes e WHERE e.mailbox = m.id)
+                 FROM mailboxes m",
+                &[],
+            )
+            .await
+            .unwrap();
+        for r in rows {
+            let (count, bytes, recount, rebytes): (i64, i64, i64, i64) =
+                (r.get(1), r.get(2), r.get(3), r.get(4));
+            assert_eq!((count, bytes), (recount, rebytes));
+        }
+    }
+
+    /// Hundreds of concurrent deposits and acknowledgements commit in a
+    /// few groups; every deposit is stored once, the quota holds exactly,
+    /// and the statement-level counters match a recount throughout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_group_commit_and_keep_the_counters() {
+        use super::super::contract::{keys, new_env};
+        let url = database_or_skip!();
+        let s = Arc::new(
+            PostgresStore::open(&url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        );
+        let boxes: Vec<MailboxId> = (1..=5).map(|i| keys(i).id()).collect();
+        for i in 1..=5 {
+            s.register(keys(i), false).await.unwrap();
+        }
+        // Mailbox 5 takes 30 envelopes at most.
+        let q = |m: &MailboxId| Quotas {
+            max_envelopes: if *m == boxes[4] { 30 } else { 1000 },
+            max_bytes: 1 << 20,
+        };
+        let mut tasks = Vec::new();
+        for i in 0..400u32 {
+            let s = s.clone();
+            let to = boxes[i as usize % 5];
+            let quotas = q(&to);
+            tasks.push(tokio::spawn(async move {
+                let e = new_env(to, (i % 250) as u8, 48 + (i / 250) as usize, 7200);
+                s.deposit(vec![e], quotas).await.unwrap()
+            }));
+        }
+        let mut stored = 0;
+        let mut refused = 0;
+        for t in tasks {
+            let o = t.await.unwrap();
+            stored += o.stored;
+            refused += o.over_quota.len();
+        }
+        assert_eq!(refused, 50, "mailbox 5 refuses every deposit past 30");
+        assert_eq!(stored, 350);
+        let groups = s.groups.load(Ordering::Relaxed);
+        assert!(groups < 200, "400 concurrent deposits took {groups} groups");
+        assert_counters_match(&s).await;
+
+        // Acknowledgements from many connections at once, one mailbox's
+        // ids twice and another's under the wrong mailbox.
+        let mut acks = Vec::new();
+        for m in &boxes {
+            let ids: Vec<EnvelopeId> = s
+                .pending(*m, UnixTime(0), 1000)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            acks.push((*m, ids));
+        }
+        let before = s.groups.load(Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for (m, ids) in acks.clone() {
+            for chunk in ids.chunks(7) {
+                let s = s.clone();
+                let chunk = chunk.to_vec();
+                tasks.push(tokio::spawn(async move { s.ack(m, chunk).await.unwrap() }));
+            }
+        }
+        // The same ids again (counted once over the two), and under another mailbox (none).
+        let again = {
+            let s = s.clone();
+            let (m, ids) = acks[0].clone();
+            let other = boxes[1];
+            tokio::spawn(async move {
+                s.ack_many(vec![(m, ids.clone()), (other, ids)])
+                    .await
+                    .unwrap()
+            })
+        };
+        let mut deleted = 0;
+        for t in tasks {
+            deleted += t.await.unwrap();
+        }
+        deleted += again.await.unwrap();
+        assert_eq!(deleted, 350);
+        assert!(s.groups.load(Ordering::Relaxed) - before < 40);
+        for m in &boxes {
+            assert!(s.pending(*m, UnixTime(0), 10).await.unwrap().is_empty());
+        }
+        assert_counters_match(&s).await;
+        let client = s.client().await.unwrap();
+        let left: i64 = client
+            .query_one(
+                "SELECT COALESCE(SUM(envelope_count), 0)::bigint + COALESCE(SUM(envelope_bytes), 0)::bigint FROM mailboxes",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0);
+        drop(client);
+
+        // Sweeps and deleted mailboxes keep them too.
+        s.deposit(
+            vec![
+                new_env(boxes[0], 1, 60, 3600),
+                new_env(boxes[0], 2, 70, 7200),
+            ],
+            q(&boxes[0]),
+        )
+        .await
+        .unwrap();
+        s.deposit(vec![new_env(boxes[1], 3, 80, 3600)], q(&boxes[1]))
+            .await
+            .unwrap();
+        assert_eq!(s.sweep(UnixTime(3600)).await.unwrap().envelopes, 2);
+        assert_counters_match(&s).await;
+        assert!(s.delete_mailbox(boxes[0]).await.unwrap());
+        assert_counters_match(&s).await;
+        s.close().await.unwrap();
+    }
+
+    /// A write that fails inside a group (here a deposit the database
+    /// refuses, through a constraint only this test adds) changes nothing,
+    /// gets its error, and every other write of the group commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_in_a_group_changes_nothing_and_the_others_commit() {
+        use super::super::contract::{keys, new_env};
+        let url = database_or_skip!();
+        let s = Arc::new(
+            PostgresStore::open(&url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        );
+        s.client()
+            .await
+            .unwrap()
+            .batch_execute(
+                "ALTER TABLE envelopes ADD CONSTRAINT test_poison CHECK (get_byte(ciphertext, 0) <> 255)",
+            )
+            .await
+            .unwrap();
+        let (a, b) = (keys(1).id(), keys(2).id());
+        s.register(keys(1), false).await.unwrap();
+        s.register(keys(2), false).await.unwrap();
+        let q = Quotas {
+            max_envelopes: 1000,
+            max_bytes: 1 << 20,
+        };
+        s.deposit(vec![new_env(b, 7, 50, 7200)], q).await.unwrap();
+        let old = s.pending(b, UnixTime(0), 10).await.unwrap()[0].id;
+        for round in 0..5u8 {
+            let mut tasks = Vec::new();
+            for i in 0..60u8 {
+                let s = s.clone();
+                tasks.push(tokio::spawn(async move {
+                    // The poisoned one also carries a good envelope: none of
+                    // its batch may be stored.
+                    let batch = if i == 30 {
+                        vec![new_env(a, 200 + round, 50, 7200), new_env(b, 255, 50, 7200)]
+                    } else {
+                        vec![new_env(a, i, 48 + usize::from(round), 7200)]
+                    };
+                    (i, s.deposit(batch, q).await)
+                }));
+            }
+            let acker = {
+                let s = s.clone();
+                tokio::spawn(async move { s.ack(b, vec![old]).await })
+            };
+            for t in tasks {
+                match t.await.unwrap() {
+                    (30, r) => assert!(r.is_err(), "the poisoned deposit fails"),
+                    (i, r) => assert_eq!(r.unwrap().stored, 1, "deposit {i} stored"),
+                }
+            }
+            assert_eq!(acker.await.unwrap().unwrap(), u64::from(round == 0));
+            let held: Vec<u8> = s
+                .pending(a, UnixTime(0), 1000)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.envelope.ciphertext()[0])
+                .collect();
+            assert_eq!(held.len(), 59 * (usize::from(round) + 1));
+            assert!(
+                !held.contains(&(200 + round)),
+                "nothing of the failing write"
+            );
+        }
+        assert!(s.pending(b, UnixTime(0), 10).await.unwrap().is_empty());
+        assert_counters_match(&s).await;
+        s.close().await.unwrap();
+    }
 }
