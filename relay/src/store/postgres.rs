@@ -42,8 +42,7 @@ use northstar_core::UnixTime;
 use northstar_core::attachment::BlobId;
 use northstar_core::frame::{ONE_TIME_PREKEY_LEN, OneTimePrekey};
 use northstar_core::ids::{EnvelopeId, MailboxId};
-use northstar_core::keys::{Ed25519Public, MailboxPublic, X25519Public};
-use northstar_core::sealed::Envelope;
+use northstar_core::keys::MailboxPublic;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
@@ -56,6 +55,7 @@ use super::{
     SweepCounts, Wakeup, i64_of, id32, pq_prekey, time_of,
 };
 
+mod reader;
 mod writer;
 
 /// Schema migrations; entry `n` moves `schema_version` from `n` to `n + 1`.
@@ -236,8 +236,8 @@ const SWEEP_LOCK: i64 = 0x6e6f_7274_6873_0002;
 /// Default pool size per node: enough for the reads of many connections
 /// in flight (each holds a connection for one statement or transaction
 /// only; deposits and acknowledgements go through the writer's own
-/// connection); a server's `max_connections` must exceed
-/// nodes × (this + 1 listener + 1 writer).
+/// connection, lookups through the readers'); a server's `max_connections`
+/// must exceed nodes × (this + 1 listener + 1 writer + 2 readers).
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// How often a transaction that lost a deadlock or a serialization race is
@@ -278,7 +278,11 @@ pub struct PostgresStore {
     /// The queue in front of this node's writer (group commit).
     writer: mpsc::Sender<writer::Msg>,
     writer_task: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// Groups the writer committed or tried (tests).
+    /// The queue in front of this node's readers (batched lookups).
+    reader: mpsc::Sender<reader::Read>,
+    reader_tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Groups the writer committed or tried (read by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     groups: Arc<AtomicU64>,
 }
 
@@ -482,10 +486,24 @@ impl PostgresStore {
         let node = format!("{:016x}", u64::from_be_bytes(raw));
         let (tx, rx) = mpsc::channel(WAKEUP_QUEUE_DEPTH);
         let listener = tokio::spawn(listen_loop(config.clone(), node.clone(), tx));
+        // The writer's and the readers' own connections, opened now: a
+        // node that cannot have them does not start.
+        let write_conn = writer::Conn::open(&config).await.map_err(db)?;
+        let mut read_conns = Vec::with_capacity(reader::READERS);
+        for _ in 0..reader::READERS {
+            read_conns.push(reader::Conn::open(&config).await?);
+        }
+        let (rtx, rrx) = mpsc::channel(reader::READ_QUEUE_DEPTH);
+        let rrx = Arc::new(tokio::sync::Mutex::new(rrx));
+        let reader_tasks = read_conns
+            .into_iter()
+            .map(|c| tokio::spawn(reader::run(config.clone(), c, rrx.clone())))
+            .collect();
         let (wtx, wrx) = mpsc::channel(writer::WRITE_QUEUE_DEPTH);
         let groups = Arc::new(AtomicU64::new(0));
         let writer_task = tokio::spawn(writer::run(
             config,
+            write_conn,
             node,
             options.write_batch.max(1),
             wrx,
@@ -498,8 +516,26 @@ impl PostgresStore {
             listener: std::sync::Mutex::new(Some(listener)),
             writer: wtx,
             writer_task: std::sync::Mutex::new(Some(writer_task)),
+            reader: rtx,
+            reader_tasks: std::sync::Mutex::new(reader_tasks),
             groups,
         })
+    }
+
+    /// Queues a read for the readers and waits for its answer.
+    async fn read<T>(
+        &self,
+        read: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> reader::Read,
+    ) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.reader
+            .send(read(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Queues a job for the writer and waits for its answer (given after
@@ -552,26 +588,8 @@ impl Store for PostgresStore {
     }
 
     fn mailbox(&self, id: MailboxId) -> StoreFuture<'_, Option<MailboxRecord>> {
-        Box::pin(async move {
-            let client = self.client().await?;
-            let row = client
-                .query_opt(
-                    "SELECT auth_pk, seal_pk, pow_required FROM mailboxes WHERE id = $1",
-                    &[&&id.as_bytes()[..]],
-                )
-                .await
-                .map_err(db)?;
-            row.map(|r| {
-                Ok(MailboxRecord {
-                    keys: MailboxPublic {
-                        auth: Ed25519Public(id32(r.get(0), "mailbox auth key")?),
-                        seal: X25519Public(id32(r.get(1), "mailbox seal key")?),
-                    },
-                    pow_required: r.get(2),
-                })
-            })
-            .transpose()
-        })
+        // Batched with the node's other lookups (module `reader`).
+        Box::pin(self.read(move |reply| reader::Read::Mailbox { id, reply }))
     }
 
     fn deposit(&self, batch: Vec<NewEnvelope>, quotas: Quotas) -> StoreFuture<'_, DepositOutcome> {
@@ -592,31 +610,13 @@ impl Store for PostgresStore {
         now: UnixTime,
         limit: usize,
     ) -> StoreFuture<'_, Vec<StoredEnvelope>> {
-        Box::pin(async move {
-            let client = self.client().await?;
-            let rows = client
-                .query(
-                    "SELECT id, expires_at, ciphertext FROM envelopes
-                     WHERE mailbox = $1 AND expires_at > $2 ORDER BY seq LIMIT $3",
-                    &[
-                        &&mailbox.as_bytes()[..],
-                        &i64_of(now),
-                        &i64::try_from(limit).unwrap_or(i64::MAX),
-                    ],
-                )
-                .await
-                .map_err(db)?;
-            rows.into_iter()
-                .map(|r| {
-                    Ok(StoredEnvelope {
-                        id: EnvelopeId::from_bytes(id32(r.get(0), "envelope id")?),
-                        expires_at: time_of(r.get(1)),
-                        envelope: Envelope::from_parts(mailbox, r.get(2))
-                            .map_err(|_| StoreError::Corrupt { what: "envelope" })?,
-                    })
-                })
-                .collect()
-        })
+        // Batched with the node's other pending reads (module `reader`).
+        Box::pin(self.read(move |reply| reader::Read::Pending {
+            mailbox,
+            now,
+            limit,
+            reply,
+        }))
     }
 
     fn ack(&self, mailbox: MailboxId, ids: Vec<EnvelopeId>) -> StoreFuture<'_, u64> {
@@ -1088,6 +1088,15 @@ impl Store for PostgresStore {
             if let Some(h) = handle {
                 let _ = h.await;
             }
+            // Reads still queued are answered `Closed` (their replies drop).
+            let readers = self
+                .reader_tasks
+                .lock()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default();
+            for h in readers {
+                h.abort();
+            }
             let handle = self.listener.lock().ok().and_then(|mut h| h.take());
             if let Some(h) = handle {
                 h.abort();
@@ -1127,6 +1136,8 @@ mod tests {
     use std::sync::Arc;
 
     use northstar_core::frame::OneTimePqPrekey;
+    use northstar_core::keys::X25519Public;
+    use northstar_core::sealed::Envelope;
 
     use super::*;
 
@@ -1636,6 +1647,81 @@ mod tests {
         );
         a.close().await.unwrap();
         b.close().await.unwrap();
+    }
+
+    /// Lookups and pending reads made at once are answered from batched
+    /// statements exactly as alone: unknown mailboxes, expiry, limits, the
+    /// same mailbox read twice, deposit order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reads_are_answered_as_single_ones() {
+        use super::super::contract::{keys, new_env};
+        let url = database_or_skip!();
+        let s = Arc::new(
+            PostgresStore::open(&url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        );
+        for i in 1..=3 {
+            s.register(keys(i), i == 2).await.unwrap();
+        }
+        let q = Quotas {
+            max_envelopes: 100,
+            max_bytes: 1 << 20,
+        };
+        // Mailbox 1: fills 1..=6, the even ones expiring at 3600.
+        for f in 1..=6u8 {
+            let expires = if f % 2 == 0 { 3600 } else { 7200 };
+            s.deposit(vec![new_env(keys(1).id(), f, 50, expires)], q)
+                .await
+                .unwrap();
+        }
+        s.deposit(vec![new_env(keys(2).id(), 9, 60, 7200)], q)
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..120u32 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let k = keys((i % 4 + 1) as u8);
+                match i % 3 {
+                    0 => {
+                        let r = s.mailbox(k.id()).await.unwrap();
+                        let want = (i % 4 < 3).then_some(MailboxRecord {
+                            keys: k,
+                            pow_required: i % 4 == 1,
+                        });
+                        assert_eq!(r, want, "lookup {i}");
+                    }
+                    _ => {
+                        let (now, limit) =
+                            [(0, 256), (3600, 256), (0, 2), (3600, 2)][i as usize / 4 % 4];
+                        let fills: Vec<u8> = s
+                            .pending(k.id(), UnixTime(now), limit)
+                            .await
+                            .unwrap()
+                            .iter()
+                            .map(|e| e.envelope.ciphertext()[0])
+                            .collect();
+                        let all: Vec<u8> = match i % 4 {
+                            0 if now == 0 => vec![1, 2, 3, 4, 5, 6],
+                            0 => vec![1, 3, 5],
+                            1 => vec![9],
+                            _ => vec![],
+                        };
+                        let want: Vec<u8> = all.into_iter().take(limit).collect();
+                        assert_eq!(fills, want, "pending {i}");
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        s.close().await.unwrap();
+        assert!(matches!(
+            s.pending(keys(1).id(), UnixTime(0), 10).await,
+            Err(StoreError::Closed)
+        ));
     }
 
     /// The per-mailbox counters against a recount, for every way envelopes

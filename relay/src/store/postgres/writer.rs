@@ -305,7 +305,7 @@ pub(super) fn parse_payload(payload: &str, own: &str) -> Vec<Wakeup> {
 }
 
 /// The writer's connection and its statements (prepared once per connection).
-struct Conn {
+pub(super) struct Conn {
     client: Client,
     task: tokio::task::JoinHandle<()>,
     lock: Statement,
@@ -317,7 +317,9 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(config: &tokio_postgres::Config) -> Result<Conn, tokio_postgres::Error> {
+    pub(super) async fn open(
+        config: &tokio_postgres::Config,
+    ) -> Result<Conn, tokio_postgres::Error> {
         let (client, connection) = config.connect(NoTls).await?;
         let task = tokio::spawn(async move {
             let _ = connection.await;
@@ -617,12 +619,13 @@ async fn run_group(c: &Conn, jobs: Vec<Job>, node: &str) {
 /// committed in one transaction.
 pub(super) async fn run(
     config: tokio_postgres::Config,
+    conn: Conn,
     node: String,
     batch: usize,
     mut rx: mpsc::Receiver<Msg>,
     groups: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
-    let mut conn: Option<Conn> = None;
+    let mut conn = Some(conn);
     let mut closing: Option<oneshot::Sender<()>> = None;
     while closing.is_none() {
         let Some(first) = rx.recv().await else {
