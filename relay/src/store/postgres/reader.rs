@@ -71,33 +71,41 @@ pub(super) enum Read {
     },
 }
 
-/// Takes the next batch: the first queued read, then whatever else is
-/// queued within the limits. `None` once the store is gone.
+/// Takes the next batch: the first queued read (or the one this task held
+/// back from its last batch), then whatever else is queued within the
+/// limits. `None` once the store is gone.
+///
+/// A held-back read never waits for the queue's lock: the other task may
+/// hold it while waiting for a new read, and none may come.
 async fn next_batch(
     rx: &Mutex<mpsc::Receiver<Read>>,
     held: &mut Option<Read>,
 ) -> Option<Vec<Read>> {
-    let mut rx = rx.lock().await;
-    let first = match held.take() {
-        Some(r) => r,
-        None => rx.recv().await?,
+    let (first, mut queue) = match held.take() {
+        Some(r) => (r, rx.try_lock().ok()),
+        None => {
+            let mut queue = rx.lock().await;
+            let r = queue.recv().await?;
+            (r, Some(queue))
+        }
     };
     let rows = |r: &Read| match r {
         Read::Pending { limit, .. } => *limit,
         Read::Mailbox { .. } => 0,
     };
-    let (mut lookups, mut pending_rows) = (
-        usize::from(matches!(first, Read::Mailbox { .. })),
-        rows(&first),
-    );
+    let mut lookups = usize::from(matches!(first, Read::Mailbox { .. }));
+    let mut pending_rows = rows(&first);
     let mut batch = vec![first];
-    while let Ok(r) = rx.try_recv() {
+    let Some(queue) = queue.as_mut() else {
+        return Some(batch);
+    };
+    while let Ok(r) = queue.try_recv() {
         let over = match &r {
             Read::Mailbox { .. } => lookups + 1 > READ_BATCH,
             Read::Pending { limit, .. } => pending_rows + limit > READ_BATCH_ROWS,
         };
         if over {
-            // First of the next batch.
+            // First of this task's next batch.
             *held = Some(r);
             break;
         }
