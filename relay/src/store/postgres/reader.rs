@@ -305,3 +305,57 @@ pub(super) async fn run(
         answer(conn.as_ref(), batch).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn pending(limit: usize) -> Read {
+        Read::Pending {
+            mailbox: MailboxId::from_bytes([1; 32]),
+            now: UnixTime(0),
+            limit,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    /// A read held back from a full batch goes out at once even while the
+    /// other reader holds the queue waiting for a read that never comes
+    /// (it once waited for that lock, and a subscriber's read stalled).
+    #[tokio::test]
+    async fn a_held_back_read_does_not_wait_for_the_other_readers_lock() {
+        let (tx, rx) = mpsc::channel(8);
+        let rx = Arc::new(Mutex::new(rx));
+        tx.send(pending(READ_BATCH_ROWS)).await.unwrap();
+        tx.send(pending(READ_BATCH_ROWS)).await.unwrap();
+        let mut held = None;
+        let first = next_batch(&rx, &mut held).await.unwrap();
+        assert_eq!(first.len(), 1, "one full read per batch");
+        assert!(held.is_some(), "the second is held back");
+        // The other reader now waits on the empty queue, holding it.
+        let other = {
+            let rx = rx.clone();
+            tokio::spawn(async move {
+                let mut none = None;
+                next_batch(&rx, &mut none).await.map(|b| b.len())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = tokio::time::timeout(Duration::from_secs(5), next_batch(&rx, &mut held))
+            .await
+            .expect("the held-back read waited for the other reader");
+        assert_eq!(second.unwrap().len(), 1);
+        assert!(held.is_none());
+        // The other reader takes the next read that comes.
+        tx.send(Read::Mailbox {
+            id: MailboxId::from_bytes([2; 32]),
+            reply: oneshot::channel().0,
+        })
+        .await
+        .unwrap();
+        assert_eq!(other.await.unwrap(), Some(1));
+        drop(tx);
+    }
+}
