@@ -5,29 +5,48 @@
 //! behind a load balancer with `--database postgres://…`; PostgreSQL brings
 //! replication and backups, so there is no home-made clustering here.
 //!
-//! - **Client.** `tokio-postgres` with a `deadpool-postgres` pool: plain
-//!   async, no compile-time query checking that would need a database at
-//!   build time (sqlx's macros), few dependencies, and direct access to
-//!   asynchronous notifications for `LISTEN`.
+//! - **Client.** `tokio-postgres`: plain async, no compile-time query
+//!   checking that would need a database at build time (sqlx's macros), few
+//!   dependencies, and direct access to asynchronous notifications for
+//!   `LISTEN`. A node holds a writer connection, two reader connections, a
+//!   listening connection, and a `deadpool-postgres` pool for the rest.
+//! - **Group commit per node** (module `writer`). Deposits and acknowledgements
+//!   from all of a node's connections are queued to one writer task, which
+//!   takes whatever is queued (up to [`PostgresOptions::write_batch`], the
+//!   `write_batch` setting SQLite uses too) and commits it in ONE
+//!   transaction of two pipelined round trips with multi-row statements
+//!   (`unnest` arrays) prepared once per connection: the recipients' and
+//!   acknowledged mailboxes' rows locked in id order, one `DELETE` for all
+//!   acknowledgements, one read of all recipients' counters and held
+//!   envelopes, each deposit decided in memory by `admit` exactly as
+//!   alone, one `INSERT` for every admitted envelope, one `pg_notify`
+//!   statement, `COMMIT`. A failed group is retried with a savepoint per
+//!   write (the slow path), so one bad write changes nothing and the others
+//!   commit. Concurrent mailbox lookups and pending reads are batched the
+//!   same way (module `reader`).
 //! - **Exactly once across nodes.** Every write is one transaction. A
 //!   one-time prekey is taken with `DELETE … RETURNING` on a row chosen
 //!   `FOR UPDATE SKIP LOCKED`; a directory is replaced by one
 //!   `INSERT … ON CONFLICT DO UPDATE … WHERE newer` statement, so two nodes
-//!   racing cannot roll it back; deposits lock the recipients' rows (in
-//!   id order, so no deadlock between batches) and check the quota from the
-//!   trigger-kept counters inside the transaction, so a quota holds across
-//!   nodes; the sweep runs on one node at a time (a transaction-scoped
-//!   advisory lock). Authentication challenges never reach the store: they
-//!   live in the connection's session, which lives on one node.
-//! - **Durability.** A call resolves `Ok` only after `COMMIT` returned, and
-//!   the relay refuses to start on a server with `fsync` or
-//!   `synchronous_commit` off.
-//! - **Live delivery across nodes.** A deposit sends `NOTIFY` with the
-//!   recipient's mailbox id (hex, nothing else) inside its transaction, so it
-//!   is delivered on commit. Each node keeps one dedicated connection that
-//!   `LISTEN`s and turns notifications into [`Wakeup`]s; after every
-//!   (re)connect it sends [`Wakeup::All`], so subscribers re-read what is
-//!   stored and a missed notification loses nothing.
+//!   racing cannot roll it back; a group locks its mailboxes' rows (in id
+//!   order, so no deadlock between nodes' groups) and checks each quota from
+//!   the counters kept by statement-level triggers inside the transaction,
+//!   so a quota holds across nodes; the sweep runs on one node at a time (a
+//!   transaction-scoped advisory lock). Authentication challenges never
+//!   reach the store: they live in the connection's session, which lives on
+//!   one node.
+//! - **Durability.** A call resolves `Ok` only after its `COMMIT` returned
+//!   (for a deposit or an acknowledgement, its group's), and the relay
+//!   refuses to start on a server with `fsync` or `synchronous_commit` off.
+//! - **Live delivery across nodes.** A group sends `NOTIFY` inside its
+//!   transaction, so it is delivered on commit: the node's random tag, then
+//!   the mailbox ids (hex) of the recipients it stored envelopes for, split
+//!   under PostgreSQL's 8000-byte payload limit. Each node keeps one
+//!   dedicated connection that `LISTEN`s and turns other nodes'
+//!   notifications into [`Wakeup`]s (its own deposits reach its subscribers
+//!   in memory); after every (re)connect it sends [`Wakeup::All`], so
+//!   subscribers re-read what is stored and a missed notification loses
+//!   nothing.
 //! - **Migrations** are numbered; table `schema_version` records the last
 //!   applied, under an advisory lock so nodes starting together migrate once.
 
@@ -225,7 +244,7 @@ const MIGRATION_PER_MAILBOX_SEQ: &str = "
 
 /// The notification channel deposits signal on (payload: the depositing
 /// node's tag, then the recipients' mailbox ids in hex, space-separated;
-/// see [`writer::notify_payloads`]).
+/// see `writer::notify_payloads`).
 pub const NOTIFY_CHANNEL: &str = "northstar_deposit";
 
 /// Advisory lock key held while migrating (any constant unique to us).
