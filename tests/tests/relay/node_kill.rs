@@ -265,7 +265,7 @@ async fn killing_a_node_mid_load_loses_no_acknowledged_deposit() {
         "node one's subscribers reconnected to the survivor"
     );
     // Nothing was delivered that no sender deposited.
-    let got = delivered.lock().unwrap();
+    let got = delivered.lock().unwrap().clone();
     for ids in got.values() {
         assert!(ids.iter().all(|id| attempted.contains(id)));
     }

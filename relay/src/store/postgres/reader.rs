@@ -57,6 +57,9 @@ const PENDING_SQL: &str = "SELECT w.m, e.id, e.expires_at, e.ciphertext
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// Pending reads waiting for the same statement, with their mailboxes.
+type PendingReads = Vec<(MailboxId, Reply<Vec<StoredEnvelope>>)>;
+
 /// One queued read and the caller waiting for it.
 pub(super) enum Read {
     Mailbox {
@@ -186,8 +189,7 @@ async fn answer(conn: Option<&Conn>, batch: Vec<Read>) {
         return;
     };
     let mut lookups: Vec<(MailboxId, Reply<Option<MailboxRecord>>)> = Vec::new();
-    let mut pending: HashMap<(UnixTime, usize), Vec<(MailboxId, Reply<Vec<StoredEnvelope>>)>> =
-        HashMap::new();
+    let mut pending: HashMap<(UnixTime, usize), PendingReads> = HashMap::new();
     for r in batch {
         match r {
             Read::Mailbox { id, reply } => lookups.push((id, reply)),
