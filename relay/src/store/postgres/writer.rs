@@ -524,15 +524,11 @@ async fn apply(
             .await
     };
     let close = c.client.batch_execute(bracket.close());
-    let (inserted, _, ()) = try_join3(insert, notify, close).await.map_err(db)?;
-    // A failed insert would also have failed the pipelined close (an
-    // aborted transaction's COMMIT rolls back): checked above, and the
-    // count must match what was decided.
-    if inserted != admitted.len() as u64 {
-        return Err(StoreError::Corrupt {
-            what: "envelope rows of a group commit",
-        });
-    }
+    // The insert stores every row or fails (no conflict clause: the rows
+    // were checked under the locks); a failed insert or notification
+    // aborts the transaction, and its pipelined COMMIT then rolls back:
+    // the error is returned and nothing of the group was stored.
+    try_join3(insert, notify, close).await.map_err(db)?;
     Ok(decided.answers)
 }
 
