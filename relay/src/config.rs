@@ -213,7 +213,7 @@ config! {
     prekey_fetches_per_minute: u32 = DEFAULT_PREKEY_FETCHES_PER_MINUTE, "NORTHSTAR_PREKEY_FETCHES_PER_MINUTE";
     /// Seconds between sweeps of expired envelopes and state [default: 300].
     sweep_interval_secs: u64 = DEFAULT_SWEEP_INTERVAL_SECS, "NORTHSTAR_SWEEP_INTERVAL_SECS";
-    /// Most writes committed in one SQLite transaction (group commit) [default: 256].
+    /// Most writes committed in one transaction (group commit: SQLite's writer, or each PostgreSQL node's) [default: 256].
     write_batch: usize = DEFAULT_WRITE_BATCH, "NORTHSTAR_WRITE_BATCH";
     /// Most pooled connections to PostgreSQL per node (PostgreSQL only) [default: 16].
     postgres_pool_size: usize = DEFAULT_POSTGRES_POOL_SIZE, "NORTHSTAR_POSTGRES_POOL_SIZE";

@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         Database::Postgres(url) => {
             let options = PostgresOptions {
                 pool_size: config.postgres_pool_size,
+                write_batch: config.write_batch,
             };
             Arc::new(
                 PostgresStore::open(url.expose(), options)

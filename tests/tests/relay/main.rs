@@ -10,6 +10,7 @@ mod faults;
 mod hostile;
 mod limits;
 mod metrics;
+mod node_kill;
 mod nodes;
 mod pressure;
 mod protocol;
