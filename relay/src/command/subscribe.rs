@@ -59,7 +59,15 @@ pub struct Deliveries {
     /// `Ack`s whose deletion is not committed yet, oldest first: their
     /// replies go out in this order, before the reply to any later request.
     acks: VecDeque<PendingAck>,
+    /// The ids of those `Ack`s: still stored until their deletion commits,
+    /// so a read of the store (a wake-up from another node, a full window)
+    /// must not push them again.
+    deleting: HashSet<EnvelopeId>,
 }
+
+/// Most `Ack`s of one connection whose deletion is not committed yet; the
+/// next one waits for the oldest (bounds what a connection holds).
+pub const MAX_PENDING_ACKS: usize = 64;
 
 /// Starts a live feed for the session's mailbox (in place of any earlier
 /// one), replies, and pushes what is stored.
@@ -130,10 +138,15 @@ pub async fn ack(
     // the deletion is committed, or it would push these back.
     let behind = deliveries.sub.as_ref().is_some_and(|sub| !sub.caught_up);
     let any = !ids.is_empty();
-    let done = relay.acks.submit(mailbox, ids, behind).await;
+    while deliveries.acks.len() >= MAX_PENDING_ACKS {
+        deliveries.flush_oldest_ack(dst).await?;
+    }
+    deliveries.deleting.extend(ids.iter().copied());
+    let done = relay.acks.submit(mailbox, ids.clone(), behind).await;
     deliveries.acks.push_back(PendingAck {
         request_id,
         acknowledged: u32::try_from(acknowledged).unwrap_or(u32::MAX),
+        ids,
         done,
     });
     if behind {
@@ -150,6 +163,7 @@ pub async fn ack(
 pub struct PendingAck {
     request_id: u32,
     acknowledged: u32,
+    ids: Vec<EnvelopeId>,
     done: AckDone,
 }
 
@@ -184,14 +198,23 @@ impl Deliveries {
     /// Resolves when the subscription's inbox is woken, or when the oldest
     /// pending `Ack` is committed; never with neither.
     pub async fn ready(&mut self) -> Ready {
-        let Deliveries { sub, acks, .. } = self;
+        let Deliveries {
+            sub,
+            acks,
+            deleting,
+            ..
+        } = self;
         let acked = async {
             match acks.front_mut() {
                 Some(p) => {
                     let committed = (&mut p.done).await;
                     let reply = p.reply(committed);
                     let id = p.request_id;
-                    acks.pop_front();
+                    if let Some(p) = acks.pop_front() {
+                        for id in &p.ids {
+                            deleting.remove(id);
+                        }
+                    }
                     (id, reply)
                 }
                 None => std::future::pending().await,
@@ -213,11 +236,22 @@ impl Deliveries {
     /// Waits for every pending `Ack` and writes their replies, in order
     /// (before the reply to any later request).
     pub async fn flush_acks(&mut self, dst: &mut Connection) -> Result<(), Closed> {
-        while let Some(mut p) = self.acks.pop_front() {
-            let committed = (&mut p.done).await;
-            write_reply(dst, p.request_id, p.reply(committed)).await?;
+        while !self.acks.is_empty() {
+            self.flush_oldest_ack(dst).await?;
         }
         Ok(())
+    }
+
+    /// Waits for the oldest pending `Ack` and writes its reply.
+    async fn flush_oldest_ack(&mut self, dst: &mut Connection) -> Result<(), Closed> {
+        let Some(mut p) = self.acks.pop_front() else {
+            return Ok(());
+        };
+        let committed = (&mut p.done).await;
+        for id in &p.ids {
+            self.deleting.remove(id);
+        }
+        write_reply(dst, p.request_id, p.reply(committed)).await
     }
 
     /// Ends the subscription, if any, and forgets what it pushed.
@@ -245,7 +279,7 @@ impl Deliveries {
                 sub.caught_up = false;
                 break;
             }
-            if self.sent.insert(push.id) {
+            if !self.deleting.contains(&push.id) && self.sent.insert(push.id) {
                 frames.push(push.frame);
             }
         }
@@ -288,7 +322,7 @@ impl Deliveries {
         sub.caught_up = pending.len() < DELIVERY_WINDOW;
         let frames = pending
             .into_iter()
-            .filter(|e| self.sent.insert(e.id))
+            .filter(|e| !self.deleting.contains(&e.id) && self.sent.insert(e.id))
             .map(|e| {
                 let deliver = ServerFrame::Deliver {
                     id: e.id,

@@ -150,3 +150,54 @@ async fn seeker_on_node_one_and_counselor_on_node_two_then_node_one_dies_under_l
         );
     }
 }
+
+/// Issue 22: acknowledgements are deleted in gathered writes, so for a few
+/// milliseconds an acknowledged envelope is still stored. A wake-up from
+/// another node makes the subscriber's connection read the store: what it
+/// acknowledged and is not yet deleted must not be pushed again.
+#[tokio::test]
+async fn an_acknowledged_envelope_is_not_pushed_again_by_a_wake_up_from_another_node() {
+    const N: u8 = 60;
+    // Deletions gathered for 200 ms: every wake-up in that time reads the
+    // acknowledged envelopes back from the store.
+    let Some((one, two)) = two_nodes(&["--ack-flush-ms", "200"]).await else {
+        return;
+    };
+    let mb = Mailbox::random();
+    let mut sub = two.client().await.unwrap();
+    sub.register(&mb, false).await.unwrap();
+    sub.request(ClientFrame::Subscribe).await.unwrap();
+    let mut dep = one.client().await.unwrap();
+    let mut seen: Vec<EnvelopeId> = Vec::new();
+    for i in 0..N {
+        dep.deposit(vec![seal(mb.id(), &[i; 30])], false)
+            .await
+            .unwrap();
+        // Take what has arrived, acknowledge it at once without waiting
+        // for `Acked`, and deposit the next one.
+        while let Ok(got) = tokio::time::timeout(Duration::from_millis(20), sub.recv_frame()).await
+        {
+            if let (0, ServerFrame::Deliver { id, .. }) = got.unwrap() {
+                seen.push(id);
+                let ack = ClientFrame::Ack { ids: vec![id] }
+                    .encode(10_000 + u32::from(i))
+                    .unwrap();
+                sub.send_raw(ack).await.unwrap();
+            }
+        }
+    }
+    while let Ok(got) = tokio::time::timeout(Duration::from_millis(500), sub.recv_frame()).await {
+        if let (0, ServerFrame::Deliver { id, .. }) = got.unwrap() {
+            seen.push(id);
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), usize::from(N), "every envelope delivered");
+    assert_eq!(
+        seen.len(),
+        usize::from(N),
+        "none delivered twice on one connection"
+    );
+}
