@@ -372,13 +372,12 @@ fn configure_pages(conn: &Connection, page_bytes: u32) -> Result<(), rusqlite::E
     // temporary file: no write syscalls for them, and no rollback images
     // of ciphertext in a temp file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Pages read through a memory map instead of a `pread` copy each, and
-    // a page cache that holds the envelope table's and indexes' hot pages
-    // under load (the 2 MiB default was re-reading them from the OS:
-    // a tenth of the relay's CPU at saturation). Neither changes what is
-    // written, or when.
+    // Pages read through a memory map instead of a `pread` copy each (the
+    // copies were a tenth of the relay's CPU at saturation). It changes
+    // nothing written, or when. (A 16 MiB page cache was tried too: it let
+    // a stalled subscriber's backlog grow the relay's memory past the
+    // bound `pressure.rs` holds it to, so SQLite's default 2 MiB stays.)
     conn.pragma_update(None, "mmap_size", SQLITE_MMAP_BYTES)?;
-    conn.pragma_update(None, "cache_size", -SQLITE_CACHE_KIB)?;
     // The WAL is checkpointed (and truncated) within `erase_within` of any
     // deletion anyway; the automatic checkpoint at SQLite's default 1,000
     // pages ran inside the commits, several times as often, copying pages
@@ -398,8 +397,6 @@ pub const DEFAULT_PAGE_BYTES: u32 = 4096;
 
 /// Bytes of the database file SQLite reads through a memory map.
 const SQLITE_MMAP_BYTES: i64 = 256 << 20;
-/// Page cache per connection, KiB (SQLite's default is 2,000).
-const SQLITE_CACHE_KIB: i64 = 16 << 10;
 
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
