@@ -185,6 +185,22 @@ impl PendingAck {
     }
 }
 
+/// Waits until the oldest pending `Ack` is committed (or failed), then
+/// takes it off the queue, lets its ids be pushed again from the store,
+/// and gives its request id and reply; `None` with nothing pending. Safe to
+/// cancel: the `Ack` stays queued until its deletion is settled.
+async fn settle_oldest(
+    acks: &mut VecDeque<PendingAck>,
+    deleting: &mut HashSet<EnvelopeId>,
+) -> Option<(u32, Result<ServerFrame, ErrorCode>)> {
+    let committed = (&mut acks.front_mut()?.done).await;
+    let p = acks.pop_front()?;
+    for id in &p.ids {
+        deleting.remove(id);
+    }
+    Some((p.request_id, p.reply(committed)))
+}
+
 /// What [`Deliveries::ready`] saw first.
 #[derive(Debug)]
 pub enum Ready {
@@ -205,18 +221,8 @@ impl Deliveries {
             ..
         } = self;
         let acked = async {
-            match acks.front_mut() {
-                Some(p) => {
-                    let committed = (&mut p.done).await;
-                    let reply = p.reply(committed);
-                    let id = p.request_id;
-                    if let Some(p) = acks.pop_front() {
-                        for id in &p.ids {
-                            deleting.remove(id);
-                        }
-                    }
-                    (id, reply)
-                }
+            match settle_oldest(acks, deleting).await {
+                Some(settled) => settled,
                 None => std::future::pending().await,
             }
         };
@@ -244,14 +250,10 @@ impl Deliveries {
 
     /// Waits for the oldest pending `Ack` and writes its reply.
     async fn flush_oldest_ack(&mut self, dst: &mut Connection) -> Result<(), Closed> {
-        let Some(mut p) = self.acks.pop_front() else {
-            return Ok(());
-        };
-        let committed = (&mut p.done).await;
-        for id in &p.ids {
-            self.deleting.remove(id);
+        match settle_oldest(&mut self.acks, &mut self.deleting).await {
+            Some((request_id, reply)) => write_reply(dst, request_id, reply).await,
+            None => Ok(()),
         }
-        write_reply(dst, p.request_id, p.reply(committed)).await
     }
 
     /// Ends the subscription, if any, and forgets what it pushed.
